@@ -1,0 +1,122 @@
+//! Peregrine's storage layer: the `orguser` table of the tutorial behind one small interface,
+//! with native backends for PostgreSQL (pipelined tokio-postgres) and SQLite (rusqlite),
+//! embedded migrations for each, and tutorial-style seeding. Knows nothing of HTTP.
+
+mod database_url;
+mod error;
+mod migrations;
+mod model;
+mod postgres;
+mod seed;
+mod sqlite;
+
+use std::time::{Duration, Instant};
+
+pub use database_url::DatabaseUrl;
+pub use error::StoreError;
+pub use migrations::MigrationReport;
+pub use model::{InvalidUserId, InvalidUsername, Page, USERNAME_MAX_CHARS, User, UserId, Username};
+pub use postgres::PostgresStore;
+pub use seed::{Progress, random_username};
+pub use sqlite::SqliteStore;
+
+/// The users store, over whichever backend the database URL chose.
+pub enum UserStore {
+    /// PostgreSQL, the production backend.
+    Postgres(PostgresStore),
+    /// SQLite, the zero-setup default.
+    Sqlite(SqliteStore),
+}
+
+/// Dispatches a call to the backend in use.
+macro_rules! dispatch {
+    ($store:expr, $backend:ident => $call:expr) => {
+        match $store {
+            UserStore::Postgres($backend) => $call,
+            UserStore::Sqlite($backend) => $call,
+        }
+    };
+}
+
+impl UserStore {
+    /// Opens the store for `url` with `connections` database connections (SQLite: readers).
+    /// PostgreSQL connects lazily; SQLite opens its file now.
+    pub fn open(url: &DatabaseUrl, connections: usize) -> Result<Self, StoreError> {
+        Ok(match url {
+            DatabaseUrl::Postgres(config) => {
+                Self::Postgres(PostgresStore::new((**config).clone(), connections))
+            }
+            DatabaseUrl::Sqlite(path) => Self::Sqlite(SqliteStore::open(path, connections)?),
+        })
+    }
+
+    /// The backend's name, for logs: `postgres` or `sqlite`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Creates or upgrades the schema; idempotent.
+    pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        dispatch!(self, s => s.migrate().await)
+    }
+
+    /// Users in id order, starting after `page.after`, at most `page.limit`.
+    pub async fn list(&self, page: Page) -> Result<Vec<User>, StoreError> {
+        dispatch!(self, s => s.list(page).await)
+    }
+
+    /// The user with `id`, or [`StoreError::NotFound`].
+    pub async fn get(&self, id: UserId) -> Result<User, StoreError> {
+        dispatch!(self, s => s.get(id).await)
+    }
+
+    /// Adds a user; [`StoreError::Conflict`] when the name is taken.
+    pub async fn create(&self, username: &Username) -> Result<User, StoreError> {
+        dispatch!(self, s => s.create(username).await)
+    }
+
+    /// Renames a user; [`StoreError::NotFound`] or [`StoreError::Conflict`] when it can't.
+    pub async fn rename(&self, id: UserId, username: &Username) -> Result<User, StoreError> {
+        dispatch!(self, s => s.rename(id, username).await)
+    }
+
+    /// Deletes a user, or [`StoreError::NotFound`].
+    pub async fn delete(&self, id: UserId) -> Result<(), StoreError> {
+        dispatch!(self, s => s.delete(id).await)
+    }
+
+    /// How many users exist.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count().await)
+    }
+
+    /// Succeeds when the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    /// Adds exactly `count` new tutorial-style users (names that collide are skipped and
+    /// drawn again) in one transaction; `progress` hears of each batch added.
+    pub async fn seed(&self, count: u64, progress: Progress) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.seed(count, progress).await)
+    }
+
+    /// Waits until the database answers, retrying while it is unavailable, for at most `wait`.
+    pub async fn wait_until_ready(&self, wait: Duration) -> Result<(), StoreError> {
+        let deadline = Instant::now() + wait;
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.ping().await {
+                Err(StoreError::Unavailable(reason)) if Instant::now() + delay < deadline => {
+                    tracing::info!(%reason, "waiting for the database");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+}

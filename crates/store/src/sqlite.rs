@@ -1,0 +1,244 @@
+//! SQLite backend: one writer thread (SQLite allows one writer at a time) and a few reader
+//! threads, each owning its connection; async callers hand them closures over channels.
+
+use std::path::{Path, PathBuf};
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::migrations::{self, MigrationReport};
+use crate::seed::{self, Progress};
+use crate::{Page, StoreError, User, UserId, Username};
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// How long a statement waits for another process's write lock before giving up.
+const BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// The SQLite user store.
+pub struct SqliteStore {
+    path: PathBuf,
+    readers: Sender<Job>,
+    writer: Sender<Job>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` with `readers` reader threads.
+    pub fn open(path: &Path, readers: usize) -> Result<Self, StoreError> {
+        let open = || open_connection(path);
+        let writer = spawn_worker("sqlite-writer", open()?, None);
+        let (reader_tx, reader_rx) = crossbeam_channel::unbounded();
+        for i in 0..readers.max(1) {
+            spawn_worker(
+                &format!("sqlite-reader-{i}"),
+                open()?,
+                Some(reader_rx.clone()),
+            );
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            readers: reader_tx,
+            writer,
+        })
+    }
+
+    /// Applies pending migrations in one immediate transaction.
+    pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        self.write(|conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            tx.execute_batch(migrations::HISTORY_DDL)?;
+            let newest: Option<i64> =
+                tx.query_row("SELECT max(version) FROM peregrine_migrations", [], |r| {
+                    r.get(0)
+                })?;
+            let pending = migrations::pending(migrations::SQLITE, newest)?;
+            for migration in pending {
+                tx.execute_batch(migration.sql)?;
+                tx.execute(
+                    "INSERT INTO peregrine_migrations (version, name) VALUES (?1, ?2)",
+                    params![migration.version, migration.name],
+                )?;
+            }
+            tx.commit()?;
+            Ok(MigrationReport {
+                applied: pending.len(),
+                version: pending.last().map_or(newest.unwrap_or(0), |m| m.version),
+            })
+        })
+        .await
+    }
+
+    /// Users in id order, starting after `page.after`.
+    pub async fn list(&self, page: Page) -> Result<Vec<User>, StoreError> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(
+                "SELECT id, username FROM orguser WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let after = page.after.map_or(0, UserId::get);
+            let rows = statement.query_map(params![after, page.limit], user_from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// The user with `id`.
+    pub async fn get(&self, id: UserId) -> Result<User, StoreError> {
+        self.read(move |conn| {
+            let mut statement =
+                conn.prepare_cached("SELECT id, username FROM orguser WHERE id = ?1")?;
+            let user = statement.query_row([id.get()], user_from_row).optional()?;
+            user.ok_or(StoreError::NotFound)
+        })
+        .await
+    }
+
+    /// Adds a user named `username`.
+    pub async fn create(&self, username: &Username) -> Result<User, StoreError> {
+        let username = username.clone();
+        self.write(move |conn| {
+            let mut statement =
+                conn.prepare_cached("INSERT INTO orguser (username) VALUES (?1) RETURNING id")?;
+            let id = statement.query_row([username.as_str()], |row| row.get(0))?;
+            Ok(User {
+                id: UserId::from_db(id),
+                username,
+            })
+        })
+        .await
+    }
+
+    /// Renames the user with `id`.
+    pub async fn rename(&self, id: UserId, username: &Username) -> Result<User, StoreError> {
+        let username = username.clone();
+        self.write(move |conn| {
+            let mut statement =
+                conn.prepare_cached("UPDATE orguser SET username = ?2 WHERE id = ?1")?;
+            match statement.execute(params![id.get(), username.as_str()])? {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(User { id, username }),
+            }
+        })
+        .await
+    }
+
+    /// Deletes the user with `id`.
+    pub async fn delete(&self, id: UserId) -> Result<(), StoreError> {
+        self.write(move |conn| {
+            let mut statement = conn.prepare_cached("DELETE FROM orguser WHERE id = ?1")?;
+            match statement.execute([id.get()])? {
+                0 => Err(StoreError::NotFound),
+                _ => Ok(()),
+            }
+        })
+        .await
+    }
+
+    /// How many users exist.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        self.read(|conn| {
+            let count: i64 = conn.query_row("SELECT count(*) FROM orguser", [], |r| r.get(0))?;
+            Ok(u64::try_from(count).unwrap_or(0))
+        })
+        .await
+    }
+
+    /// Succeeds when the database file can be read.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|conn| Ok(conn.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
+    }
+
+    /// Adds exactly `count` new random users in one transaction, skipping names that exist.
+    pub async fn seed(&self, count: u64, progress: Progress) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut added = 0;
+            {
+                let mut insert =
+                    tx.prepare("INSERT OR IGNORE INTO orguser (username) VALUES (?1)")?;
+                while added < count {
+                    let mut inserted = 0;
+                    for name in seed::distinct_names((count - added).min(seed::BATCH)) {
+                        inserted += insert.execute([name])? as u64;
+                    }
+                    added += inserted;
+                    progress(inserted);
+                }
+            }
+            tx.commit()?;
+            Ok(added)
+        })
+        .await
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        run_on(&self.readers, move |conn| job(conn)).await
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        run_on(&self.writer, job).await
+    }
+}
+
+/// Sends `job` to a worker thread and waits for its result.
+async fn run_on<T: Send + 'static>(
+    workers: &Sender<Job>,
+    job: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (reply, result) = tokio::sync::oneshot::channel();
+    workers
+        .send(Box::new(move |conn| {
+            // The caller may have gone away (request cancelled); nothing to tell then.
+            let _ = reply.send(job(conn));
+        }))
+        .map_err(|_| StoreError::Unavailable("SQLite worker threads have stopped".into()))?;
+    result
+        .await
+        .map_err(|_| StoreError::Internal("SQLite worker thread failed".into()))?
+}
+
+/// Starts a thread that runs jobs on `conn`: from its own new channel, or from `shared`.
+fn spawn_worker(name: &str, mut conn: Connection, shared: Option<Receiver<Job>>) -> Sender<Job> {
+    let (tx, own_rx) = crossbeam_channel::unbounded::<Job>();
+    let jobs = shared.unwrap_or(own_rx);
+    let spawned = thread::Builder::new().name(name.to_owned()).spawn(move || {
+        for job in jobs {
+            job(&mut conn);
+        }
+    });
+    if let Err(err) = spawned {
+        tracing::error!(error = %err, "cannot start SQLite worker thread");
+    }
+    tx
+}
+
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(|err| {
+        StoreError::Config(format!(
+            "cannot open SQLite database {}: {err}",
+            path.display()
+        ))
+    })?;
+    conn.busy_timeout(std::time::Duration::from_millis(u64::from(BUSY_TIMEOUT_MS)))?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+    Ok(conn)
+}
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: UserId::from_db(row.get(0)?),
+        username: Username::from_db(row.get(1)?),
+    })
+}

@@ -1,0 +1,359 @@
+//! The store contract: every behaviour the API relies on, run against a real SQLite file and
+//! a real private PostgreSQL cluster.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use peregrine_store::{DatabaseUrl, Page, StoreError, UserId, UserStore, Username};
+use peregrine_testkit::PgCluster;
+
+/// A migrated store and whatever must outlive it.
+struct Fixture {
+    store: UserStore,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("sqlite://{}", dir.path().join("test.db").display());
+    Fixture {
+        store: open(&url).await,
+        _dir: Some(dir),
+    }
+}
+
+async fn postgres() -> Fixture {
+    let url = PgCluster::shared().fresh_database().await;
+    Fixture {
+        store: open(&url).await,
+        _dir: None,
+    }
+}
+
+async fn open(url: &str) -> UserStore {
+    let url: DatabaseUrl = url.parse().unwrap_or_else(|e| panic!("{e}"));
+    let store = UserStore::open(&url, 2).unwrap_or_else(|e| panic!("{e}"));
+    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    store
+}
+
+fn name(text: &str) -> Username {
+    Username::parse(text).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn id(n: i32) -> UserId {
+    UserId::parse(&n.to_string()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn no_progress() -> peregrine_store::Progress {
+    Arc::new(|_| {})
+}
+
+/// Runs each contract test against both backends.
+macro_rules! contract {
+    ($($test:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::sqlite().await.store).await })*
+        }
+        mod on_postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::postgres().await.store).await })*
+        }
+    };
+}
+
+contract!(
+    migrate_is_idempotent,
+    create_then_get_returns_the_user,
+    get_unknown_id_is_not_found,
+    create_with_a_taken_name_is_conflict,
+    list_is_ordered_by_id_and_pages_by_keyset,
+    rename_changes_the_name_and_reports_conflicts_and_absence,
+    delete_removes_the_user_once,
+    deleted_ids_are_not_reused,
+    seed_adds_exactly_n_tutorial_style_users,
+    concurrent_creates_of_one_name_yield_exactly_one_user,
+    ping_and_count_answer,
+);
+
+async fn migrate_is_idempotent(store: UserStore) {
+    // The fixture has migrated once already.
+    let again = store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.applied, 0);
+    assert_eq!(again.version, 1);
+}
+
+async fn create_then_get_returns_the_user(store: UserStore) {
+    let created = store
+        .create(&name("e60202a4"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(created.username.as_str(), "e60202a4");
+    let fetched = store
+        .get(created.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fetched, created);
+}
+
+async fn get_unknown_id_is_not_found(store: UserStore) {
+    assert!(matches!(
+        store.get(id(12345)).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn create_with_a_taken_name_is_conflict(store: UserStore) {
+    store
+        .create(&name("taken"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        store.create(&name("taken")).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(store.count().await.ok(), Some(1));
+}
+
+async fn list_is_ordered_by_id_and_pages_by_keyset(store: UserStore) {
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let user = store.create(&name(&format!("user{i}"))).await;
+        ids.push(user.unwrap_or_else(|e| panic!("{e}")).id);
+    }
+    let all = store
+        .list(Page {
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(all.iter().map(|u| u.id).collect::<Vec<_>>(), ids);
+    let first = store
+        .list(Page {
+            after: None,
+            limit: 3,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(first.iter().map(|u| u.id).collect::<Vec<_>>(), ids[..3]);
+    let next = store
+        .list(Page {
+            after: Some(ids[2]),
+            limit: 3,
+        })
+        .await;
+    let next = next.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(next.iter().map(|u| u.id).collect::<Vec<_>>(), ids[3..6]);
+    let last = store
+        .list(Page {
+            after: Some(ids[6]),
+            limit: 3,
+        })
+        .await;
+    assert_eq!(last.map(|v| v.len()).ok(), Some(0));
+}
+
+async fn rename_changes_the_name_and_reports_conflicts_and_absence(store: UserStore) {
+    let alice = store
+        .create(&name("alice"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .create(&name("bob"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let renamed = store
+        .rename(alice.id, &name("carol"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(renamed.username.as_str(), "carol");
+    let fetched = store.get(alice.id).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fetched.username.as_str(), "carol");
+    assert!(matches!(
+        store.rename(alice.id, &name("bob")).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(matches!(
+        store.rename(id(999), &name("dave")).await,
+        Err(StoreError::NotFound)
+    ));
+    // Renaming to its own name is not a conflict.
+    assert!(store.rename(alice.id, &name("carol")).await.is_ok());
+}
+
+async fn delete_removes_the_user_once(store: UserStore) {
+    let user = store
+        .create(&name("gone"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .delete(user.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        store.get(user.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        store.delete(user.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+async fn deleted_ids_are_not_reused(store: UserStore) {
+    let first = store
+        .create(&name("one"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .delete(first.id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = store
+        .create(&name("two"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(second.id > first.id);
+}
+
+async fn seed_adds_exactly_n_tutorial_style_users(store: UserStore) {
+    store
+        .create(&name("existing"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reported = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&reported);
+    let progress: peregrine_store::Progress = Arc::new(move |n| {
+        counter.fetch_add(n, Ordering::Relaxed);
+    });
+    let added = store
+        .seed(120_000, progress)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(added, 120_000);
+    assert_eq!(reported.load(Ordering::Relaxed), 120_000);
+    assert_eq!(store.count().await.ok(), Some(120_001));
+    let page = store
+        .list(Page {
+            after: None,
+            limit: 50,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for user in page.iter().skip(1) {
+        let text = user.username.as_str();
+        assert!(
+            text.len() == 8 && text.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{text}"
+        );
+    }
+    assert_eq!(store.seed(0, no_progress()).await.ok(), Some(0));
+}
+
+async fn concurrent_creates_of_one_name_yield_exactly_one_user(store: UserStore) {
+    let store = Arc::new(store);
+    let attempts = (0..64).map(|_| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.create(&name("contended")).await })
+    });
+    let mut created = 0;
+    let mut conflicts = 0;
+    for attempt in attempts {
+        match attempt.await.unwrap_or_else(|e| panic!("{e}")) {
+            Ok(_) => created += 1,
+            Err(StoreError::Conflict) => conflicts += 1,
+            Err(other) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!((created, conflicts), (1, 63));
+    assert_eq!(store.count().await.ok(), Some(1));
+}
+
+async fn ping_and_count_answer(store: UserStore) {
+    store.ping().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store.count().await.ok(), Some(0));
+}
+
+/// A database the tutorial's peewee app created is served as it is.
+#[tokio::test]
+async fn postgres_serves_a_table_that_peewee_created() {
+    let url = PgCluster::shared().fresh_database().await;
+    let client = peregrine_testkit::connect(&url).await;
+    client
+        .batch_execute(
+            r#"CREATE TABLE IF NOT EXISTS "orguser" ("id" SERIAL NOT NULL PRIMARY KEY, "username" VARCHAR(255) NOT NULL);
+               CREATE UNIQUE INDEX IF NOT EXISTS "orguser_username" ON "orguser" ("username");
+               INSERT INTO orguser (username) VALUES ('e60202a4'), ('0c3d5f1b');"#,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = open(&url).await;
+    let users = store
+        .list(Page {
+            after: None,
+            limit: 10,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<_> = users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["e60202a4", "0c3d5f1b"]);
+    assert!(matches!(
+        store.create(&name("e60202a4")).await,
+        Err(StoreError::Conflict)
+    ));
+    let indexes = client
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'orguser'",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        indexes.len(),
+        2,
+        "migrations must not add a second unique index"
+    );
+}
+
+/// Unreachable PostgreSQL is `Unavailable` quickly, never a hang.
+#[tokio::test]
+async fn unreachable_postgres_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url: DatabaseUrl = format!("postgres://nobody:pw@127.0.0.1:{port}/none")
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = UserStore::open(&url, 1).unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        store.ping().await,
+        Err(StoreError::Unavailable(_))
+    ));
+    let waited = store
+        .wait_until_ready(std::time::Duration::from_millis(300))
+        .await;
+    assert!(matches!(waited, Err(StoreError::Unavailable(_))));
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+}
+
+/// A path in a directory that does not exist is a clear configuration error.
+#[test]
+fn sqlite_in_a_missing_directory_is_a_clear_error() {
+    let url: DatabaseUrl = "sqlite:///nonexistent-dir/x/peregrine.db"
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    match UserStore::open(&url, 1) {
+        Err(StoreError::Config(message)) => {
+            assert!(
+                message.contains("/nonexistent-dir/x/peregrine.db"),
+                "{message}"
+            )
+        }
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("opening must fail"),
+    }
+}

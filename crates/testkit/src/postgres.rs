@@ -1,0 +1,247 @@
+//! A private PostgreSQL cluster in a temp dir. As root, PostgreSQL's binaries run as the
+//! `postgres` OS user (PostgreSQL refuses root). A watchdog process stops the cluster and
+//! removes its files when the test process ends, however it ends.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A running private PostgreSQL cluster; dropping it stops it and deletes its files.
+pub struct PgCluster {
+    root: tempfile::TempDir,
+    bindir: PathBuf,
+    port: u16,
+    as_postgres_user: bool,
+}
+
+static SHARED: OnceLock<PgCluster> = OnceLock::new();
+static DATABASES: AtomicU32 = AtomicU32::new(0);
+
+impl PgCluster {
+    /// The cluster shared by every test of this test binary, started on first use.
+    ///
+    /// Panics with the reason when PostgreSQL cannot be started: a test that needs it fails.
+    pub fn shared() -> &'static PgCluster {
+        SHARED.get_or_init(|| match Self::start() {
+            Ok(cluster) => cluster,
+            Err(err) => panic!("cannot start a private PostgreSQL cluster: {err}"),
+        })
+    }
+
+    /// Creates and starts a new cluster of this test's own (for tests that stop it).
+    pub fn start() -> Result<Self, String> {
+        let bindir = find_bindir()?;
+        let as_postgres_user = is_root();
+        let root = tempfile::Builder::new()
+            .prefix("peregrine-pg-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        if as_postgres_user {
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(root.path()))?;
+        }
+        let mut cluster = Self {
+            root,
+            bindir,
+            port: 0,
+            as_postgres_user,
+        };
+        let data = cluster.data_dir();
+        run(cluster
+            .command("initdb")
+            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8"])
+            .args(["--locale=C", "--no-sync", "--no-instructions", "-D"])
+            .arg(&data))?;
+        cluster.spawn_watchdog()?;
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            cluster.port = free_port()?;
+            match cluster.start_again() {
+                Ok(()) => return Ok(cluster),
+                Err(err) => last_error = err,
+            }
+        }
+        Err(last_error)
+    }
+
+    /// The TCP port the cluster listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A URL for database `dbname` as the superuser `postgres` (trust auth, no password).
+    pub fn url(&self, dbname: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{dbname}", self.port)
+    }
+
+    /// Creates a new empty database with a unique name and returns its URL.
+    pub async fn fresh_database(&self) -> String {
+        let n = DATABASES.fetch_add(1, Ordering::Relaxed);
+        let name = format!("test_{}_{n}", std::process::id());
+        let client = connect(&self.url("postgres")).await;
+        if let Err(err) = client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+        {
+            panic!("cannot create database {name}: {err}");
+        }
+        self.url(&name)
+    }
+
+    /// Stops the server (fast shutdown: clients are disconnected).
+    pub fn stop(&self) -> Result<(), String> {
+        run(self
+            .command("pg_ctl")
+            .args(["stop", "-m", "fast", "-w", "-D"])
+            .arg(self.data_dir()))
+    }
+
+    /// Starts the server again on the same port after [`PgCluster::stop`].
+    pub fn start_again(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -h 127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=300",
+            self.port,
+            self.root.path().display()
+        );
+        let started = run(self
+            .command("pg_ctl")
+            .args(["start", "-w", "-t", "60", "-o", &options, "-l"])
+            .arg(self.root.path().join("server.log"))
+            .arg("-D")
+            .arg(self.data_dir()));
+        started.map_err(|err| {
+            let log = std::fs::read_to_string(self.root.path().join("server.log"));
+            format!("{err}\nserver log:\n{}", log.unwrap_or_default())
+        })
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
+    }
+
+    /// A command for one of PostgreSQL's programs, as the `postgres` user when we are root.
+    fn command(&self, program: &str) -> Command {
+        let path = self.bindir.join(program);
+        let mut command = if self.as_postgres_user {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c
+        } else {
+            Command::new(path)
+        };
+        command.stdin(Stdio::null());
+        command
+    }
+
+    /// Starts a shell that outlives nothing but this process: once it is gone, the cluster
+    /// is stopped and its files removed, even after a crash or `process::exit`.
+    fn spawn_watchdog(&self) -> Result<(), String> {
+        let pg_ctl = self.bindir.join("pg_ctl");
+        let as_user = if self.as_postgres_user {
+            "runuser -u postgres -- "
+        } else {
+            ""
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             {as_user}'{pg_ctl}' stop -m immediate -D '{data}' >/dev/null 2>&1; rm -rf '{root}'",
+            pid = std::process::id(),
+            pg_ctl = pg_ctl.display(),
+            data = self.data_dir().display(),
+            root = self.root.path().display(),
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(drop)
+            .map_err(|e| format!("cannot start the cluster watchdog: {e}"))
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["stop", "-m", "immediate", "-D"])
+            .arg(self.data_dir())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Connects to `url` and drives the connection in the background; panics on failure.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+        Ok((client, connection)) => {
+            tokio::spawn(connection);
+            client
+        }
+        Err(err) => panic!("cannot connect to {url}: {err}"),
+    }
+}
+
+/// PostgreSQL's program directory: `pg_config --bindir`, else the newest under /usr/lib.
+fn find_bindir() -> Result<PathBuf, String> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").is_file() {
+            return Ok(dir);
+        }
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|dirs| dirs.flatten().map(|d| d.path().join("bin")).collect())
+        .unwrap_or_default();
+    found.retain(|dir| dir.join("initdb").is_file());
+    found.sort_by_key(|dir| version_of(dir));
+    found.pop().ok_or_else(|| {
+        "PostgreSQL's binaries (initdb, pg_ctl) were not found: install them with \
+         `apt-get install -y postgresql` (`.ci/run` does)"
+            .to_owned()
+    })
+}
+
+fn version_of(bindir: &Path) -> u32 {
+    let version = bindir.parent().and_then(Path::file_name);
+    version
+        .and_then(|v| v.to_str())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+fn free_port() -> Result<u16, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+fn run(command: &mut Command) -> Result<(), String> {
+    let out = command
+        .output()
+        .map_err(|e| format!("cannot run {command:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{command:?} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
