@@ -1,1 +1,52 @@
-fn main() {}
+//! The `peregrine` binary: parses the command line, sets up logging and the runtime, and
+//! hands each subcommand to its function. All the work lives in the library crates.
+
+mod cli;
+mod db;
+mod serve;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, DbCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    let workers = match &cli.command {
+        Command::Serve(args) => args.workers,
+        Command::Db { .. } => None,
+    };
+    let runtime = match build_runtime(workers) {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&err),
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Db { command } => match command {
+                DbCommand::Init(args) => db::init(args).await,
+                DbCommand::Seed(args) => db::seed(args).await,
+            },
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&err),
+    }
+}
+
+fn build_runtime(workers: Option<u64>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = workers {
+        builder.worker_threads(usize::try_from(workers)?);
+    }
+    Ok(builder.enable_all().build()?)
+}
+
+fn fail(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err:#}");
+    ExitCode::FAILURE
+}

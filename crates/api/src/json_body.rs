@@ -1,0 +1,88 @@
+//! A JSON request body, rejected as problem+json: 415 wrong type, 413 too big,
+//! 400 malformed, 422 well-formed but wrong shape.
+
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::problem::Problem;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Extracts and deserializes a JSON body, with each failure its own status code.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = Problem;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Problem> {
+        if !is_json(request.headers().get(header::CONTENT_TYPE)) {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "the request body must be JSON: send Content-Type: application/json",
+            ));
+        }
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+                    ),
+                    _ => Problem::bad_request(format!("cannot read the request body: {rejection}")),
+                })?;
+        serde_json::from_slice(&bytes).map(Self).map_err(|err| {
+            use serde_json::error::Category;
+            match err.classify() {
+                Category::Data => Problem::unprocessable(format!("invalid request body: {err}")),
+                Category::Syntax | Category::Eof | Category::Io => {
+                    Problem::bad_request(format!("malformed JSON: {err}"))
+                }
+            }
+        })
+    }
+}
+
+/// `application/json`, `application/<anything>+json`, with or without parameters.
+fn is_json(content_type: Option<&header::HeaderValue>) -> bool {
+    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json") || subtype.to_ascii_lowercase().ends_with("+json"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_media_types() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge+json",
+        ] {
+            assert!(is_json(Some(&header::HeaderValue::from_static(ok))), "{ok}");
+        }
+        for bad in [
+            "text/plain",
+            "application/jsonx",
+            "json",
+            "application/x-www-form-urlencoded",
+        ] {
+            assert!(
+                !is_json(Some(&header::HeaderValue::from_static(bad))),
+                "{bad}"
+            );
+        }
+        assert!(!is_json(None));
+    }
+}

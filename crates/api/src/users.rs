@@ -1,0 +1,269 @@
+//! The users resource: list, get, create, rename, delete.
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use peregrine_store::{Page, User, UserId, Username};
+use serde::Deserialize;
+
+use crate::auth::WriteAccess;
+use crate::json_body::JsonBody;
+use crate::problem::{Problem, ProblemBody};
+use crate::{AppState, Router};
+
+/// Page size when the request names none.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+
+/// The routes of this resource, each with and without a trailing slash.
+pub fn router() -> Router {
+    Router::new()
+        .route("/users", get(list_users).post(create_user))
+        .route("/users/", get(list_users).post(create_user))
+        .route(
+            "/users/{id}",
+            get(get_user).put(rename_user).delete(delete_user),
+        )
+        .route(
+            "/users/{id}/",
+            get(get_user).put(rename_user).delete(delete_user),
+        )
+}
+
+/// A user as the API shows it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Only describes `peregrine_store::User`, which is what is serialized.
+pub struct UserBody {
+    /// The user's id.
+    #[schema(example = 7, minimum = 1, maximum = 2147483647)]
+    id: i32,
+    /// The user's unique name.
+    #[schema(example = "e60202a4", min_length = 1, max_length = 255)]
+    username: String,
+}
+
+/// The body of a create or rename.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UsernameBody {
+    /// 1 to 255 characters, no control characters.
+    #[schema(example = "e60202a4", min_length = 1, max_length = 255)]
+    username: String,
+}
+
+impl UsernameBody {
+    fn parse(self) -> Result<Username, Problem> {
+        Username::parse(self.username).map_err(|err| Problem::unprocessable(err.to_string()))
+    }
+}
+
+/// The query of a list request, as typed.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// How many users to return (1 up to the server's maximum page size, 1000 by default).
+    #[param(value_type = Option<u32>, minimum = 1)]
+    limit: Option<String>,
+    /// Return only users whose id is greater than this (the last id of the previous page).
+    #[param(value_type = Option<i32>, minimum = 0)]
+    after: Option<String>,
+}
+
+/// The `{id}` path segment, parsed; a bad id is a 400 problem.
+pub struct IdPath(UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
+        UserId::parse(&raw)
+            .map(Self)
+            .map_err(|err| Problem::bad_request(err.to_string()))
+    }
+}
+
+/// List users in id order, a page at a time.
+#[utoipa::path(
+    get, path = "/users", tag = "users", params(ListQuery),
+    responses(
+        (status = 200, description = "Users ordered by id; a `Link: <…>; rel=\"next\"` header when more follow", body = [UserBody]),
+        (status = 400, description = "`limit` or `after` is not a valid number", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_users(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
+    let max = state.settings.max_page_size;
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE_SIZE.min(max),
+        Some(text) => match text.parse::<u32>() {
+            Ok(limit) if (1..=max).contains(&limit) => limit,
+            _ => {
+                return Err(Problem::bad_request(format!(
+                    "limit must be an integer from 1 to {max}, got {text:?}"
+                )));
+            }
+        },
+    };
+    let after = match query.after.as_deref() {
+        None | Some("0") => None,
+        Some(text) => Some(UserId::parse(text).map_err(|_| {
+            Problem::bad_request(format!(
+                "after must be an integer from 0 to 2147483647, got {text:?}"
+            ))
+        })?),
+    };
+    // One row more than asked tells whether another page follows.
+    let mut users = state
+        .store
+        .list(Page {
+            after,
+            limit: limit + 1,
+        })
+        .await?;
+    let next = if users.len() > limit as usize {
+        users.truncate(limit as usize);
+        users
+            .last()
+            .map(|last| format!("</users?limit={limit}&after={}>; rel=\"next\"", last.id))
+    } else {
+        None
+    };
+    let mut response = Json(users).into_response();
+    if let Some(link) = next.and_then(|link| HeaderValue::from_str(&link).ok()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    Ok(response)
+}
+
+/// Get one user.
+#[utoipa::path(
+    get, path = "/users/{id}", tag = "users",
+    params(("id" = i32, Path, description = "The user's id", minimum = 1)),
+    responses(
+        (status = 200, description = "The user", body = UserBody),
+        (status = 400, description = "`id` is not an integer from 1 to 2147483647", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No user has this id", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_user(
+    State(state): State<AppState>,
+    IdPath(id): IdPath,
+) -> Result<Json<User>, Problem> {
+    let user = state.store.get(id).await.map_err(|e| user_problem(e, id))?;
+    Ok(Json(user))
+}
+
+/// Create a user.
+#[utoipa::path(
+    post, path = "/users", tag = "users",
+    request_body(content = UsernameBody, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created; `Location` names the new user", body = UserBody),
+        (status = 400, description = "Malformed JSON", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Writes are disabled: no token configured", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The username is taken", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid username or body shape", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_user(
+    State(state): State<AppState>,
+    _access: WriteAccess,
+    JsonBody(body): JsonBody<UsernameBody>,
+) -> Result<Response, Problem> {
+    let username = body.parse()?;
+    let user = state.store.create(&username).await?;
+    let location = HeaderValue::from_str(&format!("/users/{}", user.id))
+        .map_err(|_| Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error"))?;
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(user),
+    )
+        .into_response())
+}
+
+/// Rename a user.
+#[utoipa::path(
+    put, path = "/users/{id}", tag = "users",
+    params(("id" = i32, Path, description = "The user's id", minimum = 1)),
+    request_body(content = UsernameBody, content_type = "application/json"),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Renamed", body = UserBody),
+        (status = 400, description = "Bad id or malformed JSON", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Writes are disabled: no token configured", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No user has this id", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "The username is taken", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not JSON", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid username or body shape", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn rename_user(
+    State(state): State<AppState>,
+    _access: WriteAccess,
+    IdPath(id): IdPath,
+    JsonBody(body): JsonBody<UsernameBody>,
+) -> Result<Json<User>, Problem> {
+    let username = body.parse()?;
+    let user = state
+        .store
+        .rename(id, &username)
+        .await
+        .map_err(|e| user_problem(e, id))?;
+    Ok(Json(user))
+}
+
+/// Delete a user.
+#[utoipa::path(
+    delete, path = "/users/{id}", tag = "users",
+    params(("id" = i32, Path, description = "The user's id", minimum = 1)),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`id` is not an integer from 1 to 2147483647", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong bearer token", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "Writes are disabled: no token configured", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "No user has this id", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The database is unavailable", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_user(
+    State(state): State<AppState>,
+    _access: WriteAccess,
+    IdPath(id): IdPath,
+) -> Result<StatusCode, Problem> {
+    state
+        .store
+        .delete(id)
+        .await
+        .map_err(|e| user_problem(e, id))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A store error about user `id`, with the id in the 404's detail.
+fn user_problem(err: peregrine_store::StoreError, id: UserId) -> Problem {
+    match err {
+        peregrine_store::StoreError::NotFound => {
+            Problem::not_found(format!("no user with id {id}"))
+        }
+        other => other.into(),
+    }
+}
