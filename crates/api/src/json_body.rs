@@ -11,7 +11,7 @@ use crate::problem::Problem;
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// Extracts and deserializes a JSON body, with each failure its own status code.
+/// Extracts and deserializes a JSON object body, with each failure its own status code.
 pub struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
@@ -34,7 +34,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     ),
                     _ => Problem::bad_request(format!("cannot read the request body: {rejection}")),
                 })?;
-        serde_json::from_slice(&bytes).map(Self).map_err(|err| {
+        let value = serde_json::from_slice(&bytes).map_err(|err| {
             use serde_json::error::Category;
             match err.classify() {
                 Category::Data => Problem::unprocessable(format!("invalid request body: {err}")),
@@ -42,7 +42,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                     Problem::bad_request(format!("malformed JSON: {err}"))
                 }
             }
-        })
+        })?;
+        // serde also reads a struct from an array of its fields; the API takes objects only.
+        if bytes.trim_ascii_start().first() != Some(&b'{') {
+            return Err(Problem::unprocessable(
+                "invalid request body: expected a JSON object",
+            ));
+        }
+        Ok(Self(value))
     }
 }
 

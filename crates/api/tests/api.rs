@@ -1,0 +1,804 @@
+//! The HTTP API end to end: the real router on a real socket, over a real SQLite file and a
+//! real private PostgreSQL cluster. Each scenario runs on both backends.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peregrine_api::{ApiSettings, Server};
+use peregrine_store::{DatabaseUrl, UserStore};
+use peregrine_testkit::PgCluster;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "test-token-1234";
+
+/// A server running in this process, stopped when dropped.
+struct TestApp {
+    base: String,
+    client: reqwest::Client,
+    _stop: tokio::sync::oneshot::Sender<()>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl TestApp {
+    async fn start(backend: Backend, settings: ApiSettings) -> Self {
+        let (url, dir) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+                let url = format!("sqlite://{}", dir.path().join("api.db").display());
+                (url, Some(dir))
+            }
+            Backend::Postgres => (PgCluster::shared().fresh_database().await, None),
+        };
+        let mut app = Self::start_on(&url, settings).await;
+        app._dir = dir;
+        app
+    }
+
+    async fn start_on(url: &str, settings: ApiSettings) -> Self {
+        let url: DatabaseUrl = url.parse().unwrap_or_else(|e| panic!("{e}"));
+        let store = UserStore::open(&url, 2).unwrap_or_else(|e| panic!("{e}"));
+        store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        let router = peregrine_api::app(Arc::new(store), settings);
+        let server = Server::bind(([127, 0, 0, 1], 0).into(), router)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let address = server.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.run(
+            async move {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(1),
+        ));
+        Self {
+            base: format!("http://{address}"),
+            client: reqwest::Client::new(),
+            _stop: stop,
+            _dir: None,
+        }
+    }
+
+    async fn with_token(backend: Backend) -> Self {
+        let settings = ApiSettings {
+            api_token: Some(TOKEN.into()),
+            ..ApiSettings::default()
+        };
+        Self::start(backend, settings).await
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        send(self.request(Method::GET, path)).await
+    }
+
+    /// A write with the right token and a JSON body.
+    async fn write(&self, method: Method, path: &str, body: Value) -> reqwest::Response {
+        send(self.request(method, path).bearer_auth(TOKEN).json(&body)).await
+    }
+
+    async fn create(&self, username: &str) -> Value {
+        let response = self
+            .write(Method::POST, "/users", json!({ "username": username }))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        json_of(response).await
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    response.json().await.unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Asserts a problem+json response with `status`, returning its `detail`.
+async fn assert_problem(response: reqwest::Response, status: StatusCode) -> String {
+    assert_eq!(response.status(), status);
+    let content_type = response.headers().get("content-type").cloned();
+    assert_eq!(
+        content_type.as_ref().and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let body = json_of(response).await;
+    assert_eq!(body["status"], status.as_u16());
+    assert_eq!(body["type"], "about:blank");
+    assert!(body["title"].is_string());
+    body["detail"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Runs each scenario against both backends.
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::Backend::Sqlite).await })*
+        }
+        mod on_postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() { super::$test(super::Backend::Postgres).await })*
+        }
+    };
+}
+
+on_both_backends!(
+    list_returns_users_ordered_by_id_with_or_without_trailing_slash,
+    list_pages_by_keyset_with_a_next_link,
+    list_rejects_bad_limit_and_after_with_400,
+    max_page_size_is_configurable,
+    get_user_is_200_with_the_user,
+    get_unknown_user_is_404_problem,
+    get_with_a_bad_id_is_400_problem,
+    create_is_201_with_location,
+    create_with_a_taken_name_is_409,
+    create_with_an_invalid_name_or_shape_is_422,
+    create_with_malformed_json_is_400,
+    create_with_wrong_content_type_is_415,
+    create_with_a_body_over_16_kib_is_413,
+    writes_without_a_valid_token_are_401_with_www_authenticate,
+    writes_without_a_configured_token_are_403,
+    rename_is_200_404_409_422,
+    delete_is_204_then_404,
+    unknown_path_is_404_and_wrong_method_is_405_with_allow,
+    health_and_readiness_answer,
+    openapi_document_describes_every_route_as_served,
+    concurrent_creates_of_one_name_give_one_201_and_the_rest_409,
+    client_mistakes_never_get_a_5xx,
+);
+
+async fn list_returns_users_ordered_by_id_with_or_without_trailing_slash(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    assert_eq!(json_of(app.get("/users").await).await, json!([]));
+    let names = ["e60202a4", "0c3d5f1b", "7b1e99aa"];
+    for name in names {
+        app.create(name).await;
+    }
+    for path in ["/users", "/users/"] {
+        let response = app.get(path).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().get("link").is_none());
+        let users = json_of(response).await;
+        let got: Vec<_> = users
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|u| u["username"].clone())
+            .collect();
+        assert_eq!(got, names.map(Value::from));
+        let ids: Vec<_> = users
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|u| u["id"].as_i64())
+            .collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    }
+}
+
+async fn list_pages_by_keyset_with_a_next_link(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    for i in 0..5 {
+        app.create(&format!("user{i}")).await;
+    }
+    let mut path = "/users?limit=2".to_owned();
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let response = app.get(&path).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let link = response
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let page = json_of(response).await;
+        seen.extend(
+            page.as_array()
+                .into_iter()
+                .flatten()
+                .map(|u| u["username"].clone()),
+        );
+        pages += 1;
+        match link {
+            Some(link) => {
+                assert!(link.ends_with(">; rel=\"next\""), "{link}");
+                path = link
+                    .trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<Value> = (0..5).map(|i| Value::from(format!("user{i}"))).collect();
+    assert_eq!(seen, expected);
+    // Exactly one page of rows left: no link, since nothing follows.
+    let response = app.get("/users?limit=5").await;
+    assert!(response.headers().get("link").is_none());
+    // The default page size is 100.
+    app.write(Method::POST, "/users", json!({"username": "x"}))
+        .await;
+    let first = json_of(app.get("/users?after=0").await).await;
+    assert_eq!(first.as_array().map(Vec::len), Some(6));
+}
+
+async fn list_rejects_bad_limit_and_after_with_400(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    for query in [
+        "limit=0",
+        "limit=1001",
+        "limit=abc",
+        "limit=-1",
+        "after=-1",
+        "after=x",
+        "after=99999999999",
+    ] {
+        let detail = assert_problem(
+            app.get(&format!("/users?{query}")).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        let key = query.split('=').next().unwrap_or_default();
+        assert!(detail.starts_with(key), "{query}: {detail}");
+    }
+    assert_eq!(app.get("/users?limit=1000").await.status(), StatusCode::OK);
+}
+
+async fn max_page_size_is_configurable(backend: Backend) {
+    let settings = ApiSettings {
+        api_token: Some(TOKEN.into()),
+        max_page_size: 10_000,
+    };
+    let app = TestApp::start(backend, settings).await;
+    assert_eq!(app.get("/users?limit=10000").await.status(), StatusCode::OK);
+    let detail = assert_problem(app.get("/users?limit=10001").await, StatusCode::BAD_REQUEST).await;
+    assert!(detail.contains("from 1 to 10000"), "{detail}");
+}
+
+async fn get_user_is_200_with_the_user(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    let created = app.create("e60202a4").await;
+    let id = created["id"].as_i64().unwrap_or_default();
+    for path in [format!("/users/{id}"), format!("/users/{id}/")] {
+        let response = app.get(&path).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            json_of(response).await,
+            json!({"id": id, "username": "e60202a4"})
+        );
+    }
+}
+
+async fn get_unknown_user_is_404_problem(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    let detail = assert_problem(app.get("/users/4242").await, StatusCode::NOT_FOUND).await;
+    assert_eq!(detail, "no user with id 4242");
+}
+
+async fn get_with_a_bad_id_is_400_problem(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    for id in [
+        "abc",
+        "0",
+        "-1",
+        "1.5",
+        "2147483648",
+        "99999999999999999999",
+        "%20",
+    ] {
+        let detail = assert_problem(
+            app.get(&format!("/users/{id}")).await,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+        assert!(
+            detail.contains("user id must be an integer"),
+            "{id}: {detail}"
+        );
+    }
+}
+
+async fn create_is_201_with_location(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    for path in ["/users", "/users/"] {
+        let name = format!("made-at{path}");
+        let response = app
+            .write(Method::POST, path, json!({ "username": name }))
+            .await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = json_of(response).await;
+        assert_eq!(body["username"], name);
+        assert_eq!(location, Some(format!("/users/{}", body["id"])));
+        let fetched = json_of(app.get(&location.unwrap_or_default()).await).await;
+        assert_eq!(fetched, body);
+    }
+}
+
+async fn create_with_a_taken_name_is_409(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    app.create("taken").await;
+    let response = app
+        .write(Method::POST, "/users", json!({"username": "taken"}))
+        .await;
+    assert_eq!(
+        assert_problem(response, StatusCode::CONFLICT).await,
+        "username is already taken"
+    );
+    assert_eq!(
+        json_of(app.get("/users").await)
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+async fn create_with_an_invalid_name_or_shape_is_422(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    let cases = [
+        (json!({"username": ""}), "must not be empty"),
+        (json!({"username": "x".repeat(256)}), "at most 255"),
+        (json!({"username": "a\nb"}), "control characters"),
+        (json!({"username": "a\u{0}b"}), "control characters"),
+        (json!({"username": 7}), "invalid type"),
+        (json!({"username": null}), "invalid type"),
+        (json!({}), "missing field"),
+        (json!({"username": "ok", "extra": 1}), "unknown field"),
+        (json!(["x"]), "expected a JSON object"),
+    ];
+    for (body, expected) in cases {
+        let detail = assert_problem(
+            app.write(Method::POST, "/users", body.clone()).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+        assert!(detail.contains(expected), "{body}: {detail}");
+    }
+    // 255 characters, multi-byte, is fine.
+    app.create(&"é".repeat(255)).await;
+    assert_eq!(
+        json_of(app.get("/users").await)
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+async fn create_with_malformed_json_is_400(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    for body in ["{", "{\"username\": }", "", "nul"] {
+        let request = app
+            .request(Method::POST, "/users")
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body);
+        let detail = assert_problem(send(request).await, StatusCode::BAD_REQUEST).await;
+        assert!(detail.starts_with("malformed JSON"), "{body:?}: {detail}");
+    }
+}
+
+async fn create_with_wrong_content_type_is_415(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    let plain = app
+        .request(Method::POST, "/users")
+        .bearer_auth(TOKEN)
+        .header("content-type", "text/plain")
+        .body(r#"{"username":"x"}"#);
+    assert_problem(send(plain).await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let missing = app
+        .request(Method::POST, "/users")
+        .bearer_auth(TOKEN)
+        .body(r#"{"username":"x"}"#);
+    assert_problem(send(missing).await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
+    let with_charset = app
+        .request(Method::POST, "/users")
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json; charset=utf-8")
+        .body(r#"{"username":"x"}"#);
+    assert_eq!(send(with_charset).await.status(), StatusCode::CREATED);
+}
+
+async fn create_with_a_body_over_16_kib_is_413(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    let big = json!({ "username": "x".repeat(17 * 1024) });
+    let detail = assert_problem(
+        app.write(Method::POST, "/users", big).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    )
+    .await;
+    assert!(detail.contains("16384"), "{detail}");
+    // Without Content-Length (chunked), the limit holds too.
+    let chunks =
+        futures_util::stream::iter((0..20).map(|_| Ok::<_, std::io::Error>("x".repeat(1024))));
+    let request = app
+        .request(Method::POST, "/users")
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(chunks));
+    assert_problem(send(request).await, StatusCode::PAYLOAD_TOO_LARGE).await;
+    assert_eq!(json_of(app.get("/users").await).await, json!([]));
+}
+
+async fn writes_without_a_valid_token_are_401_with_www_authenticate(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    let id = app.create("victim").await["id"].clone();
+    let user_path = format!("/users/{id}");
+    let writes = [
+        (Method::POST, "/users"),
+        (Method::PUT, user_path.as_str()),
+        (Method::DELETE, user_path.as_str()),
+    ];
+    for (method, path) in writes {
+        let body = json!({"username": "intruder"});
+        let none = send(app.request(method.clone(), path).json(&body)).await;
+        let challenge = none
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="peregrine""#));
+        assert_problem(none, StatusCode::UNAUTHORIZED).await;
+        for wrong in [
+            "Bearer wrong",
+            "Bearer test-token-12345",
+            "Basic dGVzdA==",
+            "test-token-1234",
+        ] {
+            let response = send(
+                app.request(method.clone(), path)
+                    .header("authorization", wrong)
+                    .json(&body),
+            )
+            .await;
+            assert!(response.headers().contains_key("www-authenticate"));
+            assert_problem(response, StatusCode::UNAUTHORIZED).await;
+        }
+    }
+    // Nothing changed.
+    assert_eq!(
+        json_of(app.get("/users").await).await,
+        json!([{"id": id, "username": "victim"}])
+    );
+}
+
+async fn writes_without_a_configured_token_are_403(backend: Backend) {
+    let app = TestApp::start(backend, ApiSettings::default()).await;
+    let response = send(
+        app.request(Method::POST, "/users")
+            .bearer_auth("anything")
+            .json(&json!({"username": "x"})),
+    )
+    .await;
+    let detail = assert_problem(response, StatusCode::FORBIDDEN).await;
+    assert!(detail.contains("--api-token"), "{detail}");
+    let response = send(app.request(Method::DELETE, "/users/1")).await;
+    assert_problem(response, StatusCode::FORBIDDEN).await;
+    // Reads stay public.
+    assert_eq!(app.get("/users").await.status(), StatusCode::OK);
+}
+
+async fn rename_is_200_404_409_422(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    let alice = app.create("alice").await;
+    app.create("bob").await;
+    let path = format!("/users/{}", alice["id"]);
+    let response = app
+        .write(Method::PUT, &path, json!({"username": "carol"}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        json_of(response).await,
+        json!({"id": alice["id"], "username": "carol"})
+    );
+    assert_eq!(json_of(app.get(&path).await).await["username"], "carol");
+    let trailing = app
+        .write(
+            Method::PUT,
+            &format!("{path}/"),
+            json!({"username": "dave"}),
+        )
+        .await;
+    assert_eq!(trailing.status(), StatusCode::OK);
+    assert_problem(
+        app.write(Method::PUT, "/users/999", json!({"username": "eve"}))
+            .await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    assert_problem(
+        app.write(Method::PUT, &path, json!({"username": "bob"}))
+            .await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert_problem(
+        app.write(Method::PUT, &path, json!({"username": ""})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert_problem(
+        app.write(Method::PUT, "/users/zero", json!({"username": "x"}))
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    assert_eq!(json_of(app.get(&path).await).await["username"], "dave");
+}
+
+async fn delete_is_204_then_404(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    let user = app.create("gone").await;
+    let path = format!("/users/{}", user["id"]);
+    let response = send(app.request(Method::DELETE, &path).bearer_auth(TOKEN)).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(response.bytes().await.map(|b| b.len()).ok(), Some(0));
+    assert_problem(app.get(&path).await, StatusCode::NOT_FOUND).await;
+    let again = send(
+        app.request(Method::DELETE, &format!("{path}/"))
+            .bearer_auth(TOKEN),
+    )
+    .await;
+    assert_problem(again, StatusCode::NOT_FOUND).await;
+}
+
+async fn unknown_path_is_404_and_wrong_method_is_405_with_allow(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    for path in ["/", "/nope", "/users/1/extra", "/userz"] {
+        assert_problem(app.get(path).await, StatusCode::NOT_FOUND).await;
+    }
+    for (method, path) in [
+        (Method::PATCH, "/users/1"),
+        (Method::DELETE, "/users"),
+        (Method::POST, "/healthz"),
+    ] {
+        let response = send(app.request(method, path)).await;
+        let allow = response
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert!(
+            allow.as_deref().is_some_and(|a| a.contains("GET")),
+            "{path}: {allow:?}"
+        );
+        assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
+    }
+}
+
+async fn health_and_readiness_answer(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(json_of(health).await, json!({"status": "ok"}));
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    assert_eq!(json_of(ready).await["status"], "ready");
+}
+
+async fn openapi_document_describes_every_route_as_served(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    let response = app.get("/openapi.json").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let doc = json_of(response).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().cloned().unwrap_or_default();
+    let mut documented: Vec<String> = Vec::new();
+    for (path, operations) in &paths {
+        for (method, operation) in operations.as_object().into_iter().flatten() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+            // Each documented operation is served: not 404 for the route, not 405.
+            let concrete = path.replace("{id}", "1");
+            let method =
+                Method::from_bytes(method.to_uppercase().as_bytes()).unwrap_or(Method::GET);
+            let response = send(
+                app.request(method, &concrete)
+                    .bearer_auth(TOKEN)
+                    .json(&json!({"username": "doc"})),
+            )
+            .await;
+            assert_ne!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
+            let body = response.text().await.unwrap_or_default();
+            assert!(
+                !body.contains("no route for"),
+                "{path} is documented but not served"
+            );
+            // Every documented response has a description; errors are problem+json.
+            for (status, spec) in operation["responses"].as_object().into_iter().flatten() {
+                assert!(spec["description"].is_string());
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        spec["content"]["application/problem+json"].is_object(),
+                        "{path} {status}"
+                    );
+                }
+            }
+        }
+    }
+    documented.sort();
+    let served = [
+        "DELETE /users/{id}",
+        "GET /healthz",
+        "GET /openapi.json",
+        "GET /readyz",
+        "GET /users",
+        "GET /users/{id}",
+        "POST /users",
+        "PUT /users/{id}",
+    ];
+    assert_eq!(documented, served);
+    let schemes = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(schemes["scheme"], "bearer");
+}
+
+async fn concurrent_creates_of_one_name_give_one_201_and_the_rest_409(backend: Backend) {
+    let app = Arc::new(TestApp::with_token(backend).await);
+    let requests = (0..50).map(|_| {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            app.write(Method::POST, "/users", json!({"username": "same"}))
+                .await
+                .status()
+        })
+    });
+    let mut statuses = Vec::new();
+    for request in requests {
+        statuses.push(request.await.unwrap_or_else(|e| panic!("{e}")));
+    }
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let conflicts = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((created, conflicts), (1, 49), "{statuses:?}");
+    assert_eq!(
+        json_of(app.get("/users").await)
+            .await
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+async fn client_mistakes_never_get_a_5xx(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    let paths = [
+        "/users/%FF",
+        "/users/%00",
+        "/users?limit=%FF",
+        "/users?after=1&after=2",
+        "/users?limit=",
+        "/users/1/%2F",
+        "/users//",
+        "//users",
+        "/users/\u{00e9}",
+        "/users?%=%",
+    ];
+    let methods = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+    ];
+    for path in paths {
+        for method in &methods {
+            let response = send(
+                app.request(method.clone(), path)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body("{\"username\":\"\u{1}\"}"),
+            )
+            .await;
+            assert!(
+                response.status().is_client_error() || response.status().is_success(),
+                "{method} {path}: {}",
+                response.status()
+            );
+        }
+    }
+    let health = app.get("/healthz").await;
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+/// The database goes away under the running server: 503 with Retry-After, then recovery
+/// without a restart once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_is_503_and_the_server_recovers_by_itself() {
+    let cluster = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let client = peregrine_testkit::connect(&cluster.url("postgres")).await;
+    client
+        .batch_execute("CREATE DATABASE outage")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(client);
+    let app = TestApp::start_on(
+        &cluster.url("outage"),
+        ApiSettings {
+            api_token: Some(TOKEN.into()),
+            ..ApiSettings::default()
+        },
+    )
+    .await;
+    let id = app.create("survivor").await["id"].clone();
+    assert_eq!(
+        app.get(&format!("/users/{id}")).await.status(),
+        StatusCode::OK
+    );
+
+    cluster.stop().unwrap_or_else(|e| panic!("{e}"));
+    for path in [format!("/users/{id}"), "/users".into(), "/readyz".into()] {
+        let started = Instant::now();
+        let response = app.get(&path).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{path} took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        let detail = assert_problem(response, StatusCode::SERVICE_UNAVAILABLE).await;
+        assert!(
+            !detail.contains("127.0.0.1"),
+            "5xx bodies must not leak internals: {detail}"
+        );
+    }
+    assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
+
+    cluster.start_again().unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let response = app.get(&format!("/users/{id}")).await;
+        if response.status() == StatusCode::OK {
+            assert_eq!(json_of(response).await["username"], "survivor");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not recover: {}",
+            response.status()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Every shared connection recovers, not just one.
+    for _ in 0..10 {
+        assert_eq!(app.get("/readyz").await.status(), StatusCode::OK);
+        assert_eq!(
+            app.write(
+                Method::PUT,
+                &format!("/users/{id}"),
+                json!({"username": "back"})
+            )
+            .await
+            .status(),
+            StatusCode::OK
+        );
+    }
+}
