@@ -21,6 +21,10 @@ pub use seed::{Progress, random_username};
 pub use sqlite::SqliteStore;
 
 /// The users store, over whichever backend the database URL chose.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one store per process, created once and shared behind an Arc"
+)]
 pub enum UserStore {
     /// PostgreSQL, the production backend.
     Postgres(PostgresStore),
@@ -104,12 +108,18 @@ impl UserStore {
         dispatch!(self, s => s.seed(count, progress).await)
     }
 
-    /// Waits until the database answers, retrying while it is unavailable, for at most `wait`.
+    /// Waits until the database accepts connections (the schema may not exist yet),
+    /// retrying while it is unavailable, for at most `wait`.
     pub async fn wait_until_ready(&self, wait: Duration) -> Result<(), StoreError> {
         let deadline = Instant::now() + wait;
         let mut delay = Duration::from_millis(50);
         loop {
-            match self.ping().await {
+            let answered = match self {
+                Self::Postgres(store) => store.probe().await,
+                // Opening the SQLite store already opened its file.
+                Self::Sqlite(_) => Ok(()),
+            };
+            match answered {
                 Err(StoreError::Unavailable(reason)) if Instant::now() + delay < deadline => {
                     tracing::info!(%reason, "waiting for the database");
                     tokio::time::sleep(delay).await;

@@ -173,6 +173,13 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Succeeds when the server accepts a connection, whether or not the schema exists yet.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let client = connect_raw(&self.config).await?;
+        client.simple_query("").await?;
+        Ok(())
+    }
+
     /// Adds exactly `count` new random users in one transaction, skipping names that exist.
     pub async fn seed(&self, count: u64, progress: Progress) -> Result<u64, StoreError> {
         let mut client = connect_raw(&self.config).await?;

@@ -1,0 +1,358 @@
+//! The real `peregrine` binary, driven as a user would: serve, db init, db seed, signals,
+//! and the errors a user sees.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use peregrine_testkit::PgCluster;
+use serde_json::Value;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_peregrine");
+
+/// A running `peregrine serve`, killed if the test forgets to stop it.
+struct Served {
+    child: Child,
+    base: String,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Served {
+    /// Starts `peregrine serve ARGS --bind 127.0.0.1:0` in `dir` and waits until it listens.
+    fn start(dir: &Path, args: &[&str]) -> Self {
+        let mut child = Command::new(BINARY)
+            .arg("serve")
+            .args(args)
+            .args(["--bind", "127.0.0.1:0"])
+            .current_dir(dir)
+            .env_remove("DATABASE_URL")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BINARY}: {e}"));
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take();
+        let sink = Arc::clone(&logs);
+        std::thread::spawn(move || {
+            for line in stderr
+                .map(BufReader::new)
+                .into_iter()
+                .flat_map(BufRead::lines)
+            {
+                let Ok(line) = line else { break };
+                if let Some(address) = line.split("listening on ").nth(1) {
+                    let _ = address_tx.send(address.trim_end_matches('"').to_owned());
+                }
+                if let Ok(mut logs) = sink.lock() {
+                    logs.push_str(&line);
+                    logs.push('\n');
+                }
+            }
+        });
+        let base = match address_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(address) => address.split('"').next().unwrap_or_default().to_owned(),
+            Err(_) => {
+                let _ = child.kill();
+                let logs = logs.lock().map(|l| l.clone()).unwrap_or_default();
+                panic!("peregrine serve did not start listening:\n{logs}");
+            }
+        };
+        Self { child, base, logs }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
+        assert!(status.is_ok_and(|s| s.success()), "kill -{name} failed");
+    }
+
+    /// Waits for the process to exit, for at most `limit`.
+    fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "peregrine did not exit within {limit:?}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `peregrine ARGS` to completion in `dir`: (status, stdout, stderr).
+fn run(dir: &Path, args: &[&str]) -> (ExitStatus, String, String) {
+    let out = Command::new(BINARY)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BINARY}: {e}"));
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status, text(&out.stdout), text(&out.stderr))
+}
+
+async fn get_json(url: &str) -> (u16, Value) {
+    let response = reqwest::get(url)
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn temp_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test]
+async fn quickstart_serve_seed_20_on_the_default_sqlite_file_serves_20_users() {
+    let dir = temp_dir();
+    let mut server = Served::start(dir.path(), &["--seed", "20"]);
+    assert!(
+        dir.path().join("peregrine.db").is_file(),
+        "the default is sqlite://peregrine.db"
+    );
+    let (status, users) = get_json(&server.url("/users/")).await;
+    assert_eq!(status, 200);
+    let users = users.as_array().cloned().unwrap_or_default();
+    assert_eq!(users.len(), 20);
+    for (i, user) in users.iter().enumerate() {
+        assert_eq!(user["id"], i + 1);
+        let name = user["username"].as_str().unwrap_or_default();
+        assert!(
+            name.len() == 8 && name.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{name}"
+        );
+    }
+    server.signal("INT");
+    assert!(server.wait(Duration::from_secs(10)).success());
+    assert!(server.logs().contains("stopped"), "{}", server.logs());
+
+    // --seed N means "at least N": a restart adds nothing, a larger N tops up.
+    let again = Served::start(dir.path(), &["--seed", "20"]);
+    let (_, users) = get_json(&again.url("/users")).await;
+    assert_eq!(users.as_array().map(Vec::len), Some(20));
+    drop(again);
+    let more = Served::start(dir.path(), &["--seed", "25"]);
+    let (_, users) = get_json(&more.url("/users")).await;
+    assert_eq!(users.as_array().map(Vec::len), Some(25));
+}
+
+#[tokio::test]
+async fn db_init_is_idempotent_and_db_seed_adds_exactly_n_on_sqlite() {
+    let dir = temp_dir();
+    let url = "sqlite://seeded.db";
+    for _ in 0..2 {
+        let (status, _, stderr) = run(dir.path(), &["db", "init", "--database-url", url]);
+        assert!(status.success(), "{stderr}");
+        assert!(stderr.contains("database schema is current"), "{stderr}");
+    }
+    let (status, stdout, stderr) = run(
+        dir.path(),
+        &["db", "seed", "--users", "1500", "--database-url", url],
+    );
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), "added 1500 users; 1500 users in all");
+    let (_, stdout, _) = run(
+        dir.path(),
+        &["db", "seed", "-n", "7", "--database-url", url],
+    );
+    assert_eq!(stdout.trim(), "added 7 users; 1507 users in all");
+}
+
+#[tokio::test]
+async fn db_init_and_seed_work_on_postgres_and_never_print_the_password() {
+    let url = PgCluster::shared().fresh_database().await;
+    let url = url.replace("postgres@", "postgres:sekrit-pw@");
+    let dir = temp_dir();
+    let (status, _, stderr) = run(dir.path(), &["db", "init", "--database-url", &url]);
+    assert!(status.success(), "{stderr}");
+    let (status, stdout, stderr) = run(
+        dir.path(),
+        &["db", "seed", "--users", "3000", "--database-url", &url],
+    );
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout.trim(), "added 3000 users; 3000 users in all");
+    assert!(
+        stderr.contains("postgres://postgres:***@127.0.0.1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("sekrit-pw") && !stdout.contains("sekrit-pw"));
+}
+
+/// SIGTERM with a request in flight: no new connections, the request completes, exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
+    let url = PgCluster::shared().fresh_database().await;
+    let dir = temp_dir();
+    let mut server = Served::start(dir.path(), &["--database-url", &url, "--seed", "3"]);
+    // Hold a lock that makes the next read wait, so a request is surely in flight.
+    let mut locker = peregrine_testkit::connect(&url).await;
+    let lock = locker.transaction().await.unwrap_or_else(|e| panic!("{e}"));
+    lock.batch_execute("LOCK TABLE orguser IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let in_flight = tokio::spawn(get_json_owned(server.url("/users/")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !in_flight.is_finished(),
+        "the request should be waiting for the lock"
+    );
+
+    server.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = reqwest::Client::new()
+        .get(server.url("/healthz"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a stopping server must not accept new connections"
+    );
+
+    lock.rollback().await.unwrap_or_else(|e| panic!("{e}"));
+    let (status, users) = in_flight.await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(status, 200);
+    assert_eq!(users.as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        server.wait(Duration::from_secs(10)).code(),
+        Some(0),
+        "{}",
+        server.logs()
+    );
+}
+
+async fn get_json_owned(url: String) -> (u16, Value) {
+    get_json(&url).await
+}
+
+#[test]
+fn an_unsupported_database_url_is_a_clear_error_without_secrets() {
+    let dir = temp_dir();
+    let (status, _, stderr) = run(
+        dir.path(),
+        &["serve", "--database-url", "mysql://root:hunter2@db/x"],
+    );
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("--database-url") && stderr.contains("unsupported database URL scheme"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn unreachable_postgres_at_start_fails_after_db_wait_without_secrets() {
+    let dir = temp_dir();
+    let url = format!("postgres://app:hunter2@127.0.0.1:{}/app", free_port());
+    let started = Instant::now();
+    let (status, _, stderr) = run(
+        dir.path(),
+        &["serve", "--database-url", &url, "--db-wait", "1s"],
+    );
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains("cannot reach the database at postgres://app:***@127.0.0.1"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn a_busy_port_is_a_clear_error() {
+    let dir = temp_dir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let address = taken
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let (status, _, stderr) = run(dir.path(), &["serve", "--bind", &address]);
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn invalid_flags_are_rejected_by_name() {
+    let dir = temp_dir();
+    for (args, flag) in [
+        (&["serve", "--workers", "0"][..], "--workers"),
+        (&["serve", "--bind", "localhost"][..], "--bind"),
+        (&["serve", "--db-pool-size", "0"][..], "--db-pool-size"),
+        (&["serve", "--max-page-size", "0"][..], "--max-page-size"),
+        (
+            &["serve", "--shutdown-timeout", "soon"][..],
+            "--shutdown-timeout",
+        ),
+        (&["db", "seed", "--users", "-5"][..], "--users"),
+        (&["serve", "--log-format", "xml"][..], "--log-format"),
+    ] {
+        let (status, _, stderr) = run(dir.path(), args);
+        assert_eq!(status.code(), Some(2), "{args:?}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let dir = temp_dir();
+    let server = Served::start(dir.path(), &["--log-format", "json"]);
+    let (status, _) = get_json(&server.url("/healthz")).await;
+    assert_eq!(status, 200);
+    let logs = server.logs();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or(Value::Null))
+        .collect();
+    assert!(
+        !lines.is_empty() && lines.iter().all(Value::is_object),
+        "{logs}"
+    );
+    assert!(lines.iter().any(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("listening on http://127.0.0.1:"))
+    }));
+}
