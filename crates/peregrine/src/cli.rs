@@ -26,6 +26,8 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// PgTune's PostgreSQL configuration for a host (this one with --detect).
+    Tune(TuneArgs),
 }
 
 /// `peregrine db …`
@@ -99,4 +101,81 @@ pub struct ServeArgs {
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
     #[arg(long, env = "PEREGRINE_SHUTDOWN_TIMEOUT", default_value = "10s")]
     pub shutdown_timeout: humantime::Duration,
+}
+
+/// `peregrine tune`: PgTune's form, as flags. Unset flags take PgTune's defaults, or with
+/// `--detect` this host's values; flags given explicitly always win.
+#[derive(Debug, Args)]
+pub struct TuneArgs {
+    /// PostgreSQL major version, 10 to 18 [default: 18, or detected]
+    #[arg(long, value_name = "N")]
+    pub db_version: Option<u32>,
+    /// Operating system: linux, windows, mac [default: linux, or detected]
+    #[arg(long, value_parser = parse_key::<peregrine_tune::Os>)]
+    pub os: Option<peregrine_tune::Os>,
+    /// Workload: web, oltp, dw, desktop, mixed
+    #[arg(long, default_value = "web", value_parser = parse_key::<peregrine_tune::DbType>)]
+    pub db_type: peregrine_tune::DbType,
+    /// Total memory for PostgreSQL, e.g. 16GB, 512MB, 1TB (a bare number is GB) [required unless --detect]
+    #[arg(long, value_parser = parse_key::<peregrine_tune::Memory>)]
+    pub memory: Option<peregrine_tune::Memory>,
+    /// Number of CPUs (threads) [default: not given, or detected]
+    #[arg(long, value_name = "N")]
+    pub cpus: Option<u32>,
+    /// Maximum client connections, at least 20 [default: by workload]
+    #[arg(long, value_name = "N")]
+    pub connections: Option<u32>,
+    /// Data storage: ssd, hdd, san, nvme
+    #[arg(long, default_value = "ssd", value_parser = parse_key::<peregrine_tune::Storage>)]
+    pub storage: peregrine_tune::Storage,
+    /// Total data size compared with RAM ("Total Data Size" on PgTune's form)
+    #[arg(long, value_enum, default_value_t = DataSizeArg::AboutRam)]
+    pub data_size: DataSizeArg,
+    /// Fill memory, CPUs, OS and (from `postgres --version` or --database-url) the version
+    /// from this host.
+    #[arg(long)]
+    pub detect: bool,
+    /// With --detect: ask this PostgreSQL server for its version.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// What to print.
+    #[arg(long, value_enum, default_value_t = TuneFormat::Conf)]
+    pub format: TuneFormat,
+    /// Write the output to FILE (e.g. a conf.d include) instead of printing it.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<std::path::PathBuf>,
+}
+
+/// `--data-size` values.
+#[expect(
+    clippy::enum_variant_names,
+    reason = "the flag values read less-than-ram, about-ram, more-than-ram"
+)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DataSizeArg {
+    /// The data fits in RAM.
+    LessThanRam,
+    /// About one to three times RAM.
+    AboutRam,
+    /// More than three times RAM.
+    MoreThanRam,
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TuneFormat {
+    /// PgTune's postgresql.conf text.
+    Conf,
+    /// PgTune's ALTER SYSTEM statements.
+    AlterSystem,
+    /// JSON: input, warnings and settings, for tools.
+    Json,
+}
+
+/// Parses a PgTune key (`linux`, `dw`, `16GB`…) with the tune crate's own error message.
+fn parse_key<T: std::str::FromStr<Err = peregrine_tune::InputError>>(
+    text: &str,
+) -> Result<T, String> {
+    text.parse()
+        .map_err(|err: peregrine_tune::InputError| err.to_string())
 }

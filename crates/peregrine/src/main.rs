@@ -5,6 +5,7 @@ mod cli;
 mod db;
 mod serve;
 mod telemetry;
+mod tune;
 
 use std::process::ExitCode;
 
@@ -17,7 +18,7 @@ fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     let workers = match &cli.command {
         Command::Serve(args) => args.workers,
-        Command::Db { .. } => None,
+        Command::Db { .. } | Command::Tune(_) => None,
     };
     let runtime = match build_runtime(workers) {
         Ok(runtime) => runtime,
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
                 DbCommand::Init(args) => db::init(args).await,
                 DbCommand::Seed(args) => db::seed(args).await,
             },
+            Command::Tune(args) => tune::run(args).await,
         }
     });
     match result {

@@ -356,3 +356,208 @@ async fn json_logs_are_one_object_per_line() {
             .is_some_and(|m| m.starts_with("listening on http://127.0.0.1:"))
     }));
 }
+
+#[test]
+fn tune_prints_pgtunes_configuration_for_the_given_host() {
+    let dir = temp_dir();
+    let args = [
+        "tune",
+        "--db-version",
+        "13",
+        "--os",
+        "linux",
+        "--db-type",
+        "dw",
+        "--memory",
+        "3GB",
+    ];
+    let (status, stdout, stderr) = run(
+        dir.path(),
+        &[
+            &args[..],
+            &["--cpus", "1", "--connections", "50", "--storage", "hdd"],
+        ]
+        .concat(),
+    );
+    assert!(status.success(), "{stderr}");
+    let expected = "# DB Version: 13\n# OS Type: linux\n# DB Type: dw\n# Total Memory (RAM): 3 GB\n\
+        # CPUs num: 1\n# Connections num: 50\n# Data Storage: hdd\n\nmax_connections = 50\n\
+        shared_buffers = 768MB\neffective_cache_size = 2304MB\nmaintenance_work_mem = 384MB\n";
+    assert!(stdout.starts_with(expected), "{stdout}");
+    assert!(stdout.ends_with("max_wal_size = 16GB\n"), "{stdout}");
+}
+
+#[tokio::test]
+async fn tune_detect_reads_this_host_and_explicit_flags_win() {
+    let dir = temp_dir();
+    let (status, stdout, stderr) = run(dir.path(), &["tune", "--detect", "--format", "json"]);
+    assert!(status.success(), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    assert_eq!(report["input"]["cpu_num"], cpus);
+    assert_eq!(report["input"]["os_type"], "linux");
+    assert_eq!(report["input"]["total_memory"]["unit"], "GB");
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kb: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    let gb = report["input"]["total_memory"]["amount"]
+        .as_f64()
+        .unwrap_or(0.0);
+    assert!((gb - kb / 1048576.0).abs() <= 0.5, "{gb} GB vs {kb} kB");
+    // The installed PostgreSQL's major version, as `postgres --version` reports it.
+    let installed = peregrine_installed_major();
+    assert_eq!(report["input"]["db_version"], installed);
+    assert_eq!(report["settings"][0]["name"], "max_connections");
+    assert!(
+        report["conf_text"]
+            .as_str()
+            .is_some_and(|t| t.contains("# CPUs num:"))
+    );
+
+    // Explicit flags win over detection; the version can come from a live server.
+    let url = PgCluster::shared().fresh_database().await;
+    let (status, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "tune",
+            "--detect",
+            "--database-url",
+            &url,
+            "--cpus",
+            "64",
+            "--memory",
+            "1TB",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert_eq!(report["input"]["cpu_num"], 64);
+    assert_eq!(report["input"]["total_memory"]["amount"], 1);
+    assert_eq!(report["input"]["total_memory"]["unit"], "TB");
+    assert_eq!(report["input"]["db_version"], installed);
+    assert!(
+        report["warnings"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|l| l == "for very high memory systems"))
+    );
+}
+
+/// The major version of the PostgreSQL the tests run, from its own `postgres --version`.
+fn peregrine_installed_major() -> u64 {
+    let bindir = Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let out = Command::new(format!("{bindir}/postgres"))
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.split(')')
+        .nth(1)
+        .and_then(|v| v.trim().split('.').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"))
+}
+
+#[test]
+fn tune_writes_a_file_and_says_how_to_load_it() {
+    let dir = temp_dir();
+    let (status, stdout, stderr) = run(
+        dir.path(),
+        &["tune", "--memory", "8GB", "--write", "peregrine.conf"],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains("include_if_exists = 'peregrine.conf'"),
+        "{stdout}"
+    );
+    let written = std::fs::read_to_string(dir.path().join("peregrine.conf")).unwrap_or_default();
+    assert!(
+        written.contains("# DB Version: 18\n") && written.contains("\nshared_buffers = 2GB\n"),
+        "{written}"
+    );
+    let (status, stdout, _) = run(
+        dir.path(),
+        &[
+            "tune",
+            "--memory",
+            "8GB",
+            "--format",
+            "alter-system",
+            "--write",
+            "tune.sql",
+        ],
+    );
+    assert!(status.success());
+    assert!(stdout.contains("psql -f tune.sql"), "{stdout}");
+    let sql = std::fs::read_to_string(dir.path().join("tune.sql")).unwrap_or_default();
+    assert!(
+        sql.contains("\nALTER SYSTEM SET shared_buffers = '2GB';\n"),
+        "{sql}"
+    );
+    let (status, _, stderr) = run(
+        dir.path(),
+        &[
+            "tune",
+            "--memory",
+            "8GB",
+            "--write",
+            "/nonexistent-dir/x.conf",
+        ],
+    );
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("cannot write /nonexistent-dir/x.conf"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn tune_rejects_what_pgtune_rejects_naming_the_flag() {
+    let dir = temp_dir();
+    for (args, expected) in [
+        (
+            &["tune", "--memory", "8GB", "--connections", "19"][..],
+            "--connections: invalid connection count 19: allowed 20 to 999999",
+        ),
+        (
+            &["tune", "--memory", "8GB", "--db-version", "9"][..],
+            "--db-version: unsupported PostgreSQL version 9; allowed: 10 to 18",
+        ),
+        (
+            &["tune", "--memory", "8GB", "--cpus", "0"][..],
+            "--cpus: invalid CPU count 0",
+        ),
+        (&["tune"][..], "--memory is required"),
+        (&["tune", "--memory", "0GB"][..], "--memory"),
+        (
+            &["tune", "--memory", "8GB", "--db-type", "warehouse"][..],
+            "allowed: web, oltp, dw, desktop, mixed",
+        ),
+        (
+            &["tune", "--memory", "8GB", "--storage", "tape"][..],
+            "allowed: ssd, hdd, san, nvme",
+        ),
+        (
+            &["tune", "--memory", "8GB", "--os", "bsd"][..],
+            "allowed: linux, windows, mac",
+        ),
+        (
+            &["tune", "--memory", "8GB", "--data-size", "huge"][..],
+            "--data-size",
+        ),
+    ] {
+        let (status, _, stderr) = run(dir.path(), args);
+        assert!(!status.success(), "{args:?}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

@@ -180,6 +180,20 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// The server's major version, e.g. 15 (from `server_version_num` 150018).
+    pub async fn server_major_version(&self) -> Result<u32, StoreError> {
+        let client = connect_raw(&self.config).await?;
+        let rows = client.simple_query("SHOW server_version_num").await?;
+        let number = rows.iter().find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        });
+        number
+            .and_then(|n| n.parse::<u32>().ok())
+            .map(|n| n / 10_000)
+            .ok_or_else(|| StoreError::Internal("unexpected server_version_num".into()))
+    }
+
     /// Adds exactly `count` new random users in one transaction, skipping names that exist.
     pub async fn seed(&self, count: u64, progress: Progress) -> Result<u64, StoreError> {
         let mut client = connect_raw(&self.config).await?;

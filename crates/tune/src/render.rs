@@ -1,0 +1,56 @@
+//! PgTune's two texts: the `postgresql.conf` snippet and the `ALTER SYSTEM` statements.
+
+use crate::recommend::Recommendation;
+
+impl Recommendation {
+    /// The configuration text exactly as PgTune's "copy configuration" gives it
+    /// (lines joined by `\n`, no trailing newline).
+    pub fn conf_text(&self) -> String {
+        let mut lines = self.comments("#");
+        lines.extend(
+            self.settings
+                .iter()
+                .map(|s| format!("{} = {}", s.name, s.value)),
+        );
+        lines.join("\n")
+    }
+
+    /// The same recommendation as `ALTER SYSTEM` statements, with `--` comments.
+    pub fn alter_system_text(&self) -> String {
+        let mut lines = self.comments("--");
+        lines.extend(
+            self.settings
+                .iter()
+                .map(|s| format!("ALTER SYSTEM SET {} = '{}';", s.name, s.value)),
+        );
+        lines.join("\n")
+    }
+
+    /// The warning block (if any) and the header, each line starting with `marker`,
+    /// each block followed by an empty line.
+    fn comments(&self, marker: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.warnings.is_empty() {
+            lines.push(format!("{marker} WARNING"));
+            lines.extend(self.warnings.iter().map(|w| format!("{marker} {w}")));
+            lines.push(String::new());
+        }
+        let input = &self.input;
+        lines.push(format!("{marker} DB Version: {}", input.db_version));
+        lines.push(format!("{marker} OS Type: {}", input.os_type));
+        lines.push(format!("{marker} DB Type: {}", input.db_type));
+        lines.push(format!(
+            "{marker} Total Memory (RAM): {}",
+            input.total_memory
+        ));
+        if let Some(cpus) = input.cpu_num {
+            lines.push(format!("{marker} CPUs num: {cpus}"));
+        }
+        if let Some(connections) = input.connection_num {
+            lines.push(format!("{marker} Connections num: {connections}"));
+        }
+        lines.push(format!("{marker} Data Storage: {}", input.hd_type));
+        lines.push(String::new());
+        lines
+    }
+}
