@@ -26,8 +26,61 @@ pub enum Command {
         #[command(subcommand)]
         command: DbCommand,
     },
+    /// Load-test an HTTP service: Taurus config files, or one URL with the quick flags.
+    Load(LoadArgs),
     /// PgTune's PostgreSQL configuration for a host (this one with --detect).
     Tune(TuneArgs),
+}
+
+/// `peregrine load`
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  peregrine load bzt-config.yml -o execution.0.scenario.requests.0.url=http://127.0.0.1:8000/users/\n  peregrine load http://127.0.0.1:8000/users/ -c 100 --ramp-up 10s --hold-for 30s\n  peregrine load http://127.0.0.1:8000/users/7 --rate 2000 --hold-for 30s --report out/")]
+pub struct LoadArgs {
+    /// Taurus YAML/JSON config files (merged in order), or one http:// URL for a quick test.
+    #[arg(required = true, value_name = "CONFIG.yml|URL")]
+    pub targets: Vec<String>,
+    /// Override a config key, as Taurus's -o: path.to.key=value (value read as YAML).
+    #[arg(short = 'o', long = "override", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Write report.json, timeline.csv, junit.xml and report.html into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<std::path::PathBuf>,
+    /// Print a progress line every second even when stderr is not a terminal.
+    #[arg(long)]
+    pub progress: bool,
+    /// Quick form: virtual users (with --rate: connections) [default: 10; with --rate: 50]
+    #[arg(short = 'c', long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+    /// Quick form: time to reach full load, e.g. 10s.
+    #[arg(long, value_name = "DURATION")]
+    pub ramp_up: Option<String>,
+    /// Quick form: time at full load after the ramp-up [default: 10s unless --iterations]
+    #[arg(long, value_name = "DURATION")]
+    pub hold_for: Option<String>,
+    /// Quick form: passes per virtual user.
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<u64>,
+    /// Quick form: request timeout.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub timeout: String,
+    /// Quick form, open model: send R requests per second whatever the response times.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Quick form, closed model: cap the request rate at R per second (Taurus throughput).
+    #[arg(long, value_name = "R")]
+    pub throughput: Option<f64>,
+    /// Quick form: a request header, 'Name: value' (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+    /// Quick form: HTTP method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    pub method: String,
+    /// Quick form: request body.
+    #[arg(short = 'd', long, value_name = "BODY")]
+    pub body: Option<String>,
+    /// Quick form: open a new connection for every request.
+    #[arg(long)]
+    pub no_keepalive: bool,
 }
 
 /// `peregrine db …`

@@ -3,6 +3,7 @@
 
 mod cli;
 mod db;
+mod load;
 mod serve;
 mod telemetry;
 mod tune;
@@ -18,26 +19,25 @@ fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     let workers = match &cli.command {
         Command::Serve(args) => args.workers,
-        Command::Db { .. } | Command::Tune(_) => None,
+        Command::Db { .. } | Command::Tune(_) | Command::Load(_) => None,
     };
     let runtime = match build_runtime(workers) {
         Ok(runtime) => runtime,
         Err(err) => return fail(&err),
     };
     let result = runtime.block_on(async {
-        match cli.command {
+        let done = match cli.command {
             Command::Serve(args) => serve::run(args).await,
             Command::Db { command } => match command {
                 DbCommand::Init(args) => db::init(args).await,
                 DbCommand::Seed(args) => db::seed(args).await,
             },
             Command::Tune(args) => tune::run(args).await,
-        }
+            Command::Load(args) => return load::run(args).await,
+        };
+        done.map(|()| ExitCode::SUCCESS)
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => fail(&err),
-    }
+    result.unwrap_or_else(|err| fail(&err))
 }
 
 fn build_runtime(workers: Option<u64>) -> anyhow::Result<tokio::runtime::Runtime> {

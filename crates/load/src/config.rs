@@ -1,0 +1,207 @@
+//! Taurus config files to one merged document: YAML or JSON files merged in order as
+//! Taurus merges them, then `-o path.to.key=value` overrides.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::ConfigError;
+
+/// Reads, parses and merges `files` in order, then applies `overrides`.
+pub fn load(files: &[PathBuf], overrides: &[String]) -> Result<Value, ConfigError> {
+    let mut merged = Value::Object(Map::new());
+    for file in files {
+        let text = std::fs::read_to_string(file).map_err(|err| ConfigError::Read {
+            file: file.clone(),
+            message: err.to_string(),
+        })?;
+        let mut document = parse(file, &text)?;
+        resolve_relative_files(&mut document, file);
+        merge(&mut merged, document);
+    }
+    // A single execution mapping counts as a one-item list, so `execution.0.…` overrides work.
+    if let Some(execution) = merged.get_mut("execution")
+        && execution.is_object()
+    {
+        *execution = Value::Array(vec![execution.take()]);
+    }
+    for text in overrides {
+        apply_override(&mut merged, text)?;
+    }
+    Ok(merged)
+}
+
+/// Parses one file as YAML (JSON is YAML); errors name the file, line and column.
+pub fn parse(file: &Path, text: &str) -> Result<Value, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(Value::Object(Map::new()));
+    }
+    let value: Value = serde_saphyr::from_str(text).map_err(|err| ConfigError::Syntax {
+        file: file.to_path_buf(),
+        message: err.to_string(),
+    })?;
+    match value {
+        Value::Object(_) => Ok(value),
+        Value::Null => Ok(Value::Object(Map::new())),
+        _ => Err(ConfigError::Syntax {
+            file: file.to_path_buf(),
+            message: "line 1 column 1: the top level must be a mapping (execution:, scenarios:, …)"
+                .into(),
+        }),
+    }
+}
+
+/// `body-file` paths are relative to the config file that names them.
+fn resolve_relative_files(document: &mut Value, file: &Path) {
+    let Some(dir) = file.parent() else { return };
+    let mut stack = vec![document];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    if key == "body-file"
+                        && let Value::String(path) = child
+                        && Path::new(path.as_str()).is_relative()
+                    {
+                        *path = dir.join(path.as_str()).to_string_lossy().into_owned();
+                    } else {
+                        stack.push(child);
+                    }
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
+    }
+}
+
+/// Taurus merge: mappings merge key by key, lists concatenate, `~key` replaces, `^key`
+/// deletes, `$key` merges lists item by item; a type mismatch overwrites.
+pub fn merge(base: &mut Value, overlay: Value) {
+    match (base, overlay) {
+        (Value::Object(base), Value::Object(overlay)) => {
+            for (key, value) in overlay {
+                if let Some(key) = key.strip_prefix('~') {
+                    base.insert(key.to_owned(), value);
+                } else if let Some(key) = key.strip_prefix('^') {
+                    base.shift_remove(key);
+                } else if let Some(key) = key.strip_prefix('$') {
+                    merge_items(base.entry(key.to_owned()).or_insert(Value::Null), value);
+                } else {
+                    match base.get_mut(&key) {
+                        Some(existing) => merge(existing, value),
+                        None => {
+                            base.insert(key, value);
+                        }
+                    }
+                }
+            }
+        }
+        (Value::Array(base), Value::Array(overlay)) => base.extend(overlay),
+        (base, overlay) => *base = overlay,
+    }
+}
+
+fn merge_items(base: &mut Value, overlay: Value) {
+    match (base, overlay) {
+        (Value::Array(base), Value::Array(overlay)) => {
+            for (i, value) in overlay.into_iter().enumerate() {
+                match base.get_mut(i) {
+                    Some(existing) => merge(existing, value),
+                    None => base.push(value),
+                }
+            }
+        }
+        (base, overlay) => *base = overlay,
+    }
+}
+
+/// Applies `path.to.key=value` (the value read as YAML; a list index of -1 appends).
+pub fn apply_override(document: &mut Value, text: &str) -> Result<(), ConfigError> {
+    let invalid = |message: &str| ConfigError::Override {
+        text: text.to_owned(),
+        message: message.to_owned(),
+    };
+    let (path, raw) = text
+        .split_once('=')
+        .ok_or_else(|| invalid("expected path.to.key=value"))?;
+    if path.is_empty() {
+        return Err(invalid("the key path is empty"));
+    }
+    let value: Value = if raw.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_saphyr::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+    };
+    let keys: Vec<&str> = path.split('.').collect();
+    let mut node = document;
+    for (depth, key) in keys.iter().enumerate() {
+        let last = depth + 1 == keys.len();
+        node = match node {
+            Value::Array(items) => {
+                let index: i64 = key
+                    .parse()
+                    .map_err(|_| invalid(&format!("{key:?} is not a list index")))?;
+                if index == -1 {
+                    items.push(Value::Null);
+                }
+                let len = items.len() as i64;
+                let index = if index < 0 { len + index } else { index };
+                if !(0..len).contains(&index) {
+                    return Err(invalid(&format!("list index {key} is out of range")));
+                }
+                &mut items[index as usize]
+            }
+            other => {
+                if !other.is_object() {
+                    *other = Value::Object(Map::new());
+                }
+                let Value::Object(map) = other else {
+                    return Err(invalid("unreachable"));
+                };
+                map.entry((*key).to_owned()).or_insert(Value::Null)
+            }
+        };
+        if last {
+            *node = value;
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn merge_follows_taurus_rules() {
+        let mut base = json!({"a": {"x": 1, "y": [1]}, "l": [1], "r": {"k": 1}, "d": 1, "m": [{"p": 1}]});
+        merge(
+            &mut base,
+            json!({"a": {"y": [2], "z": 3}, "l": [2], "~r": {"n": 2}, "^d": null, "$m": [{"q": 2}]}),
+        );
+        assert_eq!(
+            base,
+            json!({"a": {"x": 1, "y": [1, 2], "z": 3}, "l": [1, 2], "r": {"n": 2}, "m": [{"p": 1, "q": 2}]})
+        );
+    }
+
+    #[test]
+    fn overrides_set_create_and_append() {
+        let mut doc = json!({"execution": [{"concurrency": 1, "scenario": {"requests": [{"url": "http://ip-addr:8000/users/"}]}}]});
+        let apply = |doc: &mut Value, text: &str| apply_override(doc, text).map_err(|e| e.to_string());
+        assert!(apply(&mut doc, "execution.0.scenario.requests.0.url=http://127.0.0.1:9/users/").is_ok());
+        assert!(apply(&mut doc, "execution.0.concurrency=5").is_ok());
+        assert!(apply(&mut doc, "execution.0.hold-for=10s").is_ok());
+        assert!(apply(&mut doc, "reporting.x=1").is_ok());
+        assert!(apply(&mut doc, "execution.-1={concurrency: 2}").is_ok());
+        assert_eq!(doc["execution"][0]["scenario"]["requests"][0]["url"], "http://127.0.0.1:9/users/");
+        assert_eq!(doc["execution"][0]["concurrency"], 5);
+        assert_eq!(doc["execution"][0]["hold-for"], "10s");
+        assert_eq!(doc["execution"][1]["concurrency"], 2);
+        assert!(apply(&mut doc, "execution.7.concurrency=1").is_err_and(|e| e.contains("out of range")));
+        assert!(apply(&mut doc, "no-equals-sign").is_err());
+    }
+}

@@ -1,0 +1,426 @@
+//! The engine: virtual users on tokio, each with one keep-alive HTTP/1.1 connection (hyper's
+//! connection-level client, no pool), following the plan's ramp-up, hold-for, iterations,
+//! throughput cap or open-model arrival rate. Samples go to one collector over a channel.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{CONNECTION, HeaderValue};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::criteria::Monitor;
+use crate::plan::{Execution, Plan, Request, Subject};
+use crate::report::{Progress, Report};
+use crate::stats::{Collector, ErrorKind, Sample};
+
+/// Pause after a failed connect, so an unreachable target is not hammered in a hot loop.
+const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The plan ran to its end.
+    Completed,
+    /// The stop signal (Ctrl-C) came first.
+    Interrupted,
+    /// A pass/fail criterion stopped it.
+    StoppedByCriterion,
+}
+
+/// Runs `plan` until it ends or `interrupt` completes; `progress` hears every second.
+pub async fn run(
+    mut plan: Plan,
+    interrupt: impl Future<Output = ()> + Send,
+    mut progress: impl FnMut(&Progress),
+) -> Report {
+    resolve_addresses(&mut plan).await;
+    let start = Instant::now();
+    let (samples_tx, mut samples) = mpsc::unbounded_channel::<(Sample, Duration)>();
+    let (stop_tx, stop) = watch::channel(false);
+    let users = Arc::new(AtomicU64::new(0));
+    let total = plan.executions.iter().map(Execution::duration).max().unwrap_or_default();
+    for execution in &plan.executions {
+        spawn_execution(execution.clone(), start, samples_tx.clone(), stop.clone(), Arc::clone(&users));
+    }
+    drop(samples_tx);
+
+    let levels: Vec<f64> = plan.criteria.iter().filter_map(|c| c.level()).collect();
+    let mut collector = Collector::new(plan.labels.len(), &levels);
+    let mut monitor = Monitor::new(plan.criteria.clone(), plan.labels.clone());
+    let mut ending = Ending::Completed;
+    let mut ticker = tokio::time::interval_at(start + Duration::from_millis(1050), Duration::from_secs(1));
+    tokio::pin!(interrupt);
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            received = samples.recv() => match received {
+                Some((sample, ended)) => collector.record(&sample, ended),
+                None => break,
+            },
+            _ = ticker.tick() => {
+                let elapsed = start.elapsed();
+                let active = users.load(Ordering::Relaxed);
+                let closed = collector.close_until(elapsed.as_secs(), active).to_vec();
+                if let Some(last) = closed.last() {
+                    progress(&Progress { elapsed, total, users: active, second: last.clone() });
+                }
+                if monitor.on_seconds(collector.timeline()) && ending == Ending::Completed {
+                    ending = Ending::StoppedByCriterion;
+                    let _ = stop_tx.send(true);
+                }
+            },
+            () = &mut interrupt, if !interrupted => {
+                interrupted = true;
+                ending = Ending::Interrupted;
+                let _ = stop_tx.send(true);
+            },
+        }
+    }
+    let duration = start.elapsed();
+    let end_second = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    collector.close_until(end_second, 0);
+    monitor.on_seconds(collector.timeline());
+    Report::build(&plan, &collector, monitor, duration, ending)
+}
+
+/// Resolves each distinct host:port once; unresolvable ones become connect errors later.
+async fn resolve_addresses(plan: &mut Plan) {
+    let mut resolved: HashMap<(String, u16), Option<SocketAddr>> = HashMap::new();
+    for execution in &mut plan.executions {
+        let mut scenario = (*execution.scenario).clone();
+        for request in &mut scenario.requests {
+            let key = (request.host.clone(), request.port);
+            if !resolved.contains_key(&key) {
+                let address = tokio::net::lookup_host((key.0.as_str(), key.1)).await.ok().and_then(|mut a| a.next());
+                if address.is_none() {
+                    tracing::warn!(host = %key.0, "cannot resolve host");
+                }
+                resolved.insert(key.clone(), address);
+            }
+            request.address = resolved.get(&key).copied().flatten();
+        }
+        execution.scenario = Arc::new(scenario);
+    }
+}
+
+/// What every virtual user of one execution shares.
+struct Shared {
+    execution: Execution,
+    start: Instant,
+    samples: mpsc::UnboundedSender<(Sample, Duration)>,
+    users: Arc<AtomicU64>,
+    pacer: Option<Pacer>,
+    arrivals: AtomicU64,
+}
+
+fn spawn_execution(
+    execution: Execution,
+    start: Instant,
+    samples: mpsc::UnboundedSender<(Sample, Duration)>,
+    stop: watch::Receiver<bool>,
+    users: Arc<AtomicU64>,
+) {
+    let pacer = execution.throughput.map(|rate| Pacer::new(rate, execution.ramp_up, start));
+    let concurrency = execution.concurrency;
+    let shared = Arc::new(Shared { execution, start, samples, users, pacer, arrivals: AtomicU64::new(0) });
+    for user in 0..concurrency {
+        let shared = Arc::clone(&shared);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if shared.execution.arrival_rate.is_some() {
+                open_model_user(&shared, stop).await;
+            } else {
+                closed_model_user(&shared, user, stop).await;
+            }
+        });
+    }
+}
+
+/// When user `user` of `concurrency` starts: linear ramp-up, or stairs with `steps`.
+fn start_offset(execution: &Execution, user: u32) -> Duration {
+    let concurrency = f64::from(execution.concurrency.max(1));
+    let ramp = execution.ramp_up.as_secs_f64();
+    let fraction = match execution.steps.filter(|&s| s > 0) {
+        Some(steps) => (f64::from(user) * f64::from(steps) / concurrency).floor() / f64::from(steps),
+        None => f64::from(user) / concurrency,
+    };
+    Duration::from_secs_f64(ramp * fraction)
+}
+
+/// Waits until `deadline`; false when the stop signal came first.
+async fn sleep_until(deadline: Instant, stop: &mut watch::Receiver<bool>) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        () = tokio::time::sleep_until(deadline) => true,
+        _ = stop.wait_for(|stopped| *stopped) => false,
+    }
+}
+
+async fn closed_model_user(shared: &Shared, user: u32, mut stop: watch::Receiver<bool>) {
+    let execution = &shared.execution;
+    if !sleep_until(shared.start + start_offset(execution, user), &mut stop).await {
+        return;
+    }
+    shared.users.fetch_add(1, Ordering::Relaxed);
+    let deadline = (!execution.duration().is_zero()).then(|| shared.start + execution.duration());
+    let mut connection = None;
+    let mut iteration = 0;
+    'iterations: while execution.iterations.is_none_or(|n| iteration < n) {
+        for request in &execution.scenario.requests {
+            if *stop.borrow() || deadline.is_some_and(|d| Instant::now() >= d) {
+                break 'iterations;
+            }
+            if let Some(pacer) = &shared.pacer
+                && !sleep_until(pacer.next_slot(), &mut stop).await
+            {
+                break 'iterations;
+            }
+            let due = Instant::now();
+            exchange_and_report(shared, &mut connection, request, due).await;
+            if !request.think_time.is_zero() && !sleep_until(Instant::now() + request.think_time, &mut stop).await {
+                break 'iterations;
+            }
+        }
+        iteration += 1;
+    }
+    shared.users.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Open model: users take the next scheduled arrival from a shared counter, so a late
+/// request is sent as soon as any connection is free and its latency counts from when it
+/// was due (coordinated omission corrected).
+async fn open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
+    let execution = &shared.execution;
+    let rate = execution.arrival_rate.unwrap_or(1.0);
+    let ramp = execution.ramp_up.as_secs_f64();
+    let total = execution.duration().as_secs_f64();
+    shared.users.fetch_add(1, Ordering::Relaxed);
+    let mut connection = None;
+    'arrivals: loop {
+        for request in &execution.scenario.requests {
+            let k = shared.arrivals.fetch_add(1, Ordering::Relaxed) as f64;
+            // Arrivals grow linearly during the ramp-up: N(t) = rate·t²/(2·ramp), then rate·(t − ramp/2).
+            let offset = if ramp > 0.0 && k < rate * ramp / 2.0 {
+                (2.0 * ramp * k / rate).sqrt()
+            } else {
+                ramp / 2.0 + k / rate
+            };
+            if offset >= total {
+                break 'arrivals;
+            }
+            let due = shared.start + Duration::from_secs_f64(offset);
+            if !sleep_until(due, &mut stop).await {
+                break 'arrivals;
+            }
+            exchange_and_report(shared, &mut connection, request, due).await;
+        }
+    }
+    shared.users.fetch_sub(1, Ordering::Relaxed);
+}
+
+async fn exchange_and_report(shared: &Shared, connection: &mut Option<Connection>, request: &Request, due: Instant) {
+    let sent = Instant::now();
+    let outcome = match tokio::time::timeout(request.timeout, exchange(connection, request)).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            // The response may still come on this connection: never reuse it.
+            *connection = None;
+            Err(Failure::new(ErrorKind::Timeout, format!("no response within {:?}", request.timeout)))
+        }
+    };
+    let ended = Instant::now();
+    let (status, latency, connect_time, bytes, error) = match outcome {
+        Ok(done) => (done.status, done.latency, done.connect_time, done.bytes, done.error),
+        Err(failure) => {
+            *connection = None;
+            (0, ended - sent, failure.connect_time, 0, Some((failure.kind, failure.message)))
+        }
+    };
+    let connect_failed = matches!(error, Some((ErrorKind::Connect, _)));
+    let sample = Sample {
+        label: request.label,
+        due: due - shared.start,
+        response_time: ended - due,
+        service_time: ended - sent,
+        latency,
+        connect_time,
+        status,
+        bytes,
+        error,
+    };
+    let _ = shared.samples.send((sample, ended - shared.start));
+    if connect_failed {
+        tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
+    }
+}
+
+struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+}
+
+struct Exchanged {
+    status: u16,
+    latency: Duration,
+    connect_time: Duration,
+    bytes: u64,
+    error: Option<(ErrorKind, Arc<str>)>,
+}
+
+struct Failure {
+    kind: ErrorKind,
+    message: Arc<str>,
+    connect_time: Duration,
+}
+
+impl Failure {
+    fn new(kind: ErrorKind, message: impl Into<Arc<str>>) -> Self {
+        Self { kind, message: message.into(), connect_time: Duration::ZERO }
+    }
+}
+
+async fn connect(address: Option<SocketAddr>, request: &Request) -> Result<Connection, Failure> {
+    let address = address.ok_or_else(|| Failure::new(ErrorKind::Connect, format!("cannot resolve {}", request.host)))?;
+    let stream = TcpStream::connect(address)
+        .await
+        .map_err(|e| Failure::new(ErrorKind::Connect, format!("cannot connect to {address}: {}", e.kind())))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| Failure::new(ErrorKind::Connect, format!("handshake with {address} failed: {e}")))?;
+    tokio::spawn(driver);
+    Ok(Connection { sender })
+}
+
+/// Sends one request and reads the whole response, connecting first when needed. A reused
+/// connection that the server had closed is retried once on a new one.
+async fn exchange(connection: &mut Option<Connection>, request: &Request) -> Result<Exchanged, Failure> {
+    let mut connect_time = Duration::ZERO;
+    let mut reused = true;
+    loop {
+        if connection.as_ref().is_none_or(|c| c.sender.is_closed()) {
+            let began = Instant::now();
+            *connection = Some(connect(request.address, request).await.map_err(|mut f| {
+                f.connect_time = began.elapsed();
+                f
+            })?);
+            connect_time += began.elapsed();
+            reused = false;
+        }
+        let Some(conn) = connection.as_mut() else { continue };
+        let sent = Instant::now();
+        let response = match conn.sender.ready().await {
+            Ok(()) => conn.sender.send_request(build(request)).await,
+            Err(err) => Err(err),
+        };
+        let response = match response {
+            Ok(response) => response,
+            Err(err) if reused && (err.is_canceled() || err.is_closed() || err.is_incomplete_message()) => {
+                *connection = None;
+                continue;
+            }
+            Err(err) => return Err(Failure { connect_time, ..Failure::new(ErrorKind::Io, format!("request failed: {err}")) }),
+        };
+        let latency = sent.elapsed();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let wants_body = request.assertions.iter().any(|a| a.subject == Subject::Body);
+        let mut body = response.into_body();
+        let mut bytes = 0u64;
+        let mut content = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| Failure { connect_time, ..Failure::new(ErrorKind::Io, format!("reading the response failed: {e}")) })?;
+            if let Some(data) = frame.data_ref() {
+                bytes += data.len() as u64;
+                if wants_body {
+                    content.extend_from_slice(data);
+                }
+            }
+        }
+        if !request.keepalive {
+            *connection = None;
+        }
+        let error = if status.as_u16() >= 400 {
+            Some((ErrorKind::Http, Arc::from(format!("HTTP {} {}", status.as_u16(), status.canonical_reason().unwrap_or("")).trim_end())))
+        } else {
+            check_assertions(request, status.as_u16(), &headers, &content).map(|m| (ErrorKind::Assertion, Arc::from(m)))
+        };
+        return Ok(Exchanged { status: status.as_u16(), latency, connect_time, bytes, error });
+    }
+}
+
+fn build(request: &Request) -> hyper::Request<Full<Bytes>> {
+    let mut built = hyper::Request::new(Full::new(request.body.clone()));
+    *built.method_mut() = request.method.clone();
+    *built.uri_mut() = request.target.clone();
+    *built.headers_mut() = request.headers.clone();
+    if !request.keepalive {
+        built.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    built
+}
+
+/// The first failed assertion, described.
+fn check_assertions(request: &Request, status: u16, headers: &hyper::HeaderMap, body: &[u8]) -> Option<String> {
+    for assertion in &request.assertions {
+        let text = match assertion.subject {
+            Subject::Body => String::from_utf8_lossy(body).into_owned(),
+            Subject::HttpCode => status.to_string(),
+            Subject::Headers => headers
+                .iter()
+                .map(|(name, value)| format!("{name}: {}\n", value.to_str().unwrap_or_default()))
+                .collect(),
+        };
+        let subject = match assertion.subject {
+            Subject::Body => "body",
+            Subject::Headers => "headers",
+            Subject::HttpCode => "http-code",
+        };
+        for pattern in &assertion.patterns {
+            let found = pattern.is_match(&text);
+            if found == assertion.invert {
+                let verb = if assertion.invert { "contains" } else { "does not contain" };
+                return Some(format!("assertion failed: {subject} {verb} {:?}", pattern.as_str()));
+            }
+        }
+    }
+    None
+}
+
+/// Spaces requests so that all users together stay under a rate (Taurus `throughput`),
+/// growing linearly over the ramp-up.
+struct Pacer {
+    rate: f64,
+    ramp: Duration,
+    start: Instant,
+    next: std::sync::Mutex<Instant>,
+}
+
+impl Pacer {
+    fn new(rate: f64, ramp: Duration, start: Instant) -> Self {
+        Self { rate, ramp, start, next: std::sync::Mutex::new(start) }
+    }
+
+    /// Reserves the next free slot and returns when it is.
+    fn next_slot(&self) -> Instant {
+        let now = Instant::now();
+        let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let slot = (*next).max(now);
+        let elapsed = (slot - self.start).as_secs_f64();
+        let ramp = self.ramp.as_secs_f64();
+        let rate = if ramp > 0.0 && elapsed < ramp { (self.rate * elapsed / ramp).max(1.0) } else { self.rate };
+        *next = slot + Duration::from_secs_f64(1.0 / rate);
+        slot
+    }
+}

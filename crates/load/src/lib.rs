@@ -1,0 +1,60 @@
+//! Peregrine's load generator: reads Taurus configs (or a quick URL form) into a [`Plan`],
+//! runs it with virtual users on tokio and hyper, keeps HDR statistics, and writes Taurus-style
+//! console stats, JSON, CSV, JUnit and a self-contained HTML report. Knows nothing of the API.
+
+mod config;
+pub mod criteria;
+pub mod duration;
+mod engine;
+pub mod plan;
+pub mod report;
+pub mod stats;
+
+use std::path::PathBuf;
+
+pub use engine::{Ending, run};
+pub use plan::{Plan, QuickTest};
+pub use report::{Progress, Report, exit_code};
+
+/// Why a config cannot be run; each names the file and position, or the key path.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConfigError {
+    /// A file could not be read.
+    #[error("cannot read {}: {message}", file.display())]
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// A file is not valid YAML/JSON.
+    #[error("{}: {message}", file.display())]
+    Syntax {
+        /// The file.
+        file: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is not acceptable.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The key path, e.g. `execution.0.hold-for`.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A `-o` override is malformed.
+    #[error("-o {text}: {message}")]
+    Override {
+        /// The override as given.
+        text: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Reads Taurus config files with overrides into a plan.
+pub fn load_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, ConfigError> {
+    let document = config::load(files, overrides)?;
+    plan::from_taurus(&document)
+}

@@ -1,0 +1,224 @@
+//! Reports read finished statistics only: the [`Report`] built once at the end, written as
+//! console text, JSON, CSV, JUnit XML, Taurus's dump formats and a self-contained HTML page.
+
+mod console;
+mod html;
+mod tables;
+mod xml;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::criteria::{Monitor, Outcome};
+use crate::engine::Ending;
+use crate::plan::{PERCENTILES, Plan};
+use crate::stats::{Collector, ErrorCount, Second, Summary};
+
+pub use console::{final_stats, progress_line};
+
+/// The version of the `report.json` schema; bumped on any incompatible change.
+pub const SCHEMA: &str = "peregrine-load-report/1";
+
+/// Exit codes, as Taurus uses them.
+pub mod exit_code {
+    /// The test ran and no failing criterion triggered.
+    pub const OK: i32 = 0;
+    /// Peregrine could not run the test (bad config, unwritable report…).
+    pub const TOOL_ERROR: i32 = 1;
+    /// Interrupted by Ctrl-C.
+    pub const INTERRUPTED: i32 = 2;
+    /// A pass/fail criterion failed the test.
+    pub const CRITERIA_FAILED: i32 = 3;
+}
+
+/// Live figures, once per second while the test runs.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Time since the start.
+    pub elapsed: Duration,
+    /// Planned duration (zero when bounded by iterations only).
+    pub total: Duration,
+    /// Active virtual users.
+    pub users: u64,
+    /// The second that just ended.
+    pub second: Second,
+}
+
+/// Everything a finished test produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// [`SCHEMA`].
+    pub schema: &'static str,
+    /// `peregrine <version>`.
+    pub tool: String,
+    /// Wall-clock test duration, seconds.
+    pub duration_seconds: f64,
+    /// `completed`, `interrupted` or `stopped-by-criterion`.
+    pub ending: &'static str,
+    /// Open model: the requested and achieved request rates.
+    pub rate: Option<RateCheck>,
+    /// All samples together.
+    pub overall: Summary,
+    /// Per label.
+    pub labels: Vec<LabelSummary>,
+    /// Errors by label, kind and message.
+    pub errors: Vec<ErrorCount>,
+    /// Pass/fail criteria and how they ended.
+    pub criteria: Vec<Outcome>,
+    /// Per second.
+    pub timeline: Vec<Second>,
+    /// Config keys that were not implemented and were ignored.
+    pub warnings: Vec<String>,
+    /// Which latency the percentiles are: see [`Report::latency_note`].
+    pub latency: &'static str,
+    #[serde(skip)]
+    exit_code: i32,
+}
+
+/// One label's summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelSummary {
+    /// The label.
+    pub label: String,
+    /// Its figures.
+    #[serde(flatten)]
+    pub summary: Summary,
+}
+
+/// Requested against achieved request rate in the open model.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RateCheck {
+    /// Requests per second asked for (at full rate).
+    pub requested: f64,
+    /// Requests per second sent during the hold (after any ramp-up).
+    pub achieved: f64,
+    /// Achieved is under 95 % of requested.
+    pub below_target: bool,
+}
+
+impl Report {
+    pub(crate) fn build(plan: &Plan, collector: &Collector, monitor: Monitor, duration: Duration, ending: Ending) -> Self {
+        let overall = collector.overall().summary(duration, &PERCENTILES);
+        let labels: Vec<LabelSummary> = plan
+            .labels
+            .iter()
+            .zip(collector.per_label())
+            .map(|(label, tally)| LabelSummary { label: label.clone(), summary: tally.summary(duration, &PERCENTILES) })
+            .collect();
+        let per_label: Vec<Summary> = labels.iter().map(|l| l.summary.clone()).collect();
+        let criteria = monitor.finish(&overall, &per_label);
+        let rate = open_model_rate(plan, collector.timeline());
+        let open_model = rate.is_some();
+        let exit_code = match ending {
+            Ending::Interrupted => exit_code::INTERRUPTED,
+            _ if criteria.iter().any(|c| c.failed) => exit_code::CRITERIA_FAILED,
+            _ => exit_code::OK,
+        };
+        Self {
+            schema: SCHEMA,
+            tool: format!("peregrine {}", env!("CARGO_PKG_VERSION")),
+            duration_seconds: duration.as_secs_f64(),
+            ending: match ending {
+                Ending::Completed => "completed",
+                Ending::Interrupted => "interrupted",
+                Ending::StoppedByCriterion => "stopped-by-criterion",
+            },
+            rate,
+            overall,
+            labels,
+            errors: collector.errors(&plan.labels),
+            criteria,
+            timeline: collector.timeline().to_vec(),
+            warnings: plan.warnings.clone(),
+            latency: if open_model { "corrected" } else { "measured" },
+            exit_code,
+        }
+    }
+
+    /// The process exit code this result calls for.
+    pub fn exit_code(&self) -> i32 {
+        self.exit_code
+    }
+
+    /// What the response-time percentiles mean in this report.
+    pub fn latency_note(&self) -> &'static str {
+        if self.rate.is_some() {
+            "response times count from when each request was due (coordinated omission corrected); \
+             service times count from when it was actually sent (uncorrected)"
+        } else {
+            "response times count from when each request was sent (closed model)"
+        }
+    }
+
+    /// Writes `report.json`, `timeline.csv`, `junit.xml` and `report.html` into `dir`.
+    pub fn write_dir(&self, dir: &Path) -> Result<Vec<PathBuf>, ReportError> {
+        std::fs::create_dir_all(dir).map_err(|e| ReportError::new(dir, &e))?;
+        let files = [
+            ("report.json", self.json()),
+            ("timeline.csv", tables::timeline_csv(self)),
+            ("junit.xml", xml::junit(self, false)),
+            ("report.html", html::page(self)),
+        ];
+        files
+            .into_iter()
+            .map(|(name, content)| {
+                let path = dir.join(name);
+                std::fs::write(&path, content).map_err(|e| ReportError::new(&path, &e))?;
+                Ok(path)
+            })
+            .collect()
+    }
+
+    /// Writes the outputs the config's reporting section asked for.
+    pub fn write_configured(&self, plan: &Plan) -> Result<Vec<PathBuf>, ReportError> {
+        let outputs = &plan.outputs;
+        let mut written = Vec::new();
+        let mut write = |path: &PathBuf, content: String| {
+            std::fs::write(path, content).map_err(|e| ReportError::new(path, &e))?;
+            written.push(path.clone());
+            Ok::<(), ReportError>(())
+        };
+        if let Some(path) = &outputs.dump_xml {
+            write(path, xml::final_status(self))?;
+        }
+        if let Some(path) = &outputs.dump_csv {
+            write(path, tables::final_stats_csv(self))?;
+        }
+        if let Some(path) = &outputs.junit_xml {
+            write(path, xml::junit(self, outputs.junit_pass_fail))?;
+        }
+        Ok(written)
+    }
+
+    /// The report as pretty JSON.
+    pub fn json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+fn open_model_rate(plan: &Plan, timeline: &[Second]) -> Option<RateCheck> {
+    let execution = plan.executions.iter().find(|e| e.arrival_rate.is_some())?;
+    let requested: f64 = plan.executions.iter().filter_map(|e| e.arrival_rate).sum();
+    // Count the seconds after the ramp-up, leaving out the partial last second.
+    let from = execution.ramp_up.as_secs_f64().ceil() as u64;
+    let to = execution.duration().as_secs();
+    let held: Vec<&Second> = timeline.iter().filter(|s| s.second >= from && s.second < to).collect();
+    let achieved = if held.is_empty() { 0.0 } else { held.iter().map(|s| s.overall.hits as f64).sum::<f64>() / held.len() as f64 };
+    Some(RateCheck { requested, achieved, below_target: achieved < 0.95 * requested })
+}
+
+/// A report file could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write {path}: {message}")]
+pub struct ReportError {
+    path: String,
+    message: String,
+}
+
+impl ReportError {
+    fn new(path: &Path, err: &std::io::Error) -> Self {
+        Self { path: path.display().to_string(), message: err.to_string() }
+    }
+}

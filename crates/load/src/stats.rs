@@ -1,0 +1,432 @@
+//! Statistics: every sample goes into HDR histograms (1 µs to 1 h, 3 significant digits) per
+//! label and overall, so memory stays flat however long the run, plus a per-second timeline.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::plan::PERCENTILES;
+
+/// Largest latency recorded, in µs (1 hour); longer ones are clamped to it.
+const MAX_MICROS: u64 = 3_600_000_000;
+
+/// What went wrong with a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// No connection could be made.
+    Connect,
+    /// No complete response within the timeout.
+    Timeout,
+    /// A response with status 400 or above.
+    Http,
+    /// A response that failed an assertion.
+    Assertion,
+    /// The connection broke while sending or receiving.
+    Io,
+}
+
+/// One finished request, as the engine reports it.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// Index of the request's label.
+    pub label: usize,
+    /// When the request was due, from the start of the test.
+    pub due: Duration,
+    /// From due time to the end of the response: what a user waited (corrected latency).
+    pub response_time: Duration,
+    /// From the actual send to the end of the response (uncorrected service time).
+    pub service_time: Duration,
+    /// From the send to the response headers.
+    pub latency: Duration,
+    /// Time spent connecting (zero on a reused connection).
+    pub connect_time: Duration,
+    /// The HTTP status, or 0 when there was no response.
+    pub status: u16,
+    /// Response body bytes.
+    pub bytes: u64,
+    /// The error, if the sample failed.
+    pub error: Option<(ErrorKind, Arc<str>)>,
+}
+
+/// Cumulative statistics of one label (or of all).
+#[derive(Debug, Clone)]
+pub struct Tally {
+    pub(crate) response: Histogram<u64>,
+    pub(crate) service: Histogram<u64>,
+    pub(crate) samples: u64,
+    pub(crate) failures: u64,
+    pub(crate) bytes: u64,
+    pub(crate) sum_latency: f64,
+    pub(crate) sum_connect: f64,
+    pub(crate) codes: BTreeMap<u16, u64>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            response: new_histogram(),
+            service: new_histogram(),
+            samples: 0,
+            failures: 0,
+            bytes: 0,
+            sum_latency: 0.0,
+            sum_connect: 0.0,
+            codes: BTreeMap::new(),
+        }
+    }
+}
+
+fn new_histogram() -> Histogram<u64> {
+    match Histogram::new_with_bounds(1, MAX_MICROS, 3) {
+        Ok(histogram) => histogram,
+        // The bounds are constants that hdrhistogram accepts; this arm is never taken.
+        Err(_) => Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid")),
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(MAX_MICROS).clamp(1, MAX_MICROS)
+}
+
+impl Tally {
+    fn record(&mut self, sample: &Sample) {
+        self.response.saturating_record(micros(sample.response_time));
+        self.service.saturating_record(micros(sample.service_time));
+        self.samples += 1;
+        self.failures += u64::from(sample.error.is_some());
+        self.bytes += sample.bytes;
+        self.sum_latency += sample.latency.as_secs_f64();
+        self.sum_connect += sample.connect_time.as_secs_f64();
+        *self.codes.entry(sample.status).or_default() += 1;
+    }
+
+    /// A finished summary of this tally over `duration`.
+    pub fn summary(&self, duration: Duration, levels: &[f64]) -> Summary {
+        let n = self.samples.max(1) as f64;
+        let percentile = |h: &Histogram<u64>, level: f64| match self.samples {
+            0 => 0.0,
+            _ if level <= 0.0 => h.min() as f64 / 1e6,
+            _ => h.value_at_quantile(level / 100.0) as f64 / 1e6,
+        };
+        Summary {
+            samples: self.samples,
+            failures: self.failures,
+            failure_percent: if self.samples == 0 { 0.0 } else { self.failures as f64 * 100.0 / n },
+            bytes: self.bytes,
+            throughput: rate(self.samples, duration),
+            avg_rt: if self.samples == 0 { 0.0 } else { self.response.mean() / 1e6 },
+            avg_lt: self.sum_latency / n,
+            avg_ct: self.sum_connect / n,
+            stdev_rt: self.response.stdev() / 1e6,
+            percentiles: levels.iter().map(|&l| Percentile { level: l, seconds: percentile(&self.response, l) }).collect(),
+            service_percentiles: levels.iter().map(|&l| Percentile { level: l, seconds: percentile(&self.service, l) }).collect(),
+            codes: self.codes.iter().map(|(code, count)| (code_key(*code), *count)).collect(),
+        }
+    }
+}
+
+fn code_key(code: u16) -> String {
+    if code == 0 { "none".to_owned() } else { code.to_string() }
+}
+
+fn rate(count: u64, duration: Duration) -> f64 {
+    let seconds = duration.as_secs_f64();
+    if seconds > 0.0 { count as f64 / seconds } else { 0.0 }
+}
+
+/// A percentile of response times.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentile {
+    /// The level, 0 (minimum) to 100 (maximum).
+    pub level: f64,
+    /// The time at that level, in seconds.
+    pub seconds: f64,
+}
+
+/// Final statistics of one label or of the whole test.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Requests completed (with or without error).
+    pub samples: u64,
+    /// Requests that failed.
+    pub failures: u64,
+    /// Failures as a percentage of samples.
+    pub failure_percent: f64,
+    /// Response body bytes received.
+    pub bytes: u64,
+    /// Samples per second of test duration.
+    pub throughput: f64,
+    /// Average response time, seconds (from the due time: corrected in the open model).
+    pub avg_rt: f64,
+    /// Average latency (time to response headers), seconds.
+    pub avg_lt: f64,
+    /// Average connect time, seconds.
+    pub avg_ct: f64,
+    /// Standard deviation of response time, seconds.
+    pub stdev_rt: f64,
+    /// Response-time percentiles (corrected for coordinated omission in the open model).
+    pub percentiles: Vec<Percentile>,
+    /// Service-time percentiles: from the actual send, not corrected.
+    pub service_percentiles: Vec<Percentile>,
+    /// Samples per status code (`none` for no response).
+    pub codes: BTreeMap<String, u64>,
+}
+
+/// One second of the test.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Second {
+    /// Seconds since the start; this row covers `[second, second + 1)`.
+    pub second: u64,
+    /// Virtual users (connections) active at the end of the second.
+    pub users: u64,
+    /// The whole test's figures for this second.
+    pub overall: Window,
+    /// Per label, in label order.
+    pub labels: Vec<Window>,
+}
+
+/// Figures for one second of one label (or of all).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Window {
+    /// Samples that ended in this second.
+    pub hits: u64,
+    /// Of which failed.
+    pub failures: u64,
+    /// Body bytes.
+    pub bytes: u64,
+    /// Sum of response times, seconds.
+    pub sum_rt: f64,
+    /// Sum of latencies, seconds.
+    pub sum_lt: f64,
+    /// Sum of connect times, seconds.
+    pub sum_ct: f64,
+    /// Sum of squared response times, seconds².
+    pub sum_sq_rt: f64,
+    /// Response-time percentiles of this second (levels of [`PERCENTILES`] plus any criteria use).
+    pub percentiles: Vec<Percentile>,
+    /// Samples per status code.
+    pub codes: BTreeMap<u16, u64>,
+}
+
+impl Window {
+    /// Average response time, seconds, or `None` without samples.
+    pub fn avg_rt(&self) -> Option<f64> {
+        (self.hits > 0).then(|| self.sum_rt / self.hits as f64)
+    }
+
+    /// The percentile at `level`, if this window has it.
+    pub fn percentile(&self, level: f64) -> Option<f64> {
+        self.percentiles.iter().find(|p| (p.level - level).abs() < 1e-9).map(|p| p.seconds)
+    }
+}
+
+/// A second being filled.
+struct OpenWindow {
+    window: Window,
+    histogram: Histogram<u64>,
+}
+
+impl OpenWindow {
+    fn new() -> Self {
+        Self { window: Window::default(), histogram: new_histogram() }
+    }
+
+    fn record(&mut self, sample: &Sample) {
+        let w = &mut self.window;
+        let rt = sample.response_time.as_secs_f64();
+        w.hits += 1;
+        w.failures += u64::from(sample.error.is_some());
+        w.bytes += sample.bytes;
+        w.sum_rt += rt;
+        w.sum_lt += sample.latency.as_secs_f64();
+        w.sum_ct += sample.connect_time.as_secs_f64();
+        w.sum_sq_rt += rt * rt;
+        *w.codes.entry(sample.status).or_default() += 1;
+        self.histogram.saturating_record(micros(sample.response_time));
+    }
+
+    fn close(mut self, levels: &[f64]) -> Window {
+        if self.window.hits > 0 {
+            self.window.percentiles = levels
+                .iter()
+                .map(|&level| Percentile {
+                    level,
+                    seconds: if level <= 0.0 {
+                        self.histogram.min() as f64 / 1e6
+                    } else {
+                        self.histogram.value_at_quantile(level / 100.0) as f64 / 1e6
+                    },
+                })
+                .collect();
+        }
+        self.window
+    }
+}
+
+/// An error message and how often it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ErrorCount {
+    /// The label it happened on.
+    pub label: String,
+    /// What kind of error.
+    pub kind: ErrorKind,
+    /// The message.
+    pub message: String,
+    /// How many samples had it.
+    pub count: u64,
+}
+
+/// Collects samples as they come; closes seconds into the timeline.
+pub struct Collector {
+    labels: usize,
+    levels: Vec<f64>,
+    overall: Tally,
+    per_label: Vec<Tally>,
+    open: BTreeMap<u64, (OpenWindow, Vec<OpenWindow>)>,
+    timeline: Vec<Second>,
+    errors: BTreeMap<(usize, ErrorKind, Arc<str>), u64>,
+}
+
+/// Distinct error messages kept per label and kind, so a flood of unique messages can't grow memory.
+const MAX_ERROR_VARIETY: usize = 100;
+
+impl Collector {
+    /// A collector for `labels` labels whose per-second windows keep `extra_levels` too.
+    pub fn new(labels: usize, extra_levels: &[f64]) -> Self {
+        let mut levels = PERCENTILES.to_vec();
+        for &level in extra_levels {
+            if !levels.iter().any(|l| (l - level).abs() < 1e-9) {
+                levels.push(level);
+            }
+        }
+        Self {
+            labels,
+            levels,
+            overall: Tally::default(),
+            per_label: vec![Tally::default(); labels],
+            open: BTreeMap::new(),
+            timeline: Vec::new(),
+            errors: BTreeMap::new(),
+        }
+    }
+
+    /// Records a sample that ended `ended` after the start of the test.
+    pub fn record(&mut self, sample: &Sample, ended: Duration) {
+        self.overall.record(sample);
+        if let Some(tally) = self.per_label.get_mut(sample.label) {
+            tally.record(sample);
+        }
+        let labels = self.labels;
+        let (overall, per_label) = self
+            .open
+            .entry(ended.as_secs())
+            .or_insert_with(|| (OpenWindow::new(), (0..labels).map(|_| OpenWindow::new()).collect()));
+        overall.record(sample);
+        if let Some(window) = per_label.get_mut(sample.label) {
+            window.record(sample);
+        }
+        if let Some((kind, message)) = &sample.error {
+            let variety = self.errors.keys().filter(|(l, k, _)| *l == sample.label && k == kind).count();
+            let key = (sample.label, *kind, Arc::clone(message));
+            if variety < MAX_ERROR_VARIETY || self.errors.contains_key(&key) {
+                *self.errors.entry(key).or_default() += 1;
+            } else {
+                *self.errors.entry((sample.label, *kind, Arc::from("(other messages)"))).or_default() += 1;
+            }
+        }
+    }
+
+    /// Closes every second before `second` (empty ones too) into the timeline and returns them.
+    pub fn close_until(&mut self, second: u64, users: u64) -> &[Second] {
+        let first_new = self.timeline.len();
+        let mut next = self.timeline.last().map_or(0, |s| s.second + 1);
+        while next < second {
+            let (overall, per_label) = self
+                .open
+                .remove(&next)
+                .unwrap_or_else(|| (OpenWindow::new(), (0..self.labels).map(|_| OpenWindow::new()).collect()));
+            self.timeline.push(Second {
+                second: next,
+                users,
+                overall: overall.close(&self.levels),
+                labels: per_label.into_iter().map(|w| w.close(&self.levels)).collect(),
+            });
+            next += 1;
+        }
+        &self.timeline[first_new..]
+    }
+
+    /// The timeline so far.
+    pub fn timeline(&self) -> &[Second] {
+        &self.timeline
+    }
+
+    /// Cumulative tally of everything.
+    pub fn overall(&self) -> &Tally {
+        &self.overall
+    }
+
+    /// Cumulative tally per label.
+    pub fn per_label(&self) -> &[Tally] {
+        &self.per_label
+    }
+
+    /// Errors by label, kind and message, most frequent first.
+    pub fn errors(&self, labels: &[String]) -> Vec<ErrorCount> {
+        let mut errors: Vec<ErrorCount> = self
+            .errors
+            .iter()
+            .map(|((label, kind, message), count)| ErrorCount {
+                label: labels.get(*label).cloned().unwrap_or_default(),
+                kind: *kind,
+                message: message.to_string(),
+                count: *count,
+            })
+            .collect();
+        errors.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.message.cmp(&b.message)));
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(ms: u64, error: bool) -> Sample {
+        Sample {
+            label: 0,
+            due: Duration::ZERO,
+            response_time: Duration::from_millis(ms),
+            service_time: Duration::from_millis(ms),
+            latency: Duration::from_millis(ms / 2),
+            connect_time: Duration::ZERO,
+            status: if error { 500 } else { 200 },
+            bytes: 10,
+            error: error.then(|| (ErrorKind::Http, Arc::from("HTTP 500"))),
+        }
+    }
+
+    #[test]
+    fn percentiles_failures_and_timeline() {
+        let mut collector = Collector::new(1, &[]);
+        for ms in 1..=100 {
+            collector.record(&sample(ms, ms % 10 == 0), Duration::from_millis(ms * 15));
+        }
+        let summary = collector.overall().summary(Duration::from_secs(2), &PERCENTILES);
+        assert_eq!(summary.samples, 100);
+        assert_eq!(summary.failures, 10);
+        assert!((summary.failure_percent - 10.0).abs() < 1e-9);
+        assert!((summary.throughput - 50.0).abs() < 1e-9);
+        let p50 = summary.percentiles[1].seconds;
+        assert!((0.0499..=0.0501).contains(&p50), "{p50}");
+        assert!((summary.percentiles[6].seconds - 0.1).abs() < 0.0001);
+        let closed = collector.close_until(2, 1).to_vec();
+        assert_eq!(closed.len(), 2);
+        assert_eq!(closed[0].overall.hits + closed[1].overall.hits, 100);
+        assert_eq!(collector.errors(&["api".into()])[0].count, 10);
+    }
+}

@@ -1,0 +1,110 @@
+//! `peregrine load`: builds a plan from config files or the quick URL form, runs it with a
+//! progress line, prints Taurus-style final stats and writes the reports.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use peregrine_load::duration::parse_duration;
+use peregrine_load::report::{final_stats, progress_line};
+use peregrine_load::{Plan, QuickTest, exit_code};
+
+use crate::cli::LoadArgs;
+
+/// Hold-for of the quick form when neither it nor --iterations is given.
+const QUICK_HOLD_FOR: Duration = Duration::from_secs(10);
+/// Virtual users of the quick closed-model form when -c is not given.
+const QUICK_USERS: u32 = 10;
+
+/// Runs `peregrine load`; the exit code follows Taurus (0, 1, 2 interrupted, 3 criteria).
+pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let plan = plan(&args)?;
+    for warning in &plan.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let show_progress = args.progress || std::io::stderr().is_terminal();
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let report = peregrine_load::run(plan.clone(), interrupt, |progress| {
+        if show_progress {
+            eprintln!("{}", progress_line(progress));
+        }
+    })
+    .await;
+    print!("{}", final_stats(&report));
+    if let Some(rate) = &report.rate
+        && rate.below_target
+    {
+        eprintln!(
+            "warning: achieved {:.1} req/s is under 95% of the requested {:.1} req/s: the target or this machine could not keep up",
+            rate.achieved, rate.requested
+        );
+    }
+    let mut written = report.write_configured(&plan)?;
+    if let Some(dir) = &args.report {
+        written.extend(report.write_dir(dir)?);
+    }
+    for path in written {
+        eprintln!("wrote {}", path.display());
+    }
+    let code = report.exit_code();
+    if code == exit_code::INTERRUPTED {
+        eprintln!("interrupted: the results above are partial");
+    }
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
+    let is_url = |t: &String| t.starts_with("http://") || t.starts_with("https://");
+    let quick_flags = args.concurrency.is_some()
+        || args.ramp_up.is_some()
+        || args.hold_for.is_some()
+        || args.iterations.is_some()
+        || args.rate.is_some()
+        || args.throughput.is_some()
+        || !args.headers.is_empty()
+        || args.body.is_some()
+        || args.no_keepalive;
+    if !args.targets.iter().any(is_url) {
+        if quick_flags {
+            bail!("-c, --ramp-up, --hold-for, --rate and the other quick flags only apply to a URL; with config files use -o, e.g. -o execution.0.concurrency=50");
+        }
+        let files: Vec<PathBuf> = args.targets.iter().map(PathBuf::from).collect();
+        return Ok(peregrine_load::load_plan(&files, &args.overrides)?);
+    }
+    let [url] = args.targets.as_slice() else {
+        bail!("give either one URL or config files, not both");
+    };
+    if !args.overrides.is_empty() {
+        bail!("-o applies to config files; for a URL use the quick flags (-c, --hold-for, …)");
+    }
+    let duration = |flag: &str, text: &Option<String>| -> anyhow::Result<Duration> {
+        text.as_deref().map_or(Ok(Duration::ZERO), |t| parse_duration(t).with_context(|| flag.to_owned()))
+    };
+    let ramp_up = duration("--ramp-up", &args.ramp_up)?;
+    let mut hold_for = duration("--hold-for", &args.hold_for)?;
+    if hold_for.is_zero() && ramp_up.is_zero() && args.iterations.is_none() {
+        hold_for = QUICK_HOLD_FOR;
+    }
+    let timeout = parse_duration(&args.timeout).context("--timeout")?;
+    let test = QuickTest {
+        url: url.clone(),
+        concurrency: args.concurrency.or((args.rate.is_none()).then_some(QUICK_USERS)),
+        ramp_up,
+        hold_for,
+        iterations: args.iterations,
+        timeout,
+        rate: args.rate,
+        throughput: args.throughput,
+        headers: args.headers.clone(),
+        method: args.method.clone(),
+        body: args.body.clone(),
+        keepalive: !args.no_keepalive,
+    };
+    Ok(peregrine_load::plan::from_quick(&test)?)
+}
