@@ -177,7 +177,8 @@ mod tests {
 
     #[test]
     fn merge_follows_taurus_rules() {
-        let mut base = json!({"a": {"x": 1, "y": [1]}, "l": [1], "r": {"k": 1}, "d": 1, "m": [{"p": 1}]});
+        let mut base =
+            json!({"a": {"x": 1, "y": [1]}, "l": [1], "r": {"k": 1}, "d": 1, "m": [{"p": 1}]});
         merge(
             &mut base,
             json!({"a": {"y": [2], "z": 3}, "l": [2], "~r": {"n": 2}, "^d": null, "$m": [{"q": 2}]}),
@@ -191,17 +192,29 @@ mod tests {
     #[test]
     fn overrides_set_create_and_append() {
         let mut doc = json!({"execution": [{"concurrency": 1, "scenario": {"requests": [{"url": "http://ip-addr:8000/users/"}]}}]});
-        let apply = |doc: &mut Value, text: &str| apply_override(doc, text).map_err(|e| e.to_string());
-        assert!(apply(&mut doc, "execution.0.scenario.requests.0.url=http://127.0.0.1:9/users/").is_ok());
+        let apply =
+            |doc: &mut Value, text: &str| apply_override(doc, text).map_err(|e| e.to_string());
+        assert!(
+            apply(
+                &mut doc,
+                "execution.0.scenario.requests.0.url=http://127.0.0.1:9/users/"
+            )
+            .is_ok()
+        );
         assert!(apply(&mut doc, "execution.0.concurrency=5").is_ok());
         assert!(apply(&mut doc, "execution.0.hold-for=10s").is_ok());
         assert!(apply(&mut doc, "reporting.x=1").is_ok());
         assert!(apply(&mut doc, "execution.-1={concurrency: 2}").is_ok());
-        assert_eq!(doc["execution"][0]["scenario"]["requests"][0]["url"], "http://127.0.0.1:9/users/");
+        assert_eq!(
+            doc["execution"][0]["scenario"]["requests"][0]["url"],
+            "http://127.0.0.1:9/users/"
+        );
         assert_eq!(doc["execution"][0]["concurrency"], 5);
         assert_eq!(doc["execution"][0]["hold-for"], "10s");
         assert_eq!(doc["execution"][1]["concurrency"], 2);
-        assert!(apply(&mut doc, "execution.7.concurrency=1").is_err_and(|e| e.contains("out of range")));
+        assert!(
+            apply(&mut doc, "execution.7.concurrency=1").is_err_and(|e| e.contains("out of range"))
+        );
         assert!(apply(&mut doc, "no-equals-sign").is_err());
     }
 }

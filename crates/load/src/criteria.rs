@@ -102,18 +102,34 @@ static SHORT_FORM: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Parses a criterion in short (`avg-rt>150ms for 10s, stop as failed`) or long (mapping) form.
 pub fn parse(value: &Value, path: &str) -> Result<Criterion, ConfigError> {
-    let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
     match value {
         Value::String(text) => parse_short(text, None, path),
-        Value::Object(map) if map.len() == 1 && map.values().all(Value::is_string) && !map.contains_key("subject") => {
-            let (message, text) = map.iter().next().map(|(m, t)| (m.clone(), t.as_str().unwrap_or_default().to_owned())).unwrap_or_default();
+        Value::Object(map)
+            if map.len() == 1
+                && map.values().all(Value::is_string)
+                && !map.contains_key("subject") =>
+        {
+            let (message, text) = map
+                .iter()
+                .next()
+                .map(|(m, t)| (m.clone(), t.as_str().unwrap_or_default().to_owned()))
+                .unwrap_or_default();
             parse_short(&text, Some(message), path)
         }
         Value::Object(map) => {
-            let text_of = |key: &str| map.get(key).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned));
+            let text_of = |key: &str| {
+                map.get(key)
+                    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            };
             let subject = text_of("subject").ok_or_else(|| invalid("has no subject".into()))?;
-            let condition = text_of("condition").ok_or_else(|| invalid("has no condition".into()))?;
-            let threshold = text_of("threshold").ok_or_else(|| invalid("has no threshold".into()))?;
+            let condition =
+                text_of("condition").ok_or_else(|| invalid("has no condition".into()))?;
+            let threshold =
+                text_of("threshold").ok_or_else(|| invalid("has no threshold".into()))?;
             let mut text = subject.clone();
             if let Some(label) = text_of("label") {
                 text.push_str(&format!(" of {label}"));
@@ -133,19 +149,26 @@ pub fn parse(value: &Value, path: &str) -> Result<Criterion, ConfigError> {
             criterion.fail = flag("fail", true)?;
             Ok(criterion)
         }
-        other => Err(invalid(format!("must be a criterion string or mapping, got {other}"))),
+        other => Err(invalid(format!(
+            "must be a criterion string or mapping, got {other}"
+        ))),
     }
 }
 
 fn parse_short(text: &str, message: Option<String>, path: &str) -> Result<Criterion, ConfigError> {
-    let invalid = |message: String| ConfigError::Invalid { path: path.to_owned(), message };
+    let invalid = |message: String| ConfigError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
     let (body, action) = match text.split_once(',') {
         Some((body, action)) => (body, Some(action.trim().to_ascii_lowercase())),
         None => (text, None),
     };
     let (message, body) = match (message, body.split_once(':')) {
         (Some(m), _) => (Some(m), body),
-        (None, Some((m, rest))) if !m.contains("://") && !rest.starts_with("//") => (Some(m.trim().to_owned()), rest),
+        (None, Some((m, rest))) if !m.contains("://") && !rest.starts_with("//") => {
+            (Some(m.trim().to_owned()), rest)
+        }
         (None, _) => (None, body),
     };
     let caps = SHORT_FORM.captures(body).ok_or_else(|| {
@@ -162,7 +185,11 @@ fn parse_short(text: &str, message: Option<String>, path: &str) -> Result<Criter
         ">=" => Condition::Ge,
         "<=" => Condition::Le,
         "=" | "==" => Condition::Eq,
-        other => return Err(invalid(format!("unknown condition {other:?}: use >, <, >=, <= or ="))),
+        other => {
+            return Err(invalid(format!(
+                "unknown condition {other:?}: use >, <, >=, <= or ="
+            )));
+        }
     };
     let threshold_text = group(4).unwrap_or_default();
     let (threshold, percent) = threshold(&subject, threshold_text).map_err(invalid)?;
@@ -182,19 +209,34 @@ fn parse_short(text: &str, message: Option<String>, path: &str) -> Result<Criter
             let stop = match words.first() {
                 Some(&"stop") => true,
                 Some(&"continue") => false,
-                _ => return Err(invalid(format!("unknown action {action:?}: use `stop` or `continue`, optionally `as failed` / `as non-failed`"))),
+                _ => {
+                    return Err(invalid(format!(
+                        "unknown action {action:?}: use `stop` or `continue`, optionally `as failed` / `as non-failed`"
+                    )));
+                }
             };
             let fail = match &words[1..] {
                 [] | ["as", "failed"] => true,
                 ["as", "non-failed"] => false,
-                _ => return Err(invalid(format!("unknown action {action:?}: use `as failed` or `as non-failed`"))),
+                _ => {
+                    return Err(invalid(format!(
+                        "unknown action {action:?}: use `as failed` or `as non-failed`"
+                    )));
+                }
             };
             (stop, fail)
         }
     };
     let condition_text = match group(2) {
-        Some(label) => format!("{subject_text} of {}{}{threshold_text}", label.trim(), group(3).unwrap_or_default()),
-        None => format!("{subject_text}{}{threshold_text}", group(3).unwrap_or_default()),
+        Some(label) => format!(
+            "{subject_text} of {}{}{threshold_text}",
+            label.trim(),
+            group(3).unwrap_or_default()
+        ),
+        None => format!(
+            "{subject_text}{}{threshold_text}",
+            group(3).unwrap_or_default()
+        ),
     };
     Ok(Criterion {
         path: path.to_owned(),
@@ -226,10 +268,16 @@ fn measure(subject: &str) -> Option<Measure> {
         _ => {
             if let Some(level) = subject.strip_prefix('p') {
                 let level: f64 = level.parse().ok()?;
-                return (0.0..=100.0).contains(&level).then_some(Measure::Percentile(level));
+                return (0.0..=100.0)
+                    .contains(&level)
+                    .then_some(Measure::Percentile(level));
             }
             let code = subject.strip_prefix("rc")?;
-            let valid = !code.is_empty() && code.len() <= 3 && code.chars().all(|c| c.is_ascii_digit() || c == '?' || c == '*');
+            let valid = !code.is_empty()
+                && code.len() <= 3
+                && code
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '?' || c == '*');
             return valid.then(|| Measure::Rc(code.to_owned()));
         }
     })
@@ -239,14 +287,20 @@ fn threshold(subject: &Measure, text: &str) -> Result<(f64, bool), String> {
     let bad = || format!("invalid threshold {text:?} for this subject");
     if let Some(number) = text.strip_suffix('%') {
         if !matches!(subject, Measure::Succ | Measure::Fail | Measure::Rc(_)) {
-            return Err(format!("a percentage threshold ({text}) only applies to succ, fail and rc"));
+            return Err(format!(
+                "a percentage threshold ({text}) only applies to succ, fail and rc"
+            ));
         }
         return number.parse().map(|n| (n, true)).map_err(|_| bad());
     }
     match subject {
-        Measure::AvgRt | Measure::AvgLt | Measure::AvgCt | Measure::StdevRt | Measure::Percentile(_) => {
-            parse_duration(text).map(|d| (d.as_secs_f64(), false)).map_err(|e| e.to_string())
-        }
+        Measure::AvgRt
+        | Measure::AvgLt
+        | Measure::AvgCt
+        | Measure::StdevRt
+        | Measure::Percentile(_) => parse_duration(text)
+            .map(|d| (d.as_secs_f64(), false))
+            .map_err(|e| e.to_string()),
         Measure::Bytes => {
             let lower = text.to_ascii_lowercase();
             let (number, scale) = if let Some(n) = lower.strip_suffix("mb") {
@@ -256,7 +310,10 @@ fn threshold(subject: &Measure, text: &str) -> Result<(f64, bool), String> {
             } else {
                 (lower.strip_suffix('b').unwrap_or(&lower), 1.0)
             };
-            number.parse::<f64>().map(|n| (n * scale, false)).map_err(|_| bad())
+            number
+                .parse::<f64>()
+                .map(|n| (n * scale, false))
+                .map_err(|_| bad())
         }
         _ => text.parse().map(|n| (n, false)).map_err(|_| bad()),
     }
@@ -282,25 +339,42 @@ impl Criterion {
     }
 
     fn label_index(&self, labels: &[String]) -> Option<usize> {
-        self.label.as_ref().and_then(|l| labels.iter().position(|x| x == l))
+        self.label
+            .as_ref()
+            .and_then(|l| labels.iter().position(|x| x == l))
     }
 
     /// The measured value of one window (a second, or an aggregate of seconds).
     fn window_value(&self, window: &Window) -> Option<f64> {
         let hits = window.hits as f64;
-        let share = |count: f64| if self.percent { (hits > 0.0).then(|| count * 100.0 / hits) } else { Some(count) };
+        let share = |count: f64| {
+            if self.percent {
+                (hits > 0.0).then(|| count * 100.0 / hits)
+            } else {
+                Some(count)
+            }
+        };
         match &self.subject {
             Measure::AvgRt => window.avg_rt(),
             Measure::AvgLt => (hits > 0.0).then(|| window.sum_lt / hits),
             Measure::AvgCt => (hits > 0.0).then(|| window.sum_ct / hits),
-            Measure::StdevRt => (hits > 0.0).then(|| (window.sum_sq_rt / hits - (window.sum_rt / hits).powi(2)).max(0.0).sqrt()),
+            Measure::StdevRt => (hits > 0.0).then(|| {
+                (window.sum_sq_rt / hits - (window.sum_rt / hits).powi(2))
+                    .max(0.0)
+                    .sqrt()
+            }),
             Measure::Percentile(level) => window.percentile(*level),
             Measure::Hits => Some(hits),
             Measure::Bytes => Some(window.bytes as f64),
             Measure::Succ => share((window.hits - window.failures) as f64),
             Measure::Fail => share(window.failures as f64),
             Measure::Rc(pattern) => {
-                let count: u64 = window.codes.iter().filter(|(code, _)| code_matches(pattern, **code)).map(|(_, n)| n).sum();
+                let count: u64 = window
+                    .codes
+                    .iter()
+                    .filter(|(code, _)| code_matches(pattern, **code))
+                    .map(|(_, n)| n)
+                    .sum();
                 share(count as f64)
             }
         }
@@ -309,7 +383,13 @@ impl Criterion {
     /// The measured value of the final totals.
     fn summary_value(&self, summary: &Summary) -> Option<f64> {
         let hits = summary.samples as f64;
-        let share = |count: f64| if self.percent { (hits > 0.0).then(|| count * 100.0 / hits) } else { Some(count) };
+        let share = |count: f64| {
+            if self.percent {
+                (hits > 0.0).then(|| count * 100.0 / hits)
+            } else {
+                Some(count)
+            }
+        };
         match &self.subject {
             Measure::AvgRt => Some(summary.avg_rt),
             Measure::AvgLt => Some(summary.avg_lt),
@@ -321,7 +401,12 @@ impl Criterion {
             Measure::Succ => share((summary.samples - summary.failures) as f64),
             Measure::Fail => share(summary.failures as f64),
             Measure::Rc(pattern) => {
-                let count: u64 = summary.codes.iter().filter(|(code, _)| code.parse().is_ok_and(|c| code_matches(pattern, c))).map(|(_, n)| n).sum();
+                let count: u64 = summary
+                    .codes
+                    .iter()
+                    .filter(|(code, _)| code.parse().is_ok_and(|c| code_matches(pattern, c)))
+                    .map(|(_, n)| n)
+                    .sum();
                 share(count as f64)
             }
         }
@@ -329,7 +414,11 @@ impl Criterion {
 }
 
 fn summary_percentile(summary: &Summary, level: f64) -> f64 {
-    summary.percentiles.iter().find(|p| (p.level - level).abs() < 1e-9).map_or(0.0, |p| p.seconds)
+    summary
+        .percentiles
+        .iter()
+        .find(|p| (p.level - level).abs() < 1e-9)
+        .map_or(0.0, |p| p.seconds)
 }
 
 /// `5??` matches 500..=599; `*` matches any rest.
@@ -385,13 +474,20 @@ impl Monitor {
     /// A monitor for `criteria` over `labels`.
     pub fn new(criteria: Vec<Criterion>, labels: Vec<String>) -> Self {
         let n = criteria.len();
-        Self { criteria, labels, streaks: vec![0; n], outcomes: vec![None; n] }
+        Self {
+            criteria,
+            labels,
+            streaks: vec![0; n],
+            outcomes: vec![None; n],
+        }
     }
 
     /// Checks the criteria with a timeframe after `timeline` gained seconds; returns true
     /// when a triggered criterion asks to stop the test.
     pub fn on_seconds(&mut self, timeline: &[Second]) -> bool {
-        let Some(last) = timeline.last() else { return false };
+        let Some(last) = timeline.last() else {
+            return false;
+        };
         let mut stop = false;
         for (i, criterion) in self.criteria.iter().enumerate() {
             if criterion.timeframe.is_zero() || self.outcomes[i].is_some() {
@@ -405,9 +501,13 @@ impl Monitor {
             let frame = criterion.timeframe.as_secs().max(1);
             let value = match criterion.logic {
                 Logic::For => {
-                    let holds = criterion.window_value(&window_of(last)).is_some_and(|v| criterion.holds(v));
+                    let holds = criterion
+                        .window_value(&window_of(last))
+                        .is_some_and(|v| criterion.holds(v));
                     self.streaks[i] = if holds { self.streaks[i] + 1 } else { 0 };
-                    (self.streaks[i] >= frame).then(|| criterion.window_value(&window_of(last))).flatten()
+                    (self.streaks[i] >= frame)
+                        .then(|| criterion.window_value(&window_of(last)))
+                        .flatten()
                 }
                 Logic::Within | Logic::Over => {
                     let start = timeline.len().saturating_sub(frame as usize);
@@ -416,7 +516,9 @@ impl Monitor {
                         None
                     } else {
                         let merged = merge_windows(seconds.iter().map(window_of));
-                        criterion.window_value(&merged).filter(|v| criterion.holds(*v))
+                        criterion
+                            .window_value(&merged)
+                            .filter(|v| criterion.holds(*v))
                     }
                 }
             };
@@ -439,14 +541,20 @@ impl Monitor {
                 None => overall,
             };
             let value = criterion.summary_value(summary);
-            let triggered = criterion.timeframe.is_zero() && value.is_some_and(|v| criterion.holds(v));
+            let triggered =
+                criterion.timeframe.is_zero() && value.is_some_and(|v| criterion.holds(v));
             self.outcomes[i] = Some(outcome(criterion, None, value, triggered));
         }
         self.outcomes.into_iter().flatten().collect()
     }
 }
 
-fn outcome(criterion: &Criterion, at_second: Option<u64>, value: Option<f64>, triggered: bool) -> Outcome {
+fn outcome(
+    criterion: &Criterion,
+    at_second: Option<u64>,
+    value: Option<f64>,
+    triggered: bool,
+) -> Outcome {
     let kind = match (triggered, criterion.fail) {
         (false, _) => "Passed",
         (true, true) => "Failed",
@@ -455,7 +563,14 @@ fn outcome(criterion: &Criterion, at_second: Option<u64>, value: Option<f64>, tr
     let timeframe = if criterion.timeframe.is_zero() {
         String::new()
     } else {
-        format!(" {} {} sec", serde_json::to_value(criterion.logic).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(), criterion.timeframe.as_secs())
+        format!(
+            " {} {} sec",
+            serde_json::to_value(criterion.logic)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            criterion.timeframe.as_secs()
+        )
     };
     Outcome {
         criterion: criterion.text.clone(),
@@ -492,7 +607,14 @@ fn merge_windows(windows: impl Iterator<Item = Window>) -> Window {
     }
     merged.percentiles = weighted
         .into_iter()
-        .map(|(level, sum)| crate::stats::Percentile { level, seconds: if merged.hits > 0 { sum / merged.hits as f64 } else { 0.0 } })
+        .map(|(level, sum)| crate::stats::Percentile {
+            level,
+            seconds: if merged.hits > 0 {
+                sum / merged.hits as f64
+            } else {
+                0.0
+            },
+        })
         .collect();
     merged
 }
@@ -502,7 +624,8 @@ mod tests {
     use super::*;
 
     fn short(text: &str) -> Criterion {
-        parse(&Value::String(text.into()), "reporting.0.criteria.0").unwrap_or_else(|e| panic!("{e}"))
+        parse(&Value::String(text.into()), "reporting.0.criteria.0")
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -512,9 +635,15 @@ mod tests {
         assert_eq!(c.label.as_deref(), Some("api"));
         assert_eq!(c.condition, Condition::Gt);
         assert!((c.threshold - 0.15).abs() < 1e-9);
-        assert_eq!((c.logic, c.timeframe, c.stop, c.fail), (Logic::For, Duration::from_secs(10), true, true));
+        assert_eq!(
+            (c.logic, c.timeframe, c.stop, c.fail),
+            (Logic::For, Duration::from_secs(10), true, true)
+        );
         let c = short("fail>5%");
-        assert_eq!((c.subject.clone(), c.percent, c.timeframe), (Measure::Fail, true, Duration::ZERO));
+        assert_eq!(
+            (c.subject.clone(), c.percent, c.timeframe),
+            (Measure::Fail, true, Duration::ZERO)
+        );
         let c = short("My msg: p99.9>1s within 30s, continue as non-failed");
         assert_eq!(c.message.as_deref(), Some("My msg"));
         assert_eq!(c.subject, Measure::Percentile(99.9));
@@ -526,8 +655,18 @@ mod tests {
 
     #[test]
     fn bad_criteria_name_their_path() {
-        for text in ["speed>1", "avg-rt>fast", "p99~1s", "avg-rt>1s, explode", "avg-rt>10%", "avg-rt>1s for soon"] {
-            let err = parse(&Value::String(text.into()), "reporting.0.criteria.3").err().map(|e| e.to_string()).unwrap_or_default();
+        for text in [
+            "speed>1",
+            "avg-rt>fast",
+            "p99~1s",
+            "avg-rt>1s, explode",
+            "avg-rt>10%",
+            "avg-rt>1s for soon",
+        ] {
+            let err = parse(&Value::String(text.into()), "reporting.0.criteria.3")
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(err.starts_with("reporting.0.criteria.3: "), "{text}: {err}");
         }
     }
@@ -536,7 +675,15 @@ mod tests {
     fn long_form_and_codes() {
         let value = serde_json::json!({"subject": "avg-rt", "label": "api", "condition": ">", "threshold": "150ms", "timeframe": "10s", "logic": "within", "stop": false, "fail": true, "message": "too slow"});
         let c = parse(&value, "p").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((c.logic, c.stop, c.message.as_deref()), (Logic::Within, false, Some("too slow")));
-        assert!(code_matches("5??", 503) && !code_matches("5??", 404) && code_matches("4*", 404) && code_matches("200", 200));
+        assert_eq!(
+            (c.logic, c.stop, c.message.as_deref()),
+            (Logic::Within, false, Some("too slow"))
+        );
+        assert!(
+            code_matches("5??", 503)
+                && !code_matches("5??", 404)
+                && code_matches("4*", 404)
+                && code_matches("200", 200)
+        );
     }
 }

@@ -48,9 +48,20 @@ pub async fn run(
     let (samples_tx, mut samples) = mpsc::unbounded_channel::<(Sample, Duration)>();
     let (stop_tx, stop) = watch::channel(false);
     let users = Arc::new(AtomicU64::new(0));
-    let total = plan.executions.iter().map(Execution::duration).max().unwrap_or_default();
+    let total = plan
+        .executions
+        .iter()
+        .map(Execution::duration)
+        .max()
+        .unwrap_or_default();
     for execution in &plan.executions {
-        spawn_execution(execution.clone(), start, samples_tx.clone(), stop.clone(), Arc::clone(&users));
+        spawn_execution(
+            execution.clone(),
+            start,
+            samples_tx.clone(),
+            stop.clone(),
+            Arc::clone(&users),
+        );
     }
     drop(samples_tx);
 
@@ -58,7 +69,11 @@ pub async fn run(
     let mut collector = Collector::new(plan.labels.len(), &levels);
     let mut monitor = Monitor::new(plan.criteria.clone(), plan.labels.clone());
     let mut ending = Ending::Completed;
-    let mut ticker = tokio::time::interval_at(start + Duration::from_millis(1050), Duration::from_secs(1));
+    // Ticks in the middle of each second: the active users then stand for that second, and
+    // the previous second (over half a second ago) is closed.
+    let mut ticker =
+        tokio::time::interval_at(start + Duration::from_millis(500), Duration::from_secs(1));
+    let mut users_at: Vec<u64> = Vec::new();
     tokio::pin!(interrupt);
     let mut interrupted = false;
     loop {
@@ -70,9 +85,10 @@ pub async fn run(
             _ = ticker.tick() => {
                 let elapsed = start.elapsed();
                 let active = users.load(Ordering::Relaxed);
-                let closed = collector.close_until(elapsed.as_secs(), active).to_vec();
+                users_at.push(active);
+                let closed = collector.close_until(elapsed.as_secs(), &users_at).to_vec();
                 if let Some(last) = closed.last() {
-                    progress(&Progress { elapsed, total, users: active, second: last.clone() });
+                    progress(&Progress { elapsed, total, users: last.users, second: last.clone() });
                 }
                 if monitor.on_seconds(collector.timeline()) && ending == Ending::Completed {
                     ending = Ending::StoppedByCriterion;
@@ -88,7 +104,7 @@ pub async fn run(
     }
     let duration = start.elapsed();
     let end_second = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
-    collector.close_until(end_second, 0);
+    collector.close_until(end_second, &users_at);
     monitor.on_seconds(collector.timeline());
     Report::build(&plan, &collector, monitor, duration, ending)
 }
@@ -101,7 +117,10 @@ async fn resolve_addresses(plan: &mut Plan) {
         for request in &mut scenario.requests {
             let key = (request.host.clone(), request.port);
             if !resolved.contains_key(&key) {
-                let address = tokio::net::lookup_host((key.0.as_str(), key.1)).await.ok().and_then(|mut a| a.next());
+                let address = tokio::net::lookup_host((key.0.as_str(), key.1))
+                    .await
+                    .ok()
+                    .and_then(|mut a| a.next());
                 if address.is_none() {
                     tracing::warn!(host = %key.0, "cannot resolve host");
                 }
@@ -130,9 +149,18 @@ fn spawn_execution(
     stop: watch::Receiver<bool>,
     users: Arc<AtomicU64>,
 ) {
-    let pacer = execution.throughput.map(|rate| Pacer::new(rate, execution.ramp_up, start));
+    let pacer = execution
+        .throughput
+        .map(|rate| Pacer::new(rate, execution.ramp_up, start));
     let concurrency = execution.concurrency;
-    let shared = Arc::new(Shared { execution, start, samples, users, pacer, arrivals: AtomicU64::new(0) });
+    let shared = Arc::new(Shared {
+        execution,
+        start,
+        samples,
+        users,
+        pacer,
+        arrivals: AtomicU64::new(0),
+    });
     for user in 0..concurrency {
         let shared = Arc::clone(&shared);
         let stop = stop.clone();
@@ -151,7 +179,9 @@ fn start_offset(execution: &Execution, user: u32) -> Duration {
     let concurrency = f64::from(execution.concurrency.max(1));
     let ramp = execution.ramp_up.as_secs_f64();
     let fraction = match execution.steps.filter(|&s| s > 0) {
-        Some(steps) => (f64::from(user) * f64::from(steps) / concurrency).floor() / f64::from(steps),
+        Some(steps) => {
+            (f64::from(user) * f64::from(steps) / concurrency).floor() / f64::from(steps)
+        }
         None => f64::from(user) / concurrency,
     };
     Duration::from_secs_f64(ramp * fraction)
@@ -175,21 +205,24 @@ async fn closed_model_user(shared: &Shared, user: u32, mut stop: watch::Receiver
     }
     shared.users.fetch_add(1, Ordering::Relaxed);
     let deadline = (!execution.duration().is_zero()).then(|| shared.start + execution.duration());
-    let mut connection = None;
+    let mut connections = Connections::default();
     let mut iteration = 0;
     'iterations: while execution.iterations.is_none_or(|n| iteration < n) {
         for request in &execution.scenario.requests {
             if *stop.borrow() || deadline.is_some_and(|d| Instant::now() >= d) {
                 break 'iterations;
             }
-            if let Some(pacer) = &shared.pacer
-                && !sleep_until(pacer.next_slot(), &mut stop).await
-            {
-                break 'iterations;
+            if let Some(pacer) = &shared.pacer {
+                let slot = pacer.next_slot();
+                if deadline.is_some_and(|d| slot >= d) || !sleep_until(slot, &mut stop).await {
+                    break 'iterations;
+                }
             }
             let due = Instant::now();
-            exchange_and_report(shared, &mut connection, request, due).await;
-            if !request.think_time.is_zero() && !sleep_until(Instant::now() + request.think_time, &mut stop).await {
+            exchange_and_report(shared, connections.slot(request.address), request, due).await;
+            if !request.think_time.is_zero()
+                && !sleep_until(Instant::now() + request.think_time, &mut stop).await
+            {
                 break 'iterations;
             }
         }
@@ -207,7 +240,7 @@ async fn open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
     let ramp = execution.ramp_up.as_secs_f64();
     let total = execution.duration().as_secs_f64();
     shared.users.fetch_add(1, Ordering::Relaxed);
-    let mut connection = None;
+    let mut connections = Connections::default();
     'arrivals: loop {
         for request in &execution.scenario.requests {
             let k = shared.arrivals.fetch_add(1, Ordering::Relaxed) as f64;
@@ -224,28 +257,48 @@ async fn open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
             if !sleep_until(due, &mut stop).await {
                 break 'arrivals;
             }
-            exchange_and_report(shared, &mut connection, request, due).await;
+            exchange_and_report(shared, connections.slot(request.address), request, due).await;
         }
     }
     shared.users.fetch_sub(1, Ordering::Relaxed);
 }
 
-async fn exchange_and_report(shared: &Shared, connection: &mut Option<Connection>, request: &Request, due: Instant) {
+async fn exchange_and_report(
+    shared: &Shared,
+    connection: &mut Option<Connection>,
+    request: &Request,
+    due: Instant,
+) {
     let sent = Instant::now();
     let outcome = match tokio::time::timeout(request.timeout, exchange(connection, request)).await {
         Ok(outcome) => outcome,
         Err(_) => {
             // The response may still come on this connection: never reuse it.
             *connection = None;
-            Err(Failure::new(ErrorKind::Timeout, format!("no response within {:?}", request.timeout)))
+            Err(Failure::new(
+                ErrorKind::Timeout,
+                format!("no response within {:?}", request.timeout),
+            ))
         }
     };
     let ended = Instant::now();
     let (status, latency, connect_time, bytes, error) = match outcome {
-        Ok(done) => (done.status, done.latency, done.connect_time, done.bytes, done.error),
+        Ok(done) => (
+            done.status,
+            done.latency,
+            done.connect_time,
+            done.bytes,
+            done.error,
+        ),
         Err(failure) => {
             *connection = None;
-            (0, ended - sent, failure.connect_time, 0, Some((failure.kind, failure.message)))
+            (
+                0,
+                ended - sent,
+                failure.connect_time,
+                0,
+                Some((failure.kind, failure.message)),
+            )
         }
     };
     let connect_failed = matches!(error, Some((ErrorKind::Connect, _)));
@@ -270,6 +323,26 @@ struct Connection {
     sender: SendRequest<Full<Bytes>>,
 }
 
+/// A user's connections, one per target address (scenarios usually have one).
+#[derive(Default)]
+struct Connections {
+    open: Vec<(Option<SocketAddr>, Option<Connection>)>,
+}
+
+impl Connections {
+    /// The connection slot for `address`, created empty on first use.
+    fn slot(&mut self, address: Option<SocketAddr>) -> &mut Option<Connection> {
+        let index = match self.open.iter().position(|(a, _)| *a == address) {
+            Some(index) => index,
+            None => {
+                self.open.push((address, None));
+                self.open.len() - 1
+            }
+        };
+        &mut self.open[index].1
+    }
+}
+
 struct Exchanged {
     status: u16,
     latency: Duration,
@@ -286,26 +359,46 @@ struct Failure {
 
 impl Failure {
     fn new(kind: ErrorKind, message: impl Into<Arc<str>>) -> Self {
-        Self { kind, message: message.into(), connect_time: Duration::ZERO }
+        Self {
+            kind,
+            message: message.into(),
+            connect_time: Duration::ZERO,
+        }
     }
 }
 
 async fn connect(address: Option<SocketAddr>, request: &Request) -> Result<Connection, Failure> {
-    let address = address.ok_or_else(|| Failure::new(ErrorKind::Connect, format!("cannot resolve {}", request.host)))?;
-    let stream = TcpStream::connect(address)
-        .await
-        .map_err(|e| Failure::new(ErrorKind::Connect, format!("cannot connect to {address}: {}", e.kind())))?;
+    let address = address.ok_or_else(|| {
+        Failure::new(
+            ErrorKind::Connect,
+            format!("cannot resolve {}", request.host),
+        )
+    })?;
+    let stream = TcpStream::connect(address).await.map_err(|e| {
+        Failure::new(
+            ErrorKind::Connect,
+            format!("cannot connect to {address}: {}", e.kind()),
+        )
+    })?;
     let _ = stream.set_nodelay(true);
     let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| Failure::new(ErrorKind::Connect, format!("handshake with {address} failed: {e}")))?;
+        .map_err(|e| {
+            Failure::new(
+                ErrorKind::Connect,
+                format!("handshake with {address} failed: {e}"),
+            )
+        })?;
     tokio::spawn(driver);
     Ok(Connection { sender })
 }
 
 /// Sends one request and reads the whole response, connecting first when needed. A reused
 /// connection that the server had closed is retried once on a new one.
-async fn exchange(connection: &mut Option<Connection>, request: &Request) -> Result<Exchanged, Failure> {
+async fn exchange(
+    connection: &mut Option<Connection>,
+    request: &Request,
+) -> Result<Exchanged, Failure> {
     let mut connect_time = Duration::ZERO;
     let mut reused = true;
     loop {
@@ -318,7 +411,9 @@ async fn exchange(connection: &mut Option<Connection>, request: &Request) -> Res
             connect_time += began.elapsed();
             reused = false;
         }
-        let Some(conn) = connection.as_mut() else { continue };
+        let Some(conn) = connection.as_mut() else {
+            continue;
+        };
         let sent = Instant::now();
         let response = match conn.sender.ready().await {
             Ok(()) => conn.sender.send_request(build(request)).await,
@@ -326,21 +421,35 @@ async fn exchange(connection: &mut Option<Connection>, request: &Request) -> Res
         };
         let response = match response {
             Ok(response) => response,
-            Err(err) if reused && (err.is_canceled() || err.is_closed() || err.is_incomplete_message()) => {
+            Err(err)
+                if reused
+                    && (err.is_canceled() || err.is_closed() || err.is_incomplete_message()) =>
+            {
                 *connection = None;
                 continue;
             }
-            Err(err) => return Err(Failure { connect_time, ..Failure::new(ErrorKind::Io, format!("request failed: {err}")) }),
+            Err(err) => {
+                return Err(Failure {
+                    connect_time,
+                    ..Failure::new(ErrorKind::Io, format!("request failed: {err}"))
+                });
+            }
         };
         let latency = sent.elapsed();
         let status = response.status();
         let headers = response.headers().clone();
-        let wants_body = request.assertions.iter().any(|a| a.subject == Subject::Body);
+        let wants_body = request
+            .assertions
+            .iter()
+            .any(|a| a.subject == Subject::Body);
         let mut body = response.into_body();
         let mut bytes = 0u64;
         let mut content = Vec::new();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Failure { connect_time, ..Failure::new(ErrorKind::Io, format!("reading the response failed: {e}")) })?;
+            let frame = frame.map_err(|e| Failure {
+                connect_time,
+                ..Failure::new(ErrorKind::Io, format!("reading the response failed: {e}"))
+            })?;
             if let Some(data) = frame.data_ref() {
                 bytes += data.len() as u64;
                 if wants_body {
@@ -352,11 +461,28 @@ async fn exchange(connection: &mut Option<Connection>, request: &Request) -> Res
             *connection = None;
         }
         let error = if status.as_u16() >= 400 {
-            Some((ErrorKind::Http, Arc::from(format!("HTTP {} {}", status.as_u16(), status.canonical_reason().unwrap_or("")).trim_end())))
+            Some((
+                ErrorKind::Http,
+                Arc::from(
+                    format!(
+                        "HTTP {} {}",
+                        status.as_u16(),
+                        status.canonical_reason().unwrap_or("")
+                    )
+                    .trim_end(),
+                ),
+            ))
         } else {
-            check_assertions(request, status.as_u16(), &headers, &content).map(|m| (ErrorKind::Assertion, Arc::from(m)))
+            check_assertions(request, status.as_u16(), &headers, &content)
+                .map(|m| (ErrorKind::Assertion, Arc::from(m)))
         };
-        return Ok(Exchanged { status: status.as_u16(), latency, connect_time, bytes, error });
+        return Ok(Exchanged {
+            status: status.as_u16(),
+            latency,
+            connect_time,
+            bytes,
+            error,
+        });
     }
 }
 
@@ -366,13 +492,20 @@ fn build(request: &Request) -> hyper::Request<Full<Bytes>> {
     *built.uri_mut() = request.target.clone();
     *built.headers_mut() = request.headers.clone();
     if !request.keepalive {
-        built.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        built
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     built
 }
 
 /// The first failed assertion, described.
-fn check_assertions(request: &Request, status: u16, headers: &hyper::HeaderMap, body: &[u8]) -> Option<String> {
+fn check_assertions(
+    request: &Request,
+    status: u16,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+) -> Option<String> {
     for assertion in &request.assertions {
         let text = match assertion.subject {
             Subject::Body => String::from_utf8_lossy(body).into_owned(),
@@ -390,8 +523,15 @@ fn check_assertions(request: &Request, status: u16, headers: &hyper::HeaderMap, 
         for pattern in &assertion.patterns {
             let found = pattern.is_match(&text);
             if found == assertion.invert {
-                let verb = if assertion.invert { "contains" } else { "does not contain" };
-                return Some(format!("assertion failed: {subject} {verb} {:?}", pattern.as_str()));
+                let verb = if assertion.invert {
+                    "contains"
+                } else {
+                    "does not contain"
+                };
+                return Some(format!(
+                    "assertion failed: {subject} {verb} {:?}",
+                    pattern.as_str()
+                ));
             }
         }
     }
@@ -409,17 +549,29 @@ struct Pacer {
 
 impl Pacer {
     fn new(rate: f64, ramp: Duration, start: Instant) -> Self {
-        Self { rate, ramp, start, next: std::sync::Mutex::new(start) }
+        Self {
+            rate,
+            ramp,
+            start,
+            next: std::sync::Mutex::new(start),
+        }
     }
 
     /// Reserves the next free slot and returns when it is.
     fn next_slot(&self) -> Instant {
         let now = Instant::now();
-        let mut next = self.next.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut next = self
+            .next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let slot = (*next).max(now);
         let elapsed = (slot - self.start).as_secs_f64();
         let ramp = self.ramp.as_secs_f64();
-        let rate = if ramp > 0.0 && elapsed < ramp { (self.rate * elapsed / ramp).max(1.0) } else { self.rate };
+        let rate = if ramp > 0.0 && elapsed < ramp {
+            (self.rate * elapsed / ramp).max(1.0)
+        } else {
+            self.rate
+        };
         *next = slot + Duration::from_secs_f64(1.0 / rate);
         slot
     }

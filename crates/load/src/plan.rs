@@ -208,16 +208,45 @@ pub fn from_taurus(document: &Value) -> Result<Plan, ConfigError> {
     }
     for (i, execution) in executions.iter().enumerate() {
         let path = format!("execution.{i}");
-        let built = builder.execution(&Node { value: execution, path }, &scenarios)?;
+        let built = builder.execution(
+            &Node {
+                value: execution,
+                path,
+            },
+            &scenarios,
+        )?;
         builder.executions.push(built);
     }
     if let Some(reporting) = document.get("reporting") {
-        builder.reporting(&Node { value: reporting, path: "reporting".into() })?;
+        builder.reporting(&Node {
+            value: reporting,
+            path: "reporting".into(),
+        })?;
     }
     for key in document.as_object().into_iter().flat_map(Map::keys) {
-        if !["execution", "scenarios", "reporting", "settings", "modules", "provisioning", "services", "included-configs", "cli-aliases"].contains(&key.as_str()) {
+        if ![
+            "execution",
+            "scenarios",
+            "reporting",
+            "settings",
+            "modules",
+            "provisioning",
+            "services",
+            "included-configs",
+            "cli-aliases",
+        ]
+        .contains(&key.as_str())
+        {
             builder.warn(key, "unknown top-level key; ignored");
-        } else if ["services", "provisioning", "modules", "included-configs", "cli-aliases"].contains(&key.as_str()) {
+        } else if [
+            "services",
+            "provisioning",
+            "modules",
+            "included-configs",
+            "cli-aliases",
+        ]
+        .contains(&key.as_str())
+        {
             builder.warn(key, "not implemented by Peregrine; ignored");
         }
     }
@@ -261,13 +290,19 @@ pub fn from_quick(test: &QuickTest) -> Result<Plan, ConfigError> {
             path: "--header".into(),
             message: format!("expected 'Name: value', got {header:?}"),
         })?;
-        headers.insert(name.trim().to_owned(), Value::String(value.trim().to_owned()));
+        headers.insert(
+            name.trim().to_owned(),
+            Value::String(value.trim().to_owned()),
+        );
     }
     let mut request = Map::new();
     request.insert("url".into(), Value::String(test.url.clone()));
     request.insert("method".into(), Value::String(test.method.clone()));
     request.insert("headers".into(), Value::Object(headers));
-    request.insert("timeout".into(), Value::String(format!("{}ms", test.timeout.as_millis())));
+    request.insert(
+        "timeout".into(),
+        Value::String(format!("{}ms", test.timeout.as_millis())),
+    );
     request.insert("keepalive".into(), Value::Bool(test.keepalive));
     if let Some(body) = &test.body {
         request.insert("body".into(), Value::String(body.clone()));
@@ -276,8 +311,14 @@ pub fn from_quick(test: &QuickTest) -> Result<Plan, ConfigError> {
     if let Some(c) = test.concurrency {
         execution.insert("concurrency".into(), Value::from(c));
     }
-    execution.insert("ramp-up".into(), Value::String(format!("{}ms", test.ramp_up.as_millis())));
-    execution.insert("hold-for".into(), Value::String(format!("{}ms", test.hold_for.as_millis())));
+    execution.insert(
+        "ramp-up".into(),
+        Value::String(format!("{}ms", test.ramp_up.as_millis())),
+    );
+    execution.insert(
+        "hold-for".into(),
+        Value::String(format!("{}ms", test.hold_for.as_millis())),
+    );
     if let Some(n) = test.iterations {
         execution.insert("iterations".into(), Value::from(n));
     }
@@ -304,9 +345,38 @@ struct Builder {
     inline_scenarios: usize,
 }
 
-const EXECUTION_KEYS: &[&str] = &["concurrency", "ramp-up", "hold-for", "iterations", "throughput", "steps", "arrival-rate", "scenario", "executor"];
-const SCENARIO_KEYS: &[&str] = &["requests", "default-address", "headers", "timeout", "think-time", "keepalive", "variables"];
-const REQUEST_KEYS: &[&str] = &["url", "method", "label", "headers", "body", "body-file", "think-time", "timeout", "keepalive", "assert"];
+const EXECUTION_KEYS: &[&str] = &[
+    "concurrency",
+    "ramp-up",
+    "hold-for",
+    "iterations",
+    "throughput",
+    "steps",
+    "arrival-rate",
+    "scenario",
+    "executor",
+];
+const SCENARIO_KEYS: &[&str] = &[
+    "requests",
+    "default-address",
+    "headers",
+    "timeout",
+    "think-time",
+    "keepalive",
+    "variables",
+];
+const REQUEST_KEYS: &[&str] = &[
+    "url",
+    "method",
+    "label",
+    "headers",
+    "body",
+    "body-file",
+    "think-time",
+    "timeout",
+    "keepalive",
+    "assert",
+];
 
 impl Builder {
     fn warn(&mut self, path: &str, note: &str) {
@@ -316,7 +386,10 @@ impl Builder {
     fn warn_unknown(&mut self, node: &Node<'_>, known: &[&str]) {
         for key in node.value.as_object().into_iter().flat_map(Map::keys) {
             if !known.contains(&key.as_str()) {
-                self.warn(&format!("{}.{key}", node.path), "not implemented by Peregrine; ignored");
+                self.warn(
+                    &format!("{}.{key}", node.path),
+                    "not implemented by Peregrine; ignored",
+                );
             }
         }
     }
@@ -354,7 +427,12 @@ impl Builder {
             && executor.value.as_str() != Some("peregrine")
         {
             let name = executor.value.as_str().unwrap_or("?").to_owned();
-            self.warn(&executor.path, &format!("executor {name:?} is not used; Peregrine's own engine runs this execution"));
+            self.warn(
+                &executor.path,
+                &format!(
+                    "executor {name:?} is not used; Peregrine's own engine runs this execution"
+                ),
+            );
         }
         let arrival_rate = optional(child("arrival-rate"), positive_number)?;
         let concurrency = match optional(child("concurrency"), provisioned_count)? {
@@ -370,7 +448,9 @@ impl Builder {
         }
         let throughput = optional(child("throughput"), provisioned_number)?;
         if throughput.is_some() && arrival_rate.is_some() {
-            return Err(node.error("set either throughput (a cap) or arrival-rate (open model), not both"));
+            return Err(
+                node.error("set either throughput (a cap) or arrival-rate (open model), not both")
+            );
         }
         if arrival_rate.is_some() && (ramp_up + hold_for).is_zero() {
             return Err(node.error("arrival-rate needs hold-for (and optionally ramp-up)"));
@@ -381,7 +461,8 @@ impl Builder {
         let scenario_node = child("scenario").ok_or_else(|| node.error("has no scenario"))?;
         let scenario = self.scenario(&scenario_node, scenarios)?;
         Ok(Execution {
-            concurrency: u32::try_from(concurrency).map_err(|_| node.error("concurrency is too large"))?,
+            concurrency: u32::try_from(concurrency)
+                .map_err(|_| node.error("concurrency is too large"))?,
             ramp_up,
             hold_for,
             iterations,
@@ -396,14 +477,26 @@ impl Builder {
         let (name, path, value) = match node.value {
             Value::String(name) => {
                 let value = scenarios.get(name).ok_or_else(|| {
-                    let known: Vec<_> = scenarios.as_object().into_iter().flat_map(Map::keys).cloned().collect();
-                    node.error(format!("no scenario named {name:?} in scenarios (known: {})", known.join(", ")))
+                    let known: Vec<_> = scenarios
+                        .as_object()
+                        .into_iter()
+                        .flat_map(Map::keys)
+                        .cloned()
+                        .collect();
+                    node.error(format!(
+                        "no scenario named {name:?} in scenarios (known: {})",
+                        known.join(", ")
+                    ))
                 })?;
                 (name.clone(), format!("scenarios.{name}"), value)
             }
             Value::Object(_) => {
                 self.inline_scenarios += 1;
-                (format!("inline-{}", self.inline_scenarios), node.path.to_owned(), node.value)
+                (
+                    format!("inline-{}", self.inline_scenarios),
+                    node.path.to_owned(),
+                    node.value,
+                )
             }
             _ => return Err(node.error("must be a scenario name or an inline scenario mapping")),
         };
@@ -414,7 +507,10 @@ impl Builder {
         self.warn_unknown(node, SCENARIO_KEYS);
         let defaults = ScenarioDefaults::read(node)?;
         let requests_node = child(node, "requests").ok_or_else(|| node.error("has no requests"))?;
-        let items = requests_node.value.as_array().ok_or_else(|| requests_node.error("must be a list"))?;
+        let items = requests_node
+            .value
+            .as_array()
+            .ok_or_else(|| requests_node.error("must be a list"))?;
         if items.is_empty() {
             return Err(requests_node.error("is empty"));
         }
@@ -426,12 +522,19 @@ impl Builder {
         Ok(Scenario { name, requests })
     }
 
-    fn request(&mut self, node: &Node<'_>, defaults: &ScenarioDefaults) -> Result<Request, ConfigError> {
+    fn request(
+        &mut self,
+        node: &Node<'_>,
+        defaults: &ScenarioDefaults,
+    ) -> Result<Request, ConfigError> {
         let shorthand;
         let node = match node.value {
             Value::String(url) => {
                 shorthand = serde_json::json!({ "url": url });
-                &Node { value: &shorthand, path: node.path.clone() }
+                &Node {
+                    value: &shorthand,
+                    path: node.path.clone(),
+                }
             }
             Value::Object(_) => node,
             _ => return Err(node.error("must be a URL or a request mapping")),
@@ -439,17 +542,31 @@ impl Builder {
         self.warn_unknown(node, REQUEST_KEYS);
         let get = |key: &'static str| child(node, key);
         let url_node = get("url").ok_or_else(|| node.error("has no url"))?;
-        let url_text = defaults.substitute(url_node.value.as_str().ok_or_else(|| url_node.error("must be a string"))?);
-        let url = resolve_url(&url_text, defaults.address.as_deref()).map_err(|message| url_node.error(message))?;
+        let url_text = defaults.substitute(
+            url_node
+                .value
+                .as_str()
+                .ok_or_else(|| url_node.error("must be a string"))?,
+        );
+        let url = resolve_url(&url_text, defaults.address.as_deref())
+            .map_err(|message| url_node.error(message))?;
         let method = match get("method") {
             Some(m) => {
-                let text = m.value.as_str().ok_or_else(|| m.error("must be a string"))?;
-                Method::from_bytes(text.to_ascii_uppercase().as_bytes()).map_err(|_| m.error(format!("invalid HTTP method {text:?}")))?
+                let text = m
+                    .value
+                    .as_str()
+                    .ok_or_else(|| m.error("must be a string"))?;
+                Method::from_bytes(text.to_ascii_uppercase().as_bytes())
+                    .map_err(|_| m.error(format!("invalid HTTP method {text:?}")))?
             }
             None => Method::GET,
         };
         let label = match get("label") {
-            Some(l) => l.value.as_str().map(str::to_owned).ok_or_else(|| l.error("must be a string"))?,
+            Some(l) => l
+                .value
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| l.error("must be a string"))?,
             None => url_text.clone(),
         };
         let label = self.label_index(label);
@@ -465,21 +582,33 @@ impl Builder {
                 Value::String(text) => Bytes::from(defaults.substitute(text)),
                 Value::Null => Bytes::new(),
                 other => {
-                    headers.entry(CONTENT_TYPE).or_insert(HeaderValue::from_static("application/json"));
+                    headers
+                        .entry(CONTENT_TYPE)
+                        .or_insert(HeaderValue::from_static("application/json"));
                     Bytes::from(defaults.substitute(&other.to_string()))
                 }
             },
             (None, Some(file)) => {
-                let path = file.value.as_str().ok_or_else(|| file.error("must be a file path"))?;
-                Bytes::from(std::fs::read(path).map_err(|e| file.error(format!("cannot read {path}: {e}")))?)
+                let path = file
+                    .value
+                    .as_str()
+                    .ok_or_else(|| file.error("must be a file path"))?;
+                Bytes::from(
+                    std::fs::read(path)
+                        .map_err(|e| file.error(format!("cannot read {path}: {e}")))?,
+                )
             }
             (None, None) => Bytes::new(),
         };
-        let host_header = HeaderValue::from_str(&url.authority).map_err(|_| url_node.error("invalid host"))?;
+        let host_header =
+            HeaderValue::from_str(&url.authority).map_err(|_| url_node.error("invalid host"))?;
         headers.insert(HOST, host_header);
         let timeout = optional(get("timeout"), duration)?.unwrap_or(defaults.timeout);
         if timeout.is_zero() {
-            return Err(get("timeout").map_or_else(|| node.error("timeout must be positive"), |t| t.error("must be positive")));
+            return Err(get("timeout").map_or_else(
+                || node.error("timeout must be positive"),
+                |t| t.error("must be positive"),
+            ));
         }
         let think_time = match get("think-time") {
             Some(t) => self.think_time(&t)?,
@@ -516,7 +645,13 @@ impl Builder {
         if let Some(inner) = text.strip_suffix(')').and_then(|t| t.split_once('(')) {
             let mean = inner.1.split(',').next().unwrap_or_default();
             let parsed = parse_duration(mean).map_err(|e| node.error(e.to_string()))?;
-            self.warn(&node.path.clone(), &format!("random think-time {:?} is not implemented; its mean {mean} is used", inner.0));
+            self.warn(
+                &node.path.clone(),
+                &format!(
+                    "random think-time {:?} is not implemented; its mean {mean} is used",
+                    inner.0
+                ),
+            );
             return Ok(parsed);
         }
         parse_duration(&text).map_err(|e| node.error(e.to_string()))
@@ -533,21 +668,32 @@ impl Builder {
     }
 
     fn reporting(&mut self, node: &Node<'_>) -> Result<(), ConfigError> {
-        let items = node.value.as_array().ok_or_else(|| node.error("must be a list of reporters"))?;
+        let items = node
+            .value
+            .as_array()
+            .ok_or_else(|| node.error("must be a list of reporters"))?;
         let mut seen = HashSet::new();
         for (i, item) in items.iter().enumerate() {
             let path = format!("{}.{i}", node.path);
-            let item = &Node { value: item, path: path.clone() };
+            let item = &Node {
+                value: item,
+                path: path.clone(),
+            };
             let module = match item.value {
                 Value::String(name) => name.as_str(),
-                Value::Object(map) => map.get("module").and_then(Value::as_str).ok_or_else(|| item.error("has no module"))?,
+                Value::Object(map) => map
+                    .get("module")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| item.error("has no module"))?,
                 _ => return Err(item.error("must be a module name or a mapping with module")),
             };
             seen.insert(module.to_owned());
             match module {
                 "final-stats" => {
-                    self.outputs.dump_xml = optional(child(item, "dump-xml"), path_value)?.or(self.outputs.dump_xml.take());
-                    self.outputs.dump_csv = optional(child(item, "dump-csv"), path_value)?.or(self.outputs.dump_csv.take());
+                    self.outputs.dump_xml = optional(child(item, "dump-xml"), path_value)?
+                        .or(self.outputs.dump_xml.take());
+                    self.outputs.dump_csv = optional(child(item, "dump-csv"), path_value)?
+                        .or(self.outputs.dump_csv.take());
                 }
                 "passfail" => {
                     if let Some(criteria) = child(item, "criteria") {
@@ -555,7 +701,10 @@ impl Builder {
                     }
                 }
                 "junit-xml" => {
-                    self.outputs.junit_xml = Some(optional(child(item, "filename"), path_value)?.unwrap_or_else(|| PathBuf::from("xunit.xml")));
+                    self.outputs.junit_xml = Some(
+                        optional(child(item, "filename"), path_value)?
+                            .unwrap_or_else(|| PathBuf::from("xunit.xml")),
+                    );
                     if let Some(source) = child(item, "data-source") {
                         match source.value.as_str() {
                             Some("pass-fail") => self.outputs.junit_pass_fail = true,
@@ -565,14 +714,20 @@ impl Builder {
                     }
                 }
                 "console" => {}
-                other => self.warn(&path, &format!("reporter {other:?} is not implemented by Peregrine; ignored")),
+                other => self.warn(
+                    &path,
+                    &format!("reporter {other:?} is not implemented by Peregrine; ignored"),
+                ),
             }
         }
         Ok(())
     }
 
     fn criteria_list(&mut self, node: &Node<'_>) -> Result<(), ConfigError> {
-        let items = node.value.as_array().ok_or_else(|| node.error("must be a list of criteria"))?;
+        let items = node
+            .value
+            .as_array()
+            .ok_or_else(|| node.error("must be a list of criteria"))?;
         for (i, item) in items.iter().enumerate() {
             let path = format!("{}.{i}", node.path);
             let criterion = crate::criteria::parse(item, &path)?;
@@ -597,7 +752,10 @@ impl ScenarioDefaults {
         let get = |key: &'static str| child(node, key);
         let mut variables = BTreeMap::new();
         if let Some(vars) = get("variables") {
-            let map = vars.value.as_object().ok_or_else(|| vars.error("must be a mapping"))?;
+            let map = vars
+                .value
+                .as_object()
+                .ok_or_else(|| vars.error("must be a mapping"))?;
             for (name, value) in map {
                 let text = match value {
                     Value::String(s) => s.clone(),
@@ -615,12 +773,17 @@ impl ScenarioDefaults {
             variables,
         };
         if let Some(address) = get("default-address") {
-            let text = address.value.as_str().ok_or_else(|| address.error("must be a URL"))?;
+            let text = address
+                .value
+                .as_str()
+                .ok_or_else(|| address.error("must be a URL"))?;
             defaults.address = Some(defaults.substitute(text));
         }
         if let Some(headers) = get("headers") {
             for (name, value) in header_pairs(&headers)? {
-                let value = HeaderValue::from_str(&defaults.substitute(value.to_str().unwrap_or_default())).unwrap_or(value);
+                let value =
+                    HeaderValue::from_str(&defaults.substitute(value.to_str().unwrap_or_default()))
+                        .unwrap_or(value);
                 defaults.headers.insert(name, value);
             }
         }
@@ -651,50 +814,87 @@ fn resolve_url(text: &str, default_address: Option<&str>) -> Result<ResolvedUrl,
     let full = if text.contains("://") {
         text.to_owned()
     } else {
-        let base = default_address.ok_or_else(|| format!("{text:?} is not an absolute URL and the scenario has no default-address"))?;
-        format!("{}/{}", base.trim_end_matches('/'), text.trim_start_matches('/'))
+        let base = default_address.ok_or_else(|| {
+            format!("{text:?} is not an absolute URL and the scenario has no default-address")
+        })?;
+        format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            text.trim_start_matches('/')
+        )
     };
-    let uri: Uri = full.parse().map_err(|e| format!("invalid URL {full:?}: {e}"))?;
+    let uri: Uri = full
+        .parse()
+        .map_err(|e| format!("invalid URL {full:?}: {e}"))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => return Err(format!("{full:?}: https is not supported yet; use http://")),
         _ => return Err(format!("{full:?}: the URL must start with http://")),
     }
-    let host = uri.host().filter(|h| !h.is_empty()).ok_or_else(|| format!("{full:?} has no host"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| format!("{full:?} has no host"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
     let port = uri.port_u16().unwrap_or(80);
     let authority = uri.authority().map(ToString::to_string).unwrap_or_default();
-    let target: Uri = uri.path_and_query().map_or("/", |p| p.as_str()).parse().map_err(|e| format!("invalid path: {e}"))?;
-    Ok(ResolvedUrl { authority, host, port, target })
+    let target: Uri = uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .parse()
+        .map_err(|e| format!("invalid path: {e}"))?;
+    Ok(ResolvedUrl {
+        authority,
+        host,
+        port,
+        target,
+    })
 }
 
 fn header_pairs(node: &Node<'_>) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
-    let map = node.value.as_object().ok_or_else(|| node.error("must be a mapping of header names to values"))?;
+    let map = node
+        .value
+        .as_object()
+        .ok_or_else(|| node.error("must be a mapping of header names to values"))?;
     map.iter()
         .map(|(name, value)| {
             let text = match value {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| node.error(format!("invalid header name {name:?}")))?;
-            let value = HeaderValue::from_str(&text).map_err(|_| node.error(format!("invalid value for header {name}")))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| node.error(format!("invalid header name {name:?}")))?;
+            let value = HeaderValue::from_str(&text)
+                .map_err(|_| node.error(format!("invalid value for header {name}")))?;
             Ok((name, value))
         })
         .collect()
 }
 
 fn assertions(node: &Node<'_>) -> Result<Vec<Assertion>, ConfigError> {
-    let items = node.value.as_array().ok_or_else(|| node.error("must be a list"))?;
+    let items = node
+        .value
+        .as_array()
+        .ok_or_else(|| node.error("must be a list"))?;
     let mut out = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let path = format!("{}.{i}", node.path);
-        let item = &Node { value: item, path: path.clone() };
+        let item = &Node {
+            value: item,
+            path: path.clone(),
+        };
         let (contains, subject, regexp, invert) = match item.value {
             Value::String(text) => (vec![text.clone()], Subject::Body, true, false),
             Value::Object(_) => {
                 let contains = match child(item, "contains").map(|c| c.value) {
                     Some(Value::String(s)) => vec![s.clone()],
-                    Some(Value::Array(list)) => list.iter().map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).collect(),
+                    Some(Value::Array(list)) => list
+                        .iter()
+                        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+                        .collect(),
                     Some(Value::Number(n)) => vec![n.to_string()],
                     _ => return Err(item.error("needs contains: a pattern or a list of patterns")),
                 };
@@ -702,7 +902,11 @@ fn assertions(node: &Node<'_>) -> Result<Vec<Assertion>, ConfigError> {
                     None | Some("body") => Subject::Body,
                     Some("headers") => Subject::Headers,
                     Some("http-code") => Subject::HttpCode,
-                    Some(other) => return Err(item.error(format!("subject {other:?} is not body, headers or http-code"))),
+                    Some(other) => {
+                        return Err(item.error(format!(
+                            "subject {other:?} is not body, headers or http-code"
+                        )));
+                    }
                 };
                 let regexp = optional(child(item, "regexp"), boolean)?.unwrap_or(true);
                 let invert = optional(child(item, "not"), boolean)?.unwrap_or(false);
@@ -714,13 +918,19 @@ fn assertions(node: &Node<'_>) -> Result<Vec<Assertion>, ConfigError> {
             .into_iter()
             .map(|text| {
                 if regexp {
-                    Regex::new(&text).map(Pattern::Regex).map_err(|e| item.error(format!("invalid regular expression: {e}")))
+                    Regex::new(&text)
+                        .map(Pattern::Regex)
+                        .map_err(|e| item.error(format!("invalid regular expression: {e}")))
                 } else {
                     Ok(Pattern::Text(text))
                 }
             })
             .collect::<Result<_, _>>()?;
-        out.push(Assertion { subject, patterns, invert });
+        out.push(Assertion {
+            subject,
+            patterns,
+            invert,
+        });
     }
     Ok(out)
 }
@@ -733,7 +943,10 @@ fn child<'a>(node: &Node<'a>, key: &str) -> Option<Node<'a>> {
     })
 }
 
-fn optional<T>(node: Option<Node<'_>>, read: fn(&Node<'_>) -> Result<T, ConfigError>) -> Result<Option<T>, ConfigError> {
+fn optional<T>(
+    node: Option<Node<'_>>,
+    read: fn(&Node<'_>) -> Result<T, ConfigError>,
+) -> Result<Option<T>, ConfigError> {
     match node {
         Some(node) if !node.value.is_null() => read(&node).map(Some),
         _ => Ok(None),
@@ -750,7 +963,9 @@ fn duration(node: &Node<'_>) -> Result<Duration, ConfigError> {
 }
 
 fn count(node: &Node<'_>) -> Result<u64, ConfigError> {
-    node.value.as_u64().ok_or_else(|| node.error(format!("must be a whole number, got {}", node.value)))
+    node.value
+        .as_u64()
+        .ok_or_else(|| node.error(format!("must be a whole number, got {}", node.value)))
 }
 
 fn positive_number(node: &Node<'_>) -> Result<f64, ConfigError> {
@@ -763,7 +978,10 @@ fn positive_number(node: &Node<'_>) -> Result<f64, ConfigError> {
 /// A number, or Taurus's `{local: N, cloud: M}` form (the local value is used).
 fn provisioned_number(node: &Node<'_>) -> Result<f64, ConfigError> {
     match node.value.get("local") {
-        Some(local) => positive_number(&Node { value: local, path: node.path.clone() }),
+        Some(local) => positive_number(&Node {
+            value: local,
+            path: node.path.clone(),
+        }),
         None => positive_number(node),
     }
 }
@@ -777,9 +995,14 @@ fn provisioned_count(node: &Node<'_>) -> Result<u64, ConfigError> {
 }
 
 fn boolean(node: &Node<'_>) -> Result<bool, ConfigError> {
-    node.value.as_bool().ok_or_else(|| node.error(format!("must be true or false, got {}", node.value)))
+    node.value
+        .as_bool()
+        .ok_or_else(|| node.error(format!("must be true or false, got {}", node.value)))
 }
 
 fn path_value(node: &Node<'_>) -> Result<PathBuf, ConfigError> {
-    node.value.as_str().map(PathBuf::from).ok_or_else(|| node.error("must be a file path"))
+    node.value
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| node.error("must be a file path"))
 }

@@ -84,17 +84,22 @@ fn new_histogram() -> Histogram<u64> {
     match Histogram::new_with_bounds(1, MAX_MICROS, 3) {
         Ok(histogram) => histogram,
         // The bounds are constants that hdrhistogram accepts; this arm is never taken.
-        Err(_) => Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid")),
+        Err(_) => {
+            Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"))
+        }
     }
 }
 
 fn micros(duration: Duration) -> u64 {
-    u64::try_from(duration.as_micros()).unwrap_or(MAX_MICROS).clamp(1, MAX_MICROS)
+    u64::try_from(duration.as_micros())
+        .unwrap_or(MAX_MICROS)
+        .clamp(1, MAX_MICROS)
 }
 
 impl Tally {
     fn record(&mut self, sample: &Sample) {
-        self.response.saturating_record(micros(sample.response_time));
+        self.response
+            .saturating_record(micros(sample.response_time));
         self.service.saturating_record(micros(sample.service_time));
         self.samples += 1;
         self.failures += u64::from(sample.error.is_some());
@@ -110,32 +115,76 @@ impl Tally {
         let percentile = |h: &Histogram<u64>, level: f64| match self.samples {
             0 => 0.0,
             _ if level <= 0.0 => h.min() as f64 / 1e6,
-            _ => h.value_at_quantile(level / 100.0) as f64 / 1e6,
+            _ => quantile(h, level),
         };
         Summary {
             samples: self.samples,
             failures: self.failures,
-            failure_percent: if self.samples == 0 { 0.0 } else { self.failures as f64 * 100.0 / n },
+            failure_percent: if self.samples == 0 {
+                0.0
+            } else {
+                self.failures as f64 * 100.0 / n
+            },
             bytes: self.bytes,
             throughput: rate(self.samples, duration),
-            avg_rt: if self.samples == 0 { 0.0 } else { self.response.mean() / 1e6 },
+            avg_rt: if self.samples == 0 {
+                0.0
+            } else {
+                self.response.mean() / 1e6
+            },
             avg_lt: self.sum_latency / n,
             avg_ct: self.sum_connect / n,
             stdev_rt: self.response.stdev() / 1e6,
-            percentiles: levels.iter().map(|&l| Percentile { level: l, seconds: percentile(&self.response, l) }).collect(),
-            service_percentiles: levels.iter().map(|&l| Percentile { level: l, seconds: percentile(&self.service, l) }).collect(),
-            codes: self.codes.iter().map(|(code, count)| (code_key(*code), *count)).collect(),
+            percentiles: levels
+                .iter()
+                .map(|&l| Percentile {
+                    level: l,
+                    seconds: percentile(&self.response, l),
+                })
+                .collect(),
+            service_percentiles: levels
+                .iter()
+                .map(|&l| Percentile {
+                    level: l,
+                    seconds: percentile(&self.service, l),
+                })
+                .collect(),
+            codes: self
+                .codes
+                .iter()
+                .map(|(code, count)| (code_key(*code), *count))
+                .collect(),
         }
     }
 }
 
+/// The value at a percentile `level`, in seconds: the middle of its HDR bucket, so the
+/// bucket's width (0.1 % of the value) does not bias it upwards.
+fn quantile(histogram: &Histogram<u64>, level: f64) -> f64 {
+    let value = histogram.value_at_quantile(level / 100.0);
+    let value = if level >= 100.0 {
+        histogram.max()
+    } else {
+        histogram.median_equivalent(value)
+    };
+    value as f64 / 1e6
+}
+
 fn code_key(code: u16) -> String {
-    if code == 0 { "none".to_owned() } else { code.to_string() }
+    if code == 0 {
+        "none".to_owned()
+    } else {
+        code.to_string()
+    }
 }
 
 fn rate(count: u64, duration: Duration) -> f64 {
     let seconds = duration.as_secs_f64();
-    if seconds > 0.0 { count as f64 / seconds } else { 0.0 }
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
 }
 
 /// A percentile of response times.
@@ -220,7 +269,10 @@ impl Window {
 
     /// The percentile at `level`, if this window has it.
     pub fn percentile(&self, level: f64) -> Option<f64> {
-        self.percentiles.iter().find(|p| (p.level - level).abs() < 1e-9).map(|p| p.seconds)
+        self.percentiles
+            .iter()
+            .find(|p| (p.level - level).abs() < 1e-9)
+            .map(|p| p.seconds)
     }
 }
 
@@ -232,7 +284,10 @@ struct OpenWindow {
 
 impl OpenWindow {
     fn new() -> Self {
-        Self { window: Window::default(), histogram: new_histogram() }
+        Self {
+            window: Window::default(),
+            histogram: new_histogram(),
+        }
     }
 
     fn record(&mut self, sample: &Sample) {
@@ -246,7 +301,8 @@ impl OpenWindow {
         w.sum_ct += sample.connect_time.as_secs_f64();
         w.sum_sq_rt += rt * rt;
         *w.codes.entry(sample.status).or_default() += 1;
-        self.histogram.saturating_record(micros(sample.response_time));
+        self.histogram
+            .saturating_record(micros(sample.response_time));
     }
 
     fn close(mut self, levels: &[f64]) -> Window {
@@ -258,7 +314,7 @@ impl OpenWindow {
                     seconds: if level <= 0.0 {
                         self.histogram.min() as f64 / 1e6
                     } else {
-                        self.histogram.value_at_quantile(level / 100.0) as f64 / 1e6
+                        quantile(&self.histogram, level)
                     },
                 })
                 .collect();
@@ -321,39 +377,61 @@ impl Collector {
             tally.record(sample);
         }
         let labels = self.labels;
-        let (overall, per_label) = self
-            .open
-            .entry(ended.as_secs())
-            .or_insert_with(|| (OpenWindow::new(), (0..labels).map(|_| OpenWindow::new()).collect()));
+        // A sample that arrives after its second was closed counts in the next open one.
+        let first_open = self.timeline.last().map_or(0, |s| s.second + 1);
+        let second = ended.as_secs().max(first_open);
+        let (overall, per_label) = self.open.entry(second).or_insert_with(|| {
+            (
+                OpenWindow::new(),
+                (0..labels).map(|_| OpenWindow::new()).collect(),
+            )
+        });
         overall.record(sample);
         if let Some(window) = per_label.get_mut(sample.label) {
             window.record(sample);
         }
         if let Some((kind, message)) = &sample.error {
-            let variety = self.errors.keys().filter(|(l, k, _)| *l == sample.label && k == kind).count();
+            let variety = self
+                .errors
+                .keys()
+                .filter(|(l, k, _)| *l == sample.label && k == kind)
+                .count();
             let key = (sample.label, *kind, Arc::clone(message));
             if variety < MAX_ERROR_VARIETY || self.errors.contains_key(&key) {
                 *self.errors.entry(key).or_default() += 1;
             } else {
-                *self.errors.entry((sample.label, *kind, Arc::from("(other messages)"))).or_default() += 1;
+                *self
+                    .errors
+                    .entry((sample.label, *kind, Arc::from("(other messages)")))
+                    .or_default() += 1;
             }
         }
     }
 
-    /// Closes every second before `second` (empty ones too) into the timeline and returns them.
-    pub fn close_until(&mut self, second: u64, users: u64) -> &[Second] {
+    /// Closes every second before `second` (empty ones too) into the timeline and returns
+    /// them; `users_at[s]` is the active users sampled in second `s` (the last sample after).
+    pub fn close_until(&mut self, second: u64, users_at: &[u64]) -> &[Second] {
         let first_new = self.timeline.len();
         let mut next = self.timeline.last().map_or(0, |s| s.second + 1);
         while next < second {
-            let (overall, per_label) = self
-                .open
-                .remove(&next)
-                .unwrap_or_else(|| (OpenWindow::new(), (0..self.labels).map(|_| OpenWindow::new()).collect()));
+            let (overall, per_label) = self.open.remove(&next).unwrap_or_else(|| {
+                (
+                    OpenWindow::new(),
+                    (0..self.labels).map(|_| OpenWindow::new()).collect(),
+                )
+            });
+            let users = usize::try_from(next)
+                .ok()
+                .and_then(|i| users_at.get(i))
+                .or(users_at.last());
             self.timeline.push(Second {
                 second: next,
-                users,
+                users: users.copied().unwrap_or(0),
                 overall: overall.close(&self.levels),
-                labels: per_label.into_iter().map(|w| w.close(&self.levels)).collect(),
+                labels: per_label
+                    .into_iter()
+                    .map(|w| w.close(&self.levels))
+                    .collect(),
             });
             next += 1;
         }
@@ -387,7 +465,11 @@ impl Collector {
                 count: *count,
             })
             .collect();
-        errors.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.message.cmp(&b.message)));
+        errors.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.message.cmp(&b.message))
+        });
         errors
     }
 }
@@ -416,7 +498,9 @@ mod tests {
         for ms in 1..=100 {
             collector.record(&sample(ms, ms % 10 == 0), Duration::from_millis(ms * 15));
         }
-        let summary = collector.overall().summary(Duration::from_secs(2), &PERCENTILES);
+        let summary = collector
+            .overall()
+            .summary(Duration::from_secs(2), &PERCENTILES);
         assert_eq!(summary.samples, 100);
         assert_eq!(summary.failures, 10);
         assert!((summary.failure_percent - 10.0).abs() < 1e-9);
@@ -424,7 +508,7 @@ mod tests {
         let p50 = summary.percentiles[1].seconds;
         assert!((0.0499..=0.0501).contains(&p50), "{p50}");
         assert!((summary.percentiles[6].seconds - 0.1).abs() < 0.0001);
-        let closed = collector.close_until(2, 1).to_vec();
+        let closed = collector.close_until(2, &[1]).to_vec();
         assert_eq!(closed.len(), 2);
         assert_eq!(closed[0].overall.hits + closed[1].overall.hits, 100);
         assert_eq!(collector.errors(&["api".into()])[0].count, 10);

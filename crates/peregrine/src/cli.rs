@@ -34,7 +34,9 @@ pub enum Command {
 
 /// `peregrine load`
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  peregrine load bzt-config.yml -o execution.0.scenario.requests.0.url=http://127.0.0.1:8000/users/\n  peregrine load http://127.0.0.1:8000/users/ -c 100 --ramp-up 10s --hold-for 30s\n  peregrine load http://127.0.0.1:8000/users/7 --rate 2000 --hold-for 30s --report out/")]
+#[command(
+    after_help = "Examples:\n  peregrine load bzt-config.yml -o execution.0.scenario.requests.0.url=http://127.0.0.1:8000/users/\n  peregrine load http://127.0.0.1:8000/users/ -c 100 --ramp-up 10s --hold-for 30s\n  peregrine load http://127.0.0.1:8000/users/7 --rate 2000 --hold-for 30s --report out/"
+)]
 pub struct LoadArgs {
     /// Taurus YAML/JSON config files (merged in order), or one http:// URL for a quick test.
     #[arg(required = true, value_name = "CONFIG.yml|URL")]

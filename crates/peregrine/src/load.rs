@@ -72,7 +72,9 @@ fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
         || args.no_keepalive;
     if !args.targets.iter().any(is_url) {
         if quick_flags {
-            bail!("-c, --ramp-up, --hold-for, --rate and the other quick flags only apply to a URL; with config files use -o, e.g. -o execution.0.concurrency=50");
+            bail!(
+                "-c, --ramp-up, --hold-for, --rate and the other quick flags only apply to a URL; with config files use -o, e.g. -o execution.0.concurrency=50"
+            );
         }
         let files: Vec<PathBuf> = args.targets.iter().map(PathBuf::from).collect();
         return Ok(peregrine_load::load_plan(&files, &args.overrides)?);
@@ -84,7 +86,9 @@ fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
         bail!("-o applies to config files; for a URL use the quick flags (-c, --hold-for, …)");
     }
     let duration = |flag: &str, text: &Option<String>| -> anyhow::Result<Duration> {
-        text.as_deref().map_or(Ok(Duration::ZERO), |t| parse_duration(t).with_context(|| flag.to_owned()))
+        text.as_deref().map_or(Ok(Duration::ZERO), |t| {
+            parse_duration(t).with_context(|| flag.to_owned())
+        })
     };
     let ramp_up = duration("--ramp-up", &args.ramp_up)?;
     let mut hold_for = duration("--hold-for", &args.hold_for)?;
@@ -94,7 +98,9 @@ fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
     let timeout = parse_duration(&args.timeout).context("--timeout")?;
     let test = QuickTest {
         url: url.clone(),
-        concurrency: args.concurrency.or((args.rate.is_none()).then_some(QUICK_USERS)),
+        concurrency: args
+            .concurrency
+            .or((args.rate.is_none()).then_some(QUICK_USERS)),
         ramp_up,
         hold_for,
         iterations: args.iterations,

@@ -1,7 +1,9 @@
 //! Test support for Peregrine: private PostgreSQL clusters that tests start and stop
-//! themselves (initdb into a temp dir, a free port, the socket in that dir), and fresh
-//! databases in them. A dev-dependency only.
+//! themselves (initdb into a temp dir, a free port, the socket in that dir), fresh databases
+//! in them, and tiny HTTP servers for the load generator's tests. A dev-dependency only.
 
+mod http;
 mod postgres;
 
+pub use http::{Behavior, TinyServer};
 pub use postgres::{PgCluster, connect};

@@ -8,9 +8,15 @@ use crate::report::{Progress, Report};
 /// One progress line: `[  12s/210s] users 100 | 1234 req/s | avg 1.2 ms | p99 4.5 ms | errors 0`.
 pub fn progress_line(progress: &Progress) -> String {
     let window = &progress.second.overall;
-    let avg = window.avg_rt().map_or_else(|| "-".to_owned(), |s| format_ms(s));
-    let p99 = window.percentile(99.0).map_or_else(|| "-".to_owned(), format_ms);
-    let total = if progress.total.is_zero() { String::new() } else { format!("/{}s", progress.total.as_secs()) };
+    let avg = window.avg_rt().map_or_else(|| "-".to_owned(), format_ms);
+    let p99 = window
+        .percentile(99.0)
+        .map_or_else(|| "-".to_owned(), format_ms);
+    let total = if progress.total.is_zero() {
+        String::new()
+    } else {
+        format!("/{}s", progress.total.as_secs())
+    };
     format!(
         "[{:>5}s{total}] users {} | {} req/s | avg {avg} | p99 {p99} | errors {}",
         progress.elapsed.as_secs(),
@@ -30,11 +36,23 @@ pub fn final_stats(report: &Report) -> String {
     let overall = &report.overall;
     let duration = std::time::Duration::from_secs_f64(report.duration_seconds);
     let _ = writeln!(out, "Test duration: {}", format_clock(duration));
-    let _ = writeln!(out, "Samples count: {}, {:.2}% failures", overall.samples, overall.failure_percent);
-    let _ = writeln!(out, "Average times: total {:.3}, latency {:.3}, connect {:.3}", overall.avg_rt, overall.avg_lt, overall.avg_ct);
+    let _ = writeln!(
+        out,
+        "Samples count: {}, {:.2}% failures",
+        overall.samples, overall.failure_percent
+    );
+    let _ = writeln!(
+        out,
+        "Average times: total {:.3}, latency {:.3}, connect {:.3}",
+        overall.avg_rt, overall.avg_lt, overall.avg_ct
+    );
     let _ = writeln!(out, "Throughput: {:.1} req/s", overall.throughput);
     if let Some(rate) = &report.rate {
-        let _ = writeln!(out, "Request rate: requested {:.1}/s, achieved {:.1}/s", rate.requested, rate.achieved);
+        let _ = writeln!(
+            out,
+            "Request rate: requested {:.1}/s, achieved {:.1}/s",
+            rate.requested, rate.achieved
+        );
     }
     let _ = writeln!(out, "Percentiles:");
     if report.rate.is_some() {
@@ -42,13 +60,33 @@ pub fn final_stats(report: &Report) -> String {
             .percentiles
             .iter()
             .zip(&overall.service_percentiles)
-            .map(|(corrected, service)| vec![fmt_level(corrected.level), fmt_seconds(corrected.seconds), fmt_seconds(service.seconds)])
+            .map(|(corrected, service)| {
+                vec![
+                    fmt_level(corrected.level),
+                    fmt_seconds(corrected.seconds),
+                    fmt_seconds(service.seconds),
+                ]
+            })
             .collect();
-        table(&mut out, &["Percentile, %", "Resp. Time, s", "Service Time, s"], &rows);
-        let _ = writeln!(out, "Resp. Time is corrected for coordinated omission (counted from when each request was due);");
-        let _ = writeln!(out, "Service Time is uncorrected (counted from the actual send).");
+        table(
+            &mut out,
+            &["Percentile, %", "Resp. Time, s", "Service Time, s"],
+            &rows,
+        );
+        let _ = writeln!(
+            out,
+            "Resp. Time is corrected for coordinated omission (counted from when each request was due);"
+        );
+        let _ = writeln!(
+            out,
+            "Service Time is uncorrected (counted from the actual send)."
+        );
     } else {
-        let rows: Vec<Vec<String>> = overall.percentiles.iter().map(|p| vec![fmt_level(p.level), fmt_seconds(p.seconds)]).collect();
+        let rows: Vec<Vec<String>> = overall
+            .percentiles
+            .iter()
+            .map(|p| vec![fmt_level(p.level), fmt_seconds(p.seconds)])
+            .collect();
         table(&mut out, &["Percentile, %", "Resp. Time, s"], &rows);
     }
     let _ = writeln!(out, "Request label stats:");
@@ -57,28 +95,62 @@ pub fn final_stats(report: &Report) -> String {
         .iter()
         .map(|l| {
             let s = &l.summary;
-            let errors: Vec<&str> = report.errors.iter().filter(|e| e.label == l.label).map(|e| e.message.as_str()).collect();
+            let errors: Vec<&str> = report
+                .errors
+                .iter()
+                .filter(|e| e.label == l.label)
+                .map(|e| e.message.as_str())
+                .collect();
             vec![
                 l.label.clone(),
-                if s.failures == 0 { "OK".into() } else { "FAIL".into() },
-                format!("{:.2}%", if s.samples == 0 { 0.0 } else { 100.0 - s.failure_percent }),
+                if s.failures == 0 {
+                    "OK".into()
+                } else {
+                    "FAIL".into()
+                },
+                format!(
+                    "{:.2}%",
+                    if s.samples == 0 {
+                        0.0
+                    } else {
+                        100.0 - s.failure_percent
+                    }
+                ),
                 format!("{:.3}", s.avg_rt),
                 errors.join("; "),
             ]
         })
         .collect();
-    table(&mut out, &["label", "status", "succ", "avg_rt", "error"], &rows);
+    table(
+        &mut out,
+        &["label", "status", "succ", "avg_rt", "error"],
+        &rows,
+    );
     if !report.errors.is_empty() {
         let _ = writeln!(out, "Errors:");
         let rows: Vec<Vec<String>> = report
             .errors
             .iter()
-            .map(|e| vec![e.label.clone(), serde_json::to_value(e.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(), e.count.to_string(), e.message.clone()])
+            .map(|e| {
+                vec![
+                    e.label.clone(),
+                    serde_json::to_value(e.kind)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    e.count.to_string(),
+                    e.message.clone(),
+                ]
+            })
             .collect();
         table(&mut out, &["label", "kind", "count", "message"], &rows);
     }
     for outcome in &report.criteria {
-        let message = outcome.message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
+        let message = outcome
+            .message
+            .as_deref()
+            .map(|m| format!(" ({m})"))
+            .unwrap_or_default();
         let _ = writeln!(out, "{}{message}", outcome.verdict);
     }
     out
@@ -92,7 +164,11 @@ fn fmt_level(level: f64) -> String {
 fn fmt_seconds(seconds: f64) -> String {
     let text = format!("{seconds:.3}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text.contains('.') { text.to_owned() } else { format!("{text}.0") }
+    if text.contains('.') {
+        text.to_owned()
+    } else {
+        format!("{text}.0")
+    }
 }
 
 /// A `+---+` bordered table; the first column of numbers is right-aligned like Taurus's.
@@ -100,11 +176,26 @@ fn table(out: &mut String, headers: &[&str], rows: &[Vec<String>]) {
     let widths: Vec<usize> = headers
         .iter()
         .enumerate()
-        .map(|(i, h)| rows.iter().map(|r| r.get(i).map_or(0, |c| c.chars().count())).max().unwrap_or(0).max(h.chars().count()))
+        .map(|(i, h)| {
+            rows.iter()
+                .map(|r| r.get(i).map_or(0, |c| c.chars().count()))
+                .max()
+                .unwrap_or(0)
+                .max(h.chars().count())
+        })
         .collect();
-    let border: String = widths.iter().map(|w| format!("+{}", "-".repeat(w + 2))).collect::<String>() + "+";
+    let border: String = widths
+        .iter()
+        .map(|w| format!("+{}", "-".repeat(w + 2)))
+        .collect::<String>()
+        + "+";
     let _ = writeln!(out, "{border}");
-    let header: String = headers.iter().zip(&widths).map(|(h, w)| format!("| {h:<w$} ")).collect::<String>() + "|";
+    let header: String = headers
+        .iter()
+        .zip(&widths)
+        .map(|(h, w)| format!("| {h:<w$} "))
+        .collect::<String>()
+        + "|";
     let _ = writeln!(out, "{header}");
     let _ = writeln!(out, "{border}");
     for row in rows {
@@ -112,7 +203,11 @@ fn table(out: &mut String, headers: &[&str], rows: &[Vec<String>]) {
             .iter()
             .zip(&widths)
             .map(|(cell, w)| {
-                if cell.parse::<f64>().is_ok() { format!("| {cell:>w$} ") } else { format!("| {cell:<w$} ") }
+                if cell.parse::<f64>().is_ok() {
+                    format!("| {cell:>w$} ")
+                } else {
+                    format!("| {cell:<w$} ")
+                }
             })
             .collect::<String>()
             + "|";

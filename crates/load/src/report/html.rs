@@ -22,11 +22,41 @@ struct Series<'a> {
 /// The whole page.
 pub fn page(report: &Report) -> String {
     let seconds: Vec<f64> = report.timeline.iter().map(|s| s.second as f64).collect();
-    let series = |name, color, values: Vec<f64>| Series { name, color, points: seconds.iter().copied().zip(values).collect() };
-    let users = series("users", "#6b5bd2", report.timeline.iter().map(|s| s.users as f64).collect());
-    let rps = series("requests/s", "#1f77b4", report.timeline.iter().map(|s| s.overall.hits as f64).collect());
-    let level = |l: f64| report.timeline.iter().map(|s| s.overall.percentile(l).unwrap_or(0.0) * 1000.0).collect::<Vec<_>>();
-    let errors = series("errors/s", "#d62728", report.timeline.iter().map(|s| s.overall.failures as f64).collect());
+    let series = |name, color, values: Vec<f64>| Series {
+        name,
+        color,
+        points: seconds.iter().copied().zip(values).collect(),
+    };
+    let users = series(
+        "users",
+        "#6b5bd2",
+        report.timeline.iter().map(|s| s.users as f64).collect(),
+    );
+    let rps = series(
+        "requests/s",
+        "#1f77b4",
+        report
+            .timeline
+            .iter()
+            .map(|s| s.overall.hits as f64)
+            .collect(),
+    );
+    let level = |l: f64| {
+        report
+            .timeline
+            .iter()
+            .map(|s| s.overall.percentile(l).unwrap_or(0.0) * 1000.0)
+            .collect::<Vec<_>>()
+    };
+    let errors = series(
+        "errors/s",
+        "#d62728",
+        report
+            .timeline
+            .iter()
+            .map(|s| s.overall.failures as f64)
+            .collect(),
+    );
     let charts = [
         chart("users", "Active users", "", &[users]),
         chart("throughput", "Requests per second", "", &[rps]),
@@ -34,7 +64,11 @@ pub fn page(report: &Report) -> String {
             "latency",
             "Response time percentiles",
             " ms",
-            &[series("p50", "#2ca02c", level(50.0)), series("p90", "#ff7f0e", level(90.0)), series("p99", "#d62728", level(99.0))],
+            &[
+                series("p50", "#2ca02c", level(50.0)),
+                series("p90", "#ff7f0e", level(90.0)),
+                series("p99", "#d62728", level(99.0)),
+            ],
         ),
         chart("errors", "Errors per second", "", &[errors]),
     ];
@@ -53,40 +87,80 @@ pub fn page(report: &Report) -> String {
         o.failure_percent,
         o.throughput,
         o.avg_rt * 1000.0,
-        o.percentiles.iter().find(|p| (p.level - 99.0).abs() < 1e-9).map_or(0.0, |p| p.seconds * 1000.0),
+        o.percentiles
+            .iter()
+            .find(|p| (p.level - 99.0).abs() < 1e-9)
+            .map_or(0.0, |p| p.seconds * 1000.0),
     );
     if let Some(rate) = &report.rate {
-        let _ = writeln!(body, "<p class=\"{}\">Request rate: requested {:.1}/s, achieved {:.1}/s</p>", if rate.below_target { "warn" } else { "meta" }, rate.requested, rate.achieved);
+        let _ = writeln!(
+            body,
+            "<p class=\"{}\">Request rate: requested {:.1}/s, achieved {:.1}/s</p>",
+            if rate.below_target { "warn" } else { "meta" },
+            rate.requested,
+            rate.achieved
+        );
     }
     for chart in &charts {
         body.push_str(chart);
     }
     body.push_str("<h2>Percentiles</h2>\n<table><tr><th>percentile</th><th>response time, ms</th><th>service time, ms</th></tr>\n");
     for (p, s) in o.percentiles.iter().zip(&o.service_percentiles) {
-        let _ = writeln!(body, "<tr><td>{:.1}</td><td>{:.3}</td><td>{:.3}</td></tr>", p.level, p.seconds * 1000.0, s.seconds * 1000.0);
+        let _ = writeln!(
+            body,
+            "<tr><td>{:.1}</td><td>{:.3}</td><td>{:.3}</td></tr>",
+            p.level,
+            p.seconds * 1000.0,
+            s.seconds * 1000.0
+        );
     }
     body.push_str("</table>\n<h2>Labels</h2>\n<table><tr><th>label</th><th>samples</th><th>failures</th><th>avg, ms</th><th>p50, ms</th><th>p90, ms</th><th>p99, ms</th><th>req/s</th></tr>\n");
     for label in &report.labels {
         let s = &label.summary;
-        let at = |l: f64| s.percentiles.iter().find(|p| (p.level - l).abs() < 1e-9).map_or(0.0, |p| p.seconds * 1000.0);
+        let at = |l: f64| {
+            s.percentiles
+                .iter()
+                .find(|p| (p.level - l).abs() < 1e-9)
+                .map_or(0.0, |p| p.seconds * 1000.0)
+        };
         let _ = writeln!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.1}</td></tr>",
-            escape(&label.label), s.samples, s.failures, s.avg_rt * 1000.0, at(50.0), at(90.0), at(99.0), s.throughput
+            escape(&label.label),
+            s.samples,
+            s.failures,
+            s.avg_rt * 1000.0,
+            at(50.0),
+            at(90.0),
+            at(99.0),
+            s.throughput
         );
     }
     body.push_str("</table>\n");
     if !report.errors.is_empty() {
-        body.push_str("<h2>Errors</h2>\n<table><tr><th>label</th><th>count</th><th>message</th></tr>\n");
+        body.push_str(
+            "<h2>Errors</h2>\n<table><tr><th>label</th><th>count</th><th>message</th></tr>\n",
+        );
         for e in &report.errors {
-            let _ = writeln!(body, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", escape(&e.label), e.count, escape(&e.message));
+            let _ = writeln!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&e.label),
+                e.count,
+                escape(&e.message)
+            );
         }
         body.push_str("</table>\n");
     }
     if !report.criteria.is_empty() {
         body.push_str("<h2>Pass/fail criteria</h2>\n<ul>\n");
         for c in &report.criteria {
-            let _ = writeln!(body, "<li class=\"{}\">{}</li>", if c.failed { "warn" } else { "ok" }, escape(&c.verdict));
+            let _ = writeln!(
+                body,
+                "<li class=\"{}\">{}</li>",
+                if c.failed { "warn" } else { "ok" },
+                escape(&c.verdict)
+            );
         }
         body.push_str("</ul>\n");
     }
@@ -110,8 +184,16 @@ var ok=Array.prototype.some.call(s.querySelectorAll('polyline'),function(p){var 
 if(ok){n++;}});document.body.setAttribute('data-charts-rendered',String(n));});";
 
 fn chart(id: &str, title: &str, unit: &str, series: &[Series<'_>]) -> String {
-    let max_x = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(1.0_f64, f64::max);
-    let max_y = nice_ceiling(series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0_f64, f64::max));
+    let max_x = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(1.0_f64, f64::max);
+    let max_y = nice_ceiling(
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .fold(0.0_f64, f64::max),
+    );
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let x = |v: f64| LEFT + v / max_x * plot_w;
@@ -135,13 +217,36 @@ fn chart(id: &str, title: &str, unit: &str, series: &[Series<'_>]) -> String {
     }
     for i in 0..=5 {
         let value = max_x * f64::from(i) / 5.0;
-        let _ = writeln!(svg, "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#666\">{}s</text>", x(value), HEIGHT - 14.0, format_tick(value));
+        let _ = writeln!(
+            svg,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#666\">{}s</text>",
+            x(value),
+            HEIGHT - 14.0,
+            format_tick(value)
+        );
     }
     for (i, s) in series.iter().enumerate() {
-        let points: Vec<String> = s.points.iter().map(|&(px, py)| format!("{:.1},{:.1}", x(px), y(py))).collect();
-        let _ = writeln!(svg, "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\" points=\"{}\"/>", s.color, points.join(" "));
+        let points: Vec<String> = s
+            .points
+            .iter()
+            .map(|&(px, py)| format!("{:.1},{:.1}", x(px), y(py)))
+            .collect();
+        let _ = writeln!(
+            svg,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\" points=\"{}\"/>",
+            s.color,
+            points.join(" ")
+        );
         let lx = LEFT + 8.0 + i as f64 * 90.0;
-        let _ = writeln!(svg, "<g class=\"legend\"><rect x=\"{lx:.1}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"11\">{}</text></g>", TOP + 2.0, s.color, lx + 14.0, TOP + 11.0, escape(s.name));
+        let _ = writeln!(
+            svg,
+            "<g class=\"legend\"><rect x=\"{lx:.1}\" y=\"{}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"11\">{}</text></g>",
+            TOP + 2.0,
+            s.color,
+            lx + 14.0,
+            TOP + 11.0,
+            escape(s.name)
+        );
     }
     svg.push_str("</svg></figure>\n");
     svg
@@ -153,9 +258,17 @@ fn nice_ceiling(value: f64) -> f64 {
         return 1.0;
     }
     let magnitude = 10f64.powf(value.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * magnitude).find(|&c| c >= value).unwrap_or(10.0 * magnitude)
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|&c| c >= value)
+        .unwrap_or(10.0 * magnitude)
 }
 
 fn format_tick(value: f64) -> String {
-    if value >= 100.0 || value.fract() == 0.0 { format!("{value:.0}") } else { format!("{value:.1}") }
+    if value >= 100.0 || value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
 }

@@ -99,13 +99,22 @@ pub struct RateCheck {
 }
 
 impl Report {
-    pub(crate) fn build(plan: &Plan, collector: &Collector, monitor: Monitor, duration: Duration, ending: Ending) -> Self {
+    pub(crate) fn build(
+        plan: &Plan,
+        collector: &Collector,
+        monitor: Monitor,
+        duration: Duration,
+        ending: Ending,
+    ) -> Self {
         let overall = collector.overall().summary(duration, &PERCENTILES);
         let labels: Vec<LabelSummary> = plan
             .labels
             .iter()
             .zip(collector.per_label())
-            .map(|(label, tally)| LabelSummary { label: label.clone(), summary: tally.summary(duration, &PERCENTILES) })
+            .map(|(label, tally)| LabelSummary {
+                label: label.clone(),
+                summary: tally.summary(duration, &PERCENTILES),
+            })
             .collect();
         let per_label: Vec<Summary> = labels.iter().map(|l| l.summary.clone()).collect();
         let criteria = monitor.finish(&overall, &per_label);
@@ -204,9 +213,20 @@ fn open_model_rate(plan: &Plan, timeline: &[Second]) -> Option<RateCheck> {
     // Count the seconds after the ramp-up, leaving out the partial last second.
     let from = execution.ramp_up.as_secs_f64().ceil() as u64;
     let to = execution.duration().as_secs();
-    let held: Vec<&Second> = timeline.iter().filter(|s| s.second >= from && s.second < to).collect();
-    let achieved = if held.is_empty() { 0.0 } else { held.iter().map(|s| s.overall.hits as f64).sum::<f64>() / held.len() as f64 };
-    Some(RateCheck { requested, achieved, below_target: achieved < 0.95 * requested })
+    let held: Vec<&Second> = timeline
+        .iter()
+        .filter(|s| s.second >= from && s.second < to)
+        .collect();
+    let achieved = if held.is_empty() {
+        0.0
+    } else {
+        held.iter().map(|s| s.overall.hits as f64).sum::<f64>() / held.len() as f64
+    };
+    Some(RateCheck {
+        requested,
+        achieved,
+        below_target: achieved < 0.95 * requested,
+    })
 }
 
 /// A report file could not be written.
@@ -219,6 +239,9 @@ pub struct ReportError {
 
 impl ReportError {
     fn new(path: &Path, err: &std::io::Error) -> Self {
-        Self { path: path.display().to_string(), message: err.to_string() }
+        Self {
+            path: path.display().to_string(),
+            message: err.to_string(),
+        }
     }
 }

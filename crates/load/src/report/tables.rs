@@ -11,7 +11,10 @@ pub fn timeline_csv(report: &Report) -> String {
     let mut out = String::from("second,users,requests,errors,bytes,avg_rt,p50,p90,p99\n");
     for second in &report.timeline {
         let w = &second.overall;
-        let level = |l: f64| w.percentile(l).map_or_else(String::new, |s| format!("{s:.6}"));
+        let level = |l: f64| {
+            w.percentile(l)
+                .map_or_else(String::new, |s| format!("{s:.6}"))
+        };
         let _ = writeln!(
             out,
             "{},{},{},{},{},{},{},{},{}",
@@ -32,7 +35,8 @@ pub fn timeline_csv(report: &Report) -> String {
 /// Taurus's `dump-csv`: one row per label and one with an empty label for all.
 pub fn final_stats_csv(report: &Report) -> String {
     let codes: BTreeSet<&String> = report.overall.codes.keys().collect();
-    let mut header = String::from("label,avg_ct,avg_lt,avg_rt,bytes,concurrency,fail,stdev_rt,succ,throughput");
+    let mut header =
+        String::from("label,avg_ct,avg_lt,avg_rt,bytes,concurrency,fail,stdev_rt,succ,throughput");
     for p in &report.overall.percentiles {
         let _ = write!(header, ",perc_{:.1}", p.level);
     }

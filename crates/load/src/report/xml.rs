@@ -30,10 +30,18 @@ pub fn junit(report: &Report, pass_fail: bool) -> String {
     if pass_fail {
         for outcome in &report.criteria {
             count += 1;
-            let _ = write!(cases, "    <testcase classname=\"peregrine.passfail\" name=\"{}\"", escape(&outcome.criterion));
+            let _ = write!(
+                cases,
+                "    <testcase classname=\"peregrine.passfail\" name=\"{}\"",
+                escape(&outcome.criterion)
+            );
             if outcome.failed {
                 failures += 1;
-                let _ = write!(cases, ">\n      <failure message=\"{}\" type=\"pass/fail criteria triggered\"/>\n    </testcase>\n", escape(&outcome.verdict));
+                let _ = write!(
+                    cases,
+                    ">\n      <failure message=\"{}\" type=\"pass/fail criteria triggered\"/>\n    </testcase>\n",
+                    escape(&outcome.verdict)
+                );
             } else {
                 cases.push_str("/>\n");
             }
@@ -42,8 +50,18 @@ pub fn junit(report: &Report, pass_fail: bool) -> String {
         for label in &report.labels {
             count += 1;
             let s = &label.summary;
-            let _ = write!(cases, "    <testcase classname=\"peregrine.labels\" name=\"{}\" time=\"{:.6}\"", escape(&label.label), s.avg_rt);
-            let errors: Vec<String> = report.errors.iter().filter(|e| e.label == label.label).map(|e| format!("{} × {}", e.count, e.message)).collect();
+            let _ = write!(
+                cases,
+                "    <testcase classname=\"peregrine.labels\" name=\"{}\" time=\"{:.6}\"",
+                escape(&label.label),
+                s.avg_rt
+            );
+            let errors: Vec<String> = report
+                .errors
+                .iter()
+                .filter(|e| e.label == label.label)
+                .map(|e| format!("{} × {}", e.count, e.message))
+                .collect();
             if s.failures > 0 {
                 failures += 1;
                 let _ = write!(
@@ -58,7 +76,11 @@ pub fn junit(report: &Report, pass_fail: bool) -> String {
             }
         }
     }
-    let name = if pass_fail { "peregrine_pass_fail" } else { "peregrine_sample_labels" };
+    let name = if pass_fail {
+        "peregrine_pass_fail"
+    } else {
+        "peregrine_sample_labels"
+    };
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"{name}\" package_name=\"peregrine\" tests=\"{count}\" failures=\"{failures}\" time=\"{:.3}\">\n{cases}  </testsuite>\n</testsuites>\n",
         report.duration_seconds
@@ -68,7 +90,11 @@ pub fn junit(report: &Report, pass_fail: bool) -> String {
 /// Taurus's `dump-xml`: `<FinalStatus>` with a `<Group>` per label and one for all.
 pub fn final_status(report: &Report) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<FinalStatus>\n");
-    let _ = writeln!(out, "  <TestDuration>{:.3}</TestDuration>", report.duration_seconds);
+    let _ = writeln!(
+        out,
+        "  <TestDuration>{:.3}</TestDuration>",
+        report.duration_seconds
+    );
     for label in &report.labels {
         group(&mut out, &label.label, &label.summary);
     }
@@ -80,7 +106,10 @@ pub fn final_status(report: &Report) -> String {
 fn group(out: &mut String, label: &str, s: &Summary) {
     let _ = writeln!(out, "  <Group label=\"{}\">", escape(label));
     let kpi = |out: &mut String, name: &str, value: String| {
-        let _ = writeln!(out, "    <{name} value=\"{value}\">\n      <name>{name}</name>\n      <value>{value}</value>\n    </{name}>");
+        let _ = writeln!(
+            out,
+            "    <{name} value=\"{value}\">\n      <name>{name}</name>\n      <value>{value}</value>\n    </{name}>"
+        );
     };
     kpi(out, "avg_ct", format!("{:.5}", s.avg_ct));
     kpi(out, "avg_lt", format!("{:.5}", s.avg_lt));
@@ -99,7 +128,10 @@ fn group(out: &mut String, label: &str, s: &Summary) {
         );
     }
     for (code, count) in &s.codes {
-        let _ = writeln!(out, "    <rc value=\"{count}\" param=\"{code}\">\n      <name>rc/{code}</name>\n      <value>{count}</value>\n    </rc>");
+        let _ = writeln!(
+            out,
+            "    <rc value=\"{count}\" param=\"{code}\">\n      <name>rc/{code}</name>\n      <value>{count}</value>\n    </rc>"
+        );
     }
     out.push_str("  </Group>\n");
 }

@@ -1,0 +1,565 @@
+//! The load generator end to end against real HTTP servers on 127.0.0.1: timings, counts,
+//! models, errors, criteria and every reporter's output.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use peregrine_load::plan::QuickTest;
+use peregrine_load::{ConfigError, Plan, Report, exit_code, load_plan};
+use peregrine_testkit::{Behavior, TinyServer};
+
+/// Writes `yaml` to a temp file and reads it as a plan.
+fn plan_from(yaml: &str) -> Result<Plan, ConfigError> {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("test.yml");
+    std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
+    load_plan(&[file], &[])
+}
+
+fn plan(yaml: &str) -> Plan {
+    plan_from(yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn run(plan: Plan) -> Report {
+    peregrine_load::run(plan, std::future::pending(), |_| {}).await
+}
+
+fn percentile(report: &Report, level: f64) -> f64 {
+    report
+        .overall
+        .percentiles
+        .iter()
+        .find(|p| (p.level - level).abs() < 1e-9)
+        .map_or(f64::NAN, |p| p.seconds)
+}
+
+fn service_percentile(report: &Report, level: f64) -> f64 {
+    report
+        .overall
+        .service_percentiles
+        .iter()
+        .find(|p| (p.level - level).abs() < 1e-9)
+        .map_or(f64::NAN, |p| p.seconds)
+}
+
+fn quick(url: String) -> QuickTest {
+    QuickTest {
+        url,
+        concurrency: Some(5),
+        ramp_up: Duration::ZERO,
+        hold_for: Duration::from_secs(2),
+        iterations: None,
+        timeout: Duration::from_secs(3),
+        rate: None,
+        throughput: None,
+        headers: Vec::new(),
+        method: "GET".into(),
+        body: None,
+        keepalive: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_50ms_server_gives_p50_between_50_and_52ms() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(50),
+        ..Behavior::default()
+    })
+    .await;
+    let report = run(
+        peregrine_load::plan::from_quick(&quick(server.url("/users/")))
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .await;
+    let p50 = percentile(&report, 50.0);
+    assert!((0.050..=0.052).contains(&p50), "p50 = {p50}");
+    assert_eq!(report.overall.failures, 0);
+    assert!(report.overall.samples >= 150, "{}", report.overall.samples);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_equal_the_requests_the_server_received() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(2),
+        ..Behavior::default()
+    })
+    .await;
+    let report = run(plan(&format!(
+        "execution:\n- concurrency: 8\n  ramp-up: 500ms\n  hold-for: 1500ms\n  scenario:\n    requests:\n    - {}\n    - url: {}\n      label: second\n",
+        server.url("/a"),
+        server.url("/b")
+    )))
+    .await;
+    assert!(report.overall.samples > 100);
+    assert_eq!(report.overall.samples, server.received());
+    let per_label: u64 = report.labels.iter().map(|l| l.summary.samples).sum();
+    assert_eq!(per_label, report.overall.samples);
+    let seconds: u64 = report.timeline.iter().map(|s| s.overall.hits).sum();
+    assert_eq!(
+        seconds, report.overall.samples,
+        "the timeline accounts for every sample"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iterations_bound_the_passes_per_user() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let report = run(plan(&format!(
+        "execution:\n  concurrency: 3\n  iterations: 4\n  scenario:\n    requests: ['{}', '{}']\n",
+        server.url("/x"),
+        server.url("/y")
+    )))
+    .await;
+    assert_eq!(report.overall.samples, 3 * 4 * 2);
+    assert_eq!(server.received(), 24);
+    assert_eq!(report.exit_code(), exit_code::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ramp_up_then_hold_for_sets_users_and_duration() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(5),
+        ..Behavior::default()
+    })
+    .await;
+    let started = Instant::now();
+    let report = run(plan(&format!(
+        "execution:\n- concurrency: 10\n  ramp-up: 2s\n  hold-for: 1s\n  scenario: s\nscenarios:\n  s:\n    requests: ['{}']\n",
+        server.url("/")
+    )))
+    .await;
+    let took = started.elapsed().as_secs_f64();
+    assert!((2.9..3.6).contains(&took), "took {took}");
+    let users: Vec<u64> = report.timeline.iter().map(|s| s.users).collect();
+    // Users start every 200 ms; each second shows the users active in its middle.
+    assert_eq!(&users[..3], [3, 8, 10], "{users:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_raise_users_in_stairs() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(5),
+        ..Behavior::default()
+    })
+    .await;
+    let report = run(plan(&format!(
+        "execution:\n- concurrency: 8\n  ramp-up: 2s\n  steps: 2\n  hold-for: 1s\n  scenario:\n    requests: ['{}']\n",
+        server.url("/")
+    )))
+    .await;
+    let users: Vec<u64> = report.timeline.iter().map(|s| s.users).collect();
+    assert_eq!(users[0], 4, "{users:?}");
+    assert_eq!(users[1], 8, "{users:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_caps_the_request_rate() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let report = run(plan(&format!(
+        "execution:\n- concurrency: 20\n  hold-for: 3s\n  throughput: 50\n  scenario:\n    requests: ['{}']\n",
+        server.url("/")
+    )))
+    .await;
+    let samples = report.overall.samples;
+    assert!(
+        (140..=160).contains(&samples),
+        "{samples} samples for 50/s over 3 s"
+    );
+}
+
+/// Open model: a 1 s stall shows in the corrected percentiles, not in the service times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_model_run_shows_a_stall_in_corrected_latency_only() {
+    let server = TinyServer::start(Behavior {
+        stall: Some((Duration::from_millis(1500), Duration::from_secs(1))),
+        ..Behavior::default()
+    })
+    .await;
+    let mut test = quick(server.url("/users/7"));
+    test.rate = Some(400.0);
+    test.concurrency = Some(10);
+    test.hold_for = Duration::from_secs(4);
+    let report =
+        run(peregrine_load::plan::from_quick(&test).unwrap_or_else(|e| panic!("{e}"))).await;
+    assert_eq!(report.latency, "corrected");
+    let corrected_p90 = percentile(&report, 90.0);
+    let service_p99 = service_percentile(&report, 99.0);
+    assert!(corrected_p90 > 0.2, "corrected p90 = {corrected_p90}");
+    assert!(service_p99 < 0.1, "uncorrected p99 = {service_p99}");
+    assert!(percentile(&report, 100.0) > 0.9);
+    let rate = report
+        .rate
+        .unwrap_or_else(|| panic!("open model reports its rate"));
+    assert!((rate.requested - 400.0).abs() < 1e-9);
+    assert!(
+        (350.0..=450.0).contains(&rate.achieved),
+        "achieved {}",
+        rate.achieved
+    );
+    assert_eq!(report.overall.samples, server.received());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_model_that_cannot_keep_up_says_so() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(100),
+        ..Behavior::default()
+    })
+    .await;
+    let mut test = quick(server.url("/"));
+    test.rate = Some(200.0);
+    test.concurrency = Some(2);
+    let report =
+        run(peregrine_load::plan::from_quick(&test).unwrap_or_else(|e| panic!("{e}"))).await;
+    let rate = report
+        .rate
+        .unwrap_or_else(|| panic!("open model reports its rate"));
+    assert!(rate.below_target && rate.achieved < 30.0, "{rate:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_target_completes_with_connect_errors() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut test = quick(format!("http://127.0.0.1:{port}/"));
+    test.hold_for = Duration::from_secs(1);
+    let started = Instant::now();
+    let report =
+        run(peregrine_load::plan::from_quick(&test).unwrap_or_else(|e| panic!("{e}"))).await;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(report.overall.samples > 0);
+    assert_eq!(report.overall.failures, report.overall.samples);
+    assert!(
+        report
+            .errors
+            .iter()
+            .all(|e| e.message.contains("cannot connect")),
+        "{:?}",
+        report.errors
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_statuses_and_assertions_are_errors_by_kind() {
+    let slow = TinyServer::start(Behavior {
+        delay: Duration::from_millis(400),
+        ..Behavior::default()
+    })
+    .await;
+    let missing = TinyServer::start(Behavior {
+        status: 404,
+        body: "{\"title\":\"Not Found\"}",
+        ..Behavior::default()
+    })
+    .await;
+    let ok = TinyServer::start(Behavior::default()).await;
+    let report = run(plan(&format!(
+        "execution:\n  concurrency: 2\n  iterations: 3\n  scenario:\n    requests:\n    - url: {}\n      label: slow\n      timeout: 100ms\n    - url: {}\n      label: missing\n    - url: {}\n      label: checked\n      assert:\n      - e60202a4\n      - contains: [nobody-here]\n        not: true\n    - url: {}\n      label: wrong\n      assert:\n      - contains: ['\"nope\"']\n        regexp: false\n",
+        slow.url("/"), missing.url("/"), ok.url("/"), ok.url("/")
+    )))
+    .await;
+    let label = |name: &str| {
+        report
+            .labels
+            .iter()
+            .find(|l| l.label == name)
+            .map(|l| l.summary.clone())
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    assert_eq!(label("slow").failures, 6);
+    assert_eq!(label("missing").failures, 6);
+    assert_eq!(label("checked").failures, 0, "{:?}", report.errors);
+    assert_eq!(label("wrong").failures, 6);
+    let kinds: Vec<(String, String)> = report
+        .errors
+        .iter()
+        .map(|e| (e.label.clone(), e.message.clone()))
+        .collect();
+    assert!(
+        kinds.contains(&("missing".into(), "HTTP 404 Not Found".into())),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds
+            .iter()
+            .any(|(l, m)| l == "slow" && m.starts_with("no response within")),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().any(|(l, m)| l == "wrong"
+            && m == "assertion failed: body does not contain \"\\\"nope\\\"\""),
+        "{kinds:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_criterion_with_a_timeframe_stops_the_test_with_exit_code_3() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(30),
+        ..Behavior::default()
+    })
+    .await;
+    let started = Instant::now();
+    let report = run(plan(&format!(
+        "execution:\n- concurrency: 2\n  hold-for: 20s\n  scenario:\n    requests: [{{url: '{}', label: api}}]\nreporting:\n- module: passfail\n  criteria:\n  - avg-rt of api>10ms for 2s, stop as failed\n  - fail>50%\n",
+        server.url("/")
+    )))
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(report.ending, "stopped-by-criterion");
+    assert_eq!(report.exit_code(), exit_code::CRITERIA_FAILED);
+    assert_eq!(
+        report.criteria[0].verdict,
+        "Failed: avg-rt of api>10ms for 2 sec"
+    );
+    assert!(report.criteria[0].failed);
+    assert!(!report.criteria[1].triggered, "{:?}", report.criteria[1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_criteria_and_continue_as_non_failed() {
+    let server = TinyServer::start(Behavior {
+        status: 500,
+        ..Behavior::default()
+    })
+    .await;
+    let report = run(plan(&format!(
+        "execution:\n  concurrency: 1\n  iterations: 5\n  scenario:\n    requests: ['{}']\nreporting:\n- module: passfail\n  criteria:\n  - rc5??>=100%, continue as non-failed\n  - Too many: hits>100\n",
+        server.url("/")
+    )))
+    .await;
+    assert!(report.criteria[0].triggered && !report.criteria[0].failed);
+    assert_eq!(report.criteria[0].verdict, "Notice: rc5??>=100%");
+    assert!(!report.criteria[1].triggered);
+    assert_eq!(report.criteria[1].message.as_deref(), Some("Too many"));
+    assert_eq!(report.exit_code(), exit_code::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupt_stops_cleanly_with_partial_results() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let mut test = quick(server.url("/"));
+    test.hold_for = Duration::from_secs(30);
+    let plan = peregrine_load::plan::from_quick(&test).unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let report = peregrine_load::run(
+        plan,
+        tokio::time::sleep(Duration::from_millis(1200)),
+        |_| {},
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert_eq!(report.ending, "interrupted");
+    assert_eq!(report.exit_code(), exit_code::INTERRUPTED);
+    assert!(report.overall.samples > 0);
+    assert_eq!(report.overall.samples, server.received());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reporter_writes_what_it_promises() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(1),
+        ..Behavior::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let plan = plan(&format!(
+        "execution:\n- concurrency: 2\n  hold-for: 2s\n  scenario:\n    requests: [{{url: '{}', label: api}}, {{url: '{}', label: 'a,b'}}]\nreporting:\n- module: final-stats\n  dump-xml: {}\n  dump-csv: {}\n- module: junit-xml\n  filename: {}\n  data-source: pass-fail\n- module: passfail\n  criteria: ['p99>5s']\n",
+        server.url("/"),
+        server.url("/q"),
+        path("final.xml"),
+        path("final.csv"),
+        path("passfail.xml")
+    ));
+    let report = run(plan.clone()).await;
+    let written = report
+        .write_configured(&plan)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(written.len(), 3);
+    let out = dir.path().join("out");
+    let files = report.write_dir(&out).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(files.len(), 4);
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{e}"));
+
+    let json: serde_json::Value =
+        serde_json::from_str(&read(out.join("report.json"))).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(json["schema"], "peregrine-load-report/1");
+    assert_eq!(json["overall"]["samples"], report.overall.samples);
+    assert_eq!(json["labels"][0]["label"], "api");
+    assert_eq!(
+        json["overall"]["percentiles"].as_array().map(Vec::len),
+        Some(7)
+    );
+    assert!(json["timeline"].as_array().is_some_and(|t| t.len() >= 2));
+
+    let csv = read(out.join("timeline.csv"));
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("second,users,requests,errors,bytes,avg_rt,p50,p90,p99")
+    );
+    let total: u64 = lines
+        .map(|l| {
+            l.split(',')
+                .nth(2)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(total, report.overall.samples);
+
+    let junit = read(out.join("junit.xml"));
+    assert!(
+        junit.contains("<testsuite name=\"peregrine_sample_labels\"")
+            && junit.contains("name=\"a,b\""),
+        "{junit}"
+    );
+    let pass_fail = read(dir.path().join("passfail.xml"));
+    assert!(
+        pass_fail.contains("<testcase classname=\"peregrine.passfail\" name=\"p99&gt;5s\"/>"),
+        "{pass_fail}"
+    );
+
+    let final_xml = read(dir.path().join("final.xml"));
+    assert!(
+        final_xml.starts_with("<?xml")
+            && final_xml.contains("<Group label=\"api\">")
+            && final_xml.contains("<Group label=\"\">")
+    );
+    assert!(
+        final_xml.contains("<name>perc/95.0</name>") && final_xml.contains("<rc value="),
+        "{final_xml}"
+    );
+    let final_csv = read(dir.path().join("final.csv"));
+    let header = final_csv.lines().next().unwrap_or_default();
+    assert!(header.starts_with("label,avg_ct,avg_lt,avg_rt,bytes,concurrency,fail,stdev_rt,succ,throughput,perc_0.0,perc_50.0"), "{header}");
+    assert!(header.ends_with(",rc_200"), "{header}");
+    assert_eq!(
+        final_csv.lines().count(),
+        4,
+        "two labels and the total: {final_csv}"
+    );
+    assert!(final_csv.contains("\n\"a,b\","), "{final_csv}");
+
+    let html = read(out.join("report.html"));
+    assert!(html.contains("<svg class=\"chart\" data-chart=\"latency\""));
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "the HTML report must load nothing"
+    );
+}
+
+#[test]
+fn config_errors_name_the_file_line_and_column_or_the_key_path() {
+    let syntax = plan_from("execution:\n  - concurrency: 1\n   hold-for: [\n")
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        syntax.contains("test.yml") && syntax.contains("line"),
+        "{syntax}"
+    );
+    let cases = [
+        (
+            "execution:\n  concurrency: 1\n  hold-for: 2 minutes\n  scenario: {requests: ['http://127.0.0.1:1/']}\n",
+            "execution.0.hold-for: invalid duration",
+        ),
+        (
+            "execution:\n  concurrency: 1\n  scenario: {requests: ['ftp://x/']}\n",
+            "execution.0.scenario.requests.0.url:",
+        ),
+        (
+            "execution:\n  concurrency: 1\n  scenario: {requests: ['/relative']}\n",
+            "no default-address",
+        ),
+        (
+            "execution:\n  concurrency: 0\n  scenario: {requests: ['http://127.0.0.1:1/']}\n",
+            "execution.0.concurrency: must be a whole number of at least 1",
+        ),
+        (
+            "execution:\n  scenario: missing\n",
+            "execution.0.scenario: no scenario named \"missing\"",
+        ),
+        (
+            "execution:\n  scenario: {requests: ['http://127.0.0.1:1/']}\nreporting:\n- module: passfail\n  criteria: ['avg-rt>fast']\n",
+            "reporting.0.criteria.0: invalid duration",
+        ),
+        (
+            "execution:\n  scenario: {requests: [{url: 'http://127.0.0.1:1/', label: api}]}\nreporting:\n- module: passfail\n  criteria: ['avg-rt of apj>1s']\n",
+            "criterion names label \"apj\", which no request has (labels: api)",
+        ),
+        ("{}", "execution: no execution"),
+    ];
+    for (yaml, expected) in cases {
+        let err = plan_from(yaml)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains(expected), "{yaml}\n=> {err}");
+    }
+}
+
+#[test]
+fn unimplemented_keys_warn_by_path_and_the_run_goes_on() {
+    let plan = plan(
+        "execution:\n- executor: jmeter\n  concurrency: 2\n  scenario:\n    store-cookie: true\n    requests:\n    - url: http://127.0.0.1:1/\n      extract-jsonpath: {id: $.id}\nreporting:\n- blazemeter\n",
+    );
+    let warnings = plan.warnings.join("\n");
+    for expected in [
+        "execution.0.executor: executor \"jmeter\" is not used",
+        "execution.0.scenario.store-cookie: not implemented",
+        "execution.0.scenario.requests.0.extract-jsonpath: not implemented",
+        "reporting.0: reporter \"blazemeter\" is not implemented",
+    ] {
+        assert!(warnings.contains(expected), "{warnings}");
+    }
+    assert_eq!(plan.executions[0].concurrency, 2);
+}
+
+#[test]
+fn the_tutorials_config_runs_unchanged_with_an_override() {
+    let tutorial = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bzt-config.yml");
+    let plan = load_plan(
+        &[PathBuf::from(tutorial)],
+        &["execution.0.scenario.requests.0.url=http://127.0.0.1:8000/users/".into()],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let execution = &plan.executions[0];
+    assert_eq!(execution.concurrency, 100);
+    assert_eq!(execution.ramp_up, Duration::from_secs(60));
+    assert_eq!(execution.hold_for, Duration::from_secs(150));
+    let request = &execution.scenario.requests[0];
+    assert_eq!(
+        (
+            request.authority.as_str(),
+            request.target.to_string().as_str()
+        ),
+        ("127.0.0.1:8000", "/users/")
+    );
+    assert_eq!(plan.labels, ["api"]);
+    assert_eq!(request.timeout, Duration::from_secs(3));
+}
+
+#[test]
+fn files_merge_as_taurus_merges_them() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let base = dir.path().join("base.yml");
+    let extra = dir.path().join("extra.json");
+    std::fs::write(&base, "execution:\n- concurrency: 5\n  scenario: s\nscenarios:\n  s:\n    variables: {id: 7}\n    default-address: http://127.0.0.1:9\n    requests: ['/users/${id}']\n").unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&extra, r#"{"execution": [{"concurrency": 2, "hold-for": "1s", "scenario": "s"}], "scenarios": {"s": {"headers": {"X-Test": "yes"}}}}"#).unwrap_or_else(|e| panic!("{e}"));
+    let plan = load_plan(&[base, extra], &[]).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.executions.len(), 2, "lists concatenate");
+    let request = &plan.executions[1].scenario.requests[0];
+    assert_eq!(request.target.to_string(), "/users/7");
+    assert_eq!(
+        request.headers.get("x-test").and_then(|v| v.to_str().ok()),
+        Some("yes")
+    );
+}

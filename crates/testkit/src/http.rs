@@ -1,0 +1,119 @@
+//! A tiny HTTP/1.1 server on 127.0.0.1 with a chosen behaviour (delay, status, body, a stall),
+//! counting the requests it receives, for testing the load generator against real sockets.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+/// How the server answers.
+#[derive(Debug, Clone)]
+pub struct Behavior {
+    /// Wait this long before answering each request.
+    pub delay: Duration,
+    /// The status code.
+    pub status: u16,
+    /// The body.
+    pub body: &'static str,
+    /// `(after, length)`: requests arriving in this window after the start wait for its end.
+    pub stall: Option<(Duration, Duration)>,
+}
+
+impl Default for Behavior {
+    fn default() -> Self {
+        Self {
+            delay: Duration::ZERO,
+            status: 200,
+            body: r#"[{"id":1,"username":"e60202a4"}]"#,
+            stall: None,
+        }
+    }
+}
+
+/// A running tiny server; dropping it stops it.
+pub struct TinyServer {
+    address: SocketAddr,
+    received: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TinyServer {
+    /// Starts a server with `behavior` on a free port of 127.0.0.1.
+    pub async fn start(behavior: Behavior) -> Self {
+        let listener = match TcpListener::bind("127.0.0.1:0").await {
+            Ok(listener) => listener,
+            Err(err) => panic!("cannot bind a test server: {err}"),
+        };
+        let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&received);
+        let started = Instant::now();
+        let behavior = Arc::new(behavior);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let _ = stream.set_nodelay(true);
+                let counter = Arc::clone(&counter);
+                let behavior = Arc::clone(&behavior);
+                let service = service_fn(move |_request| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let behavior = Arc::clone(&behavior);
+                    async move {
+                        if let Some((after, length)) = behavior.stall {
+                            let (from, to) = (started + after, started + after + length);
+                            let now = Instant::now();
+                            if now >= from && now < to {
+                                tokio::time::sleep_until(to).await;
+                            }
+                        }
+                        if !behavior.delay.is_zero() {
+                            // The OS sleep is precise to well under a millisecond; tokio's
+                            // timer rounds up to whole milliseconds.
+                            let delay = behavior.delay;
+                            let _ = tokio::task::spawn_blocking(move || std::thread::sleep(delay))
+                                .await;
+                        }
+                        let response = hyper::Response::builder()
+                            .status(behavior.status)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(behavior.body.as_bytes())));
+                        Ok::<_, Infallible>(response.unwrap_or_default())
+                    }
+                });
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            address,
+            received,
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Requests received so far.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TinyServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
