@@ -563,3 +563,58 @@ fn files_merge_as_taurus_merges_them() {
         Some("yes")
     );
 }
+
+/// The HTML report opened in real headless Chromium: every chart is laid out with its lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_renders_its_charts_in_chromium() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(2),
+        ..Behavior::default()
+    })
+    .await;
+    let mut test = quick(server.url("/users/"));
+    test.ramp_up = Duration::from_secs(1);
+    let report =
+        run(peregrine_load::plan::from_quick(&test).unwrap_or_else(|e| panic!("{e}"))).await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    report
+        .write_dir(dir.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let page = format!("file://{}", dir.path().join("report.html").display());
+    let profile = dir.path().join("chromium-profile");
+    let browser = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            std::process::Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .unwrap_or_else(|| {
+            panic!("headless Chromium is needed: apt-get install chromium (.ci/run does)")
+        });
+    let output = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--virtual-time-budget=5000", "--dump-dom", &page])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {browser}: {e}"));
+    let dom = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        dom.contains("data-charts-rendered=\"4\""),
+        "charts did not render:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(dom.contains("Peregrine load report"));
+}
