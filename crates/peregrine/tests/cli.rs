@@ -561,3 +561,156 @@ fn tune_rejects_what_pgtune_rejects_naming_the_flag() {
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
 }
+
+/// Runs `peregrine ARGS` on a blocking thread, so servers in this test's runtime keep serving.
+async fn run_async(dir: &Path, args: &[&str]) -> (ExitStatus, String, String) {
+    let dir = dir.to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&dir, &args)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_runs_the_tutorials_config_with_overrides_and_writes_reports() {
+    let server = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior::default()).await;
+    let dir = temp_dir();
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bzt-config.yml");
+    let url = format!(
+        "execution.0.scenario.requests.0.url={}",
+        server.url("/users/")
+    );
+    let (status, stdout, stderr) = run_async(
+        dir.path(),
+        &[
+            "load",
+            config,
+            "-o",
+            &url,
+            "-o",
+            "execution.0.ramp-up=1s",
+            "-o",
+            "execution.0.hold-for=1s",
+            "-o",
+            "execution.0.concurrency=4",
+            "--report",
+            "out",
+            "--progress",
+        ],
+    )
+    .await;
+    assert_eq!(status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with("Test duration: 0:00:02\nSamples count: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("| Percentile, % | Resp. Time, s |") && stdout.contains("| api   | OK "),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("[    1s/2s] users"),
+        "a progress line per second: {stderr}"
+    );
+    for file in ["report.json", "timeline.csv", "junit.xml", "report.html"] {
+        assert!(dir.path().join("out").join(file).is_file(), "{file}");
+    }
+    let report: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("out/report.json")).unwrap_or_default(),
+    )
+    .unwrap_or(Value::Null);
+    assert_eq!(report["overall"]["samples"], server.received());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_exit_codes_follow_taurus() {
+    let server = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior {
+        delay: Duration::from_millis(20),
+        ..Default::default()
+    })
+    .await;
+    let dir = temp_dir();
+    let url = server.url("/users/7");
+    let (status, stdout, _) =
+        run_async(dir.path(), &["load", &url, "-c", "2", "--iterations", "3"]).await;
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        stdout.contains("Samples count: 6, 0.00% failures"),
+        "{stdout}"
+    );
+
+    let config = dir.path().join("criteria.yml");
+    let yaml = format!(
+        "execution:\n- concurrency: 2\n  hold-for: 30s\n  scenario:\n    requests: [{{url: '{url}', label: api}}]\nreporting:\n- module: passfail\n  criteria: ['avg-rt of api>5ms for 1s, stop as failed']\n"
+    );
+    std::fs::write(&config, yaml).unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let (status, stdout, _) = run_async(dir.path(), &["load", "criteria.yml"]).await;
+    assert_eq!(status.code(), Some(3), "{stdout}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(
+        stdout.contains("Failed: avg-rt of api>5ms for 1 sec"),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        dir.path().join("broken.yml"),
+        "execution:\n  - concurrency: 1\n   hold-for: [\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let (status, _, stderr) = run_async(dir.path(), &["load", "broken.yml"]).await;
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("broken.yml") && stderr.contains("line"),
+        "{stderr}"
+    );
+
+    let (status, _, stderr) = run_async(dir.path(), &["load", &url, "--hold-for", "soon"]).await;
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("--hold-for") && stderr.contains("invalid duration"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_interrupted_by_ctrl_c_prints_partial_results_and_exits_2() {
+    let server = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior::default()).await;
+    let dir = temp_dir();
+    let child = Command::new(BINARY)
+        .args([
+            "load",
+            &server.url("/"),
+            "-c",
+            "2",
+            "--hold-for",
+            "60s",
+            "--report",
+            "partial",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    assert!(status.is_ok_and(|s| s.success()));
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Samples count: ") && !stdout.contains("Samples count: 0,"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+    assert!(dir.path().join("partial/report.json").is_file());
+}
