@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Peregrine's load generator against wrk and oha, side by side in one run: the same tiny
+# local target (`peregrine serve`'s GET /healthz), the same connections, 10 s each,
+# alternating tools for ROUNDS rounds. Prints req/s, CPU seconds per 10k requests (user+sys
+# of the load tool alone) and p50/p99, with ratios to wrk. Not a CI test.
+#
+#   bash bench/loadgen.sh                 # CONNECTIONS=50 DURATION=10 ROUNDS=2 by default
+#   CONNECTIONS=100 ROUNDS=3 bash bench/loadgen.sh
+#
+# Needs: wrk (apt-get install wrk), oha (cargo install oha --locked), python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONNECTIONS=${CONNECTIONS:-50}
+DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-2}
+PORT=${PORT:-18080}
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+for tool in wrk oha python3; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
+done
+cargo build --release --quiet --bin peregrine
+peregrine=target/release/peregrine
+
+"$peregrine" serve --database-url "sqlite://$work/bench.db" --bind "127.0.0.1:$PORT" >"$work/server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 50); do
+    curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+url="http://127.0.0.1:$PORT/healthz"
+
+# Runs one tool under /usr/bin/time; appends "tool rps cpu_seconds requests p50_ms p99_ms".
+measure() {
+    local tool=$1 out="$work/$1.out" cpu="$work/$1.cpu"
+    case $tool in
+        wrk) /usr/bin/time -f "%U %S" -o "$cpu" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url" >"$out" ;;
+        oha) /usr/bin/time -f "%U %S" -o "$cpu" oha -z "${DURATION}s" -c "$CONNECTIONS" --no-tui --output-format json "$url" >"$out" ;;
+        peregrine) /usr/bin/time -f "%U %S" -o "$cpu" "$peregrine" load "$url" -c "$CONNECTIONS" --hold-for "${DURATION}s" --report "$work/report" >/dev/null 2>&1
+                   cp "$work/report/report.json" "$out" ;;
+    esac
+    python3 - "$tool" "$out" "$cpu" "$DURATION" >>"$work/results" <<'PY'
+import json, re, sys
+tool, out, cpu, duration = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+cpu_seconds = sum(float(x) for x in open(cpu).read().split()[-2:])
+text = open(out).read()
+def ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+if tool == "wrk":
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    p50 = ms(*re.search(r"50%\s+([\d.]+)(us|ms|s)", text).groups())
+    p99 = ms(*re.search(r"99%\s+([\d.]+)(us|ms|s)", text).groups())
+elif tool == "oha":
+    data = json.loads(text)
+    rps = data["summary"]["requestsPerSec"]
+    requests = sum(data["statusCodeDistribution"].values())
+    p50 = data["latencyPercentiles"]["p50"] * 1000
+    p99 = data["latencyPercentiles"]["p99"] * 1000
+else:
+    data = json.loads(text)
+    rps = data["overall"]["throughput"]
+    requests = data["overall"]["samples"]
+    levels = {p["level"]: p["seconds"] for p in data["overall"]["percentiles"]}
+    p50, p99 = levels[50.0] * 1000, levels[99.0] * 1000
+print(tool, rps, cpu_seconds, requests, p50, p99)
+PY
+}
+
+echo "target: $url, $CONNECTIONS connections, ${DURATION}s per run, $ROUNDS rounds, $(nproc) cores"
+for round in $(seq "$ROUNDS"); do
+    for tool in wrk oha peregrine; do
+        echo "round $round: $tool" >&2
+        measure "$tool"
+    done
+done
+
+python3 - "$work/results" <<'PY'
+import sys
+from collections import defaultdict
+rows = defaultdict(list)
+for line in open(sys.argv[1]):
+    tool, rps, cpu, requests, p50, p99 = line.split()
+    rows[tool].append((float(rps), float(cpu), int(requests), float(p50), float(p99)))
+def mean(values): return sum(values) / len(values)
+summary = {}
+for tool, runs in rows.items():
+    summary[tool] = dict(
+        rps=mean([r[0] for r in runs]),
+        cpu=mean([r[1] / r[2] * 10000 for r in runs]),
+        p50=mean([r[3] for r in runs]),
+        p99=mean([r[4] for r in runs]),
+    )
+wrk = summary["wrk"]
+print(f"{'tool':<10} {'req/s':>10} {'CPU s/10k':>10} {'p50 ms':>8} {'p99 ms':>8} {'req/s vs wrk':>13} {'CPU vs wrk':>11}")
+for tool in ("wrk", "oha", "peregrine"):
+    s = summary[tool]
+    print(f"{tool:<10} {s['rps']:>10.0f} {s['cpu']:>10.3f} {s['p50']:>8.3f} {s['p99']:>8.3f} {s['rps'] / wrk['rps']:>13.2f} {s['cpu'] / wrk['cpu']:>11.2f}")
+PY
