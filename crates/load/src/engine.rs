@@ -438,10 +438,11 @@ async fn exchange(
         let latency = sent.elapsed();
         let status = response.status();
         let headers = response.headers().clone();
-        let wants_body = request
-            .assertions
-            .iter()
-            .any(|a| a.subject == Subject::Body);
+        let wants_body = !request.json_assertions.is_empty()
+            || request
+                .assertions
+                .iter()
+                .any(|a| a.subject == Subject::Body);
         let mut body = response.into_body();
         let mut bytes = 0u64;
         let mut content = Vec::new();
@@ -474,6 +475,12 @@ async fn exchange(
             ))
         } else {
             check_assertions(request, status.as_u16(), &headers, &content)
+                .or_else(|| {
+                    request
+                        .json_assertions
+                        .iter()
+                        .find_map(|a| a.check(&content))
+                })
                 .map(|m| (ErrorKind::Assertion, Arc::from(m)))
         };
         return Ok(Exchanged {

@@ -116,6 +116,8 @@ pub struct Request {
     pub keepalive: bool,
     /// Checks on the response; a failed one makes the sample an error.
     pub assertions: Vec<Assertion>,
+    /// JSONPath checks on the response body (`assert-jsonpath`).
+    pub json_assertions: Vec<JsonAssertion>,
     /// Set at the start of the run: where `authority` resolves to.
     pub address: Option<SocketAddr>,
 }
@@ -129,6 +131,60 @@ pub struct Assertion {
     pub patterns: Vec<Pattern>,
     /// `not: true`: the patterns must not match.
     pub invert: bool,
+}
+
+/// A Taurus `assert-jsonpath` item.
+#[derive(Debug, Clone)]
+pub struct JsonAssertion {
+    /// The path as written, e.g. `$.id`.
+    pub text: String,
+    /// The parsed path.
+    pub path: serde_json_path::JsonPath,
+    /// The value the first match must have (`expected-value`, checked when `validate` or given).
+    pub expected: Option<Pattern>,
+    /// The first match must be `null`.
+    pub expect_null: bool,
+    /// Pass when the check fails instead.
+    pub invert: bool,
+}
+
+impl JsonAssertion {
+    /// `None` when `body` passes; otherwise why it failed.
+    pub fn check(&self, body: &[u8]) -> Option<String> {
+        let failure = match serde_json::from_slice::<Value>(body) {
+            Err(_) => Some("the body is not JSON".to_owned()),
+            Ok(document) => {
+                let nodes = self.path.query(&document).all();
+                match nodes.first() {
+                    None => Some(format!("{} not found", self.text)),
+                    Some(found) if self.expect_null && !found.is_null() => {
+                        Some(format!("{} is {found}, expected null", self.text))
+                    }
+                    Some(found) => {
+                        let text = found
+                            .as_str()
+                            .map_or_else(|| found.to_string(), str::to_owned);
+                        match &self.expected {
+                            Some(expected) if !expected.matches_whole(&text) => Some(format!(
+                                "{} is {found}, expected {:?}",
+                                self.text,
+                                expected.as_str()
+                            )),
+                            _ => None,
+                        }
+                    }
+                }
+            }
+        };
+        match (failure, self.invert) {
+            (Some(reason), false) => Some(format!("assertion failed: {reason}")),
+            (None, true) => Some(format!(
+                "assertion failed: {} matched, and invert is set",
+                self.text
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// The part of the response an assertion reads.
@@ -157,6 +213,16 @@ impl Pattern {
         match self {
             Self::Regex(regex) => regex.is_match(text),
             Self::Text(needle) => text.contains(needle.as_str()),
+        }
+    }
+
+    /// Whether the whole of `text` matches (a regex must match all of it, as JMeter's does).
+    pub fn matches_whole(&self, text: &str) -> bool {
+        match self {
+            Self::Regex(regex) => regex
+                .find(text)
+                .is_some_and(|m| m.start() == 0 && m.end() == text.len()),
+            Self::Text(expected) => text == expected,
         }
     }
 
@@ -366,6 +432,7 @@ const SCENARIO_KEYS: &[&str] = &[
     "variables",
 ];
 const REQUEST_KEYS: &[&str] = &[
+    "assert-jsonpath",
     "url",
     "method",
     "label",
@@ -619,6 +686,10 @@ impl Builder {
             Some(a) => assertions(&a)?,
             None => Vec::new(),
         };
+        let json_assertions = match get("assert-jsonpath") {
+            Some(a) => json_assertions(&a)?,
+            None => Vec::new(),
+        };
         Ok(Request {
             label,
             method,
@@ -632,6 +703,7 @@ impl Builder {
             think_time,
             keepalive,
             assertions,
+            json_assertions,
             address: None,
         })
     }
@@ -930,6 +1002,58 @@ fn assertions(node: &Node<'_>) -> Result<Vec<Assertion>, ConfigError> {
             subject,
             patterns,
             invert,
+        });
+    }
+    Ok(out)
+}
+
+fn json_assertions(node: &Node<'_>) -> Result<Vec<JsonAssertion>, ConfigError> {
+    let items = node
+        .value
+        .as_array()
+        .ok_or_else(|| node.error("must be a list"))?;
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let item = &Node {
+            value: item,
+            path: format!("{}.{i}", node.path),
+        };
+        let text = match item.value {
+            Value::String(path) => path.clone(),
+            Value::Object(map) => map
+                .get("jsonpath")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| item.error("needs jsonpath"))?,
+            _ => return Err(item.error("must be a JSONPath or a mapping with jsonpath")),
+        };
+        let path = serde_json_path::JsonPath::parse(&text)
+            .map_err(|e| item.error(format!("invalid JSONPath {text:?}: {e}")))?;
+        let flag =
+            |key: &'static str| optional(child(item, key), boolean).map(Option::unwrap_or_default);
+        let expected = match child(item, "expected-value") {
+            Some(value) if flag("validate")? || item.value.get("validate").is_none() => {
+                let text = value
+                    .value
+                    .as_str()
+                    .map_or_else(|| value.value.to_string(), str::to_owned);
+                let regexp = optional(child(item, "regexp"), boolean)?.unwrap_or(true);
+                Some(if regexp {
+                    Regex::new(&text)
+                        .map(Pattern::Regex)
+                        .map_err(|e| value.error(format!("invalid regular expression: {e}")))?
+                } else {
+                    Pattern::Text(text)
+                })
+            }
+            _ => None,
+        };
+        out.push(JsonAssertion {
+            text,
+            path,
+            expected,
+            expect_null: flag("expect-null")?,
+            invert: flag("invert")?,
         });
     }
     Ok(out)

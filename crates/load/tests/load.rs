@@ -618,3 +618,69 @@ async fn the_html_report_renders_its_charts_in_chromium() {
     );
     assert!(dom.contains("Peregrine load report"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_keepalive_connection_per_user_or_one_per_request_without_keepalive() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let yaml = |keepalive: bool| {
+        format!(
+            "execution:\n  concurrency: 4\n  iterations: 10\n  scenario:\n    keepalive: {keepalive}\n    requests: ['{}']\n",
+            server.url("/")
+        )
+    };
+    let report = run(plan(&yaml(true))).await;
+    assert_eq!((report.overall.samples, report.overall.failures), (40, 0));
+    assert_eq!(server.connections(), 4);
+    let report = run(plan(&yaml(false))).await;
+    assert_eq!((report.overall.samples, report.overall.failures), (40, 0));
+    assert_eq!(server.connections(), 4 + 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_reconnect_when_the_server_closes_connections() {
+    let server = TinyServer::start(Behavior {
+        close_connections: true,
+        ..Behavior::default()
+    })
+    .await;
+    let report = run(plan(&format!(
+        "execution:\n  concurrency: 3\n  iterations: 20\n  scenario:\n    requests: ['{}']\n",
+        server.url("/")
+    )))
+    .await;
+    assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
+    assert_eq!(report.overall.samples, 60);
+    assert_eq!(server.received(), 60);
+    assert_eq!(server.connections(), 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jsonpath_assertions_check_the_body() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let report = run(plan(&format!(
+        "execution:\n  concurrency: 1\n  iterations: 2\n  scenario:\n    default-address: {}\n    requests:\n    - url: /ok\n      label: ok\n      assert-jsonpath:\n      - $[0].id\n      - jsonpath: $[0].username\n        expected-value: e6.*\n    - url: /missing\n      label: missing\n      assert-jsonpath: ['$[0].email']\n    - url: /wrong\n      label: wrong\n      assert-jsonpath:\n      - jsonpath: $[0].id\n        validate: true\n        expected-value: '2'\n    - url: /inverted\n      label: inverted\n      assert-jsonpath:\n      - jsonpath: $[0].id\n        invert: true\n",
+        server.url("")
+    )))
+    .await;
+    let errors = |label: &str| {
+        report
+            .errors
+            .iter()
+            .filter(|e| e.label == label)
+            .map(|e| e.message.clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(errors("ok").is_empty(), "{:?}", errors("ok"));
+    assert_eq!(
+        errors("missing"),
+        ["assertion failed: $[0].email not found"]
+    );
+    assert_eq!(
+        errors("wrong"),
+        ["assertion failed: $[0].id is 1, expected \"2\""]
+    );
+    assert_eq!(
+        errors("inverted"),
+        ["assertion failed: $[0].id matched, and invert is set"]
+    );
+}

@@ -25,6 +25,8 @@ pub struct Behavior {
     pub body: &'static str,
     /// `(after, length)`: requests arriving in this window after the start wait for its end.
     pub stall: Option<(Duration, Duration)>,
+    /// Close every connection after one response (no keep-alive).
+    pub close_connections: bool,
 }
 
 impl Default for Behavior {
@@ -34,6 +36,7 @@ impl Default for Behavior {
             status: 200,
             body: r#"[{"id":1,"username":"e60202a4"}]"#,
             stall: None,
+            close_connections: false,
         }
     }
 }
@@ -42,6 +45,7 @@ impl Default for Behavior {
 pub struct TinyServer {
     address: SocketAddr,
     received: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -55,11 +59,15 @@ impl TinyServer {
         let address = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
         let received = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&received);
+        let connections = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::clone(&connections);
         let started = Instant::now();
         let behavior = Arc::new(behavior);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
+                accepted.fetch_add(1, Ordering::SeqCst);
+                let keep_alive = !behavior.close_connections;
                 let counter = Arc::clone(&counter);
                 let behavior = Arc::clone(&behavior);
                 let service = service_fn(move |_request| {
@@ -89,6 +97,7 @@ impl TinyServer {
                 });
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(keep_alive)
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
@@ -97,6 +106,7 @@ impl TinyServer {
         Self {
             address,
             received,
+            connections,
             task,
         }
     }
@@ -104,6 +114,11 @@ impl TinyServer {
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.address)
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// Requests received so far.
