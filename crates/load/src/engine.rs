@@ -23,6 +23,10 @@ use crate::plan::{Execution, Plan, Request, Subject};
 use crate::report::{Progress, Report};
 use crate::stats::{Collector, ErrorKind, Sample};
 
+/// Samples a user buffers before sending them to the collector.
+const BATCH_SAMPLES: usize = 64;
+/// How long a sample may wait in a user's buffer.
+const BATCH_AGE: Duration = Duration::from_millis(100);
 /// Pause after a failed connect, so an unreachable target is not hammered in a hot loop.
 const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
@@ -45,7 +49,7 @@ pub async fn run(
 ) -> Report {
     resolve_addresses(&mut plan).await;
     let start = Instant::now();
-    let (samples_tx, mut samples) = mpsc::unbounded_channel::<(Sample, Duration)>();
+    let (samples_tx, mut samples) = mpsc::unbounded_channel::<Vec<(Sample, Duration)>>();
     let (stop_tx, stop) = watch::channel(false);
     let users = Arc::new(AtomicU64::new(0));
     let total = plan
@@ -54,16 +58,20 @@ pub async fn run(
         .map(Execution::duration)
         .max()
         .unwrap_or_default();
-    for execution in &plan.executions {
-        spawn_execution(
-            execution.clone(),
-            start,
-            samples_tx.clone(),
-            stop.clone(),
-            Arc::clone(&users),
-        );
-    }
+    let virtual_users: Vec<(Arc<Shared>, u32)> = plan
+        .executions
+        .iter()
+        .flat_map(|execution| {
+            prepare_execution(
+                execution.clone(),
+                start,
+                samples_tx.clone(),
+                Arc::clone(&users),
+            )
+        })
+        .collect();
     drop(samples_tx);
+    spawn_workers(virtual_users, &stop);
 
     let levels: Vec<f64> = plan.criteria.iter().filter_map(|c| c.level()).collect();
     let mut collector = Collector::new(plan.labels.len(), &levels);
@@ -79,7 +87,11 @@ pub async fn run(
     loop {
         tokio::select! {
             received = samples.recv() => match received {
-                Some((sample, ended)) => collector.record(&sample, ended),
+                Some(batch) => {
+                    for (sample, ended) in &batch {
+                        collector.record(sample, *ended);
+                    }
+                }
                 None => break,
             },
             _ = ticker.tick() => {
@@ -136,19 +148,19 @@ async fn resolve_addresses(plan: &mut Plan) {
 struct Shared {
     execution: Execution,
     start: Instant,
-    samples: mpsc::UnboundedSender<(Sample, Duration)>,
+    samples: mpsc::UnboundedSender<Vec<(Sample, Duration)>>,
     users: Arc<AtomicU64>,
     pacer: Option<Pacer>,
     arrivals: AtomicU64,
 }
 
-fn spawn_execution(
+/// The shared state of one execution and the index of each of its users.
+fn prepare_execution(
     execution: Execution,
     start: Instant,
-    samples: mpsc::UnboundedSender<(Sample, Duration)>,
-    stop: watch::Receiver<bool>,
+    samples: mpsc::UnboundedSender<Vec<(Sample, Duration)>>,
     users: Arc<AtomicU64>,
-) {
+) -> Vec<(Arc<Shared>, u32)> {
     let pacer = execution
         .throughput
         .map(|rate| Pacer::new(rate, execution.ramp_up, start));
@@ -161,16 +173,62 @@ fn spawn_execution(
         pacer,
         arrivals: AtomicU64::new(0),
     });
-    for user in 0..concurrency {
-        let shared = Arc::clone(&shared);
+    (0..concurrency)
+        .map(|user| (Arc::clone(&shared), user))
+        .collect()
+}
+
+/// Runs the users on one single-threaded runtime per core, as wrk runs one event loop per
+/// thread: a user and its connection stay on one thread, with no work stealing or
+/// cross-thread wake-ups per request.
+fn spawn_workers(virtual_users: Vec<(Arc<Shared>, u32)>, stop: &watch::Receiver<bool>) {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(virtual_users.len().max(1));
+    let mut shares: Vec<Vec<(Arc<Shared>, u32)>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, user) in virtual_users.into_iter().enumerate() {
+        shares[i % workers].push(user);
+    }
+    let fallback = tokio::runtime::Handle::current();
+    for (worker, share) in shares.into_iter().enumerate() {
         let stop = stop.clone();
-        tokio::spawn(async move {
-            if shared.execution.arrival_rate.is_some() {
-                open_model_user(&shared, stop).await;
-            } else {
-                closed_model_user(&shared, user, stop).await;
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("peregrine-load-{worker}"))
+                    .spawn(move || runtime.block_on(run_users(share, stop)));
+                if let Err(err) = spawned {
+                    tracing::error!(error = %err, "cannot start load worker thread {worker}; its users do not run");
+                }
             }
-        });
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot build a worker runtime; running its users on the main one");
+                fallback.spawn(run_users(share, stop));
+            }
+        }
+    }
+}
+
+/// Runs every user of `share` on the current runtime until all have finished.
+async fn run_users(share: Vec<(Arc<Shared>, u32)>, stop: watch::Receiver<bool>) {
+    let handles: Vec<_> = share
+        .into_iter()
+        .map(|(shared, user)| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if shared.execution.arrival_rate.is_some() {
+                    open_model_user(&shared, stop).await;
+                } else {
+                    closed_model_user(&shared, user, stop).await;
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        let _ = handle.await;
     }
 }
 
@@ -206,6 +264,7 @@ async fn closed_model_user(shared: &Shared, user: u32, mut stop: watch::Receiver
     shared.users.fetch_add(1, Ordering::Relaxed);
     let deadline = (!execution.duration().is_zero()).then(|| shared.start + execution.duration());
     let mut connections = Connections::default();
+    let mut outbox = Outbox::new(&shared.samples);
     let mut iteration = 0;
     'iterations: while execution.iterations.is_none_or(|n| iteration < n) {
         for request in &execution.scenario.requests {
@@ -214,15 +273,23 @@ async fn closed_model_user(shared: &Shared, user: u32, mut stop: watch::Receiver
             }
             if let Some(pacer) = &shared.pacer {
                 let slot = pacer.next_slot();
+                outbox.flush_before_waiting_until(slot);
                 if deadline.is_some_and(|d| slot >= d) || !sleep_until(slot, &mut stop).await {
                     break 'iterations;
                 }
             }
             let due = Instant::now();
-            exchange_and_report(shared, connections.slot(request.address), request, due).await;
-            if !request.think_time.is_zero()
-                && !sleep_until(Instant::now() + request.think_time, &mut stop).await
-            {
+            exchange_and_report(
+                shared,
+                &mut outbox,
+                connections.slot(request.address),
+                request,
+                due,
+            )
+            .await;
+            let think_until = Instant::now() + request.think_time;
+            outbox.flush_before_waiting_until(think_until);
+            if !request.think_time.is_zero() && !sleep_until(think_until, &mut stop).await {
                 break 'iterations;
             }
         }
@@ -241,6 +308,7 @@ async fn open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
     let total = execution.duration().as_secs_f64();
     shared.users.fetch_add(1, Ordering::Relaxed);
     let mut connections = Connections::default();
+    let mut outbox = Outbox::new(&shared.samples);
     'arrivals: loop {
         for request in &execution.scenario.requests {
             let k = shared.arrivals.fetch_add(1, Ordering::Relaxed) as f64;
@@ -254,10 +322,18 @@ async fn open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
                 break 'arrivals;
             }
             let due = shared.start + Duration::from_secs_f64(offset);
+            outbox.flush_before_waiting_until(due);
             if !sleep_until(due, &mut stop).await {
                 break 'arrivals;
             }
-            exchange_and_report(shared, connections.slot(request.address), request, due).await;
+            exchange_and_report(
+                shared,
+                &mut outbox,
+                connections.slot(request.address),
+                request,
+                due,
+            )
+            .await;
         }
     }
     shared.users.fetch_sub(1, Ordering::Relaxed);
@@ -265,6 +341,7 @@ async fn open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
 
 async fn exchange_and_report(
     shared: &Shared,
+    outbox: &mut Outbox<'_>,
     connection: &mut Option<Connection>,
     request: &Request,
     due: Instant,
@@ -313,9 +390,56 @@ async fn exchange_and_report(
         bytes,
         error,
     };
-    let _ = shared.samples.send((sample, ended - shared.start));
+    outbox.push(sample, ended - shared.start, ended);
     if connect_failed {
         tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
+    }
+}
+
+/// A user's finished samples, sent to the collector in batches: one channel message per
+/// sample would cost more than the request itself at high rates.
+struct Outbox<'a> {
+    samples: Vec<(Sample, Duration)>,
+    oldest: Option<Instant>,
+    channel: &'a mpsc::UnboundedSender<Vec<(Sample, Duration)>>,
+}
+
+impl<'a> Outbox<'a> {
+    fn new(channel: &'a mpsc::UnboundedSender<Vec<(Sample, Duration)>>) -> Self {
+        Self {
+            samples: Vec::with_capacity(BATCH_SAMPLES),
+            oldest: None,
+            channel,
+        }
+    }
+
+    fn push(&mut self, sample: Sample, ended: Duration, now: Instant) {
+        self.samples.push((sample, ended));
+        let oldest = *self.oldest.get_or_insert(now);
+        if self.samples.len() >= BATCH_SAMPLES || now - oldest >= BATCH_AGE {
+            self.flush();
+        }
+    }
+
+    /// Sends what is buffered when the user is about to wait long enough to delay it.
+    fn flush_before_waiting_until(&mut self, until: Instant) {
+        if until.saturating_duration_since(Instant::now()) >= BATCH_AGE / 2 {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.samples.is_empty() {
+            let batch = std::mem::replace(&mut self.samples, Vec::with_capacity(BATCH_SAMPLES));
+            let _ = self.channel.send(batch);
+        }
+        self.oldest = None;
+    }
+}
+
+impl Drop for Outbox<'_> {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
@@ -437,7 +561,16 @@ async fn exchange(
         };
         let latency = sent.elapsed();
         let status = response.status();
-        let headers = response.headers().clone();
+        // Copied only when an assertion reads them: this is the per-request hot path.
+        let wants_headers = request
+            .assertions
+            .iter()
+            .any(|a| a.subject == Subject::Headers);
+        let headers = if wants_headers {
+            response.headers().clone()
+        } else {
+            hyper::HeaderMap::new()
+        };
         let wants_body = !request.json_assertions.is_empty()
             || request
                 .assertions
