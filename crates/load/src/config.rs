@@ -9,13 +9,25 @@ use crate::ConfigError;
 
 /// Reads, parses and merges `files` in order, then applies `overrides`.
 pub fn load(files: &[PathBuf], overrides: &[String]) -> Result<Value, ConfigError> {
-    let mut merged = Value::Object(Map::new());
+    let mut sources = Vec::with_capacity(files.len());
     for file in files {
         let text = std::fs::read_to_string(file).map_err(|err| ConfigError::Read {
             file: file.clone(),
             message: err.to_string(),
         })?;
-        let mut document = parse(file, &text)?;
+        sources.push((file.clone(), text));
+    }
+    merge_sources(&sources, overrides)
+}
+
+/// Parses and merges `(name, text)` sources in order, then applies `overrides`.
+pub fn merge_sources(
+    sources: &[(PathBuf, String)],
+    overrides: &[String],
+) -> Result<Value, ConfigError> {
+    let mut merged = Value::Object(Map::new());
+    for (file, text) in sources {
+        let mut document = parse(file, text)?;
         resolve_relative_files(&mut document, file);
         merge(&mut merged, document);
     }

@@ -53,6 +53,12 @@ pub enum ConfigError {
     },
 }
 
+/// Reads one Taurus config given as text (`name` is used in error messages) into a plan.
+pub fn plan_from_str(name: &str, text: &str, overrides: &[String]) -> Result<Plan, ConfigError> {
+    let document = config::merge_sources(&[(PathBuf::from(name), text.to_owned())], overrides)?;
+    plan::from_taurus(&document)
+}
+
 /// Reads Taurus config files with overrides into a plan.
 pub fn load_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, ConfigError> {
     let document = config::load(files, overrides)?;

@@ -28,6 +28,9 @@ pub enum Command {
     },
     /// Load-test an HTTP service: Taurus config files, or one URL with the quick flags.
     Load(LoadArgs),
+    /// The whole tutorial, measured on this machine: schema, 20 users, the API with 1 worker
+    /// and with all cores, the tutorial's load test at 100 and 500 users.
+    Demo(DemoArgs),
     /// PgTune's PostgreSQL configuration for a host (this one with --detect).
     Tune(TuneArgs),
 }
@@ -233,4 +236,25 @@ fn parse_key<T: std::str::FromStr<Err = peregrine_tune::InputError>>(
 ) -> Result<T, String> {
     text.parse()
         .map_err(|err: peregrine_tune::InputError| err.to_string())
+}
+
+/// `peregrine demo`
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Run on PostgreSQL (in a fresh database created on that server and dropped at the end)
+    /// instead of a temporary SQLite file.
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// The tutorial's own durations: ramp-up 1 min, hold 2 min 30 s per run.
+    #[arg(long, conflicts_with_all = ["ramp_up", "hold_for"])]
+    pub full: bool,
+    /// Ramp-up of each run [default: 5s]
+    #[arg(long, value_name = "DURATION")]
+    pub ramp_up: Option<humantime::Duration>,
+    /// Hold of each run after the ramp-up [default: 10s]
+    #[arg(long, value_name = "DURATION")]
+    pub hold_for: Option<humantime::Duration>,
+    /// Where to put the database file and the reports [default: a new temporary directory]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<std::path::PathBuf>,
 }

@@ -1,6 +1,7 @@
 //! `peregrine db init` and `peregrine db seed`, and opening the database for `serve`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,16 +12,22 @@ use crate::cli::{DatabaseArgs, SeedArgs};
 /// Opens the database, waits for it to answer and brings its schema up to date.
 pub async fn open_migrated(args: &DatabaseArgs) -> anyhow::Result<UserStore> {
     let url: DatabaseUrl = args.database_url.parse().context("--database-url")?;
-    let store = UserStore::open(&url, args.db_pool_size.get())?;
-    store
-        .wait_until_ready(args.db_wait.into())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the database at {url} (waited {})",
-                args.db_wait
-            )
-        })?;
+    open_url(&url, args.db_pool_size.get(), args.db_wait.into()).await
+}
+
+/// [`open_migrated`] for a parsed URL.
+pub async fn open_url(
+    url: &DatabaseUrl,
+    connections: usize,
+    wait: Duration,
+) -> anyhow::Result<UserStore> {
+    let store = UserStore::open(url, connections)?;
+    store.wait_until_ready(wait).await.with_context(|| {
+        format!(
+            "cannot reach the database at {url} (waited {})",
+            humantime::format_duration(wait)
+        )
+    })?;
     let report = store
         .migrate()
         .await

@@ -3,6 +3,7 @@
 
 mod cli;
 mod db;
+mod demo;
 mod load;
 mod serve;
 mod telemetry;
@@ -16,10 +17,15 @@ use crate::cli::{Cli, Command, DbCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    // Commands that print their own results log only warnings unless RUST_LOG says otherwise.
+    let default_level = match cli.command {
+        Command::Serve(_) | Command::Db { .. } => "info",
+        Command::Load(_) | Command::Demo(_) | Command::Tune(_) => "warn",
+    };
+    telemetry::init(cli.log_format, default_level);
     let workers = match &cli.command {
         Command::Serve(args) => args.workers,
-        Command::Db { .. } | Command::Tune(_) | Command::Load(_) => None,
+        Command::Db { .. } | Command::Tune(_) | Command::Load(_) | Command::Demo(_) => None,
     };
     let runtime = match build_runtime(workers) {
         Ok(runtime) => runtime,
@@ -34,6 +40,7 @@ fn main() -> ExitCode {
             },
             Command::Tune(args) => tune::run(args).await,
             Command::Load(args) => return load::run(args).await,
+            Command::Demo(args) => return demo::run(args).await,
         };
         done.map(|()| ExitCode::SUCCESS)
     });

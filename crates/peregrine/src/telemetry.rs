@@ -1,4 +1,4 @@
-//! Logging to stderr, as text or JSON lines, filtered by RUST_LOG (default `info`).
+//! Logging to stderr, as text or JSON lines, filtered by RUST_LOG.
 
 use std::io::IsTerminal;
 
@@ -6,9 +6,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
 
-/// Installs the global subscriber.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Installs the global subscriber; `default_level` applies when RUST_LOG is not set.
+pub fn init(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -61,6 +61,23 @@ pub async fn run(args: TuneArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// PgTune's configuration text for this host, as `peregrine tune --detect` prints it.
+pub async fn detected_conf_text(database_url: Option<&str>) -> anyhow::Result<String> {
+    let detected = Detected::from_host(database_url).await;
+    let input = TuneInput {
+        db_version: detected.version.unwrap_or(DEFAULT_VERSION),
+        os_type: detected.os.unwrap_or(Os::Linux),
+        db_type: peregrine_tune::DbType::Web,
+        total_memory: detected.memory.context("cannot read this host's memory")?,
+        cpu_num: detected.cpus,
+        connection_num: None,
+        hd_type: peregrine_tune::Storage::Ssd,
+        data_size: DataSize::AboutRam,
+    }
+    .validate()?;
+    Ok(recommend(&input).conf_text())
+}
+
 fn render(recommendation: &Recommendation, format: TuneFormat) -> anyhow::Result<String> {
     Ok(match format {
         TuneFormat::Conf => recommendation.conf_text(),

@@ -714,3 +714,172 @@ async fn load_interrupted_by_ctrl_c_prints_partial_results_and_exits_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
     assert!(dir.path().join("partial/report.json").is_file());
 }
+
+#[test]
+fn demo_tells_the_tutorials_story_with_measurements_and_reports() {
+    let dir = temp_dir();
+    let (status, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "demo",
+            "--ramp-up",
+            "500ms",
+            "--hold-for",
+            "1s",
+            "--dir",
+            "out",
+        ],
+    );
+    assert!(status.success(), "{stdout}\n{stderr}");
+    for step in [
+        "[1/6] schema: table orguser in a new SQLite file",
+        "[2/6] 20 users",
+        "[3/6] load: GET /users/ at 100 users",
+        "[6/6] load: GET /users/ at 500 users",
+    ] {
+        assert!(stdout.contains(step), "{step}\n{stdout}");
+    }
+    assert!(stdout.contains("users workers   samples  errors       avg       p99  throughput  tutorial (Falcon + gunicorn)"), "{stdout}");
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("users workers"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let shape: Vec<(&str, String)> = rows.iter().map(|r| (r[0], r[1].to_owned())).collect();
+    assert_eq!(
+        shape,
+        [
+            ("100", "1".to_owned()),
+            ("500", "1".to_owned()),
+            ("100", cores.to_string()),
+            ("500", cores.to_string())
+        ],
+        "{stdout}"
+    );
+    for row in &rows {
+        assert!(
+            row[2].parse::<u64>().is_ok_and(|n| n > 0),
+            "samples: {row:?}"
+        );
+        assert_eq!(
+            row[3], "0.00%",
+            "no errors on the embedded default: {row:?}"
+        );
+    }
+    assert!(
+        stdout.contains("~40 % errors (1 gunicorn worker)"),
+        "the tutorial's figures stand beside: {stdout}"
+    );
+    for users in [100, 500] {
+        for workers in [1, cores] {
+            let html = dir.path().join(format!(
+                "out/report-{users}-users-{workers}-workers/report.html"
+            ));
+            assert!(html.is_file(), "{}", html.display());
+            assert!(
+                stdout.contains(
+                    &html
+                        .display()
+                        .to_string()
+                        .replace(&format!("{}/", dir.path().display()), "")
+                ),
+                "{stdout}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_on_postgres_uses_a_fresh_database_and_leaves_existing_rows_alone() {
+    let url = PgCluster::shared().fresh_database().await;
+    let client = peregrine_testkit::connect(&url).await;
+    client
+        .batch_execute("CREATE TABLE orguser (id SERIAL PRIMARY KEY, username VARCHAR(255) NOT NULL UNIQUE); INSERT INTO orguser (username) VALUES ('keep-me');")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = temp_dir();
+    let (status, stdout, stderr) = run_async(
+        dir.path(),
+        &[
+            "demo",
+            "--database-url",
+            &url,
+            "--ramp-up",
+            "200ms",
+            "--hold-for",
+            "500ms",
+            "--dir",
+            "out",
+        ],
+    )
+    .await;
+    assert!(status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("a fresh PostgreSQL database, postgres://postgres@127.0.0.1:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("PgTune's recommendations for this host")
+            && stdout.contains("\nshared_buffers = "),
+        "{stdout}"
+    );
+    let rows = client
+        .query("SELECT username FROM orguser", &[])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(rows.len(), 1, "the user's own rows are untouched");
+    let demo_databases = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'peregrine_demo_%'",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        demo_databases.is_empty(),
+        "the demo database is dropped at the end"
+    );
+}
+
+#[test]
+fn demo_interrupted_prints_the_partial_table_and_exits_2() {
+    let dir = temp_dir();
+    let child = Command::new(BINARY)
+        .args([
+            "demo",
+            "--ramp-up",
+            "1s",
+            "--hold-for",
+            "30s",
+            "--dir",
+            "out",
+        ])
+        .current_dir(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::thread::sleep(Duration::from_secs(4));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    assert!(status.is_ok_and(|s| s.success()));
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(2));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let rows = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("users workers"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .count();
+    assert_eq!(rows, 1, "one partial run: {stdout}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+}

@@ -42,6 +42,20 @@ impl FromStr for DatabaseUrl {
     }
 }
 
+impl DatabaseUrl {
+    /// The same server with another database name (PostgreSQL); `None` for SQLite.
+    pub fn with_database(&self, name: &str) -> Option<Self> {
+        match self {
+            Self::Postgres(config) => {
+                let mut config = config.clone();
+                config.dbname(name);
+                Some(Self::Postgres(config))
+            }
+            Self::Sqlite(_) => None,
+        }
+    }
+}
+
 impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

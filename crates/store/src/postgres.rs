@@ -180,6 +180,24 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Creates database `name` on this server; the name must be a plain identifier.
+    pub async fn create_database(&self, name: &str) -> Result<(), StoreError> {
+        let client = connect_raw(&self.config).await?;
+        client
+            .batch_execute(&format!("CREATE DATABASE {}", identifier(name)?))
+            .await?;
+        Ok(())
+    }
+
+    /// Drops database `name` on this server (it must not be in use).
+    pub async fn drop_database(&self, name: &str) -> Result<(), StoreError> {
+        let client = connect_raw(&self.config).await?;
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {}", identifier(name)?))
+            .await?;
+        Ok(())
+    }
+
     /// The server's major version, e.g. 15 (from `server_version_num` 150018).
     pub async fn server_major_version(&self) -> Result<u32, StoreError> {
         let client = connect_raw(&self.config).await?;
@@ -303,6 +321,18 @@ async fn connect_raw(config: &tokio_postgres::Config) -> Result<Client, StoreErr
         }
     });
     Ok(client)
+}
+
+/// `name` quoted as an SQL identifier, accepting only letters, digits and underscores.
+fn identifier(name: &str) -> Result<String, StoreError> {
+    let plain = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if plain {
+        Ok(format!("\"{name}\""))
+    } else {
+        Err(StoreError::Config(format!(
+            "{name:?} is not a plain database name"
+        )))
+    }
 }
 
 fn user_from_row(row: &Row) -> Result<User, StoreError> {

@@ -1,0 +1,331 @@
+//! `peregrine demo`: the tutorial's story, measured here. The API runs in-process on a free
+//! port with 1 worker, then with all cores; the tutorial's load test runs at 100 and 500
+//! users against each; the results are set beside the tutorial's published figures.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use peregrine_api::{ApiSettings, Server};
+use peregrine_load::report::progress_line;
+use peregrine_load::{Report, exit_code};
+use peregrine_store::{DatabaseUrl, PostgresStore, UserStore};
+use tokio::sync::{oneshot, watch};
+
+use crate::cli::DemoArgs;
+use crate::{db, tune};
+
+/// The tutorial's Taurus config, run as it is with its placeholder URL overridden.
+const TUTORIAL_CONFIG: &str = include_str!("../../../examples/bzt-config.yml");
+/// Users the tutorial seeds.
+const SEED_USERS: u64 = 20;
+/// The tutorial's two load levels.
+const USER_LEVELS: [u32; 2] = [100, 500];
+const SHORT_RAMP_UP: Duration = Duration::from_secs(5);
+const SHORT_HOLD_FOR: Duration = Duration::from_secs(10);
+const FULL_RAMP_UP: Duration = Duration::from_secs(60);
+const FULL_HOLD_FOR: Duration = Duration::from_secs(150);
+/// Database connections of the demo's API (PostgreSQL: shared connections; SQLite: readers).
+const DEMO_CONNECTIONS: usize = 2;
+
+/// One measured run: a row of the final table.
+struct Row {
+    users: u32,
+    workers: usize,
+    report: Report,
+    html: PathBuf,
+}
+
+/// Runs the demo; exit code 2 when interrupted (with the partial table).
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    let (ramp_up, hold_for) = if args.full {
+        (FULL_RAMP_UP, FULL_HOLD_FOR)
+    } else {
+        (
+            args.ramp_up.map_or(SHORT_RAMP_UP, Into::into),
+            args.hold_for.map_or(SHORT_HOLD_FOR, Into::into),
+        )
+    };
+    let dir = match &args.dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            dir.clone()
+        }
+        None => tempfile::Builder::new()
+            .prefix("peregrine-demo-")
+            .tempdir()?
+            .keep(),
+    };
+    let interrupted = watch_ctrl_c();
+    let database = Database::prepare(args.database_url.as_deref(), &dir).await?;
+    let result = tell_the_story(&database, &dir, ramp_up, hold_for, interrupted.clone()).await;
+    database.clean_up().await;
+    let rows = result?;
+    print_table(&rows);
+    if let Some(url) = &args.database_url {
+        println!("\nPgTune's recommendations for this host (peregrine tune --detect):\n");
+        match tune::detected_conf_text(Some(url)).await {
+            Ok(text) => println!("{text}"),
+            Err(err) => println!("(cannot compute them: {err:#})"),
+        }
+    }
+    println!("\nHTML reports:");
+    for row in &rows {
+        println!(
+            "  {} users, {} worker(s): {}",
+            row.users,
+            row.workers,
+            row.html.display()
+        );
+    }
+    if *interrupted.borrow() {
+        eprintln!("interrupted: the table above is partial");
+        return Ok(ExitCode::from(exit_code::INTERRUPTED as u8));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn tell_the_story(
+    database: &Database,
+    dir: &Path,
+    ramp_up: Duration,
+    hold_for: Duration,
+    interrupted: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<Row>> {
+    let steps = 2 + 2 * USER_LEVELS.len();
+    let mut step = 0;
+    let mut announce = |text: String| {
+        step += 1;
+        println!("[{step}/{steps}] {text}");
+    };
+    announce(format!("schema: table orguser in {}", database.description));
+    let store = db::open_url(&database.url, DEMO_CONNECTIONS, Duration::from_secs(10)).await?;
+    announce(format!("{SEED_USERS} users, named like the tutorial's"));
+    let existing = store.count().await?;
+    if existing < SEED_USERS {
+        db::add_users(&store, SEED_USERS - existing).await?;
+    }
+    drop(store);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut rows = Vec::new();
+    for workers in [1, cores] {
+        let server = InProcessServer::start(&database.url, workers).await?;
+        for users in USER_LEVELS {
+            if *interrupted.borrow() {
+                return Ok(rows);
+            }
+            announce(format!(
+                "load: GET /users/ at {users} users (ramp-up {}, hold {}), API on http://{} with {workers} worker(s)",
+                humantime::format_duration(ramp_up),
+                humantime::format_duration(hold_for),
+                server.address
+            ));
+            let report = load(
+                server.address,
+                users,
+                ramp_up,
+                hold_for,
+                interrupted.clone(),
+            )
+            .await?;
+            let reports = dir.join(format!("report-{users}-users-{workers}-workers"));
+            report.write_dir(&reports)?;
+            rows.push(Row {
+                users,
+                workers,
+                report,
+                html: reports.join("report.html"),
+            });
+        }
+        server.stop().await;
+    }
+    Ok(rows)
+}
+
+async fn load(
+    address: SocketAddr,
+    users: u32,
+    ramp_up: Duration,
+    hold_for: Duration,
+    mut interrupted: watch::Receiver<bool>,
+) -> anyhow::Result<Report> {
+    let overrides = [
+        format!("execution.0.scenario.requests.0.url=http://{address}/users/"),
+        format!("execution.0.concurrency={users}"),
+        format!("execution.0.ramp-up={}ms", ramp_up.as_millis()),
+        format!("execution.0.hold-for={}ms", hold_for.as_millis()),
+    ];
+    let plan =
+        peregrine_load::plan_from_str("examples/bzt-config.yml", TUTORIAL_CONFIG, &overrides)?;
+    let stop = async move {
+        let _ = interrupted.wait_for(|stop| *stop).await;
+    };
+    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    Ok(peregrine_load::run(plan, stop, |progress| {
+        if show {
+            eprintln!("{}", progress_line(progress));
+        }
+    })
+    .await)
+}
+
+/// Where the demo's rows live, and how to remove them afterwards.
+struct Database {
+    url: DatabaseUrl,
+    description: String,
+    /// PostgreSQL: the server (at the user's database) and the demo database to drop.
+    created: Option<(PostgresStore, String)>,
+}
+
+impl Database {
+    async fn prepare(url: Option<&str>, dir: &Path) -> anyhow::Result<Self> {
+        let Some(url) = url else {
+            let path = dir.join("demo.db");
+            return Ok(Self {
+                description: format!("a new SQLite file, {}", path.display()),
+                url: DatabaseUrl::Sqlite(path),
+                created: None,
+            });
+        };
+        let given: DatabaseUrl = url.parse().context("--database-url")?;
+        let DatabaseUrl::Postgres(config) = &given else {
+            bail!("--database-url: the demo takes a postgres:// URL (without one it uses SQLite)");
+        };
+        let name = format!("peregrine_demo_{}", std::process::id());
+        let server = PostgresStore::new((**config).clone(), 1);
+        server.create_database(&name).await.with_context(|| {
+            format!("cannot create the demo database {name} on {given}: the demo never touches existing rows, so it needs CREATE DATABASE")
+        })?;
+        let url = given.with_database(&name).context("a PostgreSQL URL")?;
+        Ok(Self {
+            description: format!(
+                "a fresh PostgreSQL database, {url} (dropped at the end; existing databases are not touched)"
+            ),
+            url,
+            created: Some((server, name)),
+        })
+    }
+
+    async fn clean_up(&self) {
+        if let Some((server, name)) = &self.created
+            && let Err(err) = server.drop_database(name).await
+        {
+            eprintln!("warning: cannot drop the demo database {name}: {err}");
+        }
+    }
+}
+
+/// The API on its own runtime with `workers` threads, as `peregrine serve --workers N` runs.
+struct InProcessServer {
+    address: SocketAddr,
+    stop: oneshot::Sender<()>,
+    finished: oneshot::Receiver<()>,
+}
+
+impl InProcessServer {
+    async fn start(url: &DatabaseUrl, workers: usize) -> anyhow::Result<Self> {
+        let (ready_tx, ready) = oneshot::channel::<anyhow::Result<SocketAddr>>();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (finished_tx, finished) = oneshot::channel::<()>();
+        let url = url.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("peregrine-demo-api")
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("peregrine-demo-api".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let started = async {
+                        let store = UserStore::open(&url, DEMO_CONNECTIONS)?;
+                        let app = peregrine_api::app(Arc::new(store), ApiSettings::default());
+                        let server = Server::bind(([127, 0, 0, 1], 0).into(), app).await?;
+                        let address = server.local_addr()?;
+                        anyhow::Ok((server, address))
+                    };
+                    match started.await {
+                        Ok((server, address)) => {
+                            let _ = ready_tx.send(Ok(address));
+                            let shutdown = async {
+                                let _ = stop_rx.await;
+                            };
+                            if let Err(err) = server.run(shutdown, Duration::from_secs(5)).await {
+                                eprintln!("warning: the demo API failed: {err}");
+                            }
+                        }
+                        Err(err) => {
+                            let _ = ready_tx.send(Err(err));
+                        }
+                    }
+                    let _ = finished_tx.send(());
+                });
+            })?;
+        let address = tokio::time::timeout(Duration::from_secs(30), ready)
+            .await
+            .context("the demo API did not start within 30 s")?
+            .context("the demo API thread stopped")??;
+        Ok(Self {
+            address,
+            stop,
+            finished,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.finished).await;
+    }
+}
+
+/// A flag set on the first Ctrl-C.
+fn watch_ctrl_c() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = tx.send(true);
+        }
+    });
+    rx
+}
+
+/// The tutorial's published figures for a row, when it published any.
+fn tutorial_figures(users: u32, workers: usize) -> &'static str {
+    match (users, workers) {
+        (100, 1) => "0 % errors, ~100 ms avg, ~1000 req/s (1 gunicorn worker)",
+        (500, 1) => "~40 % errors (1 gunicorn worker)",
+        (500, _) => "some errors, 270 ms avg, ~1500 req/s (20 gunicorn workers)",
+        _ => "-",
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!("\nResults (GET /users/, 20 users in the table, timeout 3 s):\n");
+    println!(
+        "{:>5} {:>7} {:>9} {:>7} {:>9} {:>9} {:>11}  tutorial (Falcon + gunicorn)",
+        "users", "workers", "samples", "errors", "avg", "p99", "throughput"
+    );
+    for row in rows {
+        let o = &row.report.overall;
+        let p99 = o
+            .percentiles
+            .iter()
+            .find(|p| (p.level - 99.0).abs() < 1e-9)
+            .map_or(0.0, |p| p.seconds);
+        println!(
+            "{:>5} {:>7} {:>9} {:>6.2}% {:>6.1} ms {:>6.1} ms {:>7.0} r/s  {}",
+            row.users,
+            row.workers,
+            o.samples,
+            o.failure_percent,
+            o.avg_rt * 1000.0,
+            p99 * 1000.0,
+            o.throughput,
+            tutorial_figures(row.users, row.workers)
+        );
+    }
+}
