@@ -443,8 +443,14 @@ impl Drop for Outbox<'_> {
     }
 }
 
+/// The future that runs an HTTP/1.1 connection's I/O.
+type Driver =
+    std::pin::Pin<Box<hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
+
 struct Connection {
     sender: SendRequest<Full<Bytes>>,
+    /// `None` once the connection has ended.
+    driver: Option<Driver>,
 }
 
 /// A user's connections, one per target address (scenarios usually have one).
@@ -513,8 +519,10 @@ async fn connect(address: Option<SocketAddr>, request: &Request) -> Result<Conne
                 format!("handshake with {address} failed: {e}"),
             )
         })?;
-    tokio::spawn(driver);
-    Ok(Connection { sender })
+    Ok(Connection {
+        sender,
+        driver: Some(Box::pin(driver)),
+    })
 }
 
 /// Sends one request and reads the whole response, connecting first when needed. A reused
@@ -538,92 +546,134 @@ async fn exchange(
         let Some(conn) = connection.as_mut() else {
             continue;
         };
-        let sent = Instant::now();
-        let response = match conn.sender.ready().await {
-            Ok(()) => conn.sender.send_request(build(request)).await,
-            Err(err) => Err(err),
-        };
-        let response = match response {
-            Ok(response) => response,
-            Err(err)
-                if reused
-                    && (err.is_canceled() || err.is_closed() || err.is_incomplete_message()) =>
-            {
-                *connection = None;
-                continue;
+        let Connection { sender, driver } = conn;
+        let attempt = drive(driver, send_and_read(sender, request, reused)).await;
+        match attempt {
+            Ok(mut exchanged) => {
+                if !request.keepalive {
+                    *connection = None;
+                }
+                exchanged.connect_time = connect_time;
+                return Ok(exchanged);
             }
-            Err(err) => {
+            Err(Attempt::Retry) => *connection = None,
+            Err(Attempt::Failed(failure)) => {
                 return Err(Failure {
                     connect_time,
-                    ..Failure::new(ErrorKind::Io, format!("request failed: {err}"))
+                    ..failure
                 });
             }
+        }
+    }
+}
+
+/// Polls `work` and the connection's driver together, in the calling task, rather than
+/// driving the connection on a task of its own: no cross-task wake-ups per request.
+async fn drive<T>(driver: &mut Option<Driver>, work: impl Future<Output = T>) -> T {
+    tokio::pin!(work);
+    loop {
+        let Some(running) = driver.as_mut() else {
+            return work.await;
         };
-        let latency = sent.elapsed();
-        let status = response.status();
-        // Copied only when an assertion reads them: this is the per-request hot path.
-        let wants_headers = request
+        tokio::select! {
+            biased;
+            done = &mut work => return done,
+            // The connection ended: dropping its driver lets the request see that.
+            _ = running.as_mut() => *driver = None,
+        }
+    }
+}
+
+/// Why one attempt on a connection did not give a response.
+enum Attempt {
+    /// The reused connection had been closed by the server: try a new one.
+    Retry,
+    /// The request failed.
+    Failed(Failure),
+}
+
+async fn send_and_read(
+    sender: &mut SendRequest<Full<Bytes>>,
+    request: &Request,
+    reused: bool,
+) -> Result<Exchanged, Attempt> {
+    let sent = Instant::now();
+    let response = match sender.ready().await {
+        Ok(()) => sender.send_request(build(request)).await,
+        Err(err) => Err(err),
+    };
+    let response = match response {
+        Ok(response) => response,
+        Err(err)
+            if reused && (err.is_canceled() || err.is_closed() || err.is_incomplete_message()) =>
+        {
+            return Err(Attempt::Retry);
+        }
+        Err(err) => {
+            return Err(Attempt::Failed(Failure::new(
+                ErrorKind::Io,
+                format!("request failed: {err}"),
+            )));
+        }
+    };
+    let latency = sent.elapsed();
+    let status = response.status();
+    // Copied only when an assertion reads them: this is the per-request hot path.
+    let wants_headers = request
+        .assertions
+        .iter()
+        .any(|a| a.subject == Subject::Headers);
+    let headers = if wants_headers {
+        response.headers().clone()
+    } else {
+        hyper::HeaderMap::new()
+    };
+    let wants_body = !request.json_assertions.is_empty()
+        || request
             .assertions
             .iter()
-            .any(|a| a.subject == Subject::Headers);
-        let headers = if wants_headers {
-            response.headers().clone()
-        } else {
-            hyper::HeaderMap::new()
-        };
-        let wants_body = !request.json_assertions.is_empty()
-            || request
-                .assertions
-                .iter()
-                .any(|a| a.subject == Subject::Body);
-        let mut body = response.into_body();
-        let mut bytes = 0u64;
-        let mut content = Vec::new();
-        while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| Failure {
-                connect_time,
-                ..Failure::new(ErrorKind::Io, format!("reading the response failed: {e}"))
-            })?;
-            if let Some(data) = frame.data_ref() {
-                bytes += data.len() as u64;
-                if wants_body {
-                    content.extend_from_slice(data);
-                }
+            .any(|a| a.subject == Subject::Body);
+    let mut body = response.into_body();
+    let mut bytes = 0u64;
+    let mut content = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Attempt::Failed(Failure::new(
+                ErrorKind::Io,
+                format!("reading the response failed: {e}"),
+            ))
+        })?;
+        if let Some(data) = frame.data_ref() {
+            bytes += data.len() as u64;
+            if wants_body {
+                content.extend_from_slice(data);
             }
         }
-        if !request.keepalive {
-            *connection = None;
-        }
-        let error = if status.as_u16() >= 400 {
-            Some((
-                ErrorKind::Http,
-                Arc::from(
-                    format!(
-                        "HTTP {} {}",
-                        status.as_u16(),
-                        status.canonical_reason().unwrap_or("")
-                    )
-                    .trim_end(),
-                ),
-            ))
-        } else {
-            check_assertions(request, status.as_u16(), &headers, &content)
-                .or_else(|| {
-                    request
-                        .json_assertions
-                        .iter()
-                        .find_map(|a| a.check(&content))
-                })
-                .map(|m| (ErrorKind::Assertion, Arc::from(m)))
-        };
-        return Ok(Exchanged {
-            status: status.as_u16(),
-            latency,
-            connect_time,
-            bytes,
-            error,
-        });
     }
+    let error = if status.as_u16() >= 400 {
+        let text = format!(
+            "HTTP {} {}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or("")
+        );
+        Some((ErrorKind::Http, Arc::from(text.trim_end())))
+    } else {
+        check_assertions(request, status.as_u16(), &headers, &content)
+            .or_else(|| {
+                request
+                    .json_assertions
+                    .iter()
+                    .find_map(|a| a.check(&content))
+            })
+            .map(|m| (ErrorKind::Assertion, Arc::from(m)))
+    };
+    Ok(Exchanged {
+        status: status.as_u16(),
+        latency,
+        connect_time: Duration::ZERO,
+        bytes,
+        error,
+    })
 }
 
 fn build(request: &Request) -> hyper::Request<Full<Bytes>> {
