@@ -347,78 +347,87 @@ impl Criterion {
     /// The measured value of one window (a second, or an aggregate of seconds).
     fn window_value(&self, window: &Window) -> Option<f64> {
         let hits = window.hits as f64;
-        let share = |count: f64| {
-            if self.percent {
-                (hits > 0.0).then(|| count * 100.0 / hits)
-            } else {
-                Some(count)
-            }
-        };
-        match &self.subject {
-            Measure::AvgRt => window.avg_rt(),
-            Measure::AvgLt => (hits > 0.0).then(|| window.sum_lt / hits),
-            Measure::AvgCt => (hits > 0.0).then(|| window.sum_ct / hits),
-            Measure::StdevRt => (hits > 0.0).then(|| {
-                (window.sum_sq_rt / hits - (window.sum_rt / hits).powi(2))
-                    .max(0.0)
-                    .sqrt()
-            }),
-            Measure::Percentile(level) => window.percentile(*level),
-            Measure::Hits => Some(hits),
-            Measure::Bytes => Some(window.bytes as f64),
-            Measure::Succ => share((window.hits - window.failures) as f64),
-            Measure::Fail => share(window.failures as f64),
-            Measure::Rc(pattern) => {
-                let count: u64 = window
-                    .codes
-                    .iter()
-                    .filter(|(code, _)| code_matches(pattern, **code))
-                    .map(|(_, n)| n)
-                    .sum();
-                share(count as f64)
-            }
-        }
+        let per_hit = |sum: f64| (hits > 0.0).then(|| sum / hits);
+        self.value(Figures {
+            hits: window.hits,
+            failures: window.failures,
+            bytes: window.bytes,
+            avg_rt: window.avg_rt(),
+            avg_lt: per_hit(window.sum_lt),
+            avg_ct: per_hit(window.sum_ct),
+            stdev_rt: per_hit(window.sum_sq_rt)
+                .zip(window.avg_rt())
+                .map(|(mean_sq, mean)| (mean_sq - mean * mean).max(0.0).sqrt()),
+            percentile: &|level| window.percentile(level),
+            codes: &mut window.codes.iter().map(|(code, n)| (*code, *n)),
+        })
     }
 
     /// The measured value of the final totals.
     fn summary_value(&self, summary: &Summary) -> Option<f64> {
-        let hits = summary.samples as f64;
-        let share = |count: f64| {
+        self.value(Figures {
+            hits: summary.samples,
+            failures: summary.failures,
+            bytes: summary.bytes,
+            avg_rt: Some(summary.avg_rt),
+            avg_lt: Some(summary.avg_lt),
+            avg_ct: Some(summary.avg_ct),
+            stdev_rt: Some(summary.stdev_rt),
+            percentile: &|level| {
+                let found = summary
+                    .percentiles
+                    .iter()
+                    .find(|p| (p.level - level).abs() < 1e-9);
+                Some(found.map_or(0.0, |p| p.seconds))
+            },
+            codes: &mut summary
+                .codes
+                .iter()
+                .filter_map(|(code, n)| Some((code.parse().ok()?, *n))),
+        })
+    }
+
+    fn value(&self, figures: Figures<'_>) -> Option<f64> {
+        let hits = figures.hits as f64;
+        let share = |count: u64| {
             if self.percent {
-                (hits > 0.0).then(|| count * 100.0 / hits)
+                (hits > 0.0).then(|| count as f64 * 100.0 / hits)
             } else {
-                Some(count)
+                Some(count as f64)
             }
         };
         match &self.subject {
-            Measure::AvgRt => Some(summary.avg_rt),
-            Measure::AvgLt => Some(summary.avg_lt),
-            Measure::AvgCt => Some(summary.avg_ct),
-            Measure::StdevRt => Some(summary.stdev_rt),
-            Measure::Percentile(level) => Some(summary_percentile(summary, *level)),
+            Measure::AvgRt => figures.avg_rt,
+            Measure::AvgLt => figures.avg_lt,
+            Measure::AvgCt => figures.avg_ct,
+            Measure::StdevRt => figures.stdev_rt,
+            Measure::Percentile(level) => (figures.percentile)(*level),
             Measure::Hits => Some(hits),
-            Measure::Bytes => Some(summary.bytes as f64),
-            Measure::Succ => share((summary.samples - summary.failures) as f64),
-            Measure::Fail => share(summary.failures as f64),
-            Measure::Rc(pattern) => {
-                let count: u64 = summary
+            Measure::Bytes => Some(figures.bytes as f64),
+            Measure::Succ => share(figures.hits - figures.failures),
+            Measure::Fail => share(figures.failures),
+            Measure::Rc(pattern) => share(
+                figures
                     .codes
-                    .iter()
-                    .filter(|(code, _)| code.parse().is_ok_and(|c| code_matches(pattern, c)))
+                    .filter(|(code, _)| code_matches(pattern, *code))
                     .map(|(_, n)| n)
-                    .sum();
-                share(count as f64)
-            }
+                    .sum(),
+            ),
         }
     }
 }
 
-fn summary_percentile(summary: &Summary, level: f64) -> f64 {
-    summary
-        .percentiles
-        .iter()
-        .find(|p| (p.level - level).abs() < 1e-9)
-        .map_or(0.0, |p| p.seconds)
+/// What a criterion can measure, from a second's window or from the final totals.
+struct Figures<'a> {
+    hits: u64,
+    failures: u64,
+    bytes: u64,
+    avg_rt: Option<f64>,
+    avg_lt: Option<f64>,
+    avg_ct: Option<f64>,
+    stdev_rt: Option<f64>,
+    percentile: &'a dyn Fn(f64) -> Option<f64>,
+    codes: &'a mut dyn Iterator<Item = (u16, u64)>,
 }
 
 /// `5??` matches 500..=599; `*` matches any rest.

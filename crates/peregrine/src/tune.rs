@@ -11,13 +11,48 @@ use peregrine_tune::{
 };
 use serde::Serialize;
 
-use crate::cli::{DataSizeArg, TuneArgs, TuneFormat};
+use clap::Parser;
+
+use crate::cli::{Cli, DataSizeArg, TuneArgs, TuneFormat};
 
 /// PgTune's default version on its form.
 const DEFAULT_VERSION: u32 = 18;
 
 /// Runs `peregrine tune`.
 pub async fn run(args: TuneArgs) -> anyhow::Result<()> {
+    let recommendation = recommend(&input(&args).await?);
+    let text = render(&recommendation, args.format)?;
+    match &args.write {
+        None => println!("{text}"),
+        Some(path) => {
+            std::fs::write(path, format!("{text}\n"))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            println!(
+                "{}",
+                how_to_load(path, args.format, recommendation.settings.len())
+            );
+        }
+    }
+    Ok(())
+}
+
+/// PgTune's configuration text for this host, exactly as `peregrine tune --detect` prints it.
+pub async fn detected_conf_text(database_url: Option<&str>) -> anyhow::Result<String> {
+    let mut command = vec!["peregrine", "tune", "--detect"];
+    command.extend(
+        database_url
+            .map(|url| ["--database-url", url])
+            .into_iter()
+            .flatten(),
+    );
+    let crate::cli::Command::Tune(args) = Cli::try_parse_from(command)?.command else {
+        bail!("`peregrine tune --detect` did not parse as the tune command");
+    };
+    Ok(recommend(&input(&args).await?).conf_text())
+}
+
+/// PgTune's input from the flags, filled in from this host with `--detect`.
+async fn input(args: &TuneArgs) -> anyhow::Result<TuneInput> {
     let detected = if args.detect {
         Detected::from_host(args.database_url.as_deref()).await
     } else {
@@ -42,40 +77,10 @@ pub async fn run(args: TuneArgs) -> anyhow::Result<()> {
             DataSizeArg::AboutRam => DataSize::AboutRam,
             DataSizeArg::MoreThanRam => DataSize::MoreThanRam,
         },
-    }
-    .validate()
-    .map_err(|err| anyhow::anyhow!("{}: {err}", flag_of(&err)))?;
-    let recommendation = recommend(&input);
-    let text = render(&recommendation, args.format)?;
-    match &args.write {
-        None => println!("{text}"),
-        Some(path) => {
-            std::fs::write(path, format!("{text}\n"))
-                .with_context(|| format!("cannot write {}", path.display()))?;
-            println!(
-                "{}",
-                how_to_load(path, args.format, recommendation.settings.len())
-            );
-        }
-    }
-    Ok(())
-}
-
-/// PgTune's configuration text for this host, as `peregrine tune --detect` prints it.
-pub async fn detected_conf_text(database_url: Option<&str>) -> anyhow::Result<String> {
-    let detected = Detected::from_host(database_url).await;
-    let input = TuneInput {
-        db_version: detected.version.unwrap_or(DEFAULT_VERSION),
-        os_type: detected.os.unwrap_or(Os::Linux),
-        db_type: peregrine_tune::DbType::Web,
-        total_memory: detected.memory.context("cannot read this host's memory")?,
-        cpu_num: detected.cpus,
-        connection_num: None,
-        hd_type: peregrine_tune::Storage::Ssd,
-        data_size: DataSize::AboutRam,
-    }
-    .validate()?;
-    Ok(recommend(&input).conf_text())
+    };
+    input
+        .validate()
+        .map_err(|err| anyhow::anyhow!("{}: {err}", flag_of(&err)))
 }
 
 fn render(recommendation: &Recommendation, format: TuneFormat) -> anyhow::Result<String> {
