@@ -24,6 +24,9 @@ pub use users::DEFAULT_PAGE_SIZE;
 /// The router type of every resource module.
 type Router = axum::Router<AppState>;
 
+/// The whole API, ready to serve: what [`app`] builds and [`Server`] serves.
+pub type App = axum::Router;
+
 /// Largest `limit` a list request may ask for unless configured otherwise.
 pub const DEFAULT_MAX_PAGE_SIZE: u32 = 1000;
 
@@ -53,7 +56,7 @@ struct AppState {
 }
 
 /// The whole API as one router, ready to serve.
-pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> axum::Router {
+pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
     let state = AppState {
         store,
         settings: Arc::new(settings),

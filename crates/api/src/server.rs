@@ -7,7 +7,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::serve::ListenerExt;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
+
+/// Pending connections the kernel may queue (capped by `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// A bound, not yet serving, HTTP server.
 pub struct Server {
@@ -19,6 +22,22 @@ impl Server {
     /// Binds `address`; `127.0.0.1:0` picks a free port, see [`Server::local_addr`].
     pub async fn bind(address: SocketAddr, app: axum::Router) -> io::Result<Self> {
         let listener = TcpListener::bind(address).await?;
+        Ok(Self { listener, app })
+    }
+
+    /// Binds `address` with `SO_REUSEPORT`, so that one server per runtime can listen on the
+    /// same address and the kernel spreads connections across them. Call it inside the
+    /// runtime that will serve.
+    pub fn bind_shared(address: SocketAddr, app: axum::Router) -> io::Result<Self> {
+        let socket = if address.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        socket.set_reuseport(true)?;
+        socket.bind(address)?;
+        let listener = socket.listen(LISTEN_BACKLOG)?;
         Ok(Self { listener, app })
     }
 

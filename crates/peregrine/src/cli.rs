@@ -117,7 +117,8 @@ pub struct DatabaseArgs {
         hide_env_values = true
     )]
     pub database_url: String,
-    /// Database connections (PostgreSQL: shared, pipelined connections; SQLite: readers).
+    /// Database connections (PostgreSQL: long-lived pipelined connections per server thread;
+    /// SQLite: reader threads).
     #[arg(long, env = "PEREGRINE_DB_POOL_SIZE", default_value = "2")]
     pub db_pool_size: NonZeroUsize,
     /// How long to wait for the database to answer at start, e.g. 10s, 1m.
@@ -143,7 +144,8 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "PEREGRINE_BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
-    /// Runtime worker threads [default: the number of CPUs].
+    /// Server threads, each with its own single-threaded runtime, listener and (PostgreSQL)
+    /// connections [default: the number of CPUs].
     #[arg(long, env = "PEREGRINE_WORKERS", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub workers: Option<u64>,
     /// Bearer token that writes (POST, PUT, DELETE) must present; without one, writes get 403.

@@ -23,11 +23,10 @@ fn main() -> ExitCode {
         Command::Load(_) | Command::Demo(_) | Command::Tune(_) => "warn",
     };
     telemetry::init(cli.log_format, default_level);
-    let workers = match &cli.command {
-        Command::Serve(args) => args.workers,
-        Command::Db { .. } | Command::Tune(_) | Command::Load(_) | Command::Demo(_) => None,
-    };
-    let runtime = match build_runtime(workers) {
+    // `serve` runs one single-threaded runtime per worker thread, this one included; the
+    // load generator starts threads of its own too.
+    let single_threaded = matches!(cli.command, Command::Serve(_));
+    let runtime = match build_runtime(single_threaded) {
         Ok(runtime) => runtime,
         Err(err) => return fail(&err),
     };
@@ -47,11 +46,12 @@ fn main() -> ExitCode {
     result.unwrap_or_else(|err| fail(&err))
 }
 
-fn build_runtime(workers: Option<u64>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(workers) = workers {
-        builder.worker_threads(usize::try_from(workers)?);
-    }
+fn build_runtime(single_threaded: bool) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if single_threaded {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     Ok(builder.enable_all().build()?)
 }
 

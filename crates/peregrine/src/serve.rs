@@ -1,16 +1,29 @@
 //! `peregrine serve`: the users API until SIGINT or SIGTERM.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use peregrine_api::{ApiSettings, Server};
+use peregrine_store::{DatabaseUrl, UserStore};
+use tokio::sync::{oneshot, watch};
 
 use crate::cli::ServeArgs;
 use crate::db;
 
 /// Opens the database, optionally seeds it, and serves until a shutdown signal.
+///
+/// Serving is thread-per-core: each worker thread runs a single-threaded runtime with its
+/// own listener on the shared address (`SO_REUSEPORT`) and, on PostgreSQL, its own
+/// long-lived connections, so a request never leaves its thread. This is the first one.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let store = db::open_migrated(&args.database).await?;
+    let url: DatabaseUrl = args
+        .database
+        .database_url
+        .parse()
+        .context("--database-url")?;
+    let store = Arc::new(db::open_migrated(&args.database).await?);
     if let Some(wanted) = args.seed {
         let existing = store.count().await?;
         if existing < wanted {
@@ -27,18 +40,81 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "writes are disabled: set --api-token or PEREGRINE_API_TOKEN to enable them"
         );
     }
-    let app = peregrine_api::app(Arc::new(store), settings);
-    let server = Server::bind(args.bind, app)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.bind))?;
-    let address = server.local_addr()?;
-    tracing::info!("listening on http://{address}");
-    server
-        .run(shutdown_signal(), args.shutdown_timeout.into())
-        .await
-        .context("server failed")?;
+    let workers = args.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        |n| usize::try_from(n).unwrap_or(1),
+    );
+    let first = Server::bind_shared(
+        args.bind,
+        peregrine_api::app(Arc::clone(&store), settings.clone()),
+    )
+    .with_context(|| format!("cannot listen on {}", args.bind))?;
+    let address = first.local_addr()?;
+    let drain: Duration = args.shutdown_timeout.into();
+    let (stop, stopping) = watch::channel(false);
+    let mut others = Vec::with_capacity(workers.saturating_sub(1));
+    for worker in 1..workers {
+        // SQLite's store already has its own threads; PostgreSQL gets connections per worker.
+        let store = match &url {
+            DatabaseUrl::Sqlite(_) => Arc::clone(&store),
+            DatabaseUrl::Postgres(_) => {
+                Arc::new(UserStore::open(&url, args.database.db_pool_size.get())?)
+            }
+        };
+        let app = peregrine_api::app(store, settings.clone());
+        others.push(spawn_worker(worker, address, app, stopping.clone(), drain).await?);
+    }
+    tracing::info!(workers, "listening on http://{address}");
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    first.run(shutdown, drain).await.context("server failed")?;
+    for worker in others {
+        match worker.join() {
+            Ok(result) => result?,
+            Err(_) => anyhow::bail!("a server worker thread panicked"),
+        }
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts worker `index` on a thread of its own, and returns once it listens.
+async fn spawn_worker(
+    index: usize,
+    address: SocketAddr,
+    app: peregrine_api::App,
+    mut stopping: watch::Receiver<bool>,
+    drain: Duration,
+) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
+    let (ready, listening) = oneshot::channel::<anyhow::Result<()>>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name(format!("peregrine-worker-{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                let server = match Server::bind_shared(address, app) {
+                    Ok(server) => server,
+                    Err(err) => {
+                        let _ = ready.send(Err(anyhow::Error::new(err)
+                            .context(format!("worker {index} cannot listen on {address}"))));
+                        return Ok(());
+                    }
+                };
+                let _ = ready.send(Ok(()));
+                let shutdown = async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                };
+                server.run(shutdown, drain).await.context("server failed")
+            })
+        })?;
+    listening
+        .await
+        .context("a server worker thread stopped")??;
+    Ok(thread)
 }
 
 /// Completes on the first SIGINT (Ctrl-C) or SIGTERM.

@@ -45,8 +45,9 @@ impl Served {
                 .flat_map(BufRead::lines)
             {
                 let Ok(line) = line else { break };
-                if let Some(address) = line.split("listening on ").nth(1) {
-                    let _ = address_tx.send(address.trim_end_matches('"').to_owned());
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let address = rest.split(['"', ' ']).next().unwrap_or_default();
+                    let _ = address_tx.send(address.to_owned());
                 }
                 if let Ok(mut logs) = sink.lock() {
                     logs.push_str(&line);
@@ -882,4 +883,26 @@ fn demo_interrupted_prints_the_partial_table_and_exits_2() {
         .count();
     assert_eq!(rows, 1, "one partial run: {stdout}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
+}
+
+/// Several server threads share the address; every request is answered, on PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_several_worker_threads_answers_every_request() {
+    let url = PgCluster::shared().fresh_database().await;
+    let dir = temp_dir();
+    let server = Served::start(
+        dir.path(),
+        &["--database-url", &url, "--seed", "5", "--workers", "3"],
+    );
+    let client = reqwest::Client::new();
+    let requests = (0..300).map(|i| {
+        let client = client.clone();
+        let url = server.url(&format!("/users/{}", i % 5 + 1));
+        tokio::spawn(async move { client.get(url).send().await.map(|r| r.status().as_u16()) })
+    });
+    for request in requests {
+        let status = request.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(status.ok(), Some(200));
+    }
+    assert!(server.logs().contains("workers=3"), "{}", server.logs());
 }
