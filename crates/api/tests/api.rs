@@ -151,6 +151,7 @@ on_both_backends!(
     delete_is_204_then_404,
     unknown_path_is_404_and_wrong_method_is_405_with_allow,
     health_and_readiness_answer,
+    names_that_need_escaping_list_as_valid_json,
     openapi_document_describes_every_route_as_served,
     concurrent_creates_of_one_name_give_one_201_and_the_rest_409,
     client_mistakes_never_get_a_5xx,
@@ -582,6 +583,27 @@ async fn unknown_path_is_404_and_wrong_method_is_405_with_allow(backend: Backend
         );
         assert_problem(response, StatusCode::METHOD_NOT_ALLOWED).await;
     }
+}
+
+async fn names_that_need_escaping_list_as_valid_json(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    let names = [
+        "quote\"back\\slash",
+        "ünïcødé 😀",
+        "a&b=c%20d",
+        "</script>",
+    ];
+    for name in names {
+        app.create(name).await;
+    }
+    let listed = json_of(app.get("/users/").await).await;
+    let got: Vec<&str> = listed
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u["username"].as_str())
+        .collect();
+    assert_eq!(got, names);
 }
 
 async fn health_and_readiness_answer(backend: Backend) {

@@ -20,6 +20,21 @@ pub use postgres::PostgresStore;
 pub use seed::{Progress, random_username};
 pub use sqlite::SqliteStore;
 
+/// Receives the users of a page one at a time, borrowed from the database's row.
+pub trait UserSink: Send + 'static {
+    /// One user, in id order.
+    fn user(&mut self, id: UserId, username: &str);
+}
+
+impl UserSink for Vec<User> {
+    fn user(&mut self, id: UserId, username: &str) {
+        self.push(User {
+            id,
+            username: Username::from_db(username.to_owned()),
+        });
+    }
+}
+
 /// The users store, over whichever backend the database URL chose.
 #[expect(
     clippy::large_enum_variant,
@@ -69,7 +84,13 @@ impl UserStore {
 
     /// Users in id order, starting after `page.after`, at most `page.limit`.
     pub async fn list(&self, page: Page) -> Result<Vec<User>, StoreError> {
-        dispatch!(self, s => s.list(page).await)
+        self.list_into(page, Vec::new()).await
+    }
+
+    /// [`UserStore::list`], handing each user to `sink` as it is read, borrowed: no
+    /// allocation per user. Returns the sink.
+    pub async fn list_into<S: UserSink>(&self, page: Page, sink: S) -> Result<S, StoreError> {
+        dispatch!(self, s => s.list_into(page, sink).await)
     }
 
     /// The user with `id`, or [`StoreError::NotFound`].

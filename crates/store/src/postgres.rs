@@ -12,7 +12,7 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use crate::migrations::{self, MigrationReport};
 use crate::seed::{self, Progress};
-use crate::{Page, StoreError, User, UserId, Username};
+use crate::{Page, StoreError, User, UserId, UserSink, Username};
 
 /// How long a failed reconnect makes a slot answer "unavailable" at once instead of retrying.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
@@ -100,14 +100,17 @@ impl PostgresStore {
     }
 
     /// Users in id order, starting after `page.after`.
-    pub async fn list(&self, page: Page) -> Result<Vec<User>, StoreError> {
+    pub async fn list_into<S: UserSink>(&self, page: Page, mut sink: S) -> Result<S, StoreError> {
         let conn = self.connection().await?;
         let after = page.after.map_or(0, UserId::get);
         let rows = conn
             .client
             .query(&conn.list, &[&after, &i64::from(page.limit)])
             .await?;
-        rows.iter().map(user_from_row).collect()
+        for row in &rows {
+            sink.user(UserId::from_db(row.try_get(0)?), row.try_get(1)?);
+        }
+        Ok(sink)
     }
 
     /// The user with `id`.

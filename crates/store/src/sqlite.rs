@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::migrations::{self, MigrationReport};
 use crate::seed::{self, Progress};
-use crate::{Page, StoreError, User, UserId, Username};
+use crate::{Page, StoreError, User, UserId, UserSink, Username};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
@@ -70,14 +70,18 @@ impl SqliteStore {
     }
 
     /// Users in id order, starting after `page.after`.
-    pub async fn list(&self, page: Page) -> Result<Vec<User>, StoreError> {
+    pub async fn list_into<S: UserSink>(&self, page: Page, mut sink: S) -> Result<S, StoreError> {
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT id, username FROM orguser WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
             let after = page.after.map_or(0, UserId::get);
-            let rows = statement.query_map(params![after, page.limit], user_from_row)?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut rows = statement.query(params![after, page.limit])?;
+            while let Some(row) = rows.next()? {
+                let name = row.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+                sink.user(UserId::from_db(row.get(0)?), name);
+            }
+            Ok(sink)
         })
         .await
     }
