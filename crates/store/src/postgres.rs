@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use futures_util::SinkExt;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
@@ -218,17 +219,47 @@ impl PostgresStore {
     /// Adds exactly `count` new random users in one transaction, skipping names that exist.
     pub async fn seed(&self, count: u64, progress: Progress) -> Result<u64, StoreError> {
         let mut client = connect_raw(&self.config).await?;
-        let tx = client.transaction().await?;
+        let mut tx = client.transaction().await?;
         let insert = tx
             .prepare_typed(
                 "INSERT INTO orguser (username) SELECT unnest($1) ON CONFLICT DO NOTHING",
                 &[Type::VARCHAR_ARRAY],
             )
             .await?;
+        let copy = tx.prepare("COPY orguser (username) FROM STDIN").await?;
+        let taken = tx
+            .prepare_typed(
+                "SELECT username FROM orguser WHERE username = ANY($1)",
+                &[Type::VARCHAR_ARRAY],
+            )
+            .await?;
         let mut added = 0;
         while added < count {
-            let names = seed::distinct_names((count - added).min(seed::BATCH));
-            let inserted = tx.execute(&insert, &[&names]).await?;
+            let mut names = seed::distinct_names((count - added).min(seed::BATCH));
+            // Names already in the table are dropped first, so COPY (the fast path) can take
+            // the rest; should a concurrent writer take one meanwhile, the batch is rolled
+            // back to its savepoint and inserted again, skipping the taken names.
+            let existing: std::collections::HashSet<String> = tx
+                .query(&taken, &[&names])
+                .await?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?;
+            names.retain(|name| !existing.contains(name));
+            let attempt = tx.savepoint("seed_batch").await?;
+            let inserted = match copy_names(&attempt, &copy, &names).await {
+                Ok(inserted) => {
+                    attempt.commit().await?;
+                    tracing::debug!(inserted, "seed batch copied");
+                    inserted
+                }
+                Err(StoreError::Conflict) => {
+                    attempt.rollback().await?;
+                    tracing::debug!("seed batch collided with existing names; inserting it instead");
+                    tx.execute(&insert, &[&names]).await?
+                }
+                Err(other) => return Err(other),
+            };
             added += inserted;
             progress(inserted);
         }
@@ -313,6 +344,29 @@ impl Connection {
             delete,
         })
     }
+}
+
+/// Sends `names` through `COPY … FROM STDIN` (text format: one name per line, escaped).
+async fn copy_names(
+    tx: &tokio_postgres::Transaction<'_>,
+    copy: &Statement,
+    names: &[String],
+) -> Result<u64, StoreError> {
+    let mut data = Vec::with_capacity(names.len() * 9);
+    for name in names {
+        for byte in name.bytes() {
+            // Text COPY treats backslash specially; the generated names are hex, but stay safe.
+            if byte == b'\\' {
+                data.push(b'\\');
+            }
+            data.push(byte);
+        }
+        data.push(b'\n');
+    }
+    let sink = tx.copy_in::<_, bytes::Bytes>(copy).await?;
+    futures_util::pin_mut!(sink);
+    sink.send(bytes::Bytes::from(data)).await?;
+    Ok(sink.finish().await?)
 }
 
 /// Opens one connection and drives it on a task of its own.
