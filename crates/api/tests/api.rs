@@ -587,12 +587,7 @@ async fn unknown_path_is_404_and_wrong_method_is_405_with_allow(backend: Backend
 
 async fn names_that_need_escaping_list_as_valid_json(backend: Backend) {
     let app = TestApp::with_token(backend).await;
-    let names = [
-        "quote\"back\\slash",
-        "ünïcødé 😀",
-        "a&b=c%20d",
-        "</script>",
-    ];
+    let names = ["quote\"back\\slash", "ünïcødé 😀", "a&b=c%20d", "</script>"];
     for name in names {
         app.create(name).await;
     }

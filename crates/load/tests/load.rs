@@ -219,10 +219,7 @@ async fn an_open_model_that_cannot_keep_up_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_target_completes_with_connect_errors() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let port = peregrine_testkit::free_port().unwrap_or_else(|e| panic!("{e}"));
     let mut test = quick(format!("http://127.0.0.1:{port}/"));
     test.hold_for = Duration::from_secs(1);
     let started = Instant::now();

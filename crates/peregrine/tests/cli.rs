@@ -132,11 +132,7 @@ fn temp_dir() -> tempfile::TempDir {
 }
 
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
-    listener
-        .local_addr()
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"))
+    peregrine_testkit::free_port().unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test]

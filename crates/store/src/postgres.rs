@@ -255,7 +255,9 @@ impl PostgresStore {
                 }
                 Err(StoreError::Conflict) => {
                     attempt.rollback().await?;
-                    tracing::debug!("seed batch collided with existing names; inserting it instead");
+                    tracing::debug!(
+                        "seed batch collided with existing names; inserting it instead"
+                    );
                     tx.execute(&insert, &[&names]).await?
                 }
                 Err(other) => return Err(other),

@@ -320,10 +320,7 @@ async fn postgres_serves_a_table_that_peewee_created() {
 /// Unreachable PostgreSQL is `Unavailable` quickly, never a hang.
 #[tokio::test]
 async fn unreachable_postgres_is_unavailable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let port = peregrine_testkit::free_port().unwrap_or_else(|e| panic!("{e}"));
     let url: DatabaseUrl = format!("postgres://nobody:pw@127.0.0.1:{port}/none")
         .parse()
         .unwrap_or_else(|e| panic!("{e}"));

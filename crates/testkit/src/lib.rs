@@ -6,4 +6,4 @@ mod http;
 mod postgres;
 
 pub use http::{Behavior, TinyServer};
-pub use postgres::{PgCluster, connect};
+pub use postgres::{PgCluster, connect, free_port};
