@@ -132,7 +132,12 @@ async fn ramp_up_then_hold_for_sets_users_and_duration() {
     assert!((2.9..3.6).contains(&took), "took {took}");
     let users: Vec<u64> = report.timeline.iter().map(|s| s.users).collect();
     // Users start every 200 ms; each second shows the users active in its middle.
-    assert_eq!(&users[..3], [3, 8, 10], "{users:?}");
+    // (A user due within 100 ms of a sample may land either side of it on a busy machine.)
+    assert!(
+        (2..=4).contains(&users[0]) && (7..=9).contains(&users[1]),
+        "{users:?}"
+    );
+    assert_eq!(users[2], 10, "{users:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
