@@ -133,13 +133,8 @@ pub async fn fill_empty_errors(response: Response) -> Response {
     }
     let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
-    let detail = match (status, parts.headers.get(header::ALLOW)) {
-        (StatusCode::METHOD_NOT_ALLOWED, Some(allow)) => format!(
-            "method not allowed here; allowed: {}",
-            allow.to_str().unwrap_or_default()
-        ),
-        _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
-    };
+    // axum adds `Allow` to a 405 outside this layer, so it is kept, not read, here.
+    let detail = status.canonical_reason().unwrap_or("error").to_lowercase();
     let filled = Problem::new(status, detail).into_response();
     let (filled_parts, body) = filled.into_parts();
     parts.headers.extend(filled_parts.headers);

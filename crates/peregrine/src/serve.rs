@@ -23,7 +23,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .database_url
         .parse()
         .context("--database-url")?;
-    let store = Arc::new(db::open_migrated(&args.database).await?);
+    let store = Arc::new(
+        db::open_url(
+            &url,
+            args.database.db_pool_size.get(),
+            args.database.db_wait.into(),
+        )
+        .await?,
+    );
     if let Some(wanted) = args.seed {
         let existing = store.count().await?;
         if existing < wanted {
