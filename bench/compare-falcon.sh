@@ -17,6 +17,7 @@ PEERS=${PEERS:-$ROOT/../shared/peers}
 DURATION=${DURATION:-15}
 PARTS=${PARTS:-routes rows10k many seed sqlite}
 PGPORT=${PGPORT:-55432}
+PGBASE=${PGBASE:-/tmp/peer-pg}  # the Falcon peer's cluster (its start.sh default)
 FALCON_PORT=8000 FASTAPI_PORT=8001 PEREGRINE_PORT=8002 SQLITE_PORT=8003
 DB_URL="postgres://orguser:123456@127.0.0.1:$PGPORT/orgdb"
 PGBIN=/usr/lib/postgresql/15/bin
@@ -154,24 +155,35 @@ fi
 if has seed; then
     log "seeding 1,000,000 users: peregrine db seed against psql COPY into a table of the same shape"
     psql_cmd=("$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U orguser -qAt -v ON_ERROR_STOP=1 orgdb)
+    # CHECKPOINT needs a superuser: the peer's cluster trusts postgres on its socket.
+    checkpoint() { "$PGBIN/psql" -h "$PGBASE" -p "$PGPORT" -U postgres -qAt -c CHECKPOINT orgdb >/dev/null 2>&1 || true; }
     python3 -c "
 import uuid
 names = set()
 while len(names) < 1000000:
     names.add(uuid.uuid4().hex[:8])
 print('\\n'.join(names))" >"$work/names.txt"
-    "${psql_cmd[@]}" -c "DROP TABLE IF EXISTS copy_bench; CREATE TABLE copy_bench (id SERIAL PRIMARY KEY, username VARCHAR(255) NOT NULL UNIQUE)"
-    start=$(date +%s%N)
-    "${psql_cmd[@]}" -c "\\copy copy_bench (username) FROM '$work/names.txt'"
-    echo "copy_s $(( ($(date +%s%N) - start) / 1000000 ))e-3" >>"$work/extra"
-    "${psql_cmd[@]}" -c "DROP TABLE copy_bench"
     stop_peregrine
-    before=$("${psql_cmd[@]}" -c "SELECT count(*) FROM orguser")
-    start=$(date +%s%N)
-    "$ROOT/target/release/peregrine" db seed --users 1000000 --database-url "$DB_URL" >/dev/null 2>&1
-    echo "seed_s $(( ($(date +%s%N) - start) / 1000000 ))e-3" >>"$work/extra"
-    after=$("${psql_cmd[@]}" -c "SELECT count(*) FROM orguser")
-    echo "seed_added $((after - before))" >>"$work/extra"
+    time_copy() {
+        "${psql_cmd[@]}" -c "DROP TABLE IF EXISTS copy_bench; CREATE TABLE copy_bench (id SERIAL PRIMARY KEY, username VARCHAR(255) NOT NULL UNIQUE)" 2>/dev/null
+        checkpoint
+        local start; start=$(date +%s%N)
+        "${psql_cmd[@]}" -c "\\copy copy_bench (username) FROM '$work/names.txt'"
+        echo "copy_s$1 $(( ($(date +%s%N) - start) / 1000000 ))e-3" >>"$work/extra"
+        "${psql_cmd[@]}" -c "DROP TABLE copy_bench"
+    }
+    time_seed() {
+        "${psql_cmd[@]}" -c "TRUNCATE orguser RESTART IDENTITY"
+        checkpoint
+        local start; start=$(date +%s%N)
+        "$ROOT/target/release/peregrine" db seed --users 1000000 --database-url "$DB_URL" >/dev/null 2>&1
+        echo "seed_s$1 $(( ($(date +%s%N) - start) / 1000000 ))e-3" >>"$work/extra"
+        echo "seed_added$1 $("${psql_cmd[@]}" -c "SELECT count(*) FROM orguser")" >>"$work/extra"
+    }
+    # Two rounds in opposite orders, each after a checkpoint: whichever runs second would
+    # otherwise pay for the first one's dirty buffers and WAL.
+    time_copy 1; time_seed 1
+    time_seed 2; time_copy 2
     # Back to the tutorial's 20 rows for anything after this.
     N_USERS=20 WORKERS=5 PORT=$FALCON_PORT bash "$PEERS/falcon/start.sh" >"$work/falcon.log" 2>&1
 fi
@@ -221,7 +233,11 @@ if p and f and a:
 if "rss500_kb" in extra:
     print(f"\npeak RSS of peregrine: {int(extra['rss500_kb']) / 1024:.1f} MiB at 500 connections, "
           f"{int(extra.get('rss10k_kb', 0)) / 1024:.1f} MiB at 10,000")
-if "seed_s" in extra:
-    print(f"seeding 1,000,000 users: peregrine db seed {float(extra['seed_s']):.2f} s (added {extra['seed_added']}), "
-          f"psql COPY {float(extra['copy_s']):.2f} s, ratio {float(extra['seed_s']) / float(extra['copy_s']):.2f}")
+if "seed_s1" in extra:
+    seeds = [float(extra[f"seed_s{r}"]) for r in (1, 2)]
+    copies = [float(extra[f"copy_s{r}"]) for r in (1, 2)]
+    print(f"seeding 1,000,000 users (two rounds, opposite orders, checkpoint before each): "
+          f"peregrine db seed {seeds[0]:.2f} / {seeds[1]:.2f} s (added {extra['seed_added1']} / "
+          f"{extra['seed_added2']}), psql COPY {copies[0]:.2f} / {copies[1]:.2f} s; "
+          f"ratio of the best {min(seeds) / min(copies):.2f}, of the sums {sum(seeds) / sum(copies):.2f}")
 PY

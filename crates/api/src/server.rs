@@ -6,11 +6,18 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpSocket};
 
 /// Pending connections the kernel may queue (capped by `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;
+/// How long a client may take to send a request's headers once it has started.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Pause after an accept error such as running out of file descriptors.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// A bound, not yet serving, HTTP server.
 pub struct Server {
@@ -48,33 +55,67 @@ impl Server {
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
     /// finish for at most `drain`, and closes the remaining connections.
+    ///
+    /// HTTP/1.1 only, one task per connection on the calling runtime, and a bound on how long
+    /// a client may take to send its headers.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
         drain: Duration,
     ) -> io::Result<()> {
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let listener = self.listener.tap_io(|tcp| {
+        let mut http = http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT);
+        let service = TowerToHyperService::new(self.app);
+        let connections = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            // Accepting is exempt from the scheduler's fairness budget, so that a burst of
+            // new connections is taken off the kernel's queue at once instead of 128 per
+            // round of all other tasks, which lets the queue overflow and costs clients a
+            // SYN retransmission (a second or more) each.
+            let tcp = tokio::select! {
+                accepted = tokio::task::unconstrained(self.listener.accept()) => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(err) => {
+                        pause_after_accept_error(&err).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
             // Small responses must not wait for Nagle's algorithm.
             let _ = tcp.set_nodelay(true);
-        });
-        let serving = axum::serve(listener, self.app).with_graceful_shutdown(async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        });
-        let mut serving = tokio::spawn(serving.into_future());
-        tokio::select! {
-            finished = &mut serving => return finished.unwrap_or_else(|e| Err(io::Error::other(e))),
-            () = shutdown => {}
+            let connection = http.serve_connection(TokioIo::new(tcp), service.clone());
+            let connection = connections.watch(connection);
+            tokio::spawn(async move {
+                // A client that goes away mid-request is the client's business.
+                let _ = connection.await;
+            });
         }
+        drop(self.listener);
         tracing::info!(drain = ?drain, "shutting down: finishing in-flight requests");
-        let _ = stop_tx.send(true);
-        match tokio::time::timeout(drain, &mut serving).await {
-            Ok(finished) => finished.unwrap_or_else(|e| Err(io::Error::other(e))),
-            Err(_) => {
-                serving.abort();
-                tracing::warn!("drain time is up: closing the remaining connections");
-                Ok(())
-            }
+        if tokio::time::timeout(drain, connections.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain time is up: closing the remaining connections");
         }
+        Ok(())
     }
+}
+
+/// Waits as long as an accept error calls for. Errors of a single connection (reset before
+/// it was accepted) need no pause; running out of file descriptors or memory does, or the
+/// loop would spin while nothing can be accepted anyway.
+async fn pause_after_accept_error(err: &io::Error) {
+    use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    ) {
+        return;
+    }
+    tracing::warn!(error = %err, "cannot accept a connection; retrying in 100 ms");
+    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
 }

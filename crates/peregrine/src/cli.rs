@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use peregrine_store::DatabaseUrl;
 
 /// A fast users REST API on PostgreSQL or SQLite.
 #[derive(Debug, Parser)]
@@ -117,13 +118,28 @@ pub struct DatabaseArgs {
         hide_env_values = true
     )]
     pub database_url: String,
-    /// Database connections (PostgreSQL: long-lived pipelined connections per server thread;
-    /// SQLite: reader threads).
-    #[arg(long, env = "PEREGRINE_DB_POOL_SIZE", default_value = "2")]
-    pub db_pool_size: NonZeroUsize,
+    /// Database connections. PostgreSQL: long-lived pipelined connections per server thread
+    /// [default: 1]; SQLite: reader threads [default: 2].
+    #[arg(long, env = "PEREGRINE_DB_POOL_SIZE")]
+    pub db_pool_size: Option<NonZeroUsize>,
     /// How long to wait for the database to answer at start, e.g. 10s, 1m.
     #[arg(long, env = "PEREGRINE_DB_WAIT", default_value = "10s")]
     pub db_wait: humantime::Duration,
+}
+
+impl DatabaseArgs {
+    /// `--db-pool-size`, or the default for `url`'s kind of database: one connection per
+    /// server thread on PostgreSQL (measured fastest: every added connection is another
+    /// backend process competing for the same cores), two reader threads on SQLite.
+    pub fn pool_size(&self, url: &DatabaseUrl) -> usize {
+        self.db_pool_size.map_or(
+            match url {
+                DatabaseUrl::Postgres(_) => 1,
+                DatabaseUrl::Sqlite(_) => 2,
+            },
+            NonZeroUsize::get,
+        )
+    }
 }
 
 /// `peregrine db seed`

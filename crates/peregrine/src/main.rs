@@ -15,6 +15,10 @@ use clap::Parser;
 
 use crate::cli::{Cli, Command, DbCommand};
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Commands that print their own results log only warnings unless RUST_LOG says otherwise.
@@ -23,6 +27,7 @@ fn main() -> ExitCode {
         Command::Load(_) | Command::Demo(_) | Command::Tune(_) => "warn",
     };
     telemetry::init(cli.log_format, default_level);
+    raise_open_file_limit();
     // `serve` runs one single-threaded runtime per worker thread, this one included; the
     // load generator starts threads of its own too.
     let single_threaded = matches!(cli.command, Command::Serve(_));
@@ -44,6 +49,16 @@ fn main() -> ExitCode {
         done.map(|()| ExitCode::SUCCESS)
     });
     result.unwrap_or_else(|err| fail(&err))
+}
+
+/// Raises the soft limit on open files to the hard one: every connection the server accepts
+/// or the load generator opens is a file, and the usual soft limit of 1024 is far below
+/// what either is built for.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(err) => tracing::warn!(error = %err, "cannot raise the open file limit"),
+    }
 }
 
 fn build_runtime(single_threaded: bool) -> anyhow::Result<tokio::runtime::Runtime> {

@@ -26,7 +26,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Arc::new(
         db::open_url(
             &url,
-            args.database.db_pool_size.get(),
+            args.database.pool_size(&url),
             args.database.db_wait.into(),
         )
         .await?,
@@ -65,7 +65,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let store = match &url {
             DatabaseUrl::Sqlite(_) => Arc::clone(&store),
             DatabaseUrl::Postgres(_) => {
-                Arc::new(UserStore::open(&url, args.database.db_pool_size.get())?)
+                Arc::new(UserStore::open(&url, args.database.pool_size(&url))?)
             }
         };
         let app = peregrine_api::app(store, settings.clone());

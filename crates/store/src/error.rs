@@ -20,6 +20,12 @@ pub enum StoreError {
     Internal(String),
 }
 
+impl From<getrandom::Error> for StoreError {
+    fn from(err: getrandom::Error) -> Self {
+        Self::Internal(format!("cannot draw random bytes for names: {err}"))
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(err: rusqlite::Error) -> Self {
         use rusqlite::ErrorCode;

@@ -17,7 +17,7 @@ pub use error::StoreError;
 pub use migrations::MigrationReport;
 pub use model::{InvalidUserId, InvalidUsername, Page, USERNAME_MAX_CHARS, User, UserId, Username};
 pub use postgres::PostgresStore;
-pub use seed::{Progress, random_username};
+pub use seed::Progress;
 pub use sqlite::SqliteStore;
 
 /// Receives the users of a page one at a time, borrowed from the database's row.

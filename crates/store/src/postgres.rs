@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
-use futures_util::SinkExt;
+use futures_util::{SinkExt, TryStreamExt};
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, Row, Statement};
 
@@ -19,6 +19,9 @@ use crate::{Page, StoreError, User, UserId, UserSink, Username};
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 /// Connect timeout used when the URL sets none.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Seeding reads the names already taken up front in tables of at most this many rows
+/// (a few bytes of memory each), and asks per batch in larger ones.
+const PRELOAD_NAMES_UP_TO: i64 = 5_000_000;
 /// Key of the advisory lock that serialises migrations between processes.
 const MIGRATION_LOCK: i64 = 0x7065_7265_6772_696e; // "peregrin"
 
@@ -217,6 +220,12 @@ impl PostgresStore {
     }
 
     /// Adds exactly `count` new random users in one transaction, skipping names that exist.
+    ///
+    /// Names already in the table are read once up front (when there are at most
+    /// [`PRELOAD_NAMES_UP_TO`] rows), so new names are known to be free before they are sent
+    /// and each batch goes in by `COPY`; in a larger table each batch asks which of its names
+    /// are taken instead. Should a concurrent writer take a name meanwhile, the batch is
+    /// rolled back to its savepoint and inserted again, skipping the taken names.
     pub async fn seed(&self, count: u64, progress: Progress) -> Result<u64, StoreError> {
         let mut client = connect_raw(&self.config).await?;
         let mut tx = client.transaction().await?;
@@ -233,19 +242,33 @@ impl PostgresStore {
                 &[Type::VARCHAR_ARRAY],
             )
             .await?;
+        let mut source = seed::NameSource::default();
+        let rows: i64 = tx
+            .query_one("SELECT count(*) FROM orguser", &[])
+            .await?
+            .try_get(0)?;
+        let preloaded = rows <= PRELOAD_NAMES_UP_TO;
+        if preloaded {
+            let names = tx
+                .query_raw("SELECT username FROM orguser", std::iter::empty::<i32>())
+                .await?;
+            futures_util::pin_mut!(names);
+            while let Some(row) = names.try_next().await? {
+                source.mark_taken(row.try_get(0)?);
+            }
+        }
         let mut added = 0;
         while added < count {
-            let mut names = seed::distinct_names((count - added).min(seed::BATCH));
-            // Names already in the table are dropped first, so COPY (the fast path) can take
-            // the rest; should a concurrent writer take one meanwhile, the batch is rolled
-            // back to its savepoint and inserted again, skipping the taken names.
-            let existing: std::collections::HashSet<String> = tx
-                .query(&taken, &[&names])
-                .await?
-                .iter()
-                .map(|row| row.try_get(0))
-                .collect::<Result<_, _>>()?;
-            names.retain(|name| !existing.contains(name));
+            let mut names = source.fresh((count - added).min(seed::BATCH))?;
+            if !preloaded {
+                let existing: std::collections::HashSet<String> = tx
+                    .query(&taken, &[&names])
+                    .await?
+                    .iter()
+                    .map(|row| row.try_get(0))
+                    .collect::<Result<_, _>>()?;
+                names.retain(|name| !existing.contains(name));
+            }
             let attempt = tx.savepoint("seed_batch").await?;
             let inserted = match copy_names(&attempt, &copy, &names).await {
                 Ok(inserted) => {

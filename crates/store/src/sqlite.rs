@@ -161,9 +161,10 @@ impl SqliteStore {
             {
                 let mut insert =
                     tx.prepare("INSERT OR IGNORE INTO orguser (username) VALUES (?1)")?;
+                let mut names = seed::NameSource::default();
                 while added < count {
                     let mut inserted = 0;
-                    for name in seed::distinct_names((count - added).min(seed::BATCH)) {
+                    for name in names.fresh((count - added).min(seed::BATCH))? {
                         inserted += insert.execute([name])? as u64;
                     }
                     added += inserted;
