@@ -1,24 +1,19 @@
-//! The engine: virtual users on tokio, each with one keep-alive HTTP/1.1 connection (hyper's
-//! connection-level client, no pool), following the plan's ramp-up, hold-for, iterations,
+//! The engine: virtual users on tokio, each with one keep-alive HTTP/1.1 connection (the
+//! load generator's own minimal client, [`crate::http1`]), following the plan's ramp-up, hold-for, iterations,
 //! throughput cap or open-model arrival rate. Samples go to one collector over a channel.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper::header::{CONNECTION, HeaderValue};
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::criteria::Monitor;
+use crate::http1::{self, Keep};
 use crate::plan::{Execution, Plan, Request, Subject};
 use crate::report::{Progress, Report};
 use crate::stats::{Collector, ErrorKind, Sample};
@@ -139,6 +134,7 @@ async fn resolve_addresses(plan: &mut Plan) {
                 resolved.insert(key.clone(), address);
             }
             request.address = resolved.get(&key).copied().flatten();
+            request.wire = http1::wire_bytes(request);
         }
         execution.scenario = Arc::new(scenario);
     }
@@ -453,15 +449,7 @@ impl Drop for Outbox<'_> {
     }
 }
 
-/// The future that runs an HTTP/1.1 connection's I/O.
-type Driver =
-    std::pin::Pin<Box<hyper::client::conn::http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
-
-struct Connection {
-    sender: SendRequest<Full<Bytes>>,
-    /// `None` once the connection has ended.
-    driver: Option<Driver>,
-}
+type Connection = http1::Connection;
 
 /// A user's connections, one per target address (scenarios usually have one).
 #[derive(Default)]
@@ -520,19 +508,7 @@ async fn connect(address: Option<SocketAddr>, request: &Request) -> Result<Conne
             format!("cannot connect to {address}: {}", e.kind()),
         )
     })?;
-    let _ = stream.set_nodelay(true);
-    let (sender, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| {
-            Failure::new(
-                ErrorKind::Connect,
-                format!("handshake with {address} failed: {e}"),
-            )
-        })?;
-    Ok(Connection {
-        sender,
-        driver: Some(Box::pin(driver)),
-    })
+    Ok(http1::Connection::new(stream))
 }
 
 /// Sends one request and reads the whole response, connecting first when needed. A reused
@@ -544,7 +520,7 @@ async fn exchange(
     let mut connect_time = Duration::ZERO;
     let mut reused = true;
     loop {
-        if connection.as_ref().is_none_or(|c| c.sender.is_closed()) {
+        if connection.is_none() {
             let began = Instant::now();
             *connection = Some(connect(request.address, request).await.map_err(|mut f| {
                 f.connect_time = began.elapsed();
@@ -556,11 +532,9 @@ async fn exchange(
         let Some(conn) = connection.as_mut() else {
             continue;
         };
-        let Connection { sender, driver } = conn;
-        let attempt = drive(driver, send_and_read(sender, request, reused)).await;
-        match attempt {
-            Ok(mut exchanged) => {
-                if !request.keepalive {
+        match send_and_read(conn, request, reused).await {
+            Ok((mut exchanged, reusable)) => {
+                if !(request.keepalive && reusable) {
                     *connection = None;
                 }
                 exchanged.connect_time = connect_time;
@@ -577,23 +551,6 @@ async fn exchange(
     }
 }
 
-/// Polls `work` and the connection's driver together, in the calling task, rather than
-/// driving the connection on a task of its own: no cross-task wake-ups per request.
-async fn drive<T>(driver: &mut Option<Driver>, work: impl Future<Output = T>) -> T {
-    tokio::pin!(work);
-    loop {
-        let Some(running) = driver.as_mut() else {
-            return work.await;
-        };
-        tokio::select! {
-            biased;
-            done = &mut work => return done,
-            // The connection ended: dropping its driver lets the request see that.
-            _ = running.as_mut() => *driver = None,
-        }
-    }
-}
-
 /// Why one attempt on a connection did not give a response.
 enum Attempt {
     /// The reused connection had been closed by the server: try a new one.
@@ -602,101 +559,82 @@ enum Attempt {
     Failed(Failure),
 }
 
+/// One request on an open connection: the exchange's figures and whether the connection can
+/// carry the next request.
 async fn send_and_read(
-    sender: &mut SendRequest<Full<Bytes>>,
+    connection: &mut Connection,
     request: &Request,
     reused: bool,
-) -> Result<Exchanged, Attempt> {
+) -> Result<(Exchanged, bool), Attempt> {
     let sent = Instant::now();
-    let response = match sender.ready().await {
-        Ok(()) => sender.send_request(build(request)).await,
-        Err(err) => Err(err),
+    let mut latency = Duration::ZERO;
+    // Kept only when an assertion reads them: this is the per-request hot path.
+    let keep = Keep {
+        headers: request
+            .assertions
+            .iter()
+            .any(|a| a.subject == Subject::Headers),
+        body: !request.json_assertions.is_empty()
+            || request
+                .assertions
+                .iter()
+                .any(|a| a.subject == Subject::Body),
     };
+    let response = connection
+        .exchange(&request.wire, &request.method, keep, || {
+            latency = sent.elapsed();
+        })
+        .await;
     let response = match response {
         Ok(response) => response,
-        Err(err)
-            if reused && (err.is_canceled() || err.is_closed() || err.is_incomplete_message()) =>
-        {
-            return Err(Attempt::Retry);
+        Err(http1::Failure::ClosedBeforeResponse) if reused => return Err(Attempt::Retry),
+        Err(http1::Failure::ClosedBeforeResponse) => {
+            return Err(Attempt::Failed(Failure::new(
+                ErrorKind::Io,
+                "request failed: connection closed before a response",
+            )));
         }
-        Err(err) => {
+        Err(http1::Failure::Io(err)) => {
             return Err(Attempt::Failed(Failure::new(
                 ErrorKind::Io,
                 format!("request failed: {err}"),
             )));
         }
-    };
-    let latency = sent.elapsed();
-    let status = response.status();
-    // Copied only when an assertion reads them: this is the per-request hot path.
-    let wants_headers = request
-        .assertions
-        .iter()
-        .any(|a| a.subject == Subject::Headers);
-    let headers = if wants_headers {
-        response.headers().clone()
-    } else {
-        hyper::HeaderMap::new()
-    };
-    let wants_body = !request.json_assertions.is_empty()
-        || request
-            .assertions
-            .iter()
-            .any(|a| a.subject == Subject::Body);
-    let mut body = response.into_body();
-    let mut bytes = 0u64;
-    let mut content = Vec::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| {
-            Attempt::Failed(Failure::new(
+        Err(http1::Failure::Malformed(message)) => {
+            return Err(Attempt::Failed(Failure::new(
                 ErrorKind::Io,
-                format!("reading the response failed: {e}"),
-            ))
-        })?;
-        if let Some(data) = frame.data_ref() {
-            bytes += data.len() as u64;
-            if wants_body {
-                content.extend_from_slice(data);
-            }
+                format!("invalid response: {message}"),
+            )));
         }
-    }
-    let error = if status.as_u16() >= 400 {
-        let text = format!(
-            "HTTP {} {}",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or("")
-        );
+    };
+    let status = response.status;
+    let error = if status >= 400 {
+        let reason = hyper::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|code| code.canonical_reason())
+            .unwrap_or("");
+        let text = format!("HTTP {status} {reason}");
         Some((ErrorKind::Http, Arc::from(text.trim_end())))
     } else {
-        check_assertions(request, status.as_u16(), &headers, &content)
+        check_assertions(request, status, &response.headers, &response.body)
             .or_else(|| {
                 request
                     .json_assertions
                     .iter()
-                    .find_map(|a| a.check(&content))
+                    .find_map(|a| a.check(&response.body))
             })
             .map(|m| (ErrorKind::Assertion, Arc::from(m)))
     };
-    Ok(Exchanged {
-        status: status.as_u16(),
-        latency,
-        connect_time: Duration::ZERO,
-        bytes,
-        error,
-    })
-}
-
-fn build(request: &Request) -> hyper::Request<Full<Bytes>> {
-    let mut built = hyper::Request::new(Full::new(request.body.clone()));
-    *built.method_mut() = request.method.clone();
-    *built.uri_mut() = request.target.clone();
-    *built.headers_mut() = request.headers.clone();
-    if !request.keepalive {
-        built
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-    }
-    built
+    Ok((
+        Exchanged {
+            status,
+            latency,
+            connect_time: Duration::ZERO,
+            bytes: response.body_bytes,
+            error,
+        },
+        response.reusable,
+    ))
 }
 
 /// The first failed assertion, described.

@@ -6,6 +6,7 @@ mod config;
 pub mod criteria;
 pub mod duration;
 mod engine;
+mod http1;
 pub mod plan;
 pub mod report;
 pub mod stats;

@@ -120,6 +120,8 @@ pub struct Request {
     pub json_assertions: Vec<JsonAssertion>,
     /// Set at the start of the run: where `authority` resolves to.
     pub address: Option<SocketAddr>,
+    /// Set at the start of the run: the request as written on the connection.
+    pub wire: Bytes,
 }
 
 /// A Taurus `assert` item.
@@ -705,6 +707,7 @@ impl Builder {
             assertions,
             json_assertions,
             address: None,
+            wire: Bytes::new(),
         })
     }
 
