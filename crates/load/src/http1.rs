@@ -416,31 +416,43 @@ mod tests {
         Ok(address)
     }
 
-    async fn connect(address: SocketAddr) -> io::Result<Connection> {
+    /// A connection to a fresh [`server`] with `answers`.
+    async fn connected(answers: Vec<&'static [u8]>) -> io::Result<Connection> {
+        let address = server(answers).await?;
         Ok(Connection::new(TcpStream::connect(address).await?))
     }
 
-    async fn get(connection: &mut Connection, method: &Method) -> Result<Response, String> {
+    /// One exchange; a failure becomes an error saying which kind it was.
+    async fn get(connection: &mut Connection, method: &Method) -> io::Result<Response> {
         connection
             .exchange(GET, method, KEEP_BODY, || {})
             .await
-            .map_err(|failure| match failure {
-                Failure::ClosedBeforeResponse => "closed before response".to_string(),
-                Failure::Io(err) => format!("io: {err}"),
-                Failure::Malformed(message) => format!("malformed: {message}"),
+            .map_err(|failure| {
+                io::Error::other(match failure {
+                    Failure::ClosedBeforeResponse => "closed before response".to_string(),
+                    Failure::Io(err) => format!("io: {err}"),
+                    Failure::Malformed(message) => format!("malformed: {message}"),
+                })
             })
+    }
+
+    /// What the failure of one exchange said ("" if it succeeded).
+    async fn failure_of(answers: Vec<&'static [u8]>) -> io::Result<String> {
+        let mut connection = connected(answers).await?;
+        Ok(get(&mut connection, &Method::GET)
+            .await
+            .err()
+            .map(|err| err.to_string())
+            .unwrap_or_default())
     }
 
     #[tokio::test]
     async fn chunked_bodies_with_extensions_and_trailers_keep_the_connection() -> io::Result<()> {
         let chunked: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
             4;name=value\r\nWiki\r\n5\r\npedia\r\n0\r\nX-Trailer: 1\r\n\r\n";
-        let address = server(vec![chunked, chunked]).await?;
-        let mut connection = connect(address).await?;
+        let mut connection = connected(vec![chunked, chunked]).await?;
         for _ in 0..2 {
-            let response = get(&mut connection, &Method::GET)
-                .await
-                .map_err(io::Error::other)?;
+            let response = get(&mut connection, &Method::GET).await?;
             assert_eq!(response.status, 200);
             assert_eq!(response.body, b"Wikipedia");
             assert_eq!(response.body_bytes, 9);
@@ -451,11 +463,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_without_length_ends_with_the_connection() -> io::Result<()> {
-        let address = server(vec![b"HTTP/1.1 200 OK\r\n\r\nuntil the end"]).await?;
-        let mut connection = connect(address).await?;
-        let response = get(&mut connection, &Method::GET)
-            .await
-            .map_err(io::Error::other)?;
+        let mut connection = connected(vec![b"HTTP/1.1 200 OK\r\n\r\nuntil the end"]).await?;
+        let response = get(&mut connection, &Method::GET).await?;
         assert_eq!(response.body, b"until the end");
         assert!(!response.reusable);
         Ok(())
@@ -463,14 +472,10 @@ mod tests {
 
     #[tokio::test]
     async fn interim_responses_are_skipped_and_headers_kept() -> io::Result<()> {
-        let address = server(vec![
+        let mut connection = connected(vec![
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-Id: 7\r\n\r\nok",
-        ])
-        .await?;
-        let mut connection = connect(address).await?;
-        let response = get(&mut connection, &Method::GET)
-            .await
-            .map_err(io::Error::other)?;
+        ]).await?;
+        let response = get(&mut connection, &Method::GET).await?;
         assert_eq!(response.status, 201);
         assert_eq!(response.body, b"ok");
         assert_eq!(
@@ -482,55 +487,33 @@ mod tests {
 
     #[tokio::test]
     async fn head_and_no_content_responses_have_no_body() -> io::Result<()> {
-        let address = server(vec![
+        let mut connection = connected(vec![
             b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
             b"HTTP/1.1 204 No Content\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nend",
         ])
         .await?;
-        let mut connection = connect(address).await?;
-        let head = get(&mut connection, &Method::HEAD)
-            .await
-            .map_err(io::Error::other)?;
+        let head = get(&mut connection, &Method::HEAD).await?;
         assert_eq!((head.body_bytes, head.reusable), (0, true));
-        let empty = get(&mut connection, &Method::GET)
-            .await
-            .map_err(io::Error::other)?;
+        let empty = get(&mut connection, &Method::GET).await?;
         assert_eq!(
             (empty.status, empty.body_bytes, empty.reusable),
             (204, 0, true)
         );
-        let last = get(&mut connection, &Method::GET)
-            .await
-            .map_err(io::Error::other)?;
+        let last = get(&mut connection, &Method::GET).await?;
         assert_eq!((last.body.as_slice(), last.reusable), (&b"end"[..], false));
         Ok(())
     }
 
     #[tokio::test]
     async fn a_closed_connection_and_garbage_are_told_apart() -> io::Result<()> {
-        let address = server(vec![b""]).await?;
-        let mut connection = connect(address).await?;
-        let closed = get(&mut connection, &Method::GET).await.err();
-        assert_eq!(closed.as_deref(), Some("closed before response"));
-
-        let address = server(vec![b"SMTP ready\r\n\r\n"]).await?;
-        let mut connection = connect(address).await?;
-        let garbage = get(&mut connection, &Method::GET)
-            .await
-            .err()
-            .unwrap_or_default();
+        assert_eq!(failure_of(vec![b""]).await?, "closed before response");
+        let garbage = failure_of(vec![b"SMTP ready\r\n\r\n"]).await?;
         assert!(
             garbage.starts_with("malformed: invalid response"),
             "{garbage}"
         );
-
-        let address = server(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]).await?;
-        let mut connection = connect(address).await?;
-        let cut = get(&mut connection, &Method::GET)
-            .await
-            .err()
-            .unwrap_or_default();
+        let cut = failure_of(vec![b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"]).await?;
         assert!(cut.contains("5 bytes before the body's end"), "{cut}");
         Ok(())
     }
