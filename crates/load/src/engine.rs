@@ -351,7 +351,9 @@ async fn exchange_and_report(
     due: Instant,
 ) -> Instant {
     let sent = Instant::now();
-    let outcome = match tokio::time::timeout(request.timeout, exchange(connection, request)).await {
+    let deadline = sent + request.timeout;
+    let outcome = match tokio::time::timeout_at(deadline, exchange(connection, request, sent)).await
+    {
         Ok(outcome) => outcome,
         Err(_) => {
             // The response may still come on this connection: never reuse it.
@@ -516,23 +518,28 @@ async fn connect(address: Option<SocketAddr>, request: &Request) -> Result<Conne
 async fn exchange(
     connection: &mut Option<Connection>,
     request: &Request,
+    sent: Instant,
 ) -> Result<Exchanged, Failure> {
     let mut connect_time = Duration::ZERO;
     let mut reused = true;
+    // When the current attempt began: the response's latency counts from there.
+    let mut began = sent;
     loop {
         if connection.is_none() {
-            let began = Instant::now();
-            *connection = Some(connect(request.address, request).await.map_err(|mut f| {
+            let opened = connect(request.address, request).await.map_err(|mut f| {
                 f.connect_time = began.elapsed();
                 f
-            })?);
-            connect_time += began.elapsed();
+            })?;
+            let now = Instant::now();
+            connect_time += now - began;
+            began = now;
+            *connection = Some(opened);
             reused = false;
         }
         let Some(conn) = connection.as_mut() else {
             continue;
         };
-        match send_and_read(conn, request, reused).await {
+        match send_and_read(conn, request, reused, began).await {
             Ok((mut exchanged, reusable)) => {
                 if !(request.keepalive && reusable) {
                     *connection = None;
@@ -540,7 +547,10 @@ async fn exchange(
                 exchanged.connect_time = connect_time;
                 return Ok(exchanged);
             }
-            Err(Attempt::Retry) => *connection = None,
+            Err(Attempt::Retry) => {
+                *connection = None;
+                began = Instant::now();
+            }
             Err(Attempt::Failed(failure)) => {
                 return Err(Failure {
                     connect_time,
@@ -565,8 +575,8 @@ async fn send_and_read(
     connection: &mut Connection,
     request: &Request,
     reused: bool,
+    sent: Instant,
 ) -> Result<(Exchanged, bool), Attempt> {
-    let sent = Instant::now();
     let mut latency = Duration::ZERO;
     // Kept only when an assertion reads them: this is the per-request hot path.
     let keep = Keep {
