@@ -13,7 +13,7 @@ use std::io;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::plan::Request;
@@ -99,8 +99,6 @@ pub struct Keep {
 pub struct Connection {
     stream: TcpStream,
     buffer: BytesMut,
-    /// Whether the last read emptied the socket's receive queue.
-    drained: bool,
 }
 
 /// A parsed response head.
@@ -127,7 +125,6 @@ impl Connection {
         Self {
             stream,
             buffer: BytesMut::with_capacity(READ_CHUNK),
-            drained: false,
         }
     }
 
@@ -167,9 +164,6 @@ impl Connection {
                 Framing::Chunked => self.read_chunked(keep, &mut body).await?,
                 Framing::UntilClose => self.read_until_close(keep, &mut body).await?,
             };
-            if reusable {
-                self.forget_stale_readiness();
-            }
             return Ok(Response {
                 status: head.status,
                 headers: head.headers,
@@ -306,23 +300,7 @@ impl Connection {
         if self.buffer.capacity() - self.buffer.len() < READ_CHUNK / 4 {
             self.buffer.reserve(READ_CHUNK);
         }
-        let room = self.buffer.capacity() - self.buffer.len();
-        let read = self.stream.read_buf(&mut self.buffer).await?;
-        self.drained = read > 0 && read < room;
-        Ok(read)
-    }
-
-    /// Forgets the socket's read readiness when the last read emptied the kernel's receive
-    /// queue. Otherwise the next response's first read would find the stale readiness, try
-    /// `recv`, get nothing yet and only then wait: one wasted system call per request. A TCP
-    /// read that returns less than it had room for took everything queued, and bytes that
-    /// arrive later raise a new readiness event, so nothing can be missed.
-    fn forget_stale_readiness(&mut self) {
-        if std::mem::take(&mut self.drained) && self.buffer.is_empty() {
-            let _ = self.stream.try_io(Interest::READABLE, || {
-                Err::<(), _>(io::Error::from(io::ErrorKind::WouldBlock))
-            });
-        }
+        self.stream.read_buf(&mut self.buffer).await
     }
 }
 
