@@ -881,7 +881,8 @@ fn demo_interrupted_prints_the_partial_table_and_exits_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
 }
 
-/// Several server threads share the address; every request is answered, on PostgreSQL.
+/// Several server threads share the address; every request is answered, on PostgreSQL,
+/// and by default each thread holds one connection (no more than one backend per thread).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_several_worker_threads_answers_every_request() {
     let url = PgCluster::shared().fresh_database().await;
@@ -901,4 +902,24 @@ async fn serve_with_several_worker_threads_answers_every_request() {
         assert_eq!(status.ok(), Some(200));
     }
     assert!(server.logs().contains("workers=3"), "{}", server.logs());
+    // Migration and seeding used connections of their own, which close on their own time.
+    let admin = peregrine_testkit::connect(&url).await;
+    let database = url.rsplit('/').next().unwrap_or_default().to_string();
+    let mut serving = i64::MAX;
+    for _ in 0..50 {
+        let row = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = $1 AND application_name = 'peregrine'",
+                &[&database],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        serving = row.get(0);
+        if (1..=3).contains(&serving) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!((1..=3).contains(&serving), "{serving} server connections");
 }
