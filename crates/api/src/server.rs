@@ -71,9 +71,9 @@ impl Server {
         tokio::pin!(shutdown);
         loop {
             // Accepting is exempt from the scheduler's fairness budget, so that a burst of
-            // new connections is taken off the kernel's queue at once instead of 128 per
-            // round of all other tasks, which lets the queue overflow and costs clients a
-            // SYN retransmission (a second or more) each.
+            // new connections is taken off the kernel's queue at once rather than 128 per
+            // round of all other tasks: the queue is capped (net.core.somaxconn), and a
+            // client whose connection overflows it waits for a SYN retransmission (1 s+).
             let tcp = tokio::select! {
                 accepted = tokio::task::unconstrained(self.listener.accept()) => match accepted {
                     Ok((tcp, _)) => tcp,
