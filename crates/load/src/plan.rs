@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use hyper::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Uri};
+use http::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Uri};
 use regex::Regex;
 use serde_json::{Map, Value};
 
@@ -245,6 +245,23 @@ struct Node<'a> {
 }
 
 impl<'a> Node<'a> {
+    /// The elements of a list, each with its own key path (`path.0`, `path.1`, …); `what`
+    /// names the elements in the error for a value that is not a list.
+    fn items(&self, what: &str) -> Result<Vec<Node<'a>>, ConfigError> {
+        let list = self
+            .value
+            .as_array()
+            .ok_or_else(|| self.error(format!("must be a list{what}")))?;
+        Ok(list
+            .iter()
+            .enumerate()
+            .map(|(i, value)| Node {
+                value,
+                path: format!("{}.{i}", self.path),
+            })
+            .collect())
+    }
+
     fn error(&self, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             path: self.path.clone(),
@@ -576,17 +593,13 @@ impl Builder {
         self.warn_unknown(node, SCENARIO_KEYS);
         let defaults = ScenarioDefaults::read(node)?;
         let requests_node = child(node, "requests").ok_or_else(|| node.error("has no requests"))?;
-        let items = requests_node
-            .value
-            .as_array()
-            .ok_or_else(|| requests_node.error("must be a list"))?;
+        let items = requests_node.items("")?;
         if items.is_empty() {
             return Err(requests_node.error("is empty"));
         }
         let mut requests = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let path = format!("{}.{i}", requests_node.path);
-            requests.push(self.request(&Node { value: item, path }, &defaults)?);
+        for item in &items {
+            requests.push(self.request(item, &defaults)?);
         }
         Ok(Scenario { name, requests })
     }
@@ -743,17 +756,8 @@ impl Builder {
     }
 
     fn reporting(&mut self, node: &Node<'_>) -> Result<(), ConfigError> {
-        let items = node
-            .value
-            .as_array()
-            .ok_or_else(|| node.error("must be a list of reporters"))?;
         let mut seen = HashSet::new();
-        for (i, item) in items.iter().enumerate() {
-            let path = format!("{}.{i}", node.path);
-            let item = &Node {
-                value: item,
-                path: path.clone(),
-            };
+        for item in &node.items(" of reporters")? {
             let module = match item.value {
                 Value::String(name) => name.as_str(),
                 Value::Object(map) => map
@@ -790,7 +794,7 @@ impl Builder {
                 }
                 "console" => {}
                 other => self.warn(
-                    &path,
+                    &item.path,
                     &format!("reporter {other:?} is not implemented by Peregrine; ignored"),
                 ),
             }
@@ -799,13 +803,8 @@ impl Builder {
     }
 
     fn criteria_list(&mut self, node: &Node<'_>) -> Result<(), ConfigError> {
-        let items = node
-            .value
-            .as_array()
-            .ok_or_else(|| node.error("must be a list of criteria"))?;
-        for (i, item) in items.iter().enumerate() {
-            let path = format!("{}.{i}", node.path);
-            let criterion = crate::criteria::parse(item, &path)?;
+        for item in node.items(" of criteria")? {
+            let criterion = crate::criteria::parse(item.value, &item.path)?;
             self.criteria.push(criterion);
         }
         Ok(())
@@ -950,17 +949,9 @@ fn header_pairs(node: &Node<'_>) -> Result<Vec<(HeaderName, HeaderValue)>, Confi
 }
 
 fn assertions(node: &Node<'_>) -> Result<Vec<Assertion>, ConfigError> {
-    let items = node
-        .value
-        .as_array()
-        .ok_or_else(|| node.error("must be a list"))?;
+    let items = node.items("")?;
     let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let path = format!("{}.{i}", node.path);
-        let item = &Node {
-            value: item,
-            path: path.clone(),
-        };
+    for item in &items {
         let (contains, subject, regexp, invert) = match item.value {
             Value::String(text) => (vec![text.clone()], Subject::Body, true, false),
             Value::Object(_) => {
@@ -1011,16 +1002,9 @@ fn assertions(node: &Node<'_>) -> Result<Vec<Assertion>, ConfigError> {
 }
 
 fn json_assertions(node: &Node<'_>) -> Result<Vec<JsonAssertion>, ConfigError> {
-    let items = node
-        .value
-        .as_array()
-        .ok_or_else(|| node.error("must be a list"))?;
+    let items = node.items("")?;
     let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let item = &Node {
-            value: item,
-            path: format!("{}.{i}", node.path),
-        };
+    for item in &items {
         let text = match item.value {
             Value::String(path) => path.clone(),
             Value::Object(map) => map
