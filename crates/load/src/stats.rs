@@ -117,6 +117,15 @@ impl Tally {
             _ if level <= 0.0 => h.min() as f64 / 1e6,
             _ => quantile(h, level),
         };
+        let table = |h: &Histogram<u64>| {
+            levels
+                .iter()
+                .map(|&level| Percentile {
+                    level,
+                    seconds: percentile(h, level),
+                })
+                .collect()
+        };
         Summary {
             samples: self.samples,
             failures: self.failures,
@@ -135,20 +144,8 @@ impl Tally {
             avg_lt: self.sum_latency / n,
             avg_ct: self.sum_connect / n,
             stdev_rt: self.response.stdev() / 1e6,
-            percentiles: levels
-                .iter()
-                .map(|&l| Percentile {
-                    level: l,
-                    seconds: percentile(&self.response, l),
-                })
-                .collect(),
-            service_percentiles: levels
-                .iter()
-                .map(|&l| Percentile {
-                    level: l,
-                    seconds: percentile(&self.service, l),
-                })
-                .collect(),
+            percentiles: table(&self.response),
+            service_percentiles: table(&self.service),
             codes: self
                 .codes
                 .iter()
