@@ -236,19 +236,13 @@ impl PostgresStore {
             )
             .await?;
         let copy = tx.prepare("COPY orguser (username) FROM STDIN").await?;
-        let taken = tx
-            .prepare_typed(
-                "SELECT username FROM orguser WHERE username = ANY($1)",
-                &[Type::VARCHAR_ARRAY],
-            )
-            .await?;
         let mut source = seed::NameSource::default();
         let rows: i64 = tx
             .query_one("SELECT count(*) FROM orguser", &[])
             .await?
             .try_get(0)?;
-        let preloaded = rows <= PRELOAD_NAMES_UP_TO;
-        if preloaded {
+        // In a larger table, the statement that asks which of a batch's names are taken.
+        let taken = if rows <= PRELOAD_NAMES_UP_TO {
             let names = tx
                 .query_raw("SELECT username FROM orguser", std::iter::empty::<i32>())
                 .await?;
@@ -256,13 +250,22 @@ impl PostgresStore {
             while let Some(row) = names.try_next().await? {
                 source.mark_taken(row.try_get(0)?);
             }
-        }
+            None
+        } else {
+            let statement = tx
+                .prepare_typed(
+                    "SELECT username FROM orguser WHERE username = ANY($1)",
+                    &[Type::VARCHAR_ARRAY],
+                )
+                .await?;
+            Some(statement)
+        };
         let mut added = 0;
         while added < count {
             let mut names = source.fresh((count - added).min(seed::BATCH))?;
-            if !preloaded {
+            if let Some(taken) = &taken {
                 let existing: std::collections::HashSet<String> = tx
-                    .query(&taken, &[&names])
+                    .query(taken, &[&names])
                     .await?
                     .iter()
                     .map(|row| row.try_get(0))
