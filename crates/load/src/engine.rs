@@ -619,7 +619,7 @@ async fn send_and_read(
     };
     let status = response.status;
     let error = if status >= 400 {
-        let reason = hyper::StatusCode::from_u16(status)
+        let reason = http::StatusCode::from_u16(status)
             .ok()
             .and_then(|code| code.canonical_reason())
             .unwrap_or("");
@@ -651,7 +651,7 @@ async fn send_and_read(
 fn check_assertions(
     request: &Request,
     status: u16,
-    headers: &hyper::HeaderMap,
+    headers: &http::HeaderMap,
     body: &[u8],
 ) -> Option<String> {
     for assertion in &request.assertions {

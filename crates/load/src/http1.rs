@@ -11,8 +11,8 @@
 use std::io;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use hyper::header::{CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue};
-use hyper::{HeaderMap, Method};
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue};
+use http::{HeaderMap, Method};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -253,7 +253,7 @@ impl Connection {
         let mut total = 0u64;
         loop {
             let line = self.read_line().await?;
-            let size_text = line.split(|&b| b == b';').next().unwrap_or_default();
+            let size_text = line[..].split(|&b| b == b';').next().unwrap_or_default();
             let size = std::str::from_utf8(size_text)
                 .ok()
                 .and_then(|text| u64::from_str_radix(text.trim(), 16).ok())
@@ -271,10 +271,10 @@ impl Connection {
     }
 
     /// One CRLF-terminated line, without its CRLF.
-    async fn read_line(&mut self) -> Result<Vec<u8>, Failure> {
+    async fn read_line(&mut self) -> Result<BytesMut, Failure> {
         loop {
             if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\r\n") {
-                let line = self.buffer.split_to(end).to_vec();
+                let line = self.buffer.split_to(end);
                 self.buffer.advance(2);
                 return Ok(line);
             }

@@ -1,5 +1,5 @@
 //! Peregrine's load generator: reads Taurus configs (or a quick URL form) into a [`Plan`],
-//! runs it with virtual users on tokio and hyper, keeps HDR statistics, and writes Taurus-style
+//! runs it with virtual users on tokio and its own HTTP/1.1 client, keeps HDR statistics, and writes Taurus-style
 //! console stats, JSON, CSV, JUnit and a self-contained HTML report. Knows nothing of the API.
 
 mod config;
