@@ -265,7 +265,7 @@ while len(names) < 1000000:
 print('\\n'.join(names))" >"$work/names.txt"
     stop_peregrine
     time_copy() {
-        "${psql_cmd[@]}" -c "DROP TABLE IF EXISTS copy_bench; CREATE TABLE copy_bench (id SERIAL PRIMARY KEY, username VARCHAR(255) NOT NULL UNIQUE)"
+        "${psql_cmd[@]}" -c "SET client_min_messages = warning; DROP TABLE IF EXISTS copy_bench; CREATE TABLE copy_bench (id SERIAL PRIMARY KEY, username VARCHAR(255) NOT NULL UNIQUE)"
         checkpoint
         local start
         start=$(date +%s%N)
