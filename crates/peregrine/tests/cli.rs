@@ -931,7 +931,10 @@ fn tune_json(dir: &Path, args: &[&str]) -> (Value, String) {
     let args = [&["tune"][..], args, &["--format", "json"]].concat();
     let (status, stdout, stderr) = run(dir, &args);
     assert!(status.success(), "{args:?}: {stderr}");
-    (serde_json::from_str(&stdout).unwrap(), stderr)
+    (
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}")),
+        stderr,
+    )
 }
 
 #[test]
