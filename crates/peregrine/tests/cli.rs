@@ -289,7 +289,9 @@ fn unreachable_postgres_at_start_fails_after_db_wait_without_secrets() {
         started.elapsed()
     );
     assert!(
-        stderr.contains("cannot reach the database at postgres://app:***@127.0.0.1"),
+        stderr.contains("cannot connect to the database at postgres://app:***@127.0.0.1")
+            && stderr.contains("connection refused by 127.0.0.1:")
+            && stderr.contains("still failing after"),
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
