@@ -112,7 +112,11 @@ fn classify(config: &PgConfig, err: &tokio_postgres::Error) -> ConnectFailure {
     if let Some(io) = source.and_then(|s| s.downcast_ref::<io::Error>()) {
         return classify_io(config, io);
     }
-    let text = err.to_string();
+    // tokio-postgres's `Display` leaves out the cause; the cause's text tells some apart.
+    let text = match source {
+        Some(cause) => format!("{err}: {cause}"),
+        None => err.to_string(),
+    };
     if text.contains("server does not support TLS") {
         return ConnectFailure::fatal(format!(
             "TLS required but the server at {} does not offer it (sslmode={}): enable ssl on the server, or use sslmode=prefer to connect without TLS",
@@ -184,7 +188,7 @@ fn classify_tls(config: &PgConfig, failure: &TlsFailure) -> ConnectFailure {
             targets(config)
         )),
         TlsFailure::Rejected(rustls::Error::InvalidCertificate(
-            CertificateError::UnknownIssuer,
+            CertificateError::UnknownIssuer | CertificateError::BadSignature,
         )) => ConnectFailure::fatal(format!(
             "the server's TLS certificate is not signed by a CA in {roots} (sslmode={mode}): point sslrootcert at the CA that signed it"
         )),
