@@ -35,6 +35,24 @@ pub enum Command {
     Demo(DemoArgs),
     /// PgTune's PostgreSQL configuration for a host (this one with --detect).
     Tune(TuneArgs),
+    /// Check a running server: GET its health URL, exit 0 on 2xx (for container health
+    /// checks where there is no curl).
+    Health(HealthArgs),
+}
+
+/// `peregrine health`
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The URL to GET (http:// only).
+    #[arg(
+        long,
+        env = "PEREGRINE_HEALTH_URL",
+        default_value = "http://127.0.0.1:8000/healthz"
+    )]
+    pub url: String,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "3s")]
+    pub timeout: humantime::Duration,
 }
 
 /// `peregrine load`

@@ -1185,3 +1185,22 @@ fn an_unresolvable_host_is_named_as_such() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+/// The container image's HEALTHCHECK: `peregrine health` (the runtime image has no curl).
+#[test]
+fn health_exits_0_only_when_the_server_answers_2xx() {
+    let dir = temp_dir();
+    let server = Served::start(dir.path(), &[]);
+    let (status, _, stderr) = run(dir.path(), &["health", "--url", &server.url("/healthz")]);
+    assert!(status.success(), "{stderr}");
+    let (status, _, stderr) = run(dir.path(), &["health", "--url", &server.url("/nope")]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("answered 404"), "{stderr}");
+    let closed = format!("http://127.0.0.1:{}/healthz", free_port());
+    let (status, _, stderr) = run(dir.path(), &["health", "--url", &closed]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("cannot GET"), "{stderr}");
+    let (status, _, stderr) = run(dir.path(), &["health", "--url", "https://x/healthz"]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("--url"), "{stderr}");
+}
