@@ -108,15 +108,7 @@ impl Drop for Served {
 
 /// Runs `peregrine ARGS` to completion in `dir`: (status, stdout, stderr).
 fn run(dir: &Path, args: &[&str]) -> (ExitStatus, String, String) {
-    let out = Command::new(BINARY)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {BINARY}: {e}"));
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    (out.status, text(&out.stdout), text(&out.stderr))
+    run_env(dir, args, &[])
 }
 
 async fn get_json(url: &str) -> (u16, Value) {
