@@ -23,7 +23,7 @@ const DEFAULT_PORT: u16 = 5432;
 const SOCKET_DIRS: [&str; 3] = ["/run/postgresql", "/var/run/postgresql", "/tmp"];
 
 /// The libpq keywords Peregrine reads, each with the environment variable libpq falls back to.
-const KEYWORDS: [(&str, Option<&str>); 20] = [
+const KEYWORDS: [(&str, Option<&str>); 21] = [
     ("host", Some("PGHOST")),
     ("hostaddr", Some("PGHOSTADDR")),
     ("port", Some("PGPORT")),
@@ -44,6 +44,7 @@ const KEYWORDS: [(&str, Option<&str>); 20] = [
     ("keepalives_idle", None),
     ("keepalives_interval", None),
     ("keepalives_count", None),
+    ("tcp_user_timeout", None),
 ];
 
 /// libpq keywords Peregrine knows but does not implement: refused by name, not ignored.
@@ -520,7 +521,11 @@ fn to_client_config(settings: &Settings) -> Result<tokio_postgres::Config, Store
             "keepalives_count" => "keepalives_retries",
             other => other,
         };
-        let quoted = setting.value.replace('\\', "\\\\").replace('\'', "\\'");
+        let value = match keyword {
+            "tcp_user_timeout" => milliseconds_as_seconds(setting)?,
+            _ => setting.value.clone(),
+        };
+        let quoted = value.replace('\\', "\\\\").replace('\'', "\\'");
         conninfo.push_str(&format!("{keyword}='{quoted}' "));
     }
     let mut config = tokio_postgres::Config::from_str(&conninfo).map_err(|err| {
@@ -531,6 +536,17 @@ fn to_client_config(settings: &Settings) -> Result<tokio_postgres::Config, Store
         config.application_name("peregrine");
     }
     Ok(config)
+}
+
+/// libpq's `tcp_user_timeout` is in milliseconds, tokio-postgres's in whole seconds.
+fn milliseconds_as_seconds(setting: &Setting) -> Result<String, StoreError> {
+    let millis: u64 = setting.value.trim().parse().map_err(|_| {
+        config_error(&format!(
+            "invalid tcp_user_timeout {:?} in {}: whole milliseconds",
+            setting.value, setting.source
+        ))
+    })?;
+    Ok(millis.div_ceil(1000).to_string())
 }
 
 /// Percent-decodes one part of the URL, as libpq does (`+` stays a plus).
@@ -672,6 +688,12 @@ mod tests {
             Some(&std::time::Duration::from_secs(3))
         );
         assert_eq!(config.client.get_options(), Some("-c statement_timeout=5s"));
+        let config = parse("postgres://app:@h/x?tcp_user_timeout=2500&keepalives_idle=30");
+        assert_eq!(config.client.get_password(), Some(&b""[..]));
+        assert_eq!(
+            config.client.get_tcp_user_timeout(),
+            Some(&std::time::Duration::from_secs(3))
+        );
         let config = parse("postgres://app@[::1]:5433,db2:5434/x");
         assert_eq!(config.to_string(), "postgres://app@[::1]:5433,db2:5434/x");
     }
