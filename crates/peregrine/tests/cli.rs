@@ -1196,3 +1196,31 @@ fn health_exits_0_only_when_the_server_answers_2xx() {
     assert_eq!(status.code(), Some(1));
     assert!(stderr.contains("--url"), "{stderr}");
 }
+
+/// A server that accepts the TCP connection and then says nothing is given up on after
+/// connect_timeout, which covers the whole handshake, not only opening the socket.
+#[test]
+fn a_silent_server_is_given_up_on_after_connect_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = silent.local_addr().map(|a| a.port()).unwrap_or_default();
+    let url = format!("postgres://app:hunter2@127.0.0.1:{port}/app?connect_timeout=1");
+    let dir = temp_dir();
+    let started = Instant::now();
+    let (status, _, stderr) = run_env(
+        dir.path(),
+        &["db", "init", "--database-url", &url, "--db-wait", "1s"],
+        &[],
+    );
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains(&format!("no answer from 127.0.0.1:{port} within 1s")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    drop(silent);
+}

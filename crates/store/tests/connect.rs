@@ -103,6 +103,12 @@ async fn each_sslmode_connects_or_refuses_a_tls_server_as_libpq_does() {
         )
         .await;
     }
+    // The system's roots do not include the test's own CA (or there are none here).
+    refused(
+        &tls_url("localhost", "sslrootcert=system").await,
+        &["system"],
+    )
+    .await;
     let no_root = tls_url("localhost", "sslmode=verify-ca").await;
     if !Path::new(&format!(
         "{}/.postgresql/root.crt",
