@@ -1061,6 +1061,24 @@ async fn db_init_reads_the_url_forms_users_paste() {
         "{stderr}"
     );
 
+    // libpq's keyword/value form, as some providers show it.
+    let (db, _) = tls_database().await;
+    let keywords = format!(
+        "host=localhost port={port} dbname={db} user={} password='{}' sslmode=verify-full sslrootcert={ca}",
+        peregrine_testkit::TLS_USER,
+        peregrine_testkit::TLS_PASSWORD
+    );
+    let (status, _, stderr) = run_env(
+        dir.path(),
+        &["db", "init", "--database-url", &keywords],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !stderr.contains(peregrine_testkit::TLS_PASSWORD),
+        "{stderr}"
+    );
+
     // host= naming a Unix socket directory, as in libpq's documentation.
     let plain = PgCluster::shared();
     let socket_db = plain.fresh_database_name().await;

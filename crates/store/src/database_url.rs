@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::StoreError;
-use crate::pg_config::{PgConfig, PgOptions};
+use crate::pg_config::{self, PgConfig, PgOptions};
 
-/// A parsed `--database-url`: `sqlite://FILE`, or a libpq URL (`postgres://` or
-/// `postgresql://`, see [`PgConfig`]).
+/// A parsed `--database-url`: `sqlite://FILE`, or PostgreSQL's libpq forms (a
+/// `postgres://` or `postgresql://` URL, or `host=… dbname=…`; see [`PgConfig`]).
 #[derive(Clone)]
 pub enum DatabaseUrl {
     /// An SQLite file, created when missing.
@@ -39,7 +39,7 @@ impl DatabaseUrl {
             }
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if pg_config::is_url(url) || pg_config::is_keyword_form(url) {
             let env = |name: &str| std::env::var(name).ok();
             let config = PgConfig::parse(url, options, &env)?;
             return Ok(Self::Postgres(Box::new(config)));
@@ -57,11 +57,6 @@ fn scheme_advice(url: &str) -> String {
     }
     if url.contains('@') {
         return format!("the database URL has no scheme: {FORMS}");
-    }
-    if url.contains('=') {
-        return
-            "keyword/value connection strings (host=… dbname=…) are not accepted: write the URL form, postgres://USER:PASSWORD@HOST:PORT/DATABASE?sslmode=…"
-            .to_owned();
     }
     format!(
         "the database URL {url:?} has no scheme: for an SQLite file write sqlite://{url}, for PostgreSQL postgres://USER:PASSWORD@HOST:PORT/DATABASE"

@@ -184,14 +184,19 @@ struct Setting {
 type Settings = BTreeMap<&'static str, Setting>;
 
 impl PgConfig {
-    /// Reads `url` (`postgres://` or `postgresql://`) as libpq does, with `options` and then
-    /// the environment (`env`, e.g. `std::env::var`) filling in what it leaves out.
+    /// Reads `url` as libpq does — a `postgres://` or `postgresql://` URL, or a keyword/value
+    /// string (`host=db user=app sslmode=require`) — with `options` and then the
+    /// environment (`env`, e.g. `std::env::var`) filling in what it leaves out.
     pub fn parse(
         url: &str,
         options: &PgOptions,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Self, StoreError> {
-        let mut settings = parse_url(url)?;
+        let mut settings = if is_url(url) {
+            parse_url(url)?
+        } else {
+            parse_keywords(url)?
+        };
         apply_options(&mut settings, options)?;
         for (keyword, variable) in KEYWORDS {
             if let Some(variable) = variable
@@ -269,6 +274,70 @@ impl PgConfig {
             tls,
         })
     }
+}
+
+/// Whether `text` is in libpq's URL form rather than its keyword/value form.
+pub(crate) fn is_url(text: &str) -> bool {
+    text.starts_with("postgres://") || text.starts_with("postgresql://")
+}
+
+/// Whether `text` looks like libpq's keyword/value form: `keyword=value …`, no scheme.
+pub(crate) fn is_keyword_form(text: &str) -> bool {
+    !text.contains("://")
+        && text.split_once('=').is_some_and(|(key, _)| {
+            !key.trim().is_empty()
+                && key
+                    .trim()
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+}
+
+/// Reads libpq's keyword/value form: `key=value` pairs separated by spaces, a value in
+/// single quotes when it holds spaces, a backslash escaping the next character.
+fn parse_keywords(text: &str) -> Result<Settings, StoreError> {
+    let mut settings = Settings::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        if key.is_empty() {
+            break;
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.next() != Some('=') {
+            return Err(config_error(
+                "a word without \"=\" in the connection string (not shown: it may be a password): write keyword=value pairs separated by spaces, quoting values with spaces in '…'",
+            ));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let quoted = chars.next_if_eq(&'\'').is_some();
+        let mut value = String::new();
+        loop {
+            match chars.next() {
+                Some('\'') if quoted => break,
+                Some(c) if c.is_whitespace() && !quoted => break,
+                Some('\\') => value.extend(chars.next()),
+                Some(c) => value.push(c),
+                None if quoted => {
+                    return Err(config_error(&format!(
+                        "the quoted value of {key:?} in the connection string is not closed"
+                    )));
+                }
+                None => break,
+            }
+        }
+        let keyword = known_keyword(&key)?;
+        settings.insert(
+            keyword,
+            Setting {
+                value,
+                source: Source::Url,
+            },
+        );
+    }
+    Ok(settings)
 }
 
 /// Splits a libpq URL into keyword settings; query parameters win over the URL's body.
@@ -749,6 +818,26 @@ mod tests {
             )
             .contains("/nonexistent/ca.pem")
         );
+    }
+
+    #[test]
+    fn the_keyword_value_form_is_read_too() {
+        let config = parse(
+            "host=db.internal port=6432 dbname=orgdb user=app password='it\\'s a \\'secret\\'' sslmode=require",
+        );
+        assert_eq!(
+            config.to_string(),
+            "postgres://app:***@db.internal:6432/orgdb?sslmode=require"
+        );
+        assert_eq!(config.client.get_password(), Some(&b"it's a 'secret'"[..]));
+        let text = error("host=h user=app hunter2", &[]);
+        assert!(
+            text.contains("a word without \"=\"") && !text.contains("hunter2"),
+            "{text}"
+        );
+        assert!(error("host=h password='x", &[]).contains("is not closed"));
+        assert!(error("host=h colour=blue", &[]).contains("unknown parameter \"colour\""));
+        assert!(is_keyword_form("host=h dbname=x") && !is_keyword_form("peregrine.db"));
     }
 
     #[test]
