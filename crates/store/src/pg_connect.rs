@@ -129,6 +129,12 @@ fn classify(config: &PgConfig, err: &tokio_postgres::Error) -> ConnectFailure {
             "the server asks for a password and none is given: put it in the URL (postgres://USER:PASSWORD@HOST/DATABASE) or set PGPASSWORD".into(),
         );
     }
+    if text.starts_with("authentication error") {
+        // Decided by the client: e.g. channel_binding=require and the server offers none.
+        return ConnectFailure::fatal(format!(
+            "authentication failed ({text}): check the user, password and channel_binding in the database URL"
+        ));
+    }
     if text.contains("timeout") {
         return ConnectFailure::retry(format!("no answer from {} ({text})", targets(config)));
     }
@@ -494,14 +500,72 @@ impl std::fmt::Display for TlsFailure {
 
 impl std::error::Error for TlsFailure {}
 
-/// A TLS connection to PostgreSQL. It offers no channel binding, so SCRAM authenticates
-/// without it (`channel_binding=prefer`, libpq's default, allows that).
+/// A TLS connection to PostgreSQL.
 struct RustlsStream(tokio_rustls::client::TlsStream<Socket>);
 
+/// Offers SCRAM's channel binding (SCRAM-SHA-256-PLUS), so `channel_binding=require` works.
 impl TlsStream for RustlsStream {
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        let (_, session) = self.0.get_ref();
+        match session.peer_certificates().and_then(<[_]>::first) {
+            Some(certificate) => ChannelBinding::tls_server_end_point(end_point_hash(certificate)),
+            None => ChannelBinding::none(),
+        }
     }
+}
+
+/// RFC 5929's tls-server-end-point: the server's certificate hashed with the hash of its
+/// signature algorithm (SHA-256 for MD5, SHA-1, SHA-256 and anything else).
+fn end_point_hash(certificate: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    const SHA384: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c], // sha384WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03],       // ecdsa-with-SHA384
+    ];
+    const SHA512: [&[u8]; 2] = [
+        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d], // sha512WithRSAEncryption
+        &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04],       // ecdsa-with-SHA512
+    ];
+    match signature_algorithm(certificate) {
+        Some(oid) if SHA384.contains(&oid) => sha2::Sha384::digest(certificate).to_vec(),
+        Some(oid) if SHA512.contains(&oid) => sha2::Sha512::digest(certificate).to_vec(),
+        _ => sha2::Sha256::digest(certificate).to_vec(),
+    }
+}
+
+/// The OID of a DER certificate's signatureAlgorithm: Certificate ::= SEQUENCE {
+/// tbsCertificate SEQUENCE, signatureAlgorithm SEQUENCE { algorithm OID, … }, … }.
+fn signature_algorithm(certificate: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    const OID: u8 = 0x06;
+    let (fields, _) = der_element(certificate, SEQUENCE)?;
+    let (_, after_tbs) = der_element(fields, SEQUENCE)?;
+    let (algorithm, _) = der_element(after_tbs, SEQUENCE)?;
+    der_element(algorithm, OID).map(|(oid, _)| oid)
+}
+
+/// The content of the DER element with `tag` at the start of `data`, and what follows it.
+fn der_element(data: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&found, rest) = data.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    if found != tag {
+        return None;
+    }
+    let (length, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        // Long form: the low bits say how many length bytes follow (at most 4 here).
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let (bytes, rest) = rest.split_at_checked(count)?;
+        let length = bytes
+            .iter()
+            .fold(0usize, |length, &byte| (length << 8) | usize::from(byte));
+        (length, rest)
+    };
+    rest.split_at_checked(length)
 }
 
 impl AsyncRead for RustlsStream {

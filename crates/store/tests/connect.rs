@@ -79,6 +79,11 @@ async fn each_sslmode_connects_or_refuses_a_tls_server_as_libpq_does() {
     connect(&url)
         .await
         .unwrap_or_else(|e| panic!("verify-full: {e}"));
+    // SCRAM over TLS with channel binding (SCRAM-SHA-256-PLUS), which managed servers may demand.
+    let url = tls_url("localhost", "sslmode=require&channel_binding=require").await;
+    connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("channel_binding=require: {e}"));
 
     refused(
         &tls_url("127.0.0.1", "sslmode=disable").await,
