@@ -607,3 +607,44 @@ impl AsyncWrite for RustlsStream {
         self.0.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A certificate's outline: SEQUENCE { tbs SEQUENCE, SEQUENCE { OID }, BIT STRING }.
+    fn outline(oid: &[u8]) -> Vec<u8> {
+        let algorithm_len = u8::try_from(oid.len() + 2).unwrap_or(0);
+        let oid_len = u8::try_from(oid.len()).unwrap_or(0);
+        let mut fields = vec![
+            0x30,
+            0x03,
+            0x02,
+            0x01,
+            0x01,
+            0x30,
+            algorithm_len,
+            0x06,
+            oid_len,
+        ];
+        fields.extend_from_slice(oid);
+        fields.extend_from_slice(&[0x03, 0x01, 0x00]);
+        let mut certificate = vec![0x30, u8::try_from(fields.len()).unwrap_or(0)];
+        certificate.extend(fields);
+        certificate
+    }
+
+    #[test]
+    fn the_end_point_hash_follows_the_signature_algorithm() {
+        let sha384 = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+        let sha256 = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02];
+        let sha512 = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
+        assert_eq!(signature_algorithm(&outline(&sha384)), Some(&sha384[..]));
+        assert_eq!(end_point_hash(&outline(&sha384)).len(), 48);
+        assert_eq!(end_point_hash(&outline(&sha512)).len(), 64);
+        assert_eq!(end_point_hash(&outline(&sha256)).len(), 32);
+        // Truncated or foreign input falls back to SHA-256, never panics.
+        assert_eq!(signature_algorithm(&outline(&sha384)[..6]), None);
+        assert_eq!(end_point_hash(b"\x30\x84\xff\xff\xff\xff").len(), 32);
+    }
+}
