@@ -22,12 +22,14 @@ COPY --from=build /usr/local/bin/peregrine /usr/local/bin/peregrine
 USER 10001:10001
 # The SQLite default (sqlite://peregrine.db) lands here; mount a volume to keep it.
 WORKDIR /data
+# Change PEREGRINE_HEALTH_URL with the port in PEREGRINE_BIND.
 ENV PEREGRINE_BIND=0.0.0.0:8000 \
+    PEREGRINE_HEALTH_URL=http://127.0.0.1:8000/healthz \
     PEREGRINE_LOG_FORMAT=json
 EXPOSE 8000
 # The image has no curl: the binary checks itself. /healthz answers while the process runs;
 # readiness (/readyz, the database) is left to the orchestrator.
 HEALTHCHECK --interval=10s --timeout=4s --start-period=15s --retries=3 \
-    CMD ["peregrine", "health", "--url", "http://127.0.0.1:8000/healthz", "--timeout", "3s"]
+    CMD ["peregrine", "health", "--timeout", "3s"]
 ENTRYPOINT ["peregrine"]
 CMD ["serve"]
