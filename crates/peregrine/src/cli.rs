@@ -163,7 +163,15 @@ impl DatabaseArgs {
             sslmode: self.db_sslmode,
             sslrootcert: self.db_sslrootcert.clone(),
         };
-        DatabaseUrl::parse(&self.database_url, &options).context("--database-url")
+        let url = DatabaseUrl::parse(&self.database_url, &options).context("--database-url")?;
+        if matches!(url, DatabaseUrl::Sqlite(_))
+            && (options.sslmode.is_some() || options.sslrootcert.is_some())
+        {
+            anyhow::bail!(
+                "--db-sslmode and --db-sslrootcert apply to PostgreSQL only, not to {url}"
+            );
+        }
+        Ok(url)
     }
 
     /// `--db-pool-size`, or the default for `url`'s kind of database: one connection per
