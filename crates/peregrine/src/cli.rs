@@ -3,8 +3,9 @@
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use peregrine_store::DatabaseUrl;
+use peregrine_store::{DatabaseUrl, PgOptions, SslMode};
 
 /// A fast users REST API on PostgreSQL or SQLite.
 #[derive(Debug, Parser)]
@@ -34,6 +35,24 @@ pub enum Command {
     Demo(DemoArgs),
     /// PgTune's PostgreSQL configuration for a host (this one with --detect).
     Tune(TuneArgs),
+    /// Check a running server: GET its health URL, exit 0 on 2xx (for container health
+    /// checks where there is no curl).
+    Health(HealthArgs),
+}
+
+/// `peregrine health`
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The URL to GET (http:// only).
+    #[arg(
+        long,
+        env = "PEREGRINE_HEALTH_URL",
+        default_value = "http://127.0.0.1:8000/healthz"
+    )]
+    pub url: String,
+    /// How long to wait for the answer.
+    #[arg(long, default_value = "3s")]
+    pub timeout: humantime::Duration,
 }
 
 /// `peregrine load`
@@ -110,7 +129,8 @@ pub enum LogFormat {
 /// Which database, and how to reach it.
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
-    /// sqlite://FILE (created if missing) or postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+    /// sqlite://FILE (created if missing) or postgres://USER:PASSWORD@HOST:PORT/DATABASE
+    /// (libpq's URL: postgresql:// too, ?sslmode=…&host=…; PGHOST, PGUSER… fill in the rest).
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -125,9 +145,35 @@ pub struct DatabaseArgs {
     /// How long to wait for the database to answer at start, e.g. 10s, 1m.
     #[arg(long, env = "PEREGRINE_DB_WAIT", default_value = "10s")]
     pub db_wait: humantime::Duration,
+    /// PostgreSQL TLS, as libpq's sslmode: disable, prefer, require, verify-ca, verify-full
+    /// [default: the URL's sslmode, else PGSSLMODE, else prefer]
+    #[arg(long, env = "PEREGRINE_DB_SSLMODE", value_name = "MODE")]
+    pub db_sslmode: Option<SslMode>,
+    /// PostgreSQL TLS: PEM file of the CA that signed the server's certificate, or `system`
+    /// for the OS's trusted roots [default: the URL's sslrootcert, else PGSSLROOTCERT]
+    #[arg(long, env = "PEREGRINE_DB_SSLROOTCERT", value_name = "FILE|system")]
+    pub db_sslrootcert: Option<String>,
 }
 
 impl DatabaseArgs {
+    /// `--database-url`, with `--db-sslmode`/`--db-sslrootcert` and then the `PG*`
+    /// environment filling in what it leaves out.
+    pub fn url(&self) -> anyhow::Result<DatabaseUrl> {
+        let options = PgOptions {
+            sslmode: self.db_sslmode,
+            sslrootcert: self.db_sslrootcert.clone(),
+        };
+        let url = DatabaseUrl::parse(&self.database_url, &options).context("--database-url")?;
+        if matches!(url, DatabaseUrl::Sqlite(_))
+            && (options.sslmode.is_some() || options.sslrootcert.is_some())
+        {
+            anyhow::bail!(
+                "--db-sslmode and --db-sslrootcert apply to PostgreSQL only, not to {url}"
+            );
+        }
+        Ok(url)
+    }
+
     /// `--db-pool-size`, or the default for `url`'s kind of database: one connection per
     /// server thread on PostgreSQL (measured fastest: every added connection is another
     /// backend process competing for the same cores), two reader threads on SQLite.

@@ -12,7 +12,7 @@ use crate::cli::{DatabaseArgs, SeedArgs};
 
 /// Opens the database, waits for it to answer and brings its schema up to date.
 pub async fn open_migrated(args: &DatabaseArgs) -> anyhow::Result<UserStore> {
-    let url: DatabaseUrl = args.database_url.parse().context("--database-url")?;
+    let url = args.url()?;
     open_url(&url, args.pool_size(&url), args.db_wait.into()).await
 }
 
@@ -23,12 +23,10 @@ pub async fn open_url(
     wait: Duration,
 ) -> anyhow::Result<UserStore> {
     let store = UserStore::open(url, connections)?;
-    store.wait_until_ready(wait).await.with_context(|| {
-        format!(
-            "cannot reach the database at {url} (waited {})",
-            humantime::format_duration(wait)
-        )
-    })?;
+    store
+        .wait_until_ready(wait)
+        .await
+        .with_context(|| format!("cannot connect to the database at {url}"))?;
     let report = store
         .migrate()
         .await

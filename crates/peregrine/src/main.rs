@@ -4,6 +4,7 @@
 mod cli;
 mod db;
 mod demo;
+mod health;
 mod load;
 mod serve;
 mod telemetry;
@@ -24,7 +25,7 @@ fn main() -> ExitCode {
     // Commands that print their own results log only warnings unless RUST_LOG says otherwise.
     let default_level = match cli.command {
         Command::Serve(_) | Command::Db { .. } => "info",
-        Command::Load(_) | Command::Demo(_) | Command::Tune(_) => "warn",
+        Command::Load(_) | Command::Demo(_) | Command::Tune(_) | Command::Health(_) => "warn",
     };
     telemetry::init(cli.log_format, default_level);
     raise_open_file_limit();
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
                 DbCommand::Seed(args) => db::seed(args).await,
             },
             Command::Tune(args) => tune::run(args).await,
+            Command::Health(args) => health::run(args).await,
             Command::Load(args) => return load::run(args).await,
             Command::Demo(args) => return demo::run(args).await,
         };

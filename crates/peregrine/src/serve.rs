@@ -18,11 +18,7 @@ use crate::db;
 /// own listener on the shared address (`SO_REUSEPORT`) and, on PostgreSQL, its own
 /// long-lived connections, so a request never leaves its thread. This is the first one.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let url: DatabaseUrl = args
-        .database
-        .database_url
-        .parse()
-        .context("--database-url")?;
+    let url = args.database.url()?;
     let store = Arc::new(
         db::open_url(
             &url,

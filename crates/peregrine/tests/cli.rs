@@ -108,15 +108,7 @@ impl Drop for Served {
 
 /// Runs `peregrine ARGS` to completion in `dir`: (status, stdout, stderr).
 fn run(dir: &Path, args: &[&str]) -> (ExitStatus, String, String) {
-    let out = Command::new(BINARY)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {BINARY}: {e}"));
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    (out.status, text(&out.stdout), text(&out.stderr))
+    run_env(dir, args, &[])
 }
 
 async fn get_json(url: &str) -> (u16, Value) {
@@ -292,7 +284,9 @@ fn unreachable_postgres_at_start_fails_after_db_wait_without_secrets() {
         started.elapsed()
     );
     assert!(
-        stderr.contains("cannot reach the database at postgres://app:***@127.0.0.1"),
+        stderr.contains("cannot connect to the database at postgres://app:***@127.0.0.1")
+            && stderr.contains("connection refused by 127.0.0.1:")
+            && stderr.contains("still failing after"),
         "{stderr}"
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
@@ -1058,4 +1052,335 @@ async fn db_init_says_what_it_applied_and_a_second_start_logs_no_notice() {
     );
     assert!(!second.contains("already exists"), "{second}");
     assert!(!second.contains("applied 1"), "{second}");
+}
+
+/// libpq's environment variables, cleared so that only the test's own apply.
+const PG_ENV: [&str; 8] = [
+    "PGHOST",
+    "PGPORT",
+    "PGUSER",
+    "PGPASSWORD",
+    "PGDATABASE",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGCONNECT_TIMEOUT",
+];
+
+/// [`run`] with exactly `env` among libpq's variables.
+fn run_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let mut command = Command::new(BINARY);
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL");
+    for name in PG_ENV {
+        command.env_remove(name);
+    }
+    let out = command
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {BINARY}: {e}"));
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status, text(&out.stdout), text(&out.stderr))
+}
+
+/// A database on the TLS cluster (owned by the password user) and the cluster's CA file.
+async fn tls_database() -> (String, String) {
+    let cluster = PgCluster::shared_tls();
+    let name = cluster.fresh_database_name().await;
+    (name, cluster.ca_file().display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_on_tls_with_verify_full_from_flags_uses_an_encrypted_connection() {
+    use peregrine_testkit::{TLS_PASSWORD, TLS_USER};
+    let cluster = PgCluster::shared_tls();
+    let (db, ca) = tls_database().await;
+    let url = format!(
+        "postgresql://{TLS_USER}:{TLS_PASSWORD}@localhost:{}/{db}?application_name=peregrine-tls-e2e",
+        cluster.port()
+    );
+    let dir = temp_dir();
+    let server = Served::start(
+        dir.path(),
+        &[
+            "--database-url",
+            &url,
+            "--db-sslmode",
+            "verify-full",
+            "--db-sslrootcert",
+            &ca,
+            "--seed",
+            "3",
+            "--workers",
+            "1",
+        ],
+    );
+    let (status, users) = get_json(&server.url("/users/")).await;
+    assert_eq!(status, 200);
+    assert_eq!(users.as_array().map(Vec::len), Some(3));
+    let (status, _) = get_json(&server.url("/readyz")).await;
+    assert_eq!(status, 200);
+    let admin = cluster.admin().await;
+    let row = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity JOIN pg_stat_ssl USING (pid) \
+             WHERE application_name = 'peregrine-tls-e2e' AND ssl",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        row.get::<_, i64>(0) >= 1,
+        "no TLS connection named by application_name"
+    );
+    let logs = server.logs();
+    assert!(logs.contains("sslmode=verify-full"), "{logs}");
+    assert!(!logs.contains(TLS_PASSWORD), "{logs}");
+}
+
+#[tokio::test]
+async fn db_init_reads_the_url_forms_users_paste() {
+    let cluster = PgCluster::shared_tls();
+    let (db, ca) = tls_database().await;
+    // A password full of URL delimiters, percent-encoded as libpq expects.
+    let admin = cluster.admin().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE paste_{db} LOGIN PASSWORD 'p@ss:w/rd%20?'; ALTER DATABASE {db} OWNER TO paste_{db}"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let port = cluster.port().to_string();
+    let url = format!(
+        "postgresql://paste_{db}:p%40ss%3Aw%2Frd%2520%3F@localhost:{port}/{db}?sslmode=verify-full&sslrootcert={ca}&connect_timeout=3&application_name=pasted"
+    );
+    let dir = temp_dir();
+    let (status, _, stderr) = run_env(dir.path(), &["db", "init", "--database-url", &url], &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("p@ss") && !stderr.contains("p%40ss"),
+        "{stderr}"
+    );
+
+    // `options` reaches the server: in a read-only session, migrating fails.
+    let read_only = format!("{url}&options=-c%20default_transaction_read_only%3Don");
+    let (status, _, stderr) = run_env(
+        dir.path(),
+        &["db", "init", "--database-url", &read_only],
+        &[],
+    );
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("read-only transaction"), "{stderr}");
+
+    // What the URL leaves out comes from libpq's environment variables.
+    let (db, _) = tls_database().await;
+    let (status, _, stderr) = run_env(
+        dir.path(),
+        &["db", "init", "--database-url", "postgres://"],
+        &[
+            ("PGHOST", "localhost"),
+            ("PGPORT", &port),
+            ("PGUSER", peregrine_testkit::TLS_USER),
+            ("PGPASSWORD", peregrine_testkit::TLS_PASSWORD),
+            ("PGDATABASE", &db),
+            ("PGSSLMODE", "verify-full"),
+            ("PGSSLROOTCERT", &ca),
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "postgres://app:***@localhost:{port}/{db}?sslmode=verify-full"
+        )),
+        "{stderr}"
+    );
+
+    // libpq's keyword/value form, as some providers show it.
+    let (db, _) = tls_database().await;
+    let keywords = format!(
+        "host=localhost port={port} dbname={db} user={} password='{}' sslmode=verify-full sslrootcert={ca}",
+        peregrine_testkit::TLS_USER,
+        peregrine_testkit::TLS_PASSWORD
+    );
+    let (status, _, stderr) = run_env(
+        dir.path(),
+        &["db", "init", "--database-url", &keywords],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        !stderr.contains(peregrine_testkit::TLS_PASSWORD),
+        "{stderr}"
+    );
+
+    // host= naming a Unix socket directory, as in libpq's documentation.
+    let plain = PgCluster::shared();
+    let socket_db = plain.fresh_database_name().await;
+    let url = format!(
+        "postgres://postgres@/{socket_db}?host={}&port={}",
+        plain.socket_dir().display(),
+        plain.port()
+    );
+    let (status, _, stderr) = run_env(dir.path(), &["db", "init", "--database-url", &url], &[]);
+    assert!(status.success(), "{stderr}");
+}
+
+/// Each connection failure says what happened and what to do, at once when waiting cannot
+/// help, and never shows the password.
+#[tokio::test]
+async fn connection_failures_name_the_cause_and_do_not_wait_when_waiting_cannot_help() {
+    use peregrine_testkit::{TLS_PASSWORD, TLS_USER};
+    let tls = PgCluster::shared_tls();
+    let plain = PgCluster::shared();
+    let (db, ca) = tls_database().await;
+    let plain_db = plain.fresh_database_name().await;
+    let (tls_port, plain_port) = (tls.port(), plain.port());
+    let cases = [
+        (
+            format!("postgres://{TLS_USER}:wrong-pw-123@localhost:{tls_port}/{db}"),
+            vec!["authentication failed", "check the user name and password"],
+        ),
+        (
+            format!("postgres://{TLS_USER}:{TLS_PASSWORD}@localhost:{tls_port}/nodb_here"),
+            vec![
+                "database \"nodb_here\" does not exist",
+                "createdb nodb_here",
+            ],
+        ),
+        (
+            format!(
+                "postgres://{TLS_USER}:{TLS_PASSWORD}@localhost:{tls_port}/{db}?sslmode=disable"
+            ),
+            vec!["TLS required", "use sslmode=require or stronger"],
+        ),
+        (
+            format!(
+                "postgres://{TLS_USER}:{TLS_PASSWORD}@127.0.0.1:{tls_port}/{db}?sslmode=verify-full&sslrootcert={ca}"
+            ),
+            vec!["not valid for host 127.0.0.1", "or use sslmode=verify-ca"],
+        ),
+        (
+            format!(
+                "postgres://postgres:{TLS_PASSWORD}@127.0.0.1:{plain_port}/{plain_db}?sslmode=require"
+            ),
+            vec![
+                "TLS required but the server at 127.0.0.1",
+                "does not offer it",
+                "sslmode=prefer",
+            ],
+        ),
+        (
+            format!("postgres://:{TLS_PASSWORD}@127.0.0.1:{plain_port}/{plain_db}"),
+            vec!["names no user", "PGUSER"],
+        ),
+        (
+            "peregrine.db".to_owned(),
+            vec!["--database-url", "write sqlite://peregrine.db"],
+        ),
+    ];
+    let dir = temp_dir();
+    for (url, expected) in cases {
+        let started = Instant::now();
+        let (status, _, stderr) = run_env(
+            dir.path(),
+            &["serve", "--database-url", &url, "--db-wait", "60s"],
+            &[],
+        );
+        assert_eq!(status.code(), Some(1), "{url}: {stderr}");
+        // Far less than --db-wait, with room for a loaded machine (SCRAM's key derivation
+        // is slow in a debug build).
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{url}: took {:?}",
+            started.elapsed()
+        );
+        for part in expected {
+            assert!(stderr.contains(part), "{url}: lacks {part:?}: {stderr}");
+        }
+        assert!(
+            !stderr.contains("still failing") && !stderr.contains("waited"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("waiting") && !stderr.contains("not ready"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains(TLS_PASSWORD) && !stderr.contains("wrong-pw"),
+            "{stderr}"
+        );
+    }
+    let (status, _, stderr) = run_env(dir.path(), &["db", "init", "--db-sslmode", "require"], &[]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("apply to PostgreSQL only"), "{stderr}");
+    assert!(!dir.path().join("peregrine.db").exists());
+}
+
+/// A host name with a label longer than DNS allows fails in the resolver itself, so this
+/// sends no query off the machine.
+#[test]
+fn an_unresolvable_host_is_named_as_such() {
+    let host = format!("{}.invalid", "x".repeat(70));
+    let url = format!("postgres://app:hunter2@{host}:5432/app");
+    let dir = temp_dir();
+    let (status, _, stderr) = run_env(
+        dir.path(),
+        &["serve", "--database-url", &url, "--db-wait", "1s"],
+        &[],
+    );
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("no such host") && stderr.contains(&host),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+/// The container image's HEALTHCHECK: `peregrine health` (the runtime image has no curl).
+#[test]
+fn health_exits_0_only_when_the_server_answers_2xx() {
+    let dir = temp_dir();
+    let server = Served::start(dir.path(), &[]);
+    let (status, _, stderr) = run(dir.path(), &["health", "--url", &server.url("/healthz")]);
+    assert!(status.success(), "{stderr}");
+    let (status, _, stderr) = run(dir.path(), &["health", "--url", &server.url("/nope")]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("answered 404"), "{stderr}");
+    let closed = format!("http://127.0.0.1:{}/healthz", free_port());
+    let (status, _, stderr) = run(dir.path(), &["health", "--url", &closed]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("cannot GET"), "{stderr}");
+    let (status, _, stderr) = run(dir.path(), &["health", "--url", "https://x/healthz"]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("--url"), "{stderr}");
+}
+
+/// A server that accepts the TCP connection and then says nothing is given up on after
+/// connect_timeout, which covers the whole handshake, not only opening the socket.
+#[test]
+fn a_silent_server_is_given_up_on_after_connect_timeout() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = silent.local_addr().map(|a| a.port()).unwrap_or_default();
+    let url = format!("postgres://app:hunter2@127.0.0.1:{port}/app?connect_timeout=1");
+    let dir = temp_dir();
+    let started = Instant::now();
+    let (status, _, stderr) = run_env(
+        dir.path(),
+        &["db", "init", "--database-url", &url, "--db-wait", "1s"],
+        &[],
+    );
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        stderr.contains(&format!("no answer from 127.0.0.1:{port} within 1s")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    drop(silent);
 }

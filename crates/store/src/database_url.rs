@@ -5,20 +5,31 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::StoreError;
+use crate::pg_config::{self, PgConfig, PgOptions};
 
-/// A parsed `--database-url`: `sqlite://FILE` or `postgres://user:pass@host:port/db`.
+/// A parsed `--database-url`: `sqlite://FILE`, or PostgreSQL's libpq forms (a
+/// `postgres://` or `postgresql://` URL, or `host=… dbname=…`; see [`PgConfig`]).
 #[derive(Clone)]
 pub enum DatabaseUrl {
     /// An SQLite file, created when missing.
     Sqlite(PathBuf),
     /// A PostgreSQL server; the config keeps the password, `Display` hides it.
-    Postgres(Box<tokio_postgres::Config>),
+    Postgres(Box<PgConfig>),
 }
 
+/// Reads the URL with the process's `PG*` environment and no flags.
 impl FromStr for DatabaseUrl {
     type Err = StoreError;
 
     fn from_str(url: &str) -> Result<Self, StoreError> {
+        Self::parse(url, &PgOptions::default())
+    }
+}
+
+impl DatabaseUrl {
+    /// Reads `url`; for PostgreSQL, `options` (flags) and then the `PG*` environment fill in
+    /// what the URL leaves out, as libpq does.
+    pub fn parse(url: &str, options: &PgOptions) -> Result<Self, StoreError> {
         if let Some(path) = url.strip_prefix("sqlite://") {
             let path = path.split('?').next().unwrap_or_default();
             if path.is_empty() {
@@ -28,29 +39,35 @@ impl FromStr for DatabaseUrl {
             }
             return Ok(Self::Sqlite(PathBuf::from(path)));
         }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            // The parser's own message never echoes the URL, so no password can leak here.
-            let config = tokio_postgres::Config::from_str(url).map_err(|err| {
-                StoreError::Config(format!("invalid PostgreSQL database URL: {err}"))
-            })?;
+        if pg_config::is_url(url) || pg_config::is_keyword_form(url) {
+            let env = |name: &str| std::env::var(name).ok();
+            let config = PgConfig::parse(url, options, &env)?;
             return Ok(Self::Postgres(Box::new(config)));
         }
-        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
-        Err(StoreError::Config(format!(
-            "unsupported database URL scheme {scheme:?}: use sqlite://FILE or postgres://USER:PASSWORD@HOST:PORT/DATABASE"
-        )))
+        Err(StoreError::Config(scheme_advice(url)))
     }
+}
+
+/// What to write instead of a URL with a missing or unknown scheme; never echoes what may
+/// be a password.
+fn scheme_advice(url: &str) -> String {
+    const FORMS: &str = "use sqlite://FILE or postgres://USER:PASSWORD@HOST:PORT/DATABASE";
+    if let Some((scheme, _)) = url.split_once("://") {
+        return format!("unsupported database URL scheme {scheme:?}: {FORMS}");
+    }
+    if url.contains('@') {
+        return format!("the database URL has no scheme: {FORMS}");
+    }
+    format!(
+        "the database URL {url:?} has no scheme: for an SQLite file write sqlite://{url}, for PostgreSQL postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+    )
 }
 
 impl DatabaseUrl {
     /// The same server with another database name (PostgreSQL); `None` for SQLite.
     pub fn with_database(&self, name: &str) -> Option<Self> {
         match self {
-            Self::Postgres(config) => {
-                let mut config = config.clone();
-                config.dbname(name);
-                Some(Self::Postgres(config))
-            }
+            Self::Postgres(config) => Some(Self::Postgres(Box::new(config.with_database(name)))),
             Self::Sqlite(_) => None,
         }
     }
@@ -60,33 +77,7 @@ impl fmt::Display for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
-            Self::Postgres(config) => {
-                f.write_str("postgres://")?;
-                if let Some(user) = config.get_user() {
-                    write!(f, "{user}")?;
-                    if config.get_password().is_some() {
-                        f.write_str(":***")?;
-                    }
-                    f.write_str("@")?;
-                }
-                let hosts = config.get_hosts();
-                let ports = config.get_ports();
-                for (i, host) in hosts.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(",")?;
-                    }
-                    match host {
-                        tokio_postgres::config::Host::Tcp(name) => f.write_str(name)?,
-                        tokio_postgres::config::Host::Unix(path) => {
-                            write!(f, "[{}]", path.display())?;
-                        }
-                    }
-                    if let Some(port) = ports.get(i).or(ports.first()) {
-                        write!(f, ":{port}")?;
-                    }
-                }
-                write!(f, "/{}", config.get_dbname().unwrap_or_default())
-            }
+            Self::Postgres(config) => write!(f, "{config}"),
         }
     }
 }
@@ -140,10 +131,26 @@ mod tests {
             .parse::<DatabaseUrl>()
             .err();
         let text = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(text.starts_with("invalid port \"notaport\""), "{text}");
+        assert!(!text.contains("hunter2"), "{text}");
+        let text = "app:hunter2@db/x"
+            .parse::<DatabaseUrl>()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(
-            text.starts_with("invalid PostgreSQL database URL"),
+            text.contains("has no scheme") && !text.contains("hunter2"),
             "{text}"
         );
-        assert!(!text.contains("hunter2"), "{text}");
+    }
+
+    #[test]
+    fn a_bare_file_name_suggests_sqlite() {
+        let text = "peregrine.db"
+            .parse::<DatabaseUrl>()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(text.contains("write sqlite://peregrine.db"), "{text}");
     }
 }

@@ -6,6 +6,8 @@ mod database_url;
 mod error;
 mod migrations;
 mod model;
+mod pg_config;
+mod pg_connect;
 mod postgres;
 mod seed;
 mod sqlite;
@@ -16,6 +18,7 @@ pub use database_url::DatabaseUrl;
 pub use error::StoreError;
 pub use migrations::MigrationReport;
 pub use model::{InvalidUserId, InvalidUsername, Page, USERNAME_MAX_CHARS, User, UserId, Username};
+pub use pg_config::{PgConfig, PgOptions, SslMode};
 pub use postgres::PostgresStore;
 pub use seed::Progress;
 pub use sqlite::SqliteStore;
@@ -130,10 +133,14 @@ impl UserStore {
     }
 
     /// Waits until the database accepts connections (the schema may not exist yet),
-    /// retrying while it is unavailable, for at most `wait`.
+    /// retrying while it is unavailable, for at most `wait`. A failure that waiting cannot
+    /// fix (a wrong password, no such database, a TLS mismatch) returns at once; one line is
+    /// logged per distinct cause, not per retry.
     pub async fn wait_until_ready(&self, wait: Duration) -> Result<(), StoreError> {
-        let deadline = Instant::now() + wait;
+        let started = Instant::now();
+        let deadline = started + wait;
         let mut delay = Duration::from_millis(50);
+        let mut logged: Option<String> = None;
         loop {
             let answered = match self {
                 Self::Postgres(store) => store.probe().await,
@@ -142,9 +149,18 @@ impl UserStore {
             };
             match answered {
                 Err(StoreError::Unavailable(reason)) if Instant::now() + delay < deadline => {
-                    tracing::info!(%reason, "waiting for the database");
+                    if logged.as_ref() != Some(&reason) {
+                        tracing::info!(%reason, wait = ?wait, "database not ready; retrying");
+                        logged = Some(reason);
+                    }
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                Err(StoreError::Unavailable(reason)) if logged.is_some() => {
+                    return Err(StoreError::Unavailable(format!(
+                        "{reason} (still failing after {:.1}s of retries; --db-wait sets how long to wait)",
+                        started.elapsed().as_secs_f64()
+                    )));
                 }
                 other => return other,
             }

@@ -9,16 +9,16 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwapOption;
 use futures_util::{SinkExt, TryStreamExt};
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, NoTls, Row, Statement};
+use tokio_postgres::{Client, Row, Statement};
 
 use crate::migrations::{self, MigrationReport};
+use crate::pg_config::PgConfig;
+use crate::pg_connect;
 use crate::seed::{self, Progress};
 use crate::{Page, StoreError, User, UserId, UserSink, Username};
 
 /// How long a failed reconnect makes a slot answer "unavailable" at once instead of retrying.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
-/// Connect timeout used when the URL sets none.
-const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Seeding reads the names already taken up front in tables of at most this many rows
 /// (a few bytes of memory each), and asks per batch in larger ones.
 const PRELOAD_NAMES_UP_TO: i64 = 5_000_000;
@@ -27,7 +27,7 @@ const MIGRATION_LOCK: i64 = 0x7065_7265_6772_696e; // "peregrin"
 
 /// The PostgreSQL user store.
 pub struct PostgresStore {
-    config: tokio_postgres::Config,
+    config: PgConfig,
     slots: Box<[Slot]>,
     next: AtomicUsize,
     started: Instant,
@@ -53,13 +53,7 @@ struct Connection {
 
 impl PostgresStore {
     /// A store for `config` with `connections` shared connections, opened on first use.
-    pub fn new(mut config: tokio_postgres::Config, connections: usize) -> Self {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
-        if config.get_application_name().is_none() {
-            config.application_name("peregrine");
-        }
+    pub fn new(config: PgConfig, connections: usize) -> Self {
         let slots = (0..connections.max(1))
             .map(|_| Slot {
                 live: ArcSwapOption::empty(),
@@ -181,8 +175,12 @@ impl PostgresStore {
     }
 
     /// Succeeds when the server accepts a connection, whether or not the schema exists yet.
+    /// A failure that waiting cannot fix (authentication, no such database, TLS mismatch)
+    /// is a [`StoreError::Config`]; one that may pass is [`StoreError::Unavailable`].
     pub async fn probe(&self) -> Result<(), StoreError> {
-        let client = connect_raw(&self.config).await?;
+        let client = pg_connect::connect(&self.config)
+            .await
+            .map_err(pg_connect::ConnectFailure::into_startup_error)?;
         client.simple_query("").await?;
         Ok(())
     }
@@ -342,7 +340,7 @@ impl PostgresStore {
 }
 
 impl Connection {
-    async fn open(config: &tokio_postgres::Config) -> Result<Self, StoreError> {
+    async fn open(config: &PgConfig) -> Result<Self, StoreError> {
         let client = connect_raw(config).await?;
         let (list, get, insert, rename, delete) = tokio::try_join!(
             client.prepare_typed(
@@ -397,15 +395,9 @@ async fn copy_names(
     Ok(sink.finish().await?)
 }
 
-/// Opens one connection and drives it on a task of its own.
-async fn connect_raw(config: &tokio_postgres::Config) -> Result<Client, StoreError> {
-    let (client, connection) = config.connect(NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::warn!(error = %err, "PostgreSQL connection closed");
-        }
-    });
-    Ok(client)
+/// Opens one connection (TLS as the sslmode says) and drives it on a task of its own.
+async fn connect_raw(config: &PgConfig) -> Result<Client, StoreError> {
+    Ok(pg_connect::connect(config).await?)
 }
 
 /// `name` quoted as an SQL identifier, accepting only letters, digits and underscores.

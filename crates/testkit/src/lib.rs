@@ -1,9 +1,11 @@
 //! Test support for Peregrine: private PostgreSQL clusters that tests start and stop
-//! themselves (initdb into a temp dir, a free port, the socket in that dir), fresh databases
+//! themselves (initdb into a temp dir, a free port, the socket in that dir; optionally with
+//! TLS and a CA made for it), fresh databases
 //! in them, and tiny HTTP servers for the load generator's tests. A dev-dependency only.
 
 mod http;
 mod postgres;
+mod tls;
 
 pub use http::{Behavior, TinyServer};
-pub use postgres::{PgCluster, connect, free_port};
+pub use postgres::{PgCluster, TLS_PASSWORD, TLS_USER, connect, free_port};

@@ -1,6 +1,7 @@
-//! A private PostgreSQL cluster in a temp dir. As root, PostgreSQL's binaries run as the
-//! `postgres` OS user (PostgreSQL refuses root). A watchdog process stops the cluster and
-//! removes its files when the test process ends, however it ends.
+//! A private PostgreSQL cluster in a temp dir, plain or with TLS (a CA and a server
+//! certificate made for it). As root, PostgreSQL's binaries run as the `postgres` OS user
+//! (PostgreSQL refuses root). A watchdog process stops the cluster and removes its files
+//! when the test process ends, however it ends.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -8,15 +9,24 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::tls;
+
+/// The password-authenticated role of a TLS cluster.
+pub const TLS_USER: &str = "app";
+/// [`TLS_USER`]'s password.
+pub const TLS_PASSWORD: &str = "app-s3cret-pw";
+
 /// A running private PostgreSQL cluster; dropping it stops it and deletes its files.
 pub struct PgCluster {
     root: tempfile::TempDir,
     bindir: PathBuf,
     port: u16,
     as_postgres_user: bool,
+    tls: bool,
 }
 
 static SHARED: OnceLock<PgCluster> = OnceLock::new();
+static SHARED_TLS: OnceLock<PgCluster> = OnceLock::new();
 static DATABASES: AtomicU32 = AtomicU32::new(0);
 
 impl PgCluster {
@@ -30,8 +40,45 @@ impl PgCluster {
         })
     }
 
+    /// The TLS cluster shared by every test of this test binary ([`PgCluster::start_tls`]).
+    pub fn shared_tls() -> &'static PgCluster {
+        SHARED_TLS.get_or_init(|| match Self::start_tls() {
+            Ok(cluster) => cluster,
+            Err(err) => panic!("cannot start a private PostgreSQL cluster with TLS: {err}"),
+        })
+    }
+
     /// Creates and starts a new cluster of this test's own (for tests that stop it).
     pub fn start() -> Result<Self, String> {
+        Self::start_with(false)
+    }
+
+    /// Creates and starts a cluster with `ssl=on` and a certificate for `localhost` (not for
+    /// `127.0.0.1`) signed by a CA made for it ([`PgCluster::ca_file`]). Over TCP it lets
+    /// clients in only over TLS and with a password: the role [`TLS_USER`] with
+    /// [`TLS_PASSWORD`] (CREATEDB). The Unix socket stays open to `postgres` without one.
+    pub fn start_tls() -> Result<Self, String> {
+        let cluster = Self::start_with(true)?;
+        run(cluster
+            .command("psql")
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(cluster.root.path())
+            .args([
+                "-p",
+                &cluster.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+            ])
+            .arg(format!(
+                "CREATE ROLE {TLS_USER} LOGIN CREATEDB PASSWORD '{TLS_PASSWORD}'"
+            )))?;
+        Ok(cluster)
+    }
+
+    fn start_with(tls: bool) -> Result<Self, String> {
         let bindir = find_bindir()?;
         let as_postgres_user = is_root();
         let root = tempfile::Builder::new()
@@ -48,6 +95,7 @@ impl PgCluster {
             bindir,
             port: 0,
             as_postgres_user,
+            tls,
         };
         let data = cluster.data_dir();
         run(cluster
@@ -55,6 +103,9 @@ impl PgCluster {
             .args(["--auth=trust", "--username=postgres", "--encoding=UTF8"])
             .args(["--locale=C", "--no-sync", "--no-instructions", "-D"])
             .arg(&data))?;
+        if tls {
+            cluster.write_tls_files()?;
+        }
         cluster.spawn_watchdog()?;
         let mut last_error = String::new();
         for _ in 0..3 {
@@ -77,18 +128,59 @@ impl PgCluster {
         format!("postgres://postgres@127.0.0.1:{}/{dbname}", self.port)
     }
 
+    /// The PEM file of the CA that signed a TLS cluster's server certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.root.path().join("ca.crt")
+    }
+
+    /// The PEM file of another CA, which signed nothing this cluster presents.
+    pub fn other_ca_file(&self) -> PathBuf {
+        self.root.path().join("other-ca.crt")
+    }
+
+    /// The directory holding the cluster's Unix socket.
+    pub fn socket_dir(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// A connection as `postgres` over the Unix socket (no password, no TLS needed).
+    pub async fn admin(&self) -> tokio_postgres::Client {
+        let connected = tokio_postgres::Config::new()
+            .host_path(self.root.path())
+            .port(self.port)
+            .user("postgres")
+            .dbname("postgres")
+            .connect(tokio_postgres::NoTls)
+            .await;
+        match connected {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                client
+            }
+            Err(err) => panic!("cannot connect to the cluster's socket: {err}"),
+        }
+    }
+
     /// Creates a new empty database with a unique name and returns its URL.
     pub async fn fresh_database(&self) -> String {
+        let name = self.fresh_database_name().await;
+        self.url(&name)
+    }
+
+    /// Creates a new empty database with a unique name (owned by [`TLS_USER`] on a TLS
+    /// cluster) and returns the name.
+    pub async fn fresh_database_name(&self) -> String {
         let n = DATABASES.fetch_add(1, Ordering::Relaxed);
         let name = format!("test_{}_{n}", std::process::id());
-        let client = connect(&self.url("postgres")).await;
+        let owner = if self.tls { TLS_USER } else { "postgres" };
+        let client = self.admin().await;
         if let Err(err) = client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .batch_execute(&format!("CREATE DATABASE {name} OWNER {owner}"))
             .await
         {
             panic!("cannot create database {name}: {err}");
         }
-        self.url(&name)
+        name
     }
 
     /// Stops the server (fast shutdown: clients are disconnected).
@@ -101,12 +193,19 @@ impl PgCluster {
 
     /// Starts the server again on the same port after [`PgCluster::stop`].
     pub fn start_again(&self) -> Result<(), String> {
-        let options = format!(
+        let mut options = format!(
             "-p {} -h 127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=300",
             self.port,
             self.root.path().display()
         );
+        if self.tls {
+            options.push_str(&format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                self.root.path().join("server.crt").display(),
+                self.root.path().join("server.key").display()
+            ));
+        }
         let started = run(self
             .command("pg_ctl")
             .args(["start", "-w", "-t", "60", "-o", &options, "-l"])
@@ -121,6 +220,40 @@ impl PgCluster {
 
     fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")
+    }
+
+    /// Writes the CAs, the server's certificate and key, and a pg_hba.conf that admits TCP
+    /// clients only over TLS with a password.
+    fn write_tls_files(&self) -> Result<(), String> {
+        let (ca, server_cert, server_key) =
+            tls::server_certificate("Peregrine test CA", "localhost")?;
+        let (other_ca, _, _) = tls::server_certificate("Another test CA", "localhost")?;
+        let hba = "local all all trust\n\
+                   hostssl all all 127.0.0.1/32 scram-sha-256\n\
+                   hostssl all all ::1/128 scram-sha-256\n";
+        let files = [
+            (self.ca_file(), ca),
+            (self.other_ca_file(), other_ca),
+            (self.root.path().join("server.crt"), server_cert),
+            (self.root.path().join("server.key"), server_key),
+            (self.data_dir().join("pg_hba.conf"), hba.to_owned()),
+        ];
+        for (path, text) in files {
+            std::fs::write(&path, text)
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            // PostgreSQL refuses a key others can read.
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+            if self.as_postgres_user {
+                run(Command::new("chown").arg("postgres:postgres").arg(&path))?;
+            }
+        }
+        // The tests read the CA files: they need no secrecy.
+        for path in [self.ca_file(), self.other_ca_file()] {
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+                .map_err(|e| format!("cannot chmod {}: {e}", path.display()))?;
+        }
+        Ok(())
     }
 
     /// A command for one of PostgreSQL's programs, as the `postgres` user when we are root.
