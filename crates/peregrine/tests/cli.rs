@@ -45,13 +45,15 @@ impl Served {
                 .flat_map(BufRead::lines)
             {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let address = rest.split(['"', ' ']).next().unwrap_or_default();
-                    let _ = address_tx.send(address.to_owned());
-                }
+                // Stored before the address is announced, so a test that starts once the
+                // server listens always finds the "listening" line in the logs.
                 if let Ok(mut logs) = sink.lock() {
                     logs.push_str(&line);
                     logs.push('\n');
+                }
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let address = rest.split(['"', ' ']).next().unwrap_or_default();
+                    let _ = address_tx.send(address.to_owned());
                 }
             }
         });
