@@ -11,7 +11,7 @@ use crate::cli::{DatabaseArgs, SeedArgs};
 
 /// Opens the database, waits for it to answer and brings its schema up to date.
 pub async fn open_migrated(args: &DatabaseArgs) -> anyhow::Result<UserStore> {
-    let url: DatabaseUrl = args.database_url.parse().context("--database-url")?;
+    let url = args.url()?;
     open_url(&url, args.pool_size(&url), args.db_wait.into()).await
 }
 
@@ -39,6 +39,24 @@ pub async fn open_url(
         "database schema is current"
     );
     Ok(store)
+}
+
+/// The store of serving worker `worker`: SQLite's store has its own threads and is shared
+/// by all workers; on PostgreSQL each worker but the first (which has `first`) gets
+/// connections of its own, so that a request never leaves its thread.
+pub fn worker_store(
+    first: &Arc<UserStore>,
+    url: &DatabaseUrl,
+    worker: usize,
+    connections: usize,
+    timeout: Duration,
+) -> Result<Arc<UserStore>, peregrine_store::StoreError> {
+    Ok(match (url, worker) {
+        (DatabaseUrl::Sqlite(_), _) | (_, 0) => Arc::clone(first),
+        (DatabaseUrl::Postgres(_), _) => {
+            Arc::new(UserStore::open(url, connections)?.with_timeout(timeout))
+        }
+    })
 }
 
 /// `db init`: creates the schema if missing.

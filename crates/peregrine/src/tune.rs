@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use peregrine_store::{DatabaseUrl, PostgresStore};
+use peregrine_store::{DatabaseUrl, PostgresAdmin};
 use peregrine_tune::{
     DataSize, InputError, Memory, MemoryUnit, Os, Recommendation, TuneInput, recommend,
 };
@@ -180,7 +180,7 @@ async fn server_version(url: &str) -> Option<u32> {
         tracing::warn!("--database-url is not a PostgreSQL URL; not asking it for a version");
         return None;
     };
-    let store = PostgresStore::new(*config, 1);
+    let store = PostgresAdmin::new(*config);
     match store.server_major_version().await {
         Ok(version) => Some(version),
         Err(err) => {

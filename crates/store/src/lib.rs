@@ -13,10 +13,10 @@ mod sqlite;
 use std::time::{Duration, Instant};
 
 pub use database_url::DatabaseUrl;
-pub use error::StoreError;
+pub use error::{BoxError, StoreError, error_chain};
 pub use migrations::MigrationReport;
 pub use model::{InvalidUserId, InvalidUsername, Page, USERNAME_MAX_CHARS, User, UserId, Username};
-pub use postgres::PostgresStore;
+pub use postgres::{DEFAULT_DB_TIMEOUT, PostgresAdmin, PostgresStore};
 pub use seed::Progress;
 pub use sqlite::SqliteStore;
 
@@ -67,6 +67,17 @@ impl UserStore {
             }
             DatabaseUrl::Sqlite(path) => Self::Sqlite(SqliteStore::open(path, connections)?),
         })
+    }
+
+    /// Sets the deadline of every call that serves a request (default
+    /// [`DEFAULT_DB_TIMEOUT`]); past it the call is [`StoreError::Unavailable`]. Migrations
+    /// and seeding are not bounded by it.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        match &mut self {
+            Self::Postgres(store) => store.set_timeout(timeout),
+            Self::Sqlite(store) => store.set_timeout(timeout),
+        }
+        self
     }
 
     /// The backend's name, for logs: `postgres` or `sqlite`.
@@ -141,8 +152,8 @@ impl UserStore {
                 Self::Sqlite(_) => Ok(()),
             };
             match answered {
-                Err(StoreError::Unavailable(reason)) if Instant::now() + delay < deadline => {
-                    tracing::info!(%reason, "waiting for the database");
+                Err(err @ StoreError::Unavailable { .. }) if Instant::now() + delay < deadline => {
+                    tracing::info!(reason = %error_chain(&err), "waiting for the database");
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(1));
                 }

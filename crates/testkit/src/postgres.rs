@@ -99,6 +99,28 @@ impl PgCluster {
             .arg(self.data_dir()))
     }
 
+    /// Freezes the server with SIGSTOP (the postmaster and every backend): it keeps its
+    /// sockets open but answers nothing, like a hung host. [`PgCluster::thaw`] resumes it.
+    pub fn freeze(&self) -> Result<(), String> {
+        self.signal_all("STOP")
+    }
+
+    /// Resumes a server that [`PgCluster::freeze`] stopped.
+    pub fn thaw(&self) -> Result<(), String> {
+        self.signal_all("CONT")
+    }
+
+    /// Sends `signal` to the postmaster and all its children.
+    fn signal_all(&self, signal: &str) -> Result<(), String> {
+        let pid_file = self.data_dir().join("postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file)
+            .map_err(|e| format!("cannot read {}: {e}", pid_file.display()))?;
+        let postmaster = text.lines().next().unwrap_or_default().trim().to_owned();
+        let mut pids = children_of(&postmaster);
+        pids.push(postmaster);
+        run(Command::new("kill").arg(format!("-{signal}")).args(&pids))
+    }
+
     /// Starts the server again on the same port after [`PgCluster::stop`].
     pub fn start_again(&self) -> Result<(), String> {
         let options = format!(
@@ -221,6 +243,28 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// The pids of the processes whose parent is `parent`, read from /proc.
+fn children_of(parent: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.to_owned();
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // "pid (comm) state ppid …": the command may hold spaces, so split after ')'.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .to_owned();
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.
