@@ -1,5 +1,9 @@
 //! The real `peregrine` binary, driven as a user would: serve, db init, db seed, signals,
 //! and the errors a user sees.
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of a test binary: a failed step should fail the test"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,13 +26,17 @@ struct Served {
 impl Served {
     /// Starts `peregrine serve ARGS --bind 127.0.0.1:0` in `dir` and waits until it listens.
     fn start(dir: &Path, args: &[&str]) -> Self {
+        Self::start_with(dir, &[args, &["--bind", "127.0.0.1:0"]].concat(), "info")
+    }
+
+    /// Starts `peregrine serve ARGS` with RUST_LOG=`log` and waits until it listens.
+    fn start_with(dir: &Path, args: &[&str], log: &str) -> Self {
         let mut child = Command::new(BINARY)
             .arg("serve")
             .args(args)
-            .args(["--bind", "127.0.0.1:0"])
             .current_dir(dir)
             .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -219,31 +227,27 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
     let mut server = Served::start(dir.path(), &["--database-url", &url, "--seed", "3"]);
     // Hold a lock that makes the next read wait, so a request is surely in flight.
     let mut locker = peregrine_testkit::connect(&url).await;
-    let lock = locker.transaction().await.unwrap_or_else(|e| panic!("{e}"));
+    let lock = locker.transaction().await.unwrap();
     lock.batch_execute("LOCK TABLE orguser IN ACCESS EXCLUSIVE MODE")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let in_flight = tokio::spawn(get_json_owned(server.url("/users/")));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !in_flight.is_finished(),
-        "the request should be waiting for the lock"
-    );
+    wait_for_a_lock_waiter(&lock).await;
 
     server.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let refused = reqwest::Client::new()
-        .get(server.url("/healthz"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await;
-    assert!(
-        refused.is_err(),
-        "a stopping server must not accept new connections"
-    );
+    // Without a grace period the listener closes at once.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(server.base.trim_start_matches("http://")).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "a stopping server must not accept new connections"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!in_flight.is_finished());
 
-    lock.rollback().await.unwrap_or_else(|e| panic!("{e}"));
-    let (status, users) = in_flight.await.unwrap_or_else(|e| panic!("{e}"));
+    lock.rollback().await.unwrap();
+    let (status, users) = in_flight.await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(users.as_array().map(Vec::len), Some(3));
     assert_eq!(
@@ -252,6 +256,189 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
         "{}",
         server.logs()
     );
+}
+
+/// Waits until some session of the database waits for a lock.
+async fn wait_for_a_lock_waiter(session: &tokio_postgres::Transaction<'_>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = session
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no request waits for the lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// SIGTERM as a load balancer needs it: /readyz fails at once, new connections are still
+/// served during --shutdown-grace (with `Connection: close`), then a clean exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_fails_readiness_at_once_and_serves_through_the_grace_period() {
+    let dir = temp_dir();
+    let mut server = Served::start(dir.path(), &["--seed", "2", "--shutdown-grace", "3s"]);
+    let client = reqwest::Client::new();
+    let ready = client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(ready.headers().get("connection").is_none());
+
+    server.signal("TERM");
+    let signalled = Instant::now();
+    loop {
+        // A new connection each time: they are still accepted.
+        let fresh = reqwest::Client::new();
+        let ready = fresh.get(server.url("/readyz")).send().await.unwrap();
+        if ready.status() == 503 {
+            break;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "/readyz kept answering 200"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let users = client.get(server.url("/users/")).send().await.unwrap();
+    assert_eq!(users.status(), 200);
+    assert_eq!(users.headers()["connection"], "close");
+    assert!(signalled.elapsed() < Duration::from_secs(3));
+    assert_eq!(server.wait(Duration::from_secs(15)).code(), Some(0));
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(3),
+        "the grace period was cut short"
+    );
+}
+
+/// A request that cannot finish within --shutdown-timeout is dropped, logged, and the exit
+/// code says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_dropped_at_the_shutdown_timeout_make_the_exit_code_1() {
+    let url = PgCluster::shared().fresh_database().await;
+    let dir = temp_dir();
+    let mut server = Served::start(
+        dir.path(),
+        &[
+            "--database-url",
+            &url,
+            "--seed",
+            "1",
+            "--db-timeout",
+            "60s",
+            "--shutdown-timeout",
+            "1s",
+        ],
+    );
+    let mut locker = peregrine_testkit::connect(&url).await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE orguser IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let stuck = tokio::spawn(get_json_owned(server.url("/users/")));
+    wait_for_a_lock_waiter(&lock).await;
+    server.signal("TERM");
+    assert_eq!(server.wait(Duration::from_secs(10)).code(), Some(1));
+    let logs = server.logs();
+    assert!(logs.contains("dropped=1"), "{logs}");
+    assert!(
+        stuck.await.is_err_and(|e| e.is_panic()),
+        "the request got no answer"
+    );
+    lock.rollback().await.unwrap();
+}
+
+/// Two servers never split one address's traffic: the second fails, saying why.
+#[test]
+fn a_second_server_on_the_same_address_fails_with_address_in_use() {
+    let dir = temp_dir();
+    let address = format!("127.0.0.1:{}", free_port());
+    let _first = Served::start_with(dir.path(), &["--bind", &address], "info");
+    let (status, _, stderr) = run(dir.path(), &["serve", "--bind", &address]);
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("address already in use"), "{stderr}");
+    assert!(stderr.contains("--bind"), "{stderr}");
+}
+
+/// Secrets come from files, kept out of /proc/PID/cmdline; and no log level records user
+/// data such as a username.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_come_from_files_and_debug_logs_hold_no_user_data() {
+    let url = PgCluster::shared().fresh_database().await;
+    let dir = temp_dir();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "file-token-5678\n").unwrap();
+    let url_file = dir.path().join("database-url");
+    std::fs::write(&url_file, format!("{url}\n")).unwrap();
+    let server = Served::start_with(
+        dir.path(),
+        &[
+            "--api-token-file",
+            token_file.to_str().unwrap(),
+            "--database-url-file",
+            url_file.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        "debug",
+    );
+    let name = "zq-private-name-0042";
+    let created = reqwest::Client::new()
+        .post(server.url("/users"))
+        .bearer_auth("file-token-5678")
+        .json(&serde_json::json!({ "username": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let (status, _) = get_json(&server.url("/users/1")).await;
+    assert_eq!(status, 200);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.child.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("file-token-5678"));
+    let logs = server.logs();
+    assert!(logs.contains("DEBUG"), "debug logging is on: {logs}");
+    assert!(!logs.contains(name), "a username in the logs:\n{logs}");
+}
+
+/// A read-only database (a replica) with a current schema can be served: reads work and
+/// writes get 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_on_a_read_only_database_and_writes_get_503() {
+    let url = PgCluster::shared().fresh_database().await;
+    let dir = temp_dir();
+    let (status, _, stderr) = run(
+        dir.path(),
+        &["db", "seed", "-n", "2", "--database-url", &url],
+    );
+    assert!(status.success(), "{stderr}");
+    let database = url.rsplit('/').next().unwrap_or_default().to_string();
+    let admin = peregrine_testkit::connect(&url).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {database} SET default_transaction_read_only = on"
+        ))
+        .await
+        .unwrap();
+    let server = Served::start(
+        dir.path(),
+        &["--database-url", &url, "--api-token", "t0k3n-ro"],
+    );
+    let (status, users) = get_json(&server.url("/users/")).await;
+    assert_eq!(status, 200);
+    assert_eq!(users.as_array().map(Vec::len), Some(2));
+    let refused = reqwest::Client::new()
+        .post(server.url("/users"))
+        .bearer_auth("t0k3n-ro")
+        .json(&serde_json::json!({ "username": "writer" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
 }
 
 async fn get_json_owned(url: String) -> (u16, Value) {
