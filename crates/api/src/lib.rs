@@ -71,11 +71,11 @@ struct AppState {
 
 /// The whole API as one router, ready to serve.
 pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
+    let document = openapi::document(settings.max_page_size);
     let state = AppState {
         store,
         settings: Arc::new(settings),
     };
-    let document = openapi::document();
     Router::new()
         .merge(users::router())
         .merge(health::router())

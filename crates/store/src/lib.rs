@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 pub use database_url::DatabaseUrl;
 pub use error::{BoxError, StoreError, error_chain};
 pub use migrations::MigrationReport;
-pub use model::{InvalidUserId, InvalidUsername, Page, USERNAME_MAX_CHARS, User, UserId, Username};
+pub use model::{
+    InvalidUserId, InvalidUsername, Page, USERNAME_MAX_CHARS, USERNAME_PATTERN, User, UserId,
+    Username,
+};
 pub use postgres::{DEFAULT_DB_TIMEOUT, PostgresAdmin, PostgresStore};
 pub use seed::Progress;
 pub use sqlite::SqliteStore;
