@@ -1110,3 +1110,50 @@ async fn serve_with_several_worker_threads_answers_every_request() {
     }
     assert!((1..=3).contains(&serving), "{serving} server connections");
 }
+
+/// The `schemathesis` program: $SCHEMATHESIS (as `.ci/run` sets it), else on PATH.
+fn schemathesis() -> String {
+    std::env::var("SCHEMATHESIS").unwrap_or_else(|_| "schemathesis".to_owned())
+}
+
+/// schemathesis, with every check, finds no difference between the OpenAPI document and
+/// what the server does, on both backends (a short run: a bounded number of examples).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_failures_on_either_backend() {
+    let program = schemathesis();
+    let postgres = PgCluster::shared().fresh_database().await;
+    for database in ["sqlite://st.db", postgres.as_str()] {
+        let dir = temp_dir();
+        let server = Served::start(
+            dir.path(),
+            &[
+                "--database-url",
+                database,
+                "--api-token",
+                "st-token",
+                "--seed",
+                "5",
+            ],
+        );
+        let out = Command::new(&program)
+            .args(["run", &server.url("/openapi.json"), "--checks", "all"])
+            .args(["--max-examples", "40", "--seed", "1"])
+            .args(["-H", "Authorization: Bearer st-token"])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {program} (install it: pip install schemathesis; .ci/run does): {e}"
+                )
+            });
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "schemathesis failed on {}:\n{report}\n{}",
+            database.split(':').next().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
