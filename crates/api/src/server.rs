@@ -5,6 +5,7 @@
 //! follow (readiness fails at once, new connections are still taken for a grace period,
 //! in-flight requests finish within a deadline and those that cannot are counted).
 
+mod bare_errors;
 mod connections;
 
 use std::future::Future;
@@ -245,7 +246,7 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
         let _ = tcp.set_nodelay(true);
         tokio::spawn(serve_connection(
             http.clone(),
-            TokioIo::new(tcp),
+            TokioIo::new(bare_errors::WithProblemBodies::new(tcp)),
             service.clone(),
             Arc::clone(&control.shared),
             tracked,

@@ -303,11 +303,24 @@ async fn malformed_requests_get_4xx_problems() {
         "GET /users/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(100_000)
     );
-    let response = raw(app.address, huge.as_bytes()).await;
-    assert_eq!(status_of(&response), "431", "{response}");
+    let long_target = format!(
+        "GET /users/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "1".repeat(100_000)
+    );
     for (request, status) in [
+        (huge.as_str(), "431"),
+        (long_target.as_str(), "431"),
         ("GET /users/ HTTP/1.1\r\n\r\n", "400"),
         ("GET /users/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"),
+        ("G@T /users/ HTTP/1.1\r\nHost: a\r\n\r\n", "400"),
+        (
+            "GET /users/ HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n",
+            "400",
+        ),
+        (
+            "POST /users HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            "400",
+        ),
     ] {
         let response = raw(app.address, request.as_bytes()).await;
         assert_eq!(status_of(&response), status, "{request:?}: {response}");

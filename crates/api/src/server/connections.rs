@@ -18,6 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::bare_errors::WithProblemBodies;
 use crate::json_body::{BodyDeadline, DEFAULT_BODY_TIMEOUT};
 use crate::problem::Problem;
 
@@ -156,7 +157,7 @@ impl Tracked {
 /// (an in-flight request is answered first).
 pub(super) async fn serve_connection(
     http: http1::Builder,
-    io: TokioIo<TcpStream>,
+    io: TokioIo<WithProblemBodies<TcpStream>>,
     app: TowerToHyperService<axum::Router>,
     shared: Arc<Shared>,
     tracked: Arc<Tracked>,
@@ -251,15 +252,16 @@ fn answer(
 fn host_problem<B>(request: &Request<B>) -> Option<Problem> {
     let hosts = request.headers().get_all(header::HOST).iter().count();
     let needs_one = request.version() == Version::HTTP_11;
-    match hosts {
-        0 if needs_one => Some(Problem::bad_request(
-            "an HTTP/1.1 request must have a Host header",
-        )),
-        2.. => Some(Problem::bad_request(
-            "a request must not have more than one Host header",
-        )),
-        _ => None,
-    }
+    let detail = match hosts {
+        0 if needs_one => "an HTTP/1.1 request must have a Host header",
+        2.. => "a request must not have more than one Host header",
+        _ => return None,
+    };
+    // What else the client sends on this connection cannot be trusted either.
+    Some(
+        Problem::bad_request(detail)
+            .with_header(header::CONNECTION, HeaderValue::from_static("close")),
+    )
 }
 
 /// Whether the request says a body follows.
