@@ -1033,7 +1033,7 @@ async fn demo_on_postgres_uses_a_fresh_database_and_leaves_existing_rows_alone()
 #[test]
 fn demo_interrupted_prints_the_partial_table_and_exits_2() {
     let dir = temp_dir();
-    let child = Command::new(BINARY)
+    let mut child = Command::new(BINARY)
         .args([
             "demo",
             "--ramp-up",
@@ -1047,17 +1047,34 @@ fn demo_interrupted_prints_the_partial_table_and_exits_2() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    std::thread::sleep(Duration::from_secs(4));
+        .unwrap();
+    // Interrupt once the first load run has started, as the demo announces it.
+    let mut stdout_lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    for line in stdout_lines.by_ref() {
+        let line = line.unwrap();
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line.starts_with("[3/") {
+            break;
+        }
+    }
+    assert!(
+        stdout.contains("[3/"),
+        "the demo never started a load run: {stdout}"
+    );
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
     assert!(status.is_ok_and(|s| s.success()));
     let started = Instant::now();
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    for line in stdout_lines {
+        stdout.push_str(&line.unwrap());
+        stdout.push('\n');
+    }
+    let out = child.wait_with_output().unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(2));
-    let stdout = String::from_utf8_lossy(&out.stdout);
     let rows = stdout
         .lines()
         .skip_while(|l| !l.starts_with("users workers"))
