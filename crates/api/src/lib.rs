@@ -92,3 +92,19 @@ pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
 async fn unknown_path(uri: axum::http::Uri) -> Problem {
     Problem::not_found(format!("no route for {}", uri.path()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_never_print_the_token() {
+        let settings = ApiSettings {
+            api_token: Some("hunter2-token".into()),
+            ..ApiSettings::default()
+        };
+        let shown = format!("{settings:?} {settings:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+    }
+}

@@ -359,3 +359,53 @@ async fn a_body_that_never_arrives_is_408() {
     assert!(response.contains("application/problem+json"), "{response}");
     assert!(started.elapsed() < Duration::from_secs(4));
 }
+
+/// Only a lost or refused connection, I/O or a timeout is 503; a value the server cannot
+/// decode is its own fault (500), and on SQLite only a unique violation is 409: another
+/// constraint (here a trigger's) is a 500 too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_of_the_server_are_500_not_503_or_409() {
+    let url = PgCluster::shared().fresh_database().await;
+    let app = serve(&url, Duration::from_secs(5), Limits::default()).await;
+    let id = create(&app, "wide").await["id"].clone();
+    let admin = peregrine_testkit::connect(&url).await;
+    admin
+        .batch_execute("ALTER TABLE orguser ALTER COLUMN id TYPE bigint")
+        .await
+        .unwrap();
+    // A server with new connections reads the widened column: an i64 where it wants i32.
+    let app = serve(&url, Duration::from_secs(5), Limits::default()).await;
+    let response = client()
+        .get(format!("{}/users/{id}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["detail"], "internal server error");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("trigger.db");
+    let app = serve(
+        &format!("sqlite://{}", path.display()),
+        Duration::from_secs(5),
+        Limits::default(),
+    )
+    .await;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER no_boom BEFORE INSERT ON orguser WHEN NEW.username = 'boom' \
+             BEGIN SELECT RAISE(ABORT, 'no boom'); END",
+        )
+        .unwrap();
+    let response = client()
+        .post(format!("{}/users", app.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"username": "boom"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    create(&app, "fine").await;
+}

@@ -75,7 +75,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// The serving flags, range-checked.
 fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let limits = Limits {
-        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        max_connections: connection_limit(args.max_connections),
         max_head_bytes: usize::try_from(args.max_header_bytes).unwrap_or(usize::MAX),
         idle_timeout: checked_duration(
             args.idle_timeout,
@@ -99,6 +99,28 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
             Duration::ZERO,
         )?,
     })
+}
+
+/// Descriptors kept free beside the connections: database sockets, files, the log.
+const RESERVED_FILES: u64 = 64;
+
+/// `--max-connections`, lowered (with a warning) to what the open-file limit allows: past
+/// that limit accepting fails for everyone instead of shedding idle connections.
+fn connection_limit(wanted: u64) -> usize {
+    let limit = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _)) if soft < wanted.saturating_add(RESERVED_FILES) => {
+            let fitting = soft.saturating_sub(RESERVED_FILES).max(1);
+            tracing::warn!(
+                wanted,
+                open_file_limit = soft,
+                using = fitting,
+                "--max-connections is above what the open-file limit allows; lowering it"
+            );
+            fitting
+        }
+        _ => wanted,
+    };
+    usize::try_from(limit).unwrap_or(usize::MAX)
 }
 
 fn args_workers(args: &ServeArgs) -> usize {

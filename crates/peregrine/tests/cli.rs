@@ -31,9 +31,14 @@ impl Served {
 
     /// Starts `peregrine serve ARGS` with RUST_LOG=`log` and waits until it listens.
     fn start_with(dir: &Path, args: &[&str], log: &str) -> Self {
-        let mut child = Command::new(BINARY)
-            .arg("serve")
-            .args(args)
+        let mut command = Command::new(BINARY);
+        command.arg("serve").args(args);
+        Self::spawn(command, dir, log)
+    }
+
+    /// Runs `command` (which starts `peregrine serve`) and waits until it listens.
+    fn spawn(mut command: Command, dir: &Path, log: &str) -> Self {
+        let mut child = command
             .current_dir(dir)
             .env_remove("DATABASE_URL")
             .env("RUST_LOG", log)
@@ -1173,4 +1178,39 @@ async fn schemathesis_finds_no_failures_on_either_backend() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// A flood of idle connections past the open-file limit does not lock clients out: the
+/// connection limit stays under the limit and idle connections are shed for new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_past_the_open_file_limit_does_not_lock_clients_out() {
+    let dir = temp_dir();
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        &format!("ulimit -n 256 && exec {BINARY} serve --bind 127.0.0.1:0 --workers 1"),
+    ]);
+    let server = Served::spawn(command, dir.path(), "info");
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        match tokio::net::TcpStream::connect(&address).await {
+            Ok(stream) => flood.push(stream),
+            Err(err) => panic!("the flood could not connect: {err}"),
+        }
+    }
+    let started = Instant::now();
+    let probe = reqwest::Client::new()
+        .get(server.url("/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        server.logs().contains("lowering it"),
+        "the default limit is above 256 open files: {}",
+        server.logs()
+    );
 }
