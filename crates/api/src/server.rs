@@ -223,6 +223,7 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
         .max_header_size(limits.max_head_bytes)
         .max_buf_size(limits.max_head_bytes.max(8192) + crate::MAX_BODY_BYTES);
     let service = hyper_util::service::TowerToHyperService::new(app);
+    let in_flight = control.shared.worker_counter();
     loop {
         // Accepting is exempt from the scheduler's fairness budget, so that a burst of
         // new connections is taken off the kernel's queue at once rather than 128 per
@@ -238,7 +239,7 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
             },
             () = until_true(&mut control.closing) => break,
         };
-        let Some(tracked) = control.shared.admit() else {
+        let Some(tracked) = control.shared.admit(&in_flight) else {
             // Over the limit with no idle connection to shed: closed at once.
             continue;
         };
@@ -248,7 +249,6 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
             http.clone(),
             TokioIo::new(bare_errors::WithProblemBodies::new(tcp)),
             service.clone(),
-            Arc::clone(&control.shared),
             tracked,
         ));
     }

@@ -95,6 +95,30 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WithProblemBodies<S> {
         Pin::new(&mut this.inner).poll_write(cx, buf)
     }
 
+    /// As the socket does, so hyper writes head and body as it would without this wrapper.
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        ready!(this.poll_pending(cx))?;
+        let mut filled = bufs.iter().filter(|buf| !buf.is_empty());
+        // A bare response is its head alone.
+        if let (Some(head), None) = (filled.next(), filled.next())
+            && head.get(9) == Some(&b'4')
+            && let Some(rewritten) = with_problem_body(head)
+        {
+            this.pending = rewritten;
+            return Poll::Ready(Ok(head.len()));
+        }
+        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;

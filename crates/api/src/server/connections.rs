@@ -76,13 +76,18 @@ pub(super) struct Shared {
     pub(super) limits: Limits,
     pub(super) draining: Draining,
     open: AtomicUsize,
-    in_flight: AtomicUsize,
+    /// Requests in flight, one counter per worker so that workers do not contend for one
+    /// cache line on every request.
+    in_flight: Mutex<Vec<Arc<AtomicUsize>>>,
     /// Every open connection, oldest first (entries of closed ones are pruned lazily).
     registry: Mutex<VecDeque<Weak<Tracked>>>,
 }
 
-/// One open connection as the limits see it.
+/// One open connection as the limits see it, and what its requests need to reach.
 pub(super) struct Tracked {
+    shared: Arc<Shared>,
+    /// The in-flight counter of the connection's worker.
+    worker_in_flight: Arc<AtomicUsize>,
     /// Requests being answered on it.
     busy: AtomicUsize,
     /// Told to close (shed, or the shutdown).
@@ -96,7 +101,7 @@ impl Shared {
             limits,
             draining: Draining::default(),
             open: AtomicUsize::new(0),
-            in_flight: AtomicUsize::new(0),
+            in_flight: Mutex::new(Vec::new()),
             registry: Mutex::new(VecDeque::new()),
         })
     }
@@ -106,12 +111,26 @@ impl Shared {
     }
 
     pub(super) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Relaxed)
+        self.in_flight.lock().map_or(0, |counters| {
+            counters.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        })
+    }
+
+    /// A new worker's in-flight counter (allocated on the worker's thread).
+    pub(super) fn worker_counter(&self) -> Arc<AtomicUsize> {
+        let counter = Arc::new(AtomicUsize::new(0));
+        if let Ok(mut counters) = self.in_flight.lock() {
+            counters.push(Arc::clone(&counter));
+        }
+        counter
     }
 
     /// Takes a new connection, making room by closing the oldest idle one when at the
     /// limit; `None` when the limit is reached and every connection is busy.
-    pub(super) fn admit(&self) -> Option<Arc<Tracked>> {
+    pub(super) fn admit(
+        self: &Arc<Self>,
+        worker_in_flight: &Arc<AtomicUsize>,
+    ) -> Option<Arc<Tracked>> {
         let Ok(mut registry) = self.registry.lock() else {
             return None;
         };
@@ -123,6 +142,8 @@ impl Shared {
             idle?.shut();
         }
         let tracked = Arc::new(Tracked {
+            shared: Arc::clone(self),
+            worker_in_flight: Arc::clone(worker_in_flight),
             busy: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             close: Notify::new(),
@@ -159,15 +180,12 @@ pub(super) async fn serve_connection(
     http: http1::Builder,
     io: TokioIo<WithProblemBodies<TcpStream>>,
     app: TowerToHyperService<axum::Router>,
-    shared: Arc<Shared>,
     tracked: Arc<Tracked>,
 ) {
-    let _open = OpenConnection(Arc::clone(&shared));
+    let _open = OpenConnection(Arc::clone(&tracked.shared));
     let service = {
         let tracked = Arc::clone(&tracked);
-        hyper::service::service_fn(move |request| {
-            answer(request, &app, Arc::clone(&shared), Arc::clone(&tracked))
-        })
+        hyper::service::service_fn(move |request| answer(request, &app, Arc::clone(&tracked)))
     };
     let connection = http.serve_connection(io, service);
     tokio::pin!(connection);
@@ -189,24 +207,21 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Counts a request in flight (on its connection and in the process) while it lives.
-struct InFlight {
-    shared: Arc<Shared>,
-    tracked: Arc<Tracked>,
-}
+/// Counts a request in flight (on its connection and its worker) while it lives.
+struct InFlight(Arc<Tracked>);
 
 impl InFlight {
-    fn enter(shared: Arc<Shared>, tracked: Arc<Tracked>) -> Self {
+    fn enter(tracked: Arc<Tracked>) -> Self {
         tracked.busy.fetch_add(1, Ordering::Relaxed);
-        shared.in_flight.fetch_add(1, Ordering::Relaxed);
-        Self { shared, tracked }
+        tracked.worker_in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(tracked)
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.tracked.busy.fetch_sub(1, Ordering::Relaxed);
-        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.worker_in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -214,19 +229,17 @@ impl Drop for InFlight {
 fn answer(
     mut request: Request<Incoming>,
     app: &TowerToHyperService<axum::Router>,
-    shared: Arc<Shared>,
     tracked: Arc<Tracked>,
 ) -> impl Future<Output = Result<Response<axum::body::Body>, Infallible>> + use<> {
-    let in_flight = InFlight::enter(shared, tracked);
+    let in_flight = InFlight::enter(tracked);
+    let shared = &in_flight.0.shared;
     let rejected = host_problem(&request);
     if has_body(&request) {
-        let deadline = Instant::now() + in_flight.shared.limits.body_timeout;
+        let deadline = Instant::now() + shared.limits.body_timeout;
         request.extensions_mut().insert(BodyDeadline(deadline));
     }
     if request.uri().path() == "/readyz" {
-        request
-            .extensions_mut()
-            .insert(in_flight.shared.draining.clone());
+        request.extensions_mut().insert(shared.draining.clone());
     }
     let call = rejected
         .is_none()
@@ -237,7 +250,7 @@ fn answer(
             (None, Some(call)) => call.await?,
             (None, None) => Problem::bad_request("bad request").into_response(),
         };
-        if in_flight.shared.draining.is_draining() {
+        if in_flight.0.shared.draining.is_draining() {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
