@@ -107,6 +107,22 @@ impl Served {
         }
     }
 
+    /// Waits until the logs contain `text` (they are read on another thread), at most 5 s.
+    fn wait_for_log(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let logs = self.logs();
+            if logs.contains(text) {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in the logs:\n{logs}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn logs(&self) -> String {
         self.logs.lock().map(|l| l.clone()).unwrap_or_default()
     }
@@ -170,7 +186,7 @@ async fn quickstart_serve_seed_20_on_the_default_sqlite_file_serves_20_users() {
     }
     server.signal("INT");
     assert!(server.wait(Duration::from_secs(10)).success());
-    assert!(server.logs().contains("stopped"), "{}", server.logs());
+    server.wait_for_log("stopped");
 
     // --seed N means "at least N": a restart adds nothing, a larger N tops up.
     let again = Served::start(dir.path(), &["--seed", "20"]);
@@ -348,8 +364,8 @@ async fn requests_dropped_at_the_shutdown_timeout_make_the_exit_code_1() {
     wait_for_a_lock_waiter(&lock).await;
     server.signal("TERM");
     assert_eq!(server.wait(Duration::from_secs(10)).code(), Some(1));
-    let logs = server.logs();
-    assert!(logs.contains("dropped=1"), "{logs}");
+    server.wait_for_log("dropped=1");
+    server.wait_for_log("were dropped");
     assert!(
         stuck.await.is_err_and(|e| e.is_panic()),
         "the request got no answer"
