@@ -161,6 +161,10 @@ async fn reads_do_not_queue_behind_a_write_waiting_on_a_lock() {
     // Wait until the write is really waiting for the lock.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
+        // Inside a transaction the statistics are a snapshot: take a fresh one each time.
+        lock.batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
         let waiting: i64 = lock
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",

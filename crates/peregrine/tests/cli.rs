@@ -283,6 +283,11 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
 async fn wait_for_a_lock_waiter(session: &tokio_postgres::Transaction<'_>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
+        // Inside a transaction the statistics are a snapshot: take a fresh one each time.
+        session
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await
+            .unwrap();
         let waiting: i64 = session
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
