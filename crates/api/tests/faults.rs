@@ -52,6 +52,26 @@ async fn serve(url: &str, db_timeout: Duration, limits: Limits) -> Running {
     }
 }
 
+/// [`serve`] on a new SQLite file: the server, its directory and the file's path.
+async fn serve_sqlite(
+    db_timeout: Duration,
+    limits: Limits,
+) -> (Running, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.db");
+    let app = serve(&format!("sqlite://{}", path.display()), db_timeout, limits).await;
+    (app, dir, path)
+}
+
+/// GET `path` of `app`.
+async fn get(app: &Running, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -115,11 +135,7 @@ async fn a_hung_database_is_503_within_the_deadline_and_readiness_fails() {
     cluster.freeze().unwrap();
     for path in [format!("/users/{id}"), "/users/".into(), "/readyz".into()] {
         let started = Instant::now();
-        let response = client()
-            .get(format!("{}{path}", app.base))
-            .send()
-            .await
-            .unwrap();
+        let response = get(&app, &path).await;
         let took = started.elapsed();
         assert!(took < Duration::from_secs(4), "{path} took {took:?}");
         assert_unavailable(response).await;
@@ -159,29 +175,7 @@ async fn reads_do_not_queue_behind_a_write_waiting_on_a_lock() {
             .send(),
     );
     // Wait until the write is really waiting for the lock.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        // Inside a transaction the statistics are a snapshot: take a fresh one each time.
-        lock.batch_execute("SELECT pg_stat_clear_snapshot()")
-            .await
-            .unwrap();
-        let waiting: i64 = lock
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the write never waited for the lock"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    peregrine_testkit::wait_for_a_lock_waiter(&lock).await;
     for path in [
         format!("/users/{other}"),
         "/readyz".into(),
@@ -189,14 +183,12 @@ async fn reads_do_not_queue_behind_a_write_waiting_on_a_lock() {
     ] {
         for _ in 0..4 {
             let started = Instant::now();
-            let response = client()
-                .get(format!("{}{path}", app.base))
-                .send()
-                .await
-                .unwrap();
+            let response = get(&app, &path).await;
             assert_eq!(response.status(), StatusCode::OK, "{path}");
+            // Behind the write, a read would wait for as long as the lock is held: for ever
+            // here. The bound is loose because the machine may be busy.
             assert!(
-                started.elapsed() < Duration::from_secs(2),
+                started.elapsed() < Duration::from_secs(5),
                 "{path} waited {:?} behind the locked write",
                 started.elapsed()
             );
@@ -211,14 +203,7 @@ async fn reads_do_not_queue_behind_a_write_waiting_on_a_lock() {
 /// not after the busy waits of every write queued before it; and the work is not done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_sqlite_write_lock_is_503_within_the_deadline() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("locked.db");
-    let app = serve(
-        &format!("sqlite://{}", path.display()),
-        Duration::from_secs(1),
-        Limits::default(),
-    )
-    .await;
+    let (app, _dir, path) = serve_sqlite(Duration::from_secs(1), Limits::default()).await;
     let holder = rusqlite::Connection::open(&path).unwrap();
     holder.execute_batch("BEGIN IMMEDIATE").unwrap();
     let started = Instant::now();
@@ -236,14 +221,7 @@ async fn a_held_sqlite_write_lock_is_503_within_the_deadline() {
     assert!(took < Duration::from_secs(3), "the writes took {took:?}");
     holder.execute_batch("ROLLBACK").unwrap();
     create(&app, "after").await;
-    let users: Value = client()
-        .get(format!("{}/users/", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let users: Value = get(&app, "/users/").await.json().await.unwrap();
     assert_eq!(users.as_array().map(Vec::len), Some(1), "{users}");
 }
 
@@ -251,13 +229,11 @@ async fn a_held_sqlite_write_lock_is_503_within_the_deadline() {
 /// oldest idle connections are closed to make room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_sheds_idle_connections_and_the_probe_is_served() {
-    let dir = tempfile::tempdir().unwrap();
     let limits = Limits {
         max_connections: 20,
         ..Limits::default()
     };
-    let url = format!("sqlite://{}", dir.path().join("flood.db").display());
-    let app = serve(&url, Duration::from_secs(5), limits).await;
+    let (app, _dir, _) = serve_sqlite(Duration::from_secs(5), limits).await;
     let mut flood = Vec::new();
     for _ in 0..60 {
         flood.push(TcpStream::connect(app.address).await.unwrap());
@@ -300,9 +276,7 @@ fn status_of(response: &str) -> &str {
 /// Hostile framing gets a 4xx, with a problem+json body where the server writes the answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_4xx_problems() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("raw.db").display());
-    let app = serve(&url, Duration::from_secs(5), Limits::default()).await;
+    let (app, _dir, _) = serve_sqlite(Duration::from_secs(5), Limits::default()).await;
     let huge = format!(
         "GET /users/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(100_000)
@@ -346,13 +320,11 @@ async fn malformed_requests_get_4xx_problems() {
 /// A client that declares a body and never sends it gets 408 at the body deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_never_arrives_is_408() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("slow.db").display());
     let limits = Limits {
         body_timeout: Duration::from_secs(1),
         ..Limits::default()
     };
-    let app = serve(&url, Duration::from_secs(5), limits).await;
+    let (app, _dir, _) = serve_sqlite(Duration::from_secs(5), limits).await;
     let request = format!(
         "POST /users HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {TOKEN}\r\n\
          Content-Type: application/json\r\nContent-Length: 16000\r\n\r\n{{\"user"
@@ -379,23 +351,12 @@ async fn faults_of_the_server_are_500_not_503_or_409() {
         .unwrap();
     // A server with new connections reads the widened column: an i64 where it wants i32.
     let app = serve(&url, Duration::from_secs(5), Limits::default()).await;
-    let response = client()
-        .get(format!("{}/users/{id}", app.base))
-        .send()
-        .await
-        .unwrap();
+    let response = get(&app, &format!("/users/{id}")).await;
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["detail"], "internal server error");
 
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("trigger.db");
-    let app = serve(
-        &format!("sqlite://{}", path.display()),
-        Duration::from_secs(5),
-        Limits::default(),
-    )
-    .await;
+    let (app, _dir, path) = serve_sqlite(Duration::from_secs(5), Limits::default()).await;
     rusqlite::Connection::open(&path)
         .unwrap()
         .execute_batch(

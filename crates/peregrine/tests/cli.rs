@@ -253,7 +253,7 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
         .await
         .unwrap();
     let in_flight = tokio::spawn(get_json_owned(server.url("/users/")));
-    wait_for_a_lock_waiter(&lock).await;
+    peregrine_testkit::wait_for_a_lock_waiter(&lock).await;
 
     server.signal("TERM");
     // Without a grace period the listener closes at once.
@@ -277,31 +277,6 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
         "{}",
         server.logs()
     );
-}
-
-/// Waits until some session of the database waits for a lock.
-async fn wait_for_a_lock_waiter(session: &tokio_postgres::Transaction<'_>) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        // Inside a transaction the statistics are a snapshot: take a fresh one each time.
-        session
-            .batch_execute("SELECT pg_stat_clear_snapshot()")
-            .await
-            .unwrap();
-        let waiting: i64 = session
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if waiting > 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no request waits for the lock");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// SIGTERM as a load balancer needs it: /readyz fails at once, new connections are still
@@ -366,7 +341,7 @@ async fn requests_dropped_at_the_shutdown_timeout_make_the_exit_code_1() {
         .await
         .unwrap();
     let stuck = tokio::spawn(get_json_owned(server.url("/users/")));
-    wait_for_a_lock_waiter(&lock).await;
+    peregrine_testkit::wait_for_a_lock_waiter(&lock).await;
     server.signal("TERM");
     assert_eq!(server.wait(Duration::from_secs(10)).code(), Some(1));
     server.wait_for_log("dropped=1");

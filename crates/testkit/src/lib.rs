@@ -6,4 +6,4 @@ mod http;
 mod postgres;
 
 pub use http::{Behavior, TinyServer};
-pub use postgres::{PgCluster, connect, free_port};
+pub use postgres::{PgCluster, connect, free_port, wait_for_a_lock_waiter};

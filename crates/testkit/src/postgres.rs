@@ -210,6 +210,37 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     }
 }
 
+/// Waits, for at most 10 s, until some session of the cluster waits for a lock; panics
+/// when none does. `session` may be inside a transaction (the one holding the lock).
+pub async fn wait_for_a_lock_waiter(session: &impl tokio_postgres::GenericClient) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // Inside a transaction the statistics are a snapshot: take a fresh one each time.
+        let waiting = async {
+            session
+                .batch_execute("SELECT pg_stat_clear_snapshot()")
+                .await?;
+            let row = session
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await?;
+            row.try_get::<_, i64>(0)
+        };
+        match waiting.await {
+            Ok(n) if n > 0 => return,
+            Ok(_) => {}
+            Err(err) => panic!("cannot read pg_stat_activity: {err}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session waits for a lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// PostgreSQL's program directory: `pg_config --bindir`, else the newest under /usr/lib.
 fn find_bindir() -> Result<PathBuf, String> {
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
