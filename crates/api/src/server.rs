@@ -128,11 +128,22 @@ impl Bound {
             stopped: stopped.clone(),
         };
         let mut threads = Vec::with_capacity(config.workers.saturating_sub(1));
-        for worker in 1..config.workers.max(1) {
-            let app = make_app(worker).map_err(io::Error::other)?;
-            threads.push(spawn_worker(worker, address, app, control()).await?);
-        }
-        let app = make_app(0).map_err(io::Error::other)?;
+        let mut started = async || {
+            for worker in 1..config.workers.max(1) {
+                let app = make_app(worker).map_err(io::Error::other)?;
+                threads.push(spawn_worker(worker, address, app, control()).await?);
+            }
+            make_app(0).map_err(io::Error::other)
+        };
+        let app = match started().await {
+            Ok(app) => app,
+            Err(err) => {
+                // The workers already started stop with the error.
+                let _ = close.send(true);
+                let _ = stop.send(true);
+                return Err(err);
+            }
+        };
         let first = run_worker(self.listener, app, control());
         let orchestrate = async {
             shutdown.await;

@@ -168,6 +168,7 @@ impl Shared {
 }
 
 impl Tracked {
+    /// Tells the connection to close once its in-flight request is answered.
     fn shut(&self) {
         self.closing.store(true, Ordering::Relaxed);
         self.close.notify_one();
