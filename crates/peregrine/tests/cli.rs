@@ -37,7 +37,34 @@ impl Served {
     }
 
     /// Runs `command` (which starts `peregrine serve`) and waits until it listens.
-    fn spawn(mut command: Command, dir: &Path, log: &str) -> Self {
+    fn spawn(command: Command, dir: &Path, log: &str) -> Self {
+        let (mut served, listening) = Self::launch(command, dir, log);
+        match listening.recv_timeout(Duration::from_secs(60)) {
+            Ok(address) => {
+                served.base = address.split('"').next().unwrap_or_default().to_owned();
+                served
+            }
+            Err(_) => panic!(
+                "peregrine serve did not start listening:\n{}",
+                served.logs()
+            ),
+        }
+    }
+
+    /// Runs `peregrine ARGS` in `dir`, collecting its logs, without waiting for anything.
+    fn spawn_quiet(dir: &Path, args: &[&str]) -> Self {
+        let mut command = Command::new(BINARY);
+        command.args(args);
+        Self::launch(command, dir, "info").0
+    }
+
+    /// Starts `command`, its stderr read into the logs on a thread of its own; the receiver
+    /// hears the address once it listens.
+    fn launch(
+        mut command: Command,
+        dir: &Path,
+        log: &str,
+    ) -> (Self, std::sync::mpsc::Receiver<String>) {
         let mut child = command
             .current_dir(dir)
             .env_remove("DATABASE_URL")
@@ -68,15 +95,8 @@ impl Served {
                 }
             }
         });
-        let base = match address_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(address) => address.split('"').next().unwrap_or_default().to_owned(),
-            Err(_) => {
-                let _ = child.kill();
-                let logs = logs.lock().map(|l| l.clone()).unwrap_or_default();
-                panic!("peregrine serve did not start listening:\n{logs}");
-            }
-        };
-        Self { child, base, logs }
+        let base = String::new();
+        (Self { child, base, logs }, address_rx)
     }
 
     fn url(&self, path: &str) -> String {
@@ -359,9 +379,11 @@ fn a_second_server_on_the_same_address_fails_with_address_in_use() {
     let dir = temp_dir();
     let address = format!("127.0.0.1:{}", free_port());
     let _first = Served::start_with(dir.path(), &["--bind", &address], "info");
-    let (status, _, stderr) = run(dir.path(), &["serve", "--bind", &address]);
+    // A second server that did bind would serve until stopped: wait a bounded time.
+    let mut second = Served::spawn_quiet(dir.path(), &["serve", "--bind", &address]);
+    let status = second.wait(Duration::from_secs(20));
     assert_eq!(status.code(), Some(1));
-    assert!(stderr.contains("address already in use"), "{stderr}");
+    let stderr = second.wait_for_log("address already in use");
     assert!(stderr.contains("--bind"), "{stderr}");
 }
 
