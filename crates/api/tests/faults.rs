@@ -374,3 +374,34 @@ async fn faults_of_the_server_are_500_not_503_or_409() {
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     create(&app, "fine").await;
 }
+
+/// An idle keep-alive connection, or one that never sends a whole head, is closed after
+/// the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_are_closed_after_the_idle_timeout() {
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (app, _dir, _) = serve_sqlite(Duration::from_secs(5), limits).await;
+    let mut idle = TcpStream::connect(app.address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut slow = TcpStream::connect(app.address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for stream in [&mut idle, &mut slow] {
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received));
+        assert!(read.await.is_ok(), "the connection was left open");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "closed late: {took:?}");
+}
