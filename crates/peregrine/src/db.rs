@@ -9,6 +9,9 @@ use peregrine_store::{DatabaseUrl, UserStore};
 
 use crate::cli::{DatabaseArgs, SeedArgs};
 
+/// The least time migrations are given: at least `--db-wait`.
+const MIGRATION_WAIT: Duration = Duration::from_secs(60);
+
 /// Opens the database, waits for it to answer and brings its schema up to date.
 pub async fn open_migrated(args: &DatabaseArgs) -> anyhow::Result<UserStore> {
     let url = args.url()?;
@@ -28,9 +31,18 @@ pub async fn open_url(
             humantime::format_duration(wait)
         )
     })?;
-    let report = store
-        .migrate()
+    // Migrations may wait for another server's (an advisory lock), but not for ever: a
+    // database that hangs must not hang the start.
+    let limit = wait.max(MIGRATION_WAIT);
+    let report = tokio::time::timeout(limit, store.migrate())
         .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the database did not answer within {}",
+                humantime::format_duration(limit)
+            )
+        })
+        .and_then(|migrated| Ok(migrated?))
         .with_context(|| format!("cannot migrate the database at {url}"))?;
     tracing::info!(
         database = %url,
