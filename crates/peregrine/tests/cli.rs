@@ -542,6 +542,52 @@ fn invalid_flags_are_rejected_by_name() {
     }
 }
 
+/// The serving limits are range-checked, and a secret file that cannot be used is named.
+#[test]
+fn serving_limits_and_secret_files_are_checked_by_name() {
+    let dir = temp_dir();
+    std::fs::write(dir.path().join("empty"), "\n").unwrap();
+    for (args, flag, code) in [
+        (
+            &["serve", "--max-connections", "0"][..],
+            "--max-connections",
+            2,
+        ),
+        (
+            &["serve", "--max-header-bytes", "10"][..],
+            "--max-header-bytes",
+            2,
+        ),
+        (&["serve", "--db-timeout", "0s"][..], "--db-timeout", 1),
+        (&["serve", "--idle-timeout", "2h"][..], "--idle-timeout", 1),
+        (&["serve", "--body-timeout", "0s"][..], "--body-timeout", 1),
+        (
+            &["serve", "--shutdown-grace", "3h"][..],
+            "--shutdown-grace",
+            1,
+        ),
+        (
+            &["serve", "--api-token-file", "missing"][..],
+            "--api-token-file",
+            1,
+        ),
+        (
+            &["serve", "--api-token-file", "empty"][..],
+            "--api-token-file",
+            1,
+        ),
+        (
+            &["db", "init", "--database-url-file", "missing"][..],
+            "--database-url-file",
+            1,
+        ),
+    ] {
+        let (status, _, stderr) = run(dir.path(), args);
+        assert_eq!(status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
+
 #[tokio::test]
 async fn json_logs_are_one_object_per_line() {
     let dir = temp_dir();
