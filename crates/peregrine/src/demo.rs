@@ -28,9 +28,17 @@ const SHORT_RAMP_UP: Duration = Duration::from_secs(5);
 const SHORT_HOLD_FOR: Duration = Duration::from_secs(10);
 const FULL_RAMP_UP: Duration = Duration::from_secs(60);
 const FULL_HOLD_FOR: Duration = Duration::from_secs(150);
-/// Database connections of each worker of the demo's API (PostgreSQL: shared read
-/// connections; SQLite: readers).
-const DEMO_CONNECTIONS: usize = 2;
+/// Database connections of each worker of the demo's API: `serve`'s default for the URL's
+/// kind of database, so that the demo measures what `serve` runs.
+fn demo_connections(url: &DatabaseUrl) -> usize {
+    let defaults = crate::cli::DatabaseArgs {
+        database_url: url.to_string(),
+        database_url_file: None,
+        db_pool_size: None,
+        db_wait: Duration::ZERO.into(),
+    };
+    defaults.pool_size(url)
+}
 
 /// One measured run: a row of the final table.
 struct Row {
@@ -104,7 +112,12 @@ async fn tell_the_story(
         println!("[{step}/{steps}] {text}");
     };
     announce(format!("schema: table orguser in {}", database.description));
-    let store = db::open_url(&database.url, DEMO_CONNECTIONS, Duration::from_secs(10)).await?;
+    let store = db::open_url(
+        &database.url,
+        demo_connections(&database.url),
+        Duration::from_secs(10),
+    )
+    .await?;
     announce(format!("{SEED_USERS} users, named like the tutorial's"));
     let existing = store.count().await?;
     if existing < SEED_USERS {
@@ -242,7 +255,7 @@ impl InProcessServer {
             .name("peregrine-demo-api".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let first = match UserStore::open(&url, DEMO_CONNECTIONS) {
+                    let first = match UserStore::open(&url, demo_connections(&url)) {
                         Ok(store) => Arc::new(store),
                         Err(err) => {
                             let _ = ready_tx.send(Err(err.into()));
@@ -270,8 +283,13 @@ impl InProcessServer {
                     let _ = ready_tx.send(Ok(address));
                     let timeout = peregrine_store::DEFAULT_DB_TIMEOUT;
                     let make_app = |worker| {
-                        let store =
-                            db::worker_store(&first, &url, worker, DEMO_CONNECTIONS, timeout)?;
+                        let store = db::worker_store(
+                            &first,
+                            &url,
+                            worker,
+                            demo_connections(&url),
+                            timeout,
+                        )?;
                         Ok(peregrine_api::app(store, ApiSettings::default()))
                     };
                     let shutdown = async {
