@@ -1,12 +1,13 @@
 //! Liveness and readiness probes.
 
-use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
+use axum::{Extension, Json};
 use serde::Serialize;
 
 use crate::problem::{Problem, ProblemBody};
-use crate::{AppState, Router};
+use crate::{AppState, Draining, Router};
 
 /// `/healthz` and `/readyz`.
 pub fn router() -> Router {
@@ -41,11 +42,20 @@ pub async fn healthz() -> Json<Health> {
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses(
         (status = 200, description = "The database answers", body = Health),
-        (status = 503, description = "The database does not answer; see `Retry-After`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "The database does not answer within the deadline (see `Retry-After`), or the server is shutting down", body = ProblemBody, content_type = "application/problem+json"),
     ))]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Health>, Problem> {
+pub async fn readyz(
+    State(state): State<AppState>,
+    draining: Option<Extension<Draining>>,
+) -> Result<Json<Health>, Problem> {
+    if draining.is_some_and(|Extension(draining)| draining.is_draining()) {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is shutting down",
+        ));
+    }
     state.store.ping().await.map_err(|err| {
-        tracing::warn!(error = %err, "readiness check failed");
+        tracing::warn!(error = %peregrine_store::error_chain(&err), "readiness check failed");
         Problem::unavailable()
     })?;
     Ok(Json(Health {

@@ -5,11 +5,20 @@ use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
+use std::time::Duration;
+use tokio::time::Instant;
 
 use crate::problem::Problem;
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// How long a client may take to send a request body unless configured otherwise.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// When the body of this request must have arrived: a request extension the server sets.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyDeadline(pub Instant);
 
 /// Extracts and deserializes a JSON object body, with each failure its own status code.
 pub struct JsonBody<T>(pub T);
@@ -24,16 +33,23 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 "the request body must be JSON: send Content-Type: application/json",
             ));
         }
-        let bytes =
-            Bytes::from_request(request, state)
-                .await
-                .map_err(|rejection| match rejection.status() {
-                    StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-                    ),
-                    _ => Problem::bad_request(format!("cannot read the request body: {rejection}")),
-                })?;
+        // The server sets when the body must have arrived; without one (a router served by
+        // other means), the default.
+        let deadline = request
+            .extensions()
+            .get::<BodyDeadline>()
+            .map_or_else(|| Instant::now() + DEFAULT_BODY_TIMEOUT, |d| d.0);
+        let read = Bytes::from_request(request, state);
+        let bytes = tokio::time::timeout_at(deadline, read)
+            .await
+            .map_err(|_| Problem::request_timeout())?
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+                ),
+                _ => Problem::bad_request(format!("cannot read the request body: {rejection}")),
+            })?;
         let value = serde_json::from_slice(&bytes).map_err(|err| {
             use serde_json::error::Category;
             match err.classify() {

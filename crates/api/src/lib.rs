@@ -1,6 +1,7 @@
 //! Peregrine's HTTP API: the tutorial's users resource (list, get, create, rename, delete)
 //! over a `UserStore`, health probes and an OpenAPI document, with every error as
-//! `application/problem+json`. [`app`] builds the router, [`Server`] serves it.
+//! `application/problem+json`. [`app`] builds the router; [`bind`] and [`Bound::serve`]
+//! serve it thread-per-core within [`Limits`] ([`Server`]: one listener, for tests).
 
 mod auth;
 mod health;
@@ -16,9 +17,12 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use peregrine_store::UserStore;
 
-pub use json_body::MAX_BODY_BYTES;
+pub use json_body::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES};
 pub use problem::{PROBLEM_JSON, Problem};
-pub use server::Server;
+pub use server::connections_defaults::{
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES,
+};
+pub use server::{Bound, Draining, Limits, ServeConfig, Server, Stopped, bind};
 pub use users::DEFAULT_PAGE_SIZE;
 
 /// The router type of every resource module.
@@ -31,12 +35,22 @@ pub type App = axum::Router;
 pub const DEFAULT_MAX_PAGE_SIZE: u32 = 1000;
 
 /// What the API needs to know besides the store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ApiSettings {
     /// The bearer token writes must present; `None` disables writes.
     pub api_token: Option<String>,
     /// The largest page a list request may ask for.
     pub max_page_size: u32,
+}
+
+/// The token is a secret: `Debug` says only whether one is set.
+impl std::fmt::Debug for ApiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiSettings")
+            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
+            .field("max_page_size", &self.max_page_size)
+            .finish()
+    }
 }
 
 impl Default for ApiSettings {
@@ -57,11 +71,11 @@ struct AppState {
 
 /// The whole API as one router, ready to serve.
 pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
+    let document = openapi::document(settings.max_page_size);
     let state = AppState {
         store,
         settings: Arc::new(settings),
     };
-    let document = openapi::document();
     Router::new()
         .merge(users::router())
         .merge(health::router())
@@ -77,4 +91,20 @@ pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
 
 async fn unknown_path(uri: axum::http::Uri) -> Problem {
     Problem::not_found(format!("no route for {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_never_print_the_token() {
+        let settings = ApiSettings {
+            api_token: Some("hunter2-token".into()),
+            ..ApiSettings::default()
+        };
+        let shown = format!("{settings:?} {settings:#?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redacted"), "{shown}");
+    }
 }

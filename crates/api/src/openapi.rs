@@ -43,9 +43,23 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The document, serialized once.
-pub fn document() -> Bytes {
-    Bytes::from(ApiDoc::openapi().to_pretty_json().unwrap_or_default())
+/// The document, serialized once, saying what this server accepts: the largest `limit`
+/// it is configured for and the username rules of the store.
+pub fn document(max_page_size: u32) -> Bytes {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    if let Some(username) = doc.pointer_mut("/components/schemas/UsernameBody/properties/username")
+    {
+        username["pattern"] = peregrine_store::USERNAME_PATTERN.into();
+    }
+    let parameters = doc
+        .pointer_mut("/paths/~1users/get/parameters")
+        .and_then(|p| p.as_array_mut());
+    for parameter in parameters.into_iter().flatten() {
+        if parameter["name"] == "limit" {
+            parameter["schema"]["maximum"] = max_page_size.into();
+        }
+    }
+    Bytes::from(serde_json::to_vec_pretty(&doc).unwrap_or_default())
 }
 
 /// This OpenAPI document.

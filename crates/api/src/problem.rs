@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use peregrine_store::StoreError;
+use peregrine_store::{StoreError, error_chain};
 use serde::Serialize;
 
 /// The media type of every error body.
@@ -70,6 +70,15 @@ impl Problem {
         )
     }
 
+    /// 408: the request body did not arrive in time; the connection is closed.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        )
+        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
+    }
+
     /// Adds a response header, such as `WWW-Authenticate` or `Retry-After`.
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.header = Some((name, value));
@@ -97,13 +106,27 @@ impl From<StoreError> for Problem {
         match err {
             StoreError::NotFound => Self::not_found("no such user"),
             StoreError::Conflict => Self::new(StatusCode::CONFLICT, "username is already taken"),
-            StoreError::Unavailable(reason) => {
-                tracing::warn!(%reason, "database unavailable");
+            StoreError::Unstorable { reason } => {
+                Self::unprocessable(format!("the database cannot store this username: {reason}"))
+            }
+            StoreError::ReadOnly => {
+                tracing::warn!("the database is read-only: writes are refused");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database accepts no writes right now (it is read-only); retry later",
+                )
+                .with_header(
+                    header::RETRY_AFTER,
+                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
+                )
+            }
+            err @ StoreError::Unavailable { .. } => {
+                tracing::warn!(error = %error_chain(&err), "database unavailable");
                 Self::unavailable()
             }
-            StoreError::Config(reason) | StoreError::Internal(reason) => {
+            err @ (StoreError::Config(_) | StoreError::Internal { .. }) => {
                 // The cause goes to the log only: 5xx bodies never show internals.
-                tracing::error!(%reason, "store error");
+                tracing::error!(error = %error_chain(&err), "store error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
             }
         }

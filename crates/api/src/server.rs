@@ -1,107 +1,325 @@
-//! Binding and serving: bind first (port 0 works), then serve until a shutdown signal,
-//! then drain in-flight requests for a bounded time.
+//! Binding and serving, one entry point for `peregrine serve`, the demo and the tests:
+//! thread-per-core (each worker thread runs a single-threaded runtime with its own listener
+//! on the shared address), with limits a client cannot get around (connections per process,
+//! request head size, time to send a head or a body) and a shutdown a load balancer can
+//! follow (readiness fails at once, new connections are still taken for a grace period,
+//! in-flight requests finish within a deadline and those that cannot are counted).
+
+mod bare_errors;
+mod connections;
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
+use peregrine_store::StoreError;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{oneshot, watch};
+
+pub use connections::{Draining, Limits};
+use connections::{Shared, serve_connection};
+
+/// The default limits' values.
+pub mod connections_defaults {
+    pub use super::connections::{
+        DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES,
+    };
+}
 
 /// Pending connections the kernel may queue (capped by `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;
-/// How long a client may take to send a request's headers once it has started.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Pause after an accept error such as running out of file descriptors.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// How often the shutdown looks whether the last connection has closed.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
 
-/// A bound, not yet serving, HTTP server.
-pub struct Server {
-    listener: TcpListener,
-    app: axum::Router,
+/// How to serve: where, on how many threads, within which limits, and how to stop.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The address to listen on; port 0 picks a free port.
+    pub bind: SocketAddr,
+    /// Worker threads, each with its own runtime and listener.
+    pub workers: usize,
+    /// What a client may take.
+    pub limits: Limits,
+    /// After the shutdown signal, how long new connections are still accepted (while
+    /// `/readyz` already answers 503), so a load balancer stops sending first.
+    pub shutdown_grace: Duration,
+    /// Then, how long in-flight requests may take to finish.
+    pub shutdown_timeout: Duration,
 }
 
-impl Server {
-    /// Binds `address`; `127.0.0.1:0` picks a free port, see [`Server::local_addr`].
-    pub async fn bind(address: SocketAddr, app: axum::Router) -> io::Result<Self> {
-        let listener = TcpListener::bind(address).await?;
-        Ok(Self { listener, app })
-    }
+/// How serving ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped {
+    /// Requests still in flight when the shutdown timeout ran out, dropped unanswered.
+    pub dropped_requests: usize,
+}
 
-    /// Binds `address` with `SO_REUSEPORT`, so that one server per runtime can listen on the
-    /// same address and the kernel spreads connections across them. Call it inside the
-    /// runtime that will serve.
-    pub fn bind_shared(address: SocketAddr, app: axum::Router) -> io::Result<Self> {
-        let socket = if address.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
-        socket.set_reuseaddr(true)?;
-        socket.set_reuseport(true)?;
-        socket.bind(address)?;
-        let listener = socket.listen(LISTEN_BACKLOG)?;
-        Ok(Self { listener, app })
-    }
+/// The first listener, bound (port 0 resolved), before the app exists: bind, then open the
+/// database, so a busy port fails at once.
+pub struct Bound {
+    listener: TcpListener,
+    config: ServeConfig,
+}
 
+/// Binds `config.bind` for [`Bound::serve`]. Fails with "address already in use" when any
+/// other socket listens there, even one that allows sharing: two servers splitting one
+/// address's traffic between them is never what was meant. Call it inside a runtime.
+pub fn bind(config: ServeConfig) -> io::Result<Bound> {
+    // Sharing sockets (SO_REUSEPORT) of another process would let ours bind beside them;
+    // a plain bind would not. Hold it only long enough to learn that the address is free.
+    let probe = std::net::TcpListener::bind(config.bind)?;
+    let address = probe.local_addr()?;
+    drop(probe);
+    let listener = bind_shared(address)?;
+    Ok(Bound { listener, config })
+}
+
+/// Binds `address` with `SO_REUSEPORT`, so that one listener per worker can listen on it
+/// and the kernel spreads connections across them.
+fn bind_shared(address: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if address.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// What every worker shares: the limits' counters, the shutdown's phases.
+struct Control {
+    shared: Arc<Shared>,
+    /// Becomes true when listeners must close (the grace period is over).
+    closing: watch::Receiver<bool>,
+    /// Becomes true when workers must stop waiting for their connections.
+    stopped: watch::Receiver<bool>,
+}
+
+impl Bound {
     /// The address actually bound.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests
-    /// finish for at most `drain`, and closes the remaining connections.
-    ///
-    /// HTTP/1.1 only, one task per connection on the calling runtime, and a bound on how long
-    /// a client may take to send its headers.
-    pub async fn run(
+    /// Serves until `shutdown` completes, then shuts down as [`ServeConfig`] says.
+    /// `make_app(worker)` builds the app of each worker (on this thread, in order), so each
+    /// worker can have its own database connections.
+    pub async fn serve(
         self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-        drain: Duration,
-    ) -> io::Result<()> {
-        let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
-        let service = TowerToHyperService::new(self.app);
-        let connections = GracefulShutdown::new();
-        tokio::pin!(shutdown);
-        loop {
-            // Accepting is exempt from the scheduler's fairness budget, so that a burst of
-            // new connections is taken off the kernel's queue at once rather than 128 per
-            // round of all other tasks: the queue is capped (net.core.somaxconn), and a
-            // client whose connection overflows it waits for a SYN retransmission (1 s+).
-            let tcp = tokio::select! {
-                accepted = tokio::task::unconstrained(self.listener.accept()) => match accepted {
-                    Ok((tcp, _)) => tcp,
-                    Err(err) => {
-                        pause_after_accept_error(&err).await;
-                        continue;
+        mut make_app: impl FnMut(usize) -> Result<crate::App, StoreError>,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<Stopped> {
+        let address = self.local_addr()?;
+        let config = self.config;
+        let shared = Shared::new(config.limits);
+        let (close, closing) = watch::channel(false);
+        let (stop, stopped) = watch::channel(false);
+        let control = || Control {
+            shared: Arc::clone(&shared),
+            closing: closing.clone(),
+            stopped: stopped.clone(),
+        };
+        let mut threads = Vec::with_capacity(config.workers.saturating_sub(1));
+        let mut started = async || {
+            for worker in 1..config.workers.max(1) {
+                let app = make_app(worker).map_err(io::Error::other)?;
+                threads.push(spawn_worker(worker, address, app, control()).await?);
+            }
+            make_app(0).map_err(io::Error::other)
+        };
+        let app = match started().await {
+            Ok(app) => app,
+            Err(err) => {
+                // The workers already started stop with the error.
+                let _ = close.send(true);
+                let _ = stop.send(true);
+                return Err(err);
+            }
+        };
+        let first = run_worker(self.listener, app, control());
+        let orchestrate = async {
+            shutdown.await;
+            shutdown_in_phases(&shared, &config, &close, &stop).await
+        };
+        let ((), dropped_requests) = tokio::join!(first, orchestrate);
+        for thread in threads {
+            if thread.join().is_err() {
+                return Err(io::Error::other("a server worker thread panicked"));
+            }
+        }
+        Ok(Stopped { dropped_requests })
+    }
+}
+
+/// The shutdown, as a load balancer can follow it: readiness fails and responses say
+/// `Connection: close` at once; new connections are taken for the grace period; then the
+/// listeners close, idle connections close, and in-flight requests get the timeout to
+/// finish. Returns how many were still in flight at the end.
+async fn shutdown_in_phases(
+    shared: &Shared,
+    config: &ServeConfig,
+    close: &watch::Sender<bool>,
+    stop: &watch::Sender<bool>,
+) -> usize {
+    shared.draining.start();
+    tracing::info!(
+        grace = ?config.shutdown_grace,
+        "shutting down: /readyz answers 503; still accepting connections for the grace period"
+    );
+    tokio::time::sleep(config.shutdown_grace).await;
+    let _ = close.send(true);
+    shared.close_all_connections();
+    tracing::info!(timeout = ?config.shutdown_timeout, "finishing in-flight requests");
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    while shared.open_connections() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
+    let dropped = shared.in_flight();
+    if dropped > 0 {
+        tracing::error!(
+            dropped,
+            "the shutdown timeout ran out: dropping requests still in flight"
+        );
+    }
+    let _ = stop.send(true);
+    dropped
+}
+
+/// Starts worker `index` on a thread of its own, and returns once it listens.
+async fn spawn_worker(
+    index: usize,
+    address: SocketAddr,
+    app: crate::App,
+    control: Control,
+) -> io::Result<std::thread::JoinHandle<()>> {
+    let (ready, listening) = oneshot::channel::<io::Result<()>>();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let thread = std::thread::Builder::new()
+        .name(format!("peregrine-worker-{index}"))
+        .spawn(move || {
+            runtime.block_on(async move {
+                match bind_shared(address) {
+                    Ok(listener) => {
+                        let _ = ready.send(Ok(()));
+                        run_worker(listener, app, control).await;
                     }
-                },
-                () = &mut shutdown => break,
-            };
-            // Small responses must not wait for Nagle's algorithm.
-            let _ = tcp.set_nodelay(true);
-            let connection = http.serve_connection(TokioIo::new(tcp), service.clone());
-            let connection = connections.watch(connection);
-            tokio::spawn(async move {
-                // A client that goes away mid-request is the client's business.
-                let _ = connection.await;
+                    Err(err) => {
+                        let _ = ready.send(Err(err));
+                    }
+                }
             });
-        }
-        drop(self.listener);
-        tracing::info!(drain = ?drain, "shutting down: finishing in-flight requests");
-        if tokio::time::timeout(drain, connections.shutdown())
+        })?;
+    listening
+        .await
+        .map_err(|_| io::Error::other("a server worker thread stopped"))??;
+    Ok(thread)
+}
+
+/// One worker: accepts until the listeners close, then waits for the stop.
+async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control) {
+    let mut http = http1::Builder::new();
+    let limits = control.shared.limits;
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .max_header_size(limits.max_head_bytes)
+        .max_buf_size(limits.max_head_bytes.max(8192) + crate::MAX_BODY_BYTES);
+    let service = hyper_util::service::TowerToHyperService::new(app);
+    let in_flight = control.shared.worker_counter();
+    loop {
+        // Accepting is exempt from the scheduler's fairness budget, so that a burst of
+        // new connections is taken off the kernel's queue at once rather than 128 per
+        // round of all other tasks: the queue is capped (net.core.somaxconn), and a
+        // client whose connection overflows it waits for a SYN retransmission (1 s+).
+        let tcp = tokio::select! {
+            accepted = tokio::task::unconstrained(listener.accept()) => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(err) => {
+                    pause_after_accept_error(&err).await;
+                    continue;
+                }
+            },
+            () = until_true(&mut control.closing) => break,
+        };
+        let Some(tracked) = control.shared.admit(&in_flight) else {
+            // Over the limit with no idle connection to shed: closed at once.
+            continue;
+        };
+        // Small responses must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            http.clone(),
+            TokioIo::new(bare_errors::WithProblemBodies::new(tcp)),
+            service.clone(),
+            tracked,
+        ));
+    }
+    drop(listener);
+    until_true(&mut control.stopped).await;
+}
+
+/// Waits until `flag` is true (or its sender is gone).
+async fn until_true(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|set| *set).await;
+}
+
+/// A single listener on the calling runtime: what the tests serve with.
+pub struct Server {
+    bound: Bound,
+    app: crate::App,
+}
+
+impl Server {
+    /// Binds `address` with default limits; `127.0.0.1:0` picks a free port.
+    pub async fn bind(address: SocketAddr, app: crate::App) -> io::Result<Self> {
+        Self::bind_with(address, app, Limits::default())
+    }
+
+    /// Binds `address` with `limits`.
+    pub fn bind_with(address: SocketAddr, app: crate::App, limits: Limits) -> io::Result<Self> {
+        let bound = bind(ServeConfig {
+            bind: address,
+            workers: 1,
+            limits,
+            shutdown_grace: Duration::ZERO,
+            shutdown_timeout: Duration::ZERO,
+        })?;
+        Ok(Self { bound, app })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.bound.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then lets in-flight requests finish for at most
+    /// `drain`.
+    pub async fn run(
+        mut self,
+        shutdown: impl Future<Output = ()>,
+        drain: Duration,
+    ) -> io::Result<Stopped> {
+        self.bound.config.shutdown_timeout = drain;
+        let app = self.app;
+        let mut app = Some(app);
+        self.bound
+            .serve(
+                move |_| {
+                    app.take()
+                        .ok_or_else(|| StoreError::internal("one worker only"))
+                },
+                shutdown,
+            )
             .await
-            .is_err()
-        {
-            tracing::warn!("drain time is up: closing the remaining connections");
-        }
-        Ok(())
     }
 }
 

@@ -50,7 +50,9 @@ pub struct UserBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsernameBody {
-    /// 1 to 255 characters, no control characters.
+    /// 1 to 255 characters; no control or invisible format characters (zero-width,
+    /// bidirectional controls, byte-order mark) and no white space at either end. Stored in
+    /// Unicode normalization form C; case-sensitive (`Alice` and `alice` are two users).
     #[schema(example = "e60202a4", min_length = 1, max_length = 255)]
     username: String,
 }
@@ -69,7 +71,7 @@ pub struct ListQuery {
     #[param(value_type = Option<u32>, minimum = 1)]
     limit: Option<String>,
     /// Return only users whose id is greater than this (the last id of the previous page).
-    #[param(value_type = Option<i32>, minimum = 0)]
+    #[param(value_type = Option<i32>, minimum = 0, maximum = 2147483647)]
     after: Option<String>,
 }
 
@@ -106,22 +108,14 @@ pub async fn list_users(
     let max = state.settings.max_page_size;
     let limit = match query.limit.as_deref() {
         None => DEFAULT_PAGE_SIZE.min(max),
-        Some(text) => match text.parse::<u32>() {
-            Ok(limit) if (1..=max).contains(&limit) => limit,
-            _ => {
-                return Err(Problem::bad_request(format!(
-                    "limit must be an integer from 1 to {max}, got {text:?}"
-                )));
-            }
-        },
+        Some(text) => number_in("limit", text, 1, max)?,
     };
     let after = match query.after.as_deref() {
-        None | Some("0") => None,
-        Some(text) => Some(UserId::parse(text).map_err(|_| {
-            Problem::bad_request(format!(
-                "after must be an integer from 0 to 2147483647, got {text:?}"
-            ))
-        })?),
+        None => None,
+        Some(text) => match number_in("after", text, 0, i32::MAX as u32)? {
+            0 => None,
+            _ => Some(UserId::parse(text).map_err(|err| Problem::bad_request(err.to_string()))?),
+        },
     };
     // One row more than asked tells whether another page follows.
     let page = Page {
@@ -146,6 +140,26 @@ pub async fn list_users(
         response.headers_mut().insert(header::LINK, link);
     }
     Ok(response)
+}
+
+/// The one rule of every numeric query parameter: decimal digits only (leading zeros are
+/// fine: `00` is 0; signs, spaces and fractions are not), from `lowest` to `highest`.
+fn number_in(name: &str, text: &str, lowest: u32, highest: u32) -> Result<u32, Problem> {
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let trimmed = text.trim_start_matches('0');
+    let value = match trimmed {
+        "" if digits => Some(0),
+        _ if digits => trimmed.parse::<u32>().ok(),
+        _ => None,
+    };
+    value
+        .filter(|value| (lowest..=highest).contains(value))
+        .ok_or_else(|| {
+            let shown: String = text.chars().take(40).collect();
+            Problem::bad_request(format!(
+                "{name} must be an integer from {lowest} to {highest}, got {shown:?}"
+            ))
+        })
 }
 
 /// A page of users written straight into its JSON text as the store reads the rows: the
@@ -200,7 +214,7 @@ impl UserSink for JsonPage {
 /// Get one user.
 #[utoipa::path(
     get, path = "/users/{id}", tag = "users",
-    params(("id" = i32, Path, description = "The user's id", minimum = 1)),
+    params(("id" = i32, Path, description = "The user's id", minimum = 1, maximum = 2147483647)),
     responses(
         (status = 200, description = "The user", body = UserBody),
         (status = 400, description = "`id` is not an integer from 1 to 2147483647", body = ProblemBody, content_type = "application/problem+json"),
@@ -253,7 +267,7 @@ pub async fn create_user(
 /// Rename a user.
 #[utoipa::path(
     put, path = "/users/{id}", tag = "users",
-    params(("id" = i32, Path, description = "The user's id", minimum = 1)),
+    params(("id" = i32, Path, description = "The user's id", minimum = 1, maximum = 2147483647)),
     request_body(content = UsernameBody, content_type = "application/json"),
     security(("bearer" = [])),
     responses(
@@ -287,7 +301,7 @@ pub async fn rename_user(
 /// Delete a user.
 #[utoipa::path(
     delete, path = "/users/{id}", tag = "users",
-    params(("id" = i32, Path, description = "The user's id", minimum = 1)),
+    params(("id" = i32, Path, description = "The user's id", minimum = 1, maximum = 2147483647)),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Deleted"),

@@ -155,6 +155,8 @@ on_both_backends!(
     openapi_document_describes_every_route_as_served,
     concurrent_creates_of_one_name_give_one_201_and_the_rest_409,
     client_mistakes_never_get_a_5xx,
+    numeric_parameters_follow_one_rule,
+    spoofing_usernames_are_422_and_spellings_of_one_name_are_one_user,
 );
 
 async fn list_returns_users_ordered_by_id_with_or_without_trailing_slash(backend: Backend) {
@@ -246,6 +248,9 @@ async fn list_rejects_bad_limit_and_after_with_400(backend: Backend) {
         "after=-1",
         "after=x",
         "after=99999999999",
+        "limit=+5",
+        "after=+5",
+        "limit= 5",
     ] {
         let detail = assert_problem(
             app.get(&format!("/users?{query}")).await,
@@ -817,5 +822,104 @@ async fn database_outage_is_503_and_the_server_recovers_by_itself() {
             .status(),
             StatusCode::OK
         );
+    }
+}
+
+/// `after=00` is `after=0`, `limit=005` is `limit=5`: digits only, leading zeros allowed.
+async fn numeric_parameters_follow_one_rule(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    for name in ["one", "two", "three"] {
+        app.create(name).await;
+    }
+    let all = json_of(app.get("/users?after=0").await).await;
+    for query in ["after=00", "after=000", "limit=003", "limit=3&after=00"] {
+        let response = app.get(&format!("/users?{query}")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{query}");
+        assert_eq!(json_of(response).await, all, "{query}");
+    }
+    let second = json_of(app.get("/users?after=01&limit=0001").await).await;
+    assert_eq!(second, json!([all[1]]));
+}
+
+/// Bidi overrides, zero-width characters, a BOM and surrounding spaces are 422; a name
+/// spelled decomposed is the same user as its composed spelling; case matters.
+async fn spoofing_usernames_are_422_and_spellings_of_one_name_are_one_user(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    for spoof in [
+        "admin\u{202e}txt.exe",
+        "ad\u{200b}min",
+        "\u{feff}admin",
+        "   ",
+        " admin",
+        "admin ",
+    ] {
+        let response = app
+            .write(Method::POST, "/users", json!({ "username": spoof }))
+            .await;
+        assert_problem(response, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let composed = app.create("caf\u{e9}").await;
+    assert_eq!(composed["username"], "caf\u{e9}");
+    let decomposed = app
+        .write(Method::POST, "/users", json!({ "username": "cafe\u{301}" }))
+        .await;
+    assert_problem(decomposed, StatusCode::CONFLICT).await;
+    app.create("Alice").await;
+    app.create("alice").await;
+    let doc = json_of(app.get("/openapi.json").await).await;
+    let username = &doc["components"]["schemas"]["UsernameBody"]["properties"]["username"];
+    assert!(username["pattern"].is_string(), "{username}");
+    let limit = doc["paths"]["/users"]["get"]["parameters"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["name"] == "limit"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
+}
+
+/// Values PostgreSQL cannot store as configured are the client's 422, not a 500: more bytes
+/// than a `SQL_ASCII` database's varchar(255) holds (22001), a character LATIN1 lacks
+/// (22P05).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_the_database_encoding_cannot_store_are_422() {
+    let cluster = PgCluster::shared();
+    let admin = peregrine_testkit::connect(&cluster.url("postgres")).await;
+    let suffix = std::process::id();
+    for (encoding, name, status) in [
+        (
+            "SQL_ASCII",
+            "\u{e9}".repeat(200),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "LATIN1",
+            "bird \u{1f426}".to_owned(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        ("LATIN1", "caf\u{e9}".to_owned(), StatusCode::CREATED),
+    ] {
+        let database = format!("enc_{}_{suffix}_{}", encoding.to_lowercase(), name.len());
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {database} ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' \
+                 TEMPLATE template0"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let app = TestApp::start_on(
+            &cluster.url(&database),
+            ApiSettings {
+                api_token: Some(TOKEN.into()),
+                ..ApiSettings::default()
+            },
+        )
+        .await;
+        let response = app
+            .write(Method::POST, "/users", json!({ "username": name }))
+            .await;
+        assert_eq!(response.status(), status, "{encoding} {name}");
+        if status.is_client_error() {
+            assert_problem(response, status).await;
+        }
     }
 }

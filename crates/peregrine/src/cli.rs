@@ -138,6 +138,10 @@ pub struct DatabaseArgs {
         hide_env_values = true
     )]
     pub database_url: String,
+    /// Read the database URL from FILE instead (its first line): a password in a flag is
+    /// readable by every user of the machine in /proc/PID/cmdline.
+    #[arg(long, env = "DATABASE_URL_FILE", value_name = "FILE")]
+    pub database_url_file: Option<std::path::PathBuf>,
     /// Database connections. PostgreSQL: long-lived pipelined connections per server thread
     /// [default: 1]; SQLite: reader threads [default: 2].
     #[arg(long, env = "PEREGRINE_DB_POOL_SIZE")]
@@ -156,14 +160,22 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
-    /// `--database-url`, with `--db-sslmode`/`--db-sslrootcert` and then the `PG*`
-    /// environment filling in what it leaves out.
+    /// The database URL (from `--database-url-file` when given, else `--database-url`),
+    /// with `--db-sslmode`/`--db-sslrootcert` and then the `PG*` environment filling in
+    /// what it leaves out.
     pub fn url(&self) -> anyhow::Result<DatabaseUrl> {
         let options = PgOptions {
             sslmode: self.db_sslmode,
             sslrootcert: self.db_sslrootcert.clone(),
         };
-        let url = DatabaseUrl::parse(&self.database_url, &options).context("--database-url")?;
+        let url = match &self.database_url_file {
+            Some(path) => {
+                let text = secret_from_file(path, "--database-url-file")?;
+                DatabaseUrl::parse(&text, &options)
+                    .with_context(|| format!("--database-url-file {}", path.display()))?
+            }
+            None => DatabaseUrl::parse(&self.database_url, &options).context("--database-url")?,
+        };
         if matches!(url, DatabaseUrl::Sqlite(_))
             && (options.sslmode.is_some() || options.sslrootcert.is_some())
         {
@@ -178,13 +190,16 @@ impl DatabaseArgs {
     /// server thread on PostgreSQL (measured fastest: every added connection is another
     /// backend process competing for the same cores), two reader threads on SQLite.
     pub fn pool_size(&self, url: &DatabaseUrl) -> usize {
-        self.db_pool_size.map_or(
-            match url {
-                DatabaseUrl::Postgres(_) => 1,
-                DatabaseUrl::Sqlite(_) => 2,
-            },
-            NonZeroUsize::get,
-        )
+        self.db_pool_size
+            .map_or(default_pool_size(url), NonZeroUsize::get)
+    }
+}
+
+/// The default `--db-pool-size` for `url`'s kind of database.
+pub fn default_pool_size(url: &DatabaseUrl) -> usize {
+    match url {
+        DatabaseUrl::Postgres(_) => 1,
+        DatabaseUrl::Sqlite(_) => 2,
     }
 }
 
@@ -213,6 +228,36 @@ pub struct ServeArgs {
     /// Bearer token that writes (POST, PUT, DELETE) must present; without one, writes get 403.
     #[arg(long, env = "PEREGRINE_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
+    /// Read the bearer token from FILE instead (its first line), so that it is not in
+    /// /proc/PID/cmdline for every user of the machine to read.
+    #[arg(
+        long,
+        env = "PEREGRINE_API_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with = "api_token"
+    )]
+    pub api_token_file: Option<std::path::PathBuf>,
+    /// Deadline of every database call of a request, e.g. 5s, 500ms: past it the request
+    /// gets 503 with Retry-After, the connection is replaced, and /readyz answers 503. Also
+    /// PostgreSQL's statement_timeout and lock_timeout of the server's connections.
+    #[arg(long, env = "PEREGRINE_DB_TIMEOUT", default_value = "5s")]
+    pub db_timeout: humantime::Duration,
+    /// Most open connections per process; past it the oldest idle connection is closed to
+    /// make room, or the new one when all are busy.
+    #[arg(long, env = "PEREGRINE_MAX_CONNECTIONS", default_value_t = peregrine_api::DEFAULT_MAX_CONNECTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Largest request head (request line and headers) in bytes; larger ones get 431.
+    #[arg(long, env = "PEREGRINE_MAX_HEADER_BYTES", default_value_t = peregrine_api::DEFAULT_MAX_HEAD_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]
+    pub max_header_bytes: u64,
+    /// How long a connection may stay open without sending a complete request head: idle
+    /// keep-alive connections and slow clients are closed after it.
+    #[arg(long, env = "PEREGRINE_IDLE_TIMEOUT", default_value = "30s")]
+    pub idle_timeout: humantime::Duration,
+    /// How long a client may take to send a request body (408 past it).
+    #[arg(long, env = "PEREGRINE_BODY_TIMEOUT", default_value = "30s")]
+    pub body_timeout: humantime::Duration,
     /// Make sure at least N users exist, adding sample users when there are fewer.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -220,9 +265,36 @@ pub struct ServeArgs {
     #[arg(long, env = "PEREGRINE_MAX_PAGE_SIZE", default_value_t = peregrine_api::DEFAULT_MAX_PAGE_SIZE,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_page_size: u32,
-    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
+    /// On SIGINT/SIGTERM, how long new connections are still accepted while /readyz
+    /// already answers 503, so that a load balancer stops sending first.
+    #[arg(long, env = "PEREGRINE_SHUTDOWN_GRACE", default_value = "0s")]
+    pub shutdown_grace: humantime::Duration,
+    /// Then, how long in-flight requests may take to finish; requests still unanswered
+    /// are dropped, logged, and make the exit code 1.
     #[arg(long, env = "PEREGRINE_SHUTDOWN_TIMEOUT", default_value = "10s")]
     pub shutdown_timeout: humantime::Duration,
+}
+
+impl ServeArgs {
+    /// The bearer token, from `--api-token-file` or `--api-token`; empty means none.
+    pub fn api_token(&self) -> anyhow::Result<Option<String>> {
+        let token = match &self.api_token_file {
+            Some(path) => Some(secret_from_file(path, "--api-token-file")?),
+            None => self.api_token.clone(),
+        };
+        Ok(token.filter(|token| !token.is_empty()))
+    }
+}
+
+/// The first line of `path`, without its line ending: a secret kept out of the command line.
+fn secret_from_file(path: &std::path::Path, flag: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{flag}: cannot read {}", path.display()))?;
+    let line = text.lines().next().unwrap_or_default().trim();
+    if line.is_empty() {
+        anyhow::bail!("{flag}: {} is empty", path.display());
+    }
+    Ok(line.to_owned())
 }
 
 /// `peregrine tune`: PgTune's form, as flags. Unset flags take PgTune's defaults, or with

@@ -10,6 +10,9 @@ use peregrine_store::{DatabaseUrl, UserStore};
 
 use crate::cli::{DatabaseArgs, SeedArgs};
 
+/// The least time migrations are given: at least `--db-wait`.
+const MIGRATION_WAIT: Duration = Duration::from_secs(60);
+
 /// Opens the database, waits for it to answer and brings its schema up to date.
 pub async fn open_migrated(args: &DatabaseArgs) -> anyhow::Result<UserStore> {
     let url = args.url()?;
@@ -27,9 +30,18 @@ pub async fn open_url(
         .wait_until_ready(wait)
         .await
         .with_context(|| format!("cannot connect to the database at {url}"))?;
-    let report = store
-        .migrate()
+    // Migrations may wait for another server's (an advisory lock), but not for ever: a
+    // database that hangs must not hang the start.
+    let limit = wait.max(MIGRATION_WAIT);
+    let report = tokio::time::timeout(limit, store.migrate())
         .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the database did not answer within {}",
+                humantime::format_duration(limit)
+            )
+        })
+        .and_then(|migrated| Ok(migrated?))
         .with_context(|| format!("cannot migrate the database at {url}"))?;
     if report.applied == 0 {
         tracing::info!(
@@ -49,6 +61,24 @@ pub async fn open_url(
         );
     }
     Ok(store)
+}
+
+/// The store of serving worker `worker`: SQLite's store has its own threads and is shared
+/// by all workers; on PostgreSQL each worker but the first (which has `first`) gets
+/// connections of its own, so that a request never leaves its thread.
+pub fn worker_store(
+    first: &Arc<UserStore>,
+    url: &DatabaseUrl,
+    worker: usize,
+    connections: usize,
+    timeout: Duration,
+) -> Result<Arc<UserStore>, peregrine_store::StoreError> {
+    Ok(match (url, worker) {
+        (DatabaseUrl::Sqlite(_), _) | (_, 0) => Arc::clone(first),
+        (DatabaseUrl::Postgres(_), _) => {
+            Arc::new(UserStore::open(url, connections)?.with_timeout(timeout))
+        }
+    })
 }
 
 /// `db init`: creates the schema if missing.

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use peregrine_api::{ApiSettings, Server};
+use peregrine_api::{ApiSettings, Limits, ServeConfig};
 use peregrine_load::report::progress_line;
 use peregrine_load::{Report, exit_code};
-use peregrine_store::{DatabaseUrl, PostgresStore, UserStore};
+use peregrine_store::{DatabaseUrl, PostgresAdmin, UserStore};
 use tokio::sync::{oneshot, watch};
 
 use crate::cli::DemoArgs;
@@ -28,8 +28,11 @@ const SHORT_RAMP_UP: Duration = Duration::from_secs(5);
 const SHORT_HOLD_FOR: Duration = Duration::from_secs(10);
 const FULL_RAMP_UP: Duration = Duration::from_secs(60);
 const FULL_HOLD_FOR: Duration = Duration::from_secs(150);
-/// Database connections of the demo's API (PostgreSQL: shared connections; SQLite: readers).
-const DEMO_CONNECTIONS: usize = 2;
+/// Database connections of each worker of the demo's API: `serve`'s default for the URL's
+/// kind of database, so that the demo measures what `serve` runs.
+fn demo_connections(url: &DatabaseUrl) -> usize {
+    crate::cli::default_pool_size(url)
+}
 
 /// One measured run: a row of the final table.
 struct Row {
@@ -103,7 +106,12 @@ async fn tell_the_story(
         println!("[{step}/{steps}] {text}");
     };
     announce(format!("schema: table orguser in {}", database.description));
-    let store = db::open_url(&database.url, DEMO_CONNECTIONS, Duration::from_secs(10)).await?;
+    let store = db::open_url(
+        &database.url,
+        demo_connections(&database.url),
+        Duration::from_secs(10),
+    )
+    .await?;
     announce(format!("{SEED_USERS} users, named like the tutorial's"));
     let existing = store.count().await?;
     if existing < SEED_USERS {
@@ -178,7 +186,7 @@ struct Database {
     url: DatabaseUrl,
     description: String,
     /// PostgreSQL: the server (at the user's database) and the demo database to drop.
-    created: Option<(PostgresStore, String)>,
+    created: Option<(PostgresAdmin, String)>,
 }
 
 impl Database {
@@ -196,7 +204,7 @@ impl Database {
             bail!("--database-url: the demo takes a postgres:// URL (without one it uses SQLite)");
         };
         let name = format!("peregrine_demo_{}", std::process::id());
-        let server = PostgresStore::new((**config).clone(), 1);
+        let server = PostgresAdmin::new((**config).clone());
         server.create_database(&name).await.with_context(|| {
             format!("cannot create the demo database {name} on {given}: the demo never touches existing rows, so it needs CREATE DATABASE")
         })?;
@@ -219,7 +227,8 @@ impl Database {
     }
 }
 
-/// The API on its own runtime with `workers` threads, as `peregrine serve --workers N` runs.
+/// The API on `workers` threads through the same entry point as `peregrine serve`
+/// ([`peregrine_api::bind`]): thread-per-core, each worker with its own connections.
 struct InProcessServer {
     address: SocketAddr,
     stop: oneshot::Sender<()>,
@@ -232,35 +241,56 @@ impl InProcessServer {
         let (stop, stop_rx) = oneshot::channel::<()>();
         let (finished_tx, finished) = oneshot::channel::<()>();
         let url = url.clone();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name("peregrine-demo-api")
+        // The first worker runs on a single-threaded runtime of its own, as in `serve`.
+        let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         std::thread::Builder::new()
             .name("peregrine-demo-api".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let started = async {
-                        let store = UserStore::open(&url, DEMO_CONNECTIONS)?;
-                        let app = peregrine_api::app(Arc::new(store), ApiSettings::default());
-                        let server = Server::bind(([127, 0, 0, 1], 0).into(), app).await?;
-                        let address = server.local_addr()?;
-                        anyhow::Ok((server, address))
-                    };
-                    match started.await {
-                        Ok((server, address)) => {
-                            let _ = ready_tx.send(Ok(address));
-                            let shutdown = async {
-                                let _ = stop_rx.await;
-                            };
-                            if let Err(err) = server.run(shutdown, Duration::from_secs(5)).await {
-                                eprintln!("warning: the demo API failed: {err}");
-                            }
-                        }
+                    let first = match UserStore::open(&url, demo_connections(&url)) {
+                        Ok(store) => Arc::new(store),
                         Err(err) => {
-                            let _ = ready_tx.send(Err(err));
+                            let _ = ready_tx.send(Err(err.into()));
+                            return;
                         }
+                    };
+                    let config = ServeConfig {
+                        bind: ([127, 0, 0, 1], 0).into(),
+                        workers,
+                        limits: Limits::default(),
+                        shutdown_grace: Duration::ZERO,
+                        shutdown_timeout: Duration::from_secs(5),
+                    };
+                    let bound = match peregrine_api::bind(config).and_then(|b| {
+                        let address = b.local_addr()?;
+                        Ok((b, address))
+                    }) {
+                        Ok(bound) => bound,
+                        Err(err) => {
+                            let _ = ready_tx.send(Err(err.into()));
+                            return;
+                        }
+                    };
+                    let (bound, address) = bound;
+                    let _ = ready_tx.send(Ok(address));
+                    let timeout = peregrine_store::DEFAULT_DB_TIMEOUT;
+                    let make_app = |worker| {
+                        let store = db::worker_store(
+                            &first,
+                            &url,
+                            worker,
+                            demo_connections(&url),
+                            timeout,
+                        )?;
+                        Ok(peregrine_api::app(store, ApiSettings::default()))
+                    };
+                    let shutdown = async {
+                        let _ = stop_rx.await;
+                    };
+                    if let Err(err) = bound.serve(make_app, shutdown).await {
+                        eprintln!("warning: the demo API failed: {err}");
                     }
                     let _ = finished_tx.send(());
                 });

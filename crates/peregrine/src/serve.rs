@@ -1,32 +1,38 @@
 //! `peregrine serve`: the users API until SIGINT or SIGTERM.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use peregrine_api::{ApiSettings, Server};
-use peregrine_store::{DatabaseUrl, UserStore};
-use tokio::sync::{oneshot, watch};
+use peregrine_api::{ApiSettings, Limits, ServeConfig};
 
 use crate::cli::ServeArgs;
 use crate::db;
 
-/// Opens the database, optionally seeds it, and serves until a shutdown signal.
+/// Longest `--db-timeout`, `--idle-timeout`, `--body-timeout`, `--shutdown-grace` and
+/// `--shutdown-timeout`: longer ones are typing mistakes.
+const LONGEST_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Binds the address, opens the database, optionally seeds it, and serves until a shutdown
+/// signal.
 ///
-/// Serving is thread-per-core: each worker thread runs a single-threaded runtime with its
-/// own listener on the shared address (`SO_REUSEPORT`) and, on PostgreSQL, its own
-/// long-lived connections, so a request never leaves its thread. This is the first one.
+/// Serving is thread-per-core (see [`peregrine_api::bind`]): each worker thread has its own
+/// listener and, on PostgreSQL, its own long-lived connections, so a request never leaves
+/// its thread. The address is bound first, so that a busy port fails before migrations.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let url = args.database.url()?;
-    let store = Arc::new(
-        db::open_url(
-            &url,
-            args.database.pool_size(&url),
-            args.database.db_wait.into(),
-        )
-        .await?,
-    );
+    let api_token = args.api_token()?;
+    let db_timeout = checked_duration(args.db_timeout, "--db-timeout", Duration::from_millis(1))?;
+    let config = serve_config(&args)?;
+    let bound = peregrine_api::bind(config).map_err(|err| listen_error(args.bind, &err))?;
+    let address = bound.local_addr()?;
+    let pool_size = args.database.pool_size(&url);
+    let store = db::open_url(&url, pool_size, args.database.db_wait.into())
+        .await?
+        .with_timeout(db_timeout);
+    let store = Arc::new(store);
     if let Some(wanted) = args.seed {
         let existing = store.count().await?;
         if existing < wanted {
@@ -35,107 +41,136 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     let settings = ApiSettings {
-        api_token: args.api_token.filter(|token| !token.is_empty()),
+        api_token,
         max_page_size: args.max_page_size,
     };
     if settings.api_token.is_none() {
         tracing::info!(
-            "writes are disabled: set --api-token or PEREGRINE_API_TOKEN to enable them"
+            "writes are disabled: set PEREGRINE_API_TOKEN or --api-token-file to enable them"
         );
     }
-    let workers = args.workers.map_or_else(
-        || std::thread::available_parallelism().map_or(1, usize::from),
-        |n| usize::try_from(n).unwrap_or(1),
-    );
-    let first = Server::bind_shared(
-        args.bind,
-        peregrine_api::app(Arc::clone(&store), settings.clone()),
-    )
-    .with_context(|| format!("cannot listen on {}", args.bind))?;
-    let address = first.local_addr()?;
-    let drain: Duration = args.shutdown_timeout.into();
-    let (stop, stopping) = watch::channel(false);
-    let mut others = Vec::with_capacity(workers.saturating_sub(1));
-    for worker in 1..workers {
-        // SQLite's store already has its own threads; PostgreSQL gets connections per worker.
-        let store = match &url {
-            DatabaseUrl::Sqlite(_) => Arc::clone(&store),
-            DatabaseUrl::Postgres(_) => {
-                Arc::new(UserStore::open(&url, args.database.pool_size(&url))?)
-            }
-        };
-        let app = peregrine_api::app(store, settings.clone());
-        others.push(spawn_worker(worker, address, app, stopping.clone(), drain).await?);
-    }
-    tracing::info!(workers, "listening on http://{address}");
-    let shutdown = async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
+    let make_app = move |worker: usize| {
+        let store = db::worker_store(&store, &url, worker, pool_size, db_timeout)?;
+        Ok(peregrine_api::app(store, settings.clone()))
     };
-    first.run(shutdown, drain).await.context("server failed")?;
-    for worker in others {
-        match worker.join() {
-            Ok(result) => result?,
-            Err(_) => anyhow::bail!("a server worker thread panicked"),
-        }
+    let shutdown = shutdown_signal()?;
+    tracing::info!(
+        workers = args_workers(&args),
+        "listening on http://{address}"
+    );
+    let stopped = bound
+        .serve(make_app, shutdown)
+        .await
+        .context("server failed")?;
+    if stopped.dropped_requests > 0 {
+        anyhow::bail!(
+            "{} request(s) were still in flight when --shutdown-timeout ran out and were dropped",
+            stopped.dropped_requests
+        );
     }
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Starts worker `index` on a thread of its own, and returns once it listens.
-async fn spawn_worker(
-    index: usize,
-    address: SocketAddr,
-    app: peregrine_api::App,
-    mut stopping: watch::Receiver<bool>,
-    drain: Duration,
-) -> anyhow::Result<std::thread::JoinHandle<anyhow::Result<()>>> {
-    let (ready, listening) = oneshot::channel::<anyhow::Result<()>>();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let thread = std::thread::Builder::new()
-        .name(format!("peregrine-worker-{index}"))
-        .spawn(move || {
-            runtime.block_on(async move {
-                let server = match Server::bind_shared(address, app) {
-                    Ok(server) => server,
-                    Err(err) => {
-                        let _ = ready.send(Err(anyhow::Error::new(err)
-                            .context(format!("worker {index} cannot listen on {address}"))));
-                        return Ok(());
-                    }
-                };
-                let _ = ready.send(Ok(()));
-                let shutdown = async move {
-                    let _ = stopping.wait_for(|stop| *stop).await;
-                };
-                server.run(shutdown, drain).await.context("server failed")
-            })
-        })?;
-    listening
-        .await
-        .context("a server worker thread stopped")??;
-    Ok(thread)
+/// The serving flags, range-checked.
+fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
+    let limits = Limits {
+        max_connections: connection_limit(args.max_connections),
+        max_head_bytes: usize::try_from(args.max_header_bytes).unwrap_or(usize::MAX),
+        idle_timeout: checked_duration(
+            args.idle_timeout,
+            "--idle-timeout",
+            Duration::from_millis(1),
+        )?,
+        body_timeout: checked_duration(
+            args.body_timeout,
+            "--body-timeout",
+            Duration::from_millis(1),
+        )?,
+    };
+    Ok(ServeConfig {
+        bind: args.bind,
+        workers: args_workers(args),
+        limits,
+        shutdown_grace: checked_duration(args.shutdown_grace, "--shutdown-grace", Duration::ZERO)?,
+        shutdown_timeout: checked_duration(
+            args.shutdown_timeout,
+            "--shutdown-timeout",
+            Duration::ZERO,
+        )?,
+    })
 }
 
-/// Completes on the first SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+/// Descriptors kept free beside the connections: database sockets, files, the log.
+const RESERVED_FILES: u64 = 64;
+
+/// `--max-connections`, lowered (with a warning) to what the open-file limit allows: past
+/// that limit accepting fails for everyone instead of shedding idle connections.
+fn connection_limit(wanted: u64) -> usize {
+    let limit = match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _)) if soft < wanted.saturating_add(RESERVED_FILES) => {
+            let fitting = soft.saturating_sub(RESERVED_FILES).max(1);
+            tracing::warn!(
+                wanted,
+                open_file_limit = soft,
+                using = fitting,
+                "--max-connections is above what the open-file limit allows; lowering it"
+            );
+            fitting
         }
+        _ => wanted,
     };
-    tokio::select! {
-        _ = interrupt => {}
-        () = terminate => {}
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
+fn args_workers(args: &ServeArgs) -> usize {
+    args.workers.map_or_else(
+        || std::thread::available_parallelism().map_or(1, usize::from),
+        |n| usize::try_from(n).unwrap_or(1),
+    )
+}
+
+/// `value` when it is from `shortest` to [`LONGEST_TIMEOUT`], else an error naming `flag`.
+fn checked_duration(
+    value: humantime::Duration,
+    flag: &str,
+    shortest: Duration,
+) -> anyhow::Result<Duration> {
+    let value: Duration = value.into();
+    if value < shortest || value > LONGEST_TIMEOUT {
+        anyhow::bail!(
+            "{flag}: must be from {} to {}, got {}",
+            humantime::format_duration(shortest),
+            humantime::format_duration(LONGEST_TIMEOUT),
+            humantime::format_duration(value)
+        );
     }
+    Ok(value)
+}
+
+/// The error of a failed bind, with what to do about a busy address.
+fn listen_error(address: SocketAddr, err: &io::Error) -> anyhow::Error {
+    if err.kind() == io::ErrorKind::AddrInUse {
+        anyhow::anyhow!(
+            "cannot listen on {address}: address already in use (is another server running \
+             there?); choose another address with --bind"
+        )
+    } else {
+        anyhow::anyhow!("cannot listen on {address}: {err}")
+    }
+}
+
+/// Completes on the first SIGINT (Ctrl-C) or SIGTERM. The handlers are installed now, not
+/// when the future is first polled: a signal that comes once the server says it listens
+/// must start the orderly shutdown, never kill the process.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }

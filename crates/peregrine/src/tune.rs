@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use peregrine_store::{DatabaseUrl, PostgresStore};
+use peregrine_store::{DatabaseUrl, PostgresAdmin};
 use peregrine_tune::{
     DataSize, InputError, Memory, MemoryUnit, Os, Recommendation, TuneInput, recommend,
 };
@@ -233,8 +233,8 @@ async fn server_version(url: &str) -> Result<u32, String> {
             "{shown} for a PostgreSQL version: it is not a PostgreSQL URL"
         ));
     };
-    let store = PostgresStore::new(*config, 1);
-    match tokio::time::timeout(VERSION_QUERY_TIMEOUT, store.server_major_version()).await {
+    let admin = PostgresAdmin::new(*config);
+    match tokio::time::timeout(VERSION_QUERY_TIMEOUT, admin.server_major_version()).await {
         Ok(Ok(version)) => Ok(version),
         Ok(Err(err)) => Err(format!("the database at {shown} for its version: {err}")),
         Err(_) => Err(format!(

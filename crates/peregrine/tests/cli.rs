@@ -1,5 +1,9 @@
 //! The real `peregrine` binary, driven as a user would: serve, db init, db seed, signals,
 //! and the errors a user sees.
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of a test binary: a failed step should fail the test"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,13 +26,49 @@ struct Served {
 impl Served {
     /// Starts `peregrine serve ARGS --bind 127.0.0.1:0` in `dir` and waits until it listens.
     fn start(dir: &Path, args: &[&str]) -> Self {
-        let mut child = Command::new(BINARY)
-            .arg("serve")
-            .args(args)
-            .args(["--bind", "127.0.0.1:0"])
+        Self::start_with(dir, &[args, &["--bind", "127.0.0.1:0"]].concat(), "info")
+    }
+
+    /// Starts `peregrine serve ARGS` with RUST_LOG=`log` and waits until it listens.
+    fn start_with(dir: &Path, args: &[&str], log: &str) -> Self {
+        let mut command = Command::new(BINARY);
+        command.arg("serve").args(args);
+        Self::spawn(command, dir, log)
+    }
+
+    /// Runs `command` (which starts `peregrine serve`) and waits until it listens.
+    fn spawn(command: Command, dir: &Path, log: &str) -> Self {
+        let (mut served, listening) = Self::launch(command, dir, log);
+        match listening.recv_timeout(Duration::from_secs(60)) {
+            Ok(address) => {
+                served.base = address.split('"').next().unwrap_or_default().to_owned();
+                served
+            }
+            Err(_) => panic!(
+                "peregrine serve did not start listening:\n{}",
+                served.logs()
+            ),
+        }
+    }
+
+    /// Runs `peregrine ARGS` in `dir`, collecting its logs, without waiting for anything.
+    fn spawn_quiet(dir: &Path, args: &[&str]) -> Self {
+        let mut command = Command::new(BINARY);
+        command.args(args);
+        Self::launch(command, dir, "info").0
+    }
+
+    /// Starts `command`, its stderr read into the logs on a thread of its own; the receiver
+    /// hears the address once it listens.
+    fn launch(
+        mut command: Command,
+        dir: &Path,
+        log: &str,
+    ) -> (Self, std::sync::mpsc::Receiver<String>) {
+        let mut child = command
             .current_dir(dir)
             .env_remove("DATABASE_URL")
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", log)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -57,15 +97,8 @@ impl Served {
                 }
             }
         });
-        let base = match address_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(address) => address.split('"').next().unwrap_or_default().to_owned(),
-            Err(_) => {
-                let _ = child.kill();
-                let logs = logs.lock().map(|l| l.clone()).unwrap_or_default();
-                panic!("peregrine serve did not start listening:\n{logs}");
-            }
-        };
-        Self { child, base, logs }
+        let base = String::new();
+        (Self { child, base, logs }, address_rx)
     }
 
     fn url(&self, path: &str) -> String {
@@ -91,6 +124,22 @@ impl Served {
                 Instant::now() < deadline,
                 "peregrine did not exit within {limit:?}:\n{}",
                 self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the logs contain `text` (they are read on another thread), at most 5 s.
+    fn wait_for_log(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let logs = self.logs();
+            if logs.contains(text) {
+                return logs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} in the logs:\n{logs}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -151,7 +200,7 @@ async fn quickstart_serve_seed_20_on_the_default_sqlite_file_serves_20_users() {
     }
     server.signal("INT");
     assert!(server.wait(Duration::from_secs(10)).success());
-    assert!(server.logs().contains("stopped"), "{}", server.logs());
+    server.wait_for_log("stopped");
 
     // --seed N means "at least N": a restart adds nothing, a larger N tops up.
     let again = Served::start(dir.path(), &["--seed", "20"]);
@@ -216,31 +265,27 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
     let mut server = Served::start(dir.path(), &["--database-url", &url, "--seed", "3"]);
     // Hold a lock that makes the next read wait, so a request is surely in flight.
     let mut locker = peregrine_testkit::connect(&url).await;
-    let lock = locker.transaction().await.unwrap_or_else(|e| panic!("{e}"));
+    let lock = locker.transaction().await.unwrap();
     lock.batch_execute("LOCK TABLE orguser IN ACCESS EXCLUSIVE MODE")
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap();
     let in_flight = tokio::spawn(get_json_owned(server.url("/users/")));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        !in_flight.is_finished(),
-        "the request should be waiting for the lock"
-    );
+    peregrine_testkit::wait_for_a_lock_waiter(&lock).await;
 
     server.signal("TERM");
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let refused = reqwest::Client::new()
-        .get(server.url("/healthz"))
-        .timeout(Duration::from_secs(2))
-        .send()
-        .await;
-    assert!(
-        refused.is_err(),
-        "a stopping server must not accept new connections"
-    );
+    // Without a grace period the listener closes at once.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(server.base.trim_start_matches("http://")).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "a stopping server must not accept new connections"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!in_flight.is_finished());
 
-    lock.rollback().await.unwrap_or_else(|e| panic!("{e}"));
-    let (status, users) = in_flight.await.unwrap_or_else(|e| panic!("{e}"));
+    lock.rollback().await.unwrap();
+    let (status, users) = in_flight.await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(users.as_array().map(Vec::len), Some(3));
     assert_eq!(
@@ -249,6 +294,171 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
         "{}",
         server.logs()
     );
+}
+
+/// SIGTERM as a load balancer needs it: /readyz fails at once, new connections are still
+/// served during --shutdown-grace (with `Connection: close`), then a clean exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_fails_readiness_at_once_and_serves_through_the_grace_period() {
+    let dir = temp_dir();
+    let mut server = Served::start(dir.path(), &["--seed", "2", "--shutdown-grace", "3s"]);
+    let client = reqwest::Client::new();
+    let ready = client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(ready.headers().get("connection").is_none());
+
+    server.signal("TERM");
+    let signalled = Instant::now();
+    loop {
+        // A new connection each time: they are still accepted.
+        let fresh = reqwest::Client::new();
+        let ready = fresh.get(server.url("/readyz")).send().await.unwrap();
+        if ready.status() == 503 {
+            break;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(2),
+            "/readyz kept answering 200"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let users = client.get(server.url("/users/")).send().await.unwrap();
+    assert_eq!(users.status(), 200);
+    assert_eq!(users.headers()["connection"], "close");
+    assert!(signalled.elapsed() < Duration::from_secs(3));
+    assert_eq!(server.wait(Duration::from_secs(15)).code(), Some(0));
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(3),
+        "the grace period was cut short"
+    );
+}
+
+/// A request that cannot finish within --shutdown-timeout is dropped, logged, and the exit
+/// code says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_dropped_at_the_shutdown_timeout_make_the_exit_code_1() {
+    let url = PgCluster::shared().fresh_database().await;
+    let dir = temp_dir();
+    let mut server = Served::start(
+        dir.path(),
+        &[
+            "--database-url",
+            &url,
+            "--seed",
+            "1",
+            "--db-timeout",
+            "60s",
+            "--shutdown-timeout",
+            "1s",
+        ],
+    );
+    let mut locker = peregrine_testkit::connect(&url).await;
+    let lock = locker.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE orguser IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let stuck = tokio::spawn(get_json_owned(server.url("/users/")));
+    peregrine_testkit::wait_for_a_lock_waiter(&lock).await;
+    server.signal("TERM");
+    assert_eq!(server.wait(Duration::from_secs(10)).code(), Some(1));
+    server.wait_for_log("dropped=1");
+    server.wait_for_log("were dropped");
+    assert!(
+        stuck.await.is_err_and(|e| e.is_panic()),
+        "the request got no answer"
+    );
+    lock.rollback().await.unwrap();
+}
+
+/// Two servers never split one address's traffic: the second fails, saying why.
+#[test]
+fn a_second_server_on_the_same_address_fails_with_address_in_use() {
+    let dir = temp_dir();
+    let address = format!("127.0.0.1:{}", free_port());
+    let _first = Served::start_with(dir.path(), &["--bind", &address], "info");
+    // A second server that did bind would serve until stopped: wait a bounded time.
+    let mut second = Served::spawn_quiet(dir.path(), &["serve", "--bind", &address]);
+    let status = second.wait(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1));
+    let stderr = second.wait_for_log("address already in use");
+    assert!(stderr.contains("--bind"), "{stderr}");
+}
+
+/// Secrets come from files, kept out of /proc/PID/cmdline; and no log level records user
+/// data such as a username.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_come_from_files_and_debug_logs_hold_no_user_data() {
+    let url = PgCluster::shared().fresh_database().await;
+    let dir = temp_dir();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "file-token-5678\n").unwrap();
+    let url_file = dir.path().join("database-url");
+    std::fs::write(&url_file, format!("{url}\n")).unwrap();
+    let server = Served::start_with(
+        dir.path(),
+        &[
+            "--api-token-file",
+            token_file.to_str().unwrap(),
+            "--database-url-file",
+            url_file.to_str().unwrap(),
+            "--bind",
+            "127.0.0.1:0",
+        ],
+        "debug",
+    );
+    let name = "zq-private-name-0042";
+    let created = reqwest::Client::new()
+        .post(server.url("/users"))
+        .bearer_auth("file-token-5678")
+        .json(&serde_json::json!({ "username": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let (status, _) = get_json(&server.url("/users/1")).await;
+    assert_eq!(status, 200);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.child.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains("file-token-5678"));
+    let logs = server.logs();
+    assert!(logs.contains("DEBUG"), "debug logging is on: {logs}");
+    assert!(!logs.contains(name), "a username in the logs:\n{logs}");
+}
+
+/// A read-only database (a replica) with a current schema can be served: reads work and
+/// writes get 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_starts_on_a_read_only_database_and_writes_get_503() {
+    let url = PgCluster::shared().fresh_database().await;
+    let dir = temp_dir();
+    let (status, _, stderr) = run(
+        dir.path(),
+        &["db", "seed", "-n", "2", "--database-url", &url],
+    );
+    assert!(status.success(), "{stderr}");
+    let database = url.rsplit('/').next().unwrap_or_default().to_string();
+    let admin = peregrine_testkit::connect(&url).await;
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {database} SET default_transaction_read_only = on"
+        ))
+        .await
+        .unwrap();
+    let server = Served::start(
+        dir.path(),
+        &["--database-url", &url, "--api-token", "t0k3n-ro"],
+    );
+    let (status, users) = get_json(&server.url("/users/")).await;
+    assert_eq!(status, 200);
+    assert_eq!(users.as_array().map(Vec::len), Some(2));
+    let refused = reqwest::Client::new()
+        .post(server.url("/users"))
+        .bearer_auth("t0k3n-ro")
+        .json(&serde_json::json!({ "username": "writer" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
 }
 
 async fn get_json_owned(url: String) -> (u16, Value) {
@@ -327,6 +537,52 @@ fn invalid_flags_are_rejected_by_name() {
     ] {
         let (status, _, stderr) = run(dir.path(), args);
         assert_eq!(status.code(), Some(2), "{args:?}");
+        assert!(stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
+
+/// The serving limits are range-checked, and a secret file that cannot be used is named.
+#[test]
+fn serving_limits_and_secret_files_are_checked_by_name() {
+    let dir = temp_dir();
+    std::fs::write(dir.path().join("empty"), "\n").unwrap();
+    for (args, flag, code) in [
+        (
+            &["serve", "--max-connections", "0"][..],
+            "--max-connections",
+            2,
+        ),
+        (
+            &["serve", "--max-header-bytes", "10"][..],
+            "--max-header-bytes",
+            2,
+        ),
+        (&["serve", "--db-timeout", "0s"][..], "--db-timeout", 1),
+        (&["serve", "--idle-timeout", "2h"][..], "--idle-timeout", 1),
+        (&["serve", "--body-timeout", "0s"][..], "--body-timeout", 1),
+        (
+            &["serve", "--shutdown-grace", "3h"][..],
+            "--shutdown-grace",
+            1,
+        ),
+        (
+            &["serve", "--api-token-file", "missing"][..],
+            "--api-token-file",
+            1,
+        ),
+        (
+            &["serve", "--api-token-file", "empty"][..],
+            "--api-token-file",
+            1,
+        ),
+        (
+            &["db", "init", "--database-url-file", "missing"][..],
+            "--database-url-file",
+            1,
+        ),
+    ] {
+        let (status, _, stderr) = run(dir.path(), args);
+        assert_eq!(status.code(), Some(code), "{args:?}: {stderr}");
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
 }
@@ -844,7 +1100,7 @@ async fn demo_on_postgres_uses_a_fresh_database_and_leaves_existing_rows_alone()
 #[test]
 fn demo_interrupted_prints_the_partial_table_and_exits_2() {
     let dir = temp_dir();
-    let child = Command::new(BINARY)
+    let mut child = Command::new(BINARY)
         .args([
             "demo",
             "--ramp-up",
@@ -858,17 +1114,34 @@ fn demo_interrupted_prints_the_partial_table_and_exits_2() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    std::thread::sleep(Duration::from_secs(4));
+        .unwrap();
+    // Interrupt once the first load run has started, as the demo announces it.
+    let mut stdout_lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stdout = String::new();
+    for line in stdout_lines.by_ref() {
+        let line = line.unwrap();
+        stdout.push_str(&line);
+        stdout.push('\n');
+        if line.starts_with("[3/") {
+            break;
+        }
+    }
+    assert!(
+        stdout.contains("[3/"),
+        "the demo never started a load run: {stdout}"
+    );
     let status = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status();
     assert!(status.is_ok_and(|s| s.success()));
     let started = Instant::now();
-    let out = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    for line in stdout_lines {
+        stdout.push_str(&line.unwrap());
+        stdout.push('\n');
+    }
+    let out = child.wait_with_output().unwrap();
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(out.status.code(), Some(2));
-    let stdout = String::from_utf8_lossy(&out.stdout);
     let rows = stdout
         .lines()
         .skip_while(|l| !l.starts_with("users workers"))
@@ -1385,4 +1658,86 @@ fn a_silent_server_is_given_up_on_after_connect_timeout() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
     drop(silent);
+}
+
+/// The `schemathesis` program: $SCHEMATHESIS (as `.ci/run` sets it), else on PATH.
+fn schemathesis() -> String {
+    std::env::var("SCHEMATHESIS").unwrap_or_else(|_| "schemathesis".to_owned())
+}
+
+/// schemathesis, with every check, finds no difference between the OpenAPI document and
+/// what the server does, on both backends (a short run: a bounded number of examples).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_failures_on_either_backend() {
+    let program = schemathesis();
+    let postgres = PgCluster::shared().fresh_database().await;
+    for database in ["sqlite://st.db", postgres.as_str()] {
+        let dir = temp_dir();
+        let server = Served::start(
+            dir.path(),
+            &[
+                "--database-url",
+                database,
+                "--api-token",
+                "st-token",
+                "--seed",
+                "5",
+            ],
+        );
+        let out = Command::new(&program)
+            .args(["run", &server.url("/openapi.json"), "--checks", "all"])
+            .args(["--max-examples", "40", "--seed", "1"])
+            .args(["-H", "Authorization: Bearer st-token"])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot run {program} (install it: pip install schemathesis; .ci/run does): {e}"
+                )
+            });
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "schemathesis failed on {}:\n{report}\n{}",
+            database.split(':').next().unwrap_or_default(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A flood of idle connections past the open-file limit does not lock clients out: the
+/// connection limit stays under the limit and idle connections are shed for new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_past_the_open_file_limit_does_not_lock_clients_out() {
+    let dir = temp_dir();
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        &format!("ulimit -n 256 && exec {BINARY} serve --bind 127.0.0.1:0 --workers 1"),
+    ]);
+    let server = Served::spawn(command, dir.path(), "info");
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        match tokio::net::TcpStream::connect(&address).await {
+            Ok(stream) => flood.push(stream),
+            Err(err) => panic!("the flood could not connect: {err}"),
+        }
+    }
+    let started = Instant::now();
+    let probe = reqwest::Client::new()
+        .get(server.url("/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(probe.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        server.logs().contains("lowering it"),
+        "the default limit is above 256 open files: {}",
+        server.logs()
+    );
 }

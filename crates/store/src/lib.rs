@@ -15,11 +15,14 @@ mod sqlite;
 use std::time::{Duration, Instant};
 
 pub use database_url::DatabaseUrl;
-pub use error::StoreError;
+pub use error::{BoxError, StoreError, error_chain};
 pub use migrations::MigrationReport;
-pub use model::{InvalidUserId, InvalidUsername, Page, USERNAME_MAX_CHARS, User, UserId, Username};
+pub use model::{
+    InvalidUserId, InvalidUsername, Page, USERNAME_MAX_CHARS, USERNAME_PATTERN, User, UserId,
+    Username,
+};
 pub use pg_config::{PgConfig, PgOptions, SslMode};
-pub use postgres::PostgresStore;
+pub use postgres::{DEFAULT_DB_TIMEOUT, PostgresAdmin, PostgresStore};
 pub use seed::Progress;
 pub use sqlite::SqliteStore;
 
@@ -70,6 +73,17 @@ impl UserStore {
             }
             DatabaseUrl::Sqlite(path) => Self::Sqlite(SqliteStore::open(path, connections)?),
         })
+    }
+
+    /// Sets the deadline of every call that serves a request (default
+    /// [`DEFAULT_DB_TIMEOUT`]); past it the call is [`StoreError::Unavailable`]. Migrations
+    /// and seeding are not bounded by it.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        match &mut self {
+            Self::Postgres(store) => store.set_timeout(timeout),
+            Self::Sqlite(store) => store.set_timeout(timeout),
+        }
+        self
     }
 
     /// The backend's name, for logs: `postgres` or `sqlite`.
@@ -148,7 +162,9 @@ impl UserStore {
                 Self::Sqlite(_) => Ok(()),
             };
             match answered {
-                Err(StoreError::Unavailable(reason)) if Instant::now() + delay < deadline => {
+                Err(StoreError::Unavailable { reason, .. })
+                    if Instant::now() + delay < deadline =>
+                {
                     if logged.as_ref() != Some(&reason) {
                         tracing::info!(%reason, wait = ?wait, "database not ready; retrying");
                         logged = Some(reason);
@@ -156,11 +172,14 @@ impl UserStore {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(1));
                 }
-                Err(StoreError::Unavailable(reason)) if logged.is_some() => {
-                    return Err(StoreError::Unavailable(format!(
-                        "{reason} (still failing after {:.1}s of retries; --db-wait sets how long to wait)",
-                        started.elapsed().as_secs_f64()
-                    )));
+                Err(StoreError::Unavailable { reason, source }) if logged.is_some() => {
+                    return Err(StoreError::Unavailable {
+                        reason: format!(
+                            "{reason} (still failing after {:.1}s of retries; --db-wait sets how long to wait)",
+                            started.elapsed().as_secs_f64()
+                        ),
+                        source,
+                    });
                 }
                 other => return other,
             }

@@ -57,7 +57,7 @@ impl ConnectFailure {
         if self.permanent {
             StoreError::Config(self.message)
         } else {
-            StoreError::Unavailable(self.message)
+            StoreError::unavailable(self.message)
         }
     }
 }
@@ -65,12 +65,14 @@ impl ConnectFailure {
 /// While serving, any failed connect is "unavailable" to the request (503), whatever its cause.
 impl From<ConnectFailure> for StoreError {
     fn from(failure: ConnectFailure) -> Self {
-        Self::Unavailable(failure.message)
+        Self::unavailable(failure.message)
     }
 }
 
 /// Opens one connection per `config` (TLS as its sslmode says) and drives it on a task.
-pub(crate) async fn connect(config: &PgConfig) -> Result<Client, ConnectFailure> {
+pub(crate) async fn connect(
+    config: &PgConfig,
+) -> Result<(Client, tokio::task::AbortHandle), ConnectFailure> {
     let hosts = u32::try_from(config.client.get_hosts().len().max(1)).unwrap_or(1);
     let per_host = config
         .client
@@ -92,12 +94,12 @@ pub(crate) async fn connect(config: &PgConfig) -> Result<Client, ConnectFailure>
             )));
         }
     };
-    tokio::spawn(async move {
+    let driver = tokio::spawn(async move {
         if let Err(err) = connection.await {
             tracing::warn!(error = %err, "PostgreSQL connection closed");
         }
     });
-    Ok(client)
+    Ok((client, driver.abort_handle()))
 }
 
 /// Sorts a failed connect by its cause, naming a remedy.

@@ -1,6 +1,8 @@
-//! PostgreSQL backend: a few long-lived connections shared by all requests, so concurrent
-//! queries pipeline on each socket, with statements prepared once per connection and a
-//! reconnect when the server comes back after an outage.
+//! PostgreSQL backend: a few long-lived connections shared by all reads, so concurrent
+//! queries pipeline on each socket, and one connection of their own for writes, so that a
+//! write waiting on a row lock never holds up the reads queued behind it. Statements are
+//! prepared once per connection; every call has a deadline, past which the connection is
+//! taken for hung and replaced; a dead connection is replaced when the server comes back.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -25,12 +27,20 @@ const PRELOAD_NAMES_UP_TO: i64 = 5_000_000;
 /// Key of the advisory lock that serialises migrations between processes.
 const MIGRATION_LOCK: i64 = 0x7065_7265_6772_696e; // "peregrin"
 
+/// Deadline of each database call unless configured otherwise.
+pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The PostgreSQL user store.
 pub struct PostgresStore {
+    /// For migrations and seeding: no statement or lock timeout of the server's own.
     config: PgConfig,
-    slots: Box<[Slot]>,
+    /// For the shared serving connections: the server stops a statement at the deadline too.
+    serving: PgConfig,
+    readers: Box<[Slot]>,
+    writer: Slot,
     next: AtomicUsize,
     started: Instant,
+    timeout: Duration,
 }
 
 /// One shared connection, replaced when it dies.
@@ -44,6 +54,9 @@ struct Slot {
 /// A connection with its prepared statements.
 struct Connection {
     client: Client,
+    /// The task that drives the socket: stopped when the connection is dropped, so that a
+    /// connection given up as hung does not linger.
+    driver: tokio::task::AbortHandle,
     list: Statement,
     get: Statement,
     insert: Statement,
@@ -52,27 +65,89 @@ struct Connection {
 }
 
 impl PostgresStore {
-    /// A store for `config` with `connections` shared connections, opened on first use.
+    /// A store for `config` with `connections` shared read connections and one write
+    /// connection, opened on first use, with [`DEFAULT_DB_TIMEOUT`] as the deadline.
     pub fn new(config: PgConfig, connections: usize) -> Self {
-        let slots = (0..connections.max(1))
-            .map(|_| Slot {
-                live: ArcSwapOption::empty(),
-                reconnecting: tokio::sync::Mutex::new(()),
-                failed_at: AtomicU64::new(0),
-            })
-            .collect();
-        Self {
+        let mut store = Self {
+            serving: config.clone(),
             config,
-            slots,
+            readers: (0..connections.max(1)).map(|_| Slot::default()).collect(),
+            writer: Slot::default(),
             next: AtomicUsize::new(0),
             started: Instant::now(),
+            timeout: DEFAULT_DB_TIMEOUT,
+        };
+        store.set_timeout(DEFAULT_DB_TIMEOUT);
+        store
+    }
+
+    /// Sets the deadline of every call that serves a request. The server's own
+    /// `statement_timeout` and `lock_timeout` of the serving connections are set to it, so
+    /// the database stops the work too; this side waits a little longer, so that the server
+    /// usually answers first and the connection can be kept.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        let millis = timeout.as_millis().max(1);
+        let ours = format!("-c statement_timeout={millis} -c lock_timeout={millis}");
+        // The URL's own options come last, so that they win.
+        let options = match self.config.client.get_options() {
+            Some(given) if !given.is_empty() => format!("{ours} {given}"),
+            _ => ours,
+        };
+        self.serving = self.config.clone();
+        self.serving.client.options(&options);
+        let connect = self.serving.client.get_connect_timeout().copied();
+        self.serving
+            .client
+            .connect_timeout(connect.map_or(timeout, |given| given.min(timeout)));
+        self.timeout = timeout;
+    }
+
+    /// Runs `call` against a shared connection of `slot` within the deadline; past it the
+    /// connection is dropped (it may be hung: a stopped server, a lost network) so that the
+    /// next call opens a new one.
+    async fn within_deadline<T>(
+        &self,
+        slot: &Slot,
+        call: impl AsyncFnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let deadline = self.timeout + self.timeout / 4;
+        let attempt = async {
+            let conn = self.connection_of(slot).await?;
+            call(&*conn).await
+        };
+        match tokio::time::timeout(deadline, attempt).await {
+            Ok(result) => result,
+            Err(_) => {
+                slot.live.store(None);
+                tracing::warn!(
+                    deadline_ms = deadline.as_millis(),
+                    "PostgreSQL did not answer in time; replacing the connection"
+                );
+                Err(StoreError::timed_out(deadline))
+            }
         }
+    }
+
+    /// A read connection, taken in turn.
+    fn reader(&self) -> &Slot {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        &self.readers[index]
     }
 
     /// Applies pending migrations on a connection of its own, holding an advisory lock so
     /// that servers starting together migrate once.
     pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         let mut client = connect_raw(&self.config).await?;
+        // Read first, without writing: a read-only database (a replica) whose schema is
+        // current can be served.
+        if let Some(newest) = newest_migration(&client).await?
+            && migrations::pending(migrations::POSTGRES, Some(newest))?.is_empty()
+        {
+            return Ok(MigrationReport {
+                applied: 0,
+                version: newest,
+            });
+        }
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
@@ -99,11 +174,14 @@ impl PostgresStore {
 
     /// Users in id order, starting after `page.after`.
     pub async fn list_into<S: UserSink>(&self, page: Page, mut sink: S) -> Result<S, StoreError> {
-        let conn = self.connection().await?;
         let after = page.after.map_or(0, UserId::get);
-        let rows = conn
-            .client
-            .query(&conn.list, &[&after, &i64::from(page.limit)])
+        let rows = self
+            .within_deadline(self.reader(), async |conn| {
+                Ok(conn
+                    .client
+                    .query(&conn.list, &[&after, &i64::from(page.limit)])
+                    .await?)
+            })
             .await?;
         for row in &rows {
             sink.user(UserId::from_db(row.try_get(0)?), row.try_get(1)?);
@@ -113,18 +191,24 @@ impl PostgresStore {
 
     /// The user with `id`.
     pub async fn get(&self, id: UserId) -> Result<User, StoreError> {
-        let conn = self.connection().await?;
-        let row = conn.client.query_opt(&conn.get, &[&id.get()]).await?;
+        let row = self
+            .within_deadline(self.reader(), async |conn| {
+                Ok(conn.client.query_opt(&conn.get, &[&id.get()]).await?)
+            })
+            .await?;
         row.as_ref()
             .map_or(Err(StoreError::NotFound), user_from_row)
     }
 
     /// Adds a user named `username`.
     pub async fn create(&self, username: &Username) -> Result<User, StoreError> {
-        let conn = self.connection().await?;
-        let row = conn
-            .client
-            .query_one(&conn.insert, &[&username.as_str()])
+        let row = self
+            .within_deadline(&self.writer, async |conn| {
+                Ok(conn
+                    .client
+                    .query_one(&conn.insert, &[&username.as_str()])
+                    .await?)
+            })
             .await?;
         Ok(User {
             id: UserId::from_db(row.try_get(0)?),
@@ -134,10 +218,13 @@ impl PostgresStore {
 
     /// Renames the user with `id`.
     pub async fn rename(&self, id: UserId, username: &Username) -> Result<User, StoreError> {
-        let conn = self.connection().await?;
-        let updated = conn
-            .client
-            .execute(&conn.rename, &[&id.get(), &username.as_str()])
+        let updated = self
+            .within_deadline(&self.writer, async |conn| {
+                Ok(conn
+                    .client
+                    .execute(&conn.rename, &[&id.get(), &username.as_str()])
+                    .await?)
+            })
             .await?;
         match updated {
             0 => Err(StoreError::NotFound),
@@ -150,8 +237,12 @@ impl PostgresStore {
 
     /// Deletes the user with `id`.
     pub async fn delete(&self, id: UserId) -> Result<(), StoreError> {
-        let conn = self.connection().await?;
-        match conn.client.execute(&conn.delete, &[&id.get()]).await? {
+        let deleted = self
+            .within_deadline(&self.writer, async |conn| {
+                Ok(conn.client.execute(&conn.delete, &[&id.get()]).await?)
+            })
+            .await?;
+        match deleted {
             0 => Err(StoreError::NotFound),
             _ => Ok(()),
         }
@@ -159,62 +250,36 @@ impl PostgresStore {
 
     /// How many users exist.
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let conn = self.connection().await?;
-        let row = conn
-            .client
-            .query_one("SELECT count(*) FROM orguser", &[])
+        let row = self
+            .within_deadline(self.reader(), async |conn| {
+                Ok(conn
+                    .client
+                    .query_one("SELECT count(*) FROM orguser", &[])
+                    .await?)
+            })
             .await?;
         Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
     }
 
-    /// Succeeds when the database answers a query.
+    /// Succeeds when the database answers a query within the deadline, on a read
+    /// connection: what a read request would meet.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let conn = self.connection().await?;
-        conn.client.simple_query("").await?;
-        Ok(())
+        self.within_deadline(self.reader(), async |conn| {
+            conn.client.simple_query("").await?;
+            Ok(())
+        })
+        .await
     }
 
     /// Succeeds when the server accepts a connection, whether or not the schema exists yet.
     /// A failure that waiting cannot fix (authentication, no such database, TLS mismatch)
     /// is a [`StoreError::Config`]; one that may pass is [`StoreError::Unavailable`].
     pub async fn probe(&self) -> Result<(), StoreError> {
-        let client = pg_connect::connect(&self.config)
+        let (client, _driver) = pg_connect::connect(&self.config)
             .await
             .map_err(pg_connect::ConnectFailure::into_startup_error)?;
         client.simple_query("").await?;
         Ok(())
-    }
-
-    /// Creates database `name` on this server; the name must be a plain identifier.
-    pub async fn create_database(&self, name: &str) -> Result<(), StoreError> {
-        let client = connect_raw(&self.config).await?;
-        client
-            .batch_execute(&format!("CREATE DATABASE {}", identifier(name)?))
-            .await?;
-        Ok(())
-    }
-
-    /// Drops database `name` on this server (it must not be in use).
-    pub async fn drop_database(&self, name: &str) -> Result<(), StoreError> {
-        let client = connect_raw(&self.config).await?;
-        client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {}", identifier(name)?))
-            .await?;
-        Ok(())
-    }
-
-    /// The server's major version, e.g. 15 (from `server_version_num` 150018).
-    pub async fn server_major_version(&self) -> Result<u32, StoreError> {
-        let client = connect_raw(&self.config).await?;
-        let rows = client.simple_query("SHOW server_version_num").await?;
-        let number = rows.iter().find_map(|message| match message {
-            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
-            _ => None,
-        });
-        number
-            .and_then(|n| n.parse::<u32>().ok())
-            .map(|n| n / 10_000)
-            .ok_or_else(|| StoreError::Internal("unexpected server_version_num".into()))
     }
 
     /// Adds exactly `count` new random users in one transaction, skipping names that exist.
@@ -293,10 +358,8 @@ impl PostgresStore {
         Ok(added)
     }
 
-    /// A live shared connection, reconnecting the chosen slot when its connection died.
-    async fn connection(&self) -> Result<Arc<Connection>, StoreError> {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let slot = &self.slots[index];
+    /// The live connection of `slot`, reconnecting it when its connection died.
+    async fn connection_of(&self, slot: &Slot) -> Result<Arc<Connection>, StoreError> {
         if let Some(conn) = slot.live.load_full().filter(|c| !c.client.is_closed()) {
             return Ok(conn);
         }
@@ -312,11 +375,11 @@ impl PostgresStore {
         let now = self.elapsed_ms() + 1;
         let failed_at = slot.failed_at.load(Ordering::Relaxed);
         if failed_at != 0 && now - failed_at < RECONNECT_BACKOFF.as_millis() as u64 {
-            return Err(StoreError::Unavailable(
-                "cannot connect to PostgreSQL (retrying shortly)".into(),
+            return Err(StoreError::unavailable(
+                "cannot connect to PostgreSQL (retrying shortly)",
             ));
         }
-        match Connection::open(&self.config).await {
+        match Connection::open(&self.serving).await {
             Ok(conn) => {
                 let conn = Arc::new(conn);
                 slot.live.store(Some(Arc::clone(&conn)));
@@ -341,7 +404,7 @@ impl PostgresStore {
 
 impl Connection {
     async fn open(config: &PgConfig) -> Result<Self, StoreError> {
-        let client = connect_raw(config).await?;
+        let (client, driver) = connect_driven(config).await?;
         let (list, get, insert, rename, delete) = tokio::try_join!(
             client.prepare_typed(
                 "SELECT id, username FROM orguser WHERE id > $1 ORDER BY id LIMIT $2",
@@ -363,6 +426,7 @@ impl Connection {
         )?;
         Ok(Self {
             client,
+            driver,
             list,
             get,
             insert,
@@ -397,7 +461,93 @@ async fn copy_names(
 
 /// Opens one connection (TLS as the sslmode says) and drives it on a task of its own.
 async fn connect_raw(config: &PgConfig) -> Result<Client, StoreError> {
+    Ok(connect_driven(config).await?.0)
+}
+
+/// [`connect_raw`], also returning the handle of the task that drives the socket.
+async fn connect_driven(
+    config: &PgConfig,
+) -> Result<(Client, tokio::task::AbortHandle), StoreError> {
     Ok(pg_connect::connect(config).await?)
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Self {
+            live: ArcSwapOption::empty(),
+            reconnecting: tokio::sync::Mutex::new(()),
+            failed_at: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The newest migration applied, read without writing; `None` before the first.
+async fn newest_migration(client: &Client) -> Result<Option<i64>, StoreError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('peregrine_migrations') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    if !exists {
+        return Ok(None);
+    }
+    Ok(client
+        .query_one("SELECT max(version) FROM peregrine_migrations", &[])
+        .await?
+        .try_get(0)?)
+}
+
+/// Administration of a PostgreSQL server, not user storage: creating and dropping
+/// databases, reading the server's version. Each call opens a connection of its own.
+pub struct PostgresAdmin {
+    config: PgConfig,
+}
+
+impl PostgresAdmin {
+    /// Administers the server `config` points at (connecting to its database).
+    pub fn new(config: PgConfig) -> Self {
+        Self { config }
+    }
+
+    /// Creates database `name` on this server; the name must be a plain identifier.
+    pub async fn create_database(&self, name: &str) -> Result<(), StoreError> {
+        let client = connect_raw(&self.config).await?;
+        client
+            .batch_execute(&format!("CREATE DATABASE {}", identifier(name)?))
+            .await?;
+        Ok(())
+    }
+
+    /// Drops database `name` on this server (it must not be in use).
+    pub async fn drop_database(&self, name: &str) -> Result<(), StoreError> {
+        let client = connect_raw(&self.config).await?;
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {}", identifier(name)?))
+            .await?;
+        Ok(())
+    }
+
+    /// The server's major version, e.g. 15 (from `server_version_num` 150018).
+    pub async fn server_major_version(&self) -> Result<u32, StoreError> {
+        let client = connect_raw(&self.config).await?;
+        let rows = client.simple_query("SHOW server_version_num").await?;
+        let number = rows.iter().find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        });
+        number
+            .and_then(|n| n.parse::<u32>().ok())
+            .map(|n| n / 10_000)
+            .ok_or_else(|| StoreError::internal("unexpected server_version_num"))
+    }
 }
 
 /// `name` quoted as an SQL identifier, accepting only letters, digits and underscores.

@@ -1,8 +1,12 @@
 //! SQLite backend: one writer thread (SQLite allows one writer at a time) and a few reader
 //! threads, each owning its connection; async callers hand them closures over channels.
+//! A request's call has a deadline covering its wait in the queue and for another
+//! process's write lock: past it the caller gets [`StoreError::Unavailable`] and the work
+//! is not done.
 
 use std::path::{Path, PathBuf};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -13,14 +17,15 @@ use crate::{Page, StoreError, User, UserId, UserSink, Username};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
-/// How long a statement waits for another process's write lock before giving up.
-const BUSY_TIMEOUT_MS: u32 = 5_000;
+/// How long a statement of migrations or seeding waits for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The SQLite user store.
 pub struct SqliteStore {
     path: PathBuf,
     readers: Sender<Job>,
     writer: Sender<Job>,
+    timeout: Duration,
 }
 
 impl SqliteStore {
@@ -40,12 +45,18 @@ impl SqliteStore {
             path: path.to_path_buf(),
             readers: reader_tx,
             writer,
+            timeout: crate::DEFAULT_DB_TIMEOUT,
         })
+    }
+
+    /// Sets the deadline of each call that serves a request.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     /// Applies pending migrations in one immediate transaction.
     pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        self.write(|conn| {
+        run_on(&self.writer, None, |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute_batch(migrations::HISTORY_DDL)?;
             let newest: Option<i64> =
@@ -155,7 +166,7 @@ impl SqliteStore {
 
     /// Adds exactly `count` new random users in one transaction, skipping names that exist.
     pub async fn seed(&self, count: u64, progress: Progress) -> Result<u64, StoreError> {
-        self.write(move |conn| {
+        run_on(&self.writer, None, move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut added = 0;
             {
@@ -186,32 +197,73 @@ impl SqliteStore {
         &self,
         job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        run_on(&self.readers, move |conn| job(conn)).await
+        run_on(&self.readers, Some(self.timeout), move |conn| job(conn)).await
     }
 
     async fn write<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        run_on(&self.writer, job).await
+        run_on(&self.writer, Some(self.timeout), job).await
     }
 }
 
-/// Sends `job` to a worker thread and waits for its result.
+/// Sends `job` to a worker thread and waits for its result, for at most `timeout` in all
+/// when there is one: a job still queued at the deadline is skipped, and one that starts
+/// waits for another connection's lock only as long as is left.
 async fn run_on<T: Send + 'static>(
     workers: &Sender<Job>,
+    timeout: Option<Duration>,
     job: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
+    let deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
     let (reply, result) = tokio::sync::oneshot::channel();
     workers
         .send(Box::new(move |conn| {
+            let outcome = match deadline {
+                None => conn
+                    .busy_timeout(BUSY_TIMEOUT)
+                    .map_err(StoreError::from)
+                    .and_then(|()| job(conn)),
+                Some((at, timeout)) => match at.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => conn
+                        .busy_timeout(left)
+                        .map_err(StoreError::from)
+                        .and_then(|()| job(conn))
+                        .map_err(|err| past_deadline(err, at, timeout)),
+                    _ => Err(StoreError::timed_out(timeout)),
+                },
+            };
             // The caller may have gone away (request cancelled); nothing to tell then.
-            let _ = reply.send(job(conn));
+            let _ = reply.send(outcome);
         }))
-        .map_err(|_| StoreError::Unavailable("SQLite worker threads have stopped".into()))?;
-    result
-        .await
-        .map_err(|_| StoreError::Internal("SQLite worker thread failed".into()))?
+        .map_err(|_| StoreError::unavailable("SQLite worker threads have stopped"))?;
+    let answer = async {
+        result
+            .await
+            .map_err(|_| StoreError::internal("SQLite worker thread failed"))?
+    };
+    match deadline {
+        None => answer.await,
+        // A little past the deadline: the worker itself answers at the deadline.
+        Some((_, timeout)) => tokio::time::timeout(timeout + timeout / 4, answer)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::timed_out(timeout))),
+    }
+}
+
+/// A busy error at the deadline is the deadline's: say so.
+fn past_deadline(err: StoreError, at: Instant, timeout: Duration) -> StoreError {
+    match err {
+        StoreError::Unavailable { source, .. } if Instant::now() >= at => StoreError::Unavailable {
+            reason: format!(
+                "no answer within the deadline of {} ms (another connection holds the lock)",
+                timeout.as_millis()
+            ),
+            source,
+        },
+        other => other,
+    }
 }
 
 /// Starts a thread that runs jobs on `conn`: from its own new channel, or from `shared`.
@@ -236,7 +288,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
             path.display()
         ))
     })?;
-    conn.busy_timeout(std::time::Duration::from_millis(u64::from(BUSY_TIMEOUT_MS)))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
     Ok(conn)
 }

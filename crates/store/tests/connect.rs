@@ -192,7 +192,10 @@ async fn a_refused_port_is_retried_until_the_wait_ends_and_named() {
         .await
         .err();
     let text = err.as_ref().map(ToString::to_string).unwrap_or_default();
-    assert!(matches!(err, Some(StoreError::Unavailable(_))), "{text}");
+    assert!(
+        matches!(err, Some(StoreError::Unavailable { .. })),
+        "{text}"
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(500),
         "it should have retried"

@@ -328,12 +328,12 @@ async fn unreachable_postgres_is_unavailable() {
     let started = std::time::Instant::now();
     assert!(matches!(
         store.ping().await,
-        Err(StoreError::Unavailable(_))
+        Err(StoreError::Unavailable { .. })
     ));
     let waited = store
         .wait_until_ready(std::time::Duration::from_millis(300))
         .await;
-    assert!(matches!(waited, Err(StoreError::Unavailable(_))));
+    assert!(matches!(waited, Err(StoreError::Unavailable { .. })));
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
 }
 

@@ -8,4 +8,4 @@ mod postgres;
 mod tls;
 
 pub use http::{Behavior, TinyServer};
-pub use postgres::{PgCluster, TLS_PASSWORD, TLS_USER, connect, free_port};
+pub use postgres::{PgCluster, TLS_PASSWORD, TLS_USER, connect, free_port, wait_for_a_lock_waiter};

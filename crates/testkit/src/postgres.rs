@@ -191,6 +191,28 @@ impl PgCluster {
             .arg(self.data_dir()))
     }
 
+    /// Freezes the server with SIGSTOP (the postmaster and every backend): it keeps its
+    /// sockets open but answers nothing, like a hung host. [`PgCluster::thaw`] resumes it.
+    pub fn freeze(&self) -> Result<(), String> {
+        self.signal_all("STOP")
+    }
+
+    /// Resumes a server that [`PgCluster::freeze`] stopped.
+    pub fn thaw(&self) -> Result<(), String> {
+        self.signal_all("CONT")
+    }
+
+    /// Sends `signal` to the postmaster and all its children.
+    fn signal_all(&self, signal: &str) -> Result<(), String> {
+        let pid_file = self.data_dir().join("postmaster.pid");
+        let text = std::fs::read_to_string(&pid_file)
+            .map_err(|e| format!("cannot read {}: {e}", pid_file.display()))?;
+        let postmaster = text.lines().next().unwrap_or_default().trim().to_owned();
+        let mut pids = children_of(&postmaster);
+        pids.push(postmaster);
+        run(Command::new("kill").arg(format!("-{signal}")).args(&pids))
+    }
+
     /// Starts the server again on the same port after [`PgCluster::stop`].
     pub fn start_again(&self) -> Result<(), String> {
         let mut options = format!(
@@ -321,6 +343,37 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     }
 }
 
+/// Waits, for at most 10 s, until some session of the cluster waits for a lock; panics
+/// when none does. `session` may be inside a transaction (the one holding the lock).
+pub async fn wait_for_a_lock_waiter(session: &impl tokio_postgres::GenericClient) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        // Inside a transaction the statistics are a snapshot: take a fresh one each time.
+        let waiting = async {
+            session
+                .batch_execute("SELECT pg_stat_clear_snapshot()")
+                .await?;
+            let row = session
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await?;
+            row.try_get::<_, i64>(0)
+        };
+        match waiting.await {
+            Ok(n) if n > 0 => return,
+            Ok(_) => {}
+            Err(err) => panic!("cannot read pg_stat_activity: {err}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no session waits for a lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// PostgreSQL's program directory: `pg_config --bindir`, else the newest under /usr/lib.
 fn find_bindir() -> Result<PathBuf, String> {
     if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
@@ -354,6 +407,28 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|out| out.stdout.trim_ascii() == b"0")
+}
+
+/// The pids of the processes whose parent is `parent`, read from /proc.
+fn children_of(parent: &str) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.to_owned();
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // "pid (comm) state ppid …": the command may hold spaces, so split after ')'.
+            let ppid = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(1)?
+                .to_owned();
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
 }
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now.

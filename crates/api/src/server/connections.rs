@@ -1,0 +1,292 @@
+//! One connection's life under the process's limits: admitted or shed, its requests
+//! counted (for idle shedding and for the shutdown's tally), readiness and `Connection:
+//! close` while draining, the body deadline and the `Host` rule of RFC 9112.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use axum::http::{HeaderValue, Method, Request, Response, Version, header};
+use axum::response::IntoResponse;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::bare_errors::WithProblemBodies;
+use crate::json_body::{BodyDeadline, DEFAULT_BODY_TIMEOUT};
+use crate::problem::Problem;
+
+/// Connections per process unless configured otherwise: well under the usual open-file
+/// limits, so that the database's sockets and the logs always find a descriptor.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Largest request head (request line and headers) unless configured otherwise.
+pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
+/// How long a connection may wait to send a request head unless configured otherwise.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a client may take of the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open connections per process; past it the oldest idle connection is closed to make
+    /// room, or the new one when none is idle.
+    pub max_connections: usize,
+    /// Largest request head in bytes; larger ones get 431.
+    pub max_head_bytes: usize,
+    /// How long a connection may take to send a request head, counted from its previous
+    /// response (idle keep-alive) or from its opening.
+    pub idle_timeout: Duration,
+    /// How long a client may take to send a request body once its head arrived (408 past).
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+        }
+    }
+}
+
+/// Set once the shutdown starts: `/readyz` reads it from its request's extensions.
+#[derive(Debug, Clone, Default)]
+pub struct Draining(Arc<AtomicBool>);
+
+impl Draining {
+    /// Whether the server is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn start(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What the connections of every worker share.
+pub(super) struct Shared {
+    pub(super) limits: Limits,
+    pub(super) draining: Draining,
+    open: AtomicUsize,
+    /// Requests in flight, one counter per worker so that workers do not contend for one
+    /// cache line on every request.
+    in_flight: Mutex<Vec<Arc<AtomicUsize>>>,
+    /// Every open connection, oldest first (entries of closed ones are pruned lazily).
+    registry: Mutex<VecDeque<Weak<Tracked>>>,
+}
+
+/// One open connection as the limits see it, and what its requests need to reach.
+pub(super) struct Tracked {
+    shared: Arc<Shared>,
+    /// The in-flight counter of the connection's worker.
+    worker_in_flight: Arc<AtomicUsize>,
+    /// Requests being answered on it.
+    busy: AtomicUsize,
+    /// Told to close (shed, or the shutdown).
+    closing: AtomicBool,
+    close: Notify,
+}
+
+impl Shared {
+    pub(super) fn new(limits: Limits) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            draining: Draining::default(),
+            open: AtomicUsize::new(0),
+            in_flight: Mutex::new(Vec::new()),
+            registry: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    pub(super) fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight.lock().map_or(0, |counters| {
+            counters.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        })
+    }
+
+    /// A new worker's in-flight counter (allocated on the worker's thread).
+    pub(super) fn worker_counter(&self) -> Arc<AtomicUsize> {
+        let counter = Arc::new(AtomicUsize::new(0));
+        if let Ok(mut counters) = self.in_flight.lock() {
+            counters.push(Arc::clone(&counter));
+        }
+        counter
+    }
+
+    /// Takes a new connection, making room by closing the oldest idle one when at the
+    /// limit; `None` when the limit is reached and every connection is busy.
+    pub(super) fn admit(
+        self: &Arc<Self>,
+        worker_in_flight: &Arc<AtomicUsize>,
+    ) -> Option<Arc<Tracked>> {
+        let Ok(mut registry) = self.registry.lock() else {
+            return None;
+        };
+        if self.open.load(Ordering::Relaxed) >= self.limits.max_connections {
+            registry.retain(|entry| entry.strong_count() > 0);
+            let idle = registry.iter().filter_map(Weak::upgrade).find(|c| {
+                c.busy.load(Ordering::Relaxed) == 0 && !c.closing.load(Ordering::Relaxed)
+            });
+            idle?.shut();
+        }
+        let tracked = Arc::new(Tracked {
+            shared: Arc::clone(self),
+            worker_in_flight: Arc::clone(worker_in_flight),
+            busy: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            close: Notify::new(),
+        });
+        if registry.len() >= self.limits.max_connections.saturating_mul(2) {
+            registry.retain(|entry| entry.strong_count() > 0);
+        }
+        registry.push_back(Arc::downgrade(&tracked));
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Some(tracked)
+    }
+
+    /// Tells every open connection to close once its in-flight request is answered.
+    pub(super) fn close_all_connections(&self) {
+        if let Ok(registry) = self.registry.lock() {
+            registry
+                .iter()
+                .filter_map(Weak::upgrade)
+                .for_each(|c| c.shut());
+        }
+    }
+}
+
+impl Tracked {
+    /// Tells the connection to close once its in-flight request is answered.
+    fn shut(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        self.close.notify_one();
+    }
+}
+
+/// Serves one connection until it closes, or until it is told to close, then gracefully
+/// (an in-flight request is answered first).
+pub(super) async fn serve_connection(
+    http: http1::Builder,
+    io: TokioIo<WithProblemBodies<TcpStream>>,
+    app: TowerToHyperService<axum::Router>,
+    tracked: Arc<Tracked>,
+) {
+    let _open = OpenConnection(Arc::clone(&tracked.shared));
+    let service = {
+        let tracked = Arc::clone(&tracked);
+        hyper::service::service_fn(move |request| answer(request, &app, Arc::clone(&tracked)))
+    };
+    let connection = http.serve_connection(io, service);
+    tokio::pin!(connection);
+    // A client that goes away mid-request is the client's business: errors are ignored.
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        () = tracked.close.notified() => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    let _ = connection.await;
+}
+
+/// Counts the connection open while it lives.
+struct OpenConnection(Arc<Shared>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a request in flight (on its connection and its worker) while it lives.
+struct InFlight(Arc<Tracked>);
+
+impl InFlight {
+    fn enter(tracked: Arc<Tracked>) -> Self {
+        tracked.busy.fetch_add(1, Ordering::Relaxed);
+        tracked.worker_in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(tracked)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.worker_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Answers one request through the app, with what only the server knows added.
+fn answer(
+    mut request: Request<Incoming>,
+    app: &TowerToHyperService<axum::Router>,
+    tracked: Arc<Tracked>,
+) -> impl Future<Output = Result<Response<axum::body::Body>, Infallible>> + use<> {
+    let in_flight = InFlight::enter(tracked);
+    let shared = &in_flight.0.shared;
+    let rejected = host_problem(&request);
+    if has_body(&request) {
+        let deadline = Instant::now() + shared.limits.body_timeout;
+        request.extensions_mut().insert(BodyDeadline(deadline));
+    }
+    if request.uri().path() == "/readyz" {
+        request.extensions_mut().insert(shared.draining.clone());
+    }
+    let call = rejected
+        .is_none()
+        .then(|| hyper::service::Service::call(app, request));
+    async move {
+        let mut response = match (rejected, call) {
+            (Some(problem), _) => problem.into_response(),
+            (None, Some(call)) => call.await?,
+            (None, None) => Problem::bad_request("bad request").into_response(),
+        };
+        if in_flight.0.shared.draining.is_draining() {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        drop(in_flight);
+        Ok(response)
+    }
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without exactly one `Host` header is a 400; so is
+/// any request with more than one.
+fn host_problem<B>(request: &Request<B>) -> Option<Problem> {
+    let hosts = request.headers().get_all(header::HOST).iter().count();
+    let needs_one = request.version() == Version::HTTP_11;
+    let detail = match hosts {
+        0 if needs_one => "an HTTP/1.1 request must have a Host header",
+        2.. => "a request must not have more than one Host header",
+        _ => return None,
+    };
+    // What else the client sends on this connection cannot be trusted either.
+    Some(
+        Problem::bad_request(detail)
+            .with_header(header::CONNECTION, HeaderValue::from_static("close")),
+    )
+}
+
+/// Whether the request says a body follows.
+fn has_body<B>(request: &Request<B>) -> bool {
+    let headers = request.headers();
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|length| length.as_bytes() != b"0")
+        || matches!(
+            *request.method(),
+            Method::POST | Method::PUT | Method::PATCH
+        )
+}

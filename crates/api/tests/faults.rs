@@ -1,0 +1,407 @@
+//! The server under faults and hostile clients: a hung or locked database, a held SQLite
+//! write lock, connection floods, huge or slow requests, malformed framing. Real servers on
+//! 127.0.0.1, a real private PostgreSQL and real SQLite files.
+#![allow(
+    clippy::unwrap_used,
+    reason = "helpers of a test binary: a failed step should fail the test"
+)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peregrine_api::{ApiSettings, Limits, Server};
+use peregrine_store::{DatabaseUrl, UserStore};
+use peregrine_testkit::PgCluster;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const TOKEN: &str = "test-token-1234";
+
+/// A server in this process on a free port; stopped when dropped.
+struct Running {
+    base: String,
+    address: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn serve(url: &str, db_timeout: Duration, limits: Limits) -> Running {
+    let url: DatabaseUrl = url.parse().unwrap();
+    let store = UserStore::open(&url, 2).unwrap();
+    store.migrate().await.unwrap();
+    let store = store.with_timeout(db_timeout);
+    let settings = ApiSettings {
+        api_token: Some(TOKEN.into()),
+        ..ApiSettings::default()
+    };
+    let app = peregrine_api::app(Arc::new(store), settings);
+    let server = Server::bind_with(([127, 0, 0, 1], 0).into(), app, limits).unwrap();
+    let address = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(server.run(
+        async move {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(1),
+    ));
+    Running {
+        base: format!("http://{address}"),
+        address,
+        _stop: stop,
+    }
+}
+
+/// [`serve`] on a new SQLite file: the server, its directory and the file's path.
+async fn serve_sqlite(
+    db_timeout: Duration,
+    limits: Limits,
+) -> (Running, tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("test.db");
+    let app = serve(&format!("sqlite://{}", path.display()), db_timeout, limits).await;
+    (app, dir, path)
+}
+
+/// GET `path` of `app`.
+async fn get(app: &Running, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+async fn create(app: &Running, name: &str) -> Value {
+    let response = client()
+        .post(format!("{}/users", app.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "username": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.unwrap()
+}
+
+/// Asserts a 503 problem with Retry-After.
+async fn assert_unavailable(response: reqwest::Response) {
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(response.headers().contains_key("retry-after"));
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+}
+
+/// Waits until `probe` answers `want`, for at most `limit`.
+async fn eventually(url: &str, want: StatusCode, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let got = client().get(url).send().await.map(|r| r.status());
+        if got.as_ref().is_ok_and(|status| *status == want) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url}: still {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A hung PostgreSQL (SIGSTOP: sockets open, no answers) costs a request the deadline, not
+/// the fault's length: 503 with Retry-After, /readyz 503, and recovery once it resumes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_database_is_503_within_the_deadline_and_readiness_fails() {
+    let cluster = PgCluster::start().unwrap();
+    let admin = peregrine_testkit::connect(&cluster.url("postgres")).await;
+    admin.batch_execute("CREATE DATABASE hung").await.unwrap();
+    drop(admin);
+    let app = serve(
+        &cluster.url("hung"),
+        Duration::from_secs(1),
+        Limits::default(),
+    )
+    .await;
+    let id = create(&app, "patient").await["id"].clone();
+    let user = format!("{}/users/{id}", app.base);
+    assert_eq!(client().get(&user).send().await.unwrap().status(), 200);
+
+    cluster.freeze().unwrap();
+    for path in [format!("/users/{id}"), "/users/".into(), "/readyz".into()] {
+        let started = Instant::now();
+        let response = get(&app, &path).await;
+        let took = started.elapsed();
+        assert!(took < Duration::from_secs(4), "{path} took {took:?}");
+        assert_unavailable(response).await;
+    }
+    cluster.thaw().unwrap();
+    // The suspect connection was replaced: the server recovers by itself.
+    eventually(&user, StatusCode::OK, Duration::from_secs(15)).await;
+    eventually(
+        &format!("{}/readyz", app.base),
+        StatusCode::OK,
+        Duration::from_secs(5),
+    )
+    .await;
+}
+
+/// A write waiting on a row lock holds up neither reads nor readiness.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_do_not_queue_behind_a_write_waiting_on_a_lock() {
+    let url = PgCluster::shared().fresh_database().await;
+    let app = serve(&url, Duration::from_secs(10), Limits::default()).await;
+    let locked = create(&app, "locked").await["id"].as_i64().unwrap();
+    let other = create(&app, "other").await["id"].as_i64().unwrap();
+
+    let mut locker = peregrine_testkit::connect(&url).await;
+    let lock = locker.transaction().await.unwrap();
+    lock.execute(
+        "SELECT 1 FROM orguser WHERE id = $1 FOR UPDATE",
+        &[&i32::try_from(locked).unwrap()],
+    )
+    .await
+    .unwrap();
+    let rename = tokio::spawn(
+        client()
+            .put(format!("{}/users/{locked}", app.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"username": "renamed"}))
+            .send(),
+    );
+    // Wait until the write is really waiting for the lock.
+    peregrine_testkit::wait_for_a_lock_waiter(&lock).await;
+    for path in [
+        format!("/users/{other}"),
+        "/readyz".into(),
+        "/users/".into(),
+    ] {
+        for _ in 0..4 {
+            let started = Instant::now();
+            let response = get(&app, &path).await;
+            assert_eq!(response.status(), StatusCode::OK, "{path}");
+            // Behind the write, a read would wait for as long as the lock is held: for ever
+            // here. The bound is loose because the machine may be busy.
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{path} waited {:?} behind the locked write",
+                started.elapsed()
+            );
+        }
+    }
+    assert!(!rename.is_finished(), "the write should still wait");
+    lock.rollback().await.unwrap();
+    assert_eq!(rename.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
+/// While another connection holds SQLite's write lock, a write gets 503 at the deadline,
+/// not after the busy waits of every write queued before it; and the work is not done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_sqlite_write_lock_is_503_within_the_deadline() {
+    let (app, _dir, path) = serve_sqlite(Duration::from_secs(1), Limits::default()).await;
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let started = Instant::now();
+    let writes = (0..3).map(|i| {
+        client()
+            .post(format!("{}/users", app.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "username": format!("queued{i}") }))
+            .send()
+    });
+    for response in futures_util::future::join_all(writes).await {
+        assert_unavailable(response.unwrap()).await;
+    }
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "the writes took {took:?}");
+    holder.execute_batch("ROLLBACK").unwrap();
+    create(&app, "after").await;
+    let users: Value = get(&app, "/users/").await.json().await.unwrap();
+    assert_eq!(users.as_array().map(Vec::len), Some(1), "{users}");
+}
+
+/// A flood of idle connections past the limit does not lock out a legitimate client: the
+/// oldest idle connections are closed to make room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_sheds_idle_connections_and_the_probe_is_served() {
+    let limits = Limits {
+        max_connections: 20,
+        ..Limits::default()
+    };
+    let (app, _dir, _) = serve_sqlite(Duration::from_secs(5), limits).await;
+    let mut flood = Vec::new();
+    for _ in 0..60 {
+        flood.push(TcpStream::connect(app.address).await.unwrap());
+    }
+    let started = Instant::now();
+    let response = client()
+        .get(format!("{}/healthz", app.base))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // The oldest flood connections were closed by the server.
+    let mut closed = 0;
+    for stream in &mut flood[..10] {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut byte)).await;
+        if matches!(read, Ok(Ok(0) | Err(_))) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, 10);
+}
+
+/// Sends raw bytes and returns the raw response (until the server closes or 5 s pass).
+async fn raw(address: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    // The server may answer and close before all is written: that is its right.
+    let _ = stream.write_all(request).await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+fn status_of(response: &str) -> &str {
+    response.split(' ').nth(1).unwrap_or_default()
+}
+
+/// Hostile framing gets a 4xx, with a problem+json body where the server writes the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_4xx_problems() {
+    let (app, _dir, _) = serve_sqlite(Duration::from_secs(5), Limits::default()).await;
+    let huge = format!(
+        "GET /users/ HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let long_target = format!(
+        "GET /users/{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "1".repeat(100_000)
+    );
+    for (request, status) in [
+        (huge.as_str(), "431"),
+        (long_target.as_str(), "431"),
+        ("GET /users/ HTTP/1.1\r\n\r\n", "400"),
+        ("GET /users/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "400"),
+        ("G@T /users/ HTTP/1.1\r\nHost: a\r\n\r\n", "400"),
+        (
+            "GET /users/ HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n",
+            "400",
+        ),
+        (
+            "POST /users HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            "400",
+        ),
+    ] {
+        let response = raw(app.address, request.as_bytes()).await;
+        assert_eq!(status_of(&response), status, "{request:?}: {response}");
+        assert!(
+            response.contains("application/problem+json"),
+            "{request:?}: {response}"
+        );
+    }
+    let ok = raw(
+        app.address,
+        b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&ok), "200", "{ok}");
+    let ten = raw(app.address, b"GET /healthz HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status_of(&ten), "200", "{ten}");
+}
+
+/// A client that declares a body and never sends it gets 408 at the body deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_arrives_is_408() {
+    let limits = Limits {
+        body_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (app, _dir, _) = serve_sqlite(Duration::from_secs(5), limits).await;
+    let request = format!(
+        "POST /users HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 16000\r\n\r\n{{\"user"
+    );
+    let started = Instant::now();
+    let response = raw(app.address, request.as_bytes()).await;
+    assert_eq!(status_of(&response), "408", "{response}");
+    assert!(response.contains("application/problem+json"), "{response}");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// Only a lost or refused connection, I/O or a timeout is 503; a value the server cannot
+/// decode is its own fault (500), and on SQLite only a unique violation is 409: another
+/// constraint (here a trigger's) is a 500 too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_of_the_server_are_500_not_503_or_409() {
+    let url = PgCluster::shared().fresh_database().await;
+    let app = serve(&url, Duration::from_secs(5), Limits::default()).await;
+    let id = create(&app, "wide").await["id"].clone();
+    let admin = peregrine_testkit::connect(&url).await;
+    admin
+        .batch_execute("ALTER TABLE orguser ALTER COLUMN id TYPE bigint")
+        .await
+        .unwrap();
+    // A server with new connections reads the widened column: an i64 where it wants i32.
+    let app = serve(&url, Duration::from_secs(5), Limits::default()).await;
+    let response = get(&app, &format!("/users/{id}")).await;
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["detail"], "internal server error");
+
+    let (app, _dir, path) = serve_sqlite(Duration::from_secs(5), Limits::default()).await;
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER no_boom BEFORE INSERT ON orguser WHEN NEW.username = 'boom' \
+             BEGIN SELECT RAISE(ABORT, 'no boom'); END",
+        )
+        .unwrap();
+    let response = client()
+        .post(format!("{}/users", app.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"username": "boom"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    create(&app, "fine").await;
+}
+
+/// An idle keep-alive connection, or one that never sends a whole head, is closed after
+/// the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_slow_connections_are_closed_after_the_idle_timeout() {
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    let (app, _dir, _) = serve_sqlite(Duration::from_secs(5), limits).await;
+    let mut idle = TcpStream::connect(app.address).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut slow = TcpStream::connect(app.address).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    for stream in [&mut idle, &mut slow] {
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received));
+        assert!(read.await.is_ok(), "the connection was left open");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "closed too early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "closed late: {took:?}");
+}
