@@ -4,6 +4,7 @@
 //! process's write lock: past it the caller gets [`StoreError::Unavailable`] and the work
 //! is not done.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -19,6 +20,8 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// How long a statement of migrations or seeding waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`wait_for_lock`] sleeps between two tries of a held lock.
+const LOCK_NAP: Duration = Duration::from_millis(2);
 
 /// The SQLite user store.
 pub struct SqliteStore {
@@ -221,18 +224,10 @@ async fn run_on<T: Send + 'static>(
     workers
         .send(Box::new(move |conn| {
             let outcome = match deadline {
-                None => conn
-                    .busy_timeout(BUSY_TIMEOUT)
-                    .map_err(StoreError::from)
-                    .and_then(|()| job(conn)),
-                Some((at, timeout)) => match at.checked_duration_since(Instant::now()) {
-                    Some(left) if !left.is_zero() => conn
-                        .busy_timeout(left)
-                        .map_err(StoreError::from)
-                        .and_then(|()| job(conn))
-                        .map_err(|err| past_deadline(err, at, timeout)),
-                    _ => Err(StoreError::timed_out(timeout)),
-                },
+                None => with_lock_deadline(Instant::now() + BUSY_TIMEOUT, || job(conn)),
+                Some((at, timeout)) if Instant::now() < at => with_lock_deadline(at, || job(conn))
+                    .map_err(|err| past_deadline(err, at, timeout)),
+                Some((_, timeout)) => Err(StoreError::timed_out(timeout)),
             };
             // The caller may have gone away (request cancelled); nothing to tell then.
             let _ = reply.send(outcome);
@@ -249,6 +244,37 @@ async fn run_on<T: Send + 'static>(
         Some((_, timeout)) => tokio::time::timeout(timeout + timeout / 4, answer)
             .await
             .unwrap_or_else(|_| Err(StoreError::timed_out(timeout))),
+    }
+}
+
+thread_local! {
+    /// Until when the job running on this worker thread may wait for another connection's
+    /// lock; read by [`wait_for_lock`].
+    static LOCK_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Runs `job` with [`wait_for_lock`] giving up on a held lock at `at`.
+fn with_lock_deadline<T>(at: Instant, job: impl FnOnce() -> T) -> T {
+    LOCK_DEADLINE.set(Some(at));
+    let result = job();
+    LOCK_DEADLINE.set(None);
+    result
+}
+
+/// SQLite's busy handler: wait in short naps while the lock is held, until the running
+/// job's deadline by the wall clock. (SQLite's own busy timeout adds up the naps it asked
+/// for, not the time that passed, and so overran the deadline on a loaded machine: the
+/// caller had been told 503 while the write went on to commit.)
+fn wait_for_lock(_attempts: i32) -> bool {
+    let Some(at) = LOCK_DEADLINE.get() else {
+        return false;
+    };
+    match at.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => {
+            thread::sleep(left.min(LOCK_NAP));
+            true
+        }
+        _ => false,
     }
 }
 
@@ -282,14 +308,16 @@ fn spawn_worker(name: &str, mut conn: Connection, shared: Option<Receiver<Job>>)
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path).map_err(|err| {
+    let mut conn = Connection::open(path).map_err(|err| {
         StoreError::Config(format!(
             "cannot open SQLite database {}: {err}",
             path.display()
         ))
     })?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")?;
+    conn.busy_handler(Some(wait_for_lock))?;
+    with_lock_deadline(Instant::now() + BUSY_TIMEOUT, || {
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+    })?;
     Ok(conn)
 }
 
