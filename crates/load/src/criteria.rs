@@ -633,8 +633,7 @@ mod tests {
     use super::*;
 
     fn short(text: &str) -> Criterion {
-        parse(&Value::String(text.into()), "reporting.0.criteria.0")
-            .unwrap_or_else(|e| panic!("{e}"))
+        parse(&Value::String(text.into()), "reporting.0.criteria.0").unwrap()
     }
 
     #[test]
@@ -683,7 +682,7 @@ mod tests {
     #[test]
     fn long_form_and_codes() {
         let value = serde_json::json!({"subject": "avg-rt", "label": "api", "condition": ">", "threshold": "150ms", "timeframe": "10s", "logic": "within", "stop": false, "fail": true, "message": "too slow"});
-        let c = parse(&value, "p").unwrap_or_else(|e| panic!("{e}"));
+        let c = parse(&value, "p").unwrap();
         assert_eq!(
             (c.logic, c.stop, c.message.as_deref()),
             (Logic::Within, false, Some("too slow"))
