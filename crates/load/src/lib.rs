@@ -2,20 +2,23 @@
 //! runs it with virtual users on tokio and its own HTTP/1.1 client, keeps HDR statistics, and writes Taurus-style
 //! console stats, JSON, CSV, JUnit and a self-contained HTML report. Knows nothing of the API.
 
-mod config;
+pub mod assertion;
 pub mod criteria;
 pub mod duration;
 mod engine;
 mod http1;
 pub mod plan;
+pub mod quick;
 pub mod report;
 pub mod stats;
+mod taurus;
 
 use std::path::PathBuf;
 
-pub use engine::{Ending, run};
-pub use plan::{Plan, QuickTest};
-pub use report::{Progress, Report, exit_code};
+pub use engine::{Ending, Finished, Progress};
+pub use plan::Plan;
+pub use quick::{QuickTest, from_quick};
+pub use report::{LatencyKind, Report, exit_code};
 
 /// Why a config cannot be run; each names the file and position, or the key path.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -54,14 +57,26 @@ pub enum ConfigError {
     },
 }
 
+/// Runs `plan` until it ends or `interrupt` completes (`progress` hears every second) and
+/// reports on it.
+pub async fn run(
+    plan: &Plan,
+    interrupt: impl Future<Output = ()> + Send,
+    progress: impl FnMut(&Progress),
+) -> Report {
+    let finished = engine::run(plan, interrupt, progress).await;
+    Report::new(plan, finished)
+}
+
 /// Reads one Taurus config given as text (`name` is used in error messages) into a plan.
 pub fn plan_from_str(name: &str, text: &str, overrides: &[String]) -> Result<Plan, ConfigError> {
-    let document = config::merge_sources(&[(PathBuf::from(name), text.to_owned())], overrides)?;
-    plan::from_taurus(&document)
+    let document =
+        taurus::merge::merge_sources(&[(PathBuf::from(name), text.to_owned())], overrides)?;
+    taurus::from_taurus(&document)
 }
 
 /// Reads Taurus config files with overrides into a plan.
 pub fn load_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, ConfigError> {
-    let document = config::load(files, overrides)?;
-    plan::from_taurus(&document)
+    let document = taurus::merge::load(files, overrides)?;
+    taurus::from_taurus(&document)
 }

@@ -8,7 +8,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::plan::PERCENTILES;
+/// Percentile levels reported, as Taurus's final-stats reports them.
+pub const PERCENTILES: [f64; 7] = [0.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0];
 
 /// Largest latency recorded, in µs (1 hour); longer ones are clamped to it.
 const MAX_MICROS: u64 = 3_600_000_000;

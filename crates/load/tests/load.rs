@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use peregrine_load::plan::QuickTest;
-use peregrine_load::{ConfigError, Plan, Report, exit_code, load_plan};
+use peregrine_load::QuickTest;
+use peregrine_load::{ConfigError, Ending, LatencyKind, Plan, Report, exit_code, load_plan};
 use peregrine_testkit::{Behavior, TinyServer};
 
 /// Writes `yaml` to a temp file and reads it as a plan.
@@ -29,7 +29,7 @@ fn plan(yaml: &str) -> Plan {
 }
 
 async fn run(plan: Plan) -> Report {
-    peregrine_load::run(plan, std::future::pending(), |_| {}).await
+    peregrine_load::run(&plan, std::future::pending(), |_| {}).await
 }
 
 fn percentile(report: &Report, level: f64) -> f64 {
@@ -74,8 +74,7 @@ async fn a_fixed_50ms_server_gives_p50_between_50_and_52ms() {
         ..Behavior::default()
     })
     .await;
-    let report =
-        run(peregrine_load::plan::from_quick(&quick(server.url("/users/"))).unwrap()).await;
+    let report = run(peregrine_load::from_quick(&quick(server.url("/users/"))).unwrap()).await;
     let p50 = percentile(&report, 50.0);
     assert!((0.050..=0.052).contains(&p50), "p50 = {p50}");
     assert_eq!(report.overall.failures, 0);
@@ -189,8 +188,8 @@ async fn an_open_model_run_shows_a_stall_in_corrected_latency_only() {
     test.rate = Some(400.0);
     test.concurrency = Some(10);
     test.hold_for = Duration::from_secs(4);
-    let report = run(peregrine_load::plan::from_quick(&test).unwrap()).await;
-    assert_eq!(report.latency, "corrected");
+    let report = run(peregrine_load::from_quick(&test).unwrap()).await;
+    assert_eq!(report.latency, LatencyKind::Corrected);
     let corrected_p90 = percentile(&report, 90.0);
     let service_p99 = service_percentile(&report, 99.0);
     assert!(corrected_p90 > 0.2, "corrected p90 = {corrected_p90}");
@@ -216,7 +215,7 @@ async fn an_open_model_that_cannot_keep_up_says_so() {
     let mut test = quick(server.url("/"));
     test.rate = Some(200.0);
     test.concurrency = Some(2);
-    let report = run(peregrine_load::plan::from_quick(&test).unwrap()).await;
+    let report = run(peregrine_load::from_quick(&test).unwrap()).await;
     let rate = report.rate.expect("open model reports its rate");
     assert!(rate.below_target && rate.achieved < 30.0, "{rate:?}");
 }
@@ -227,7 +226,7 @@ async fn an_unreachable_target_completes_with_connect_errors() {
     let mut test = quick(format!("http://127.0.0.1:{port}/"));
     test.hold_for = Duration::from_secs(1);
     let started = Instant::now();
-    let report = run(peregrine_load::plan::from_quick(&test).unwrap()).await;
+    let report = run(peregrine_load::from_quick(&test).unwrap()).await;
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(report.overall.samples > 0);
     assert_eq!(report.overall.failures, report.overall.samples);
@@ -312,7 +311,7 @@ async fn a_criterion_with_a_timeframe_stops_the_test_with_exit_code_3() {
         "stopped after {:?}",
         started.elapsed()
     );
-    assert_eq!(report.ending, "stopped-by-criterion");
+    assert_eq!(report.ending, Ending::StoppedByCriterion);
     assert_eq!(report.exit_code(), exit_code::CRITERIA_FAILED);
     assert_eq!(
         report.criteria[0].verdict,
@@ -346,16 +345,16 @@ async fn an_interrupt_stops_cleanly_with_partial_results() {
     let server = TinyServer::start(Behavior::default()).await;
     let mut test = quick(server.url("/"));
     test.hold_for = Duration::from_secs(30);
-    let plan = peregrine_load::plan::from_quick(&test).unwrap();
+    let plan = peregrine_load::from_quick(&test).unwrap();
     let started = Instant::now();
     let report = peregrine_load::run(
-        plan,
+        &plan,
         tokio::time::sleep(Duration::from_millis(1200)),
         |_| {},
     )
     .await;
     assert!(started.elapsed() < Duration::from_secs(4));
-    assert_eq!(report.ending, "interrupted");
+    assert_eq!(report.ending, Ending::Interrupted);
     assert_eq!(report.exit_code(), exit_code::INTERRUPTED);
     assert!(report.overall.samples > 0);
     assert_eq!(report.overall.samples, server.received());
@@ -478,7 +477,7 @@ fn config_errors_name_the_file_line_and_column_or_the_key_path() {
         ),
         (
             "execution:\n  concurrency: 0\n  scenario: {requests: ['http://127.0.0.1:1/']}\n",
-            "execution.0.concurrency: must be a whole number of at least 1",
+            "execution.0.concurrency: must be a whole number from 1 to 100000",
         ),
         (
             "execution:\n  scenario: missing\n",
@@ -571,7 +570,7 @@ async fn the_html_report_renders_its_charts_in_chromium() {
     .await;
     let mut test = quick(server.url("/users/"));
     test.ramp_up = Duration::from_secs(1);
-    let report = run(peregrine_load::plan::from_quick(&test).unwrap()).await;
+    let report = run(peregrine_load::from_quick(&test).unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
     report.write_dir(dir.path()).unwrap();
     let page = format!("file://{}", dir.path().join("report.html").display());

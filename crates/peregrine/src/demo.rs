@@ -165,7 +165,7 @@ async fn load(
         let _ = interrupted.wait_for(|stop| *stop).await;
     };
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    Ok(peregrine_load::run(plan, stop, |progress| {
+    Ok(peregrine_load::run(&plan, stop, |progress| {
         if show {
             eprintln!("{}", progress_line(progress));
         }

@@ -30,7 +30,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             std::future::pending::<()>().await;
         }
     };
-    let report = peregrine_load::run(plan.clone(), interrupt, |progress| {
+    let report = peregrine_load::run(&plan, interrupt, |progress| {
         if show_progress {
             eprintln!("{}", progress_line(progress));
         }
@@ -112,5 +112,5 @@ fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
         body: args.body.clone(),
         keepalive: !args.no_keepalive,
     };
-    Ok(peregrine_load::plan::from_quick(&test)?)
+    Ok(peregrine_load::from_quick(&test)?)
 }

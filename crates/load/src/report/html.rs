@@ -81,7 +81,7 @@ pub fn page(report: &Report) -> String {
          <div><b>{:.1} ms</b>average</div><div><b>{:.1} ms</b>p99</div></div>\n",
         escape(&report.tool),
         report.duration_seconds,
-        escape(report.ending),
+        escape(report.ending.as_str()),
         escape(report.latency_note()),
         o.samples,
         o.failure_percent,

@@ -1,0 +1,107 @@
+//! A precise timer for the open model. Tokio's timer has a 1 ms granularity and wakes late,
+//! never early: a request due at t was sent up to a millisecond after t, and that lag was
+//! charged to the server as latency. This timer is one thread that sleeps with the operating
+//! system's sub-millisecond precision until shortly before the earliest due time, waits out
+//! the rest, and wakes every request due by then at once.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use tokio::sync::oneshot;
+
+/// How long before a due time the thread stops sleeping and waits actively: the operating
+/// system's timer slack (50 µs on Linux) plus a margin.
+const SPIN: Duration = Duration::from_micros(80);
+
+struct Alarm {
+    due: Instant,
+    wake: oneshot::Sender<()>,
+}
+
+impl PartialEq for Alarm {
+    fn eq(&self, other: &Self) -> bool {
+        self.due == other.due
+    }
+}
+impl Eq for Alarm {}
+impl PartialOrd for Alarm {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Alarm {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.due.cmp(&other.due)
+    }
+}
+
+/// A handle to the timer thread; the thread ends when every handle is dropped.
+#[derive(Clone)]
+pub struct PreciseTimer {
+    alarms: Sender<Alarm>,
+}
+
+impl PreciseTimer {
+    /// Starts the timer thread; `None` when the thread cannot be started.
+    pub fn start() -> Option<Self> {
+        let (alarms, requests) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("peregrine-load-timer".into())
+            .spawn(move || serve(&requests))
+            .ok()?;
+        Some(Self { alarms })
+    }
+
+    /// Completes at `due`, within tens of microseconds; at once when the timer is gone.
+    pub async fn wait_until(&self, due: Instant) {
+        let (wake, woken) = oneshot::channel();
+        if self.alarms.send(Alarm { due, wake }).is_ok() {
+            let _ = woken.await;
+        }
+    }
+}
+
+fn serve(requests: &Receiver<Alarm>) {
+    let mut pending: BinaryHeap<Reverse<Alarm>> = BinaryHeap::new();
+    loop {
+        let next = pending.peek().map(|Reverse(alarm)| alarm.due);
+        let received = match next {
+            None => requests.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(due) => requests.recv_deadline(due.checked_sub(SPIN).unwrap_or(due)),
+        };
+        match received {
+            Ok(alarm) => pending.push(Reverse(alarm)),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) if pending.is_empty() => return,
+            Err(RecvTimeoutError::Disconnected) => {
+                if let Some(due) = next {
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
+            }
+        }
+        ring_due(&mut pending);
+    }
+}
+
+/// Wakes every alarm due within [`SPIN`], first waiting actively until the earliest is due.
+fn ring_due(pending: &mut BinaryHeap<Reverse<Alarm>>) {
+    let Some(Reverse(first)) = pending.peek() else {
+        return;
+    };
+    let first = first.due;
+    let now = Instant::now();
+    if first > now + SPIN {
+        return;
+    }
+    while Instant::now() < first {
+        std::hint::spin_loop();
+    }
+    let horizon = Instant::now() + SPIN / 4;
+    while pending.peek().is_some_and(|Reverse(a)| a.due <= horizon) {
+        if let Some(Reverse(alarm)) = pending.pop() {
+            let _ = alarm.wake.send(());
+        }
+    }
+}
