@@ -68,6 +68,33 @@ pub async fn run(
     Report::new(plan, finished)
 }
 
+/// A config that failed validation, with the warnings gathered before the error (they are
+/// often the reason: a misspelt key is ignored with a warning, then a required one is missing).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
+pub struct Rejected {
+    /// What is wrong.
+    pub error: ConfigError,
+    /// Warnings gathered before it.
+    pub warnings: Vec<String>,
+}
+
+impl From<ConfigError> for Rejected {
+    fn from(error: ConfigError) -> Self {
+        Self {
+            error,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Reads Taurus config files with overrides into a plan; a rejected config keeps the
+/// warnings gathered before the error.
+pub fn read_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, Rejected> {
+    let document = taurus::merge::load(files, overrides)?;
+    taurus::from_taurus_with_warnings(&document)
+}
+
 /// Reads one Taurus config given as text (`name` is used in error messages) into a plan.
 pub fn plan_from_str(name: &str, text: &str, overrides: &[String]) -> Result<Plan, ConfigError> {
     let document =

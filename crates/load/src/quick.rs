@@ -87,5 +87,31 @@ pub fn from_quick(test: &QuickTest) -> Result<Plan, ConfigError> {
         "scenario".into(),
         serde_json::json!({ "requests": [Value::Object(request)] }),
     );
-    from_taurus(&serde_json::json!({ "execution": [Value::Object(execution)] }))
+    from_taurus(&serde_json::json!({ "execution": [Value::Object(execution)] })).map_err(|error| {
+        match error {
+            ConfigError::Invalid { path, message } => ConfigError::Invalid {
+                path: argument_of(&path).to_owned(),
+                message,
+            },
+            other => other,
+        }
+    })
+}
+
+/// The command-line argument a key path of the quick form's generated config came from.
+fn argument_of(path: &str) -> &str {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    match key {
+        "url" => "the URL argument",
+        "concurrency" => "-c",
+        "ramp-up" => "--ramp-up",
+        "hold-for" => "--hold-for",
+        "iterations" => "--iterations",
+        "arrival-rate" => "--rate",
+        "throughput" => "--throughput",
+        "timeout" => "--timeout",
+        "method" => "--method",
+        "headers" => "--header",
+        _ => path,
+    }
 }

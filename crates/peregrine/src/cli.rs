@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use peregrine_store::DatabaseUrl;
@@ -58,22 +59,22 @@ pub struct LoadArgs {
     #[arg(short = 'c', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
     /// Quick form: time to reach full load, e.g. 10s.
-    #[arg(long, value_name = "DURATION")]
-    pub ramp_up: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = duration_flag)]
+    pub ramp_up: Option<Duration>,
     /// Quick form: time at full load after the ramp-up [default: 10s unless --iterations]
-    #[arg(long, value_name = "DURATION")]
-    pub hold_for: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = duration_flag)]
+    pub hold_for: Option<Duration>,
     /// Quick form: passes per virtual user.
     #[arg(long, value_name = "N")]
     pub iterations: Option<u64>,
     /// Quick form: request timeout.
-    #[arg(long, value_name = "DURATION", default_value = "30s")]
-    pub timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_flag)]
+    pub timeout: Duration,
     /// Quick form, open model: send R requests per second whatever the response times.
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", value_parser = rate_flag)]
     pub rate: Option<f64>,
     /// Quick form, closed model: cap the request rate at R per second (Taurus throughput).
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", value_parser = rate_flag)]
     pub throughput: Option<f64>,
     /// Quick form: a request header, 'Name: value' (repeatable).
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
@@ -123,8 +124,8 @@ pub struct DatabaseArgs {
     #[arg(long, env = "PEREGRINE_DB_POOL_SIZE")]
     pub db_pool_size: Option<NonZeroUsize>,
     /// How long to wait for the database to answer at start, e.g. 10s, 1m.
-    #[arg(long, env = "PEREGRINE_DB_WAIT", default_value = "10s")]
-    pub db_wait: humantime::Duration,
+    #[arg(long, env = "PEREGRINE_DB_WAIT", default_value = "10s", value_parser = duration_flag)]
+    pub db_wait: Duration,
 }
 
 impl DatabaseArgs {
@@ -175,8 +176,8 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub max_page_size: u32,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish.
-    #[arg(long, env = "PEREGRINE_SHUTDOWN_TIMEOUT", default_value = "10s")]
-    pub shutdown_timeout: humantime::Duration,
+    #[arg(long, env = "PEREGRINE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration_flag)]
+    pub shutdown_timeout: Duration,
 }
 
 /// `peregrine tune`: PgTune's form, as flags. Unset flags take PgTune's defaults, or with
@@ -248,6 +249,23 @@ pub enum TuneFormat {
     Json,
 }
 
+/// Every duration flag of every subcommand reads durations as Taurus configs write them:
+/// `2m30s`, `1h`, `500ms`, `1.5s` or bare seconds.
+fn duration_flag(text: &str) -> Result<Duration, String> {
+    peregrine_load::duration::parse_duration(text).map_err(|err| err.to_string())
+}
+
+/// A request rate per second, in the range a config accepts.
+fn rate_flag(text: &str) -> Result<f64, String> {
+    use peregrine_load::plan::{MAX_RATE, MIN_RATE};
+    match text.trim().parse::<f64>() {
+        Ok(rate) if (MIN_RATE..=MAX_RATE).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "must be a rate from {MIN_RATE} to {MAX_RATE} requests per second"
+        )),
+    }
+}
+
 /// Parses a PgTune key (`linux`, `dw`, `16GB`…) with the tune crate's own error message.
 fn parse_key<T: std::str::FromStr<Err = peregrine_tune::InputError>>(
     text: &str,
@@ -267,12 +285,69 @@ pub struct DemoArgs {
     #[arg(long, conflicts_with_all = ["ramp_up", "hold_for"])]
     pub full: bool,
     /// Ramp-up of each run [default: 5s]
-    #[arg(long, value_name = "DURATION")]
-    pub ramp_up: Option<humantime::Duration>,
+    #[arg(long, value_name = "DURATION", value_parser = duration_flag)]
+    pub ramp_up: Option<Duration>,
     /// Hold of each run after the ramp-up [default: 10s]
-    #[arg(long, value_name = "DURATION")]
-    pub hold_for: Option<humantime::Duration>,
+    #[arg(long, value_name = "DURATION", value_parser = duration_flag)]
+    pub hold_for: Option<Duration>,
     /// Where to put the database file and the reports [default: a new temporary directory]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<std::path::PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn every_duration_flag_reads_the_same_syntax() {
+        let demo = Cli::try_parse_from([
+            "peregrine",
+            "demo",
+            "--hold-for",
+            "10",
+            "--ramp-up",
+            "1m30s",
+        ]);
+        let Ok(Cli {
+            command: Command::Demo(args),
+            ..
+        }) = demo
+        else {
+            panic!("demo --hold-for 10 is rejected: {demo:?}");
+        };
+        assert_eq!(args.hold_for, Some(Duration::from_secs(10)));
+        assert_eq!(args.ramp_up, Some(Duration::from_secs(90)));
+        let serve = Cli::try_parse_from(["peregrine", "serve", "--shutdown-timeout", "1.5"]);
+        let Ok(Cli {
+            command: Command::Serve(args),
+            ..
+        }) = serve
+        else {
+            panic!("serve --shutdown-timeout 1.5 is rejected: {serve:?}");
+        };
+        assert_eq!(args.shutdown_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn rates_that_are_not_finite_positive_numbers_are_rejected() {
+        for (flag, value) in [
+            ("--rate", "inf"),
+            ("--rate", "NaN"),
+            ("--throughput", "NaN"),
+            ("--rate", "0"),
+        ] {
+            let err =
+                Cli::try_parse_from(["peregrine", "load", "http://127.0.0.1:1/", flag, value])
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+            assert!(
+                err.contains(flag) && err.contains("must be a rate"),
+                "{flag} {value}: {err}"
+            );
+        }
+    }
 }

@@ -12,7 +12,7 @@ use crate::cli::{DatabaseArgs, SeedArgs};
 /// Opens the database, waits for it to answer and brings its schema up to date.
 pub async fn open_migrated(args: &DatabaseArgs) -> anyhow::Result<UserStore> {
     let url: DatabaseUrl = args.database_url.parse().context("--database-url")?;
-    open_url(&url, args.pool_size(&url), args.db_wait.into()).await
+    open_url(&url, args.pool_size(&url), args.db_wait).await
 }
 
 /// [`open_migrated`] for a parsed URL.

@@ -45,8 +45,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         (FULL_RAMP_UP, FULL_HOLD_FOR)
     } else {
         (
-            args.ramp_up.map_or(SHORT_RAMP_UP, Into::into),
-            args.hold_for.map_or(SHORT_HOLD_FOR, Into::into),
+            args.ramp_up.unwrap_or(SHORT_RAMP_UP),
+            args.hold_for.unwrap_or(SHORT_HOLD_FOR),
         )
     };
     let dir = match &args.dir {

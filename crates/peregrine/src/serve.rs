@@ -23,14 +23,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .database_url
         .parse()
         .context("--database-url")?;
-    let store = Arc::new(
-        db::open_url(
-            &url,
-            args.database.pool_size(&url),
-            args.database.db_wait.into(),
-        )
-        .await?,
-    );
+    let store =
+        Arc::new(db::open_url(&url, args.database.pool_size(&url), args.database.db_wait).await?);
     if let Some(wanted) = args.seed {
         let existing = store.count().await?;
         if existing < wanted {
@@ -57,7 +51,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .with_context(|| format!("cannot listen on {}", args.bind))?;
     let address = first.local_addr()?;
-    let drain: Duration = args.shutdown_timeout.into();
+    let drain: Duration = args.shutdown_timeout;
     let (stop, stopping) = watch::channel(false);
     let mut others = Vec::with_capacity(workers.saturating_sub(1));
     for worker in 1..workers {

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::ConfigError;
 use crate::criteria::Criterion;
 use crate::plan::{DEFAULT_OPEN_CONNECTIONS, Execution, Outputs, Plan};
+use crate::{ConfigError, Rejected};
 use values::{
     ConfigValue, child, count, duration, optional, path_value, provisioned_count,
     provisioned_number, rate,
@@ -22,7 +22,54 @@ use values::{
 
 /// Builds a plan from a merged Taurus document.
 pub fn from_taurus(document: &Value) -> Result<Plan, ConfigError> {
+    from_taurus_with_warnings(document).map_err(|rejected| rejected.error)
+}
+
+/// Builds a plan from a merged Taurus document; a rejected one keeps the warnings
+/// gathered before the error.
+pub fn from_taurus_with_warnings(document: &Value) -> Result<Plan, Rejected> {
     let mut builder = Builder::default();
+    match read(&mut builder, document) {
+        Ok(()) => builder.finish().map_err(|error| Rejected {
+            error,
+            warnings: Vec::new(),
+        }),
+        Err(error) => Err(Rejected {
+            error,
+            warnings: builder.warnings,
+        }),
+    }
+}
+
+fn read(builder: &mut Builder, document: &Value) -> Result<(), ConfigError> {
+    for key in document.as_object().into_iter().flat_map(Map::keys) {
+        if ![
+            "execution",
+            "scenarios",
+            "reporting",
+            "settings",
+            "modules",
+            "provisioning",
+            "services",
+            "included-configs",
+            "cli-aliases",
+        ]
+        .contains(&key.as_str())
+        {
+            builder.warn(key, "unknown top-level key; ignored");
+        } else if [
+            "settings",
+            "services",
+            "provisioning",
+            "modules",
+            "included-configs",
+            "cli-aliases",
+        ]
+        .contains(&key.as_str())
+        {
+            builder.warn(key, "not implemented by Peregrine; ignored");
+        }
+    }
     let scenarios = document.get("scenarios").cloned().unwrap_or(Value::Null);
     let executions = match document.get("execution") {
         Some(Value::Array(items)) => items.clone(),
@@ -58,34 +105,7 @@ pub fn from_taurus(document: &Value) -> Result<Plan, ConfigError> {
             path: "reporting".into(),
         })?;
     }
-    for key in document.as_object().into_iter().flat_map(Map::keys) {
-        if ![
-            "execution",
-            "scenarios",
-            "reporting",
-            "settings",
-            "modules",
-            "provisioning",
-            "services",
-            "included-configs",
-            "cli-aliases",
-        ]
-        .contains(&key.as_str())
-        {
-            builder.warn(key, "unknown top-level key; ignored");
-        } else if [
-            "services",
-            "provisioning",
-            "modules",
-            "included-configs",
-            "cli-aliases",
-        ]
-        .contains(&key.as_str())
-        {
-            builder.warn(key, "not implemented by Peregrine; ignored");
-        }
-    }
-    builder.finish()
+    Ok(())
 }
 
 #[derive(Default)]
@@ -96,6 +116,8 @@ struct Builder {
     pub(super) warnings: Vec<String>,
     pub(super) labels: Vec<String>,
     pub(super) inline_scenarios: usize,
+    /// `${name}`s already warned about.
+    pub(super) undefined_variables: HashSet<String>,
 }
 
 const EXECUTION_KEYS: &[&str] = &[

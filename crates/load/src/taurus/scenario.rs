@@ -1,7 +1,8 @@
 //! Scenarios and their requests: defaults a scenario gives its requests, URLs, headers,
 //! bodies and think-times.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -86,6 +87,16 @@ impl Builder {
         let mut requests = Vec::with_capacity(items.len());
         for item in &items {
             requests.push(self.request(item, &defaults)?);
+        }
+        for variable in defaults.undefined.take() {
+            if self.undefined_variables.insert(variable.clone()) {
+                self.warn(
+                    &node.path,
+                    &format!(
+                        "${{{variable}}} is used but no variable defines it; it is sent as written"
+                    ),
+                );
+            }
         }
         Ok(Scenario { name, requests })
     }
@@ -252,6 +263,8 @@ struct ScenarioDefaults {
     keepalive: bool,
     assert_body_limit: usize,
     variables: BTreeMap<String, String>,
+    /// `${name}`s used that no variable defines.
+    undefined: RefCell<BTreeSet<String>>,
 }
 
 impl ScenarioDefaults {
@@ -280,6 +293,7 @@ impl ScenarioDefaults {
             assert_body_limit: optional(get("assert-body-limit"), byte_size)?
                 .unwrap_or(DEFAULT_ASSERT_BODY_LIMIT),
             variables,
+            undefined: RefCell::default(),
         };
         if let Some(address) = get("default-address") {
             let text = address
@@ -299,7 +313,8 @@ impl ScenarioDefaults {
         Ok(defaults)
     }
 
-    /// Replaces `${name}` with the variable's value; unknown names stay as written.
+    /// Replaces `${name}` with the variable's value; unknown names stay as written, and are
+    /// remembered for a warning.
     fn substitute(&self, text: &str) -> String {
         if !text.contains("${") {
             return text.to_owned();
@@ -307,6 +322,14 @@ impl ScenarioDefaults {
         let mut out = text.to_owned();
         for (name, value) in &self.variables {
             out = out.replace(&format!("${{{name}}}"), value);
+        }
+        let mut rest = out.as_str();
+        while let Some((_, after)) = rest.split_once("${") {
+            let Some((name, tail)) = after.split_once('}') else {
+                break;
+            };
+            self.undefined.borrow_mut().insert(name.to_owned());
+            rest = tail;
         }
         out
     }
