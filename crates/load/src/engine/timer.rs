@@ -13,7 +13,10 @@ use tokio::sync::oneshot;
 
 /// How long before a due time the thread stops sleeping and waits actively: the operating
 /// system's timer slack (50 µs on Linux) plus a margin.
-const SPIN: Duration = Duration::from_micros(80);
+const SPIN: Duration = Duration::from_micros(120);
+/// How long before its due time an alarm rings: about what it takes a worker thread to wake
+/// and poll the waiting task. The task then waits out what is left (see `wait_until`).
+const LEAD: Duration = Duration::from_micros(50);
 
 struct Alarm {
     due: Instant,
@@ -60,6 +63,10 @@ impl PreciseTimer {
         if self.alarms.send(Alarm { due, wake }).is_ok() {
             let _ = woken.await;
         }
+        // Rung up to LEAD early: give way to other tasks until it is time.
+        while Instant::now() < due {
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -85,20 +92,19 @@ fn serve(requests: &Receiver<Alarm>) {
     }
 }
 
-/// Wakes every alarm due within [`SPIN`], first waiting actively until the earliest is due.
+/// Rings every alarm due within [`LEAD`], first waiting actively until the earliest is.
 fn ring_due(pending: &mut BinaryHeap<Reverse<Alarm>>) {
     let Some(Reverse(first)) = pending.peek() else {
         return;
     };
-    let first = first.due;
-    let now = Instant::now();
-    if first > now + SPIN {
+    let ring_at = first.due.checked_sub(LEAD).unwrap_or(first.due);
+    if ring_at > Instant::now() + SPIN {
         return;
     }
-    while Instant::now() < first {
+    while Instant::now() < ring_at {
         std::hint::spin_loop();
     }
-    let horizon = Instant::now() + SPIN / 4;
+    let horizon = Instant::now() + LEAD;
     while pending.peek().is_some_and(|Reverse(a)| a.due <= horizon) {
         if let Some(Reverse(alarm)) = pending.pop() {
             let _ = alarm.wake.send(());
