@@ -373,13 +373,7 @@ impl Criterion {
             avg_lt: Some(summary.avg_lt),
             avg_ct: Some(summary.avg_ct),
             stdev_rt: Some(summary.stdev_rt),
-            percentile: &|level| {
-                let found = summary
-                    .percentiles
-                    .iter()
-                    .find(|p| (p.level - level).abs() < 1e-9);
-                Some(found.map_or(0.0, |p| p.seconds))
-            },
+            percentile: &|level| Some(summary.percentile(level).unwrap_or(0.0)),
             codes: &mut summary
                 .codes
                 .iter()
@@ -504,7 +498,7 @@ impl Monitor {
             }
             let label = criterion.label_index(&self.labels);
             let window_of = |second: &Second| match label {
-                Some(l) => second.labels.get(l).cloned().unwrap_or_default(),
+                Some(l) => second.label(l),
                 None => second.overall.clone(),
             };
             let frame = criterion.timeframe.as_secs().max(1);

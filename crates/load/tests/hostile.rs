@@ -197,13 +197,8 @@ async fn the_open_model_sends_on_time() {
     )
     .unwrap();
     let report = run(&plan).await;
-    let level = |p: &[peregrine_load::stats::Percentile]| {
-        p.iter()
-            .find(|p| p.level == 50.0)
-            .map_or(f64::NAN, |p| p.seconds)
-    };
-    let corrected = level(&report.overall.percentiles);
-    let service = level(&report.overall.service_percentiles);
+    let corrected = report.overall.percentile(50.0).unwrap_or(f64::NAN);
+    let service = report.overall.service_percentile(50.0).unwrap_or(f64::NAN);
     let gap = corrected - service;
     assert!(report.overall.samples >= 350, "{}", report.overall.samples);
     assert!(

@@ -33,21 +33,11 @@ async fn run(plan: Plan) -> Report {
 }
 
 fn percentile(report: &Report, level: f64) -> f64 {
-    report
-        .overall
-        .percentiles
-        .iter()
-        .find(|p| (p.level - level).abs() < 1e-9)
-        .map_or(f64::NAN, |p| p.seconds)
+    report.overall.percentile(level).unwrap_or(f64::NAN)
 }
 
 fn service_percentile(report: &Report, level: f64) -> f64 {
-    report
-        .overall
-        .service_percentiles
-        .iter()
-        .find(|p| (p.level - level).abs() < 1e-9)
-        .map_or(f64::NAN, |p| p.seconds)
+    report.overall.service_percentile(level).unwrap_or(f64::NAN)
 }
 
 fn quick(url: String) -> QuickTest {
@@ -386,7 +376,7 @@ async fn every_reporter_writes_what_it_promises() {
     let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
 
     let json: serde_json::Value = serde_json::from_str(&read(out.join("report.json"))).unwrap();
-    assert_eq!(json["schema"], "peregrine-load-report/1");
+    assert_eq!(json["schema"], "peregrine-load-report/2");
     assert_eq!(json["overall"]["samples"], report.overall.samples);
     assert_eq!(json["labels"][0]["label"], "api");
     assert_eq!(

@@ -311,11 +311,7 @@ fn print_table(rows: &[Row]) {
     );
     for row in rows {
         let o = &row.report.overall;
-        let p99 = o
-            .percentiles
-            .iter()
-            .find(|p| (p.level - 99.0).abs() < 1e-9)
-            .map_or(0.0, |p| p.seconds);
+        let p99 = o.percentile(99.0).unwrap_or(0.0);
         println!(
             "{:>5} {:>7} {:>9} {:>6.2}% {:>6.1} ms {:>6.1} ms {:>7.0} r/s  {}",
             row.users,

@@ -19,7 +19,7 @@ pub use crate::engine::Progress;
 pub use console::{final_stats, progress_line};
 
 /// The version of the `report.json` schema; bumped on any incompatible change.
-pub const SCHEMA: &str = "peregrine-load-report/1";
+pub const SCHEMA: &str = "peregrine-load-report/2";
 
 /// Exit codes, as Taurus uses them.
 pub mod exit_code {

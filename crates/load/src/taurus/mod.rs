@@ -6,7 +6,7 @@ pub mod merge;
 mod scenario;
 mod values;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -116,6 +116,8 @@ struct Builder {
     pub(super) warnings: Vec<String>,
     pub(super) labels: Vec<String>,
     pub(super) inline_scenarios: usize,
+    /// Where each label is in `labels`.
+    pub(super) label_indexes: HashMap<String, usize>,
     /// `${name}`s already warned about.
     pub(super) undefined_variables: HashSet<String>,
 }

@@ -243,14 +243,15 @@ impl Builder {
         duration_text(node, &text)
     }
 
+    /// The index of `label` in the plan's labels, added when new (a map, not a scan: a
+    /// config may have 100,000 labels).
     fn label_index(&mut self, label: String) -> usize {
-        match self.labels.iter().position(|l| *l == label) {
-            Some(i) => i,
-            None => {
-                self.labels.push(label);
-                self.labels.len() - 1
-            }
+        if let Some(&index) = self.label_indexes.get(&label) {
+            return index;
         }
+        self.labels.push(label.clone());
+        self.label_indexes.insert(label, self.labels.len() - 1);
+        self.labels.len() - 1
     }
 }
 
