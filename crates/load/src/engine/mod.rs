@@ -377,18 +377,38 @@ async fn run_users(
         })
         .collect();
     for handle in handles {
-        if let Err(err) = handle.await
-            && err.is_panic()
-        {
-            let payload = err.into_panic();
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".into());
-            let _ = problems.send(format!(
-                "a virtual user failed unexpectedly ({message}); this is a bug in Peregrine"
-            ));
+        if let Some(problem) = panic_of(handle.await) {
+            let _ = problems.send(problem);
         }
+    }
+}
+
+/// What a user's task ending in a panic should say; `None` when it ended normally.
+fn panic_of(ended: Result<(), tokio::task::JoinError>) -> Option<String> {
+    let err = ended.err().filter(tokio::task::JoinError::is_panic)?;
+    let payload = err.into_panic();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    Some(format!(
+        "a virtual user failed unexpectedly ({message}); this is a bug in Peregrine"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_user_is_reported_not_swallowed() {
+        let panicked = tokio::spawn(async { panic!("overflow when adding durations") }).await;
+        let problem = panic_of(panicked).unwrap_or_default();
+        assert!(
+            problem.contains("overflow when adding durations"),
+            "{problem}"
+        );
+        assert_eq!(panic_of(tokio::spawn(async {}).await), None);
     }
 }
