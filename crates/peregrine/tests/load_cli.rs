@@ -5,47 +5,54 @@ use std::time::Duration;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_peregrine");
 
+/// Taurus treats SIGTERM as Ctrl-C: both stop the run with partial results and exit 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_interrupts_like_ctrl_c_with_partial_results_and_exit_2() {
+async fn sigint_and_sigterm_interrupt_with_partial_results_and_exit_2() {
     let server = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(BINARY)
-        .args([
-            "load",
-            &server.url("/"),
-            "-c",
-            "2",
-            "--hold-for",
-            "60s",
-            "--report",
-            "partial",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until the server has seen requests, so the results cannot be empty.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while server.received() < 10 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    for signal in ["-INT", "-TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let received_before = server.received();
+        let child = Command::new(BINARY)
+            .args([
+                "load",
+                &server.url("/"),
+                "-c",
+                "2",
+                "--hold-for",
+                "60s",
+                "--report",
+                "partial",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the server has seen requests, so the results cannot be empty.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while server.received() < received_before + 10 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let killed = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+        assert!(killed.is_ok_and(|s| s.success()));
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{signal}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("Samples count: ") && !stdout.contains("Samples count: 0,"),
+            "{signal}: {stdout}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("interrupted"),
+            "{signal}"
+        );
+        assert!(dir.path().join("partial/report.json").is_file(), "{signal}");
     }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(killed.is_ok_and(|s| s.success()));
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("Samples count: ") && !stdout.contains("Samples count: 0,"),
-        "{stdout}"
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
-    assert!(dir.path().join("partial/report.json").is_file());
 }
 
 #[test]

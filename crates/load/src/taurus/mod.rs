@@ -20,6 +20,16 @@ use values::{
     provisioned_number, rate,
 };
 
+/// Top-level Taurus keys Peregrine knows but does not implement: each is warned about.
+const UNIMPLEMENTED_TOP_LEVEL: &[&str] = &[
+    "settings",
+    "services",
+    "provisioning",
+    "modules",
+    "included-configs",
+    "cli-aliases",
+];
+
 /// Builds a plan from a merged Taurus document.
 pub fn from_taurus(document: &Value) -> Result<Plan, ConfigError> {
     from_taurus_with_warnings(document).map_err(|rejected| rejected.error)
@@ -43,31 +53,10 @@ pub fn from_taurus_with_warnings(document: &Value) -> Result<Plan, Rejected> {
 
 fn read(builder: &mut Builder, document: &Value) -> Result<(), ConfigError> {
     for key in document.as_object().into_iter().flat_map(Map::keys) {
-        if ![
-            "execution",
-            "scenarios",
-            "reporting",
-            "settings",
-            "modules",
-            "provisioning",
-            "services",
-            "included-configs",
-            "cli-aliases",
-        ]
-        .contains(&key.as_str())
-        {
-            builder.warn(key, "unknown top-level key; ignored");
-        } else if [
-            "settings",
-            "services",
-            "provisioning",
-            "modules",
-            "included-configs",
-            "cli-aliases",
-        ]
-        .contains(&key.as_str())
-        {
+        if UNIMPLEMENTED_TOP_LEVEL.contains(&key.as_str()) {
             builder.warn(key, "not implemented by Peregrine; ignored");
+        } else if !["execution", "scenarios", "reporting"].contains(&key.as_str()) {
+            builder.warn(key, "unknown top-level key; ignored");
         }
     }
     let scenarios = document.get("scenarios").cloned().unwrap_or(Value::Null);
