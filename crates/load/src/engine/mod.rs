@@ -188,7 +188,13 @@ pub async fn run(
     drop((shared, problems_tx));
 
     let levels: Vec<f64> = plan.criteria.iter().filter_map(|c| c.level()).collect();
-    let mut collector = Collector::new(plan.labels.len(), &levels);
+    let watched: Vec<usize> = plan
+        .criteria
+        .iter()
+        .filter_map(|c| c.label.as_ref())
+        .filter_map(|label| plan.labels.iter().position(|l| l == label))
+        .collect();
+    let mut collector = Collector::new(plan.labels.len(), &levels, &watched);
     let mut monitor = Monitor::new(plan.criteria.clone(), plan.labels.clone());
     let mut ending = Ending::Completed;
     let mut problem = None;

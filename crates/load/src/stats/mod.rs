@@ -214,7 +214,8 @@ pub struct Second {
     pub users: u64,
     /// The whole test's figures for this second.
     pub overall: Window,
-    /// The labels that had samples in this second, in label order.
+    /// The labels that had samples in this second, in label order (with more than
+    /// [`MAX_TIMELINE_LABELS`] labels, only those a criterion names).
     pub labels: Vec<LabelWindow>,
 }
 
@@ -327,14 +328,28 @@ pub struct Collector {
     errors: BTreeMap<(usize, ErrorKind, Arc<str>), u64>,
     /// Distinct messages kept per label and kind.
     error_variety: HashMap<(usize, ErrorKind), usize>,
+    /// Labels that get a window in each second of the timeline.
+    in_timeline: Vec<bool>,
 }
+
+/// Labels a config may have and still get per-second windows for each: with more, only the
+/// labels a criterion names get them, so the timeline's memory does not grow with
+/// labels × seconds.
+pub const MAX_TIMELINE_LABELS: usize = 100;
 
 /// Distinct error messages kept per label and kind, so a flood of unique messages can't grow memory.
 const MAX_ERROR_VARIETY: usize = 100;
 
 impl Collector {
-    /// A collector for `labels` labels whose per-second windows keep `extra_levels` too.
-    pub fn new(labels: usize, extra_levels: &[f64]) -> Self {
+    /// A collector for `labels` labels whose per-second windows keep `extra_levels` too;
+    /// `watched` are the labels that need per-second windows even among many.
+    pub fn new(labels: usize, extra_levels: &[f64], watched: &[usize]) -> Self {
+        let mut in_timeline = vec![labels <= MAX_TIMELINE_LABELS; labels];
+        for &label in watched {
+            if let Some(slot) = in_timeline.get_mut(label) {
+                *slot = true;
+            }
+        }
         let mut levels = PERCENTILES.to_vec();
         for &level in extra_levels {
             if !levels.iter().any(|l| (l - level).abs() < 1e-9) {
@@ -349,6 +364,7 @@ impl Collector {
             timeline: Vec::new(),
             errors: BTreeMap::new(),
             error_variety: HashMap::new(),
+            in_timeline,
         }
     }
 
@@ -363,7 +379,7 @@ impl Collector {
         let second = ended.as_secs().max(first_open);
         let (overall, per_label) = self.open.entry(second).or_default();
         overall.record(sample);
-        if sample.label < self.per_label.len() {
+        if self.in_timeline.get(sample.label).copied().unwrap_or(false) {
             per_label.entry(sample.label).or_default().record(sample);
         }
         if let Some((kind, message)) = &sample.error {
@@ -467,7 +483,7 @@ mod tests {
 
     #[test]
     fn percentiles_failures_and_timeline() {
-        let mut collector = Collector::new(1, &[]);
+        let mut collector = Collector::new(1, &[], &[]);
         for ms in 1..=100 {
             collector.record(&sample(ms, ms % 10 == 0), Duration::from_millis(ms * 15));
         }
@@ -485,5 +501,41 @@ mod tests {
         assert_eq!(closed.len(), 2);
         assert_eq!(closed[0].overall.hits + closed[1].overall.hits, 100);
         assert_eq!(collector.errors(&["api".into()])[0].count, 10);
+    }
+
+    #[test]
+    fn many_labels_keep_per_second_windows_only_for_watched_ones() {
+        let labels = MAX_TIMELINE_LABELS + 1;
+        let mut collector = Collector::new(labels, &[], &[7]);
+        for label in 0..labels {
+            collector.record(
+                &Sample {
+                    label,
+                    ..sample(5, false)
+                },
+                Duration::from_millis(10),
+            );
+        }
+        let second = &collector.close_until(1, &[1])[0];
+        assert_eq!(second.overall.hits, labels as u64);
+        assert_eq!(second.labels.len(), 1);
+        assert_eq!((second.labels[0].label, second.label(7).hits), (7, 1));
+        assert_eq!(
+            collector
+                .per_label()
+                .iter()
+                .filter(|t| t.samples == 1)
+                .count(),
+            labels
+        );
+        let mut few = Collector::new(3, &[], &[]);
+        few.record(
+            &Sample {
+                label: 2,
+                ..sample(5, false)
+            },
+            Duration::ZERO,
+        );
+        assert_eq!(few.close_until(1, &[1])[0].labels.len(), 1);
     }
 }
