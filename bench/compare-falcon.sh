@@ -1,48 +1,151 @@
 #!/usr/bin/env bash
-# Peregrine against the tutorial's stack (Falcon + peewee under gunicorn), FastAPI + asyncpg,
-# and pgbench, all on the very same private PostgreSQL and the same rows, in one run.
+# Peregrine against the tutorial's stack (Falcon + peewee under gunicorn), FastAPI + asyncpg
+# under uvicorn, and pgbench, all on one private PostgreSQL and the very same rows, in one run.
 #
-#   bash bench/compare-falcon.sh                 # the whole comparison (~10 minutes)
-#   DURATION=5 PARTS=routes bash bench/compare-falcon.sh   # shorter, routes only
+#   bash bench/compare-falcon.sh                             # everything (~10 minutes)
+#   DURATION=5s PARTS=routes bash bench/compare-falcon.sh    # shorter, routes only
 #
-# PARTS picks what runs (default: all): routes (the table of req/s, p50, p99, errors, with
-# ratios), rows10k (the 10,000-row list), many (10,000 connections and peak RSS), seed
-# (db seed --users 1000000 against psql COPY), sqlite (the routes on the SQLite default).
-# Needs: wrk, pgbench and psql (PostgreSQL 15), python3; the peers install themselves into
-# /tmp (see ../shared/peers). Everything it starts is stopped at the end, by pid.
-set -euo pipefail
+# PARTS picks what runs (default: all): routes (req/s, p50, p99, errors, with ratios),
+# rows10k (the 10,000-row list), many (10,000 connections and peak RSS), seed (db seed
+# --users 1000000 against psql COPY), sqlite (the routes on the SQLite default).
+# DURATION is each wrk run's length in seconds (default 15; `15s` works too).
+#
+# Needs: wrk (apt-get install -y wrk), PostgreSQL's programs (initdb, pg_ctl, psql, pgbench;
+# found through `pg_config --bindir` or under /usr/lib/postgresql/*/bin, as the tests find
+# them), python3 with venv, curl, cargo. The peers are in bench/peers/; their Python
+# packages are installed from PyPI into venvs under $BENCH_CACHE (default
+# ~/.cache/peregrine-bench), once. Everything else (the cluster, logs) lives in a temporary
+# directory, removed after a successful run and kept, with its path printed, after a
+# failure. Ports are free ones picked at start. Everything it starts is stopped by pid.
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-PEERS=${PEERS:-$ROOT/../shared/peers}
-DURATION=${DURATION:-15}
-PARTS=${PARTS:-routes rows10k many seed sqlite}
-PGPORT=${PGPORT:-55432}
-PGBASE=${PGBASE:-/tmp/peer-pg}  # the Falcon peer's cluster (its start.sh default)
-FALCON_PORT=8000 FASTAPI_PORT=8001 PEREGRINE_PORT=8002 SQLITE_PORT=8003
-DB_URL="postgres://orguser:123456@127.0.0.1:$PGPORT/orgdb"
-PGBIN=/usr/lib/postgresql/15/bin
-export PGPASSWORD=123456
-work=$(mktemp -d)
-results="$work/results"
-peregrine_pid=""
+PEERS=$ROOT/bench/peers
+work=$(mktemp -d -t peregrine-bench.XXXXXX)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
-log() { echo "[compare] $*" >&2; }
+DURATION=$(seconds "${DURATION:-15}" DURATION)
+MANY_DURATION=$(seconds "${MANY_DURATION:-30}" MANY_DURATION)
+PARTS=${PARTS:-routes rows10k many seed sqlite}
+BENCH_CACHE=${BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/peregrine-bench}
+FALCON_WORKERS=5 FASTAPI_WORKERS=2
+results="$work/results"
+peregrine_pid="" falcon_pid="" fastapi_pid="" pg_started=""
+export PYTHONDONTWRITEBYTECODE=1 PGPASSWORD=123456
+
 has() { [[ " $PARTS " == *" $1 "* ]]; }
 
-cleanup() {
+for part in $PARTS; do
+    [[ " routes rows10k many seed sqlite " == *" $part "* ]] ||
+        fail "PARTS: unknown part \"$part\"; the parts are routes rows10k many seed sqlite"
+done
+need wrk "apt-get install -y wrk"
+need python3 "apt-get install -y python3 python3-venv"
+need curl "apt-get install -y curl"
+need cargo "see https://rustup.rs"
+python3 -c 'import venv, ensurepip' 2>/dev/null || fail "python3 cannot create venvs: apt-get install -y python3-venv"
+PGBIN=$(pg_bindir)
+for program in initdb pg_ctl psql pgbench; do
+    [ -x "$PGBIN/$program" ] || fail "$PGBIN/$program is missing: apt-get install -y postgresql postgresql-contrib"
+done
+{ read -r PGPORT; read -r FALCON_PORT; read -r FASTAPI_PORT; read -r PEREGRINE_PORT; read -r SQLITE_PORT; } < <(free_ports 5)
+DB_URL="postgres://orguser:123456@127.0.0.1:$PGPORT/orgdb"
+
+stop_everything() {
     stop_peregrine
-    STATE=/tmp/peer-fastapi bash "$PEERS/fastapi/stop.sh" >/dev/null 2>&1 || true
-    bash "$PEERS/falcon/stop.sh" >/dev/null 2>&1 || true
-    rm -rf "$work"
+    stop_pid "$fastapi_pid"
+    stop_pid "$falcon_pid"
+    if [ -n "$pg_started" ]; then
+        as_postgres "$PGBIN/pg_ctl" -D "$work/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
 }
-trap cleanup EXIT
 
 stop_peregrine() {
-    if [ -n "$peregrine_pid" ]; then
-        kill -TERM "$peregrine_pid" 2>/dev/null || true
-        wait "$peregrine_pid" 2>/dev/null || true
-        peregrine_pid=""
+    stop_pid "$peregrine_pid"
+    peregrine_pid=""
+}
+
+# PostgreSQL refuses to run as root: its programs run as the `postgres` user then.
+as_postgres() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# A private cluster on a free port, with the tutorial's database and user (password auth).
+start_postgres() {
+    log "starting PostgreSQL ($PGBIN) on 127.0.0.1:$PGPORT"
+    mkdir -p "$work/pg"
+    if [ "$(id -u)" -eq 0 ]; then
+        chmod 755 "$work"
+        chown postgres "$work/pg"
     fi
+    as_postgres "$PGBIN/initdb" -D "$work/pg/data" -U postgres -E UTF8 --locale=C --no-sync \
+        --auth-local=trust --auth-host=scram-sha-256 >"$work/initdb.log" 2>&1 ||
+        fail "initdb failed (log: $work/initdb.log): $(tail -n 3 "$work/initdb.log")"
+    as_postgres "$PGBIN/pg_ctl" -D "$work/pg/data" -l "$work/pg/postgres.log" -w -t 60 start \
+        -o "-p $PGPORT -c listen_addresses=127.0.0.1 -k $work/pg -c max_connections=200" >/dev/null ||
+        fail "PostgreSQL did not start (log: $work/pg/postgres.log): $(tail -n 3 "$work/pg/postgres.log" 2>/dev/null)"
+    pg_started=1
+    superuser_sql postgres "CREATE ROLE orguser LOGIN PASSWORD '123456'"
+    superuser_sql postgres "CREATE DATABASE orgdb OWNER orguser"
+}
+
+# superuser_sql DB SQL: runs SQL as `postgres` over the cluster's socket (trusted).
+superuser_sql() {
+    as_postgres "$PGBIN/psql" -h "$work/pg" -p "$PGPORT" -U postgres -d "$1" -v ON_ERROR_STOP=1 -qAt -c "$2"
+}
+
+# venv NAME: the peer's venv under $BENCH_CACHE, created and filled from its
+# requirements.txt on first use; prints its path.
+venv() {
+    local name=$1 dir="$BENCH_CACHE/venv-$1" stamp
+    stamp="$dir/.requirements-$(cksum <"$PEERS/$name/requirements.txt" | cut -d' ' -f1)"
+    if [ ! -e "$stamp" ]; then
+        log "installing the $name peer's packages into $dir (pip, from PyPI; once)"
+        rm -rf "$dir"
+        mkdir -p "$BENCH_CACHE"
+        python3 -m venv "$dir" >"$work/venv-$name.log" 2>&1 ||
+            fail "cannot create the venv $dir (log: $work/venv-$name.log)"
+        "$dir/bin/pip" install -q -r "$PEERS/$name/requirements.txt" >>"$work/venv-$name.log" 2>&1 ||
+            fail "pip could not install $PEERS/$name/requirements.txt (log: $work/venv-$name.log): $(tail -n 3 "$work/venv-$name.log")"
+        touch "$stamp"
+    fi
+    echo "$dir"
+}
+
+# seed_rows N: the table holds exactly ids 1..N (the Falcon peer's own helper does it).
+seed_rows() {
+    ORGDB_PORT=$PGPORT "$FALCON_VENV/bin/python" "$PEERS/falcon/seed.py" "$1" >>"$work/seed.log" 2>&1 ||
+        fail "seeding $1 rows failed (log: $work/seed.log): $(tail -n 3 "$work/seed.log")"
+}
+
+start_falcon() {
+    log "starting Falcon + peewee under gunicorn ($FALCON_WORKERS workers) on 127.0.0.1:$FALCON_PORT"
+    ORGDB_PORT=$PGPORT "$FALCON_VENV/bin/gunicorn" --chdir "$PEERS/falcon" --workers "$FALCON_WORKERS" \
+        --bind "127.0.0.1:$FALCON_PORT" app:api >"$work/falcon.log" 2>&1 &
+    falcon_pid=$!
+    wait_for_http "http://127.0.0.1:$FALCON_PORT/users/1" "$falcon_pid" "$work/falcon.log"
+    wait_for_workers "$falcon_pid" "$FALCON_WORKERS" "$work/falcon.log"
+}
+
+start_fastapi() {
+    log "starting FastAPI + asyncpg under uvicorn ($FASTAPI_WORKERS workers) on 127.0.0.1:$FASTAPI_PORT"
+    DATABASE_URL="postgresql://orguser:123456@127.0.0.1:$PGPORT/orgdb" "$FASTAPI_VENV/bin/uvicorn" \
+        --app-dir "$PEERS/fastapi" --host 127.0.0.1 --port "$FASTAPI_PORT" --workers "$FASTAPI_WORKERS" \
+        --no-access-log --log-level warning app:app >"$work/fastapi.log" 2>&1 &
+    fastapi_pid=$!
+    wait_for_http "http://127.0.0.1:$FASTAPI_PORT/users/1" "$fastapi_pid" "$work/fastapi.log"
+    wait_for_workers "$fastapi_pid" "$FASTAPI_WORKERS" "$work/fastapi.log"
+}
+
+# wait_for_workers PID N LOG: until PID has N worker processes (the first answer may come
+# from the first worker alone).
+wait_for_workers() {
+    for _ in $(seq 300); do
+        [ "$(pgrep -c -P "$1" || true)" -ge "$2" ] && return 0
+        sleep 0.1
+    done
+    fail "pid $1 did not start $2 workers within 30 s (log: $3)"
 }
 
 # start_peregrine PORT DATABASE_URL [flags…]
@@ -53,12 +156,7 @@ start_peregrine() {
     "$ROOT/target/release/peregrine" serve --bind "127.0.0.1:$port" --database-url "$url" "$@" \
         >"$work/peregrine-$port.log" 2>&1 &
     peregrine_pid=$!
-    for _ in $(seq 100); do
-        curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    cat "$work/peregrine-$port.log" >&2
-    return 1
+    wait_for_http "http://127.0.0.1:$port/readyz" "$peregrine_pid" "$work/peregrine-$port.log" 30
 }
 
 peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
@@ -67,6 +165,7 @@ peak_rss_kb() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 wrk_run() {
     local name=$1 url=$2 connections=$3 threads=${4:-1} out="$work/wrk.out"
     wrk -t"$threads" -c"$connections" -d"${DURATION}s" --timeout 3s --latency "$url" >"$out" 2>&1 || true
+    grep -q "Requests/sec" "$out" || fail "wrk against $url gave no result: $(head -c 500 "$out")"
     python3 - "$name" "$connections" "$out" >>"$results" <<'PY'
 import re, sys
 name, connections, path = sys.argv[1], sys.argv[2], sys.argv[3]
@@ -74,7 +173,7 @@ text = open(path).read()
 def ms(pattern):
     m = re.search(pattern + r"\s+([\d.]+)(us|ms|s)\b", text)
     return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)] if m else float("nan")
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)) if "Requests/sec" in text else 0.0
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
 sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
 errors = sum(int(x) for x in sock.groups()[:3]) if sock else 0
 timeouts = int(sock.group(4)) if sock else 0
@@ -89,25 +188,28 @@ pgbench_run() {
     local name=$1 sql=$2 script="$work/pgbench.sql"
     echo "$sql" >"$script"
     "$PGBIN/pgbench" -h 127.0.0.1 -p "$PGPORT" -U orguser -n -M prepared -c16 -j2 -T"$DURATION" -f "$script" orgdb \
-        >"$work/pgbench.out" 2>&1 || true
+        >"$work/pgbench.out" 2>&1 || fail "pgbench failed: $(tail -n 5 "$work/pgbench.out")"
     python3 - "$name" "$work/pgbench.out" >>"$results" <<'PY'
 import re, sys
-text = open(sys.argv[2]).read()
-m = re.search(r"tps = ([\d.]+)", text)
-print(f"{sys.argv[1]}\t16\t{float(m.group(1)) if m else 0:.0f}\tnan\tnan\t0\t0")
+m = re.search(r"tps = ([\d.]+)", open(sys.argv[2]).read())
+print(f"{sys.argv[1]}\t16\t{float(m.group(1)):.0f}\tnan\tnan\t0\t0")
 PY
 }
 
 warm() { wrk -t1 -c50 -d2s "$1" >/dev/null 2>&1 || true; }
 
-command -v wrk >/dev/null || { echo "error: wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 log "building peregrine (release)"
-cargo build --release --quiet --bin peregrine
+cargo build --release --quiet --bin peregrine || fail "cargo build --release failed"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+read -r load1 _ </proc/loadavg
+log "load average before the run: $load1 on $(nproc) cores (other work on the machine makes figures noisy)"
 
-log "starting the peers (Falcon with 5 workers, FastAPI with 2) on PostgreSQL :$PGPORT"
-N_USERS=20 WORKERS=5 PORT=$FALCON_PORT bash "$PEERS/falcon/start.sh" >"$work/falcon.log" 2>&1
-WORKERS=2 PORT=$FASTAPI_PORT bash "$PEERS/fastapi/start.sh" >"$work/fastapi.log" 2>&1
+FALCON_VENV=$(venv falcon)
+FASTAPI_VENV=$(venv fastapi)
+start_postgres
+seed_rows 20
+start_falcon
+start_fastapi
 start_peregrine "$PEREGRINE_PORT" "$DB_URL"
 
 declare -A base=([falcon]=$FALCON_PORT [fastapi]=$FASTAPI_PORT [peregrine]=$PEREGRINE_PORT)
@@ -129,15 +231,13 @@ fi
 
 if has rows10k; then
     log "10,000 rows"
-    N_USERS=10000 WORKERS=5 PORT=$FALCON_PORT bash "$PEERS/falcon/start.sh" >"$work/falcon.log" 2>&1
+    seed_rows 10000
     start_peregrine "$PEREGRINE_PORT" "$DB_URL" --max-page-size 10000
-    for connections in 100; do
-        wrk_run "falcon 10k-rows" "http://127.0.0.1:$FALCON_PORT/users/" "$connections"
-        wrk_run "fastapi 10k-rows" "http://127.0.0.1:$FASTAPI_PORT/users/" "$connections"
-        wrk_run "peregrine 10k-rows" "http://127.0.0.1:$PEREGRINE_PORT/users/?limit=10000" "$connections"
-    done
+    wrk_run "falcon 10k-rows" "http://127.0.0.1:$FALCON_PORT/users/" 100
+    wrk_run "fastapi 10k-rows" "http://127.0.0.1:$FASTAPI_PORT/users/" 100
+    wrk_run "peregrine 10k-rows" "http://127.0.0.1:$PEREGRINE_PORT/users/?limit=10000" 100
     pgbench_run "pgbench 10k-rows" "SELECT id, username FROM orguser ORDER BY id;"
-    N_USERS=20 WORKERS=5 PORT=$FALCON_PORT bash "$PEERS/falcon/start.sh" >"$work/falcon.log" 2>&1
+    seed_rows 20
 fi
 
 if has many; then
@@ -146,7 +246,8 @@ if has many; then
     wrk_run "peregrine-rss500 /users/7" "http://127.0.0.1:$PEREGRINE_PORT/users/7" 500
     echo "rss500_kb $(peak_rss_kb "$peregrine_pid")" >>"$work/extra"
     start_peregrine "$PEREGRINE_PORT" "$DB_URL"
-    DURATION_SAVED=$DURATION; DURATION=30
+    DURATION_SAVED=$DURATION
+    DURATION=$MANY_DURATION
     wrk_run "peregrine-10k /users/7" "http://127.0.0.1:$PEREGRINE_PORT/users/7" 10000 2
     DURATION=$DURATION_SAVED
     echo "rss10k_kb $(peak_rss_kb "$peregrine_pid")" >>"$work/extra"
@@ -155,8 +256,7 @@ fi
 if has seed; then
     log "seeding 1,000,000 users: peregrine db seed against psql COPY into a table of the same shape"
     psql_cmd=("$PGBIN/psql" -h 127.0.0.1 -p "$PGPORT" -U orguser -qAt -v ON_ERROR_STOP=1 orgdb)
-    # CHECKPOINT needs a superuser: the peer's cluster trusts postgres on its socket.
-    checkpoint() { "$PGBIN/psql" -h "$PGBASE" -p "$PGPORT" -U postgres -qAt -c CHECKPOINT orgdb >/dev/null 2>&1 || true; }
+    checkpoint() { superuser_sql orgdb CHECKPOINT >/dev/null; }
     python3 -c "
 import uuid
 names = set()
@@ -165,27 +265,32 @@ while len(names) < 1000000:
 print('\\n'.join(names))" >"$work/names.txt"
     stop_peregrine
     time_copy() {
-        "${psql_cmd[@]}" -c "DROP TABLE IF EXISTS copy_bench; CREATE TABLE copy_bench (id SERIAL PRIMARY KEY, username VARCHAR(255) NOT NULL UNIQUE)" 2>/dev/null
+        "${psql_cmd[@]}" -c "SET client_min_messages = warning; DROP TABLE IF EXISTS copy_bench; CREATE TABLE copy_bench (id SERIAL PRIMARY KEY, username VARCHAR(255) NOT NULL UNIQUE)"
         checkpoint
-        local start; start=$(date +%s%N)
+        local start
+        start=$(date +%s%N)
         "${psql_cmd[@]}" -c "\\copy copy_bench (username) FROM '$work/names.txt'"
-        echo "copy_s$1 $(( ($(date +%s%N) - start) / 1000000 ))e-3" >>"$work/extra"
+        echo "copy_s$1 $((($(date +%s%N) - start) / 1000000))e-3" >>"$work/extra"
         "${psql_cmd[@]}" -c "DROP TABLE copy_bench"
     }
     time_seed() {
         "${psql_cmd[@]}" -c "TRUNCATE orguser RESTART IDENTITY"
         checkpoint
-        local start; start=$(date +%s%N)
-        "$ROOT/target/release/peregrine" db seed --users 1000000 --database-url "$DB_URL" >/dev/null 2>&1
-        echo "seed_s$1 $(( ($(date +%s%N) - start) / 1000000 ))e-3" >>"$work/extra"
+        local start
+        start=$(date +%s%N)
+        "$ROOT/target/release/peregrine" db seed --users 1000000 --database-url "$DB_URL" >"$work/seed-$1.log" 2>&1 ||
+            fail "peregrine db seed failed (log: $work/seed-$1.log)"
+        echo "seed_s$1 $((($(date +%s%N) - start) / 1000000))e-3" >>"$work/extra"
         echo "seed_added$1 $("${psql_cmd[@]}" -c "SELECT count(*) FROM orguser")" >>"$work/extra"
     }
     # Two rounds in opposite orders, each after a checkpoint: whichever runs second would
     # otherwise pay for the first one's dirty buffers and WAL.
-    time_copy 1; time_seed 1
-    time_seed 2; time_copy 2
+    time_copy 1
+    time_seed 1
+    time_seed 2
+    time_copy 2
     # Back to the tutorial's 20 rows for anything after this.
-    N_USERS=20 WORKERS=5 PORT=$FALCON_PORT bash "$PEERS/falcon/start.sh" >"$work/falcon.log" 2>&1
+    seed_rows 20
 fi
 
 if has sqlite; then
@@ -199,6 +304,8 @@ if has sqlite; then
     stop_peregrine
 fi
 
+read -r load1 _ </proc/loadavg
+log "load average after the run: $load1 on $(nproc) cores"
 python3 - "$results" "$work/extra" "$DURATION" <<'PY'
 import math, os, sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]

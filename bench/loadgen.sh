@@ -8,33 +8,31 @@
 #   CONNECTIONS=100 ROUNDS=3 bash bench/loadgen.sh
 #
 # Needs: wrk (apt-get install wrk), oha (cargo install oha --locked), python3.
-set -euo pipefail
+# The server runs on a free port; a failure names its cause and keeps the logs.
+set -Eeuo pipefail
 cd "$(dirname "$0")/.."
+work=$(mktemp -d -t peregrine-loadgen.XXXXXX)
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 CONNECTIONS=${CONNECTIONS:-50}
-DURATION=${DURATION:-10}
+DURATION=$(seconds "${DURATION:-10}" DURATION)
 ROUNDS=${ROUNDS:-2}
-PORT=${PORT:-18080}
-work=$(mktemp -d)
+PORT=${PORT:-$(free_ports 1)}
 server_pid=""
-cleanup() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-    rm -rf "$work"
-}
-trap cleanup EXIT
+stop_everything() { stop_pid "$server_pid"; }
 
-for tool in wrk oha python3; do
-    command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
-done
-cargo build --release --quiet --bin peregrine
+need wrk "apt-get install -y wrk"
+need oha "cargo install oha --locked"
+need python3 "apt-get install -y python3"
+need curl "apt-get install -y curl"
+[ -x /usr/bin/time ] || fail "/usr/bin/time is not installed: apt-get install -y time"
+cargo build --release --quiet --bin peregrine || fail "cargo build --release failed"
 peregrine=target/release/peregrine
 
 "$peregrine" serve --database-url "sqlite://$work/bench.db" --bind "127.0.0.1:$PORT" >"$work/server.log" 2>&1 &
 server_pid=$!
-for _ in $(seq 50); do
-    curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+wait_for_http "http://127.0.0.1:$PORT/healthz" "$server_pid" "$work/server.log" 30
 url="http://127.0.0.1:$PORT/healthz"
 
 # Runs one tool under /usr/bin/time; appends "tool rps cpu_seconds requests p50_ms p99_ms".
@@ -43,7 +41,7 @@ measure() {
     case $tool in
         wrk) /usr/bin/time -f "%U %S" -o "$cpu" wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$url" >"$out" ;;
         oha) /usr/bin/time -f "%U %S" -o "$cpu" oha -z "${DURATION}s" -c "$CONNECTIONS" --no-tui --output-format json "$url" >"$out" ;;
-        peregrine) /usr/bin/time -f "%U %S" -o "$cpu" "$peregrine" load "$url" -c "$CONNECTIONS" --hold-for "${DURATION}s" --report "$work/report" >/dev/null 2>&1
+        peregrine) /usr/bin/time -f "%U %S" -o "$cpu" "$peregrine" load "$url" -c "$CONNECTIONS" --hold-for "${DURATION}s" --report "$work/report" >"$work/load.log" 2>&1
                    cp "$work/report/report.json" "$out" ;;
     esac
     python3 - "$tool" "$out" "$cpu" "$DURATION" >>"$work/results" <<'PY'

@@ -193,7 +193,7 @@ pub struct TuneArgs {
     /// Workload: web, oltp, dw, desktop, mixed
     #[arg(long, default_value = "web", value_parser = parse_key::<peregrine_tune::DbType>)]
     pub db_type: peregrine_tune::DbType,
-    /// Total memory for PostgreSQL, e.g. 16GB, 512MB, 1TB (a bare number is GB) [required unless --detect]
+    /// Total memory, e.g. 16GB, 16G, 512MB, 1.5GB (= 1536 MB), 1TB; a bare number is GB [required unless --detect]
     #[arg(long, value_parser = parse_key::<peregrine_tune::Memory>)]
     pub memory: Option<peregrine_tune::Memory>,
     /// Number of CPUs (threads) [default: not given, or detected]
@@ -221,6 +221,9 @@ pub struct TuneArgs {
     /// Write the output to FILE (e.g. a conf.d include) instead of printing it.
     #[arg(long, value_name = "FILE")]
     pub write: Option<std::path::PathBuf>,
+    /// With --write: overwrite FILE if it exists.
+    #[arg(long, requires = "write")]
+    pub force: bool,
 }
 
 /// `--data-size` values.

@@ -1,10 +1,11 @@
 //! `peregrine db init` and `peregrine db seed`, and opening the database for `serve`.
 
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
 use peregrine_store::{DatabaseUrl, UserStore};
 
 use crate::cli::{DatabaseArgs, SeedArgs};
@@ -32,12 +33,23 @@ pub async fn open_url(
         .migrate()
         .await
         .with_context(|| format!("cannot migrate the database at {url}"))?;
-    tracing::info!(
-        database = %url,
-        applied = report.applied,
-        version = report.version,
-        "database schema is current"
-    );
+    if report.applied == 0 {
+        tracing::info!(
+            database = %url,
+            version = report.version,
+            "database schema is up to date; no migration to apply"
+        );
+    } else {
+        tracing::info!(
+            database = %url,
+            applied = report.applied,
+            version = report.version,
+            "applied {} migration{}; database schema is now at version {}",
+            report.applied,
+            if report.applied == 1 { "" } else { "s" },
+            report.version
+        );
+    }
     Ok(store)
 }
 
@@ -60,8 +72,14 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<()> {
 pub async fn add_users(store: &UserStore, count: u64) -> anyhow::Result<u64> {
     let bar = ProgressBar::new(count).with_style(
         ProgressStyle::with_template(
-            "{spinner} seeding {bar:40} {pos}/{len} users ({per_sec}, {eta} left)",
+            "{spinner} seeding {bar:40} {pos}/{len} users ({rate}, {eta} left)",
         )
+        .map(|style| {
+            style.with_key("rate", |state: &ProgressState, out: &mut dyn fmt::Write| {
+                // indicatif's {per_sec} prints four decimals ("317,878.1405/s").
+                let _ = out.write_str(&users_per_second(state.per_sec()));
+            })
+        })
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let ticker = bar.clone();
@@ -71,4 +89,30 @@ pub async fn add_users(store: &UserStore, count: u64) -> anyhow::Result<u64> {
         .context("cannot add users")?;
     bar.finish_and_clear();
     Ok(added)
+}
+
+/// A seeding rate as a person reads it: `317,878 users/s`, or one decimal below 10.
+fn users_per_second(rate: f64) -> String {
+    if !rate.is_finite() || rate <= 0.0 {
+        "- users/s".to_owned()
+    } else if rate < 10.0 {
+        format!("{rate:.1} users/s")
+    } else {
+        // Finite and positive; `as` saturates at u64::MAX, far above any real rate.
+        format!("{} users/s", HumanCount(rate.round() as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::users_per_second;
+
+    #[test]
+    fn seed_rate_is_rounded_with_thousands_separators() {
+        assert_eq!(users_per_second(317_878.140_5), "317,878 users/s");
+        assert_eq!(users_per_second(42.6), "43 users/s");
+        assert_eq!(users_per_second(2.25), "2.2 users/s");
+        assert_eq!(users_per_second(0.0), "- users/s");
+        assert_eq!(users_per_second(f64::NAN), "- users/s");
+    }
 }

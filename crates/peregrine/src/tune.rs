@@ -1,8 +1,10 @@
 //! `peregrine tune`: gathers PgTune's inputs from flags and, with `--detect`, from this
 //! host; the recommendation itself is the `tune` crate's.
 
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use peregrine_store::{DatabaseUrl, PostgresStore};
@@ -25,8 +27,7 @@ pub async fn run(args: TuneArgs) -> anyhow::Result<()> {
     match &args.write {
         None => println!("{text}"),
         Some(path) => {
-            std::fs::write(path, format!("{text}\n"))
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            write_output(path, &text, args.force)?;
             println!(
                 "{}",
                 how_to_load(path, args.format, recommendation.settings.len())
@@ -34,6 +35,31 @@ pub async fn run(args: TuneArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes `text` to `path`; an existing file only with `force`, since it may be a
+/// configuration someone edited by hand.
+fn write_output(path: &Path, text: &str, force: bool) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    let mut file = options.open(path).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!(
+                "--write: {} already exists; add --force to overwrite it",
+                path.display()
+            )
+        } else {
+            anyhow::Error::new(err).context(format!("cannot write {}", path.display()))
+        }
+    })?;
+    file.write_all(format!("{text}\n").as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// PgTune's configuration text for this host, exactly as `peregrine tune --detect` prints it.
@@ -54,15 +80,17 @@ pub async fn detected_conf_text(database_url: Option<&str>) -> anyhow::Result<St
 /// PgTune's input from the flags, filled in from this host with `--detect`.
 async fn input(args: &TuneArgs) -> anyhow::Result<TuneInput> {
     let detected = if args.detect {
-        Detected::from_host(args.database_url.as_deref()).await
+        Detected::from_host()
     } else {
         Detected::default()
     };
+    let db_version = match args.db_version {
+        Some(version) => version,
+        None if args.detect => detected_version(args.database_url.as_deref()).await?,
+        None => DEFAULT_VERSION,
+    };
     let input = TuneInput {
-        db_version: args
-            .db_version
-            .or(detected.version)
-            .unwrap_or(DEFAULT_VERSION),
+        db_version,
         os_type: args.os.or(detected.os).unwrap_or(Os::Linux),
         db_type: args.db_type,
         total_memory: match args.memory.or(detected.memory) {
@@ -95,7 +123,7 @@ fn render(recommendation: &Recommendation, format: TuneFormat) -> anyhow::Result
 #[derive(Serialize)]
 struct JsonReport<'a> {
     input: &'a TuneInput,
-    warnings: Vec<&'a str>,
+    warnings: Vec<String>,
     settings: &'a [peregrine_tune::Setting],
     conf_text: String,
 }
@@ -104,12 +132,7 @@ impl<'a> From<&'a Recommendation> for JsonReport<'a> {
     fn from(recommendation: &'a Recommendation) -> Self {
         Self {
             input: &recommendation.input,
-            warnings: recommendation
-                .warnings
-                .iter()
-                .map(String::as_str)
-                .filter(|w| !w.is_empty())
-                .collect(),
+            warnings: recommendation.warning_messages(),
             settings: &recommendation.settings,
             conf_text: recommendation.conf_text(),
         }
@@ -142,22 +165,17 @@ fn flag_of(err: &InputError) -> &'static str {
     }
 }
 
-/// What `--detect` found; anything it could not find stays `None`.
+/// What `--detect` found besides the version; anything it could not find stays `None`.
 #[derive(Debug, Default)]
 struct Detected {
-    version: Option<u32>,
     os: Option<Os>,
     memory: Option<Memory>,
     cpus: Option<u32>,
 }
 
 impl Detected {
-    async fn from_host(database_url: Option<&str>) -> Self {
+    fn from_host() -> Self {
         let detected = Self {
-            version: match database_url {
-                Some(url) => server_version(url).await,
-                None => installed_version(),
-            },
             os: match std::env::consts::OS {
                 "linux" => Some(Os::Linux),
                 "windows" => Some(Os::Windows),
@@ -174,36 +192,105 @@ impl Detected {
     }
 }
 
-/// The major version of the server at `url`, if it answers.
-async fn server_version(url: &str) -> Option<u32> {
-    let Ok(DatabaseUrl::Postgres(config)) = url.parse::<DatabaseUrl>() else {
-        tracing::warn!("--database-url is not a PostgreSQL URL; not asking it for a version");
-        return None;
+/// The PostgreSQL major version for `--detect`: the server's at `database_url`, else the
+/// installed `postgres --version`. Never a guess: a version newer than the server's would
+/// recommend settings (such as `io_method`) that stop it from starting.
+async fn detected_version(database_url: Option<&str>) -> anyhow::Result<u32> {
+    if let Some(url) = database_url {
+        match server_version(url).await {
+            Ok(version) => return Ok(version),
+            Err(reason) => tracing::warn!(
+                "cannot ask {reason}; using the version of the PostgreSQL installed here \
+                 instead (give --db-version N to choose)"
+            ),
+        }
+    }
+    installed_version().ok_or_else(|| {
+        anyhow::anyhow!(
+            "--detect cannot tell the PostgreSQL version: {}no `postgres` program was found \
+             (on PATH, through `pg_config --bindir` or under /usr/lib/postgresql/*/bin); give \
+             --db-version N",
+            if database_url.is_some() {
+                "the database did not answer and "
+            } else {
+                ""
+            }
+        )
+    })
+}
+
+/// How long `--detect` waits for the server at `--database-url` to tell its version.
+const VERSION_QUERY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The major version of the server at `url`, or why it could not be had (secrets masked).
+async fn server_version(url: &str) -> Result<u32, String> {
+    let parsed: DatabaseUrl = url
+        .parse()
+        .map_err(|err| format!("--database-url for a PostgreSQL version: {err}"))?;
+    let shown = parsed.to_string();
+    let DatabaseUrl::Postgres(config) = parsed else {
+        return Err(format!(
+            "{shown} for a PostgreSQL version: it is not a PostgreSQL URL"
+        ));
     };
     let store = PostgresStore::new(*config, 1);
-    match store.server_major_version().await {
-        Ok(version) => Some(version),
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot ask the database for its version");
-            None
-        }
+    match tokio::time::timeout(VERSION_QUERY_TIMEOUT, store.server_major_version()).await {
+        Ok(Ok(version)) => Ok(version),
+        Ok(Err(err)) => Err(format!("the database at {shown} for its version: {err}")),
+        Err(_) => Err(format!(
+            "the database at {shown} for its version: no answer within {}s",
+            VERSION_QUERY_TIMEOUT.as_secs()
+        )),
     }
 }
 
-/// The major version of `postgres --version`, found on PATH or through `pg_config --bindir`.
+/// The major version of `postgres --version`, found on PATH, through `pg_config --bindir`
+/// or under /usr/lib/postgresql/*/bin (as the tests find it); of several there, the oldest,
+/// since settings for a newer version can stop an older server from starting.
 fn installed_version() -> Option<u32> {
     let bindir = Command::new("pg_config")
         .arg("--bindir")
         .output()
         .ok()
+        .filter(|out| out.status.success())
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned());
-    let candidates = ["postgres".to_owned()]
+    let found = ["postgres".to_owned()]
         .into_iter()
-        .chain(bindir.map(|dir| format!("{dir}/postgres")));
-    candidates
-        .filter_map(|program| Command::new(program).arg("--version").output().ok())
-        .find(|out| out.status.success())
-        .and_then(|out| parse_postgres_version(&String::from_utf8_lossy(&out.stdout)))
+        .chain(bindir.map(|dir| format!("{dir}/postgres")))
+        .find_map(|program| postgres_version_of(&program));
+    found.or_else(oldest_packaged_version)
+}
+
+/// The major version `program --version` prints, if it runs.
+fn postgres_version_of(program: &str) -> Option<u32> {
+    let out = Command::new(program).arg("--version").output().ok()?;
+    out.status
+        .success()
+        .then(|| parse_postgres_version(&String::from_utf8_lossy(&out.stdout)))
+        .flatten()
+}
+
+/// The oldest of the Debian-style installs under /usr/lib/postgresql, warning when there
+/// are several.
+fn oldest_packaged_version() -> Option<u32> {
+    let mut versions: Vec<u32> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let program = entry.path().join("bin/postgres");
+            postgres_version_of(program.to_str()?)
+        })
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    if versions.len() > 1 {
+        tracing::warn!(
+            "several PostgreSQL versions are installed ({versions:?}); using the oldest, {} \
+             (give --db-version N to choose)",
+            versions[0]
+        );
+    }
+    versions.first().copied()
 }
 
 /// `postgres (PostgreSQL) 15.18 (Debian …)` -> 15.

@@ -173,10 +173,13 @@ async fn quickstart_serve_seed_20_on_the_default_sqlite_file_serves_20_users() {
 async fn db_init_is_idempotent_and_db_seed_adds_exactly_n_on_sqlite() {
     let dir = temp_dir();
     let url = "sqlite://seeded.db";
-    for _ in 0..2 {
+    for expected in [
+        "applied 1 migration; database schema is now at version 1",
+        "database schema is up to date; no migration to apply",
+    ] {
         let (status, _, stderr) = run(dir.path(), &["db", "init", "--database-url", url]);
         assert!(status.success(), "{stderr}");
-        assert!(stderr.contains("database schema is current"), "{stderr}");
+        assert!(stderr.contains(expected), "{stderr}");
     }
     let (status, stdout, stderr) = run(
         dir.path(),
@@ -439,11 +442,10 @@ async fn tune_detect_reads_this_host_and_explicit_flags_win() {
     assert_eq!(report["input"]["total_memory"]["amount"], 1);
     assert_eq!(report["input"]["total_memory"]["unit"], "TB");
     assert_eq!(report["input"]["db_version"], installed);
-    assert!(
-        report["warnings"]
-            .as_array()
-            .is_some_and(|w| w.iter().any(|l| l == "for very high memory systems"))
-    );
+    assert!(report["warnings"].as_array().is_some_and(|w| {
+        w.iter()
+            .any(|l| l == "this tool not being optimal for very high memory systems")
+    }));
 }
 
 /// The major version of the PostgreSQL the tests run, from its own `postgres --version`.
@@ -883,4 +885,138 @@ async fn serve_with_several_worker_threads_answers_every_request() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!((1..=3).contains(&serving), "{serving} server connections");
+}
+
+/// Runs `peregrine tune ARGS --format json`, which must succeed: (the report, stderr).
+fn tune_json(dir: &Path, args: &[&str]) -> (Value, String) {
+    let args = [&["tune"][..], args, &["--format", "json"]].concat();
+    let (status, stdout, stderr) = run(dir, &args);
+    assert!(status.success(), "{args:?}: {stderr}");
+    (
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}")),
+        stderr,
+    )
+}
+
+#[test]
+fn tune_detect_with_an_unreachable_database_uses_the_installed_version_and_says_so() {
+    let dir = temp_dir();
+    let url = format!("postgres://orguser:s3cret@127.0.0.1:{}/orgdb", free_port());
+    let (report, stderr) = tune_json(dir.path(), &["--detect", "--database-url", &url]);
+    let installed = peregrine_installed_major();
+    assert_eq!(report["input"]["db_version"], installed, "{stderr}");
+    assert!(
+        stderr.contains("cannot ask the database at postgres://orguser:***@127.0.0.1:")
+            && stderr.contains("using the version of the PostgreSQL installed here"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    // Settings only PostgreSQL 18 knows would stop an older server from starting.
+    let conf = report["conf_text"].as_str().unwrap();
+    assert_eq!(conf.contains("io_method"), installed >= 18, "{conf}");
+}
+
+#[test]
+fn tune_write_keeps_an_existing_file_unless_forced() {
+    let dir = temp_dir();
+    let path = dir.path().join("peregrine.conf");
+    std::fs::write(&path, "# edited by hand\n").unwrap();
+    let (status, _, stderr) = run(
+        dir.path(),
+        &["tune", "--memory", "8GB", "--write", "peregrine.conf"],
+    );
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        stderr.contains("--write: peregrine.conf already exists; add --force to overwrite it"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        "# edited by hand\n"
+    );
+    let (status, _, stderr) = run(
+        dir.path(),
+        &[
+            "tune",
+            "--memory",
+            "8GB",
+            "--write",
+            "peregrine.conf",
+            "--force",
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("\nshared_buffers = 2GB\n")
+    );
+    let (status, _, stderr) = run(dir.path(), &["tune", "--memory", "8GB", "--force"]);
+    assert!(!status.success());
+    assert!(stderr.contains("--write"), "{stderr}");
+}
+
+#[test]
+fn tune_memory_takes_pgtunes_forms_and_says_what_it_takes() {
+    let dir = temp_dir();
+    let conf = |memory: &str| {
+        let (status, stdout, stderr) = run(dir.path(), &["tune", "--memory", memory]);
+        assert!(status.success(), "{memory}: {stderr}");
+        stdout
+    };
+    assert_eq!(conf("16G"), conf("16GB"));
+    assert_eq!(conf("16g"), conf("16 GB"));
+    let fraction = conf("1.5GB");
+    assert!(
+        fraction.contains("# Total Memory (RAM): 1536 MB\n"),
+        "{fraction}"
+    );
+    assert!(
+        fraction.contains("\nshared_buffers = 384MB\n"),
+        "{fraction}"
+    );
+    for bad in ["1.3GB", "16GiB", "1.5MB", "1.5.0GB", ".5GB"] {
+        let (status, _, stderr) = run(dir.path(), &["tune", "--memory", bad]);
+        assert!(!status.success(), "{bad}");
+        assert!(
+            stderr.contains("--memory")
+                && stderr.contains("a unit MB, GB or TB (or M, G, T; none means GB)")
+                && stderr.contains("1.5GB is 1536 MB"),
+            "{bad}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn tune_json_warnings_are_one_sentence_each() {
+    let dir = temp_dir();
+    let (report, _) = tune_json(dir.path(), &["--memory", "1TB", "--db-version", "15"]);
+    assert_eq!(
+        report["warnings"],
+        serde_json::json!([
+            "this tool not being optimal for very high memory systems",
+            "wal_compression = lz4 requires PostgreSQL to be compiled with --with-lz4"
+        ])
+    );
+}
+
+#[tokio::test]
+async fn db_init_says_what_it_applied_and_a_second_start_logs_no_notice() {
+    let dir = temp_dir();
+    let url = PgCluster::shared().fresh_database().await;
+    let args = ["db", "init", "--database-url", url.as_str()];
+    let (status, _, first) = run_async(dir.path(), &args).await;
+    assert!(status.success(), "{first}");
+    assert!(
+        first.contains("applied 1 migration; database schema is now at version 1"),
+        "{first}"
+    );
+    let (status, _, second) = run_async(dir.path(), &args).await;
+    assert!(status.success(), "{second}");
+    assert!(
+        second.contains("database schema is up to date; no migration to apply"),
+        "{second}"
+    );
+    assert!(!second.contains("already exists"), "{second}");
+    assert!(!second.contains("applied 1"), "{second}");
 }

@@ -21,12 +21,25 @@ pub(crate) const SQLITE: &[Migration] = &[Migration {
     sql: include_str!("../migrations/sqlite/0001_create_orguser.sql"),
 }];
 
-/// The table that records which migrations a database has had (same DDL on both backends).
-pub(crate) const HISTORY_DDL: &str = "CREATE TABLE IF NOT EXISTS peregrine_migrations (
+/// The DDL of the table that records which migrations a database has had.
+macro_rules! history_ddl {
+    () => {
+        "CREATE TABLE IF NOT EXISTS peregrine_migrations (
     version    BIGINT       NOT NULL PRIMARY KEY,
     name       VARCHAR(255) NOT NULL,
     applied_at TIMESTAMP    NOT NULL DEFAULT CURRENT_TIMESTAMP
-)";
+)"
+    };
+}
+
+/// The migration history table (same DDL on both backends).
+pub(crate) const HISTORY_DDL: &str = history_ddl!();
+
+/// [`HISTORY_DDL`] for PostgreSQL, run inside the migration transaction: without the
+/// NOTICE "relation already exists, skipping" that `IF NOT EXISTS` sends on every start
+/// after the first, which the driver logs at INFO as if something were wrong.
+pub(crate) const POSTGRES_HISTORY_DDL: &str =
+    concat!("SET LOCAL client_min_messages = warning;\n", history_ddl!());
 
 /// The migrations still to apply, or an error when the database is newer than this binary.
 pub(crate) fn pending(

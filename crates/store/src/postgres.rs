@@ -82,7 +82,7 @@ impl PostgresStore {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .await?;
-        tx.batch_execute(migrations::HISTORY_DDL).await?;
+        tx.batch_execute(migrations::POSTGRES_HISTORY_DDL).await?;
         let newest: Option<i64> = tx
             .query_one("SELECT max(version) FROM peregrine_migrations", &[])
             .await?

@@ -149,25 +149,64 @@ impl fmt::Display for Memory {
 impl FromStr for Memory {
     type Err = InputError;
 
-    /// `16GB`, `16 GB`, `512MB`, `1TB`; a bare number is in GB, the form's default unit.
+    /// A number and a unit: `16GB`, `16 GB`, `16G`, `512mb`, `1TB`; a bare number is in GB,
+    /// the form's default unit. The form takes whole numbers only, so a fraction is taken in
+    /// the next smaller unit when it is a whole number of that unit (`1.5GB` is `1536 MB`,
+    /// which PgTune computes the same way), and rejected otherwise.
     fn from_str(text: &str) -> Result<Self, InputError> {
         let text = text.trim();
-        let digits = text
-            .find(|c: char| !c.is_ascii_digit())
+        let invalid = || InputError::Memory(text.to_owned());
+        let number_end = text
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
             .unwrap_or(text.len());
-        let (number, unit) = text.split_at(digits);
-        let unit = match unit.trim() {
-            "" => MemoryUnit::Gb,
-            unit => unit.parse()?,
+        let (number, unit) = text.split_at(number_end);
+        let unit = parse_memory_unit(unit.trim()).ok_or_else(invalid)?;
+        let memory = match number.split_once('.') {
+            None => Self {
+                amount: number.parse().map_err(|_| invalid())?,
+                unit,
+            },
+            Some((whole, fraction)) => {
+                in_smaller_unit(whole, fraction, unit).ok_or_else(invalid)?
+            }
         };
-        let amount = number
-            .parse()
-            .map_err(|_| InputError::Memory(text.to_owned()))?;
-        if !(1..=MAX_MEMORY_AMOUNT).contains(&amount) {
-            return Err(InputError::Memory(text.to_owned()));
+        if !(1..=MAX_MEMORY_AMOUNT).contains(&memory.amount) {
+            return Err(invalid());
         }
-        Ok(Self { amount, unit })
+        Ok(memory)
     }
+}
+
+/// `MB`/`M`, `GB`/`G`, `TB`/`T` in any case; nothing means GB.
+fn parse_memory_unit(unit: &str) -> Option<MemoryUnit> {
+    match unit.to_ascii_uppercase().as_str() {
+        "" | "G" | "GB" => Some(MemoryUnit::Gb),
+        "M" | "MB" => Some(MemoryUnit::Mb),
+        "T" | "TB" => Some(MemoryUnit::Tb),
+        _ => None,
+    }
+}
+
+/// `whole.fraction` of `unit` as a whole number of the next smaller unit, if it is one.
+fn in_smaller_unit(whole: &str, fraction: &str, unit: MemoryUnit) -> Option<Memory> {
+    let smaller = match unit {
+        MemoryUnit::Mb => return None,
+        MemoryUnit::Gb => MemoryUnit::Mb,
+        MemoryUnit::Tb => MemoryUnit::Gb,
+    };
+    // Short digit strings only, so the arithmetic below cannot overflow.
+    let digits_ok = |s: &str| s.len() <= 9 && s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits_ok(whole) || fraction.is_empty() || !digits_ok(fraction) {
+        return None;
+    }
+    let whole: u64 = whole.parse().ok()?;
+    let fraction_value: u64 = fraction.parse().ok()?;
+    let scale = 10u64.pow(u32::try_from(fraction.len()).ok()?);
+    let scaled = fraction_value * 1024;
+    scaled.is_multiple_of(scale).then(|| Memory {
+        amount: whole * 1024 + scaled / scale,
+        unit: smaller,
+    })
 }
 
 /// Everything PgTune's form asks, already valid.
@@ -207,9 +246,11 @@ pub enum InputError {
     /// A PostgreSQL version PgTune does not offer.
     #[error("unsupported PostgreSQL version {0}; allowed: 10 to 18")]
     Version(u32),
-    /// Memory that is not a whole number from 1 to 999999 with a unit.
+    /// Memory that is not a number from 1 to 999999 with a unit.
     #[error(
-        "invalid memory {0:?}: a whole number from 1 to 999999 with unit MB, GB or TB, e.g. 16GB"
+        "invalid memory {0:?}: a number from 1 to 999999 and a unit MB, GB or TB (or M, G, T; \
+         none means GB), e.g. 16GB, 16G, 512MB; a fraction must be a whole number of the next \
+         smaller unit (1.5GB is 1536 MB)"
     )]
     Memory(String),
     /// A CPU count below 1 or above 999999.

@@ -26,6 +26,15 @@ impl Recommendation {
         lines.join("\n")
     }
 
+    /// Each warning as one sentence: PgTune's lines of a paragraph joined by spaces.
+    pub fn warning_messages(&self) -> Vec<String> {
+        self.warnings
+            .split(String::is_empty)
+            .filter(|paragraph| !paragraph.is_empty())
+            .map(|paragraph| paragraph.join(" "))
+            .collect()
+    }
+
     /// The warning block (if any) and the header, each line starting with `marker`,
     /// each block followed by an empty line.
     fn comments(&self, marker: &str) -> Vec<String> {

@@ -535,7 +535,7 @@ fn invalid_input_is_rejected_with_the_allowed_values() {
     ));
     assert!(matches!(
         "12PB".parse::<Memory>(),
-        Err(InputError::UnknownChoice { .. })
+        Err(InputError::Memory(_))
     ));
     assert!(matches!("GB".parse::<Memory>(), Err(InputError::Memory(_))));
     assert_eq!(
@@ -563,4 +563,58 @@ fn invalid_input_is_rejected_with_the_allowed_values() {
     );
     assert!("bsd".parse::<Os>().is_err());
     assert!("tape".parse::<Storage>().is_err());
+}
+
+#[test]
+fn memory_takes_short_units_and_fractions_that_are_whole_in_the_next_unit() {
+    let memory = |amount, unit| Some(Memory { amount, unit });
+    let parse = |text: &str| text.parse::<Memory>().ok();
+    assert_eq!(parse("16G"), memory(16, MemoryUnit::Gb));
+    assert_eq!(parse("16 gb"), memory(16, MemoryUnit::Gb));
+    assert_eq!(parse("512m"), memory(512, MemoryUnit::Mb));
+    assert_eq!(parse("2T"), memory(2, MemoryUnit::Tb));
+    assert_eq!(parse("1.5GB"), memory(1536, MemoryUnit::Mb));
+    assert_eq!(parse("0.25G"), memory(256, MemoryUnit::Mb));
+    assert_eq!(parse("1.5TB"), memory(1536, MemoryUnit::Gb));
+    assert_eq!(parse("2.0GB"), memory(2048, MemoryUnit::Mb));
+    // Not a whole number of MB, no unit below MB, malformed, or over the form's limit.
+    for bad in [
+        "1.3GB",
+        "1.5MB",
+        ".5GB",
+        "1.GB",
+        "1.5.0GB",
+        "16GiB",
+        "999999.5TB",
+        "0.0001GB",
+    ] {
+        assert!(
+            matches!(bad.parse::<Memory>(), Err(InputError::Memory(_))),
+            "{bad}"
+        );
+    }
+    // Computed as PgTune computes the same amount typed in MB.
+    let typed = |memory: &str| recommend(&input(&format!("16 linux web {memory} - - ssd")));
+    assert_eq!(typed("1.5GB").settings, typed("1536MB").settings);
+}
+
+#[test]
+fn warning_messages_join_each_paragraph_into_one_sentence() {
+    let recommendation = recommend(&input("18 linux dw 1TB - - nvme"));
+    assert_eq!(
+        recommendation.warning_messages(),
+        [
+            "this tool not being optimal for very high memory systems",
+            "wal_compression = lz4 requires PostgreSQL to be compiled with --with-lz4",
+            "io_method = io_uring requires PostgreSQL to be compiled with --with-liburing",
+            "Cost parameters for Data Warehouses on NVMe drives are left at defaults to avoid \
+             catastrophic index scan selections Monitor query planner behavior and adjust \
+             random_page_cost if necessary",
+        ]
+    );
+    assert!(
+        recommend(&input("14 linux web 8GB - - ssd"))
+            .warning_messages()
+            .is_empty()
+    );
 }

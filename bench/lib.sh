@@ -1,0 +1,117 @@
+# Shared by the bench scripts (sourced, not run): loud failures that keep their logs, free
+# ports, finding PostgreSQL's programs as the tests do, and waiting for a server to answer.
+#
+# A script sets `work` (its scratch directory) before sourcing this file and defines
+# `stop_everything` (stops what it started, by pid); the EXIT trap calls it, then removes
+# `work` only when the run succeeded.
+
+bench_failed=0
+
+# Replaced by the script once it has started something.
+stop_everything() { :; }
+
+log() { echo "[$(basename "$0" .sh)] $*" >&2; }
+
+# fail MESSAGE…: says why, keeps the logs, exits 1.
+fail() {
+    echo "error: $*" >&2
+    bench_failed=1
+    exit 1
+}
+
+# The ERR trap: names the command that failed instead of exiting silently (e.g. 127 for a
+# program that is not installed).
+on_error() {
+    local status=$1 line=$2 command=$3
+    echo "error: $(basename "$0") line $line: \`$command\` failed with exit status $status" >&2
+    [ "$status" -eq 127 ] && echo "       (exit status 127: a program was not found)" >&2
+    bench_failed=1
+}
+
+on_exit() {
+    local status=$?
+    trap - ERR
+    stop_everything || true
+    if [ "$status" -ne 0 ] || [ "$bench_failed" -ne 0 ]; then
+        if rmdir "$work" 2>/dev/null; then
+            echo "error: $(basename "$0") failed (exit status $status) before writing any log" >&2
+        else
+            echo "error: $(basename "$0") failed (exit status $status); its logs are kept in $work:" >&2
+            ls -l "$work" >&2 2>/dev/null || true
+        fi
+    else
+        rm -rf "$work"
+    fi
+}
+
+trap 'on_error $? $LINENO "$BASH_COMMAND"' ERR
+trap on_exit EXIT
+
+# need PROGRAM HOW-TO-INSTALL: fails up front when PROGRAM is missing.
+need() {
+    command -v "$1" >/dev/null 2>&1 || fail "$1 is not installed: $2"
+}
+
+# free_ports N: N distinct free TCP ports on 127.0.0.1, one a line (held open together
+# while chosen, so they differ).
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+sockets = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in sockets:
+    s.bind(("127.0.0.1", 0))
+print("\n".join(str(s.getsockname()[1]) for s in sockets))
+PY
+}
+
+# pg_bindir: PostgreSQL's program directory, found as the tests find it (`pg_config
+# --bindir`, else the newest /usr/lib/postgresql/*/bin).
+pg_bindir() {
+    local dir
+    if dir=$(pg_config --bindir 2>/dev/null) && [ -x "$dir/initdb" ]; then
+        echo "$dir"
+        return
+    fi
+    dir=$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin 2>/dev/null | sort -V | tail -1)
+    [ -n "$dir" ] && [ -x "$dir/initdb" ] ||
+        fail "PostgreSQL's programs (initdb, pg_ctl, psql, pgbench) were not found through \`pg_config --bindir\` or under /usr/lib/postgresql/*/bin: apt-get install -y postgresql"
+    echo "$dir"
+}
+
+# wait_for_http URL PID LOG [SECONDS]: until URL answers 2xx; fails with the log's tail
+# when PID exits first or time runs out.
+wait_for_http() {
+    local url=$1 pid=$2 server_log=$3 limit=${4:-60}
+    local deadline=$((SECONDS + limit))
+    until curl -fs -o /dev/null --max-time 2 "$url"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            tail -n 30 "$server_log" >&2 || true
+            fail "the server for $url exited before answering (log: $server_log)"
+        fi
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            tail -n 30 "$server_log" >&2 || true
+            fail "$url did not answer within ${limit}s (log: $server_log)"
+        fi
+        sleep 0.2
+    done
+}
+
+# stop_pid PID: SIGTERM, then waits up to 30 s for it to exit.
+stop_pid() {
+    local pid=$1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 300); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$pid" 2>/dev/null || true
+}
+
+# seconds VALUE NAME: a whole number of seconds from `15` or `15s`, else fails naming NAME.
+seconds() {
+    local value=${1%s}
+    [[ "$value" =~ ^[0-9]+$ ]] && [ "$value" -gt 0 ] ||
+        fail "$2=$1: give a whole number of seconds, e.g. $2=15 or $2=15s"
+    echo "$value"
+}
