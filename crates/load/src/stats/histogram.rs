@@ -1,17 +1,86 @@
 //! A latency histogram whose memory follows the latencies seen, not the range they could
-//! have: a sorted list of the buckets in use. Buckets are log-linear as in HDR histograms
-//! with 3 significant digits (1024 per power of two, so a value is known to within 0.1 %),
-//! but a label whose latencies cluster uses a few hundred buckets, a few kilobytes, where a
-//! dense HDR histogram over 1 µs to 1 h took 180 KiB whether or not it was used.
+//! have. Buckets are log-linear as in HDR histograms with 3 significant digits (1024 per
+//! power of two, so a value is known to within 0.1 %). A histogram starts as a sorted list of
+//! the buckets in use, so a label whose latencies cluster costs a few kilobytes where a dense
+//! HDR histogram over 1 µs to 1 h took 180 KiB whether or not it was used; one that sees
+//! many distinct buckets (the whole run's, a busy label's) turns into an array indexed by
+//! bucket, up to the largest bucket seen, so recording stays one indexed add.
 
 /// Bits of a value kept exactly: values below 2^11 µs have a bucket each.
 const MANTISSA_BITS: u32 = 11;
 
+/// Distinct buckets a sparse histogram holds before it turns dense (4 KiB as a list).
+const DENSE_AFTER: usize = 256;
+
+/// The counts per bucket.
+#[derive(Debug, Clone)]
+enum Counts {
+    /// `(bucket, count)`, sorted by bucket.
+    Sparse(Vec<(u32, u64)>),
+    /// The count of bucket `i` at index `i`, up to the largest bucket seen.
+    Dense(Vec<u64>),
+}
+
+impl Default for Counts {
+    fn default() -> Self {
+        Self::Sparse(Vec::new())
+    }
+}
+
+impl Counts {
+    fn add(&mut self, bucket: u32) {
+        match self {
+            Self::Sparse(list) => {
+                match list.binary_search_by_key(&bucket, |(b, _)| *b) {
+                    Ok(i) => list[i].1 += 1,
+                    Err(i) => list.insert(i, (bucket, 1)),
+                }
+                if list.len() > DENSE_AFTER {
+                    let mut dense = Vec::new();
+                    for &(bucket, count) in list.iter() {
+                        add_dense(&mut dense, bucket, count);
+                    }
+                    *self = Self::Dense(dense);
+                }
+            }
+            Self::Dense(array) => add_dense(array, bucket, 1),
+        }
+    }
+
+    /// `(bucket, count)` for every bucket in use, in order.
+    fn iter(&self) -> Box<dyn Iterator<Item = (u32, u64)> + '_> {
+        match self {
+            Self::Sparse(list) => Box::new(list.iter().copied()),
+            Self::Dense(array) => Box::new(
+                array
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, count)| **count > 0)
+                    .map(|(bucket, count)| (u32::try_from(bucket).unwrap_or(u32::MAX), *count)),
+            ),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Self::Sparse(list) => list.capacity() * std::mem::size_of::<(u32, u64)>(),
+            Self::Dense(array) => array.capacity() * std::mem::size_of::<u64>(),
+        }
+    }
+}
+
+fn add_dense(array: &mut Vec<u64>, bucket: u32, count: u64) {
+    let index = bucket as usize;
+    if index >= array.len() {
+        array.resize(index + 1, 0);
+    }
+    array[index] += count;
+}
+
 /// Counts of latencies in microseconds.
 #[derive(Debug, Clone, Default)]
 pub struct LatencyHistogram {
-    /// `(bucket, count)`, sorted by bucket.
-    buckets: Vec<(u32, u64)>,
+    buckets: Counts,
     count: u64,
     min: u64,
     max: u64,
@@ -38,11 +107,7 @@ fn middle_of(bucket: u32) -> u64 {
 impl LatencyHistogram {
     /// Counts one latency of `micros` microseconds.
     pub fn record(&mut self, micros: u64) {
-        let bucket = bucket_of(micros);
-        match self.buckets.binary_search_by_key(&bucket, |(b, _)| *b) {
-            Ok(i) => self.buckets[i].1 += 1,
-            Err(i) => self.buckets.insert(i, (bucket, 1)),
-        }
+        self.buckets.add(bucket_of(micros));
         if self.count == 0 || micros < self.min {
             self.min = micros;
         }
@@ -102,7 +167,7 @@ impl LatencyHistogram {
         }
         let rank = ((level / 100.0) * self.count as f64).ceil().max(1.0) as u64;
         let mut seen = 0;
-        for &(bucket, count) in &self.buckets {
+        for (bucket, count) in self.buckets.iter() {
             seen += count;
             if seen >= rank {
                 return middle_of(bucket).clamp(self.min, self.max);
@@ -113,7 +178,7 @@ impl LatencyHistogram {
 
     /// Bytes of memory this histogram holds on the heap.
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<(u32, u64)>()
+        self.buckets.heap_bytes()
     }
 }
 
@@ -160,5 +225,19 @@ mod tests {
             histogram.heap_bytes()
         );
         assert_eq!(LatencyHistogram::default().percentile(99.0), 0);
+    }
+
+    #[test]
+    fn a_wide_histogram_turns_dense_and_keeps_its_counts() {
+        let mut histogram = LatencyHistogram::default();
+        for micros in 1..=5000u64 {
+            histogram.record(micros);
+        }
+        assert!(matches!(histogram.buckets, Counts::Dense(_)));
+        assert_eq!(histogram.len(), 5000);
+        let p50 = histogram.percentile(50.0);
+        assert!((2495..=2505).contains(&p50), "{p50}");
+        assert_eq!(histogram.percentile(100.0), 5000);
+        assert_eq!(histogram.buckets.iter().map(|(_, n)| n).sum::<u64>(), 5000);
     }
 }
