@@ -154,16 +154,120 @@ pub async fn run(
 ) -> Finished {
     let executions = prepare(plan).await;
     let start = Instant::now();
-    let (samples_tx, mut samples) = mpsc::unbounded_channel::<Batch>();
-    let (problems_tx, mut problems) = mpsc::unbounded_channel::<String>();
     let (stop_tx, stop) = watch::channel(false);
-    let users = Arc::new(AtomicU64::new(0));
+    let mut stopper = Stopper {
+        signal: stop_tx,
+        ending: Ending::Completed,
+        stopping: false,
+    };
+    let Launched {
+        mut samples,
+        mut problems,
+        users,
+    } = launch(executions, start, &stop);
     let total = plan
         .executions
         .iter()
         .map(Execution::duration)
         .max()
         .unwrap_or_default();
+    let mut collector = collector_for(plan);
+    let mut monitor = Monitor::new(plan.criteria.clone(), plan.labels.clone());
+    let mut problem = None;
+    let mut hopeless = HopelessStart::default();
+    // Ticks in the middle of each second: the active users then stand for that second, and
+    // the previous second (over half a second ago) is closed.
+    let mut ticker =
+        tokio::time::interval_at(start + Duration::from_millis(500), Duration::from_secs(1));
+    let mut users_at: Vec<u64> = Vec::new();
+    tokio::pin!(interrupt);
+    loop {
+        tokio::select! {
+            received = samples.recv() => match received {
+                Some(batch) => {
+                    for (sample, ended) in &batch {
+                        collector.record(sample, *ended);
+                        hopeless.record(sample, *ended);
+                    }
+                }
+                None => break,
+            },
+            Some(message) = problems.recv() => {
+                problem.get_or_insert(message);
+                stopper.stop(Ending::Aborted);
+            },
+            _ = ticker.tick() => {
+                let elapsed = start.elapsed();
+                users_at.push(users.load(Ordering::Relaxed));
+                let closed = collector.close_until(elapsed.as_secs(), &users_at).to_vec();
+                if let Some(last) = closed.last() {
+                    progress(&Progress { elapsed, total, users: last.users, second: last.clone() });
+                }
+                if monitor.on_seconds(collector.timeline()) {
+                    stopper.stop(Ending::StoppedByCriterion);
+                }
+                if let Some(reason) = hopeless.verdict(elapsed) {
+                    problem.get_or_insert(reason);
+                    stopper.stop(Ending::Aborted);
+                }
+            },
+            () = &mut interrupt, if !stopper.stopping => stopper.stop(Ending::Interrupted),
+        }
+    }
+    // A problem reported as the last users finished still counts.
+    while let Ok(message) = problems.try_recv() {
+        problem.get_or_insert(message);
+        stopper.ending = Ending::Aborted;
+    }
+    let duration = start.elapsed();
+    let end_second = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    collector.close_until(end_second, &users_at);
+    monitor.on_seconds(collector.timeline());
+    Finished {
+        collector,
+        monitor,
+        duration,
+        ending: stopper.ending,
+        problem,
+    }
+}
+
+/// Tells the users to stop, remembering why the run first had to.
+struct Stopper {
+    signal: watch::Sender<bool>,
+    ending: Ending,
+    stopping: bool,
+}
+
+impl Stopper {
+    fn stop(&mut self, why: Ending) {
+        if !self.stopping {
+            self.stopping = true;
+            self.ending = why;
+            let _ = self.signal.send(true);
+        }
+    }
+}
+
+/// What the orchestration hears from the running users.
+struct Launched {
+    /// Batches of finished samples; closed when every user has finished.
+    samples: mpsc::UnboundedReceiver<Batch>,
+    /// Why a user could not go on.
+    problems: mpsc::UnboundedReceiver<String>,
+    /// Users active now.
+    users: Arc<AtomicU64>,
+}
+
+/// Starts every execution's users on the worker threads.
+fn launch(
+    executions: Vec<PreparedExecution>,
+    start: Instant,
+    stop: &watch::Receiver<bool>,
+) -> Launched {
+    let (samples_tx, samples) = mpsc::unbounded_channel::<Batch>();
+    let (problems_tx, problems) = mpsc::unbounded_channel::<String>();
+    let users = Arc::new(AtomicU64::new(0));
     let open_model = executions.iter().any(|e| e.plan.arrival_rate.is_some());
     let timer = open_model.then(timer::PreciseTimer::start).flatten();
     let shared: Vec<Arc<Shared>> = executions
@@ -183,10 +287,17 @@ pub async fn run(
             })
         })
         .collect();
-    drop((samples_tx, timer));
-    spawn_workers(&shared, &stop, &problems_tx);
-    drop((shared, problems_tx));
+    spawn_workers(&shared, stop, &problems_tx);
+    Launched {
+        samples,
+        problems,
+        users,
+    }
+}
 
+/// A collector for `plan`'s labels, with per-second windows for the labels and percentile
+/// levels its criteria watch.
+fn collector_for(plan: &Plan) -> Collector {
     let levels: Vec<f64> = plan.criteria.iter().filter_map(|c| c.level()).collect();
     let watched: Vec<usize> = plan
         .criteria
@@ -194,76 +305,7 @@ pub async fn run(
         .filter_map(|c| c.label.as_ref())
         .filter_map(|label| plan.labels.iter().position(|l| l == label))
         .collect();
-    let mut collector = Collector::new(plan.labels.len(), &levels, &watched);
-    let mut monitor = Monitor::new(plan.criteria.clone(), plan.labels.clone());
-    let mut ending = Ending::Completed;
-    let mut problem = None;
-    let mut hopeless = HopelessStart::default();
-    // Ticks in the middle of each second: the active users then stand for that second, and
-    // the previous second (over half a second ago) is closed.
-    let mut ticker =
-        tokio::time::interval_at(start + Duration::from_millis(500), Duration::from_secs(1));
-    let mut users_at: Vec<u64> = Vec::new();
-    tokio::pin!(interrupt);
-    let mut stopping = false;
-    let stop_with = |ending_now: Ending, ending: &mut Ending, stopping: &mut bool| {
-        if !*stopping {
-            *stopping = true;
-            *ending = ending_now;
-            let _ = stop_tx.send(true);
-        }
-    };
-    loop {
-        tokio::select! {
-            received = samples.recv() => match received {
-                Some(batch) => {
-                    for (sample, ended) in &batch {
-                        collector.record(sample, *ended);
-                        hopeless.record(sample, *ended);
-                    }
-                }
-                None => break,
-            },
-            Some(message) = problems.recv() => {
-                problem.get_or_insert(message);
-                stop_with(Ending::Aborted, &mut ending, &mut stopping);
-            },
-            _ = ticker.tick() => {
-                let elapsed = start.elapsed();
-                users_at.push(users.load(Ordering::Relaxed));
-                let closed = collector.close_until(elapsed.as_secs(), &users_at).to_vec();
-                if let Some(last) = closed.last() {
-                    progress(&Progress { elapsed, total, users: last.users, second: last.clone() });
-                }
-                if monitor.on_seconds(collector.timeline()) {
-                    stop_with(Ending::StoppedByCriterion, &mut ending, &mut stopping);
-                }
-                if let Some(reason) = hopeless.verdict(elapsed) {
-                    problem.get_or_insert(reason);
-                    stop_with(Ending::Aborted, &mut ending, &mut stopping);
-                }
-            },
-            () = &mut interrupt, if !stopping => {
-                stop_with(Ending::Interrupted, &mut ending, &mut stopping);
-            },
-        }
-    }
-    // A problem reported as the last users finished still counts.
-    while let Ok(message) = problems.try_recv() {
-        problem.get_or_insert(message);
-        ending = Ending::Aborted;
-    }
-    let duration = start.elapsed();
-    let end_second = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
-    collector.close_until(end_second, &users_at);
-    monitor.on_seconds(collector.timeline());
-    Finished {
-        collector,
-        monitor,
-        duration,
-        ending,
-        problem,
-    }
+    Collector::new(plan.labels.len(), &levels, &watched)
 }
 
 /// Watches the first seconds of a run for failures that waiting cannot fix: when every
