@@ -13,8 +13,17 @@ fn error_of(yaml: &str) -> String {
         .unwrap_or_default()
 }
 
-async fn run(plan: &Plan) -> Report {
-    peregrine_load::run(plan, std::future::pending(), |_| {}).await
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test helper, outside the tests clippy.toml covers"
+)]
+fn plan(yaml: &str) -> Plan {
+    plan_from_str("hostile.yml", yaml, &[]).unwrap()
+}
+
+/// Reads `yaml` as a config and runs it to its end.
+async fn run_yaml(yaml: &str) -> Report {
+    peregrine_load::run(&plan(yaml), std::future::pending(), |_| {}).await
 }
 
 #[test]
@@ -89,12 +98,9 @@ fn warnings_come_with_a_validation_error_and_settings_is_warned() {
 
 #[test]
 fn an_undefined_variable_is_warned_once_per_name() {
-    let plan = plan_from_str(
-        "v.yml",
+    let plan = plan(
         "execution:\n- iterations: 1\n  scenario:\n    variables: {id: 7}\n    requests: ['http://127.0.0.1:1/${id}/${who}', 'http://127.0.0.1:1/${who}']\n",
-        &[],
-    )
-    .unwrap();
+    );
     let warned: Vec<_> = plan
         .warnings
         .iter()
@@ -107,17 +113,11 @@ fn an_undefined_variable_is_warned_once_per_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_think_time_in_progress_ends_at_the_deadline() {
     let server = TinyServer::start(Behavior::default()).await;
-    let plan = plan_from_str(
-        "think.yml",
-        &format!(
-            "execution:\n- concurrency: 2\n  hold-for: 1s\n  scenario:\n    think-time: 1m\n    requests: ['{}']\n",
-            server.url("/")
-        ),
-        &[],
-    )
-    .unwrap();
     let started = Instant::now();
-    let report = run(&plan).await;
+    let report = run_yaml(&format!(
+        "execution:\n- concurrency: 2\n  hold-for: 1s\n  scenario:\n    think-time: 1m\n    requests: ['{}']\n",
+        server.url("/")
+    )).await;
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "{:?}",
@@ -130,16 +130,10 @@ async fn a_think_time_in_progress_ends_at_the_deadline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_an_assertion_reads_is_capped() {
     let server = TinyServer::start(Behavior::default()).await;
-    let plan = plan_from_str(
-        "cap.yml",
-        &format!(
-            "execution:\n- iterations: 1\n  scenario:\n    assert-body-limit: 8\n    requests:\n    - url: '{}'\n      assert: ['username']\n",
-            server.url("/")
-        ),
-        &[],
-    )
-    .unwrap();
-    let report = run(&plan).await;
+    let report = run_yaml(&format!(
+        "execution:\n- iterations: 1\n  scenario:\n    assert-body-limit: 8\n    requests:\n    - url: '{}'\n      assert: ['username']\n",
+        server.url("/")
+    )).await;
     assert_eq!(report.overall.failures, 1);
     assert!(
         report.errors[0]
@@ -157,16 +151,10 @@ async fn a_body_an_assertion_reads_is_capped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_connect_failing_in_the_first_seconds_stops_the_run_with_exit_1() {
     let port = peregrine_testkit::free_port().unwrap();
-    let plan = plan_from_str(
-        "closed.yml",
-        &format!(
-            "execution:\n- concurrency: 4\n  hold-for: 30s\n  scenario:\n    requests: ['http://127.0.0.1:{port}/']\n"
-        ),
-        &[],
-    )
-    .unwrap();
     let started = Instant::now();
-    let report = run(&plan).await;
+    let report = run_yaml(&format!(
+        "execution:\n- concurrency: 4\n  hold-for: 30s\n  scenario:\n    requests: ['http://127.0.0.1:{port}/']\n"
+    )).await;
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "{:?}",
@@ -187,16 +175,10 @@ async fn every_connect_failing_in_the_first_seconds_stops_the_run_with_exit_1() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_model_sends_on_time() {
     let server = TinyServer::start(Behavior::default()).await;
-    let plan = plan_from_str(
-        "rate.yml",
-        &format!(
-            "execution:\n- arrival-rate: 200\n  concurrency: 4\n  hold-for: 2s\n  scenario:\n    requests: ['{}']\n",
-            server.url("/")
-        ),
-        &[],
-    )
-    .unwrap();
-    let report = run(&plan).await;
+    let report = run_yaml(&format!(
+        "execution:\n- arrival-rate: 200\n  concurrency: 4\n  hold-for: 2s\n  scenario:\n    requests: ['{}']\n",
+        server.url("/")
+    )).await;
     let corrected = report.overall.percentile(50.0).unwrap_or(f64::NAN);
     let service = report.overall.service_percentile(50.0).unwrap_or(f64::NAN);
     let gap = corrected - service;
