@@ -90,7 +90,7 @@ pub struct Scenario {
     /// Its name in `scenarios` (or `inline-N`).
     pub name: String,
     /// The requests, sent in order by each user.
-    pub requests: Vec<Request>,
+    pub requests: Vec<Arc<Request>>,
 }
 
 /// One request, fully resolved: URL, headers and body as they are sent.

@@ -87,7 +87,7 @@ pub struct Finished {
 /// keep of its response, all computed once before the run.
 pub struct PreparedRequest {
     /// The request as planned.
-    pub request: Request,
+    pub request: Arc<Request>,
     /// Where its host resolved to (`None`: every attempt is a connect error).
     pub address: Option<SocketAddr>,
     /// The request as written on the connection.
@@ -134,7 +134,7 @@ pub async fn prepare(plan: &Plan) -> Vec<PreparedExecution> {
                     &request.json_assertions,
                     request.assert_body_limit,
                 ),
-                request: request.clone(),
+                request: Arc::clone(request),
                 address,
             });
         }

@@ -2,21 +2,18 @@
 //! have. Buckets are log-linear as in HDR histograms with 3 significant digits (1024 per
 //! power of two, so a value is known to within 0.1 %). A histogram starts as a sorted list of
 //! the buckets in use, so a label whose latencies cluster costs a few kilobytes where a dense
-//! HDR histogram over 1 µs to 1 h took 180 KiB whether or not it was used; one that sees
-//! many distinct buckets (the whole run's, a busy label's) turns into an array indexed by
-//! bucket, up to the largest bucket seen, so recording stays one indexed add.
+//! HDR histogram over 1 µs to 1 h took 180 KiB whether or not it was used: 8 bytes per
+//! bucket in use. The whole run's histograms, recorded on every sample, are arrays indexed by
+//! bucket instead (up to the largest bucket seen), so recording there is one indexed add.
 
 /// Bits of a value kept exactly: values below 2^11 µs have a bucket each.
 const MANTISSA_BITS: u32 = 11;
 
-/// Distinct buckets a sparse histogram holds before it turns dense (4 KiB as a list).
-const DENSE_AFTER: usize = 256;
-
 /// The counts per bucket.
 #[derive(Debug, Clone)]
 enum Counts {
-    /// `(bucket, count)`, sorted by bucket.
-    Sparse(Vec<(u32, u64)>),
+    /// `(bucket, count)`, sorted by bucket; it turns dense if a count would overflow.
+    Sparse(Vec<(u32, u32)>),
     /// The count of bucket `i` at index `i`, up to the largest bucket seen.
     Dense(Vec<u64>),
 }
@@ -30,19 +27,18 @@ impl Default for Counts {
 impl Counts {
     fn add(&mut self, bucket: u32) {
         match self {
-            Self::Sparse(list) => {
-                match list.binary_search_by_key(&bucket, |(b, _)| *b) {
-                    Ok(i) => list[i].1 += 1,
-                    Err(i) => list.insert(i, (bucket, 1)),
-                }
-                if list.len() > DENSE_AFTER {
+            Self::Sparse(list) => match list.binary_search_by_key(&bucket, |(b, _)| *b) {
+                Ok(i) if list[i].1 < u32::MAX => list[i].1 += 1,
+                Ok(_) => {
                     let mut dense = Vec::new();
                     for &(bucket, count) in list.iter() {
-                        add_dense(&mut dense, bucket, count);
+                        add_dense(&mut dense, bucket, u64::from(count));
                     }
+                    add_dense(&mut dense, bucket, 1);
                     *self = Self::Dense(dense);
                 }
-            }
+                Err(i) => list.insert(i, (bucket, 1)),
+            },
             Self::Dense(array) => add_dense(array, bucket, 1),
         }
     }
@@ -50,7 +46,7 @@ impl Counts {
     /// `(bucket, count)` for every bucket in use, in order.
     fn iter(&self) -> Box<dyn Iterator<Item = (u32, u64)> + '_> {
         match self {
-            Self::Sparse(list) => Box::new(list.iter().copied()),
+            Self::Sparse(list) => Box::new(list.iter().map(|&(b, n)| (b, u64::from(n)))),
             Self::Dense(array) => Box::new(
                 array
                     .iter()
@@ -63,7 +59,7 @@ impl Counts {
 
     fn heap_bytes(&self) -> usize {
         match self {
-            Self::Sparse(list) => list.capacity() * std::mem::size_of::<(u32, u64)>(),
+            Self::Sparse(list) => list.capacity() * std::mem::size_of::<(u32, u32)>(),
             Self::Dense(array) => array.capacity() * std::mem::size_of::<u64>(),
         }
     }
@@ -105,6 +101,15 @@ fn middle_of(bucket: u32) -> u64 {
 }
 
 impl LatencyHistogram {
+    /// An empty histogram kept as an array from the start: for histograms that record
+    /// every sample of a run.
+    pub fn dense() -> Self {
+        Self {
+            buckets: Counts::Dense(Vec::new()),
+            ..Self::default()
+        }
+    }
+
     /// Counts one latency of `micros` microseconds.
     pub fn record(&mut self, micros: u64) {
         self.buckets.add(bucket_of(micros));
@@ -228,16 +233,24 @@ mod tests {
     }
 
     #[test]
-    fn a_wide_histogram_turns_dense_and_keeps_its_counts() {
-        let mut histogram = LatencyHistogram::default();
-        for micros in 1..=5000u64 {
-            histogram.record(micros);
+    fn dense_and_sparse_histograms_agree() {
+        let mut dense = LatencyHistogram::dense();
+        let mut sparse = LatencyHistogram::default();
+        for micros in (1..=5000u64).chain([70_000, 70_001, 9_000_000]) {
+            dense.record(micros);
+            sparse.record(micros);
         }
-        assert!(matches!(histogram.buckets, Counts::Dense(_)));
-        assert_eq!(histogram.len(), 5000);
-        let p50 = histogram.percentile(50.0);
-        assert!((2495..=2505).contains(&p50), "{p50}");
-        assert_eq!(histogram.percentile(100.0), 5000);
-        assert_eq!(histogram.buckets.iter().map(|(_, n)| n).sum::<u64>(), 5000);
+        assert!(matches!(dense.buckets, Counts::Dense(_)));
+        assert!(matches!(sparse.buckets, Counts::Sparse(_)));
+        for level in [0.0, 50.0, 90.0, 99.9, 100.0] {
+            assert_eq!(
+                dense.percentile(level),
+                sparse.percentile(level),
+                "p{level}"
+            );
+        }
+        let p50 = sparse.percentile(50.0);
+        assert!((2495..=2510).contains(&p50), "{p50}");
+        assert_eq!(sparse.buckets.iter().map(|(_, n)| n).sum::<u64>(), 5003);
     }
 }

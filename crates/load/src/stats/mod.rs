@@ -78,6 +78,15 @@ fn micros(duration: Duration) -> u64 {
 }
 
 impl Tally {
+    /// A tally whose histograms are arrays from the start: for the whole run's.
+    fn dense() -> Self {
+        Self {
+            response: LatencyHistogram::dense(),
+            service: LatencyHistogram::dense(),
+            ..Self::default()
+        }
+    }
+
     fn record(&mut self, sample: &Sample) {
         self.response.record(micros(sample.response_time));
         self.service.record(micros(sample.service_time));
@@ -282,6 +291,14 @@ struct OpenWindow {
 }
 
 impl OpenWindow {
+    /// A window whose histogram is an array from the start: for the whole run's seconds.
+    fn dense() -> Self {
+        Self {
+            window: Window::default(),
+            histogram: LatencyHistogram::dense(),
+        }
+    }
+
     fn record(&mut self, sample: &Sample) {
         let w = &mut self.window;
         let rt = sample.response_time.as_secs_f64();
@@ -358,7 +375,7 @@ impl Collector {
         }
         Self {
             levels,
-            overall: Tally::default(),
+            overall: Tally::dense(),
             per_label: vec![Tally::default(); labels],
             open: BTreeMap::new(),
             timeline: Vec::new(),
@@ -377,7 +394,10 @@ impl Collector {
         // A sample that arrives after its second was closed counts in the next open one.
         let first_open = self.timeline.last().map_or(0, |s| s.second + 1);
         let second = ended.as_secs().max(first_open);
-        let (overall, per_label) = self.open.entry(second).or_default();
+        let (overall, per_label) = self
+            .open
+            .entry(second)
+            .or_insert_with(|| (OpenWindow::dense(), BTreeMap::new()));
         overall.record(sample);
         if self.in_timeline.get(sample.label).copied().unwrap_or(false) {
             per_label.entry(sample.label).or_default().record(sample);

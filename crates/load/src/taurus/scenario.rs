@@ -3,6 +3,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -86,7 +87,7 @@ impl Builder {
         }
         let mut requests = Vec::with_capacity(items.len());
         for item in &items {
-            requests.push(self.request(item, &defaults)?);
+            requests.push(Arc::new(self.request(item, &defaults)?));
         }
         for variable in defaults.undefined.take() {
             if self.undefined_variables.insert(variable.clone()) {
