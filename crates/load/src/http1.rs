@@ -16,6 +16,7 @@ use http::{HeaderMap, Method};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::assertion::ResponseParts;
 use crate::plan::Request;
 
 /// Most response headers a response may have.
@@ -70,7 +71,9 @@ pub struct Response {
 }
 
 /// Why an exchange gave no response.
-pub enum Failure {
+pub enum ExchangeError {
+    /// A body an assertion reads was larger than the limit.
+    BodyTooLarge(usize),
     /// The connection was closed before any byte of a response arrived (a server closing an
     /// idle keep-alive connection looks like this).
     ClosedBeforeResponse,
@@ -80,19 +83,10 @@ pub enum Failure {
     Malformed(String),
 }
 
-impl From<io::Error> for Failure {
+impl From<io::Error> for ExchangeError {
     fn from(err: io::Error) -> Self {
         Self::Io(err)
     }
-}
-
-/// What the caller wants kept of a response.
-#[derive(Debug, Clone, Copy)]
-pub struct Keep {
-    /// The headers, for header assertions.
-    pub headers: bool,
-    /// The body, for body and JSONPath assertions.
-    pub body: bool,
 }
 
 /// One client connection.
@@ -134,9 +128,9 @@ impl Connection {
         &mut self,
         wire: &[u8],
         method: &Method,
-        keep: Keep,
+        keep: ResponseParts,
         mut on_head: impl FnMut(),
-    ) -> Result<Response, Failure> {
+    ) -> Result<Response, ExchangeError> {
         self.buffer.clear();
         if let Err(err) = self.stream.write_all(wire).await {
             return Err(closed_or(err));
@@ -179,7 +173,7 @@ impl Connection {
         &mut self,
         first_read: &mut bool,
         keep_headers: bool,
-    ) -> Result<Head, Failure> {
+    ) -> Result<Head, ExchangeError> {
         loop {
             if !self.buffer.is_empty() {
                 let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -189,26 +183,28 @@ impl Connection {
                         return describe(&parsed, head_len, keep_headers);
                     }
                     Ok(httparse::Status::Partial) if self.buffer.len() > MAX_HEAD_BYTES => {
-                        return Err(Failure::Malformed(format!(
+                        return Err(ExchangeError::Malformed(format!(
                             "response head larger than {MAX_HEAD_BYTES} bytes"
                         )));
                     }
                     Ok(httparse::Status::Partial) => {}
                     Err(err) => {
-                        return Err(Failure::Malformed(format!("invalid response: {err}")));
+                        return Err(ExchangeError::Malformed(format!("invalid response: {err}")));
                     }
                 }
             }
             let read = match self.fill().await {
                 Ok(read) => read,
                 Err(err) if *first_read && self.buffer.is_empty() => return Err(closed_or(err)),
-                Err(err) => return Err(Failure::Io(err)),
+                Err(err) => return Err(ExchangeError::Io(err)),
             };
             if read == 0 {
                 return Err(if *first_read && self.buffer.is_empty() {
-                    Failure::ClosedBeforeResponse
+                    ExchangeError::ClosedBeforeResponse
                 } else {
-                    Failure::Malformed("connection closed before the response head ended".into())
+                    ExchangeError::Malformed(
+                        "connection closed before the response head ended".into(),
+                    )
                 });
             }
             *first_read = false;
@@ -218,30 +214,34 @@ impl Connection {
     async fn read_length(
         &mut self,
         length: u64,
-        keep: Keep,
+        keep: ResponseParts,
         body: &mut Vec<u8>,
-    ) -> Result<u64, Failure> {
+    ) -> Result<u64, ExchangeError> {
         let mut left = length;
         while left > 0 {
             if self.buffer.is_empty() && self.fill().await? == 0 {
-                return Err(Failure::Malformed(format!(
+                return Err(ExchangeError::Malformed(format!(
                     "connection closed {left} bytes before the body's end"
                 )));
             }
             let take = usize::try_from(left)
                 .unwrap_or(usize::MAX)
                 .min(self.buffer.len());
-            self.consume(take, keep, body);
+            self.consume(take, keep, body)?;
             left -= take as u64;
         }
         Ok(length)
     }
 
-    async fn read_until_close(&mut self, keep: Keep, body: &mut Vec<u8>) -> Result<u64, Failure> {
+    async fn read_until_close(
+        &mut self,
+        keep: ResponseParts,
+        body: &mut Vec<u8>,
+    ) -> Result<u64, ExchangeError> {
         let mut total = 0u64;
         loop {
             let available = self.buffer.len();
-            self.consume(available, keep, body);
+            self.consume(available, keep, body)?;
             total += available as u64;
             if self.fill().await? == 0 {
                 return Ok(total);
@@ -249,7 +249,11 @@ impl Connection {
         }
     }
 
-    async fn read_chunked(&mut self, keep: Keep, body: &mut Vec<u8>) -> Result<u64, Failure> {
+    async fn read_chunked(
+        &mut self,
+        keep: ResponseParts,
+        body: &mut Vec<u8>,
+    ) -> Result<u64, ExchangeError> {
         let mut total = 0u64;
         loop {
             let line = self.read_line().await?;
@@ -257,7 +261,7 @@ impl Connection {
             let size = std::str::from_utf8(size_text)
                 .ok()
                 .and_then(|text| u64::from_str_radix(text.trim(), 16).ok())
-                .ok_or_else(|| Failure::Malformed("invalid chunk size".into()))?;
+                .ok_or_else(|| ExchangeError::Malformed("invalid chunk size".into()))?;
             if size == 0 {
                 // Trailers, if any, end with an empty line.
                 while !self.read_line().await?.is_empty() {}
@@ -265,13 +269,15 @@ impl Connection {
             }
             total += self.read_length(size, keep, body).await?;
             if !self.read_line().await?.is_empty() {
-                return Err(Failure::Malformed("chunk longer than its size".into()));
+                return Err(ExchangeError::Malformed(
+                    "chunk longer than its size".into(),
+                ));
             }
         }
     }
 
     /// One CRLF-terminated line, without its CRLF.
-    async fn read_line(&mut self) -> Result<BytesMut, Failure> {
+    async fn read_line(&mut self) -> Result<BytesMut, ExchangeError> {
         loop {
             if let Some(end) = self.buffer.windows(2).position(|pair| pair == b"\r\n") {
                 let line = self.buffer.split_to(end);
@@ -279,21 +285,32 @@ impl Connection {
                 return Ok(line);
             }
             if self.buffer.len() > MAX_HEAD_BYTES {
-                return Err(Failure::Malformed("chunk header line too long".into()));
+                return Err(ExchangeError::Malformed(
+                    "chunk header line too long".into(),
+                ));
             }
             if self.fill().await? == 0 {
-                return Err(Failure::Malformed(
+                return Err(ExchangeError::Malformed(
                     "connection closed inside a chunked body".into(),
                 ));
             }
         }
     }
 
-    fn consume(&mut self, count: usize, keep: Keep, body: &mut Vec<u8>) {
+    fn consume(
+        &mut self,
+        count: usize,
+        keep: ResponseParts,
+        body: &mut Vec<u8>,
+    ) -> Result<(), ExchangeError> {
         if keep.body {
+            if body.len() + count > keep.body_limit {
+                return Err(ExchangeError::BodyTooLarge(keep.body_limit));
+            }
             body.extend_from_slice(&self.buffer[..count]);
         }
         self.buffer.advance(count);
+        Ok(())
     }
 
     async fn fill(&mut self) -> io::Result<usize> {
@@ -306,10 +323,12 @@ impl Connection {
 
 /// An I/O error before any byte of the response: a reset or broken pipe means the server
 /// had closed the connection (retried on a new one when it was a reused connection).
-fn closed_or(err: io::Error) -> Failure {
+fn closed_or(err: io::Error) -> ExchangeError {
     match err.kind() {
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => Failure::ClosedBeforeResponse,
-        _ => Failure::Io(err),
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+            ExchangeError::ClosedBeforeResponse
+        }
+        _ => ExchangeError::Io(err),
     }
 }
 
@@ -318,10 +337,10 @@ fn describe(
     parsed: &httparse::Response<'_, '_>,
     length: usize,
     keep_headers: bool,
-) -> Result<Head, Failure> {
+) -> Result<Head, ExchangeError> {
     let status = parsed
         .code
-        .ok_or_else(|| Failure::Malformed("response without a status code".into()))?;
+        .ok_or_else(|| ExchangeError::Malformed("response without a status code".into()))?;
     let mut reusable = parsed.version == Some(1);
     let mut framing = Framing::UntilClose;
     let mut headers = HeaderMap::new();
@@ -332,7 +351,7 @@ fn describe(
                 let length = std::str::from_utf8(header.value)
                     .ok()
                     .and_then(|text| text.trim().parse::<u64>().ok())
-                    .ok_or_else(|| Failure::Malformed("invalid Content-Length".into()))?;
+                    .ok_or_else(|| ExchangeError::Malformed("invalid Content-Length".into()))?;
                 framing = Framing::Length(length);
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -384,9 +403,10 @@ mod tests {
     use super::*;
 
     const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n";
-    const KEEP_BODY: Keep = Keep {
+    const KEEP_BODY: ResponseParts = ResponseParts {
         headers: true,
         body: true,
+        body_limit: 1024,
     };
 
     /// A server for one connection that answers the n-th request head it reads with the
@@ -429,9 +449,10 @@ mod tests {
             .await
             .map_err(|failure| {
                 io::Error::other(match failure {
-                    Failure::ClosedBeforeResponse => "closed before response".to_string(),
-                    Failure::Io(err) => format!("io: {err}"),
-                    Failure::Malformed(message) => format!("malformed: {message}"),
+                    ExchangeError::ClosedBeforeResponse => "closed before response".to_string(),
+                    ExchangeError::Io(err) => format!("io: {err}"),
+                    ExchangeError::Malformed(message) => format!("malformed: {message}"),
+                    ExchangeError::BodyTooLarge(limit) => format!("body over {limit}"),
                 })
             })
     }

@@ -1,21 +1,29 @@
 //! Peregrine's load generator: reads Taurus configs (or a quick URL form) into a [`Plan`],
-//! runs it with virtual users on tokio and its own HTTP/1.1 client, keeps HDR statistics, and writes Taurus-style
-//! console stats, JSON, CSV, JUnit and a self-contained HTML report. Knows nothing of the API.
+//! runs it with virtual users on tokio and its own HTTP/1.1 client, keeps latency
+//! histograms, and writes Taurus-style console stats, JSON, CSV, JUnit and a self-contained
+//! HTML report. Knows nothing of the API.
+//!
+//! Data flows one way: config (`taurus`, `quick`) → [`Plan`] → engine → `stats` →
+//! [`Report`]. The engine returns what it measured as a [`Finished`] and knows nothing of
+//! reports; [`Report::new`] builds the report from it and the plan.
 
-mod config;
+pub mod assertion;
 pub mod criteria;
 pub mod duration;
 mod engine;
 mod http1;
 pub mod plan;
+pub mod quick;
 pub mod report;
 pub mod stats;
+mod taurus;
 
 use std::path::PathBuf;
 
-pub use engine::{Ending, run};
-pub use plan::{Plan, QuickTest};
-pub use report::{Progress, Report, exit_code};
+pub use engine::{Ending, Finished, Progress};
+pub use plan::Plan;
+pub use quick::{QuickTest, from_quick};
+pub use report::{LatencyKind, Report, exit_code};
 
 /// Why a config cannot be run; each names the file and position, or the key path.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -54,14 +62,53 @@ pub enum ConfigError {
     },
 }
 
+/// Runs `plan` until it ends or `interrupt` completes (`progress` hears every second) and
+/// reports on it.
+pub async fn run(
+    plan: &Plan,
+    interrupt: impl Future<Output = ()> + Send,
+    progress: impl FnMut(&Progress),
+) -> Report {
+    let finished = engine::run(plan, interrupt, progress).await;
+    Report::new(plan, finished)
+}
+
+/// A config that failed validation, with the warnings gathered before the error (they are
+/// often the reason: a misspelt key is ignored with a warning, then a required one is missing).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{error}")]
+pub struct Rejected {
+    /// What is wrong.
+    pub error: ConfigError,
+    /// Warnings gathered before it.
+    pub warnings: Vec<String>,
+}
+
+impl From<ConfigError> for Rejected {
+    fn from(error: ConfigError) -> Self {
+        Self {
+            error,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+/// Reads Taurus config files with overrides into a plan; a rejected config keeps the
+/// warnings gathered before the error.
+pub fn read_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, Rejected> {
+    let document = taurus::merge::load(files, overrides)?;
+    taurus::from_taurus_with_warnings(&document)
+}
+
 /// Reads one Taurus config given as text (`name` is used in error messages) into a plan.
 pub fn plan_from_str(name: &str, text: &str, overrides: &[String]) -> Result<Plan, ConfigError> {
-    let document = config::merge_sources(&[(PathBuf::from(name), text.to_owned())], overrides)?;
-    plan::from_taurus(&document)
+    let document =
+        taurus::merge::merge_sources(&[(PathBuf::from(name), text.to_owned())], overrides)?;
+    taurus::from_taurus(&document)
 }
 
 /// Reads Taurus config files with overrides into a plan.
 pub fn load_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, ConfigError> {
-    let document = config::load(files, overrides)?;
-    plan::from_taurus(&document)
+    let document = taurus::merge::load(files, overrides)?;
+    taurus::from_taurus(&document)
 }

@@ -4,42 +4,40 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use peregrine_load::plan::QuickTest;
-use peregrine_load::{ConfigError, Plan, Report, exit_code, load_plan};
+use peregrine_load::QuickTest;
+use peregrine_load::{ConfigError, Ending, LatencyKind, Plan, Report, exit_code, load_plan};
 use peregrine_testkit::{Behavior, TinyServer};
 
 /// Writes `yaml` to a temp file and reads it as a plan.
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test helper, outside the tests clippy.toml covers"
+)]
 fn plan_from(yaml: &str) -> Result<Plan, ConfigError> {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("test.yml");
-    std::fs::write(&file, yaml).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&file, yaml).unwrap();
     load_plan(&[file], &[])
 }
 
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test helper, outside the tests clippy.toml covers"
+)]
 fn plan(yaml: &str) -> Plan {
-    plan_from(yaml).unwrap_or_else(|e| panic!("{e}"))
+    plan_from(yaml).unwrap()
 }
 
 async fn run(plan: Plan) -> Report {
-    peregrine_load::run(plan, std::future::pending(), |_| {}).await
+    peregrine_load::run(&plan, std::future::pending(), |_| {}).await
 }
 
 fn percentile(report: &Report, level: f64) -> f64 {
-    report
-        .overall
-        .percentiles
-        .iter()
-        .find(|p| (p.level - level).abs() < 1e-9)
-        .map_or(f64::NAN, |p| p.seconds)
+    report.overall.percentile(level).unwrap_or(f64::NAN)
 }
 
 fn service_percentile(report: &Report, level: f64) -> f64 {
-    report
-        .overall
-        .service_percentiles
-        .iter()
-        .find(|p| (p.level - level).abs() < 1e-9)
-        .map_or(f64::NAN, |p| p.seconds)
+    report.overall.service_percentile(level).unwrap_or(f64::NAN)
 }
 
 fn quick(url: String) -> QuickTest {
@@ -66,11 +64,7 @@ async fn a_fixed_50ms_server_gives_p50_between_50_and_52ms() {
         ..Behavior::default()
     })
     .await;
-    let report = run(
-        peregrine_load::plan::from_quick(&quick(server.url("/users/")))
-            .unwrap_or_else(|e| panic!("{e}")),
-    )
-    .await;
+    let report = run(peregrine_load::from_quick(&quick(server.url("/users/"))).unwrap()).await;
     let p50 = percentile(&report, 50.0);
     assert!((0.050..=0.052).contains(&p50), "p50 = {p50}");
     assert_eq!(report.overall.failures, 0);
@@ -184,17 +178,14 @@ async fn an_open_model_run_shows_a_stall_in_corrected_latency_only() {
     test.rate = Some(400.0);
     test.concurrency = Some(10);
     test.hold_for = Duration::from_secs(4);
-    let report =
-        run(peregrine_load::plan::from_quick(&test).unwrap_or_else(|e| panic!("{e}"))).await;
-    assert_eq!(report.latency, "corrected");
+    let report = run(peregrine_load::from_quick(&test).unwrap()).await;
+    assert_eq!(report.latency, LatencyKind::Corrected);
     let corrected_p90 = percentile(&report, 90.0);
     let service_p99 = service_percentile(&report, 99.0);
     assert!(corrected_p90 > 0.2, "corrected p90 = {corrected_p90}");
     assert!(service_p99 < 0.1, "uncorrected p99 = {service_p99}");
     assert!(percentile(&report, 100.0) > 0.9);
-    let rate = report
-        .rate
-        .unwrap_or_else(|| panic!("open model reports its rate"));
+    let rate = report.rate.expect("open model reports its rate");
     assert!((rate.requested - 400.0).abs() < 1e-9);
     assert!(
         (350.0..=450.0).contains(&rate.achieved),
@@ -214,22 +205,18 @@ async fn an_open_model_that_cannot_keep_up_says_so() {
     let mut test = quick(server.url("/"));
     test.rate = Some(200.0);
     test.concurrency = Some(2);
-    let report =
-        run(peregrine_load::plan::from_quick(&test).unwrap_or_else(|e| panic!("{e}"))).await;
-    let rate = report
-        .rate
-        .unwrap_or_else(|| panic!("open model reports its rate"));
+    let report = run(peregrine_load::from_quick(&test).unwrap()).await;
+    let rate = report.rate.expect("open model reports its rate");
     assert!(rate.below_target && rate.achieved < 30.0, "{rate:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_target_completes_with_connect_errors() {
-    let port = peregrine_testkit::free_port().unwrap_or_else(|e| panic!("{e}"));
+    let port = peregrine_testkit::free_port().unwrap();
     let mut test = quick(format!("http://127.0.0.1:{port}/"));
     test.hold_for = Duration::from_secs(1);
     let started = Instant::now();
-    let report =
-        run(peregrine_load::plan::from_quick(&test).unwrap_or_else(|e| panic!("{e}"))).await;
+    let report = run(peregrine_load::from_quick(&test).unwrap()).await;
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(report.overall.samples > 0);
     assert_eq!(report.overall.failures, report.overall.samples);
@@ -314,7 +301,7 @@ async fn a_criterion_with_a_timeframe_stops_the_test_with_exit_code_3() {
         "stopped after {:?}",
         started.elapsed()
     );
-    assert_eq!(report.ending, "stopped-by-criterion");
+    assert_eq!(report.ending, Ending::StoppedByCriterion);
     assert_eq!(report.exit_code(), exit_code::CRITERIA_FAILED);
     assert_eq!(
         report.criteria[0].verdict,
@@ -348,16 +335,16 @@ async fn an_interrupt_stops_cleanly_with_partial_results() {
     let server = TinyServer::start(Behavior::default()).await;
     let mut test = quick(server.url("/"));
     test.hold_for = Duration::from_secs(30);
-    let plan = peregrine_load::plan::from_quick(&test).unwrap_or_else(|e| panic!("{e}"));
+    let plan = peregrine_load::from_quick(&test).unwrap();
     let started = Instant::now();
     let report = peregrine_load::run(
-        plan,
+        &plan,
         tokio::time::sleep(Duration::from_millis(1200)),
         |_| {},
     )
     .await;
     assert!(started.elapsed() < Duration::from_secs(4));
-    assert_eq!(report.ending, "interrupted");
+    assert_eq!(report.ending, Ending::Interrupted);
     assert_eq!(report.exit_code(), exit_code::INTERRUPTED);
     assert!(report.overall.samples > 0);
     assert_eq!(report.overall.samples, server.received());
@@ -370,7 +357,7 @@ async fn every_reporter_writes_what_it_promises() {
         ..Behavior::default()
     })
     .await;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
     let plan = plan(&format!(
         "execution:\n- concurrency: 2\n  hold-for: 2s\n  scenario:\n    requests: [{{url: '{}', label: api}}, {{url: '{}', label: 'a,b'}}]\nreporting:\n- module: final-stats\n  dump-xml: {}\n  dump-csv: {}\n- module: junit-xml\n  filename: {}\n  data-source: pass-fail\n- module: passfail\n  criteria: ['p99>5s']\n",
@@ -381,18 +368,15 @@ async fn every_reporter_writes_what_it_promises() {
         path("passfail.xml")
     ));
     let report = run(plan.clone()).await;
-    let written = report
-        .write_configured(&plan)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let written = report.write_configured(&plan).unwrap();
     assert_eq!(written.len(), 3);
     let out = dir.path().join("out");
-    let files = report.write_dir(&out).unwrap_or_else(|e| panic!("{e}"));
+    let files = report.write_dir(&out).unwrap();
     assert_eq!(files.len(), 4);
-    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{e}"));
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
 
-    let json: serde_json::Value =
-        serde_json::from_str(&read(out.join("report.json"))).unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(json["schema"], "peregrine-load-report/1");
+    let json: serde_json::Value = serde_json::from_str(&read(out.join("report.json"))).unwrap();
+    assert_eq!(json["schema"], "peregrine-load-report/2");
     assert_eq!(json["overall"]["samples"], report.overall.samples);
     assert_eq!(json["labels"][0]["label"], "api");
     assert_eq!(
@@ -483,7 +467,7 @@ fn config_errors_name_the_file_line_and_column_or_the_key_path() {
         ),
         (
             "execution:\n  concurrency: 0\n  scenario: {requests: ['http://127.0.0.1:1/']}\n",
-            "execution.0.concurrency: must be a whole number of at least 1",
+            "execution.0.concurrency: must be a whole number from 1 to 100000",
         ),
         (
             "execution:\n  scenario: missing\n",
@@ -532,7 +516,7 @@ fn the_tutorials_config_runs_unchanged_with_an_override() {
         &[PathBuf::from(tutorial)],
         &["execution.0.scenario.requests.0.url=http://127.0.0.1:8000/users/".into()],
     )
-    .unwrap_or_else(|e| panic!("{e}"));
+    .unwrap();
     let execution = &plan.executions[0];
     assert_eq!(execution.concurrency, 100);
     assert_eq!(execution.ramp_up, Duration::from_secs(60));
@@ -551,12 +535,12 @@ fn the_tutorials_config_runs_unchanged_with_an_override() {
 
 #[test]
 fn files_merge_as_taurus_merges_them() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.yml");
     let extra = dir.path().join("extra.json");
-    std::fs::write(&base, "execution:\n- concurrency: 5\n  scenario: s\nscenarios:\n  s:\n    variables: {id: 7}\n    default-address: http://127.0.0.1:9\n    requests: ['/users/${id}']\n").unwrap_or_else(|e| panic!("{e}"));
-    std::fs::write(&extra, r#"{"execution": [{"concurrency": 2, "hold-for": "1s", "scenario": "s"}], "scenarios": {"s": {"headers": {"X-Test": "yes"}}}}"#).unwrap_or_else(|e| panic!("{e}"));
-    let plan = load_plan(&[base, extra], &[]).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&base, "execution:\n- concurrency: 5\n  scenario: s\nscenarios:\n  s:\n    variables: {id: 7}\n    default-address: http://127.0.0.1:9\n    requests: ['/users/${id}']\n").unwrap();
+    std::fs::write(&extra, r#"{"execution": [{"concurrency": 2, "hold-for": "1s", "scenario": "s"}], "scenarios": {"s": {"headers": {"X-Test": "yes"}}}}"#).unwrap();
+    let plan = load_plan(&[base, extra], &[]).unwrap();
     assert_eq!(plan.executions.len(), 2, "lists concatenate");
     let request = &plan.executions[1].scenario.requests[0];
     assert_eq!(request.target.to_string(), "/users/7");
@@ -576,12 +560,9 @@ async fn the_html_report_renders_its_charts_in_chromium() {
     .await;
     let mut test = quick(server.url("/users/"));
     test.ramp_up = Duration::from_secs(1);
-    let report =
-        run(peregrine_load::plan::from_quick(&test).unwrap_or_else(|e| panic!("{e}"))).await;
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    report
-        .write_dir(dir.path())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let report = run(peregrine_load::from_quick(&test).unwrap()).await;
+    let dir = tempfile::tempdir().unwrap();
+    report.write_dir(dir.path()).unwrap();
     let page = format!("file://{}", dir.path().join("report.html").display());
     let profile = dir.path().join("chromium-profile");
     let browser = ["chromium", "chromium-browser", "google-chrome"]

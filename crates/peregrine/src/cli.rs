@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -51,8 +52,8 @@ pub struct HealthArgs {
     )]
     pub url: String,
     /// How long to wait for the answer.
-    #[arg(long, default_value = "3s")]
-    pub timeout: humantime::Duration,
+    #[arg(long, default_value = "3s", value_parser = duration_flag)]
+    pub timeout: Duration,
 }
 
 /// `peregrine load`
@@ -77,22 +78,22 @@ pub struct LoadArgs {
     #[arg(short = 'c', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
     /// Quick form: time to reach full load, e.g. 10s.
-    #[arg(long, value_name = "DURATION")]
-    pub ramp_up: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = duration_flag)]
+    pub ramp_up: Option<Duration>,
     /// Quick form: time at full load after the ramp-up [default: 10s unless --iterations]
-    #[arg(long, value_name = "DURATION")]
-    pub hold_for: Option<String>,
+    #[arg(long, value_name = "DURATION", value_parser = duration_flag)]
+    pub hold_for: Option<Duration>,
     /// Quick form: passes per virtual user.
     #[arg(long, value_name = "N")]
     pub iterations: Option<u64>,
     /// Quick form: request timeout.
-    #[arg(long, value_name = "DURATION", default_value = "30s")]
-    pub timeout: String,
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_flag)]
+    pub timeout: Duration,
     /// Quick form, open model: send R requests per second whatever the response times.
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", value_parser = rate_flag)]
     pub rate: Option<f64>,
     /// Quick form, closed model: cap the request rate at R per second (Taurus throughput).
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", value_parser = rate_flag)]
     pub throughput: Option<f64>,
     /// Quick form: a request header, 'Name: value' (repeatable).
     #[arg(short = 'H', long = "header", value_name = "HEADER")]
@@ -147,8 +148,8 @@ pub struct DatabaseArgs {
     #[arg(long, env = "PEREGRINE_DB_POOL_SIZE")]
     pub db_pool_size: Option<NonZeroUsize>,
     /// How long to wait for the database to answer at start, e.g. 10s, 1m.
-    #[arg(long, env = "PEREGRINE_DB_WAIT", default_value = "10s")]
-    pub db_wait: humantime::Duration,
+    #[arg(long, env = "PEREGRINE_DB_WAIT", default_value = "10s", value_parser = duration_flag)]
+    pub db_wait: Duration,
     /// PostgreSQL TLS, as libpq's sslmode: disable, prefer, require, verify-ca, verify-full
     /// [default: the URL's sslmode, else PGSSLMODE, else prefer]
     #[arg(long, env = "PEREGRINE_DB_SSLMODE", value_name = "MODE")]
@@ -240,8 +241,8 @@ pub struct ServeArgs {
     /// Deadline of every database call of a request, e.g. 5s, 500ms: past it the request
     /// gets 503 with Retry-After, the connection is replaced, and /readyz answers 503. Also
     /// PostgreSQL's statement_timeout and lock_timeout of the server's connections.
-    #[arg(long, env = "PEREGRINE_DB_TIMEOUT", default_value = "5s")]
-    pub db_timeout: humantime::Duration,
+    #[arg(long, env = "PEREGRINE_DB_TIMEOUT", default_value = "5s", value_parser = duration_flag)]
+    pub db_timeout: Duration,
     /// Most open connections per process; past it the oldest idle connection is closed to
     /// make room, or the new one when all are busy.
     #[arg(long, env = "PEREGRINE_MAX_CONNECTIONS", default_value_t = peregrine_api::DEFAULT_MAX_CONNECTIONS as u64,
@@ -253,11 +254,11 @@ pub struct ServeArgs {
     pub max_header_bytes: u64,
     /// How long a connection may stay open without sending a complete request head: idle
     /// keep-alive connections and slow clients are closed after it.
-    #[arg(long, env = "PEREGRINE_IDLE_TIMEOUT", default_value = "30s")]
-    pub idle_timeout: humantime::Duration,
+    #[arg(long, env = "PEREGRINE_IDLE_TIMEOUT", default_value = "30s", value_parser = duration_flag)]
+    pub idle_timeout: Duration,
     /// How long a client may take to send a request body (408 past it).
-    #[arg(long, env = "PEREGRINE_BODY_TIMEOUT", default_value = "30s")]
-    pub body_timeout: humantime::Duration,
+    #[arg(long, env = "PEREGRINE_BODY_TIMEOUT", default_value = "30s", value_parser = duration_flag)]
+    pub body_timeout: Duration,
     /// Make sure at least N users exist, adding sample users when there are fewer.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
@@ -267,12 +268,12 @@ pub struct ServeArgs {
     pub max_page_size: u32,
     /// On SIGINT/SIGTERM, how long new connections are still accepted while /readyz
     /// already answers 503, so that a load balancer stops sending first.
-    #[arg(long, env = "PEREGRINE_SHUTDOWN_GRACE", default_value = "0s")]
-    pub shutdown_grace: humantime::Duration,
+    #[arg(long, env = "PEREGRINE_SHUTDOWN_GRACE", default_value = "0s", value_parser = duration_flag)]
+    pub shutdown_grace: Duration,
     /// Then, how long in-flight requests may take to finish; requests still unanswered
     /// are dropped, logged, and make the exit code 1.
-    #[arg(long, env = "PEREGRINE_SHUTDOWN_TIMEOUT", default_value = "10s")]
-    pub shutdown_timeout: humantime::Duration,
+    #[arg(long, env = "PEREGRINE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration_flag)]
+    pub shutdown_timeout: Duration,
 }
 
 impl ServeArgs {
@@ -369,6 +370,23 @@ pub enum TuneFormat {
     Json,
 }
 
+/// Every duration flag of every subcommand reads durations as Taurus configs write them:
+/// `2m30s`, `1h`, `500ms`, `1.5s` or bare seconds.
+fn duration_flag(text: &str) -> Result<Duration, String> {
+    peregrine_load::duration::parse_duration(text).map_err(|err| err.to_string())
+}
+
+/// A request rate per second, in the range a config accepts.
+fn rate_flag(text: &str) -> Result<f64, String> {
+    use peregrine_load::plan::{MAX_RATE, MIN_RATE};
+    match text.trim().parse::<f64>() {
+        Ok(rate) if (MIN_RATE..=MAX_RATE).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "must be a rate from {MIN_RATE} to {MAX_RATE} requests per second"
+        )),
+    }
+}
+
 /// Parses a PgTune key (`linux`, `dw`, `16GB`…) with the tune crate's own error message.
 fn parse_key<T: std::str::FromStr<Err = peregrine_tune::InputError>>(
     text: &str,
@@ -388,12 +406,69 @@ pub struct DemoArgs {
     #[arg(long, conflicts_with_all = ["ramp_up", "hold_for"])]
     pub full: bool,
     /// Ramp-up of each run [default: 5s]
-    #[arg(long, value_name = "DURATION")]
-    pub ramp_up: Option<humantime::Duration>,
+    #[arg(long, value_name = "DURATION", value_parser = duration_flag)]
+    pub ramp_up: Option<Duration>,
     /// Hold of each run after the ramp-up [default: 10s]
-    #[arg(long, value_name = "DURATION")]
-    pub hold_for: Option<humantime::Duration>,
+    #[arg(long, value_name = "DURATION", value_parser = duration_flag)]
+    pub hold_for: Option<Duration>,
     /// Where to put the database file and the reports [default: a new temporary directory]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<std::path::PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn every_duration_flag_reads_the_same_syntax() {
+        let demo = Cli::try_parse_from([
+            "peregrine",
+            "demo",
+            "--hold-for",
+            "10",
+            "--ramp-up",
+            "1m30s",
+        ]);
+        let Ok(Cli {
+            command: Command::Demo(args),
+            ..
+        }) = demo
+        else {
+            panic!("demo --hold-for 10 is rejected: {demo:?}");
+        };
+        assert_eq!(args.hold_for, Some(Duration::from_secs(10)));
+        assert_eq!(args.ramp_up, Some(Duration::from_secs(90)));
+        let serve = Cli::try_parse_from(["peregrine", "serve", "--shutdown-timeout", "1.5"]);
+        let Ok(Cli {
+            command: Command::Serve(args),
+            ..
+        }) = serve
+        else {
+            panic!("serve --shutdown-timeout 1.5 is rejected: {serve:?}");
+        };
+        assert_eq!(args.shutdown_timeout, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn rates_that_are_not_finite_positive_numbers_are_rejected() {
+        for (flag, value) in [
+            ("--rate", "inf"),
+            ("--rate", "NaN"),
+            ("--throughput", "NaN"),
+            ("--rate", "0"),
+        ] {
+            let err =
+                Cli::try_parse_from(["peregrine", "load", "http://127.0.0.1:1/", flag, value])
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+            assert!(
+                err.contains(flag) && err.contains("must be a rate"),
+                "{flag} {value}: {err}"
+            );
+        }
+    }
 }

@@ -16,7 +16,7 @@ const MIGRATION_WAIT: Duration = Duration::from_secs(60);
 /// Opens the database, waits for it to answer and brings its schema up to date.
 pub async fn open_migrated(args: &DatabaseArgs) -> anyhow::Result<UserStore> {
     let url = args.url()?;
-    open_url(&url, args.pool_size(&url), args.db_wait.into()).await
+    open_url(&url, args.pool_size(&url), args.db_wait).await
 }
 
 /// [`open_migrated`] for a parsed URL.

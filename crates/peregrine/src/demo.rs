@@ -48,8 +48,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         (FULL_RAMP_UP, FULL_HOLD_FOR)
     } else {
         (
-            args.ramp_up.map_or(SHORT_RAMP_UP, Into::into),
-            args.hold_for.map_or(SHORT_HOLD_FOR, Into::into),
+            args.ramp_up.unwrap_or(SHORT_RAMP_UP),
+            args.hold_for.unwrap_or(SHORT_HOLD_FOR),
         )
     };
     let dir = match &args.dir {
@@ -173,7 +173,7 @@ async fn load(
         let _ = interrupted.wait_for(|stop| *stop).await;
     };
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    Ok(peregrine_load::run(plan, stop, |progress| {
+    Ok(peregrine_load::run(&plan, stop, |progress| {
         if show {
             eprintln!("{}", progress_line(progress));
         }
@@ -341,11 +341,7 @@ fn print_table(rows: &[Row]) {
     );
     for row in rows {
         let o = &row.report.overall;
-        let p99 = o
-            .percentiles
-            .iter()
-            .find(|p| (p.level - 99.0).abs() < 1e-9)
-            .map_or(0.0, |p| p.seconds);
+        let p99 = o.percentile(99.0).unwrap_or(0.0);
         println!(
             "{:>5} {:>7} {:>9} {:>6.2}% {:>6.1} ms {:>6.1} ms {:>7.0} r/s  {}",
             row.users,

@@ -1,8 +1,6 @@
 //! `peregrine health`: one GET of a health URL, for container health checks in images that
 //! have no curl. Exit 0 on a 2xx answer, 1 otherwise, always within the timeout.
 
-use std::time::Duration;
-
 use anyhow::{Context, bail};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -13,11 +11,17 @@ const MAX_HEAD: usize = 1024;
 
 /// Asks `args.url` once and fails unless it answers 2xx within `args.timeout`.
 pub async fn run(args: HealthArgs) -> anyhow::Result<()> {
-    let timeout: Duration = args.timeout.into();
+    let timeout = args.timeout;
     let (authority, path) = split_url(&args.url)?;
     let status = tokio::time::timeout(timeout, get_status(authority, path))
         .await
-        .map_err(|_| anyhow::anyhow!("{} did not answer within {}", args.url, args.timeout))?
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{} did not answer within {}",
+                args.url,
+                humantime::format_duration(timeout)
+            )
+        })?
         .with_context(|| format!("cannot GET {}", args.url))?;
     if !(200..300).contains(&status) {
         bail!("{} answered {status}", args.url);

@@ -6,8 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use peregrine_load::duration::parse_duration;
 use peregrine_load::report::{final_stats, progress_line};
 use peregrine_load::{Plan, QuickTest, exit_code};
 
@@ -20,17 +18,21 @@ const QUICK_USERS: u32 = 10;
 
 /// Runs `peregrine load`; the exit code follows Taurus (0, 1, 2 interrupted, 3 criteria).
 pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    let plan = plan(&args)?;
+    let plan = match plan(&args) {
+        Ok(plan) => plan,
+        Err(rejected) => {
+            for warning in &rejected.warnings {
+                eprintln!("warning: {warning}");
+            }
+            return Err(rejected.error);
+        }
+    };
     for warning in &plan.warnings {
         eprintln!("warning: {warning}");
     }
     let show_progress = args.progress || std::io::stderr().is_terminal();
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let report = peregrine_load::run(plan.clone(), interrupt, |progress| {
+    let interrupt = interrupted();
+    let report = peregrine_load::run(&plan, interrupt, |progress| {
         if show_progress {
             eprintln!("{}", progress_line(progress));
         }
@@ -56,10 +58,46 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if code == exit_code::INTERRUPTED {
         eprintln!("interrupted: the results above are partial");
     }
+    if let Some(problem) = &report.problem {
+        eprintln!("error: the run was stopped: {problem}");
+    }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
 }
 
-fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
+/// Completes on Ctrl-C (SIGINT) or SIGTERM: Taurus treats both as an interruption.
+async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// The plan, or why there is none (with the warnings gathered before the error).
+struct Rejected {
+    error: anyhow::Error,
+    warnings: Vec<String>,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Rejected {
+    fn from(error: E) -> Self {
+        Self {
+            error: error.into(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+fn plan(args: &LoadArgs) -> Result<Plan, Rejected> {
     let is_url = |t: &String| t.starts_with("http://") || t.starts_with("https://");
     let quick_flags = args.concurrency.is_some()
         || args.ramp_up.is_some()
@@ -72,30 +110,39 @@ fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
         || args.no_keepalive;
     if !args.targets.iter().any(is_url) {
         if quick_flags {
-            bail!(
+            Err(anyhow::anyhow!(
                 "-c, --ramp-up, --hold-for, --rate and the other quick flags only apply to a URL; with config files use -o, e.g. -o execution.0.concurrency=50"
-            );
+            ))?;
+        }
+        if let Some(target) = args
+            .targets
+            .iter()
+            .find(|t| looks_like_url_without_scheme(t))
+        {
+            Err(anyhow::anyhow!(
+                "cannot read {target}: no such file; to load-test a URL, give its scheme: http://{target}"
+            ))?;
         }
         let files: Vec<PathBuf> = args.targets.iter().map(PathBuf::from).collect();
-        return Ok(peregrine_load::load_plan(&files, &args.overrides)?);
+        return peregrine_load::read_plan(&files, &args.overrides).map_err(|rejected| Rejected {
+            error: rejected.error.into(),
+            warnings: rejected.warnings,
+        });
     }
     let [url] = args.targets.as_slice() else {
-        bail!("give either one URL or config files, not both");
+        return Err(anyhow::anyhow!("give either one URL or config files, not both").into());
     };
     if !args.overrides.is_empty() {
-        bail!("-o applies to config files; for a URL use the quick flags (-c, --hold-for, …)");
+        Err(anyhow::anyhow!(
+            "-o applies to config files; for a URL use the quick flags (-c, --hold-for, …)"
+        ))?;
     }
-    let duration = |flag: &str, text: &Option<String>| -> anyhow::Result<Duration> {
-        text.as_deref().map_or(Ok(Duration::ZERO), |t| {
-            parse_duration(t).with_context(|| flag.to_owned())
-        })
-    };
-    let ramp_up = duration("--ramp-up", &args.ramp_up)?;
-    let mut hold_for = duration("--hold-for", &args.hold_for)?;
+    let ramp_up = args.ramp_up.unwrap_or_default();
+    let mut hold_for = args.hold_for.unwrap_or_default();
     if hold_for.is_zero() && ramp_up.is_zero() && args.iterations.is_none() {
         hold_for = QUICK_HOLD_FOR;
     }
-    let timeout = parse_duration(&args.timeout).context("--timeout")?;
+    let timeout = args.timeout;
     let test = QuickTest {
         url: url.clone(),
         concurrency: args
@@ -112,5 +159,16 @@ fn plan(args: &LoadArgs) -> anyhow::Result<Plan> {
         body: args.body.clone(),
         keepalive: !args.no_keepalive,
     };
-    Ok(peregrine_load::plan::from_quick(&test)?)
+    Ok(peregrine_load::from_quick(&test)?)
+}
+
+/// A target that is no file and reads like `host:port/path` or `host/path`.
+fn looks_like_url_without_scheme(target: &str) -> bool {
+    let config_file = [".yml", ".yaml", ".json"]
+        .iter()
+        .any(|ext| target.to_ascii_lowercase().ends_with(ext));
+    !config_file && !target.contains("://") && !std::path::Path::new(target).exists() && {
+        let host = target.split('/').next().unwrap_or_default();
+        host.contains(':') || host.contains('.') || host == "localhost"
+    }
 }

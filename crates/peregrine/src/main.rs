@@ -21,7 +21,10 @@ use crate::cli::{Cli, Command, DbCommand};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     // Commands that print their own results log only warnings unless RUST_LOG says otherwise.
     let default_level = match cli.command {
         Command::Serve(_) | Command::Db { .. } => "info",
@@ -70,6 +73,22 @@ fn build_runtime(single_threaded: bool) -> anyhow::Result<tokio::runtime::Runtim
         tokio::runtime::Builder::new_multi_thread()
     };
     Ok(builder.enable_all().build()?)
+}
+
+/// Prints a command-line error (or help). `peregrine load` exits 1 for a usage error, as
+/// Taurus does: its exit code 2 means "interrupted".
+fn usage_error(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    if !err.use_stderr() {
+        return ExitCode::SUCCESS;
+    }
+    let subcommand = std::env::args()
+        .skip(1)
+        .find(|arg| !arg.starts_with('-') && arg != "text" && arg != "json");
+    match subcommand.as_deref() {
+        Some("load") => ExitCode::FAILURE,
+        _ => ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2)),
+    }
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {

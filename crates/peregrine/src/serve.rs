@@ -29,7 +29,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let bound = peregrine_api::bind(config).map_err(|err| listen_error(args.bind, &err))?;
     let address = bound.local_addr()?;
     let pool_size = args.database.pool_size(&url);
-    let store = db::open_url(&url, pool_size, args.database.db_wait.into())
+    let store = db::open_url(&url, pool_size, args.database.db_wait)
         .await?
         .with_timeout(db_timeout);
     let store = Arc::new(store);
@@ -131,12 +131,7 @@ fn args_workers(args: &ServeArgs) -> usize {
 }
 
 /// `value` when it is from `shortest` to [`LONGEST_TIMEOUT`], else an error naming `flag`.
-fn checked_duration(
-    value: humantime::Duration,
-    flag: &str,
-    shortest: Duration,
-) -> anyhow::Result<Duration> {
-    let value: Duration = value.into();
+fn checked_duration(value: Duration, flag: &str, shortest: Duration) -> anyhow::Result<Duration> {
     if value < shortest || value > LONGEST_TIMEOUT {
         anyhow::bail!(
             "{flag}: must be from {} to {}, got {}",

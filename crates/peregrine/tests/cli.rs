@@ -927,45 +927,6 @@ async fn load_exit_codes_follow_taurus() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_interrupted_by_ctrl_c_prints_partial_results_and_exits_2() {
-    let server = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior::default()).await;
-    let dir = temp_dir();
-    let child = Command::new(BINARY)
-        .args([
-            "load",
-            &server.url("/"),
-            "-c",
-            "2",
-            "--hold-for",
-            "60s",
-            "--report",
-            "partial",
-        ])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{e}"));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    assert!(status.is_ok_and(|s| s.success()));
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(out.status.code(), Some(2));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("Samples count: ") && !stdout.contains("Samples count: 0,"),
-        "{stdout}"
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("interrupted"));
-    assert!(dir.path().join("partial/report.json").is_file());
-}
-
 #[test]
 fn demo_tells_the_tutorials_story_with_measurements_and_reports() {
     let dir = temp_dir();

@@ -81,16 +81,13 @@ pub fn page(report: &Report) -> String {
          <div><b>{:.1} ms</b>average</div><div><b>{:.1} ms</b>p99</div></div>\n",
         escape(&report.tool),
         report.duration_seconds,
-        escape(report.ending),
+        escape(report.ending.as_str()),
         escape(report.latency_note()),
         o.samples,
         o.failure_percent,
         o.throughput,
         o.avg_rt * 1000.0,
-        o.percentiles
-            .iter()
-            .find(|p| (p.level - 99.0).abs() < 1e-9)
-            .map_or(0.0, |p| p.seconds * 1000.0),
+        o.percentile(99.0).unwrap_or(0.0) * 1000.0,
     );
     if let Some(rate) = &report.rate {
         let _ = writeln!(
@@ -117,12 +114,7 @@ pub fn page(report: &Report) -> String {
     body.push_str("</table>\n<h2>Labels</h2>\n<table><tr><th>label</th><th>samples</th><th>failures</th><th>avg, ms</th><th>p50, ms</th><th>p90, ms</th><th>p99, ms</th><th>req/s</th></tr>\n");
     for label in &report.labels {
         let s = &label.summary;
-        let at = |l: f64| {
-            s.percentiles
-                .iter()
-                .find(|p| (p.level - l).abs() < 1e-9)
-                .map_or(0.0, |p| p.seconds * 1000.0)
-        };
+        let at = |l: f64| s.percentile(l).unwrap_or(0.0) * 1000.0;
         let _ = writeln!(
             body,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.1}</td></tr>",

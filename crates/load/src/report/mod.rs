@@ -7,19 +7,19 @@ mod tables;
 mod xml;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::criteria::{Monitor, Outcome};
-use crate::engine::Ending;
-use crate::plan::{PERCENTILES, Plan};
-use crate::stats::{Collector, ErrorCount, Second, Summary};
+use crate::criteria::Outcome;
+use crate::engine::{Ending, Finished};
+use crate::plan::Plan;
+use crate::stats::{ErrorCount, PERCENTILES, Second, Summary};
 
+pub use crate::engine::Progress;
 pub use console::{final_stats, progress_line};
 
 /// The version of the `report.json` schema; bumped on any incompatible change.
-pub const SCHEMA: &str = "peregrine-load-report/1";
+pub const SCHEMA: &str = "peregrine-load-report/2";
 
 /// Exit codes, as Taurus uses them.
 pub mod exit_code {
@@ -33,19 +33,6 @@ pub mod exit_code {
     pub const CRITERIA_FAILED: i32 = 3;
 }
 
-/// Live figures, once per second while the test runs.
-#[derive(Debug, Clone)]
-pub struct Progress {
-    /// Time since the start.
-    pub elapsed: Duration,
-    /// Planned duration (zero when bounded by iterations only).
-    pub total: Duration,
-    /// Active virtual users.
-    pub users: u64,
-    /// The second that just ended.
-    pub second: Second,
-}
-
 /// Everything a finished test produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -55,8 +42,11 @@ pub struct Report {
     pub tool: String,
     /// Wall-clock test duration, seconds.
     pub duration_seconds: f64,
-    /// `completed`, `interrupted` or `stopped-by-criterion`.
-    pub ending: &'static str,
+    /// How the run ended.
+    pub ending: Ending,
+    /// Why an aborted run could not go on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     /// Open model: the requested and achieved request rates.
     pub rate: Option<RateCheck>,
     /// All samples together.
@@ -72,9 +62,19 @@ pub struct Report {
     /// Config keys that were not implemented and were ignored.
     pub warnings: Vec<String>,
     /// Which latency the percentiles are: see [`Report::latency_note`].
-    pub latency: &'static str,
+    pub latency: LatencyKind,
     #[serde(skip)]
     exit_code: i32,
+}
+
+/// What the response-time percentiles count from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LatencyKind {
+    /// Closed model: from when each request was sent.
+    Measured,
+    /// Open model: from when each request was due (coordinated omission corrected).
+    Corrected,
 }
 
 /// One label's summary.
@@ -99,13 +99,15 @@ pub struct RateCheck {
 }
 
 impl Report {
-    pub(crate) fn build(
-        plan: &Plan,
-        collector: &Collector,
-        monitor: Monitor,
-        duration: Duration,
-        ending: Ending,
-    ) -> Self {
+    /// The report of a finished run of `plan`.
+    pub fn new(plan: &Plan, finished: Finished) -> Self {
+        let Finished {
+            collector,
+            monitor,
+            duration,
+            ending,
+            problem,
+        } = finished;
         let overall = collector.overall().summary(duration, &PERCENTILES);
         let labels: Vec<LabelSummary> = plan
             .labels
@@ -119,8 +121,8 @@ impl Report {
         let per_label: Vec<Summary> = labels.iter().map(|l| l.summary.clone()).collect();
         let criteria = monitor.finish(&overall, &per_label);
         let rate = open_model_rate(plan, collector.timeline());
-        let open_model = rate.is_some();
         let exit_code = match ending {
+            Ending::Aborted => exit_code::TOOL_ERROR,
             Ending::Interrupted => exit_code::INTERRUPTED,
             _ if criteria.iter().any(|c| c.failed) => exit_code::CRITERIA_FAILED,
             _ => exit_code::OK,
@@ -129,10 +131,12 @@ impl Report {
             schema: SCHEMA,
             tool: format!("peregrine {}", env!("CARGO_PKG_VERSION")),
             duration_seconds: duration.as_secs_f64(),
-            ending: match ending {
-                Ending::Completed => "completed",
-                Ending::Interrupted => "interrupted",
-                Ending::StoppedByCriterion => "stopped-by-criterion",
+            ending,
+            problem,
+            latency: if rate.is_some() {
+                LatencyKind::Corrected
+            } else {
+                LatencyKind::Measured
             },
             rate,
             overall,
@@ -141,7 +145,6 @@ impl Report {
             criteria,
             timeline: collector.timeline().to_vec(),
             warnings: plan.warnings.clone(),
-            latency: if open_model { "corrected" } else { "measured" },
             exit_code,
         }
     }

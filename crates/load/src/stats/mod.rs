@@ -1,14 +1,20 @@
-//! Statistics: every sample goes into HDR histograms (1 µs to 1 h, 3 significant digits) per
+//! Statistics: every sample goes into latency histograms (1 µs to 1 h, 0.1 % precision) per
 //! label and overall, so memory stays flat however long the run, plus a per-second timeline.
+//! A label costs memory only for what it saw: histograms follow the latencies recorded, and
+//! a second keeps windows only for the labels that had samples in it.
 
-use std::collections::BTreeMap;
+mod histogram;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::plan::PERCENTILES;
+pub use histogram::LatencyHistogram;
+
+/// Percentile levels reported, as Taurus's final-stats reports them.
+pub const PERCENTILES: [f64; 7] = [0.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0];
 
 /// Largest latency recorded, in µs (1 hour); longer ones are clamped to it.
 const MAX_MICROS: u64 = 3_600_000_000;
@@ -53,41 +59,16 @@ pub struct Sample {
 }
 
 /// Cumulative statistics of one label (or of all).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Tally {
-    pub(crate) response: Histogram<u64>,
-    pub(crate) service: Histogram<u64>,
+    pub(crate) response: LatencyHistogram,
+    pub(crate) service: LatencyHistogram,
     pub(crate) samples: u64,
     pub(crate) failures: u64,
     pub(crate) bytes: u64,
     pub(crate) sum_latency: f64,
     pub(crate) sum_connect: f64,
     pub(crate) codes: BTreeMap<u16, u64>,
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Self {
-            response: new_histogram(),
-            service: new_histogram(),
-            samples: 0,
-            failures: 0,
-            bytes: 0,
-            sum_latency: 0.0,
-            sum_connect: 0.0,
-            codes: BTreeMap::new(),
-        }
-    }
-}
-
-fn new_histogram() -> Histogram<u64> {
-    match Histogram::new_with_bounds(1, MAX_MICROS, 3) {
-        Ok(histogram) => histogram,
-        // The bounds are constants that hdrhistogram accepts; this arm is never taken.
-        Err(_) => {
-            Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits is valid"))
-        }
-    }
 }
 
 fn micros(duration: Duration) -> u64 {
@@ -97,10 +78,18 @@ fn micros(duration: Duration) -> u64 {
 }
 
 impl Tally {
+    /// A tally whose histograms are arrays from the start: for the whole run's.
+    fn dense() -> Self {
+        Self {
+            response: LatencyHistogram::dense(),
+            service: LatencyHistogram::dense(),
+            ..Self::default()
+        }
+    }
+
     fn record(&mut self, sample: &Sample) {
-        self.response
-            .saturating_record(micros(sample.response_time));
-        self.service.saturating_record(micros(sample.service_time));
+        self.response.record(micros(sample.response_time));
+        self.service.record(micros(sample.service_time));
         self.samples += 1;
         self.failures += u64::from(sample.error.is_some());
         self.bytes += sample.bytes;
@@ -112,20 +101,7 @@ impl Tally {
     /// A finished summary of this tally over `duration`.
     pub fn summary(&self, duration: Duration, levels: &[f64]) -> Summary {
         let n = self.samples.max(1) as f64;
-        let percentile = |h: &Histogram<u64>, level: f64| match self.samples {
-            0 => 0.0,
-            _ if level <= 0.0 => h.min() as f64 / 1e6,
-            _ => quantile(h, level),
-        };
-        let table = |h: &Histogram<u64>| {
-            levels
-                .iter()
-                .map(|&level| Percentile {
-                    level,
-                    seconds: percentile(h, level),
-                })
-                .collect()
-        };
+        let table = |h: &LatencyHistogram| percentile_table(h, levels);
         Summary {
             samples: self.samples,
             failures: self.failures,
@@ -136,11 +112,7 @@ impl Tally {
             },
             bytes: self.bytes,
             throughput: rate(self.samples, duration),
-            avg_rt: if self.samples == 0 {
-                0.0
-            } else {
-                self.response.mean() / 1e6
-            },
+            avg_rt: self.response.mean() / 1e6,
             avg_lt: self.sum_latency / n,
             avg_ct: self.sum_connect / n,
             stdev_rt: self.response.stdev() / 1e6,
@@ -155,16 +127,24 @@ impl Tally {
     }
 }
 
-/// The value at a percentile `level`, in seconds: the middle of its HDR bucket, so the
-/// bucket's width (0.1 % of the value) does not bias it upwards.
-fn quantile(histogram: &Histogram<u64>, level: f64) -> f64 {
-    let value = histogram.value_at_quantile(level / 100.0);
-    let value = if level >= 100.0 {
-        histogram.max()
-    } else {
-        histogram.median_equivalent(value)
-    };
-    value as f64 / 1e6
+/// The percentiles of `histogram` at `levels`, in seconds.
+fn percentile_table(histogram: &LatencyHistogram, levels: &[f64]) -> Vec<Percentile> {
+    levels
+        .iter()
+        .map(|&level| Percentile {
+            level,
+            seconds: histogram.percentile(level) as f64 / 1e6,
+        })
+        .collect()
+}
+
+/// The entry for `level` in a percentile table (levels are compared with a tolerance, as
+/// `99.9` may have been computed rather than written).
+fn lookup(percentiles: &[Percentile], level: f64) -> Option<f64> {
+    percentiles
+        .iter()
+        .find(|p| (p.level - level).abs() < 1e-9)
+        .map(|p| p.seconds)
 }
 
 fn code_key(code: u16) -> String {
@@ -222,6 +202,18 @@ pub struct Summary {
     pub codes: BTreeMap<String, u64>,
 }
 
+impl Summary {
+    /// The response time at percentile `level`, in seconds, if it was computed.
+    pub fn percentile(&self, level: f64) -> Option<f64> {
+        lookup(&self.percentiles, level)
+    }
+
+    /// The service time at percentile `level`, in seconds, if it was computed.
+    pub fn service_percentile(&self, level: f64) -> Option<f64> {
+        lookup(&self.service_percentiles, level)
+    }
+}
+
 /// One second of the test.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Second {
@@ -231,8 +223,29 @@ pub struct Second {
     pub users: u64,
     /// The whole test's figures for this second.
     pub overall: Window,
-    /// Per label, in label order.
-    pub labels: Vec<Window>,
+    /// The labels that had samples in this second, in label order (with more than
+    /// [`MAX_TIMELINE_LABELS`] labels, only those a criterion names).
+    pub labels: Vec<LabelWindow>,
+}
+
+impl Second {
+    /// The window of label `label` (empty when it had no samples in this second).
+    pub fn label(&self, label: usize) -> Window {
+        self.labels
+            .binary_search_by_key(&label, |w| w.label)
+            .map(|i| self.labels[i].window.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// One label's figures for one second.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LabelWindow {
+    /// Index of the label in the plan's labels (and the report's `labels`).
+    pub label: usize,
+    /// Its figures.
+    #[serde(flatten)]
+    pub window: Window,
 }
 
 /// Figures for one second of one label (or of all).
@@ -266,24 +279,23 @@ impl Window {
 
     /// The percentile at `level`, if this window has it.
     pub fn percentile(&self, level: f64) -> Option<f64> {
-        self.percentiles
-            .iter()
-            .find(|p| (p.level - level).abs() < 1e-9)
-            .map(|p| p.seconds)
+        lookup(&self.percentiles, level)
     }
 }
 
 /// A second being filled.
+#[derive(Default)]
 struct OpenWindow {
     window: Window,
-    histogram: Histogram<u64>,
+    histogram: LatencyHistogram,
 }
 
 impl OpenWindow {
-    fn new() -> Self {
+    /// A window whose histogram is an array from the start: for the whole run's seconds.
+    fn dense() -> Self {
         Self {
             window: Window::default(),
-            histogram: new_histogram(),
+            histogram: LatencyHistogram::dense(),
         }
     }
 
@@ -298,23 +310,12 @@ impl OpenWindow {
         w.sum_ct += sample.connect_time.as_secs_f64();
         w.sum_sq_rt += rt * rt;
         *w.codes.entry(sample.status).or_default() += 1;
-        self.histogram
-            .saturating_record(micros(sample.response_time));
+        self.histogram.record(micros(sample.response_time));
     }
 
     fn close(mut self, levels: &[f64]) -> Window {
         if self.window.hits > 0 {
-            self.window.percentiles = levels
-                .iter()
-                .map(|&level| Percentile {
-                    level,
-                    seconds: if level <= 0.0 {
-                        self.histogram.min() as f64 / 1e6
-                    } else {
-                        quantile(&self.histogram, level)
-                    },
-                })
-                .collect();
+            self.window.percentiles = percentile_table(&self.histogram, levels);
         }
         self.window
     }
@@ -335,21 +336,37 @@ pub struct ErrorCount {
 
 /// Collects samples as they come; closes seconds into the timeline.
 pub struct Collector {
-    labels: usize,
     levels: Vec<f64>,
     overall: Tally,
     per_label: Vec<Tally>,
-    open: BTreeMap<u64, (OpenWindow, Vec<OpenWindow>)>,
+    /// Seconds not yet closed: the whole test's window and those of the labels seen in it.
+    open: BTreeMap<u64, (OpenWindow, BTreeMap<usize, OpenWindow>)>,
     timeline: Vec<Second>,
     errors: BTreeMap<(usize, ErrorKind, Arc<str>), u64>,
+    /// Distinct messages kept per label and kind.
+    error_variety: HashMap<(usize, ErrorKind), usize>,
+    /// Labels that get a window in each second of the timeline.
+    in_timeline: Vec<bool>,
 }
+
+/// Labels a config may have and still get per-second windows for each: with more, only the
+/// labels a criterion names get them, so the timeline's memory does not grow with
+/// labels × seconds.
+pub const MAX_TIMELINE_LABELS: usize = 100;
 
 /// Distinct error messages kept per label and kind, so a flood of unique messages can't grow memory.
 const MAX_ERROR_VARIETY: usize = 100;
 
 impl Collector {
-    /// A collector for `labels` labels whose per-second windows keep `extra_levels` too.
-    pub fn new(labels: usize, extra_levels: &[f64]) -> Self {
+    /// A collector for `labels` labels whose per-second windows keep `extra_levels` too;
+    /// `watched` are the labels that need per-second windows even among many.
+    pub fn new(labels: usize, extra_levels: &[f64], watched: &[usize]) -> Self {
+        let mut in_timeline = vec![labels <= MAX_TIMELINE_LABELS; labels];
+        for &label in watched {
+            if let Some(slot) = in_timeline.get_mut(label) {
+                *slot = true;
+            }
+        }
         let mut levels = PERCENTILES.to_vec();
         for &level in extra_levels {
             if !levels.iter().any(|l| (l - level).abs() < 1e-9) {
@@ -357,13 +374,14 @@ impl Collector {
             }
         }
         Self {
-            labels,
             levels,
-            overall: Tally::default(),
+            overall: Tally::dense(),
             per_label: vec![Tally::default(); labels],
             open: BTreeMap::new(),
             timeline: Vec::new(),
             errors: BTreeMap::new(),
+            error_variety: HashMap::new(),
+            in_timeline,
         }
     }
 
@@ -373,29 +391,25 @@ impl Collector {
         if let Some(tally) = self.per_label.get_mut(sample.label) {
             tally.record(sample);
         }
-        let labels = self.labels;
         // A sample that arrives after its second was closed counts in the next open one.
         let first_open = self.timeline.last().map_or(0, |s| s.second + 1);
         let second = ended.as_secs().max(first_open);
-        let (overall, per_label) = self.open.entry(second).or_insert_with(|| {
-            (
-                OpenWindow::new(),
-                (0..labels).map(|_| OpenWindow::new()).collect(),
-            )
-        });
+        let (overall, per_label) = self
+            .open
+            .entry(second)
+            .or_insert_with(|| (OpenWindow::dense(), BTreeMap::new()));
         overall.record(sample);
-        if let Some(window) = per_label.get_mut(sample.label) {
-            window.record(sample);
+        if self.in_timeline.get(sample.label).copied().unwrap_or(false) {
+            per_label.entry(sample.label).or_default().record(sample);
         }
         if let Some((kind, message)) = &sample.error {
-            let variety = self
-                .errors
-                .keys()
-                .filter(|(l, k, _)| *l == sample.label && k == kind)
-                .count();
             let key = (sample.label, *kind, Arc::clone(message));
-            if variety < MAX_ERROR_VARIETY || self.errors.contains_key(&key) {
-                *self.errors.entry(key).or_default() += 1;
+            let variety = self.error_variety.entry((sample.label, *kind)).or_default();
+            if let Some(count) = self.errors.get_mut(&key) {
+                *count += 1;
+            } else if *variety < MAX_ERROR_VARIETY {
+                *variety += 1;
+                self.errors.insert(key, 1);
             } else {
                 *self
                     .errors
@@ -411,12 +425,7 @@ impl Collector {
         let first_new = self.timeline.len();
         let mut next = self.timeline.last().map_or(0, |s| s.second + 1);
         while next < second {
-            let (overall, per_label) = self.open.remove(&next).unwrap_or_else(|| {
-                (
-                    OpenWindow::new(),
-                    (0..self.labels).map(|_| OpenWindow::new()).collect(),
-                )
-            });
+            let (overall, per_label) = self.open.remove(&next).unwrap_or_default();
             let users = usize::try_from(next)
                 .ok()
                 .and_then(|i| users_at.get(i))
@@ -427,7 +436,10 @@ impl Collector {
                 overall: overall.close(&self.levels),
                 labels: per_label
                     .into_iter()
-                    .map(|w| w.close(&self.levels))
+                    .map(|(label, w)| LabelWindow {
+                        label,
+                        window: w.close(&self.levels),
+                    })
                     .collect(),
             });
             next += 1;
@@ -491,7 +503,7 @@ mod tests {
 
     #[test]
     fn percentiles_failures_and_timeline() {
-        let mut collector = Collector::new(1, &[]);
+        let mut collector = Collector::new(1, &[], &[]);
         for ms in 1..=100 {
             collector.record(&sample(ms, ms % 10 == 0), Duration::from_millis(ms * 15));
         }
@@ -509,5 +521,41 @@ mod tests {
         assert_eq!(closed.len(), 2);
         assert_eq!(closed[0].overall.hits + closed[1].overall.hits, 100);
         assert_eq!(collector.errors(&["api".into()])[0].count, 10);
+    }
+
+    #[test]
+    fn many_labels_keep_per_second_windows_only_for_watched_ones() {
+        let labels = MAX_TIMELINE_LABELS + 1;
+        let mut collector = Collector::new(labels, &[], &[7]);
+        for label in 0..labels {
+            collector.record(
+                &Sample {
+                    label,
+                    ..sample(5, false)
+                },
+                Duration::from_millis(10),
+            );
+        }
+        let second = &collector.close_until(1, &[1])[0];
+        assert_eq!(second.overall.hits, labels as u64);
+        assert_eq!(second.labels.len(), 1);
+        assert_eq!((second.labels[0].label, second.label(7).hits), (7, 1));
+        assert_eq!(
+            collector
+                .per_label()
+                .iter()
+                .filter(|t| t.samples == 1)
+                .count(),
+            labels
+        );
+        let mut few = Collector::new(3, &[], &[]);
+        few.record(
+            &Sample {
+                label: 2,
+                ..sample(5, false)
+            },
+            Duration::ZERO,
+        );
+        assert_eq!(few.close_until(1, &[1])[0].labels.len(), 1);
     }
 }

@@ -50,7 +50,7 @@ pub fn parse(file: &Path, text: &str) -> Result<Value, ConfigError> {
     }
     let value: Value = serde_saphyr::from_str(text).map_err(|err| ConfigError::Syntax {
         file: file.to_path_buf(),
-        message: err.to_string(),
+        message: syntax_message(&err.to_string()),
     })?;
     match value {
         Value::Object(_) => Ok(value),
@@ -60,6 +60,20 @@ pub fn parse(file: &Path, text: &str) -> Result<Value, ConfigError> {
             message: "line 1 column 1: the top level must be a mapping (execution:, scenarios:, …)"
                 .into(),
         }),
+    }
+}
+
+/// The parser's message as `line L column C: problem`: its first line only (the rest
+/// quotes the source with a placeholder file name), without a repeated `error:` or a hint
+/// about the parser's own API.
+fn syntax_message(raw: &str) -> String {
+    let first = raw.lines().next().unwrap_or(raw).trim();
+    let first = first.strip_prefix("error:").unwrap_or(first).trim();
+    match first.split_once("multiple YAML documents detected") {
+        Some((position, _)) => format!(
+            "{position}a second YAML document (after ---) starts here; a config file holds one document: split it into files"
+        ),
+        None => first.to_owned(),
     }
 }
 
@@ -186,6 +200,25 @@ pub fn apply_override(document: &mut Value, text: &str) -> Result<(), ConfigErro
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn syntax_errors_say_file_line_column_and_the_problem_only() {
+        let err = parse(Path::new("two.yml"), "a: 1\n---\nb: [\n")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("two.yml: line 3 column 1: a second YAML document"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("<input>")
+                && !err.contains("from_str")
+                && err.matches("error").count() == 0,
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
 
     #[test]
     fn merge_follows_taurus_rules() {

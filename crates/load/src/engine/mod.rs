@@ -1,0 +1,462 @@
+//! The engine: virtual users on tokio, each with one keep-alive HTTP/1.1 connection (the
+//! load generator's own minimal client, [`crate::http1`]), following the plan's ramp-up,
+//! hold-for, iterations, throughput cap or open-model arrival rate. Samples go to one
+//! collector over a channel; the engine returns what it measured as a [`Finished`] and
+//! knows nothing of reports.
+
+mod exchange;
+mod pacing;
+mod timer;
+mod users;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::assertion::ResponseParts;
+use crate::criteria::Monitor;
+use crate::http1;
+use crate::plan::{Execution, Plan, Request};
+use crate::stats::{Collector, ErrorKind, Second};
+use users::{Batch, Pacer, Shared, closed_model_user, open_model_user};
+
+/// How long every request may fail for a reason waiting cannot fix before the run gives up.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ending {
+    /// The plan ran to its end.
+    Completed,
+    /// The stop signal (Ctrl-C, SIGTERM) came first.
+    Interrupted,
+    /// A pass/fail criterion stopped it.
+    StoppedByCriterion,
+    /// The run could not go on: see [`Finished::problem`].
+    Aborted,
+}
+
+impl Ending {
+    /// How it reads in reports: `completed`, `interrupted`, `stopped-by-criterion`, `aborted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Completed => "completed",
+            Self::Interrupted => "interrupted",
+            Self::StoppedByCriterion => "stopped-by-criterion",
+            Self::Aborted => "aborted",
+        }
+    }
+}
+
+/// Live figures, once per second while the test runs.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    /// Time since the start.
+    pub elapsed: Duration,
+    /// Planned duration (zero when bounded by iterations only).
+    pub total: Duration,
+    /// Active virtual users.
+    pub users: u64,
+    /// The second that just ended.
+    pub second: Second,
+}
+
+/// What a run measured.
+pub struct Finished {
+    /// Every sample's statistics.
+    pub collector: Collector,
+    /// The criteria, as they stood at the end.
+    pub monitor: Monitor,
+    /// Wall-clock duration.
+    pub duration: Duration,
+    /// How it ended.
+    pub ending: Ending,
+    /// Why an aborted run could not go on.
+    pub problem: Option<String>,
+}
+
+/// One request ready to send: its spec, where it goes, its bytes on the wire and what to
+/// keep of its response, all computed once before the run.
+pub struct PreparedRequest {
+    /// The request as planned.
+    pub request: Arc<Request>,
+    /// Where its host resolved to (`None`: every attempt is a connect error).
+    pub address: Option<SocketAddr>,
+    /// The request as written on the connection.
+    pub wire: Bytes,
+    /// What its assertions read of the response.
+    pub parts: ResponseParts,
+}
+
+/// An execution with its requests prepared.
+pub struct PreparedExecution {
+    /// The execution as planned.
+    pub plan: Execution,
+    /// Its scenario's requests, in order.
+    pub requests: Arc<[PreparedRequest]>,
+}
+
+/// Resolves each distinct host:port once (unresolvable ones become connect errors) and
+/// prepares every request's bytes.
+pub async fn prepare(plan: &Plan) -> Vec<PreparedExecution> {
+    let mut resolved: HashMap<(String, u16), Option<SocketAddr>> = HashMap::new();
+    let mut prepared = Vec::with_capacity(plan.executions.len());
+    for execution in &plan.executions {
+        let mut requests = Vec::with_capacity(execution.scenario.requests.len());
+        for request in &execution.scenario.requests {
+            let key = (request.host.clone(), request.port);
+            let address = match resolved.get(&key) {
+                Some(address) => *address,
+                None => {
+                    let address = tokio::net::lookup_host((key.0.as_str(), key.1))
+                        .await
+                        .ok()
+                        .and_then(|mut a| a.next());
+                    if address.is_none() {
+                        tracing::warn!(host = %key.0, "cannot resolve host");
+                    }
+                    resolved.insert(key, address);
+                    address
+                }
+            };
+            requests.push(PreparedRequest {
+                wire: http1::wire_bytes(request),
+                parts: ResponseParts::read_by(
+                    &request.assertions,
+                    &request.json_assertions,
+                    request.assert_body_limit,
+                ),
+                request: Arc::clone(request),
+                address,
+            });
+        }
+        prepared.push(PreparedExecution {
+            plan: execution.clone(),
+            requests: requests.into(),
+        });
+    }
+    prepared
+}
+
+/// Runs `plan` until it ends or `interrupt` completes; `progress` hears every second.
+pub async fn run(
+    plan: &Plan,
+    interrupt: impl Future<Output = ()> + Send,
+    mut progress: impl FnMut(&Progress),
+) -> Finished {
+    let executions = prepare(plan).await;
+    let start = Instant::now();
+    let (stop_tx, stop) = watch::channel(false);
+    let mut stopper = Stopper {
+        signal: stop_tx,
+        ending: Ending::Completed,
+        stopping: false,
+    };
+    let Launched {
+        mut samples,
+        mut problems,
+        users,
+    } = launch(executions, start, &stop);
+    let total = plan
+        .executions
+        .iter()
+        .map(Execution::duration)
+        .max()
+        .unwrap_or_default();
+    let mut collector = collector_for(plan);
+    let mut monitor = Monitor::new(plan.criteria.clone(), plan.labels.clone());
+    let mut problem = None;
+    let mut hopeless = HopelessStart::default();
+    // Ticks in the middle of each second: the active users then stand for that second, and
+    // the previous second (over half a second ago) is closed.
+    let mut ticker =
+        tokio::time::interval_at(start + Duration::from_millis(500), Duration::from_secs(1));
+    let mut users_at: Vec<u64> = Vec::new();
+    tokio::pin!(interrupt);
+    loop {
+        tokio::select! {
+            received = samples.recv() => match received {
+                Some(batch) => {
+                    for (sample, ended) in &batch {
+                        collector.record(sample, *ended);
+                        hopeless.record(sample, *ended);
+                    }
+                }
+                None => break,
+            },
+            Some(message) = problems.recv() => {
+                problem.get_or_insert(message);
+                stopper.stop(Ending::Aborted);
+            },
+            _ = ticker.tick() => {
+                let elapsed = start.elapsed();
+                users_at.push(users.load(Ordering::Relaxed));
+                let closed = collector.close_until(elapsed.as_secs(), &users_at).to_vec();
+                if let Some(last) = closed.last() {
+                    progress(&Progress { elapsed, total, users: last.users, second: last.clone() });
+                }
+                if monitor.on_seconds(collector.timeline()) {
+                    stopper.stop(Ending::StoppedByCriterion);
+                }
+                if let Some(reason) = hopeless.verdict(elapsed) {
+                    problem.get_or_insert(reason);
+                    stopper.stop(Ending::Aborted);
+                }
+            },
+            () = &mut interrupt, if !stopper.stopping => stopper.stop(Ending::Interrupted),
+        }
+    }
+    // A problem reported as the last users finished still counts.
+    while let Ok(message) = problems.try_recv() {
+        problem.get_or_insert(message);
+        stopper.ending = Ending::Aborted;
+    }
+    let duration = start.elapsed();
+    let end_second = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    collector.close_until(end_second, &users_at);
+    monitor.on_seconds(collector.timeline());
+    Finished {
+        collector,
+        monitor,
+        duration,
+        ending: stopper.ending,
+        problem,
+    }
+}
+
+/// Tells the users to stop, remembering why the run first had to.
+struct Stopper {
+    signal: watch::Sender<bool>,
+    ending: Ending,
+    stopping: bool,
+}
+
+impl Stopper {
+    fn stop(&mut self, why: Ending) {
+        if !self.stopping {
+            self.stopping = true;
+            self.ending = why;
+            let _ = self.signal.send(true);
+        }
+    }
+}
+
+/// What the orchestration hears from the running users.
+struct Launched {
+    /// Batches of finished samples; closed when every user has finished.
+    samples: mpsc::UnboundedReceiver<Batch>,
+    /// Why a user could not go on.
+    problems: mpsc::UnboundedReceiver<String>,
+    /// Users active now.
+    users: Arc<AtomicU64>,
+}
+
+/// Starts every execution's users on the worker threads.
+fn launch(
+    executions: Vec<PreparedExecution>,
+    start: Instant,
+    stop: &watch::Receiver<bool>,
+) -> Launched {
+    let (samples_tx, samples) = mpsc::unbounded_channel::<Batch>();
+    let (problems_tx, problems) = mpsc::unbounded_channel::<String>();
+    let users = Arc::new(AtomicU64::new(0));
+    let open_model = executions.iter().any(|e| e.plan.arrival_rate.is_some());
+    let timer = open_model.then(timer::PreciseTimer::start).flatten();
+    let shared: Vec<Arc<Shared>> = executions
+        .into_iter()
+        .map(|execution| {
+            Arc::new(Shared {
+                pacer: execution
+                    .plan
+                    .throughput
+                    .map(|rate| Pacer::new(rate, execution.plan.ramp_up, start)),
+                execution,
+                start,
+                samples: samples_tx.clone(),
+                users: Arc::clone(&users),
+                arrivals: AtomicU64::new(0),
+                timer: timer.clone(),
+            })
+        })
+        .collect();
+    spawn_workers(&shared, stop, &problems_tx);
+    Launched {
+        samples,
+        problems,
+        users,
+    }
+}
+
+/// A collector for `plan`'s labels, with per-second windows for the labels and percentile
+/// levels its criteria watch.
+fn collector_for(plan: &Plan) -> Collector {
+    let levels: Vec<f64> = plan.criteria.iter().filter_map(|c| c.level()).collect();
+    let watched: Vec<usize> = plan
+        .criteria
+        .iter()
+        .filter_map(|c| c.label.as_ref())
+        .filter_map(|label| plan.labels.iter().position(|l| l == label))
+        .collect();
+    Collector::new(plan.labels.len(), &levels, &watched)
+}
+
+/// Watches the first seconds of a run for failures that waiting cannot fix: when every
+/// request in them failed to connect (no such host, connection refused), the run gives up
+/// instead of measuring errors for its whole duration.
+#[derive(Default)]
+struct HopelessStart {
+    decided: bool,
+    connect_failures: u64,
+    first_message: Option<Arc<str>>,
+}
+
+impl HopelessStart {
+    fn record(&mut self, sample: &crate::stats::Sample, ended: Duration) {
+        if self.decided || ended >= GIVE_UP_AFTER {
+            return;
+        }
+        match &sample.error {
+            Some((ErrorKind::Connect, message)) => {
+                self.connect_failures += 1;
+                self.first_message
+                    .get_or_insert_with(|| Arc::clone(message));
+            }
+            // A response, or any other error: the target can be reached.
+            _ => self.decided = true,
+        }
+    }
+
+    /// Once the first seconds are over: why the run should stop, if they showed nothing but
+    /// connect failures.
+    fn verdict(&mut self, elapsed: Duration) -> Option<String> {
+        if self.decided || elapsed < GIVE_UP_AFTER {
+            return None;
+        }
+        self.decided = true;
+        let message = self.first_message.as_deref()?;
+        Some(format!(
+            "every request in the first {} s failed to connect ({message}): is the target running, and is its address right?",
+            GIVE_UP_AFTER.as_secs()
+        ))
+    }
+}
+
+/// Runs the users on one single-threaded runtime per core, as wrk runs one event loop per
+/// thread: a user and its connection stay on one thread, with no work stealing or
+/// cross-thread wake-ups per request. A user that panics is reported on `problems`.
+fn spawn_workers(
+    shared: &[Arc<Shared>],
+    stop: &watch::Receiver<bool>,
+    problems: &mpsc::UnboundedSender<String>,
+) {
+    let users: usize = shared
+        .iter()
+        .map(|s| s.execution.plan.concurrency as usize)
+        .sum();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(users.max(1));
+    let fallback = tokio::runtime::Handle::current();
+    for worker in 0..workers {
+        // Worker `w` runs the users whose running number is `w` modulo `workers`.
+        let share: Vec<(Arc<Shared>, u32)> = shared
+            .iter()
+            .scan(0usize, |first, execution| {
+                let from = *first;
+                *first += execution.execution.plan.concurrency as usize;
+                Some((execution, from))
+            })
+            .flat_map(|(execution, from)| {
+                let skip = (worker + workers - from % workers) % workers;
+                (0..execution.execution.plan.concurrency)
+                    .skip(skip)
+                    .step_by(workers)
+                    .map(move |user| (Arc::clone(execution), user))
+            })
+            .collect();
+        let stop = stop.clone();
+        let problems = problems.clone();
+        match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("peregrine-load-{worker}"))
+                    .spawn(move || runtime.block_on(run_users(share, stop, problems)));
+                if let Err(err) = spawned {
+                    tracing::error!(error = %err, "cannot start load worker thread {worker}; its users do not run");
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot build a worker runtime; running its users on the main one");
+                fallback.spawn(run_users(share, stop, problems));
+            }
+        }
+    }
+}
+
+/// Runs every user of `share` on the current runtime until all have finished; a user's
+/// panic becomes a problem that ends the run.
+async fn run_users(
+    share: Vec<(Arc<Shared>, u32)>,
+    stop: watch::Receiver<bool>,
+    problems: mpsc::UnboundedSender<String>,
+) {
+    let handles: Vec<_> = share
+        .into_iter()
+        .map(|(shared, user)| {
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if shared.execution.plan.arrival_rate.is_some() {
+                    open_model_user(&shared, stop).await;
+                } else {
+                    closed_model_user(&shared, user, stop).await;
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        if let Some(problem) = panic_of(handle.await) {
+            let _ = problems.send(problem);
+        }
+    }
+}
+
+/// What a user's task ending in a panic should say; `None` when it ended normally.
+fn panic_of(ended: Result<(), tokio::task::JoinError>) -> Option<String> {
+    let err = ended.err().filter(tokio::task::JoinError::is_panic)?;
+    let payload = err.into_panic();
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    Some(format!(
+        "a virtual user failed unexpectedly ({message}); this is a bug in Peregrine"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_user_is_reported_not_swallowed() {
+        let panicked = tokio::spawn(async { panic!("overflow when adding durations") }).await;
+        let problem = panic_of(panicked).unwrap_or_default();
+        assert!(
+            problem.contains("overflow when adding durations"),
+            "{problem}"
+        );
+        assert_eq!(panic_of(tokio::spawn(async {}).await), None);
+    }
+}

@@ -1,0 +1,278 @@
+//! The Taurus reader: a merged config document (see [`merge`]) read into a [`Plan`], every
+//! value checked and every error named by its key path.
+
+mod assertions;
+pub mod merge;
+mod scenario;
+mod values;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::criteria::Criterion;
+use crate::plan::{DEFAULT_OPEN_CONNECTIONS, Execution, Outputs, Plan};
+use crate::{ConfigError, Rejected};
+use values::{
+    ConfigValue, child, count, duration, optional, path_value, provisioned_count,
+    provisioned_number, rate,
+};
+
+/// Top-level Taurus keys Peregrine knows but does not implement: each is warned about.
+const UNIMPLEMENTED_TOP_LEVEL: &[&str] = &[
+    "settings",
+    "services",
+    "provisioning",
+    "modules",
+    "included-configs",
+    "cli-aliases",
+];
+
+/// Builds a plan from a merged Taurus document.
+pub fn from_taurus(document: &Value) -> Result<Plan, ConfigError> {
+    from_taurus_with_warnings(document).map_err(|rejected| rejected.error)
+}
+
+/// Builds a plan from a merged Taurus document; a rejected one keeps the warnings
+/// gathered before the error.
+pub fn from_taurus_with_warnings(document: &Value) -> Result<Plan, Rejected> {
+    let mut builder = Builder::default();
+    match read(&mut builder, document) {
+        Ok(()) => builder.finish().map_err(|error| Rejected {
+            error,
+            warnings: Vec::new(),
+        }),
+        Err(error) => Err(Rejected {
+            error,
+            warnings: builder.warnings,
+        }),
+    }
+}
+
+fn read(builder: &mut Builder, document: &Value) -> Result<(), ConfigError> {
+    for key in document.as_object().into_iter().flat_map(Map::keys) {
+        if UNIMPLEMENTED_TOP_LEVEL.contains(&key.as_str()) {
+            builder.warn(key, "not implemented by Peregrine; ignored");
+        } else if !["execution", "scenarios", "reporting"].contains(&key.as_str()) {
+            builder.warn(key, "unknown top-level key; ignored");
+        }
+    }
+    let scenarios = document.get("scenarios").cloned().unwrap_or(Value::Null);
+    let executions = match document.get("execution") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(Value::Object(_)) => vec![document["execution"].clone()],
+        Some(Value::Null) | None => Vec::new(),
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                path: "execution".into(),
+                message: "must be a list of executions or one execution mapping".into(),
+            });
+        }
+    };
+    if executions.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: "execution".into(),
+            message: "no execution: add `execution:` with a concurrency and a scenario".into(),
+        });
+    }
+    for (i, execution) in executions.iter().enumerate() {
+        let path = format!("execution.{i}");
+        let built = builder.execution(
+            &ConfigValue {
+                value: execution,
+                path,
+            },
+            &scenarios,
+        )?;
+        builder.executions.push(built);
+    }
+    if let Some(reporting) = document.get("reporting") {
+        builder.reporting(&ConfigValue {
+            value: reporting,
+            path: "reporting".into(),
+        })?;
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Builder {
+    pub(super) executions: Vec<Execution>,
+    pub(super) criteria: Vec<Criterion>,
+    pub(super) outputs: Outputs,
+    pub(super) warnings: Vec<String>,
+    pub(super) labels: Vec<String>,
+    pub(super) inline_scenarios: usize,
+    /// Where each label is in `labels`.
+    pub(super) label_indexes: HashMap<String, usize>,
+    /// `${name}`s already warned about.
+    pub(super) undefined_variables: HashSet<String>,
+}
+
+const EXECUTION_KEYS: &[&str] = &[
+    "concurrency",
+    "ramp-up",
+    "hold-for",
+    "iterations",
+    "throughput",
+    "steps",
+    "arrival-rate",
+    "scenario",
+    "executor",
+];
+impl Builder {
+    pub(super) fn warn(&mut self, path: &str, note: &str) {
+        self.warnings.push(format!("{path}: {note}"));
+    }
+
+    pub(super) fn warn_unknown(&mut self, node: &ConfigValue<'_>, known: &[&str]) {
+        for key in node.value.as_object().into_iter().flat_map(Map::keys) {
+            if !known.contains(&key.as_str()) {
+                self.warn(
+                    &format!("{}.{key}", node.path),
+                    "not implemented by Peregrine; ignored",
+                );
+            }
+        }
+    }
+
+    fn finish(self) -> Result<Plan, ConfigError> {
+        for criterion in &self.criteria {
+            if let Some(label) = &criterion.label
+                && !self.labels.contains(label)
+            {
+                return Err(ConfigError::Invalid {
+                    path: criterion.path.clone(),
+                    message: format!(
+                        "criterion names label {label:?}, which no request has (labels: {})",
+                        self.labels.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(Plan {
+            executions: self.executions,
+            criteria: self.criteria,
+            outputs: self.outputs,
+            warnings: self.warnings,
+            labels: self.labels,
+        })
+    }
+
+    fn execution(
+        &mut self,
+        node: &ConfigValue<'_>,
+        scenarios: &Value,
+    ) -> Result<Execution, ConfigError> {
+        if !node.value.is_object() {
+            return Err(node.error("must be a mapping with concurrency, hold-for, scenario…"));
+        }
+        self.warn_unknown(node, EXECUTION_KEYS);
+        let child = |key: &'static str| child(node, key);
+        if let Some(executor) = child("executor")
+            && executor.value.as_str() != Some("peregrine")
+        {
+            let name = executor.value.as_str().unwrap_or("?").to_owned();
+            self.warn(
+                &executor.path,
+                &format!(
+                    "executor {name:?} is not used; Peregrine's own engine runs this execution"
+                ),
+            );
+        }
+        let arrival_rate = optional(child("arrival-rate"), rate)?;
+        let concurrency = match optional(child("concurrency"), provisioned_count)? {
+            Some(n) => n,
+            None if arrival_rate.is_some() => u64::from(DEFAULT_OPEN_CONNECTIONS),
+            None => 1,
+        };
+        let ramp_up = optional(child("ramp-up"), duration)?.unwrap_or_default();
+        let hold_for = optional(child("hold-for"), duration)?.unwrap_or_default();
+        let mut iterations = optional(child("iterations"), count)?;
+        if iterations.is_none() && (ramp_up + hold_for).is_zero() {
+            iterations = Some(1);
+        }
+        let throughput = optional(child("throughput"), provisioned_number)?;
+        if throughput.is_some() && arrival_rate.is_some() {
+            return Err(
+                node.error("set either throughput (a cap) or arrival-rate (open model), not both")
+            );
+        }
+        if arrival_rate.is_some() && (ramp_up + hold_for).is_zero() {
+            return Err(node.error("arrival-rate needs hold-for (and optionally ramp-up)"));
+        }
+        let steps = optional(child("steps"), count)?
+            .map(|n| u32::try_from(n).map_err(|_| node.error("steps is too large")))
+            .transpose()?;
+        let scenario_node = child("scenario").ok_or_else(|| node.error("has no scenario"))?;
+        let scenario = self.scenario(&scenario_node, scenarios)?;
+        Ok(Execution {
+            concurrency: u32::try_from(concurrency)
+                .map_err(|_| node.error("concurrency is too large"))?,
+            ramp_up,
+            hold_for,
+            iterations,
+            throughput,
+            steps,
+            arrival_rate,
+            scenario: Arc::new(scenario),
+        })
+    }
+
+    fn reporting(&mut self, node: &ConfigValue<'_>) -> Result<(), ConfigError> {
+        let mut seen = HashSet::new();
+        for item in &node.items(" of reporters")? {
+            let module = match item.value {
+                Value::String(name) => name.as_str(),
+                Value::Object(map) => map
+                    .get("module")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| item.error("has no module"))?,
+                _ => return Err(item.error("must be a module name or a mapping with module")),
+            };
+            seen.insert(module.to_owned());
+            match module {
+                "final-stats" => {
+                    self.outputs.dump_xml = optional(child(item, "dump-xml"), path_value)?
+                        .or(self.outputs.dump_xml.take());
+                    self.outputs.dump_csv = optional(child(item, "dump-csv"), path_value)?
+                        .or(self.outputs.dump_csv.take());
+                }
+                "passfail" => {
+                    if let Some(criteria) = child(item, "criteria") {
+                        self.criteria_list(&criteria)?;
+                    }
+                }
+                "junit-xml" => {
+                    self.outputs.junit_xml = Some(
+                        optional(child(item, "filename"), path_value)?
+                            .unwrap_or_else(|| PathBuf::from("xunit.xml")),
+                    );
+                    if let Some(source) = child(item, "data-source") {
+                        match source.value.as_str() {
+                            Some("pass-fail") => self.outputs.junit_pass_fail = true,
+                            Some("sample-labels") => {}
+                            _ => return Err(source.error("must be sample-labels or pass-fail")),
+                        }
+                    }
+                }
+                "console" => {}
+                other => self.warn(
+                    &item.path,
+                    &format!("reporter {other:?} is not implemented by Peregrine; ignored"),
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    fn criteria_list(&mut self, node: &ConfigValue<'_>) -> Result<(), ConfigError> {
+        for item in node.items(" of criteria")? {
+            let criterion = crate::criteria::parse(item.value, &item.path)?;
+            self.criteria.push(criterion);
+        }
+        Ok(())
+    }
+}

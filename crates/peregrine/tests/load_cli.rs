@@ -1,0 +1,115 @@
+//! `peregrine load` through its command line: signals and messages about what was typed.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_peregrine");
+
+/// Taurus treats SIGTERM as Ctrl-C: both stop the run with partial results and exit 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_and_sigterm_interrupt_with_partial_results_and_exit_2() {
+    let server = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior::default()).await;
+    for signal in ["-INT", "-TERM"] {
+        let dir = tempfile::tempdir().unwrap();
+        let received_before = server.received();
+        let child = Command::new(BINARY)
+            .args([
+                "load",
+                &server.url("/"),
+                "-c",
+                "2",
+                "--hold-for",
+                "60s",
+                "--report",
+                "partial",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait until the server has seen requests, so the results cannot be empty.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while server.received() < received_before + 10 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let killed = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status();
+        assert!(killed.is_ok_and(|s| s.success()));
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{signal}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("Samples count: ") && !stdout.contains("Samples count: 0,"),
+            "{signal}: {stdout}"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("interrupted"),
+            "{signal}"
+        );
+        assert!(dir.path().join("partial/report.json").is_file(), "{signal}");
+    }
+}
+
+#[test]
+fn a_url_without_a_scheme_gets_a_suggestion_and_typed_urls_are_named_as_arguments() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BINARY).args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = run(&["load", "127.0.0.1:8000/users/"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("give its scheme: http://127.0.0.1:8000/users/"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["load", "https://127.0.0.1:8000/users/"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("the URL argument:") && !stderr.contains("execution.0"),
+        "{stderr}"
+    );
+    let (code, stderr) = run(&["load", "http://127.0.0.1:1/", "--rate", "NaN"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("--rate") && stderr.contains("must be a rate"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_port_stops_the_run_early_with_a_clear_error() {
+    let port = peregrine_testkit::free_port().unwrap();
+    let started = std::time::Instant::now();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BINARY)
+            .args([
+                "load",
+                &format!("http://127.0.0.1:{port}/"),
+                "--hold-for",
+                "60s",
+            ])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("every request in the first 3 s failed to connect"),
+        "{stderr}"
+    );
+}
