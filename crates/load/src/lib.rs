@@ -17,6 +17,7 @@ pub mod quick;
 pub mod report;
 pub mod stats;
 mod taurus;
+mod tls;
 
 use std::path::PathBuf;
 

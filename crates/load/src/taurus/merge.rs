@@ -77,7 +77,7 @@ fn syntax_message(raw: &str) -> String {
     }
 }
 
-/// `body-file` paths are relative to the config file that names them.
+/// `body-file` and `ca-cert` paths are relative to the config file that names them.
 fn resolve_relative_files(document: &mut Value, file: &Path) {
     let Some(dir) = file.parent() else { return };
     let mut stack = vec![document];
@@ -85,7 +85,7 @@ fn resolve_relative_files(document: &mut Value, file: &Path) {
         match value {
             Value::Object(map) => {
                 for (key, child) in map.iter_mut() {
-                    if key == "body-file"
+                    if (key == "body-file" || key == "ca-cert")
                         && let Value::String(path) = child
                         && Path::new(path.as_str()).is_relative()
                     {

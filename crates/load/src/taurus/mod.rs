@@ -2,15 +2,17 @@
 //! value checked and every error named by its key path.
 
 mod assertions;
+mod keys;
 pub mod merge;
 mod scenario;
+mod settings;
 mod values;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::criteria::Criterion;
 use crate::plan::{DEFAULT_OPEN_CONNECTIONS, Execution, Outputs, Plan};
@@ -19,16 +21,6 @@ use values::{
     ConfigValue, child, count, duration, optional, path_value, provisioned_count,
     provisioned_number, rate,
 };
-
-/// Top-level Taurus keys Peregrine knows but does not implement: each is warned about.
-const UNIMPLEMENTED_TOP_LEVEL: &[&str] = &[
-    "settings",
-    "services",
-    "provisioning",
-    "modules",
-    "included-configs",
-    "cli-aliases",
-];
 
 /// Builds a plan from a merged Taurus document.
 pub fn from_taurus(document: &Value) -> Result<Plan, ConfigError> {
@@ -52,13 +44,7 @@ pub fn from_taurus_with_warnings(document: &Value) -> Result<Plan, Rejected> {
 }
 
 fn read(builder: &mut Builder, document: &Value) -> Result<(), ConfigError> {
-    for key in document.as_object().into_iter().flat_map(Map::keys) {
-        if UNIMPLEMENTED_TOP_LEVEL.contains(&key.as_str()) {
-            builder.warn(key, "not implemented by Peregrine; ignored");
-        } else if !["execution", "scenarios", "reporting"].contains(&key.as_str()) {
-            builder.warn(key, "unknown top-level key; ignored");
-        }
-    }
+    builder.top_level(document)?;
     let scenarios = document.get("scenarios").cloned().unwrap_or(Value::Null);
     let executions = match document.get("execution") {
         Some(Value::Array(items)) => items.clone(),
@@ -109,6 +95,10 @@ struct Builder {
     pub(super) label_indexes: HashMap<String, usize>,
     /// `${name}`s already warned about.
     pub(super) undefined_variables: HashSet<String>,
+    /// `modules.peregrine` TLS settings.
+    pub(super) tls: crate::plan::TlsOptions,
+    /// `settings.default-executor`: the executor of executions that name none.
+    pub(super) default_executor: Option<String>,
 }
 
 const EXECUTION_KEYS: &[&str] = &[
@@ -125,17 +115,6 @@ const EXECUTION_KEYS: &[&str] = &[
 impl Builder {
     pub(super) fn warn(&mut self, path: &str, note: &str) {
         self.warnings.push(format!("{path}: {note}"));
-    }
-
-    pub(super) fn warn_unknown(&mut self, node: &ConfigValue<'_>, known: &[&str]) {
-        for key in node.value.as_object().into_iter().flat_map(Map::keys) {
-            if !known.contains(&key.as_str()) {
-                self.warn(
-                    &format!("{}.{key}", node.path),
-                    "not implemented by Peregrine; ignored",
-                );
-            }
-        }
     }
 
     fn finish(self) -> Result<Plan, ConfigError> {
@@ -158,6 +137,7 @@ impl Builder {
             outputs: self.outputs,
             warnings: self.warnings,
             labels: self.labels,
+            tls: self.tls,
         })
     }
 
@@ -169,7 +149,7 @@ impl Builder {
         if !node.value.is_object() {
             return Err(node.error("must be a mapping with concurrency, hold-for, scenario…"));
         }
-        self.warn_unknown(node, EXECUTION_KEYS);
+        self.check_keys(node, EXECUTION_KEYS, &keys::EXECUTION)?;
         let child = |key: &'static str| child(node, key);
         if let Some(executor) = child("executor")
             && executor.value.as_str() != Some("peregrine")
@@ -233,6 +213,16 @@ impl Builder {
                 _ => return Err(item.error("must be a module name or a mapping with module")),
             };
             seen.insert(module.to_owned());
+            let section = match module {
+                "final-stats" => Some(&keys::FINAL_STATS),
+                "passfail" => Some(&keys::PASSFAIL),
+                "junit-xml" => Some(&keys::JUNIT_XML),
+                "console" => Some(&keys::CONSOLE),
+                _ => None,
+            };
+            if let Some(section) = section {
+                self.check_keys(item, &[], section)?;
+            }
             match module {
                 "final-stats" => {
                     self.outputs.dump_xml = optional(child(item, "dump-xml"), path_value)?
@@ -270,9 +260,20 @@ impl Builder {
 
     fn criteria_list(&mut self, node: &ConfigValue<'_>) -> Result<(), ConfigError> {
         for item in node.items(" of criteria")? {
+            if is_long_criterion(item.value) {
+                self.check_keys(&item, &[], &keys::CRITERION)?;
+            }
             let criterion = crate::criteria::parse(item.value, &item.path)?;
             self.criteria.push(criterion);
         }
         Ok(())
     }
+}
+
+/// A criterion in long form (a mapping of subject, condition, …), not the short form's
+/// `{message: "avg-rt>1s"}`.
+fn is_long_criterion(value: &Value) -> bool {
+    value.as_object().is_some_and(|map| {
+        map.len() > 1 || map.contains_key("subject") || !map.values().all(Value::is_string)
+    })
 }
