@@ -97,8 +97,17 @@ impl From<ConfigError> for Rejected {
 /// Reads Taurus config files with overrides into a plan; a rejected config keeps the
 /// warnings gathered before the error.
 pub fn read_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, Rejected> {
-    let document = taurus::merge::load(files, overrides)?;
-    taurus::from_taurus_with_warnings(&document)
+    let (document, notes) = taurus::merge::load(files, overrides)?;
+    match taurus::from_taurus_with_warnings(&document) {
+        Ok(mut plan) => {
+            plan.warnings.splice(0..0, notes);
+            Ok(plan)
+        }
+        Err(mut rejected) => {
+            rejected.warnings.splice(0..0, notes);
+            Err(rejected)
+        }
+    }
 }
 
 /// Reads one Taurus config given as text (`name` is used in error messages) into a plan.
@@ -110,6 +119,5 @@ pub fn plan_from_str(name: &str, text: &str, overrides: &[String]) -> Result<Pla
 
 /// Reads Taurus config files with overrides into a plan.
 pub fn load_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, ConfigError> {
-    let document = taurus::merge::load(files, overrides)?;
-    taurus::from_taurus(&document)
+    read_plan(files, overrides).map_err(|rejected| rejected.error)
 }

@@ -2,6 +2,7 @@
 //! value checked and every error named by its key path.
 
 mod assertions;
+mod executors;
 mod keys;
 pub mod merge;
 mod scenario;
@@ -63,16 +64,27 @@ fn read(builder: &mut Builder, document: &Value) -> Result<(), ConfigError> {
             message: "no execution: add `execution:` with a concurrency and a scenario".into(),
         });
     }
+    let mut skipped = Vec::new();
     for (i, execution) in executions.iter().enumerate() {
-        let path = format!("execution.{i}");
-        let built = builder.execution(
-            &ConfigValue {
-                value: execution,
-                path,
-            },
-            &scenarios,
-        )?;
+        let node = ConfigValue {
+            value: execution,
+            path: format!("execution.{i}"),
+        };
+        let executor =
+            executors::executor_of(execution, builder.default_executor.as_deref(), document);
+        if let Some(reason) = executors::skip_reason(&node, &executor, &scenarios) {
+            builder.warn(&node.path, &reason);
+            skipped.push(format!("{}: {reason}", node.path));
+            continue;
+        }
+        let built = builder.execution(&node, &executor, &scenarios)?;
         builder.executions.push(built);
+    }
+    if builder.executions.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: "execution".into(),
+            message: format!("no execution Peregrine can run ({})", skipped.join("; ")),
+        });
     }
     if let Some(reporting) = document.get("reporting") {
         builder.reporting(&ConfigValue {
@@ -144,6 +156,7 @@ impl Builder {
     fn execution(
         &mut self,
         node: &ConfigValue<'_>,
+        executor: &str,
         scenarios: &Value,
     ) -> Result<Execution, ConfigError> {
         if !node.value.is_object() {
@@ -151,14 +164,11 @@ impl Builder {
         }
         self.check_keys(node, EXECUTION_KEYS, &keys::EXECUTION)?;
         let child = |key: &'static str| child(node, key);
-        if let Some(executor) = child("executor")
-            && executor.value.as_str() != Some("peregrine")
-        {
-            let name = executor.value.as_str().unwrap_or("?").to_owned();
+        if !["jmeter", "peregrine"].contains(&executor) {
             self.warn(
-                &executor.path,
+                &format!("{}.executor", node.path),
                 &format!(
-                    "executor {name:?} is not used; Peregrine's own engine runs this execution"
+                    "executor {executor:?} is not used; Peregrine's own engine runs this execution's requests"
                 ),
             );
         }
