@@ -1,7 +1,7 @@
 //! Peregrine's load generator: reads Taurus configs (or a quick URL form) into a [`Plan`],
-//! runs it with virtual users on tokio and its own HTTP/1.1 client, keeps latency
-//! histograms, and writes Taurus-style console stats, JSON, CSV, JUnit and a self-contained
-//! HTML report. Knows nothing of the API.
+//! runs it with virtual users on tokio and its own HTTP/1.1 client (plain or over rustls
+//! TLS, see `tls`), keeps latency histograms, and writes Taurus-style console stats, JSON,
+//! CSV, JUnit and a self-contained HTML report. Knows nothing of the API.
 //!
 //! Data flows one way: config (`taurus`, `quick`) → [`Plan`] → engine → `stats` →
 //! [`Report`]. The engine returns what it measured as a [`Finished`] and knows nothing of

@@ -186,26 +186,16 @@ fn executions_peregrine_cannot_run_are_skipped_with_one_warning_each() {
             .collect::<Vec<_>>()
     };
     assert!(about(0).is_empty(), "{:?}", plan.warnings);
-    assert!(
-        about(1).len() == 1 && about(1)[0].contains("locustfile.py"),
-        "{:?}",
-        about(1)
-    );
-    assert!(
-        about(2).len() == 1 && about(2)[0].contains("\"selenium\""),
-        "{:?}",
-        about(2)
-    );
-    assert!(
-        about(3).len() == 1 && about(3)[0].contains("plan.jmx"),
-        "{:?}",
-        about(3)
-    );
-    assert!(
-        about(4).len() == 1 && about(4)[0].contains("Peregrine's own engine runs"),
-        "{:?}",
-        about(4)
-    );
+    let expected = [
+        (1, "locustfile.py"),
+        (2, "\"selenium\""),
+        (3, "plan.jmx"),
+        (4, "Peregrine's own engine runs"),
+    ];
+    for (index, note) in expected {
+        let warned = about(index);
+        assert!(warned.len() == 1 && warned[0].contains(note), "{warned:?}");
+    }
     let none = error("execution:\n- executor: selenium\n  scenario: {script: t.py}\n");
     assert!(
         none.contains("no execution Peregrine can run") && none.contains("execution.0"),
