@@ -20,7 +20,9 @@ source bench/lib.sh
 CONNECTIONS=${CONNECTIONS:-50}
 DURATION=$(seconds "${DURATION:-10}" DURATION)
 ROUNDS=${ROUNDS:-1}
-read -r PORT TLS_PORT < <(free_ports 2 | tr '\n' ' ')
+mapfile -t ports < <(free_ports 2)
+PORT=${ports[0]}
+TLS_PORT=${ports[1]}
 server_pid=""
 proxy_pid=""
 stop_everything() {
@@ -57,7 +59,7 @@ wait_for_http "http://127.0.0.1:$PORT/healthz" "$server_pid" "$work/server.log" 
 
 cat >"$work/haproxy.cfg" <<EOF
 global
-    maxconn 10000
+    maxconn 4000
 defaults
     mode http
     timeout connect 5s
