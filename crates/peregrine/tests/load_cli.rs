@@ -70,7 +70,7 @@ fn a_url_without_a_scheme_gets_a_suggestion_and_typed_urls_are_named_as_argument
         stderr.contains("give its scheme: http://127.0.0.1:8000/users/"),
         "{stderr}"
     );
-    let (code, stderr) = run(&["load", "https://127.0.0.1:8000/users/"]);
+    let (code, stderr) = run(&["load", "https://:8000/users/"]);
     assert_eq!(code, Some(1));
     assert!(
         stderr.contains("the URL argument:") && !stderr.contains("execution.0"),
