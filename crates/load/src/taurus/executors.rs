@@ -82,10 +82,16 @@ pub(super) fn skip_reason(
     ))
 }
 
-/// A scenario string that names a file rather than a scenario: `test.jmx`, `tests/locustfile.py`.
+/// Extensions of the scripts Taurus's executors run: JMeter plans, Locust/Apiritif/pytest
+/// files, Gatling simulations, k6 and Mocha scripts, JUnit jars, Postman collections, …
+const SCRIPT_EXTENSIONS: &[&str] = &[
+    "jmx", "py", "scala", "js", "ts", "java", "jar", "rb", "robot", "json", "go", "xml", "cs",
+    "dll",
+];
+
+/// A scenario string that names a script file rather than a scenario: `test.jmx`,
+/// `tests/locustfile.py`.
 fn looks_like_file(name: &str) -> bool {
-    name.contains('/')
-        || name.rsplit_once('.').is_some_and(|(_, ext)| {
-            !ext.is_empty() && ext.chars().all(|c| c.is_ascii_alphanumeric())
-        })
+    name.rsplit_once('.')
+        .is_some_and(|(_, ext)| SCRIPT_EXTENSIONS.contains(&ext.to_ascii_lowercase().as_str()))
 }
