@@ -176,8 +176,16 @@ fn executions_peregrine_cannot_run_are_skipped_with_one_warning_each() {
     let yaml = format!(
         "settings:\n  default-executor: selenium\nmodules:\n  heavy:\n    class: bzt.modules.jmeter.JMeterExecutor\nexecution:\n- executor: heavy\n  iterations: 1\n  scenario: api\n- executor: locust\n  scenario: {{script: locustfile.py}}\n- scenario: api\n- executor: jmeter\n  scenario: plan.jmx\n- executor: gatling\n  iterations: 1\n  scenario: api\nscenarios:\n  api:\n    requests: ['{REQUEST}']\n"
     );
-    let plan = read(&yaml).unwrap();
+    let plan =
+        read(&yaml.replace("    requests:", "    store-cache: true\n    requests:")).unwrap();
     assert_eq!(plan.executions.len(), 2);
+    // Two executions run the scenario; its key is warned about once.
+    let store_cache = plan
+        .warnings
+        .iter()
+        .filter(|w| w.contains("store-cache"))
+        .count();
+    assert_eq!(store_cache, 1, "{:?}", plan.warnings);
     let about = |index: usize| {
         plan.warnings
             .iter()

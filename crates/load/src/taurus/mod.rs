@@ -109,6 +109,8 @@ struct Builder {
     pub(super) undefined_variables: HashSet<String>,
     /// `modules.peregrine` TLS settings.
     pub(super) tls: crate::plan::TlsOptions,
+    /// Every warning given, to give each once.
+    pub(super) warned: HashSet<String>,
     /// `settings.default-executor`: the executor of executions that name none.
     pub(super) default_executor: Option<String>,
 }
@@ -125,8 +127,12 @@ const EXECUTION_KEYS: &[&str] = &[
     "executor",
 ];
 impl Builder {
+    /// Adds a warning, once: a scenario that two executions run is read twice.
     pub(super) fn warn(&mut self, path: &str, note: &str) {
-        self.warnings.push(format!("{path}: {note}"));
+        let warning = format!("{path}: {note}");
+        if self.warned.insert(warning.clone()) {
+            self.warnings.push(warning);
+        }
     }
 
     fn finish(self) -> Result<Plan, ConfigError> {
