@@ -116,3 +116,34 @@ async fn an_unreadable_ca_file_stops_the_run_before_it_starts() {
     );
     assert_eq!(server.connections(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_host_name_is_sent_as_sni_and_checked_against_the_certificate() {
+    // Listen where `localhost` resolves first, as the engine connects there.
+    let ip = tokio::net::lookup_host(("localhost", 0))
+        .await
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .map(|address| address.ip())
+        .unwrap();
+    let server = TinyServer::start_tls_on(Behavior::default(), ip).await;
+    let port = server
+        .url("")
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("https://localhost:{port}");
+    let yaml = config(
+        &url,
+        1,
+        2,
+        true,
+        "modules:\n  peregrine:\n    ca-cert: ca.pem\n",
+    );
+    let plan = plan_in(dir.path(), &yaml, server.ca_pem());
+    let report = run(&plan).await;
+    assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
+    assert_eq!(server.server_names(), ["localhost"]);
+}

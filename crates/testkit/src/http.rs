@@ -2,9 +2,9 @@
 //! counting the requests it receives, for testing the load generator against real sockets.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,29 +52,36 @@ pub struct TinyServer {
     ca: Option<String>,
     received: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
+    /// Over TLS: the server names (SNI) clients sent, one per handshake that named one.
+    server_names: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl TinyServer {
     /// Starts a server with `behavior` on a free port of 127.0.0.1.
     pub async fn start(behavior: Behavior) -> Self {
-        Self::serve(behavior, None).await
+        Self::serve(behavior, None, IpAddr::from([127, 0, 0, 1])).await
     }
 
     /// Starts an HTTPS server with `behavior` on a free port of 127.0.0.1, its certificate
     /// (for `localhost` and 127.0.0.1) signed by a CA made for it: see [`TinyServer::ca_pem`].
     pub async fn start_tls(behavior: Behavior) -> Self {
+        Self::start_tls_on(behavior, IpAddr::from([127, 0, 0, 1])).await
+    }
+
+    /// As [`TinyServer::start_tls`], listening on `ip` (where `localhost` resolves first).
+    pub async fn start_tls_on(behavior: Behavior, ip: IpAddr) -> Self {
         let (ca, acceptor) = match tls_acceptor() {
             Ok(made) => made,
             Err(err) => panic!("{err}"),
         };
-        let mut server = Self::serve(behavior, Some(acceptor)).await;
+        let mut server = Self::serve(behavior, Some(acceptor), ip).await;
         server.ca = Some(ca);
         server
     }
 
-    async fn serve(behavior: Behavior, tls: Option<TlsAcceptor>) -> Self {
-        let listener = match TcpListener::bind("127.0.0.1:0").await {
+    async fn serve(behavior: Behavior, tls: Option<TlsAcceptor>, ip: IpAddr) -> Self {
+        let listener = match TcpListener::bind((ip, 0)).await {
             Ok(listener) => listener,
             Err(err) => panic!("cannot bind a test server: {err}"),
         };
@@ -83,6 +90,8 @@ impl TinyServer {
         let counter = Arc::clone(&received);
         let connections = Arc::new(AtomicU64::new(0));
         let accepted = Arc::clone(&connections);
+        let server_names = Arc::new(Mutex::new(Vec::new()));
+        let names_seen = Arc::clone(&server_names);
         let started = Instant::now();
         let behavior = Arc::new(behavior);
         let task = tokio::spawn(async move {
@@ -118,6 +127,7 @@ impl TinyServer {
                     }
                 });
                 let tls = tls.clone();
+                let names_seen = Arc::clone(&names_seen);
                 tokio::spawn(async move {
                     let mut http = hyper::server::conn::http1::Builder::new();
                     http.keep_alive(keep_alive);
@@ -128,6 +138,11 @@ impl TinyServer {
                         Some(acceptor) => {
                             // A refused handshake is the client's business: no connection.
                             if let Ok(stream) = acceptor.accept(stream).await {
+                                if let Some(name) = stream.get_ref().1.server_name()
+                                    && let Ok(mut names) = names_seen.lock()
+                                {
+                                    names.push(name.to_owned());
+                                }
                                 let _ = http.serve_connection(TokioIo::new(stream), service).await;
                             }
                         }
@@ -140,6 +155,7 @@ impl TinyServer {
             ca: None,
             received,
             connections,
+            server_names,
             task,
         }
     }
@@ -150,6 +166,14 @@ impl TinyServer {
             None => format!("http://{}{path}", self.address),
             Some(_) => format!("https://{}{path}", self.address),
         }
+    }
+
+    /// Over TLS: the server names (SNI) clients sent so far.
+    pub fn server_names(&self) -> Vec<String> {
+        self.server_names
+            .lock()
+            .map(|n| n.clone())
+            .unwrap_or_default()
     }
 
     /// The PEM of the CA that signed an HTTPS server's certificate.
