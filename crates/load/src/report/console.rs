@@ -41,11 +41,16 @@ pub fn final_stats(report: &Report) -> String {
         "Samples count: {}, {:.2}% failures",
         overall.samples, overall.failure_percent
     );
-    let _ = writeln!(
+    let _ = write!(
         out,
         "Average times: total {:.3}, latency {:.3}, connect {:.3}",
         overall.avg_rt, overall.avg_lt, overall.avg_ct
     );
+    // Only https runs shake hands; `connect` includes it, as in Taurus.
+    if overall.avg_tls > 0.0 {
+        let _ = write!(out, " (of which tls {:.3})", overall.avg_tls);
+    }
+    out.push('\n');
     let _ = writeln!(out, "Throughput: {:.1} req/s", overall.throughput);
     if let Some(rate) = &report.rate {
         let _ = writeln!(
