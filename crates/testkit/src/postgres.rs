@@ -118,6 +118,53 @@ impl PgCluster {
         Err(last_error)
     }
 
+    /// Starts a streaming replica of this (plain) cluster: `pg_basebackup -R` over TCP into
+    /// a temp dir of its own (initdb's pg_hba.conf lets local replication connections in),
+    /// started on another free port. Dropping it stops it and deletes its files.
+    pub fn start_replica(&self) -> Result<Self, String> {
+        let root = tempfile::Builder::new()
+            .prefix("peregrine-replica-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        if self.as_postgres_user {
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(root.path()))?;
+        }
+        let mut replica = Self {
+            root,
+            bindir: self.bindir.clone(),
+            port: 0,
+            as_postgres_user: self.as_postgres_user,
+            tls: false,
+        };
+        run(replica
+            .command("pg_basebackup")
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .args(["-p", &self.port.to_string(), "-D"])
+            .arg(replica.data_dir()))?;
+        replica.spawn_watchdog()?;
+        let mut last_error = String::new();
+        for _ in 0..3 {
+            replica.port = free_port()?;
+            match replica.start_again() {
+                Ok(()) => return Ok(replica),
+                Err(err) => last_error = err,
+            }
+        }
+        Err(last_error)
+    }
+
     /// The TCP port the cluster listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
@@ -402,7 +449,7 @@ fn version_of(bindir: &Path) -> u32 {
         .unwrap_or(0)
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -439,7 +486,7 @@ pub fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("cannot find a free port: {e}"))
 }
 
-fn run(command: &mut Command) -> Result<(), String> {
+pub(crate) fn run(command: &mut Command) -> Result<(), String> {
     let out = command
         .output()
         .map_err(|e| format!("cannot run {command:?}: {e}"))?;
