@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::postgres::{PgCluster, free_port, is_root, run};
+use crate::postgres::{PgCluster, free_port, is_root, run, spawn_watchdog};
 
 /// How long PgBouncer may take to listen after it starts.
 const START_WAIT: Duration = Duration::from_secs(10);
@@ -115,20 +115,9 @@ impl PgBouncer {
 
     /// Stops PgBouncer once this process is gone, even after a crash.
     fn spawn_watchdog(&self) -> Result<(), String> {
-        let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             kill $(cat '{dir}/pgbouncer.pid') 2>/dev/null; rm -rf '{dir}'",
-            pid = std::process::id(),
-            dir = self.root.path().display(),
-        );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map(drop)
-            .map_err(|e| format!("cannot start the PgBouncer watchdog: {e}"))
+        let dir = self.root.path().display();
+        let cleanup = format!("kill $(cat '{dir}/pgbouncer.pid') 2>/dev/null; rm -rf '{dir}'");
+        spawn_watchdog(&cleanup, "PgBouncer")
     }
 }
 

@@ -106,12 +106,19 @@ impl PgCluster {
         if tls {
             cluster.write_tls_files()?;
         }
-        cluster.spawn_watchdog()?;
+        cluster.start_on_a_free_port()?;
+        Ok(cluster)
+    }
+
+    /// Starts the server on a free port, trying another when one is taken meanwhile, with
+    /// a watchdog that removes it once this process is gone.
+    fn start_on_a_free_port(&mut self) -> Result<(), String> {
+        self.spawn_watchdog()?;
         let mut last_error = String::new();
         for _ in 0..3 {
-            cluster.port = free_port()?;
-            match cluster.start_again() {
-                Ok(()) => return Ok(cluster),
+            self.port = free_port()?;
+            match self.start_again() {
+                Ok(()) => return Ok(()),
                 Err(err) => last_error = err,
             }
         }
@@ -153,16 +160,8 @@ impl PgCluster {
             ])
             .args(["-p", &self.port.to_string(), "-D"])
             .arg(replica.data_dir()))?;
-        replica.spawn_watchdog()?;
-        let mut last_error = String::new();
-        for _ in 0..3 {
-            replica.port = free_port()?;
-            match replica.start_again() {
-                Ok(()) => return Ok(replica),
-                Err(err) => last_error = err,
-            }
-        }
-        Err(last_error)
+        replica.start_on_a_free_port()?;
+        Ok(replica)
     }
 
     /// The TCP port the cluster listens on, on 127.0.0.1.
@@ -349,22 +348,30 @@ impl PgCluster {
             ""
         };
         let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             {as_user}'{pg_ctl}' stop -m immediate -D '{data}' >/dev/null 2>&1; rm -rf '{root}'",
-            pid = std::process::id(),
+            "{as_user}'{pg_ctl}' stop -m immediate -D '{data}' >/dev/null 2>&1; rm -rf '{root}'",
             pg_ctl = pg_ctl.display(),
             data = self.data_dir().display(),
             root = self.root.path().display(),
         );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map(drop)
-            .map_err(|e| format!("cannot start the cluster watchdog: {e}"))
+        spawn_watchdog(&script, "cluster")
     }
+}
+
+/// Runs `cleanup` (a shell script) once this process is gone, even after a crash or
+/// `process::exit`: a watchdog for what the tests start outside the process.
+pub(crate) fn spawn_watchdog(cleanup: &str, what: &str) -> Result<(), String> {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {cleanup}",
+        pid = std::process::id()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("cannot start the {what} watchdog: {e}"))
 }
 
 impl Drop for PgCluster {
