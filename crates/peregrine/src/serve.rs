@@ -25,9 +25,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let url = args.database.url()?;
     let api_token = args.api_token()?;
     let db_timeout = checked_duration(args.db_timeout, "--db-timeout", Duration::from_millis(1))?;
-    let config = serve_config(&args)?;
-    let bound = peregrine_api::bind(config).map_err(|err| listen_error(args.bind, &err))?;
-    let address = bound.local_addr()?;
     let pool_size = args.database.pool_size(&url);
     let serving = db::Serving {
         statements: args.db_statements,
@@ -39,6 +36,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )?,
         ..db::Serving::new(pool_size, db_timeout)
     };
+    let config = serve_config(&args)?;
+    let bound = peregrine_api::bind(config).map_err(|err| listen_error(args.bind, &err))?;
+    let address = bound.local_addr()?;
     let store = db::open_url(&url, pool_size, args.database.db_wait).await?;
     let store = Arc::new(serving.apply(store)?);
     if let Some(wanted) = args.seed {

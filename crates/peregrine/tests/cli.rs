@@ -534,11 +534,48 @@ fn invalid_flags_are_rejected_by_name() {
         ),
         (&["db", "seed", "--users", "-5"][..], "--users"),
         (&["serve", "--log-format", "xml"][..], "--log-format"),
+        (
+            &["serve", "--db-statements", "named"][..],
+            "--db-statements",
+        ),
     ] {
         let (status, _, stderr) = run(dir.path(), args);
         assert_eq!(status.code(), Some(2), "{args:?}");
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
+    // Checked before anything is bound or opened: exit 1 naming the flag, no file made.
+    let postgres = "postgres://app@127.0.0.1:1/db";
+    for (args, expected) in [
+        (
+            &["serve", "--database-read-url", postgres][..],
+            "--database-read-url: read replicas are for PostgreSQL only",
+        ),
+        (
+            &[
+                "serve",
+                "--database-url",
+                postgres,
+                "--database-read-url",
+                "sqlite://r.db",
+            ][..],
+            "--database-read-url: sqlite://r.db is not a PostgreSQL URL",
+        ),
+        (
+            &[
+                "serve",
+                "--database-url",
+                postgres,
+                "--db-read-primary-after-write",
+                "2h",
+            ][..],
+            "--db-read-primary-after-write: must be from 0s to 1h",
+        ),
+    ] {
+        let (status, _, stderr) = run(dir.path(), args);
+        assert_eq!(status.code(), Some(1), "{args:?}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert!(!dir.path().join("peregrine.db").exists());
 }
 
 /// The serving limits are range-checked, and a secret file that cannot be used is named.
