@@ -1,8 +1,11 @@
 //! PostgreSQL backend: a few long-lived connections shared by all reads, so concurrent
 //! queries pipeline on each socket, and one connection of their own for writes, so that a
 //! write waiting on a row lock never holds up the reads queued behind it. Statements are
-//! prepared once per connection; every call has a deadline, past which the connection is
-//! taken for hung and replaced; a dead connection is replaced when the server comes back.
+//! prepared once per connection, or sent unnamed behind a connection pooler (PgBouncer in
+//! transaction mode keeps nothing between transactions); reads may go to streaming replicas,
+//! the primary answering when they do not. Every call has a deadline, past which the
+//! connection is taken for hung and replaced; a dead connection is replaced when the server
+//! comes back.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
