@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use peregrine_store::{DatabaseUrl, PgOptions, SslMode};
+use peregrine_store::{DatabaseUrl, PgConfig, PgOptions, SslMode, StatementMode};
 
 /// A fast users REST API on PostgreSQL or SQLite.
 #[derive(Debug, Parser)]
@@ -251,6 +251,31 @@ pub struct ServeArgs {
     /// PostgreSQL's statement_timeout and lock_timeout of the server's connections.
     #[arg(long, env = "PEREGRINE_DB_TIMEOUT", default_value = "5s", value_parser = duration_flag)]
     pub db_timeout: Duration,
+    /// How PostgreSQL statements are sent: `prepared` (named, parsed once per connection),
+    /// `unnamed` (parsed on each call, in the same round trip: works behind PgBouncer in
+    /// transaction mode), or `auto`: unnamed when the server looks like a pooler.
+    #[arg(
+        long,
+        env = "PEREGRINE_DB_STATEMENTS",
+        default_value = "auto",
+        value_name = "auto|prepared|unnamed"
+    )]
+    pub db_statements: StatementMode,
+    /// A streaming replica that serves list and get requests (repeatable; the variable
+    /// takes a comma-separated list); the primary serves writes, and reads when no replica
+    /// answers.
+    #[arg(
+        long = "database-read-url",
+        env = "PEREGRINE_DATABASE_READ_URL",
+        value_name = "URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub database_read_urls: Vec<String>,
+    /// After a write of this process, reads go to the primary for this long, so that a
+    /// client reading right after its write sees it [default: 0s, replicas serve every read].
+    #[arg(long, env = "PEREGRINE_DB_READ_PRIMARY_AFTER_WRITE", default_value = "0s", value_parser = duration_flag)]
+    pub db_read_primary_after_write: Duration,
     /// Most open connections per process; past it the oldest idle connection is closed to
     /// make room, or the new one when all are busy.
     #[arg(long, env = "PEREGRINE_MAX_CONNECTIONS", default_value_t = peregrine_api::DEFAULT_MAX_CONNECTIONS as u64,
@@ -285,6 +310,30 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// The `--database-read-url`s, read with the primary's `--db-sslmode`/`--db-sslrootcert`;
+    /// PostgreSQL only.
+    pub fn read_replicas(&self, primary: &DatabaseUrl) -> anyhow::Result<Vec<PgConfig>> {
+        let options = PgOptions {
+            sslmode: self.database.db_sslmode,
+            sslrootcert: self.database.db_sslrootcert.clone(),
+        };
+        self.database_read_urls
+            .iter()
+            .map(|text| {
+                let url = DatabaseUrl::parse(text.trim(), &options).context("--database-read-url")?;
+                match (primary, url) {
+                    (DatabaseUrl::Postgres(_), DatabaseUrl::Postgres(config)) => Ok(*config),
+                    (DatabaseUrl::Sqlite(_), _) => anyhow::bail!(
+                        "--database-read-url: read replicas are for PostgreSQL only, and the database is {primary}"
+                    ),
+                    (_, other) => anyhow::bail!(
+                        "--database-read-url: {other} is not a PostgreSQL URL"
+                    ),
+                }
+            })
+            .collect()
+    }
+
     /// The bearer token, from `--api-token-file` or `--api-token`; empty means none.
     pub fn api_token(&self) -> anyhow::Result<Option<String>> {
         let token = match &self.api_token_file {

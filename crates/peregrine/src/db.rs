@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
-use peregrine_store::{DatabaseUrl, UserStore};
+use peregrine_store::{DatabaseUrl, PgConfig, StatementMode, UserStore};
 
 use crate::cli::{DatabaseArgs, SeedArgs};
 
@@ -63,6 +63,48 @@ pub async fn open_url(
     Ok(store)
 }
 
+/// How each server thread's store serves: its connections, deadline, statements and
+/// read replicas.
+#[derive(Clone)]
+pub struct Serving {
+    /// Shared read connections per server thread (per replica too); SQLite: readers.
+    pub connections: usize,
+    /// Deadline of every database call of a request.
+    pub timeout: Duration,
+    /// How PostgreSQL statements are sent.
+    pub statements: StatementMode,
+    /// Streaming replicas that serve reads.
+    pub replicas: Vec<PgConfig>,
+    /// After a write of this process, reads go to the primary for this long.
+    pub read_primary_after_write: Duration,
+}
+
+impl Serving {
+    /// `connections` and `timeout` with the defaults for the rest: statements as
+    /// [`StatementMode::Auto`] decides, no replicas.
+    pub fn new(connections: usize, timeout: Duration) -> Self {
+        Self {
+            connections,
+            timeout,
+            statements: StatementMode::Auto,
+            replicas: Vec::new(),
+            read_primary_after_write: Duration::ZERO,
+        }
+    }
+
+    /// `store` set up to serve as these settings say.
+    pub fn apply(&self, store: UserStore) -> Result<UserStore, peregrine_store::StoreError> {
+        store
+            .with_timeout(self.timeout)
+            .with_statements(self.statements)
+            .with_replicas(
+                &self.replicas,
+                self.connections,
+                self.read_primary_after_write,
+            )
+    }
+}
+
 /// The store of serving worker `worker`: SQLite's store has its own threads and is shared
 /// by all workers; on PostgreSQL each worker but the first (which has `first`) gets
 /// connections of its own, so that a request never leaves its thread.
@@ -70,13 +112,12 @@ pub fn worker_store(
     first: &Arc<UserStore>,
     url: &DatabaseUrl,
     worker: usize,
-    connections: usize,
-    timeout: Duration,
+    serving: &Serving,
 ) -> Result<Arc<UserStore>, peregrine_store::StoreError> {
     Ok(match (url, worker) {
         (DatabaseUrl::Sqlite(_), _) | (_, 0) => Arc::clone(first),
         (DatabaseUrl::Postgres(_), _) => {
-            Arc::new(UserStore::open(url, connections)?.with_timeout(timeout))
+            Arc::new(serving.apply(UserStore::open(url, serving.connections)?)?)
         }
     })
 }

@@ -275,15 +275,12 @@ impl InProcessServer {
                     };
                     let (bound, address) = bound;
                     let _ = ready_tx.send(Ok(address));
-                    let timeout = peregrine_store::DEFAULT_DB_TIMEOUT;
+                    let serving = db::Serving::new(
+                        demo_connections(&url),
+                        peregrine_store::DEFAULT_DB_TIMEOUT,
+                    );
                     let make_app = |worker| {
-                        let store = db::worker_store(
-                            &first,
-                            &url,
-                            worker,
-                            demo_connections(&url),
-                            timeout,
-                        )?;
+                        let store = db::worker_store(&first, &url, worker, &serving)?;
                         Ok(peregrine_api::app(store, ApiSettings::default()))
                     };
                     let shutdown = async {

@@ -25,14 +25,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let url = args.database.url()?;
     let api_token = args.api_token()?;
     let db_timeout = checked_duration(args.db_timeout, "--db-timeout", Duration::from_millis(1))?;
+    let pool_size = args.database.pool_size(&url);
+    let serving = db::Serving {
+        statements: args.db_statements,
+        replicas: args.read_replicas(&url)?,
+        read_primary_after_write: checked_duration(
+            args.db_read_primary_after_write,
+            "--db-read-primary-after-write",
+            Duration::ZERO,
+        )?,
+        ..db::Serving::new(pool_size, db_timeout)
+    };
     let config = serve_config(&args)?;
     let bound = peregrine_api::bind(config).map_err(|err| listen_error(args.bind, &err))?;
     let address = bound.local_addr()?;
-    let pool_size = args.database.pool_size(&url);
-    let store = db::open_url(&url, pool_size, args.database.db_wait)
-        .await?
-        .with_timeout(db_timeout);
-    let store = Arc::new(store);
+    let store = db::open_url(&url, pool_size, args.database.db_wait).await?;
+    let store = Arc::new(serving.apply(store)?);
     if let Some(wanted) = args.seed {
         let existing = store.count().await?;
         if existing < wanted {
@@ -50,7 +58,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let make_app = move |worker: usize| {
-        let store = db::worker_store(&store, &url, worker, pool_size, db_timeout)?;
+        let store = db::worker_store(&store, &url, worker, &serving)?;
         Ok(peregrine_api::app(store, settings.clone()))
     };
     let shutdown = shutdown_signal()?;

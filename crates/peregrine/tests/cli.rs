@@ -534,11 +534,48 @@ fn invalid_flags_are_rejected_by_name() {
         ),
         (&["db", "seed", "--users", "-5"][..], "--users"),
         (&["serve", "--log-format", "xml"][..], "--log-format"),
+        (
+            &["serve", "--db-statements", "named"][..],
+            "--db-statements",
+        ),
     ] {
         let (status, _, stderr) = run(dir.path(), args);
         assert_eq!(status.code(), Some(2), "{args:?}");
         assert!(stderr.contains(flag), "{args:?}: {stderr}");
     }
+    // Checked before anything is bound or opened: exit 1 naming the flag, no file made.
+    let postgres = "postgres://app@127.0.0.1:1/db";
+    for (args, expected) in [
+        (
+            &["serve", "--database-read-url", postgres][..],
+            "--database-read-url: read replicas are for PostgreSQL only",
+        ),
+        (
+            &[
+                "serve",
+                "--database-url",
+                postgres,
+                "--database-read-url",
+                "sqlite://r.db",
+            ][..],
+            "--database-read-url: sqlite://r.db is not a PostgreSQL URL",
+        ),
+        (
+            &[
+                "serve",
+                "--database-url",
+                postgres,
+                "--db-read-primary-after-write",
+                "2h",
+            ][..],
+            "--db-read-primary-after-write: must be from 0s to 1h",
+        ),
+    ] {
+        let (status, _, stderr) = run(dir.path(), args);
+        assert_eq!(status.code(), Some(1), "{args:?}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    assert!(!dir.path().join("peregrine.db").exists());
 }
 
 /// The serving limits are range-checked, and a secret file that cannot be used is named.
@@ -1702,4 +1739,114 @@ async fn a_connection_flood_past_the_open_file_limit_does_not_lock_clients_out()
         "the default limit is above 256 open files: {}",
         server.logs()
     );
+}
+
+/// Sends `count` requests at once to `server`: a third creates users, the others read one
+/// user or a page. Returns the statuses.
+async fn mixed_requests(server: &Served, token: &str, count: usize) -> Vec<u16> {
+    let client = reqwest::Client::new();
+    let requests = (0..count).map(|i| {
+        let request = match i % 3 {
+            0 => client
+                .post(server.url("/users"))
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "username": format!("mixed{i}") })),
+            1 => client.get(server.url(&format!("/users/{}", i % 20 + 1))),
+            _ => client.get(server.url("/users/?limit=50")),
+        };
+        tokio::spawn(async move { request.send().await.map(|r| r.status().as_u16()) })
+    });
+    let mut statuses = Vec::new();
+    for request in requests.collect::<Vec<_>>() {
+        let status = request.await.unwrap_or_else(|e| panic!("{e}"));
+        statuses.push(status.unwrap_or_else(|e| panic!("{e}")));
+    }
+    statuses
+}
+
+#[tokio::test]
+async fn serve_behind_pgbouncer_in_transaction_mode_answers_every_request() {
+    let cluster = PgCluster::shared();
+    let database = cluster.fresh_database_name().await;
+    // Fewer server connections than the server opens: statements meet other sessions.
+    let bouncer =
+        peregrine_testkit::PgBouncer::start(cluster, 2, "").unwrap_or_else(|e| panic!("{e}"));
+    let dir = temp_dir();
+    let url = bouncer.url(&database);
+    let args = ["--database-url", &url, "--seed", "20", "--workers", "2"];
+    let server = Served::start(
+        dir.path(),
+        &[&args[..], &["--api-token", "b0uncer"]].concat(),
+    );
+    let statuses = mixed_requests(&server, "b0uncer", 300).await;
+    let failed: Vec<_> = statuses
+        .iter()
+        .filter(|s| !matches!(s, 200 | 201))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}\n{}", server.logs());
+    let logs = server.logs();
+    assert!(logs.contains("unnamed"), "{logs}");
+    assert!(!logs.contains("prepared statement"), "{logs}");
+}
+
+#[tokio::test]
+async fn serve_reads_from_a_replica_and_from_the_primary_once_it_stops() {
+    let primary = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let database = primary.fresh_database_name().await;
+    let dir = temp_dir();
+    let (status, _, stderr) = run(
+        dir.path(),
+        &["db", "init", "--database-url", &primary.url(&database)],
+    );
+    assert!(status.success(), "{stderr}");
+    let replica = primary.start_replica().unwrap_or_else(|e| panic!("{e}"));
+    let server = Served::start(
+        dir.path(),
+        &[
+            "--database-url",
+            &primary.url(&database),
+            "--database-read-url",
+            &replica.url(&database),
+            "--api-token",
+            "r3plica",
+        ],
+    );
+    let client = reqwest::Client::new();
+    let create = async |name: &str| -> String {
+        let response = client
+            .post(server.url("/users"))
+            .bearer_auth("r3plica")
+            .json(&serde_json::json!({ "username": name }))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(response.status().as_u16(), 201);
+        let user: Value = response.json().await.unwrap_or_else(|e| panic!("{e}"));
+        server.url(&format!("/users/{}", user["id"]))
+    };
+    // A write on the primary becomes visible to reads.
+    let first = create("first").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get_json(&first).await.0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the replica never showed the write"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // With the replica's replay paused, reads miss a new user: the replica serves them.
+    let replica_admin = peregrine_testkit::connect(&replica.url("postgres")).await;
+    replica_admin
+        .batch_execute("SELECT pg_wal_replay_pause()")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let second = create("second").await;
+    assert_eq!(get_json(&second).await.0, 404);
+    // The replica stops: the primary answers every read.
+    replica.stop().unwrap_or_else(|e| panic!("{e}"));
+    for _ in 0..20 {
+        assert_eq!(get_json(&second).await.0, 200, "{}", server.logs());
+        let (status, users) = get_json(&server.url("/users/")).await;
+        assert_eq!((status, users.as_array().map(Vec::len)), (200, Some(2)));
+    }
 }

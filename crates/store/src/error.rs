@@ -146,6 +146,16 @@ impl From<tokio_postgres::Error> for StoreError {
         if code == SqlState::READ_ONLY_SQL_TRANSACTION {
             return Self::ReadOnly;
         }
+        if code == SqlState::INVALID_SQL_STATEMENT_NAME || code == SqlState::DUPLICATE_PSTATEMENT {
+            return Self::Internal {
+                reason: format!(
+                    "PostgreSQL error {}: a named prepared statement is missing or taken; a \
+                     connection pooler in transaction mode is in between: use --db-statements unnamed",
+                    code.code()
+                ),
+                source: Some(Box::new(err)),
+            };
+        }
         let class = code.code().get(..2).unwrap_or_default();
         // 08: connection exception, 53: insufficient resources (too many connections),
         // 57: operator intervention (shutdown, a cancelled statement: statement_timeout),

@@ -22,7 +22,7 @@ pub use model::{
     Username,
 };
 pub use pg_config::{PgConfig, PgOptions, SslMode};
-pub use postgres::{DEFAULT_DB_TIMEOUT, PostgresAdmin, PostgresStore};
+pub use postgres::{DEFAULT_DB_TIMEOUT, PostgresAdmin, PostgresStore, StatementMode};
 pub use seed::Progress;
 pub use sqlite::SqliteStore;
 
@@ -84,6 +84,40 @@ impl UserStore {
             Self::Sqlite(store) => store.set_timeout(timeout),
         }
         self
+    }
+
+    /// Sets how PostgreSQL's serving connections send statements (default
+    /// [`StatementMode::Auto`]); SQLite has no such choice.
+    pub fn with_statements(mut self, mode: StatementMode) -> Self {
+        if let Self::Postgres(store) = &mut self {
+            store.set_statements(mode);
+        }
+        self
+    }
+
+    /// Sends PostgreSQL reads to these streaming replicas in turn, each with `connections`
+    /// shared connections, falling back to the primary when the replica does not answer;
+    /// writes stay on the primary. Reads go to the primary for `read_primary_after_write`
+    /// after a write of this process. SQLite has no replicas: an error.
+    pub fn with_replicas(
+        mut self,
+        replicas: &[PgConfig],
+        connections: usize,
+        read_primary_after_write: Duration,
+    ) -> Result<Self, StoreError> {
+        match &mut self {
+            Self::Postgres(store) => {
+                store.set_replicas(replicas, connections);
+                store.set_read_primary_after_write(read_primary_after_write);
+            }
+            Self::Sqlite(_) if replicas.is_empty() => {}
+            Self::Sqlite(_) => {
+                return Err(StoreError::Config(
+                    "read replicas are for PostgreSQL only, not SQLite".into(),
+                ));
+            }
+        }
+        Ok(self)
     }
 
     /// The backend's name, for logs: `postgres` or `sqlite`.

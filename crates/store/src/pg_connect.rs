@@ -34,6 +34,9 @@ pub(crate) struct ConnectFailure {
     pub(crate) permanent: bool,
     /// The cause and the remedy, without the password.
     pub(crate) message: String,
+    /// The server refused a startup parameter (PgBouncer refuses `options` unless its
+    /// `ignore_startup_parameters` lists it): connecting without it may succeed.
+    pub(crate) refused_parameter: bool,
 }
 
 impl ConnectFailure {
@@ -41,6 +44,7 @@ impl ConnectFailure {
         Self {
             permanent: false,
             message,
+            refused_parameter: false,
         }
     }
 
@@ -48,6 +52,7 @@ impl ConnectFailure {
         Self {
             permanent: true,
             message,
+            refused_parameter: false,
         }
     }
 
@@ -167,6 +172,13 @@ fn classify_server_refusal(
         "42501" => {
             ConnectFailure::fatal(format!("{message}: grant the user CONNECT on the database"))
         }
+        "08P01" if message.starts_with("unsupported startup parameter") => ConnectFailure {
+            refused_parameter: true,
+            ..ConnectFailure::fatal(format!(
+                "{message}: the server (a connection pooler such as PgBouncer?) refuses it; \
+                 list it in PgBouncer's ignore_startup_parameters, or leave it out of the URL"
+            ))
+        },
         "53300" => ConnectFailure::retry(format!(
             "{message}: raise the server's max_connections, or lower --workers or --db-pool-size"
         )),

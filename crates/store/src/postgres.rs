@@ -1,16 +1,19 @@
 //! PostgreSQL backend: a few long-lived connections shared by all reads, so concurrent
 //! queries pipeline on each socket, and one connection of their own for writes, so that a
 //! write waiting on a row lock never holds up the reads queued behind it. Statements are
-//! prepared once per connection; every call has a deadline, past which the connection is
-//! taken for hung and replaced; a dead connection is replaced when the server comes back.
+//! prepared once per connection, or sent unnamed behind a connection pooler (PgBouncer in
+//! transaction mode keeps nothing between transactions); reads may go to streaming replicas,
+//! the primary answering when they do not. Every call has a deadline, past which the
+//! connection is taken for hung and replaced; a dead connection is replaced when the server
+//! comes back.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use futures_util::{SinkExt, TryStreamExt};
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Statement};
 
 use crate::migrations::{self, MigrationReport};
@@ -26,42 +29,150 @@ const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 const PRELOAD_NAMES_UP_TO: i64 = 5_000_000;
 /// Key of the advisory lock that serialises migrations between processes.
 const MIGRATION_LOCK: i64 = 0x7065_7265_6772_696e; // "peregrin"
+/// PostgreSQL's port when the URL names none.
+const DEFAULT_PORT: u16 = 5432;
 
 /// Deadline of each database call unless configured otherwise.
 pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the serving connections send their statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatementMode {
+    /// Named prepared statements, unless the server looks like a connection pooler: it
+    /// refuses the `options` startup parameter, or reports a `port` other than the one
+    /// connected to.
+    #[default]
+    Auto,
+    /// Each statement prepared once per connection and kept (named): parsed and planned
+    /// once. Breaks behind a pooler in transaction mode that does not track them.
+    Prepared,
+    /// Each call parses an unnamed statement and runs it in the same round trip; nothing is
+    /// kept on the server between calls, so it works behind any pooler.
+    Unnamed,
+}
+
+impl std::str::FromStr for StatementMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            "prepared" => Ok(Self::Prepared),
+            "unnamed" => Ok(Self::Unnamed),
+            other => Err(format!(
+                "{other:?} is not a statement mode: use auto, prepared or unnamed"
+            )),
+        }
+    }
+}
 
 /// The PostgreSQL user store.
 pub struct PostgresStore {
     /// For migrations and seeding: no statement or lock timeout of the server's own.
     config: PgConfig,
-    /// For the shared serving connections: the server stops a statement at the deadline too.
-    serving: PgConfig,
-    readers: Box<[Slot]>,
+    /// The primary: every write, and reads when no replica answers.
+    primary: Endpoint,
     writer: Slot,
-    next: AtomicUsize,
-    started: Instant,
+    /// Streaming replicas that serve reads, taken in turn.
+    replicas: Box<[Endpoint]>,
+    next_replica: AtomicUsize,
+    statements: StatementMode,
+    /// After a write of this process, reads go to the primary for this long.
+    read_primary_after_write: Duration,
     timeout: Duration,
+}
+
+/// One server (the primary or a replica) and its shared read connections.
+struct Endpoint {
+    /// What the URL says.
+    base: PgConfig,
+    /// For the serving connections: the server stops a statement at the deadline too.
+    serving: PgConfig,
+    /// `serving` without the server-side timeouts, for a server that refuses them.
+    plain: PgConfig,
+    /// Set once the server refused the `options` startup parameter (PgBouncer does unless
+    /// told to ignore it): connect with `base`'s options only from then on.
+    options_refused: AtomicBool,
+    readers: Box<[Slot]>,
+    next: AtomicUsize,
 }
 
 /// One shared connection, replaced when it dies.
 struct Slot {
     live: ArcSwapOption<Connection>,
     reconnecting: tokio::sync::Mutex<()>,
-    /// Milliseconds since `started` of the last failed connect, plus one (0 = never failed).
+    /// Milliseconds since [`epoch`] of the last failed connect, plus one (0 = never failed).
     failed_at: AtomicU64,
 }
 
-/// A connection with its prepared statements.
+/// The statements the server runs for requests.
+#[derive(Clone, Copy)]
+enum Query {
+    List,
+    Get,
+    Insert,
+    Rename,
+    Delete,
+    Count,
+    Ping,
+}
+
+impl Query {
+    const ALL: [Query; 7] = [
+        Query::List,
+        Query::Get,
+        Query::Insert,
+        Query::Rename,
+        Query::Delete,
+        Query::Count,
+        Query::Ping,
+    ];
+
+    fn sql(self) -> &'static str {
+        match self {
+            Query::List => "SELECT id, username FROM orguser WHERE id > $1 ORDER BY id LIMIT $2",
+            Query::Get => "SELECT id, username FROM orguser WHERE id = $1",
+            Query::Insert => "INSERT INTO orguser (username) VALUES ($1) RETURNING id",
+            Query::Rename => "UPDATE orguser SET username = $2 WHERE id = $1",
+            Query::Delete => "DELETE FROM orguser WHERE id = $1",
+            Query::Count => "SELECT count(*) FROM orguser",
+            Query::Ping => "SELECT 1",
+        }
+    }
+
+    /// The parameters' types, given so that neither mode needs a round trip to learn them.
+    fn types(self) -> &'static [Type] {
+        match self {
+            Query::List => &[Type::INT4, Type::INT8],
+            Query::Get | Query::Delete => &[Type::INT4],
+            Query::Insert => &[Type::VARCHAR],
+            Query::Rename => &[Type::INT4, Type::VARCHAR],
+            Query::Count | Query::Ping => &[],
+        }
+    }
+
+    /// Whether the answer is a count of changed rows rather than rows.
+    fn changes_rows(self) -> bool {
+        matches!(self, Query::Rename | Query::Delete)
+    }
+}
+
+/// What a query answered: its rows, or how many rows it changed.
+struct Answer {
+    rows: Vec<Row>,
+    changed: u64,
+}
+
+type Params<'a> = [&'a (dyn ToSql + Sync)];
+
+/// A connection, with its prepared statements in [`StatementMode::Prepared`].
 struct Connection {
     client: Client,
     /// The task that drives the socket: stopped when the connection is dropped, so that a
     /// connection given up as hung does not linger.
     driver: tokio::task::AbortHandle,
-    list: Statement,
-    get: Statement,
-    insert: Statement,
-    rename: Statement,
-    delete: Statement,
+    /// Indexed by [`Query`]; `None` when statements are sent unnamed.
+    prepared: Option<Box<[Statement]>>,
 }
 
 impl PostgresStore {
@@ -69,12 +180,13 @@ impl PostgresStore {
     /// connection, opened on first use, with [`DEFAULT_DB_TIMEOUT`] as the deadline.
     pub fn new(config: PgConfig, connections: usize) -> Self {
         let mut store = Self {
-            serving: config.clone(),
+            primary: Endpoint::new(config.clone(), connections),
             config,
-            readers: (0..connections.max(1)).map(|_| Slot::default()).collect(),
             writer: Slot::default(),
-            next: AtomicUsize::new(0),
-            started: Instant::now(),
+            replicas: Box::new([]),
+            next_replica: AtomicUsize::new(0),
+            statements: StatementMode::default(),
+            read_primary_after_write: Duration::ZERO,
             timeout: DEFAULT_DB_TIMEOUT,
         };
         store.set_timeout(DEFAULT_DB_TIMEOUT);
@@ -86,34 +198,51 @@ impl PostgresStore {
     /// the database stops the work too; this side waits a little longer, so that the server
     /// usually answers first and the connection can be kept.
     pub fn set_timeout(&mut self, timeout: Duration) {
-        let millis = timeout.as_millis().max(1);
-        let ours = format!("-c statement_timeout={millis} -c lock_timeout={millis}");
-        // The URL's own options come last, so that they win.
-        let options = match self.config.client.get_options() {
-            Some(given) if !given.is_empty() => format!("{ours} {given}"),
-            _ => ours,
-        };
-        self.serving = self.config.clone();
-        self.serving.client.options(&options);
-        let connect = self.serving.client.get_connect_timeout().copied();
-        self.serving
-            .client
-            .connect_timeout(connect.map_or(timeout, |given| given.min(timeout)));
         self.timeout = timeout;
+        for endpoint in std::iter::once(&mut self.primary).chain(self.replicas.iter_mut()) {
+            endpoint.set_timeout(timeout);
+        }
     }
 
-    /// Runs `call` against a shared connection of `slot` within the deadline; past it the
+    /// Sets how the serving connections send statements (default [`StatementMode::Auto`]).
+    pub fn set_statements(&mut self, mode: StatementMode) {
+        self.statements = mode;
+    }
+
+    /// Sends reads to these streaming replicas in turn (each with `connections` shared
+    /// connections), falling back to the primary when the replica does not answer within
+    /// half the deadline. Writes always go to the primary.
+    pub fn set_replicas(&mut self, replicas: &[PgConfig], connections: usize) {
+        self.replicas = replicas
+            .iter()
+            .map(|config| {
+                let mut endpoint = Endpoint::new(config.clone(), connections);
+                endpoint.set_timeout(self.timeout);
+                endpoint
+            })
+            .collect();
+    }
+
+    /// After a write made by this process, reads go to the primary for `window`, so that a
+    /// client reading right after its write (through this instance) sees it.
+    pub fn set_read_primary_after_write(&mut self, window: Duration) {
+        self.read_primary_after_write = window;
+    }
+
+    /// Runs `query` on a shared connection of `slot` within `deadline`; past it the
     /// connection is dropped (it may be hung: a stopped server, a lost network) so that the
     /// next call opens a new one.
-    async fn within_deadline<T>(
+    async fn within_deadline(
         &self,
+        endpoint: &Endpoint,
         slot: &Slot,
-        call: impl AsyncFnOnce(&Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let deadline = self.timeout + self.timeout / 4;
+        deadline: Duration,
+        query: Query,
+        params: &Params<'_>,
+    ) -> Result<Answer, StoreError> {
         let attempt = async {
-            let conn = self.connection_of(slot).await?;
-            call(&*conn).await
+            let conn = self.connection_of(endpoint, slot).await?;
+            conn.run(query, params).await
         };
         match tokio::time::timeout(deadline, attempt).await {
             Ok(result) => result,
@@ -128,10 +257,53 @@ impl PostgresStore {
         }
     }
 
-    /// A read connection, taken in turn.
-    fn reader(&self) -> &Slot {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
-        &self.readers[index]
+    /// The deadline of one call: a little past the server's own statement timeout.
+    fn deadline(&self) -> Duration {
+        self.timeout + self.timeout / 4
+    }
+
+    /// Runs a read on a replica, taken in turn, when there are any and this process has
+    /// not written within the window; on the primary when there are none, or when the
+    /// replica does not answer within half the deadline.
+    async fn read(&self, query: Query, params: &Params<'_>) -> Result<Answer, StoreError> {
+        if !self.replicas.is_empty() && !self.wrote_within(self.read_primary_after_write) {
+            let index = self.next_replica.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
+            let replica = &self.replicas[index];
+            let answer = self
+                .within_deadline(replica, replica.reader(), self.timeout / 2, query, params)
+                .await;
+            match answer {
+                Err(StoreError::Unavailable { reason, .. }) => {
+                    tracing::debug!(%reason, replica = index, "replica unavailable; reading from the primary");
+                }
+                answered => return answered,
+            }
+        }
+        self.on_primary(query, params).await
+    }
+
+    /// Runs a query on one of the primary's read connections.
+    async fn on_primary(&self, query: Query, params: &Params<'_>) -> Result<Answer, StoreError> {
+        let primary = &self.primary;
+        self.within_deadline(primary, primary.reader(), self.deadline(), query, params)
+            .await
+    }
+
+    /// Runs a write on the primary's write connection, noting when it happened.
+    async fn write(&self, query: Query, params: &Params<'_>) -> Result<Answer, StoreError> {
+        let result = self
+            .within_deadline(&self.primary, &self.writer, self.deadline(), query, params)
+            .await;
+        if !self.replicas.is_empty() {
+            LAST_WRITE_MS.store(elapsed_ms() + 1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Whether this process wrote within `window`.
+    fn wrote_within(&self, window: Duration) -> bool {
+        let last = LAST_WRITE_MS.load(Ordering::Relaxed);
+        last != 0 && elapsed_ms() + 1 - last < u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Applies pending migrations on a connection of its own, holding an advisory lock so
@@ -175,15 +347,9 @@ impl PostgresStore {
     /// Users in id order, starting after `page.after`.
     pub async fn list_into<S: UserSink>(&self, page: Page, mut sink: S) -> Result<S, StoreError> {
         let after = page.after.map_or(0, UserId::get);
-        let rows = self
-            .within_deadline(self.reader(), async |conn| {
-                Ok(conn
-                    .client
-                    .query(&conn.list, &[&after, &i64::from(page.limit)])
-                    .await?)
-            })
-            .await?;
-        for row in &rows {
+        let limit = i64::from(page.limit);
+        let answer = self.read(Query::List, &[&after, &limit]).await?;
+        for row in &answer.rows {
             sink.user(UserId::from_db(row.try_get(0)?), row.try_get(1)?);
         }
         Ok(sink)
@@ -191,25 +357,20 @@ impl PostgresStore {
 
     /// The user with `id`.
     pub async fn get(&self, id: UserId) -> Result<User, StoreError> {
-        let row = self
-            .within_deadline(self.reader(), async |conn| {
-                Ok(conn.client.query_opt(&conn.get, &[&id.get()]).await?)
-            })
-            .await?;
-        row.as_ref()
+        let answer = self.read(Query::Get, &[&id.get()]).await?;
+        answer
+            .rows
+            .first()
             .map_or(Err(StoreError::NotFound), user_from_row)
     }
 
     /// Adds a user named `username`.
     pub async fn create(&self, username: &Username) -> Result<User, StoreError> {
-        let row = self
-            .within_deadline(&self.writer, async |conn| {
-                Ok(conn
-                    .client
-                    .query_one(&conn.insert, &[&username.as_str()])
-                    .await?)
-            })
-            .await?;
+        let answer = self.write(Query::Insert, &[&username.as_str()]).await?;
+        let row = answer
+            .rows
+            .first()
+            .ok_or_else(|| StoreError::internal("INSERT … RETURNING returned no row"))?;
         Ok(User {
             id: UserId::from_db(row.try_get(0)?),
             username: username.clone(),
@@ -218,15 +379,10 @@ impl PostgresStore {
 
     /// Renames the user with `id`.
     pub async fn rename(&self, id: UserId, username: &Username) -> Result<User, StoreError> {
-        let updated = self
-            .within_deadline(&self.writer, async |conn| {
-                Ok(conn
-                    .client
-                    .execute(&conn.rename, &[&id.get(), &username.as_str()])
-                    .await?)
-            })
+        let answer = self
+            .write(Query::Rename, &[&id.get(), &username.as_str()])
             .await?;
-        match updated {
+        match answer.changed {
             0 => Err(StoreError::NotFound),
             _ => Ok(User {
                 id,
@@ -237,38 +393,26 @@ impl PostgresStore {
 
     /// Deletes the user with `id`.
     pub async fn delete(&self, id: UserId) -> Result<(), StoreError> {
-        let deleted = self
-            .within_deadline(&self.writer, async |conn| {
-                Ok(conn.client.execute(&conn.delete, &[&id.get()]).await?)
-            })
-            .await?;
-        match deleted {
+        match self.write(Query::Delete, &[&id.get()]).await?.changed {
             0 => Err(StoreError::NotFound),
             _ => Ok(()),
         }
     }
 
-    /// How many users exist.
+    /// How many users exist (on the primary).
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let row = self
-            .within_deadline(self.reader(), async |conn| {
-                Ok(conn
-                    .client
-                    .query_one("SELECT count(*) FROM orguser", &[])
-                    .await?)
-            })
-            .await?;
+        let answer = self.on_primary(Query::Count, &[]).await?;
+        let row = answer
+            .rows
+            .first()
+            .ok_or_else(|| StoreError::internal("count(*) returned no row"))?;
         Ok(u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0))
     }
 
-    /// Succeeds when the database answers a query within the deadline, on a read
+    /// Succeeds when the primary answers a query within the deadline, on a read
     /// connection: what a read request would meet.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.within_deadline(self.reader(), async |conn| {
-            conn.client.simple_query("").await?;
-            Ok(())
-        })
-        .await
+        self.on_primary(Query::Ping, &[]).await.map(drop)
     }
 
     /// Succeeds when the server accepts a connection, whether or not the schema exists yet.
@@ -359,81 +503,227 @@ impl PostgresStore {
     }
 
     /// The live connection of `slot`, reconnecting it when its connection died.
-    async fn connection_of(&self, slot: &Slot) -> Result<Arc<Connection>, StoreError> {
+    async fn connection_of(
+        &self,
+        endpoint: &Endpoint,
+        slot: &Slot,
+    ) -> Result<Arc<Connection>, StoreError> {
         if let Some(conn) = slot.live.load_full().filter(|c| !c.client.is_closed()) {
             return Ok(conn);
         }
-        self.reconnect(slot).await
+        self.reconnect(endpoint, slot).await
     }
 
-    async fn reconnect(&self, slot: &Slot) -> Result<Arc<Connection>, StoreError> {
+    async fn reconnect(
+        &self,
+        endpoint: &Endpoint,
+        slot: &Slot,
+    ) -> Result<Arc<Connection>, StoreError> {
         let _guard = slot.reconnecting.lock().await;
         // Another request may have reconnected while this one waited for the lock.
         if let Some(conn) = slot.live.load_full().filter(|c| !c.client.is_closed()) {
             return Ok(conn);
         }
-        let now = self.elapsed_ms() + 1;
+        let now = elapsed_ms() + 1;
         let failed_at = slot.failed_at.load(Ordering::Relaxed);
         if failed_at != 0 && now - failed_at < RECONNECT_BACKOFF.as_millis() as u64 {
             return Err(StoreError::unavailable(
                 "cannot connect to PostgreSQL (retrying shortly)",
             ));
         }
-        match Connection::open(&self.serving).await {
+        match endpoint.open(self.statements).await {
             Ok(conn) => {
                 let conn = Arc::new(conn);
                 slot.live.store(Some(Arc::clone(&conn)));
                 slot.failed_at.store(0, Ordering::Relaxed);
-                tracing::info!("connected to PostgreSQL");
+                tracing::info!(
+                    server = %endpoint.base,
+                    statements = if conn.prepared.is_some() { "prepared" } else { "unnamed" },
+                    "connected to PostgreSQL"
+                );
                 Ok(conn)
             }
             Err(err) => {
                 slot.live.store(None);
-                slot.failed_at
-                    .store(self.elapsed_ms() + 1, Ordering::Relaxed);
-                tracing::warn!(error = %err, "cannot connect to PostgreSQL");
+                slot.failed_at.store(elapsed_ms() + 1, Ordering::Relaxed);
+                tracing::warn!(server = %endpoint.base, error = %err, "cannot connect to PostgreSQL");
                 Err(err)
             }
         }
     }
+}
 
-    fn elapsed_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+/// The moment [`elapsed_ms`] counts from: the first time it is asked for.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn elapsed_ms() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// When this process last wrote to a primary that has replicas: milliseconds since
+/// [`epoch`], plus one (0 = never). Shared by the stores of every server thread, since a
+/// client's next request may reach another thread.
+static LAST_WRITE_MS: AtomicU64 = AtomicU64::new(0);
+
+impl Endpoint {
+    fn new(base: PgConfig, connections: usize) -> Self {
+        Self {
+            serving: base.clone(),
+            plain: base.clone(),
+            base,
+            options_refused: AtomicBool::new(false),
+            readers: (0..connections.max(1)).map(|_| Slot::default()).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The server's `statement_timeout` and `lock_timeout` for the serving connections,
+    /// and a connect timeout no longer than the deadline.
+    fn set_timeout(&mut self, timeout: Duration) {
+        let millis = timeout.as_millis().max(1);
+        let ours = format!("-c statement_timeout={millis} -c lock_timeout={millis}");
+        // The URL's own options come last, so that they win.
+        let options = match self.base.client.get_options() {
+            Some(given) if !given.is_empty() => format!("{ours} {given}"),
+            _ => ours,
+        };
+        let connect = self.base.client.get_connect_timeout().copied();
+        self.plain = self.base.clone();
+        self.plain
+            .client
+            .connect_timeout(connect.map_or(timeout, |given| given.min(timeout)));
+        self.serving = self.plain.clone();
+        self.serving.client.options(&options);
+    }
+
+    /// A read connection, taken in turn.
+    fn reader(&self) -> &Slot {
+        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.readers.len();
+        &self.readers[index]
+    }
+
+    /// Opens a serving connection, statements sent as `mode` says.
+    async fn open(&self, mode: StatementMode) -> Result<Connection, StoreError> {
+        let (client, driver) = self.connect().await?;
+        let prepared = match mode {
+            StatementMode::Prepared => true,
+            StatementMode::Unnamed => false,
+            StatementMode::Auto => {
+                !self.options_refused.load(Ordering::Relaxed)
+                    && !self.behind_a_proxy(&client).await?
+            }
+        };
+        Connection::new(client, driver, prepared).await
+    }
+
+    /// Connects with the server-side timeouts in `options`, or without them once the
+    /// server refused them (a pooler), saying so once.
+    async fn connect(&self) -> Result<(Client, tokio::task::AbortHandle), StoreError> {
+        if !self.options_refused.load(Ordering::Relaxed) {
+            match pg_connect::connect(&self.serving).await {
+                Err(failure) if failure.refused_parameter => {
+                    self.options_refused.store(true, Ordering::Relaxed);
+                    tracing::warn!(
+                        server = %self.base,
+                        "the server (a pooler such as PgBouncer?) refuses the `options` startup \
+                         parameter: connecting without it, so PostgreSQL's statement_timeout and \
+                         lock_timeout are not set by Peregrine; set them on the role (ALTER ROLE … \
+                         SET statement_timeout = '5s') or list `options` in PgBouncer's \
+                         ignore_startup_parameters"
+                    );
+                }
+                connected => return Ok(connected?),
+            }
+        }
+        Ok(pg_connect::connect(&self.plain).await?)
+    }
+
+    /// Whether something forwards this connection: the server's `port` setting is none of
+    /// the ports connected to (a pooler, a proxy, a port mapping). One round trip, when
+    /// the connection opens.
+    async fn behind_a_proxy(&self, client: &Client) -> Result<bool, StoreError> {
+        let messages = client.simple_query("SHOW port").await?;
+        let port = messages.iter().find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        });
+        let Some(port) = port.and_then(|p| p.parse::<u16>().ok()) else {
+            return Ok(true);
+        };
+        let ports = self.base.client.get_ports();
+        Ok(if ports.is_empty() {
+            port != DEFAULT_PORT
+        } else {
+            !ports.contains(&port)
+        })
     }
 }
 
 impl Connection {
-    async fn open(config: &PgConfig) -> Result<Self, StoreError> {
-        let (client, driver) = connect_driven(config).await?;
-        let (list, get, insert, rename, delete) = tokio::try_join!(
-            client.prepare_typed(
-                "SELECT id, username FROM orguser WHERE id > $1 ORDER BY id LIMIT $2",
-                &[Type::INT4, Type::INT8],
-            ),
-            client.prepare_typed(
-                "SELECT id, username FROM orguser WHERE id = $1",
-                &[Type::INT4],
-            ),
-            client.prepare_typed(
-                "INSERT INTO orguser (username) VALUES ($1) RETURNING id",
-                &[Type::VARCHAR],
-            ),
-            client.prepare_typed(
-                "UPDATE orguser SET username = $2 WHERE id = $1",
-                &[Type::INT4, Type::VARCHAR],
-            ),
-            client.prepare_typed("DELETE FROM orguser WHERE id = $1", &[Type::INT4]),
-        )?;
+    async fn new(
+        client: Client,
+        driver: tokio::task::AbortHandle,
+        prepared: bool,
+    ) -> Result<Self, StoreError> {
+        let prepared = if prepared {
+            let statements = Query::ALL
+                .iter()
+                .map(|query| client.prepare_typed(query.sql(), query.types()));
+            Some(
+                futures_util::future::try_join_all(statements)
+                    .await?
+                    .into_boxed_slice(),
+            )
+        } else {
+            None
+        };
         Ok(Self {
             client,
             driver,
-            list,
-            get,
-            insert,
-            rename,
-            delete,
+            prepared,
         })
     }
+
+    /// Runs `query`: by its prepared statement, or as an unnamed one with its types.
+    async fn run(&self, query: Query, params: &Params<'_>) -> Result<Answer, StoreError> {
+        let client = &self.client;
+        let prepared = self.prepared.as_ref().map(|p| &p[query as usize]);
+        if query.changes_rows() {
+            let changed = match prepared {
+                Some(statement) => client.execute(statement, params).await?,
+                None => {
+                    client
+                        .execute_typed(query.sql(), &typed(query, params))
+                        .await?
+                }
+            };
+            return Ok(Answer {
+                rows: Vec::new(),
+                changed,
+            });
+        }
+        let rows = match prepared {
+            Some(statement) => client.query(statement, params).await?,
+            None => {
+                client
+                    .query_typed(query.sql(), &typed(query, params))
+                    .await?
+            }
+        };
+        Ok(Answer { rows, changed: 0 })
+    }
+}
+
+/// `params` paired with `query`'s parameter types, as unnamed statements take them.
+fn typed<'a>(query: Query, params: &Params<'a>) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+    params
+        .iter()
+        .copied()
+        .zip(query.types().iter().cloned())
+        .collect()
 }
 
 /// Sends `names` through `COPY … FROM STDIN` (text format: one name per line, escaped).
@@ -489,8 +779,9 @@ impl Default for Slot {
 
 /// The newest migration applied, read without writing; `None` before the first.
 async fn newest_migration(client: &Client) -> Result<Option<i64>, StoreError> {
+    // Unnamed statements: outside a transaction, a named one may not survive a pooler.
     let exists: bool = client
-        .query_one(
+        .query_typed_one(
             "SELECT to_regclass('peregrine_migrations') IS NOT NULL",
             &[],
         )
@@ -500,7 +791,7 @@ async fn newest_migration(client: &Client) -> Result<Option<i64>, StoreError> {
         return Ok(None);
     }
     Ok(client
-        .query_one("SELECT max(version) FROM peregrine_migrations", &[])
+        .query_typed_one("SELECT max(version) FROM peregrine_migrations", &[])
         .await?
         .try_get(0)?)
 }

@@ -106,16 +106,62 @@ impl PgCluster {
         if tls {
             cluster.write_tls_files()?;
         }
-        cluster.spawn_watchdog()?;
+        cluster.start_on_a_free_port()?;
+        Ok(cluster)
+    }
+
+    /// Starts the server on a free port, trying another when one is taken meanwhile, with
+    /// a watchdog that removes it once this process is gone.
+    fn start_on_a_free_port(&mut self) -> Result<(), String> {
+        self.spawn_watchdog()?;
         let mut last_error = String::new();
         for _ in 0..3 {
-            cluster.port = free_port()?;
-            match cluster.start_again() {
-                Ok(()) => return Ok(cluster),
+            self.port = free_port()?;
+            match self.start_again() {
+                Ok(()) => return Ok(()),
                 Err(err) => last_error = err,
             }
         }
         Err(last_error)
+    }
+
+    /// Starts a streaming replica of this (plain) cluster: `pg_basebackup -R` over TCP into
+    /// a temp dir of its own (initdb's pg_hba.conf lets local replication connections in),
+    /// started on another free port. Dropping it stops it and deletes its files.
+    pub fn start_replica(&self) -> Result<Self, String> {
+        let root = tempfile::Builder::new()
+            .prefix("peregrine-replica-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        if self.as_postgres_user {
+            run(Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(root.path()))?;
+        }
+        let mut replica = Self {
+            root,
+            bindir: self.bindir.clone(),
+            port: 0,
+            as_postgres_user: self.as_postgres_user,
+            tls: false,
+        };
+        run(replica
+            .command("pg_basebackup")
+            .args([
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+            ])
+            .args(["-p", &self.port.to_string(), "-D"])
+            .arg(replica.data_dir()))?;
+        replica.start_on_a_free_port()?;
+        Ok(replica)
     }
 
     /// The TCP port the cluster listens on, on 127.0.0.1.
@@ -302,22 +348,30 @@ impl PgCluster {
             ""
         };
         let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             {as_user}'{pg_ctl}' stop -m immediate -D '{data}' >/dev/null 2>&1; rm -rf '{root}'",
-            pid = std::process::id(),
+            "{as_user}'{pg_ctl}' stop -m immediate -D '{data}' >/dev/null 2>&1; rm -rf '{root}'",
             pg_ctl = pg_ctl.display(),
             data = self.data_dir().display(),
             root = self.root.path().display(),
         );
-        Command::new("sh")
-            .args(["-c", &script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map(drop)
-            .map_err(|e| format!("cannot start the cluster watchdog: {e}"))
+        spawn_watchdog(&script, "cluster")
     }
+}
+
+/// Runs `cleanup` (a shell script) once this process is gone, even after a crash or
+/// `process::exit`: a watchdog for what the tests start outside the process.
+pub(crate) fn spawn_watchdog(cleanup: &str, what: &str) -> Result<(), String> {
+    let script = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {cleanup}",
+        pid = std::process::id()
+    );
+    Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("cannot start the {what} watchdog: {e}"))
 }
 
 impl Drop for PgCluster {
@@ -402,7 +456,7 @@ fn version_of(bindir: &Path) -> u32 {
         .unwrap_or(0)
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -439,7 +493,7 @@ pub fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("cannot find a free port: {e}"))
 }
 
-fn run(command: &mut Command) -> Result<(), String> {
+pub(crate) fn run(command: &mut Command) -> Result<(), String> {
     let out = command
         .output()
         .map_err(|e| format!("cannot run {command:?}: {e}"))?;

@@ -1,0 +1,157 @@
+//! A private PgBouncer (Debian's package) in transaction pooling mode in front of a
+//! [`PgCluster`]: its configuration in a temp dir, a free port on 127.0.0.1, trust
+//! authentication like the cluster's, and few server connections, so that consecutive
+//! transactions of one client land on different server connections. As root it runs as the
+//! `postgres` user (PgBouncer refuses root). A watchdog stops it when the test process ends.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::postgres::{PgCluster, free_port, is_root, run, spawn_watchdog};
+
+/// How long PgBouncer may take to listen after it starts.
+const START_WAIT: Duration = Duration::from_secs(10);
+
+/// A running PgBouncer; dropping it stops it and deletes its files.
+pub struct PgBouncer {
+    root: tempfile::TempDir,
+    port: u16,
+    child: Child,
+}
+
+impl PgBouncer {
+    /// Starts PgBouncer in transaction mode in front of `cluster`, with `server_connections`
+    /// server connections per database and user. `extra` lines go into its `[pgbouncer]`
+    /// section (e.g. `ignore_startup_parameters = extra_float_digits, options`).
+    pub fn start(
+        cluster: &PgCluster,
+        server_connections: u32,
+        extra: &str,
+    ) -> Result<Self, String> {
+        let binary = find_binary()?;
+        let root = tempfile::Builder::new()
+            .prefix("peregrine-pgbouncer-")
+            .tempdir()
+            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        let port = free_port()?;
+        let config = root.path().join("pgbouncer.ini");
+        let dir = root.path().display();
+        let text = format!(
+            "[databases]\n\
+             * = host=127.0.0.1 port={upstream}\n\
+             [pgbouncer]\n\
+             listen_addr = 127.0.0.1\n\
+             listen_port = {port}\n\
+             unix_socket_dir =\n\
+             auth_type = trust\n\
+             auth_file = {dir}/userlist.txt\n\
+             pool_mode = transaction\n\
+             default_pool_size = {server_connections}\n\
+             max_client_conn = 1000\n\
+             logfile = {dir}/pgbouncer.log\n\
+             pidfile = {dir}/pgbouncer.pid\n\
+             {extra}\n",
+            upstream = cluster.port(),
+        );
+        write(&config, &text)?;
+        write(&root.path().join("userlist.txt"), "\"postgres\" \"\"\n")?;
+        let as_postgres_user = is_root();
+        if as_postgres_user {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(root.path()))?;
+        }
+        let mut command = if as_postgres_user {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&binary);
+            c
+        } else {
+            Command::new(&binary)
+        };
+        let child = command
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let bouncer = Self { root, port, child };
+        bouncer.spawn_watchdog()?;
+        bouncer.wait_until_listening()?;
+        Ok(bouncer)
+    }
+
+    /// The TCP port PgBouncer listens on, on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A URL for database `dbname` through PgBouncer, as `postgres`.
+    pub fn url(&self, dbname: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{dbname}", self.port)
+    }
+
+    /// PgBouncer's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.root.path().join("pgbouncer.log")).unwrap_or_default()
+    }
+
+    fn wait_until_listening(&self) -> Result<(), String> {
+        let deadline = Instant::now() + START_WAIT;
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!(
+            "PgBouncer did not listen on 127.0.0.1:{} within {START_WAIT:?}; its log:\n{}",
+            self.port,
+            self.log()
+        ))
+    }
+
+    /// Stops PgBouncer once this process is gone, even after a crash.
+    fn spawn_watchdog(&self) -> Result<(), String> {
+        let dir = self.root.path().display();
+        let cleanup = format!("kill $(cat '{dir}/pgbouncer.pid') 2>/dev/null; rm -rf '{dir}'");
+        spawn_watchdog(&cleanup, "PgBouncer")
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        // runuser passes SIGTERM on to PgBouncer; its pid file names it in any case.
+        if let Ok(pid) = std::fs::read_to_string(self.root.path().join("pgbouncer.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), String> {
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// PgBouncer's binary: on PATH, else Debian's /usr/sbin.
+fn find_binary() -> Result<PathBuf, String> {
+    let candidates = std::env::var_os("PATH")
+        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/usr/sbin")]);
+    for dir in candidates {
+        let binary = dir.join("pgbouncer");
+        if binary.is_file() {
+            return Ok(binary);
+        }
+    }
+    Err(
+        "PgBouncer was not found: install it with `apt-get install -y pgbouncer` \
+         (`.ci/run` does)"
+            .to_owned(),
+    )
+}
