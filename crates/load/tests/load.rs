@@ -550,6 +550,43 @@ fn files_merge_as_taurus_merges_them() {
     );
 }
 
+/// A fast local service: every average and percentile the console prints is non-zero, as
+/// every measured time is (before, they read `0.000` and `0.0`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_summary_shows_a_fast_service_with_non_zero_figures() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let mut test = quick(server.url("/"));
+    test.concurrency = Some(1);
+    test.hold_for = Duration::ZERO;
+    test.iterations = Some(200);
+    let report = run(peregrine_load::from_quick(&test).unwrap()).await;
+    assert!(
+        report.overall.percentile(50.0).unwrap_or(0.0) < 0.001,
+        "not fast enough to test"
+    );
+    let text = peregrine_load::report::final_stats(&report);
+    let averages = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Average times: total "))
+        .unwrap_or_default();
+    let total: f64 = averages
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .parse()
+        .unwrap_or(0.0);
+    assert!(total > 0.0, "{text}");
+    let percentiles: Vec<f64> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("| Percentile"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(2).and_then(|v| v.trim().parse().ok()))
+        .collect();
+    assert_eq!(percentiles.len(), 7, "{text}");
+    assert!(percentiles.iter().all(|&p| p > 0.0), "{text}");
+}
+
 /// The HTML report opened in real headless Chromium: every chart is laid out with its lines.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_html_report_renders_its_charts_in_chromium() {
