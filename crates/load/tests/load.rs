@@ -587,21 +587,12 @@ async fn the_console_summary_shows_a_fast_service_with_non_zero_figures() {
     assert!(percentiles.iter().all(|&p| p > 0.0), "{text}");
 }
 
-/// The HTML report opened in real headless Chromium: every chart is laid out with its lines.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_html_report_renders_its_charts_in_chromium() {
-    let server = TinyServer::start(Behavior {
-        delay: Duration::from_millis(2),
-        ..Behavior::default()
-    })
-    .await;
-    let mut test = quick(server.url("/users/"));
-    test.ramp_up = Duration::from_secs(1);
-    let report = run(peregrine_load::from_quick(&test).unwrap()).await;
-    let dir = tempfile::tempdir().unwrap();
-    report.write_dir(dir.path()).unwrap();
-    let page = format!("file://{}", dir.path().join("report.html").display());
-    let profile = dir.path().join("chromium-profile");
+/// Runs headless Chromium on `page` with `args`, in a fresh profile under `dir`.
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test helper, outside the tests clippy.toml covers"
+)]
+fn chromium(dir: &std::path::Path, page: &str, args: &[&str]) -> std::process::Output {
     let browser = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|b| {
@@ -613,7 +604,8 @@ async fn the_html_report_renders_its_charts_in_chromium() {
         .unwrap_or_else(|| {
             panic!("headless Chromium is needed: apt-get install chromium (.ci/run does)")
         });
-    let output = std::process::Command::new(browser)
+    let profile = tempfile::tempdir_in(dir).unwrap();
+    std::process::Command::new(browser)
         .args([
             "--headless",
             "--no-sandbox",
@@ -626,17 +618,75 @@ async fn the_html_report_renders_its_charts_in_chromium() {
             "--disable-component-update",
             "--disable-sync",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(["--virtual-time-budget=5000", "--dump-dom", &page])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(page)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {browser}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {browser}: {e}"))
+}
+
+/// The HTML report opened in real headless Chromium: every chart is laid out with its lines
+/// or bars, and the verdict of a run a criterion failed (exit 3), what was run, the status
+/// codes and the latency histogram are on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_renders_its_charts_in_chromium() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(2),
+        ..Behavior::default()
+    })
+    .await;
+    let report = run(plan(&format!(
+        "execution:\n  concurrency: 5\n  ramp-up: 1s\n  hold-for: 2s\n  scenario:\n    requests:\n    - url: {}\n      label: list\n    - url: {}\n      label: one\nreporting:\n- module: passfail\n  criteria: ['avg-rt>1ms, continue as failed']\n",
+        server.url("/users/"),
+        server.url("/users/7"),
+    )))
+    .await;
+    assert_eq!(report.exit_code(), exit_code::CRITERIA_FAILED);
+    let dir = tempfile::tempdir().unwrap();
+    report.write_dir(dir.path()).unwrap();
+    let page = format!("file://{}", dir.path().join("report.html").display());
+    let output = chromium(
+        dir.path(),
+        &page,
+        &["--virtual-time-budget=5000", "--dump-dom"],
+    );
     let dom = String::from_utf8_lossy(&output.stdout);
     assert!(
-        dom.contains("data-charts-rendered=\"4\""),
-        "charts did not render:\n{}",
+        dom.contains("data-charts-rendered=\"7\""),
+        "4 charts over time, the histogram and 2 per label must render:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(dom.contains("Peregrine load report"));
+    let section = |id: &str| {
+        let from = dom.find(&format!("id=\"{id}\"")).unwrap_or(dom.len());
+        let to = dom[from..]
+            .find("</dl>")
+            .or_else(|| dom[from..].find("</table>"));
+        dom[from..from + to.unwrap_or(dom.len() - from)].to_owned()
+    };
+    let banner = section("verdict");
+    assert!(
+        banner.contains("data-verdict=\"failed\"")
+            && banner.contains("1 of 1 pass/fail criteria failed")
+            && banner.contains("(exit code 3)"),
+        "{banner}"
+    );
+    let run = section("run");
+    for expected in [
+        &format!(
+            "GET {}",
+            server.url("/users/").trim_start_matches("http://")
+        ),
+        "closed model: 5 virtual users",
+        "1 s ramp-up, 2 s hold",
+        env!("CARGO_PKG_VERSION"),
+    ] {
+        assert!(run.contains(expected), "{expected:?} not in {run}");
+    }
+    let codes = section("status-codes");
+    assert!(codes.contains("<td>200</td><td>"), "{codes}");
+    assert!(dom.contains("data-chart=\"histogram\""));
+    assert!(dom.contains("data-chart=\"label-p90\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

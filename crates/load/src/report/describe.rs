@@ -153,7 +153,7 @@ fn rfc3339(unix_seconds: u64) -> String {
 }
 
 /// One bar of the response-time histogram: samples in `[from_seconds, to_seconds)`. The last
-/// bar may be wider: it gathers the slowest 0.1 % or so, up to the maximum.
+/// bar may be wider: it gathers the slowest 1 % or so, up to the maximum.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct HistogramBin {
     /// Lower bound, seconds.
@@ -164,17 +164,18 @@ pub struct HistogramBin {
     pub count: u64,
 }
 
-/// Bars aimed for between the fastest response and the 99.9th percentile.
+/// Bars aimed for between the fastest response and the 99th percentile.
 const TARGET_BINS: f64 = 30.0;
 
-/// Even bins of a round width (1, 2 or 5 × 10^n µs) from the minimum to the 99.9th
-/// percentile, and one more bin up to the maximum if slower samples remain.
+/// Even bins of a round width (1, 2 or 5 × 10^n µs) from the minimum to the 99th percentile
+/// (a long tail would squeeze the body of the distribution into a few bars), and one more
+/// bin up to the maximum if slower samples remain.
 pub fn histogram_bins(histogram: &LatencyHistogram) -> Vec<HistogramBin> {
     if histogram.is_empty() {
         return Vec::new();
     }
     let low = histogram.min() as f64;
-    let high = (histogram.percentile(99.9) as f64).max(low + 1.0);
+    let high = (histogram.percentile(99.0) as f64).max(low + 1.0);
     let width = nice_step((high - low) / TARGET_BINS).max(1.0);
     let first = (low / width).floor() * width;
     let count = ((high - first) / width).floor() as usize + 1;

@@ -1,6 +1,7 @@
 //! Reports read finished statistics only: the [`Report`] built once at the end, written as
 //! console text, JSON, CSV, JUnit XML, Taurus's dump formats and a self-contained HTML page.
 
+mod chart;
 mod console;
 mod describe;
 mod html;
