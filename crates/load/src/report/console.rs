@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::duration::format_clock;
-use crate::report::{Progress, Report};
+use crate::report::{Progress, Report, kind_name};
 
 /// One progress line: `[  12s/210s] users 100 | 1234 req/s | avg 1.2 ms | p99 4.5 ms | errors 0`.
 pub fn progress_line(progress: &Progress) -> String {
@@ -155,10 +155,7 @@ pub fn final_stats(report: &Report) -> String {
             .map(|e| {
                 vec![
                     e.label.clone(),
-                    serde_json::to_value(e.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
+                    kind_name(e.kind),
                     e.count.to_string(),
                     e.message.clone(),
                 ]

@@ -8,7 +8,7 @@ use crate::report::chart::{self, Line, PALETTE, format_number, thousands};
 use crate::report::console::decimals_for;
 use crate::report::describe::{ExecutionDescription, Model};
 use crate::report::xml::escape;
-use crate::report::{Report, Verdict};
+use crate::report::{Report, Verdict, kind_name};
 use crate::stats::{Second, Window};
 
 /// Labels drawn in the per-label charts at most (those with the most samples).
@@ -457,15 +457,11 @@ fn errors(report: &Report) -> String {
         "<h2>Errors</h2>\n<table id=\"errors\"><tr><th>label</th><th class=\"text\">kind</th><th>count</th><th class=\"text\">message</th></tr>\n",
     );
     for e in &report.errors {
-        let kind = serde_json::to_value(e.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
         let _ = writeln!(
             html,
             "<tr><td>{}</td><td class=\"text\">{}</td><td>{}</td><td class=\"text\">{}</td></tr>",
             escape(&e.label),
-            escape(&kind),
+            escape(&kind_name(e.kind)),
             thousands(e.count),
             escape(&e.message)
         );

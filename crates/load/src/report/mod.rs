@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::criteria::Outcome;
 use crate::engine::{Ending, Finished};
 use crate::plan::Plan;
-use crate::stats::{ErrorCount, PERCENTILES, Second, Summary};
+use crate::stats::{ErrorCount, ErrorKind, PERCENTILES, Second, Summary};
 
 pub use crate::engine::Progress;
 pub use console::{final_stats, progress_line};
@@ -220,6 +220,14 @@ impl Report {
     pub fn json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// An error kind as `report.json` spells it: `connect`, `timeout`, `http`, `assertion`, `io`.
+fn kind_name(kind: ErrorKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn open_model_rate(plan: &Plan, timeline: &[Second]) -> Option<RateCheck> {
