@@ -587,6 +587,50 @@ async fn the_console_summary_shows_a_fast_service_with_non_zero_figures() {
     assert!(percentiles.iter().all(|&p| p > 0.0), "{text}");
 }
 
+/// A 1.5 s run: its last second is half empty, so the charts leave it out (saying so) rather
+/// than draw a drop in requests per second; the JSON and CSV keep it. Every request got a 503
+/// and no criterion was set: the verdict is "passed, with errors", not a plain pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_leaves_the_partial_last_second_out_and_flags_errors() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(5),
+        status: 503,
+        ..Behavior::default()
+    })
+    .await;
+    let mut test = quick(server.url("/"));
+    test.concurrency = Some(2);
+    test.hold_for = Duration::from_millis(1500);
+    let report = run(peregrine_load::from_quick(&test).unwrap()).await;
+    assert_eq!(report.exit_code(), exit_code::OK);
+    assert_eq!(report.timeline.len(), 2, "{:?}", report.timeline);
+    let dir = tempfile::tempdir().unwrap();
+    report.write_dir(dir.path()).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("id=\"partial-second\""),
+        "no note on the cut second"
+    );
+    let throughput = html
+        .split("data-chart=\"throughput\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</svg>").next())
+        .unwrap_or_default();
+    assert!(
+        throughput.matches("<circle ").count() == 1 && !throughput.contains("<polyline"),
+        "only the whole first second is drawn: {throughput}"
+    );
+    assert!(
+        html.contains("data-verdict=\"passed\"") && html.contains("<b>Passed, with errors</b>"),
+        "{html}"
+    );
+    assert!(html.contains("<td>503</td><td>"), "status codes: {html}");
+    let json = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    assert!(json.contains("\"verdict\": \"passed\""), "{json}");
+    let csv = std::fs::read_to_string(dir.path().join("timeline.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "the CSV keeps both seconds: {csv}");
+}
+
 /// Runs headless Chromium on `page` with `args`, in a fresh profile under `dir`.
 #[expect(
     clippy::unwrap_used,
