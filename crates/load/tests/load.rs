@@ -631,6 +631,37 @@ async fn the_html_report_leaves_the_partial_last_second_out_and_flags_errors() {
     assert_eq!(csv.lines().count(), 3, "the CSV keeps both seconds: {csv}");
 }
 
+/// With 12 labels the per-label charts draw the 10 with the most samples and say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_caps_its_per_label_charts_at_ten_and_says_so() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let requests: String = (0..12)
+        .map(|i| {
+            format!(
+                "    - url: {}\n      label: l{i}\n",
+                server.url(&format!("/{i}"))
+            )
+        })
+        .collect();
+    let report = run(plan(&format!(
+        "execution:\n  concurrency: 2\n  hold-for: 1500ms\n  scenario:\n    requests:\n{requests}"
+    )))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    report.write_dir(dir.path()).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("Showing the 10 labels with the most samples, of 12."),
+        "{html}"
+    );
+    let p90 = html
+        .split("data-chart=\"label-p90\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</figure>").next())
+        .unwrap_or_default();
+    assert_eq!(p90.matches("<span><i ").count(), 10, "{p90}");
+}
+
 /// Runs headless Chromium on `page` with `args`, in a fresh profile under `dir`.
 #[expect(
     clippy::unwrap_used,
