@@ -102,8 +102,11 @@ fn describe_execution(execution: &Execution) -> ExecutionDescription {
     let mut seen = BTreeSet::new();
     let mut targets = Vec::new();
     for request in &execution.scenario.requests {
+        if targets.len() == MAX_TARGETS {
+            break;
+        }
         let text = format!("{} {}{}", request.method, request.authority, request.target);
-        if targets.len() < MAX_TARGETS && seen.insert(text.clone()) {
+        if seen.insert(text.clone()) {
             targets.push(text);
         }
     }

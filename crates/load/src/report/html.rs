@@ -335,12 +335,14 @@ fn timeline_charts(report: &Report) -> String {
 /// Requests per second and p90 per label, for the labels with the most samples.
 fn label_charts(report: &Report) -> String {
     let (seconds, _) = whole_seconds(report);
+    let mut in_timeline = vec![false; report.labels.len()];
+    for window in seconds.iter().flat_map(|s| &s.labels) {
+        if let Some(seen) = in_timeline.get_mut(window.label) {
+            *seen = true;
+        }
+    }
     let mut drawn: Vec<usize> = (0..report.labels.len())
-        .filter(|&i| {
-            seconds
-                .iter()
-                .any(|s| s.labels.iter().any(|w| w.label == i))
-        })
+        .filter(|&i| in_timeline[i])
         .collect();
     if drawn.len() < 2 {
         return String::new();
