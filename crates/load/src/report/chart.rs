@@ -40,7 +40,8 @@ pub fn lines(id: &str, title: &str, unit: &str, seconds: u64, lines: &[Line]) ->
         .flat_map(|l| l.points.iter().filter_map(|p| p.1))
         .fold(0.0_f64, f64::max);
     let y_axis = Axis::new(top_value, Y_TICKS);
-    let x_axis = Axis::new(seconds.max(1) as f64, X_TICKS);
+    // Whole seconds: a tick between two points would mark no measurement.
+    let x_axis = Axis::new(seconds.max(1) as f64, X_TICKS).at_least(1.0);
     let plot = Plot {
         x: x_axis,
         y: y_axis,
@@ -185,6 +186,18 @@ impl Axis {
         }
     }
 
+    /// The same axis with a step of at least `step`.
+    fn at_least(self, step: f64) -> Self {
+        if self.step >= step {
+            return self;
+        }
+        Self {
+            high: (self.high / step).ceil() * step,
+            step,
+            ..self
+        }
+    }
+
     /// From `low` to `high` exactly, ticked at the round multiples in between.
     fn span(low: f64, high: f64, ticks: f64) -> Self {
         Self {
@@ -304,6 +317,8 @@ mod tests {
         assert_eq!(ticks, [0.0, 500.0, 1000.0, 1500.0]);
         let ticks: Vec<f64> = Axis::new(0.0, 5.0).ticks().collect();
         assert_eq!(ticks, [0.0, 1.0]);
+        let ticks: Vec<f64> = Axis::new(4.0, 8.0).at_least(1.0).ticks().collect();
+        assert_eq!(ticks, [0.0, 1.0, 2.0, 3.0, 4.0]);
         let ticks: Vec<f64> = Axis::span(2.1, 3.05, 8.0).ticks().collect();
         assert_eq!(ticks.len(), 5, "{ticks:?}");
     }

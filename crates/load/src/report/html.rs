@@ -176,7 +176,7 @@ fn load_text(execution: &ExecutionDescription) -> String {
     let mut text = match (execution.model, execution.arrival_rate) {
         (Model::Open, Some(rate)) => format!(
             "open model: {} requests/s over {} connections",
-            format_number(rate, 0.1),
+            trimmed(rate),
             thousands(u64::from(execution.concurrency))
         ),
         _ => format!(
@@ -185,7 +185,7 @@ fn load_text(execution: &ExecutionDescription) -> String {
         ),
     };
     if let Some(cap) = execution.throughput {
-        let _ = write!(text, ", capped at {} requests/s", format_number(cap, 0.1));
+        let _ = write!(text, ", capped at {} requests/s", trimmed(cap));
     }
     text
 }
@@ -193,10 +193,10 @@ fn load_text(execution: &ExecutionDescription) -> String {
 fn schedule_text(execution: &ExecutionDescription) -> String {
     let mut parts = Vec::new();
     if execution.ramp_up_seconds > 0.0 {
-        parts.push(format!("{} s ramp-up", seconds(execution.ramp_up_seconds)));
+        parts.push(format!("{} s ramp-up", trimmed(execution.ramp_up_seconds)));
     }
     if execution.hold_for_seconds > 0.0 {
-        parts.push(format!("{} s hold", seconds(execution.hold_for_seconds)));
+        parts.push(format!("{} s hold", trimmed(execution.hold_for_seconds)));
     }
     if let Some(iterations) = execution.iterations {
         parts.push(format!("{} iterations per user", thousands(iterations)));
@@ -204,8 +204,8 @@ fn schedule_text(execution: &ExecutionDescription) -> String {
     parts.join(", ")
 }
 
-/// A planned duration in seconds, to the millisecond, without trailing zeros: `1`, `2.5`.
-fn seconds(value: f64) -> String {
+/// A planned figure (seconds, requests/s) to three decimals without trailing zeros: `1`, `2.5`.
+fn trimmed(value: f64) -> String {
     let text = format_number(value, 0.001);
     if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.').to_owned()
@@ -247,13 +247,17 @@ fn ms_unit(seconds: f64) -> String {
     format!("{} ms", ms(seconds))
 }
 
+/// A second cut this short of whole still counts as whole: its rate reads at most 2 % low,
+/// where dropping it would hide a second of data (runs end a few ms before their plan).
+const NEARLY_WHOLE: f64 = 0.02;
+
 /// The seconds of the timeline that were whole: the last one is usually cut short by the
 /// end of the test, and drawing it would show a false drop in requests per second.
 fn whole_seconds(report: &Report) -> (&[Second], Option<f64>) {
     let whole = report
         .timeline
         .iter()
-        .take_while(|s| (s.second + 1) as f64 <= report.duration_seconds + 1e-3)
+        .take_while(|s| (s.second + 1) as f64 <= report.duration_seconds + NEARLY_WHOLE)
         .count();
     let cut = report
         .timeline
@@ -268,7 +272,7 @@ fn timeline_charts(report: &Report) -> String {
     if let Some(part) = cut {
         let _ = writeln!(
             html,
-            "<p class=\"meta\" id=\"partial-second\">Each point is one whole second; the last {} s of the run (a partial second) is left out of these charts but counted everywhere else.</p>",
+            "<p class=\"meta\" id=\"partial-second\">Each point is one whole second; the run's last second, cut short ({} s of it ran), is left out of these charts but counted everywhere else.</p>",
             format_number(part, 0.01)
         );
     }
