@@ -13,7 +13,7 @@ use std::io;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue};
 use http::{HeaderMap, Method};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::assertion::ResponseParts;
@@ -89,9 +89,10 @@ impl From<io::Error> for ExchangeError {
     }
 }
 
-/// One client connection.
-pub struct Connection {
-    stream: TcpStream,
+/// One client connection over a plain TCP stream or a TLS stream: generic, so the hot
+/// path is compiled for each with no dynamic dispatch.
+pub struct Connection<S = TcpStream> {
+    stream: S,
     buffer: BytesMut,
 }
 
@@ -112,10 +113,17 @@ enum Framing {
     UntilClose,
 }
 
-impl Connection {
-    /// Wraps a connected stream.
+impl Connection<TcpStream> {
+    /// Wraps a connected TCP stream, with Nagle's algorithm off.
     pub fn new(stream: TcpStream) -> Self {
         let _ = stream.set_nodelay(true);
+        Self::over(stream)
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Wraps a connected stream (a TLS stream after its handshake).
+    pub fn over(stream: S) -> Self {
         Self {
             stream,
             buffer: BytesMut::with_capacity(READ_CHUNK),
@@ -132,7 +140,12 @@ impl Connection {
         mut on_head: impl FnMut(),
     ) -> Result<Response, ExchangeError> {
         self.buffer.clear();
-        if let Err(err) = self.stream.write_all(wire).await {
+        // The flush sends what a TLS stream buffered; on TCP it does nothing.
+        let written = match self.stream.write_all(wire).await {
+            Ok(()) => self.stream.flush().await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = written {
             return Err(closed_or(err));
         }
         let mut first_read = true;
@@ -317,7 +330,12 @@ impl Connection {
         if self.buffer.capacity() - self.buffer.len() < READ_CHUNK / 4 {
             self.buffer.reserve(READ_CHUNK);
         }
-        self.stream.read_buf(&mut self.buffer).await
+        match self.stream.read_buf(&mut self.buffer).await {
+            // A TLS peer that closes without close_notify: the end of the stream all the
+            // same (the framing tells a truncated body).
+            Err(err) if err.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+            other => other,
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Peregrine's load generator: reads Taurus configs (or a quick URL form) into a [`Plan`],
-//! runs it with virtual users on tokio and its own HTTP/1.1 client, keeps latency
-//! histograms, and writes Taurus-style console stats, JSON, CSV, JUnit and a self-contained
-//! HTML report. Knows nothing of the API.
+//! runs it with virtual users on tokio and its own HTTP/1.1 client (plain or over rustls
+//! TLS, see `tls`), keeps latency histograms, and writes Taurus-style console stats, JSON,
+//! CSV, JUnit and a self-contained HTML report. Knows nothing of the API.
 //!
 //! Data flows one way: config (`taurus`, `quick`) → [`Plan`] → engine → `stats` →
 //! [`Report`]. The engine returns what it measured as a [`Finished`] and knows nothing of
@@ -17,6 +17,7 @@ pub mod quick;
 pub mod report;
 pub mod stats;
 mod taurus;
+mod tls;
 
 use std::path::PathBuf;
 
@@ -96,8 +97,17 @@ impl From<ConfigError> for Rejected {
 /// Reads Taurus config files with overrides into a plan; a rejected config keeps the
 /// warnings gathered before the error.
 pub fn read_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, Rejected> {
-    let document = taurus::merge::load(files, overrides)?;
-    taurus::from_taurus_with_warnings(&document)
+    let (document, notes) = taurus::merge::load(files, overrides)?;
+    match taurus::from_taurus_with_warnings(&document) {
+        Ok(mut plan) => {
+            plan.warnings.splice(0..0, notes);
+            Ok(plan)
+        }
+        Err(mut rejected) => {
+            rejected.warnings.splice(0..0, notes);
+            Err(rejected)
+        }
+    }
 }
 
 /// Reads one Taurus config given as text (`name` is used in error messages) into a plan.
@@ -109,6 +119,5 @@ pub fn plan_from_str(name: &str, text: &str, overrides: &[String]) -> Result<Pla
 
 /// Reads Taurus config files with overrides into a plan.
 pub fn load_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, ConfigError> {
-    let document = taurus::merge::load(files, overrides)?;
-    taurus::from_taurus(&document)
+    read_plan(files, overrides).map_err(|rejected| rejected.error)
 }

@@ -11,6 +11,7 @@ use http::{Method, Uri};
 
 use crate::assertion::{Assertion, JsonAssertion};
 use crate::criteria::Criterion;
+pub use crate::tls::TlsOptions;
 
 /// Default request timeout, as in Taurus.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,6 +42,18 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// Every request label, in order of first appearance.
     pub labels: Vec<String>,
+    /// How HTTPS servers are trusted.
+    pub tls: TlsOptions,
+}
+
+impl Plan {
+    /// Turns certificate verification off, with one loud warning.
+    pub fn skip_verification(&mut self) {
+        if !self.tls.insecure {
+            self.tls.insecure = true;
+            self.warnings.push(crate::tls::INSECURE_WARNING.to_owned());
+        }
+    }
 }
 
 /// Files the config's reporting section asks for.
@@ -106,6 +119,8 @@ pub struct Request {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// Over TLS (an `https://` URL).
+    pub https: bool,
     /// Origin-form target: path and query.
     pub target: Uri,
     /// Headers, including `Host`.

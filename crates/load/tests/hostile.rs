@@ -82,7 +82,7 @@ fn warnings_come_with_a_validation_error_and_settings_is_warned() {
         rejected
             .warnings
             .iter()
-            .any(|w| w.starts_with("settings: ")),
+            .any(|w| w.starts_with("settings.artifacts-dir: a Taurus key")),
         "{:?}",
         rejected.warnings
     );
@@ -90,7 +90,8 @@ fn warnings_come_with_a_validation_error_and_settings_is_warned() {
         rejected
             .warnings
             .iter()
-            .any(|w| w.starts_with("execution.0.concurency: ")),
+            .any(|w| w.starts_with("execution.0.concurency: ")
+                && w.contains("did you mean `concurrency`?")),
         "{:?}",
         rejected.warnings
     );

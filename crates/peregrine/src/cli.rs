@@ -74,6 +74,14 @@ pub struct LoadArgs {
     /// Print a progress line every second even when stderr is not a terminal.
     #[arg(long)]
     pub progress: bool,
+    /// Trust the CA certificate(s) in this PEM file for https targets, beside the system's
+    /// roots (repeatable; also modules.peregrine.ca-cert in a config).
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Vec<std::path::PathBuf>,
+    /// Do not verify https targets' certificates (self-signed staging servers): encrypted
+    /// but not authenticated.
+    #[arg(long)]
+    pub insecure: bool,
     /// Quick form: virtual users (with --rate: connections) [default: 10; with --rate: 50]
     #[arg(short = 'c', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,

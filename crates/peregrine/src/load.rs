@@ -18,7 +18,7 @@ const QUICK_USERS: u32 = 10;
 
 /// Runs `peregrine load`; the exit code follows Taurus (0, 1, 2 interrupted, 3 criteria).
 pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    let plan = match plan(&args) {
+    let mut plan = match plan(&args) {
         Ok(plan) => plan,
         Err(rejected) => {
             for warning in &rejected.warnings {
@@ -27,6 +27,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             return Err(rejected.error);
         }
     };
+    plan.tls.ca_certs.extend(args.ca_cert.iter().cloned());
+    if args.insecure {
+        plan.skip_verification();
+    }
     for warning in &plan.warnings {
         eprintln!("warning: {warning}");
     }

@@ -70,7 +70,7 @@ fn a_url_without_a_scheme_gets_a_suggestion_and_typed_urls_are_named_as_argument
         stderr.contains("give its scheme: http://127.0.0.1:8000/users/"),
         "{stderr}"
     );
-    let (code, stderr) = run(&["load", "https://127.0.0.1:8000/users/"]);
+    let (code, stderr) = run(&["load", "https://:8000/users/"]);
     assert_eq!(code, Some(1));
     assert!(
         stderr.contains("the URL argument:") && !stderr.contains("execution.0"),
@@ -112,4 +112,47 @@ async fn a_closed_port_stops_the_run_early_with_a_clear_error() {
         stderr.contains("every request in the first 3 s failed to connect"),
         "{stderr}"
     );
+}
+
+/// An https URL: refused without its CA (the message names the options), verified with
+/// `--ca-cert`, accepted with `--insecure` after one loud warning; the TLS handshake time
+/// is shown beside the connect time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_targets_are_verified_trusted_with_ca_cert_or_accepted_with_insecure() {
+    let server =
+        peregrine_testkit::TinyServer::start_tls(peregrine_testkit::Behavior::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem().unwrap_or_default()).unwrap();
+    let url = server.url("/");
+    let load = move |extra: Vec<String>| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(BINARY)
+                .args(["load", &url, "-c", "1", "--iterations", "3"])
+                .args(extra)
+                .output()
+        })
+    };
+    let refused = load(Vec::new()).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        text.contains("is not trusted") && text.contains("--ca-cert FILE"),
+        "{text}"
+    );
+    let trusted = load(vec!["--ca-cert".into(), ca.display().to_string()])
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&trusted.stdout);
+    assert_eq!(trusted.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("Samples count: 3, 0.00% failures") && text.contains("(of which tls "),
+        "{text}"
+    );
+    let insecure = load(vec!["--insecure".into()]).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&insecure.stderr);
+    assert_eq!(insecure.status.code(), Some(0), "{stderr}");
+    assert_eq!(stderr.matches("verification is OFF").count(), 1, "{stderr}");
+    assert_eq!(server.received(), 6);
 }

@@ -2,17 +2,20 @@
 //! counting the requests it receives, for testing the load generator against real sockets.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 
 /// How the server answers.
 #[derive(Debug, Clone)]
@@ -44,15 +47,41 @@ impl Default for Behavior {
 /// A running tiny server; dropping it stops it.
 pub struct TinyServer {
     address: SocketAddr,
+    /// Over TLS: the PEM of the CA that signed its certificate (for `localhost` and
+    /// 127.0.0.1).
+    ca: Option<String>,
     received: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
+    /// Over TLS: the server names (SNI) clients sent, one per handshake that named one.
+    server_names: Arc<Mutex<Vec<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl TinyServer {
     /// Starts a server with `behavior` on a free port of 127.0.0.1.
     pub async fn start(behavior: Behavior) -> Self {
-        let listener = match TcpListener::bind("127.0.0.1:0").await {
+        Self::serve(behavior, None, IpAddr::from([127, 0, 0, 1])).await
+    }
+
+    /// Starts an HTTPS server with `behavior` on a free port of 127.0.0.1, its certificate
+    /// (for `localhost` and 127.0.0.1) signed by a CA made for it: see [`TinyServer::ca_pem`].
+    pub async fn start_tls(behavior: Behavior) -> Self {
+        Self::start_tls_on(behavior, IpAddr::from([127, 0, 0, 1])).await
+    }
+
+    /// As [`TinyServer::start_tls`], listening on `ip` (where `localhost` resolves first).
+    pub async fn start_tls_on(behavior: Behavior, ip: IpAddr) -> Self {
+        let (ca, acceptor) = match tls_acceptor() {
+            Ok(made) => made,
+            Err(err) => panic!("{err}"),
+        };
+        let mut server = Self::serve(behavior, Some(acceptor), ip).await;
+        server.ca = Some(ca);
+        server
+    }
+
+    async fn serve(behavior: Behavior, tls: Option<TlsAcceptor>, ip: IpAddr) -> Self {
+        let listener = match TcpListener::bind((ip, 0)).await {
             Ok(listener) => listener,
             Err(err) => panic!("cannot bind a test server: {err}"),
         };
@@ -61,6 +90,8 @@ impl TinyServer {
         let counter = Arc::clone(&received);
         let connections = Arc::new(AtomicU64::new(0));
         let accepted = Arc::clone(&connections);
+        let server_names = Arc::new(Mutex::new(Vec::new()));
+        let names_seen = Arc::clone(&server_names);
         let started = Instant::now();
         let behavior = Arc::new(behavior);
         let task = tokio::spawn(async move {
@@ -95,25 +126,59 @@ impl TinyServer {
                         Ok::<_, Infallible>(response.unwrap_or_default())
                     }
                 });
+                let tls = tls.clone();
+                let names_seen = Arc::clone(&names_seen);
                 tokio::spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .keep_alive(keep_alive)
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let mut http = hyper::server::conn::http1::Builder::new();
+                    http.keep_alive(keep_alive);
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        Some(acceptor) => {
+                            // A refused handshake is the client's business: no connection.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                if let Some(name) = stream.get_ref().1.server_name()
+                                    && let Ok(mut names) = names_seen.lock()
+                                {
+                                    names.push(name.to_owned());
+                                }
+                                let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                    }
                 });
             }
         });
         Self {
             address,
+            ca: None,
             received,
             connections,
+            server_names,
             task,
         }
     }
 
-    /// `http://127.0.0.1:PORT{path}`.
+    /// `http://127.0.0.1:PORT{path}` (`https://…` over TLS).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.address)
+        match self.ca {
+            None => format!("http://{}{path}", self.address),
+            Some(_) => format!("https://{}{path}", self.address),
+        }
+    }
+
+    /// Over TLS: the server names (SNI) clients sent so far.
+    pub fn server_names(&self) -> Vec<String> {
+        self.server_names
+            .lock()
+            .map(|n| n.clone())
+            .unwrap_or_default()
+    }
+
+    /// The PEM of the CA that signed an HTTPS server's certificate.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca.as_deref()
     }
 
     /// Connections accepted so far.
@@ -125,6 +190,26 @@ impl TinyServer {
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::SeqCst)
     }
+}
+
+/// A CA (PEM) and a TLS acceptor whose certificate, for `localhost` and 127.0.0.1, it signed.
+fn tls_acceptor() -> Result<(String, TlsAcceptor), String> {
+    let (ca, cert, key) =
+        crate::tls::certificate_for("Peregrine test CA", &["localhost", "127.0.0.1"])?;
+    let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("test certificate: {e}"))?;
+    let key =
+        PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| format!("test key: {e}"))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("test TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("test TLS: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((ca, TlsAcceptor::from(Arc::new(config))))
 }
 
 impl Drop for TinyServer {

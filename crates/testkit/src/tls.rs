@@ -9,6 +9,12 @@ use rcgen::{
 /// A new CA named `ca_name`, and a certificate for `host` signed by it: (CA PEM,
 /// certificate PEM, key PEM).
 pub fn server_certificate(ca_name: &str, host: &str) -> Result<(String, String, String), String> {
+    certificate_for(ca_name, &[host])
+}
+
+/// As [`server_certificate`], for several names (DNS names or IP addresses).
+pub fn certificate_for(ca_name: &str, hosts: &[&str]) -> Result<(String, String, String), String> {
+    let host = hosts.first().copied().unwrap_or("localhost");
     let failed = |e: rcgen::Error| format!("cannot make test certificates: {e}");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -20,7 +26,8 @@ pub fn server_certificate(ca_name: &str, host: &str) -> Result<(String, String, 
     let ca_cert = ca_params.self_signed(&ca_key).map_err(failed)?;
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let mut params = CertificateParams::new(vec![host.to_owned()]).map_err(failed)?;
+    let names = hosts.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>();
+    let mut params = CertificateParams::new(names).map_err(failed)?;
     params.distinguished_name.push(DnType::CommonName, host);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let key = KeyPair::generate().map_err(failed)?;

@@ -5,8 +5,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+use tokio_rustls::client::TlsStream;
 
 use super::PreparedRequest;
 use crate::assertion::check_assertions;
@@ -16,7 +19,7 @@ use crate::stats::{ErrorKind, Sample};
 /// Sends one request on `connection` (connecting when it is empty) and measures it: the
 /// sample (times from `start`, the run's beginning, and from `due`) and when it ended.
 pub async fn measure(
-    connection: &mut Option<Connection>,
+    connection: &mut Option<Link>,
     step: &PreparedRequest,
     due: Instant,
     start: Instant,
@@ -38,11 +41,11 @@ pub async fn measure(
         }
     };
     let ended = Instant::now();
-    let (status, latency, connect_time, bytes, error) = match outcome {
+    let (status, latency, opening, bytes, error) = match outcome {
         Ok(done) => (
             done.status,
             done.latency,
-            done.connect_time,
+            done.opening,
             done.bytes,
             done.error,
         ),
@@ -51,7 +54,7 @@ pub async fn measure(
             (
                 0,
                 ended - sent,
-                failure.connect_time,
+                failure.opening,
                 0,
                 Some((failure.kind, failure.message)),
             )
@@ -63,7 +66,8 @@ pub async fn measure(
         response_time: ended.saturating_duration_since(due),
         service_time: ended - sent,
         latency,
-        connect_time,
+        connect_time: opening.connect,
+        tls_time: opening.tls,
         status,
         bytes,
         error,
@@ -71,19 +75,36 @@ pub async fn measure(
     (sample, ended)
 }
 
-/// A user's connections, one per target address (scenarios usually have one).
+/// An open connection, plain or over TLS. Matched once per request; everything below is
+/// compiled for each stream type.
+pub enum Link {
+    /// `http://`.
+    Plain(Connection<TcpStream>),
+    /// `https://`, after the handshake.
+    Tls(Box<Connection<TlsStream<TcpStream>>>),
+}
+
+/// Where a connection goes: the address and, over TLS, the server name it was opened for.
+type Destination = (Option<SocketAddr>, Option<ServerName<'static>>);
+
+/// A user's connections, one per destination (scenarios usually have one).
 #[derive(Default)]
 pub struct Connections {
-    open: Vec<(Option<SocketAddr>, Option<Connection>)>,
+    open: Vec<(Destination, Option<Link>)>,
 }
 
 impl Connections {
-    /// The connection slot for `address`, created empty on first use.
-    pub fn slot(&mut self, address: Option<SocketAddr>) -> &mut Option<Connection> {
-        let index = match self.open.iter().position(|(a, _)| *a == address) {
+    /// The connection slot for `step`'s destination, created empty on first use.
+    pub fn slot(&mut self, step: &PreparedRequest) -> &mut Option<Link> {
+        let name = step.tls.as_ref().map(|tls| &tls.name);
+        let index = match self
+            .open
+            .iter()
+            .position(|((a, n), _)| *a == step.address && n.as_ref() == name)
+        {
             Some(index) => index,
             None => {
-                self.open.push((address, None));
+                self.open.push(((step.address, name.cloned()), None));
                 self.open.len() - 1
             }
         };
@@ -91,10 +112,18 @@ impl Connections {
     }
 }
 
+/// Time spent opening a connection: TCP connect plus TLS handshake (`connect`, as Taurus
+/// counts it) and the handshake alone (`tls`).
+#[derive(Clone, Copy, Default)]
+struct Opening {
+    connect: Duration,
+    tls: Duration,
+}
+
 struct Exchanged {
     status: u16,
     latency: Duration,
-    connect_time: Duration,
+    opening: Opening,
     bytes: u64,
     error: Option<(ErrorKind, Arc<str>)>,
 }
@@ -102,7 +131,7 @@ struct Exchanged {
 struct RequestFailure {
     kind: ErrorKind,
     message: Arc<str>,
-    connect_time: Duration,
+    opening: Opening,
 }
 
 impl RequestFailure {
@@ -110,59 +139,83 @@ impl RequestFailure {
         Self {
             kind,
             message: message.into(),
-            connect_time: Duration::ZERO,
+            opening: Opening::default(),
         }
     }
 }
 
-async fn connect(step: &PreparedRequest) -> Result<Connection, RequestFailure> {
+/// Opens a connection for `step` (with its TLS handshake for https), adding the time spent
+/// to `opening`, counted from `began`.
+async fn connect(
+    step: &PreparedRequest,
+    began: Instant,
+    opening: &mut Opening,
+) -> Result<Link, RequestFailure> {
     let address = step.address.ok_or_else(|| {
         RequestFailure::new(
             ErrorKind::Connect,
             format!("cannot resolve {}", step.request.host),
         )
     })?;
-    let stream = TcpStream::connect(address).await.map_err(|e| {
+    let tcp = TcpStream::connect(address).await;
+    let connected = Instant::now();
+    let stream = tcp.map_err(|e| {
+        opening.connect += connected - began;
         RequestFailure::new(
             ErrorKind::Connect,
             format!("cannot connect to {address}: {}", e.kind()),
         )
     })?;
-    Ok(Connection::new(stream))
+    let Some(tls) = &step.tls else {
+        opening.connect += connected - began;
+        return Ok(Link::Plain(Connection::new(stream)));
+    };
+    let _ = stream.set_nodelay(true);
+    let handshake = tls.connector.connect(tls.name.clone(), stream).await;
+    let done = Instant::now();
+    opening.connect += done - began;
+    opening.tls += done - connected;
+    let stream = handshake.map_err(|err| {
+        RequestFailure::new(
+            ErrorKind::Connect,
+            crate::tls::handshake_failure(&step.request.host, &err),
+        )
+    })?;
+    Ok(Link::Tls(Box::new(Connection::over(stream))))
 }
 
 /// Sends one request and reads the whole response, connecting first when needed. A reused
 /// connection that the server had closed is retried once on a new one.
 async fn exchange(
-    connection: &mut Option<Connection>,
+    connection: &mut Option<Link>,
     step: &PreparedRequest,
     sent: Instant,
 ) -> Result<Exchanged, RequestFailure> {
-    let mut connect_time = Duration::ZERO;
+    let mut opening = Opening::default();
     let mut reused = true;
     // When the current attempt began: the response's latency counts from there.
     let mut began = sent;
     loop {
         if connection.is_none() {
-            let opened = connect(step).await.map_err(|mut f| {
-                f.connect_time = began.elapsed();
+            let opened = connect(step, began, &mut opening).await.map_err(|mut f| {
+                f.opening = opening;
                 f
             })?;
-            let now = Instant::now();
-            connect_time += now - began;
-            began = now;
+            began = Instant::now();
             *connection = Some(opened);
             reused = false;
         }
-        let Some(conn) = connection.as_mut() else {
-            continue;
+        let attempt = match connection.as_mut() {
+            Some(Link::Plain(conn)) => send_and_read(conn, step, reused, began).await,
+            Some(Link::Tls(conn)) => send_and_read(conn.as_mut(), step, reused, began).await,
+            None => continue,
         };
-        match send_and_read(conn, step, reused, began).await {
+        match attempt {
             Ok((mut exchanged, reusable)) => {
                 if !(step.request.keepalive && reusable) {
                     *connection = None;
                 }
-                exchanged.connect_time = connect_time;
+                exchanged.opening = opening;
                 return Ok(exchanged);
             }
             Err(Attempt::Retry) => {
@@ -170,10 +223,7 @@ async fn exchange(
                 began = Instant::now();
             }
             Err(Attempt::Failed(failure)) => {
-                return Err(RequestFailure {
-                    connect_time,
-                    ..failure
-                });
+                return Err(RequestFailure { opening, ..failure });
             }
         }
     }
@@ -189,8 +239,8 @@ enum Attempt {
 
 /// One request on an open connection: the exchange's figures and whether the connection can
 /// carry the next request.
-async fn send_and_read(
-    connection: &mut Connection,
+async fn send_and_read<S: AsyncRead + AsyncWrite + Unpin>(
+    connection: &mut Connection<S>,
     step: &PreparedRequest,
     reused: bool,
     sent: Instant,
@@ -258,7 +308,7 @@ async fn send_and_read(
         Exchanged {
             status,
             latency,
-            connect_time: Duration::ZERO,
+            opening: Opening::default(),
             bytes: response.body_bytes,
             error,
         },

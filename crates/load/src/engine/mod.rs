@@ -94,6 +94,16 @@ pub struct PreparedRequest {
     pub wire: Bytes,
     /// What its assertions read of the response.
     pub parts: ResponseParts,
+    /// For https: how to open its TLS session.
+    pub tls: Option<TlsTarget>,
+}
+
+/// How one https request's TLS session is opened.
+pub struct TlsTarget {
+    /// The run's client setup (shared).
+    pub connector: tokio_rustls::TlsConnector,
+    /// The name its certificate must carry, sent as SNI.
+    pub name: rustls::pki_types::ServerName<'static>,
 }
 
 /// An execution with its requests prepared.
@@ -105,8 +115,21 @@ pub struct PreparedExecution {
 }
 
 /// Resolves each distinct host:port once (unresolvable ones become connect errors) and
-/// prepares every request's bytes.
-pub async fn prepare(plan: &Plan) -> Vec<PreparedExecution> {
+/// prepares every request's bytes, and the TLS setup when a request is https (an
+/// unusable CA file is the error).
+pub async fn prepare(plan: &Plan) -> Result<Vec<PreparedExecution>, String> {
+    let any_https = plan
+        .executions
+        .iter()
+        .flat_map(|e| &e.scenario.requests)
+        .any(|r| r.https);
+    let connector = if any_https {
+        Some(tokio_rustls::TlsConnector::from(crate::tls::client_config(
+            &plan.tls,
+        )?))
+    } else {
+        None
+    };
     let mut resolved: HashMap<(String, u16), Option<SocketAddr>> = HashMap::new();
     let mut prepared = Vec::with_capacity(plan.executions.len());
     for execution in &plan.executions {
@@ -127,7 +150,15 @@ pub async fn prepare(plan: &Plan) -> Vec<PreparedExecution> {
                     address
                 }
             };
+            let tls = match (&connector, request.https) {
+                (Some(connector), true) => Some(TlsTarget {
+                    connector: connector.clone(),
+                    name: crate::tls::server_name(&request.host)?,
+                }),
+                _ => None,
+            };
             requests.push(PreparedRequest {
+                tls,
                 wire: http1::wire_bytes(request),
                 parts: ResponseParts::read_by(
                     &request.assertions,
@@ -143,7 +174,7 @@ pub async fn prepare(plan: &Plan) -> Vec<PreparedExecution> {
             requests: requests.into(),
         });
     }
-    prepared
+    Ok(prepared)
 }
 
 /// Runs `plan` until it ends or `interrupt` completes; `progress` hears every second.
@@ -152,8 +183,11 @@ pub async fn run(
     interrupt: impl Future<Output = ()> + Send,
     mut progress: impl FnMut(&Progress),
 ) -> Finished {
-    let executions = prepare(plan).await;
     let start = Instant::now();
+    let executions = match prepare(plan).await {
+        Ok(executions) => executions,
+        Err(problem) => return Finished::unstarted(plan, problem),
+    };
     let (stop_tx, stop) = watch::channel(false);
     let mut stopper = Stopper {
         signal: stop_tx,
@@ -229,6 +263,19 @@ pub async fn run(
         duration,
         ending: stopper.ending,
         problem,
+    }
+}
+
+impl Finished {
+    /// A run that could not start, and why.
+    fn unstarted(plan: &Plan, problem: String) -> Self {
+        Self {
+            collector: collector_for(plan),
+            monitor: Monitor::new(plan.criteria.clone(), plan.labels.clone()),
+            duration: Duration::ZERO,
+            ending: Ending::Aborted,
+            problem: Some(problem),
+        }
     }
 }
 

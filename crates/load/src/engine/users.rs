@@ -174,7 +174,7 @@ async fn send(
     step: &PreparedRequest,
     due: Instant,
 ) -> Instant {
-    let (sample, ended) = measure(connections.slot(step.address), step, due, shared.start).await;
+    let (sample, ended) = measure(connections.slot(step), step, due, shared.start).await;
     let connect_failed = matches!(sample.error, Some((ErrorKind::Connect, _)));
     outbox.push(sample, ended - shared.start, ended);
     if connect_failed {

@@ -60,13 +60,18 @@ pub fn final_stats(report: &Report) -> String {
         "Samples count: {}, {:.2}% failures",
         overall.samples, overall.failure_percent
     );
-    let _ = writeln!(
+    let _ = write!(
         out,
         "Average times: total {}, latency {}, connect {}",
         seconds3(overall.avg_rt),
         seconds3(overall.avg_lt),
         seconds3(overall.avg_ct)
     );
+    // Only https runs shake hands; `connect` includes it, as in Taurus.
+    if overall.avg_tls > 0.0 {
+        let _ = write!(out, " (of which tls {:.3})", overall.avg_tls);
+    }
+    out.push('\n');
     let _ = writeln!(out, "Throughput: {:.1} req/s", overall.throughput);
     if let Some(rate) = &report.rate {
         let _ = writeln!(

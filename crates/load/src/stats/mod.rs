@@ -50,6 +50,8 @@ pub struct Sample {
     pub latency: Duration,
     /// Time spent connecting (zero on a reused connection).
     pub connect_time: Duration,
+    /// Of which the TLS handshake (zero over plain HTTP or a reused connection).
+    pub tls_time: Duration,
     /// The HTTP status, or 0 when there was no response.
     pub status: u16,
     /// Response body bytes.
@@ -68,6 +70,7 @@ pub struct Tally {
     pub(crate) bytes: u64,
     pub(crate) sum_latency: f64,
     pub(crate) sum_connect: f64,
+    pub(crate) sum_tls: f64,
     pub(crate) codes: BTreeMap<u16, u64>,
 }
 
@@ -95,6 +98,7 @@ impl Tally {
         self.bytes += sample.bytes;
         self.sum_latency += sample.latency.as_secs_f64();
         self.sum_connect += sample.connect_time.as_secs_f64();
+        self.sum_tls += sample.tls_time.as_secs_f64();
         *self.codes.entry(sample.status).or_default() += 1;
     }
 
@@ -115,6 +119,7 @@ impl Tally {
             avg_rt: self.response.mean() / 1e6,
             avg_lt: self.sum_latency / n,
             avg_ct: self.sum_connect / n,
+            avg_tls: self.sum_tls / n,
             stdev_rt: self.response.stdev() / 1e6,
             percentiles: table(&self.response),
             service_percentiles: table(&self.service),
@@ -190,8 +195,10 @@ pub struct Summary {
     pub avg_rt: f64,
     /// Average latency (time to response headers), seconds.
     pub avg_lt: f64,
-    /// Average connect time, seconds.
+    /// Average connect time, seconds (TCP connect plus TLS handshake, as Taurus counts it).
     pub avg_ct: f64,
+    /// Average TLS handshake time, seconds (a part of `avg_ct`; not a Taurus figure).
+    pub avg_tls: f64,
     /// Standard deviation of response time, seconds.
     pub stdev_rt: f64,
     /// Response-time percentiles (corrected for coordinated omission in the open model).
@@ -495,6 +502,7 @@ mod tests {
             service_time: Duration::from_millis(ms),
             latency: Duration::from_millis(ms / 2),
             connect_time: Duration::ZERO,
+            tls_time: Duration::ZERO,
             status: if error { 500 } else { 200 },
             bytes: 10,
             error: error.then(|| (ErrorKind::Http, Arc::from("HTTP 500"))),

@@ -7,17 +7,92 @@ use serde_json::{Map, Value};
 
 use crate::ConfigError;
 
-/// Reads, parses and merges `files` in order, then applies `overrides`.
-pub fn load(files: &[PathBuf], overrides: &[String]) -> Result<Value, ConfigError> {
+/// Reads, parses and merges `files` in order, then the files their `included-configs`
+/// name (merged over them, until none is new), then applies `overrides`; with notes about
+/// includes that were skipped.
+pub fn load(files: &[PathBuf], overrides: &[String]) -> Result<(Value, Vec<String>), ConfigError> {
     let mut sources = Vec::with_capacity(files.len());
     for file in files {
-        let text = std::fs::read_to_string(file).map_err(|err| ConfigError::Read {
-            file: file.clone(),
-            message: err.to_string(),
-        })?;
-        sources.push((file.clone(), text));
+        sources.push((file.clone(), read(file)?));
     }
-    merge_sources(&sources, overrides)
+    let mut merged = merge_files(&sources)?;
+    let notes = include_configs(&mut merged, files)?;
+    for text in overrides {
+        apply_override(&mut merged, text)?;
+    }
+    Ok((merged, notes))
+}
+
+fn read(file: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file).map_err(|err| ConfigError::Read {
+        file: file.to_path_buf(),
+        message: err.to_string(),
+    })
+}
+
+/// Merges the files `included-configs` names over `merged`, in order, repeating for the
+/// includes they add; a file already read is skipped (so cycles end). A relative path is
+/// looked up in the working directory, then beside each config read so far, as Taurus
+/// does. URLs are not fetched: skipped with a note.
+fn include_configs(merged: &mut Value, files: &[PathBuf]) -> Result<Vec<String>, ConfigError> {
+    let mut read_files: Vec<PathBuf> = files.to_vec();
+    let mut seen: Vec<PathBuf> = files.iter().map(|f| canonical(f)).collect();
+    let mut notes = Vec::new();
+    let mut done = 0;
+    loop {
+        let listed: Vec<Value> = match merged.get("included-configs") {
+            Some(Value::Array(items)) => items.clone(),
+            Some(Value::String(one)) => vec![Value::String(one.clone())],
+            _ => Vec::new(),
+        };
+        if done >= listed.len() {
+            return Ok(notes);
+        }
+        for (i, item) in listed.iter().enumerate().skip(done) {
+            let path = format!("included-configs.{i}");
+            let Some(name) = item.as_str() else {
+                return Err(ConfigError::Invalid {
+                    path,
+                    message: "must be a file path".into(),
+                });
+            };
+            if name.starts_with("http://") || name.starts_with("https://") {
+                notes.push(format!(
+                    "{path}: {name} is a URL; Peregrine does not download configs, so it is skipped"
+                ));
+                continue;
+            }
+            let file = find_file(name, &read_files).ok_or_else(|| ConfigError::Invalid {
+                path: path.clone(),
+                message: format!("{name}: no such file (looked in the working directory and beside the configs read)"),
+            })?;
+            if seen.contains(&canonical(&file)) {
+                continue;
+            }
+            seen.push(canonical(&file));
+            let mut document = parse(&file, &read(&file)?)?;
+            resolve_relative_files(&mut document, &file);
+            merge(merged, document);
+            read_files.push(file);
+        }
+        done = listed.len();
+    }
+}
+
+fn canonical(file: &Path) -> PathBuf {
+    std::fs::canonicalize(file).unwrap_or_else(|_| file.to_path_buf())
+}
+
+fn find_file(name: &str, read_files: &[PathBuf]) -> Option<PathBuf> {
+    let path = Path::new(name);
+    if path.is_absolute() || path.is_file() {
+        return path.is_file().then(|| path.to_path_buf());
+    }
+    read_files
+        .iter()
+        .filter_map(|f| f.parent())
+        .map(|dir| dir.join(path))
+        .find(|candidate| candidate.is_file())
 }
 
 /// Parses and merges `(name, text)` sources in order, then applies `overrides`.
@@ -25,42 +100,62 @@ pub fn merge_sources(
     sources: &[(PathBuf, String)],
     overrides: &[String],
 ) -> Result<Value, ConfigError> {
-    let mut merged = Value::Object(Map::new());
-    for (file, text) in sources {
-        let mut document = parse(file, text)?;
-        resolve_relative_files(&mut document, file);
-        merge(&mut merged, document);
-    }
-    // A single execution mapping counts as a one-item list, so `execution.0.…` overrides work.
-    if let Some(execution) = merged.get_mut("execution")
-        && execution.is_object()
-    {
-        *execution = Value::Array(vec![execution.take()]);
-    }
+    let mut merged = merge_files(sources)?;
     for text in overrides {
         apply_override(&mut merged, text)?;
     }
     Ok(merged)
 }
 
-/// Parses one file as YAML (JSON is YAML); errors name the file, line and column.
+fn merge_files(sources: &[(PathBuf, String)]) -> Result<Value, ConfigError> {
+    let mut merged = Value::Object(Map::new());
+    for (file, text) in sources {
+        let mut document = parse(file, text)?;
+        resolve_relative_files(&mut document, file);
+        merge(&mut merged, document);
+    }
+    Ok(merged)
+}
+
+/// Parses one file as YAML (JSON is YAML); errors name the file, line and column. Several
+/// YAML documents in one file are merged in order, as Taurus merges them.
 pub fn parse(file: &Path, text: &str) -> Result<Value, ConfigError> {
     if text.trim().is_empty() {
         return Ok(Value::Object(Map::new()));
     }
-    let value: Value = serde_saphyr::from_str(text).map_err(|err| ConfigError::Syntax {
-        file: file.to_path_buf(),
-        message: syntax_message(&err.to_string()),
-    })?;
-    match value {
-        Value::Object(_) => Ok(value),
-        Value::Null => Ok(Value::Object(Map::new())),
-        _ => Err(ConfigError::Syntax {
+    let documents: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|err| ConfigError::Syntax {
             file: file.to_path_buf(),
-            message: "line 1 column 1: the top level must be a mapping (execution:, scenarios:, …)"
-                .into(),
-        }),
+            message: syntax_message(&err.to_string()),
+        })?;
+    let mut merged = Value::Object(Map::new());
+    for (i, document) in documents.into_iter().enumerate() {
+        match document {
+            Value::Object(_) => merge(&mut merged, executions_as_list(document)),
+            Value::Null => {}
+            _ => {
+                return Err(ConfigError::Syntax {
+                    file: file.to_path_buf(),
+                    message: format!(
+                        "document {}: the top level must be a mapping (execution:, scenarios:, …)",
+                        i + 1
+                    ),
+                });
+            }
+        }
     }
+    Ok(merged)
+}
+
+/// A single execution mapping as a one-item list, so documents and files append their
+/// executions as Taurus does and `execution.0.…` overrides work.
+fn executions_as_list(mut document: Value) -> Value {
+    if let Some(execution) = document.get_mut("execution")
+        && execution.is_object()
+    {
+        *execution = Value::Array(vec![execution.take()]);
+    }
+    document
 }
 
 /// The parser's message as `line L column C: problem`: its first line only (the rest
@@ -77,7 +172,7 @@ fn syntax_message(raw: &str) -> String {
     }
 }
 
-/// `body-file` paths are relative to the config file that names them.
+/// `body-file` and `ca-cert` paths are relative to the config file that names them.
 fn resolve_relative_files(document: &mut Value, file: &Path) {
     let Some(dir) = file.parent() else { return };
     let mut stack = vec![document];
@@ -85,7 +180,7 @@ fn resolve_relative_files(document: &mut Value, file: &Path) {
         match value {
             Value::Object(map) => {
                 for (key, child) in map.iter_mut() {
-                    if key == "body-file"
+                    if (key == "body-file" || key == "ca-cert")
                         && let Value::String(path) = child
                         && Path::new(path.as_str()).is_relative()
                     {
@@ -208,7 +303,7 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            err.starts_with("two.yml: line 3 column 1: a second YAML document"),
+            err.starts_with("two.yml: line 3 column 4: unclosed bracket"),
             "{err}"
         );
         assert!(
@@ -218,6 +313,20 @@ mod tests {
             "{err}"
         );
         assert_eq!(err.lines().count(), 1, "{err}");
+    }
+
+    #[test]
+    fn documents_of_one_file_merge_in_order() {
+        let text = "execution: {concurrency: 1, scenario: a}\nsettings: {x: 1}\n---\n---\n{\"execution\": [{\"scenario\": \"b\"}], \"settings\": {\"x\": 2}}\n";
+        let merged = parse(Path::new("multi.yml"), text).map_err(|e| e.to_string());
+        assert_eq!(
+            merged,
+            Ok(
+                json!({"execution": [{"concurrency": 1, "scenario": "a"}, {"scenario": "b"}], "settings": {"x": 2}})
+            )
+        );
+        let err = parse(Path::new("m.yml"), "a: 1\n---\n- 2\n").map_err(|e| e.to_string());
+        assert!(err.is_err_and(|e| e.contains("document 2: the top level must be a mapping")));
     }
 
     #[test]

@@ -2,15 +2,18 @@
 //! value checked and every error named by its key path.
 
 mod assertions;
+mod executors;
+mod keys;
 pub mod merge;
 mod scenario;
+mod settings;
 mod values;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::criteria::Criterion;
 use crate::plan::{DEFAULT_OPEN_CONNECTIONS, Execution, Outputs, Plan};
@@ -19,16 +22,6 @@ use values::{
     ConfigValue, child, count, duration, optional, path_value, provisioned_count,
     provisioned_number, rate,
 };
-
-/// Top-level Taurus keys Peregrine knows but does not implement: each is warned about.
-const UNIMPLEMENTED_TOP_LEVEL: &[&str] = &[
-    "settings",
-    "services",
-    "provisioning",
-    "modules",
-    "included-configs",
-    "cli-aliases",
-];
 
 /// Builds a plan from a merged Taurus document.
 pub fn from_taurus(document: &Value) -> Result<Plan, ConfigError> {
@@ -52,13 +45,7 @@ pub fn from_taurus_with_warnings(document: &Value) -> Result<Plan, Rejected> {
 }
 
 fn read(builder: &mut Builder, document: &Value) -> Result<(), ConfigError> {
-    for key in document.as_object().into_iter().flat_map(Map::keys) {
-        if UNIMPLEMENTED_TOP_LEVEL.contains(&key.as_str()) {
-            builder.warn(key, "not implemented by Peregrine; ignored");
-        } else if !["execution", "scenarios", "reporting"].contains(&key.as_str()) {
-            builder.warn(key, "unknown top-level key; ignored");
-        }
-    }
+    builder.top_level(document)?;
     let scenarios = document.get("scenarios").cloned().unwrap_or(Value::Null);
     let executions = match document.get("execution") {
         Some(Value::Array(items)) => items.clone(),
@@ -77,16 +64,27 @@ fn read(builder: &mut Builder, document: &Value) -> Result<(), ConfigError> {
             message: "no execution: add `execution:` with a concurrency and a scenario".into(),
         });
     }
+    let mut skipped = Vec::new();
     for (i, execution) in executions.iter().enumerate() {
-        let path = format!("execution.{i}");
-        let built = builder.execution(
-            &ConfigValue {
-                value: execution,
-                path,
-            },
-            &scenarios,
-        )?;
+        let node = ConfigValue {
+            value: execution,
+            path: format!("execution.{i}"),
+        };
+        let executor =
+            executors::executor_of(execution, builder.default_executor.as_deref(), document);
+        if let Some(reason) = executors::skip_reason(&node, &executor, &scenarios) {
+            builder.warn(&node.path, &reason);
+            skipped.push(format!("{}: {reason}", node.path));
+            continue;
+        }
+        let built = builder.execution(&node, &executor, &scenarios)?;
         builder.executions.push(built);
+    }
+    if builder.executions.is_empty() {
+        return Err(ConfigError::Invalid {
+            path: "execution".into(),
+            message: format!("no execution Peregrine can run ({})", skipped.join("; ")),
+        });
     }
     if let Some(reporting) = document.get("reporting") {
         builder.reporting(&ConfigValue {
@@ -109,6 +107,12 @@ struct Builder {
     pub(super) label_indexes: HashMap<String, usize>,
     /// `${name}`s already warned about.
     pub(super) undefined_variables: HashSet<String>,
+    /// `modules.peregrine` TLS settings.
+    pub(super) tls: crate::plan::TlsOptions,
+    /// Every warning given, to give each once.
+    pub(super) warned: HashSet<String>,
+    /// `settings.default-executor`: the executor of executions that name none.
+    pub(super) default_executor: Option<String>,
 }
 
 const EXECUTION_KEYS: &[&str] = &[
@@ -123,18 +127,11 @@ const EXECUTION_KEYS: &[&str] = &[
     "executor",
 ];
 impl Builder {
+    /// Adds a warning, once: a scenario that two executions run is read twice.
     pub(super) fn warn(&mut self, path: &str, note: &str) {
-        self.warnings.push(format!("{path}: {note}"));
-    }
-
-    pub(super) fn warn_unknown(&mut self, node: &ConfigValue<'_>, known: &[&str]) {
-        for key in node.value.as_object().into_iter().flat_map(Map::keys) {
-            if !known.contains(&key.as_str()) {
-                self.warn(
-                    &format!("{}.{key}", node.path),
-                    "not implemented by Peregrine; ignored",
-                );
-            }
+        let warning = format!("{path}: {note}");
+        if self.warned.insert(warning.clone()) {
+            self.warnings.push(warning);
         }
     }
 
@@ -158,27 +155,26 @@ impl Builder {
             outputs: self.outputs,
             warnings: self.warnings,
             labels: self.labels,
+            tls: self.tls,
         })
     }
 
     fn execution(
         &mut self,
         node: &ConfigValue<'_>,
+        executor: &str,
         scenarios: &Value,
     ) -> Result<Execution, ConfigError> {
         if !node.value.is_object() {
             return Err(node.error("must be a mapping with concurrency, hold-for, scenario…"));
         }
-        self.warn_unknown(node, EXECUTION_KEYS);
+        self.check_keys(node, EXECUTION_KEYS, &keys::EXECUTION)?;
         let child = |key: &'static str| child(node, key);
-        if let Some(executor) = child("executor")
-            && executor.value.as_str() != Some("peregrine")
-        {
-            let name = executor.value.as_str().unwrap_or("?").to_owned();
+        if !["jmeter", "peregrine"].contains(&executor) {
             self.warn(
-                &executor.path,
+                &format!("{}.executor", node.path),
                 &format!(
-                    "executor {name:?} is not used; Peregrine's own engine runs this execution"
+                    "executor {executor:?} is not used; Peregrine's own engine runs this execution's requests"
                 ),
             );
         }
@@ -233,6 +229,16 @@ impl Builder {
                 _ => return Err(item.error("must be a module name or a mapping with module")),
             };
             seen.insert(module.to_owned());
+            let section = match module {
+                "final-stats" => Some(&keys::FINAL_STATS),
+                "passfail" => Some(&keys::PASSFAIL),
+                "junit-xml" => Some(&keys::JUNIT_XML),
+                "console" => Some(&keys::CONSOLE),
+                _ => None,
+            };
+            if let Some(section) = section {
+                self.check_keys(item, &[], section)?;
+            }
             match module {
                 "final-stats" => {
                     self.outputs.dump_xml = optional(child(item, "dump-xml"), path_value)?
@@ -270,9 +276,20 @@ impl Builder {
 
     fn criteria_list(&mut self, node: &ConfigValue<'_>) -> Result<(), ConfigError> {
         for item in node.items(" of criteria")? {
+            if is_long_criterion(item.value) {
+                self.check_keys(&item, &[], &keys::CRITERION)?;
+            }
             let criterion = crate::criteria::parse(item.value, &item.path)?;
             self.criteria.push(criterion);
         }
         Ok(())
     }
+}
+
+/// A criterion in long form (a mapping of subject, condition, …), not the short form's
+/// `{message: "avg-rt>1s"}`.
+fn is_long_criterion(value: &Value) -> bool {
+    value.as_object().is_some_and(|map| {
+        map.len() > 1 || map.contains_key("subject") || !map.values().all(Value::is_string)
+    })
 }

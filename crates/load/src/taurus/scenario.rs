@@ -11,9 +11,9 @@ use http::header::{CONTENT_TYPE, HOST, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Uri};
 use serde_json::{Map, Value};
 
-use super::Builder;
 use super::assertions::{assertions, json_assertions};
 use super::values::{ConfigValue, boolean, byte_size, child, duration, duration_text, optional};
+use super::{Builder, keys};
 use crate::ConfigError;
 use crate::plan::{DEFAULT_ASSERT_BODY_LIMIT, DEFAULT_TIMEOUT, Request, Scenario};
 
@@ -78,7 +78,7 @@ impl Builder {
         if !value.is_object() {
             return Err(node.error("must be a mapping with requests"));
         }
-        self.warn_unknown(node, SCENARIO_KEYS);
+        self.check_keys(node, SCENARIO_KEYS, &keys::SCENARIO)?;
         let defaults = ScenarioDefaults::read(node)?;
         let requests_node = child(node, "requests").ok_or_else(|| node.error("has no requests"))?;
         let items = requests_node.items("")?;
@@ -119,7 +119,12 @@ impl Builder {
             Value::Object(_) => node,
             _ => return Err(node.error("must be a URL or a request mapping")),
         };
-        self.warn_unknown(node, REQUEST_KEYS);
+        self.check_keys(node, REQUEST_KEYS, &keys::REQUEST)?;
+        self.check_item_keys(child(node, "assert").as_ref(), &keys::ASSERT)?;
+        self.check_item_keys(
+            child(node, "assert-jsonpath").as_ref(),
+            &keys::ASSERT_JSONPATH,
+        )?;
         let get = |key: &'static str| child(node, key);
         let url_node = get("url").ok_or_else(|| node.error("has no url"))?;
         let url_text = defaults.substitute(
@@ -211,6 +216,7 @@ impl Builder {
             authority: url.authority,
             host: url.host,
             port: url.port,
+            https: url.https,
             target: url.target,
             headers,
             body,
@@ -341,6 +347,7 @@ struct ResolvedUrl {
     authority: String,
     host: String,
     port: u16,
+    https: bool,
     target: Uri,
 }
 
@@ -360,11 +367,15 @@ fn resolve_url(text: &str, default_address: Option<&str>) -> Result<ResolvedUrl,
     let uri: Uri = full
         .parse()
         .map_err(|e| format!("invalid URL {full:?}: {e}"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => return Err(format!("{full:?}: https is not supported yet; use http://")),
-        _ => return Err(format!("{full:?}: the URL must start with http://")),
-    }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err(format!(
+                "{full:?}: the URL must start with http:// or https://"
+            ));
+        }
+    };
     let host = uri
         .host()
         .filter(|h| !h.is_empty())
@@ -373,7 +384,7 @@ fn resolve_url(text: &str, default_address: Option<&str>) -> Result<ResolvedUrl,
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = uri.port_u16().unwrap_or(80);
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let authority = uri.authority().map(ToString::to_string).unwrap_or_default();
     let target: Uri = uri
         .path_and_query()
@@ -384,6 +395,7 @@ fn resolve_url(text: &str, default_address: Option<&str>) -> Result<ResolvedUrl,
         authority,
         host,
         port,
+        https,
         target,
     })
 }
