@@ -69,7 +69,7 @@ pub fn final_stats(report: &Report) -> String {
     );
     // Only https runs shake hands; `connect` includes it, as in Taurus.
     if overall.avg_tls > 0.0 {
-        let _ = write!(out, " (of which tls {:.3})", overall.avg_tls);
+        let _ = write!(out, " (of which tls {})", seconds3(overall.avg_tls));
     }
     out.push('\n');
     let _ = writeln!(out, "Throughput: {:.1} req/s", overall.throughput);

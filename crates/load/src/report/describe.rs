@@ -77,7 +77,7 @@ pub struct ExecutionDescription {
     pub hold_for_seconds: f64,
     /// Passes through the scenario per user, when bounded.
     pub iterations: Option<u64>,
-    /// The first few distinct requests, as `METHOD host:port/path`.
+    /// The first few distinct requests, as `METHOD scheme://host:port/path`.
     pub targets: Vec<String>,
     /// Requests in the scenario.
     pub requests: usize,
@@ -105,7 +105,11 @@ fn describe_execution(execution: &Execution) -> ExecutionDescription {
         if targets.len() == MAX_TARGETS {
             break;
         }
-        let text = format!("{} {}{}", request.method, request.authority, request.target);
+        let scheme = if request.https { "https" } else { "http" };
+        let text = format!(
+            "{} {scheme}://{}{}",
+            request.method, request.authority, request.target
+        );
         if seen.insert(text.clone()) {
             targets.push(text);
         }
