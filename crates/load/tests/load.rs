@@ -436,8 +436,17 @@ async fn every_reporter_writes_what_it_promises() {
 
     let html = read(out.join("report.html"));
     assert!(html.contains("<svg class=\"chart\" data-chart=\"latency\""));
+    // The page names its targets' URLs as text; it must not load anything from one.
+    let loads = [
+        "src=",
+        "href=",
+        "url(",
+        "@import",
+        "fetch(",
+        "XMLHttpRequest",
+    ];
     assert!(
-        !html.contains("http://") && !html.contains("https://"),
+        !loads.iter().any(|l| html.contains(l)),
         "the HTML report must load nothing"
     );
 }
@@ -550,21 +559,124 @@ fn files_merge_as_taurus_merges_them() {
     );
 }
 
-/// The HTML report opened in real headless Chromium: every chart is laid out with its lines.
+/// A fast local service: every average and percentile the console prints is non-zero, as
+/// every measured time is (before, they read `0.000` and `0.0`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_html_report_renders_its_charts_in_chromium() {
+async fn the_console_summary_shows_a_fast_service_with_non_zero_figures() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let mut test = quick(server.url("/"));
+    test.concurrency = Some(1);
+    test.hold_for = Duration::ZERO;
+    test.iterations = Some(200);
+    let report = run(peregrine_load::from_quick(&test).unwrap()).await;
+    assert!(
+        report.overall.percentile(50.0).unwrap_or(0.0) < 0.001,
+        "not fast enough to test"
+    );
+    let text = peregrine_load::report::final_stats(&report);
+    let averages = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Average times: total "))
+        .unwrap_or_default();
+    let total: f64 = averages
+        .split(',')
+        .next()
+        .unwrap_or("")
+        .parse()
+        .unwrap_or(0.0);
+    assert!(total > 0.0, "{text}");
+    let percentiles: Vec<f64> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("| Percentile"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|l| l.split('|').nth(2).and_then(|v| v.trim().parse().ok()))
+        .collect();
+    assert_eq!(percentiles.len(), 7, "{text}");
+    assert!(percentiles.iter().all(|&p| p > 0.0), "{text}");
+}
+
+/// A 1.5 s run: its last second is half empty, so the charts leave it out (saying so) rather
+/// than draw a drop in requests per second; the JSON and CSV keep it. Every request got a 503
+/// and no criterion was set: the verdict is "passed, with errors", not a plain pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_leaves_the_partial_last_second_out_and_flags_errors() {
     let server = TinyServer::start(Behavior {
-        delay: Duration::from_millis(2),
+        delay: Duration::from_millis(5),
+        status: 503,
         ..Behavior::default()
     })
     .await;
-    let mut test = quick(server.url("/users/"));
-    test.ramp_up = Duration::from_secs(1);
+    let mut test = quick(server.url("/"));
+    test.concurrency = Some(2);
+    test.hold_for = Duration::from_millis(1500);
     let report = run(peregrine_load::from_quick(&test).unwrap()).await;
+    assert_eq!(report.exit_code(), exit_code::OK);
+    assert_eq!(report.timeline.len(), 2, "{:?}", report.timeline);
     let dir = tempfile::tempdir().unwrap();
     report.write_dir(dir.path()).unwrap();
-    let page = format!("file://{}", dir.path().join("report.html").display());
-    let profile = dir.path().join("chromium-profile");
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("id=\"partial-second\""),
+        "no note on the cut second"
+    );
+    let throughput = html
+        .split("data-chart=\"throughput\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</svg>").next())
+        .unwrap_or_default();
+    assert!(
+        throughput.matches("<circle ").count() == 1 && !throughput.contains("<polyline"),
+        "only the whole first second is drawn: {throughput}"
+    );
+    assert!(
+        html.contains("data-verdict=\"passed\"") && html.contains("<b>Passed, with errors</b>"),
+        "{html}"
+    );
+    assert!(html.contains("<td>503</td><td>"), "status codes: {html}");
+    let json = std::fs::read_to_string(dir.path().join("report.json")).unwrap();
+    assert!(json.contains("\"verdict\": \"passed\""), "{json}");
+    let csv = std::fs::read_to_string(dir.path().join("timeline.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "the CSV keeps both seconds: {csv}");
+}
+
+/// With 12 labels the per-label charts draw the 10 with the most samples and say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_caps_its_per_label_charts_at_ten_and_says_so() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let requests: String = (0..12)
+        .map(|i| {
+            format!(
+                "    - url: {}\n      label: l{i}\n",
+                server.url(&format!("/{i}"))
+            )
+        })
+        .collect();
+    let report = run(plan(&format!(
+        "execution:\n  concurrency: 2\n  hold-for: 1500ms\n  scenario:\n    requests:\n{requests}"
+    )))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    report.write_dir(dir.path()).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(
+        html.contains("Showing the 10 labels with the most samples, of 12."),
+        "{html}"
+    );
+    let p90 = html
+        .split("data-chart=\"label-p90\"")
+        .nth(1)
+        .and_then(|rest| rest.split("</figure>").next())
+        .unwrap_or_default();
+    assert_eq!(p90.matches("<span><i ").count(), 10, "{p90}");
+}
+
+/// Runs headless Chromium on `page` with `args`, in a fresh profile under `dir`.
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test helper, outside the tests clippy.toml covers"
+)]
+fn chromium(dir: &std::path::Path, page: &str, args: &[&str]) -> std::process::Output {
     let browser = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
         .find(|b| {
@@ -576,7 +688,8 @@ async fn the_html_report_renders_its_charts_in_chromium() {
         .unwrap_or_else(|| {
             panic!("headless Chromium is needed: apt-get install chromium (.ci/run does)")
         });
-    let output = std::process::Command::new(browser)
+    let profile = tempfile::tempdir_in(dir).unwrap();
+    std::process::Command::new(browser)
         .args([
             "--headless",
             "--no-sandbox",
@@ -589,17 +702,72 @@ async fn the_html_report_renders_its_charts_in_chromium() {
             "--disable-component-update",
             "--disable-sync",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(["--virtual-time-budget=5000", "--dump-dom", &page])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(page)
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {browser}: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run {browser}: {e}"))
+}
+
+/// The HTML report opened in real headless Chromium: every chart is laid out with its lines
+/// or bars, and the verdict of a run a criterion failed (exit 3), what was run, the status
+/// codes and the latency histogram are on the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_renders_its_charts_in_chromium() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(2),
+        ..Behavior::default()
+    })
+    .await;
+    let report = run(plan(&format!(
+        "execution:\n  concurrency: 5\n  ramp-up: 1s\n  hold-for: 2s\n  scenario:\n    requests:\n    - url: {}\n      label: list\n    - url: {}\n      label: one\nreporting:\n- module: passfail\n  criteria: ['avg-rt>1ms, continue as failed']\n",
+        server.url("/users/"),
+        server.url("/users/7"),
+    )))
+    .await;
+    assert_eq!(report.exit_code(), exit_code::CRITERIA_FAILED);
+    let dir = tempfile::tempdir().unwrap();
+    report.write_dir(dir.path()).unwrap();
+    let page = format!("file://{}", dir.path().join("report.html").display());
+    let output = chromium(
+        dir.path(),
+        &page,
+        &["--virtual-time-budget=5000", "--dump-dom"],
+    );
     let dom = String::from_utf8_lossy(&output.stdout);
     assert!(
-        dom.contains("data-charts-rendered=\"4\""),
-        "charts did not render:\n{}",
+        dom.contains("data-charts-rendered=\"7\""),
+        "4 charts over time, the histogram and 2 per label must render:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(dom.contains("Peregrine load report"));
+    let section = |id: &str| {
+        let from = dom.find(&format!("id=\"{id}\"")).unwrap_or(dom.len());
+        let to = dom[from..]
+            .find("</dl>")
+            .or_else(|| dom[from..].find("</table>"));
+        dom[from..from + to.unwrap_or(dom.len() - from)].to_owned()
+    };
+    let banner = section("verdict");
+    assert!(
+        banner.contains("data-verdict=\"failed\"")
+            && banner.contains("1 of 1 pass/fail criteria failed")
+            && banner.contains("(exit code 3)"),
+        "{banner}"
+    );
+    let run = section("run");
+    for expected in [
+        &format!("GET {}", server.url("/users/")),
+        "closed model: 5 virtual users",
+        "1 s ramp-up, 2 s hold",
+        env!("CARGO_PKG_VERSION"),
+    ] {
+        assert!(run.contains(expected), "{expected:?} not in {run}");
+    }
+    let codes = section("status-codes");
+    assert!(codes.contains("<td>200</td><td>"), "{codes}");
+    assert!(dom.contains("data-chart=\"histogram\""));
+    assert!(dom.contains("data-chart=\"label-p90\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::duration::format_clock;
-use crate::report::{Progress, Report};
+use crate::report::{Progress, Report, kind_name};
 
 /// One progress line: `[  12s/210s] users 100 | 1234 req/s | avg 1.2 ms | p99 4.5 ms | errors 0`.
 pub fn progress_line(progress: &Progress) -> String {
@@ -26,8 +26,27 @@ pub fn progress_line(progress: &Progress) -> String {
     )
 }
 
+/// Milliseconds with at least one decimal and three significant digits: `0.0312 ms`, `4.5 ms`.
 fn format_ms(seconds: f64) -> String {
-    format!("{:.1} ms", seconds * 1000.0)
+    let ms = seconds * 1000.0;
+    format!("{ms:.0$} ms", decimals_for(ms, 1))
+}
+
+/// Decimals that show `value` to three significant digits, and at least `min`: a value that
+/// is not zero never prints as zero (up to 15 decimals, far below a nanosecond in seconds).
+pub(crate) fn decimals_for(value: f64, min: usize) -> usize {
+    if !value.is_finite() || value.abs() < 1e-15 {
+        return min;
+    }
+    let leading = value.abs().log10().floor();
+    let wanted = (2.0 - leading).clamp(0.0, 15.0) as usize;
+    wanted.max(min)
+}
+
+/// Seconds in Taurus's columns: three decimals as Taurus prints them, more when the value
+/// is under 0.1 s, so a fast service reads `0.000214` rather than `0.000`.
+fn seconds3(seconds: f64) -> String {
+    format!("{seconds:.0$}", decimals_for(seconds, 3))
 }
 
 /// Taurus's final-stats text, plus throughput, service times (open model) and errors.
@@ -43,12 +62,14 @@ pub fn final_stats(report: &Report) -> String {
     );
     let _ = write!(
         out,
-        "Average times: total {:.3}, latency {:.3}, connect {:.3}",
-        overall.avg_rt, overall.avg_lt, overall.avg_ct
+        "Average times: total {}, latency {}, connect {}",
+        seconds3(overall.avg_rt),
+        seconds3(overall.avg_lt),
+        seconds3(overall.avg_ct)
     );
     // Only https runs shake hands; `connect` includes it, as in Taurus.
     if overall.avg_tls > 0.0 {
-        let _ = write!(out, " (of which tls {:.3})", overall.avg_tls);
+        let _ = write!(out, " (of which tls {})", seconds3(overall.avg_tls));
     }
     out.push('\n');
     let _ = writeln!(out, "Throughput: {:.1} req/s", overall.throughput);
@@ -121,7 +142,7 @@ pub fn final_stats(report: &Report) -> String {
                         100.0 - s.failure_percent
                     }
                 ),
-                format!("{:.3}", s.avg_rt),
+                seconds3(s.avg_rt),
                 errors.join("; "),
             ]
         })
@@ -139,10 +160,7 @@ pub fn final_stats(report: &Report) -> String {
             .map(|e| {
                 vec![
                     e.label.clone(),
-                    serde_json::to_value(e.kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default(),
+                    kind_name(e.kind),
                     e.count.to_string(),
                     e.message.clone(),
                 ]
@@ -165,9 +183,10 @@ fn fmt_level(level: f64) -> String {
     format!("{level:.1}")
 }
 
-/// Seconds as Taurus prints them: up to 3 decimals, no trailing zeros.
+/// Seconds as Taurus prints them (up to 3 decimals, no trailing zeros), with more decimals
+/// when needed for three significant digits, so a non-zero time never reads `0.0`.
 fn fmt_seconds(seconds: f64) -> String {
-    let text = format!("{seconds:.3}");
+    let text = format!("{seconds:.0$}", decimals_for(seconds, 3));
     let text = text.trim_end_matches('0').trim_end_matches('.');
     if text.contains('.') {
         text.to_owned()
@@ -230,6 +249,20 @@ mod tests {
         assert_eq!(fmt_seconds(0.0), "0.0");
         assert_eq!(fmt_seconds(0.012), "0.012");
         assert_eq!(fmt_seconds(1.05), "1.05");
-        assert_eq!(fmt_seconds(0.0501), "0.05");
+        assert_eq!(fmt_seconds(0.0501), "0.0501");
+        assert_eq!(fmt_seconds(1.0501), "1.05");
+    }
+
+    #[test]
+    fn a_fast_service_never_reads_as_zero() {
+        assert_eq!(fmt_seconds(0.000_214), "0.000214");
+        assert_eq!(fmt_seconds(0.000_001), "0.000001");
+        assert_eq!(seconds3(0.000_041_3), "0.0000413");
+        assert_eq!(seconds3(0.0), "0.000");
+        assert_eq!(seconds3(1.23456), "1.235");
+        assert_eq!(seconds3(3e-10), "0.000000000300");
+        assert_eq!(format_ms(0.000_031_2), "0.0312 ms");
+        assert_eq!(format_ms(0.0045), "4.50 ms");
+        assert_eq!(format_ms(0.123), "123.0 ms");
     }
 }

@@ -1,7 +1,9 @@
 //! Reports read finished statistics only: the [`Report`] built once at the end, written as
 //! console text, JSON, CSV, JUnit XML, Taurus's dump formats and a self-contained HTML page.
 
+mod chart;
 mod console;
+mod describe;
 mod html;
 mod tables;
 mod xml;
@@ -13,10 +15,11 @@ use serde::Serialize;
 use crate::criteria::Outcome;
 use crate::engine::{Ending, Finished};
 use crate::plan::Plan;
-use crate::stats::{ErrorCount, PERCENTILES, Second, Summary};
+use crate::stats::{ErrorCount, ErrorKind, PERCENTILES, Second, Summary};
 
 pub use crate::engine::Progress;
 pub use console::{final_stats, progress_line};
+pub use describe::{ExecutionDescription, HistogramBin, Model, RunDescription, Verdict};
 
 /// The version of the `report.json` schema; bumped on any incompatible change.
 pub const SCHEMA: &str = "peregrine-load-report/2";
@@ -44,6 +47,10 @@ pub struct Report {
     pub duration_seconds: f64,
     /// How the run ended.
     pub ending: Ending,
+    /// What the outcome means for the user: passed, failed (a criterion), interrupted, aborted.
+    pub verdict: Verdict,
+    /// What was run: when, against what, with which load.
+    pub run: RunDescription,
     /// Why an aborted run could not go on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -59,6 +66,8 @@ pub struct Report {
     pub criteria: Vec<Outcome>,
     /// Per second.
     pub timeline: Vec<Second>,
+    /// How many samples had each response time, in even bins (see [`HistogramBin`]).
+    pub latency_histogram: Vec<HistogramBin>,
     /// Config keys that were not implemented and were ignored.
     pub warnings: Vec<String>,
     /// Which latency the percentiles are: see [`Report::latency_note`].
@@ -132,6 +141,9 @@ impl Report {
             tool: format!("peregrine {}", env!("CARGO_PKG_VERSION")),
             duration_seconds: duration.as_secs_f64(),
             ending,
+            verdict: Verdict::of(exit_code),
+            run: RunDescription::of(plan, duration),
+            latency_histogram: describe::histogram_bins(&collector.overall().response),
             problem,
             latency: if rate.is_some() {
                 LatencyKind::Corrected
@@ -208,6 +220,14 @@ impl Report {
     pub fn json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// An error kind as `report.json` spells it: `connect`, `timeout`, `http`, `assertion`, `io`.
+fn kind_name(kind: ErrorKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn open_model_rate(plan: &Plan, timeline: &[Second]) -> Option<RateCheck> {

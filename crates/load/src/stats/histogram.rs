@@ -181,6 +181,14 @@ impl LatencyHistogram {
         self.max
     }
 
+    /// `(value, count)` for every bucket in use, in increasing order: the value is the middle
+    /// of the bucket in µs, clamped to the smallest and largest latency seen.
+    pub fn counts(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.buckets
+            .iter()
+            .map(|(bucket, count)| (middle_of(bucket).clamp(self.min, self.max), count))
+    }
+
     /// Bytes of memory this histogram holds on the heap.
     pub fn heap_bytes(&self) -> usize {
         self.buckets.heap_bytes()
