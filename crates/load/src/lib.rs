@@ -8,15 +8,18 @@
 //! reports; [`Report::new`] builds the report from it and the plan.
 
 pub mod assertion;
+pub mod condition;
 pub mod criteria;
 pub mod duration;
 mod engine;
+pub mod extract;
 mod http1;
 pub mod plan;
 pub mod quick;
 pub mod report;
 pub mod stats;
 mod taurus;
+pub mod variables;
 
 use std::path::PathBuf;
 
@@ -97,7 +100,7 @@ impl From<ConfigError> for Rejected {
 /// warnings gathered before the error.
 pub fn read_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, Rejected> {
     let document = taurus::merge::load(files, overrides)?;
-    taurus::from_taurus_with_warnings(&document)
+    taurus::from_taurus_files(&document, files)
 }
 
 /// Reads one Taurus config given as text (`name` is used in error messages) into a plan.
@@ -110,5 +113,5 @@ pub fn plan_from_str(name: &str, text: &str, overrides: &[String]) -> Result<Pla
 /// Reads Taurus config files with overrides into a plan.
 pub fn load_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, ConfigError> {
     let document = taurus::merge::load(files, overrides)?;
-    taurus::from_taurus(&document)
+    taurus::from_taurus_files(&document, files).map_err(|rejected| rejected.error)
 }

@@ -79,10 +79,7 @@ fn warnings_come_with_a_validation_error_and_settings_is_warned() {
         "{rejected}"
     );
     assert!(
-        rejected
-            .warnings
-            .iter()
-            .any(|w| w.starts_with("settings: ")),
+        rejected.warnings.iter().any(|w| w.starts_with("settings")),
         "{:?}",
         rejected.warnings
     );

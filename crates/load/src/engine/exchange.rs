@@ -20,7 +20,7 @@ pub async fn measure(
     step: &PreparedRequest,
     due: Instant,
     start: Instant,
-) -> (Sample, Instant) {
+) -> (Sample, Instant, Vec<u8>) {
     let request = &step.request;
     let sent = Instant::now();
     // From `sent`, not a new reading of the clock: this is the per-request hot path. The
@@ -38,13 +38,14 @@ pub async fn measure(
         }
     };
     let ended = Instant::now();
-    let (status, latency, connect_time, bytes, error) = match outcome {
+    let (status, latency, connect_time, bytes, error, body) = match outcome {
         Ok(done) => (
             done.status,
             done.latency,
             done.connect_time,
             done.bytes,
             done.error,
+            done.body,
         ),
         Err(failure) => {
             *connection = None;
@@ -54,6 +55,7 @@ pub async fn measure(
                 failure.connect_time,
                 0,
                 Some((failure.kind, failure.message)),
+                Vec::new(),
             )
         }
     };
@@ -68,7 +70,7 @@ pub async fn measure(
         bytes,
         error,
     };
-    (sample, ended)
+    (sample, ended, body)
 }
 
 /// A user's connections, one per target address (scenarios usually have one).
@@ -97,6 +99,8 @@ struct Exchanged {
     connect_time: Duration,
     bytes: u64,
     error: Option<(ErrorKind, Arc<str>)>,
+    /// The body, when kept (for assertions or extractors).
+    body: Vec<u8>,
 }
 
 struct RequestFailure {
@@ -261,6 +265,7 @@ async fn send_and_read(
             connect_time: Duration::ZERO,
             bytes: response.body_bytes,
             error,
+            body: response.body,
         },
         response.reusable,
     ))

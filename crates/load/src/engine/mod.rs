@@ -6,6 +6,7 @@
 
 mod exchange;
 mod pacing;
+mod steps;
 mod timer;
 mod users;
 
@@ -127,13 +128,17 @@ pub async fn prepare(plan: &Plan) -> Vec<PreparedExecution> {
                     address
                 }
             };
+            let parts = ResponseParts::read_by(
+                &request.assertions,
+                &request.json_assertions,
+                request.assert_body_limit,
+            );
             requests.push(PreparedRequest {
                 wire: http1::wire_bytes(request),
-                parts: ResponseParts::read_by(
-                    &request.assertions,
-                    &request.json_assertions,
-                    request.assert_body_limit,
-                ),
+                parts: ResponseParts {
+                    body: parts.body || !request.extractors.is_empty(),
+                    ..parts
+                },
                 request: Arc::clone(request),
                 address,
             });
@@ -273,6 +278,12 @@ fn launch(
     let shared: Vec<Arc<Shared>> = executions
         .into_iter()
         .map(|execution| {
+            let program = execution
+                .plan
+                .scenario
+                .program
+                .as_deref()
+                .map(steps::ProgramState::new);
             Arc::new(Shared {
                 pacer: execution
                     .plan
@@ -284,6 +295,7 @@ fn launch(
                 users: Arc::clone(&users),
                 arrivals: AtomicU64::new(0),
                 timer: timer.clone(),
+                program,
             })
         })
         .collect();

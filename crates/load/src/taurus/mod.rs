@@ -2,6 +2,10 @@
 //! value checked and every error named by its key path.
 
 mod assertions;
+mod blocks;
+mod data_source;
+mod env;
+mod extractors;
 pub mod merge;
 mod scenario;
 mod values;
@@ -38,7 +42,21 @@ pub fn from_taurus(document: &Value) -> Result<Plan, ConfigError> {
 /// Builds a plan from a merged Taurus document; a rejected one keeps the warnings
 /// gathered before the error.
 pub fn from_taurus_with_warnings(document: &Value) -> Result<Plan, Rejected> {
-    let mut builder = Builder::default();
+    from_taurus_files(document, &[])
+}
+
+/// Builds a plan from a merged Taurus document read from `files`: relative data-source
+/// paths are looked up in the current directory, then next to each file.
+pub fn from_taurus_files(document: &Value, files: &[PathBuf]) -> Result<Plan, Rejected> {
+    let mut builder = Builder {
+        config_dirs: files
+            .iter()
+            .filter_map(|f| f.parent().map(std::path::Path::to_path_buf))
+            .collect(),
+        ..Builder::default()
+    };
+    let document = &env::substitute_settings_env(document);
+    blocks::runtime_names(document, &mut builder.runtime_names);
     match read(&mut builder, document) {
         Ok(()) => builder.finish().map_err(|error| Rejected {
             error,
@@ -53,7 +71,9 @@ pub fn from_taurus_with_warnings(document: &Value) -> Result<Plan, Rejected> {
 
 fn read(builder: &mut Builder, document: &Value) -> Result<(), ConfigError> {
     for key in document.as_object().into_iter().flat_map(Map::keys) {
-        if UNIMPLEMENTED_TOP_LEVEL.contains(&key.as_str()) {
+        if key == "settings" {
+            env::warn_other_settings(builder, &document[key]);
+        } else if UNIMPLEMENTED_TOP_LEVEL.contains(&key.as_str()) {
             builder.warn(key, "not implemented by Peregrine; ignored");
         } else if !["execution", "scenarios", "reporting"].contains(&key.as_str()) {
             builder.warn(key, "unknown top-level key; ignored");
@@ -109,6 +129,12 @@ struct Builder {
     pub(super) label_indexes: HashMap<String, usize>,
     /// `${name}`s already warned about.
     pub(super) undefined_variables: HashSet<String>,
+    /// Variables the config writes at run time (extractors, set-variables, foreach, CSV).
+    pub(super) runtime_names: HashSet<String>,
+    /// Directories of the config files, for relative data-source paths.
+    pub(super) config_dirs: Vec<PathBuf>,
+    /// Keys warned about once (unsupported extractors, JSONPath rewrites).
+    pub(super) warned_once: HashSet<String>,
 }
 
 const EXECUTION_KEYS: &[&str] = &[

@@ -1,0 +1,251 @@
+//! Taurus variables, extractors, data sources and logic blocks end to end against a real
+//! login app on 127.0.0.1: what the server received proves what the users sent.
+
+use std::path::Path;
+
+use peregrine_load::{Plan, Report, read_plan};
+use peregrine_testkit::{LoginApp, Recorded};
+
+/// Writes `yaml` (and `files`) into a temp dir and reads the config from there.
+#[expect(clippy::unwrap_used, reason = "a test helper")]
+fn plan_in_dir(yaml: &str, files: &[(&str, &str)]) -> Plan {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let file = dir.path().join("test.yml");
+    std::fs::write(&file, yaml).unwrap();
+    // Read from another directory: data-source paths are relative to the config file.
+    let plan = read_plan(&[file], &[]).unwrap_or_else(|e| panic!("{e} {:?}", e.warnings));
+    drop(dir);
+    plan
+}
+
+async fn run(plan: &Plan) -> Report {
+    peregrine_load::run(plan, std::future::pending(), |_| {}).await
+}
+
+fn targets(recorded: &[Recorded]) -> Vec<String> {
+    recorded.iter().map(|r| r.target.clone()).collect()
+}
+
+fn failures(report: &Report) -> u64 {
+    report.overall.failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flow_with_csv_users_extracts_a_token_and_sends_it() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+settings:
+  env:
+    BASE: {base}
+execution:
+- concurrency: 1
+  iterations: 4
+  scenario: login
+scenarios:
+  login:
+    default-address: ${{BASE}}
+    data-sources:
+    - path: users.csv
+    requests:
+    - url: /login
+      method: POST
+      headers: {{Content-Type: application/json}}
+      body: '{{"username":"${{user}}","password":"${{password}}"}}'
+      extract-jsonpath:
+        token: $.token
+        name: {{jsonpath: "user.name", default: none}}
+    - url: /me?who=${{name}}&n=${{__threadNum}}
+      label: me
+      headers:
+        Authorization: Bearer ${{token}}
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(
+        &yaml,
+        &[(
+            "users.csv",
+            "user,password\nalice,secret\nbob,secret\ncarol,wrong\n",
+        )],
+    );
+    let report = run(&plan).await;
+    let recorded = app.recorded();
+    assert_eq!(report.overall.samples, recorded.len() as u64);
+    let me: Vec<&Recorded> = recorded
+        .iter()
+        .filter(|r| r.target.starts_with("/me"))
+        .collect();
+    let auth: Vec<Option<&str>> = me.iter().map(|r| r.authorization.as_deref()).collect();
+    // carol's password is wrong: her login fails, the token becomes NOT_FOUND, /me refuses.
+    assert_eq!(
+        auth,
+        [
+            Some("Bearer tok-alice"),
+            Some("Bearer tok-bob"),
+            Some("Bearer NOT_FOUND"),
+            Some("Bearer tok-alice"),
+        ]
+    );
+    assert_eq!(me[0].target, "/me?who=alice&n=1");
+    assert_eq!(me[2].target, "/me?who=none&n=1");
+    assert_eq!(failures(&report), 2, "{:?}", report.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logic_blocks_run_as_taurus_runs_them() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- concurrency: 1
+  iterations: 2
+  scenario: main
+scenarios:
+  shared:
+    default-address: {base}
+    requests:
+    - /included
+  main:
+    default-address: {base}
+    variables:
+      engine: google
+    requests:
+    - once:
+      - /once
+    - set-variables:
+        step: one
+    - if: '"${{engine}}" == "google"'
+      then:
+      - /then-${{step}}
+      else:
+      - /else
+    - if: ${{undefined}} == 1
+      then: [/never]
+      else: [/never-either]
+    - loop: 2
+      do:
+      - /loop-${{__counter(TRUE)}}
+    - url: /items
+      extract-jsonpath:
+        ids: {{jsonpath: "$..id", match-no: -1}}
+    - foreach: id in ids
+      do:
+      - /item/${{id}}
+    - set-variables:
+        go: "true"
+    - while: ${{go}}
+      do:
+      - /while
+      - set-variables:
+          go: "false"
+    - transaction: checkout
+      do:
+      - /cart
+      - /pay
+    - include-scenario: shared
+    - action: continue
+    - /after-continue
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    let report = run(&plan).await;
+    let recorded = targets(&app.recorded());
+    let one_pass = |first: bool| {
+        let mut pass: Vec<String> = Vec::new();
+        if first {
+            pass.push("/once".into());
+        }
+        pass.push("/then-one".into());
+        let base = if first { 0 } else { 2 };
+        pass.push(format!("/loop-{}", base + 1));
+        pass.push(format!("/loop-{}", base + 2));
+        pass.extend(
+            [
+                "/items",
+                "/item/1",
+                "/item/2",
+                "/item/3",
+                "/while",
+                "/cart",
+                "/pay",
+                "/included",
+            ]
+            .map(String::from),
+        );
+        pass
+    };
+    let mut expected = one_pass(true);
+    expected.extend(one_pass(false));
+    assert_eq!(recorded, expected);
+    let checkout = report
+        .labels
+        .iter()
+        .find(|l| l.label == "checkout")
+        .unwrap_or_else(|| panic!("no transaction sample"));
+    assert_eq!(checkout.summary.samples, 2);
+    // Request samples equal what the server received; the transaction adds its own.
+    assert_eq!(report.overall.samples, recorded.len() as u64 + 2);
+    assert_eq!(failures(&report), 0, "{:?}", report.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_pause_actions_and_regexp_extractors() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- concurrency: 2
+  iterations: 3
+  scenario:
+    default-address: {base}
+    requests:
+    - url: /items
+      extract-regexp:
+        second: {{regexp: '"id":(\d+)', match-no: 2}}
+      extract-boundary:
+        first: {{left: '"id":', right: '}}'}}
+    - /got-${{second}}-${{first}}
+    - action: pause
+      pause-duration: 10ms
+    - action: stop
+    - /never
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    let report = run(&plan).await;
+    let recorded = targets(&app.recorded());
+    assert_eq!(
+        recorded.iter().filter(|t| *t == "/got-2-1").count(),
+        2,
+        "{recorded:?}"
+    );
+    assert_eq!(
+        recorded.len(),
+        4,
+        "each user stops after its first pass: {recorded:?}"
+    );
+    assert_eq!(report.overall.samples, 4);
+}
+
+#[test]
+fn unsupported_extractors_and_undefined_variables_warn_once() {
+    let plan = plan_in_dir(
+        "execution:\n- iterations: 1\n  scenario:\n    requests:\n    - url: http://127.0.0.1:9/a/${nobody}\n      headers: {X: '${nobody}'}\n      extract-xpath:\n        v: {xpath: //a}\n",
+        &[],
+    );
+    let warnings = plan.warnings.join("\n");
+    assert_eq!(warnings.matches("${nobody}").count(), 1, "{warnings}");
+    assert!(warnings.contains("extract-xpath"), "{warnings}");
+}
+
+#[test]
+fn data_source_paths_are_relative_to_the_config() {
+    let missing = read_plan(&[Path::new("/nonexistent/dir/test.yml").to_path_buf()], &[]);
+    assert!(missing.is_err());
+}
