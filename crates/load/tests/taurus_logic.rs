@@ -249,3 +249,101 @@ fn data_source_paths_are_relative_to_the_config() {
     let missing = read_plan(&[Path::new("/nonexistent/dir/test.yml").to_path_buf()], &[]);
     assert!(missing.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_else_reevaluates_and_while_last_stops_after_a_failure() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- concurrency: 1
+  iterations: 1
+  scenario:
+    default-address: {base}
+    variables:
+      flag: "yes"
+    requests:
+    - if: '"${{flag}}" == "yes"'
+      then:
+      - /then
+      - set-variables:
+          flag: "no"
+      else:
+      - /else-too
+    - if: google == google
+      then: [/unquoted]
+    - loop: 2
+      do:
+      - once: [/once-per-loop-entry]
+      - /body
+    - while: LAST
+      do:
+      - url: /me
+        label: me
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    run(&plan).await;
+    let recorded = targets(&app.recorded());
+    // The then-branch flips the flag, so JMeter's second If (`!(cond)`) runs the else too;
+    // an unquoted string is a JavaScript error: false; `while: LAST` stops after /me fails.
+    assert_eq!(
+        recorded,
+        [
+            "/then",
+            "/else-too",
+            "/once-per-loop-entry",
+            "/body",
+            "/body",
+            "/me"
+        ]
+    );
+}
+
+/// Mean and standard deviation of the gaps between requests the app received on `path`.
+fn gaps_ms(recorded: &[Recorded], path: &str) -> (f64, f64) {
+    let times: Vec<_> = recorded
+        .iter()
+        .filter(|r| r.target == path)
+        .map(|r| r.at)
+        .collect();
+    let gaps: Vec<f64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0)
+        .collect();
+    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    let variance = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+    (mean, variance.sqrt())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn think_time_distributions_have_their_mean_and_spread() {
+    let app = LoginApp::start().await;
+    let execution = |path: &str, think: &str| {
+        format!(
+            "- concurrency: 1\n  iterations: 80\n  scenario:\n    think-time: {think}\n    requests: ['{}{path}']\n",
+            app.base()
+        )
+    };
+    let yaml = format!(
+        "execution:\n{}{}{}",
+        execution("/uniform", "uniform(30ms, 15ms)"),
+        execution("/gaussian", "gaussian(30ms, 10ms)"),
+        execution("/poisson", "poisson(30ms, 10ms)"),
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    let report = run(&plan).await;
+    assert_eq!(report.overall.samples, 240);
+    let recorded = app.recorded();
+    // Expected sd: uniform 15/sqrt(3) = 8.7 ms, gaussian 10 ms, poisson sqrt(20) = 4.5 ms;
+    // the gap adds the request itself and timer rounding (about 1 ms).
+    for (path, sd) in [("/uniform", 8.7), ("/gaussian", 10.0), ("/poisson", 4.5)] {
+        let (mean, spread) = gaps_ms(&recorded, path);
+        assert!((29.0..35.0).contains(&mean), "{path}: mean {mean:.1} ms");
+        assert!(
+            (sd * 0.6..sd * 1.5).contains(&spread),
+            "{path}: sd {spread:.1} ms, expected about {sd}"
+        );
+    }
+}

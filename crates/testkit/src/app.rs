@@ -25,6 +25,8 @@ pub struct Recorded {
     pub authorization: Option<String>,
     /// The body, as text.
     pub body: String,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 /// The running app; dropping it stops it.
@@ -69,6 +71,7 @@ impl LoginApp {
                                 .and_then(|v| v.to_str().ok())
                                 .map(str::to_owned),
                             body: String::from_utf8_lossy(&body).into_owned(),
+                            at: std::time::Instant::now(),
                         };
                         let (status, text) = answer(&entry);
                         log.lock()
