@@ -111,6 +111,10 @@ pub struct Program {
     pub data_sources: Vec<Arc<DataSource>>,
     /// How many `once` blocks there are.
     pub onces: usize,
+    /// Each user keeps a cookie jar (`store-cookie`, default true).
+    pub store_cookie: bool,
+    /// Cookies every user's jar starts with (`cookies`).
+    pub cookies: Vec<(String, String)>,
 }
 
 /// One step of a [`Program`].
@@ -267,8 +271,10 @@ pub struct Request {
     pub dynamic: Option<Arc<DynamicRequest>>,
     /// Variables taken from the response.
     pub extractors: Vec<Extractor>,
-    /// Pause before the request (after it in the quick form): constant or random.
+    /// Pause after the request: constant or random.
     pub think: ThinkTime,
+    /// Follow redirects (in programs only), as one sample.
+    pub follow_redirects: bool,
 }
 
 /// A think-time: constant, or one of Taurus's random timers.

@@ -347,3 +347,58 @@ async fn think_time_distributions_have_their_mean_and_spread() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_keep_their_cookies_and_follow_redirects_as_one_sample() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- concurrency: 2
+  iterations: 2
+  scenario:
+    default-address: {base}
+    requests:
+    - url: /session/check
+      label: before
+    - /session/start
+    - url: /session/check
+      label: after
+    - url: /redirect/3
+      label: chain
+    - url: /redirect/1
+      label: not-followed
+      follow-redirects: false
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    let report = run(&plan).await;
+    let recorded = app.recorded();
+    let label = |name: &str| {
+        report
+            .labels
+            .iter()
+            .find(|l| l.label == name)
+            .map(|l| l.summary.clone())
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    // A user's first check has no cookie; its second (next iteration) still has it.
+    assert_eq!(label("before").failures, 2, "{:?}", report.errors);
+    assert_eq!(label("after").failures, 0, "{:?}", report.errors);
+    assert_eq!(label("chain").samples, 4);
+    assert_eq!(label("chain").failures, 0);
+    assert_eq!(label("not-followed").samples, 4);
+    let hops = recorded
+        .iter()
+        .filter(|r| r.target.starts_with("/redirect/"))
+        .count();
+    // 4 × (3 hops + the landing) + 4 unfollowed: server hits exceed samples, as in Taurus.
+    assert_eq!(hops, 20);
+    assert!(
+        recorded
+            .iter()
+            .filter(|r| r.target == "/redirect/0")
+            .all(|r| r.cookie.as_deref() == Some("sid=abc"))
+    );
+}

@@ -1,8 +1,10 @@
 //! A tiny HTTP/1.1 app on 127.0.0.1 with a login flow, for testing the load generator's
 //! variables, extractors and logic blocks end to end: `POST /login` with
 //! `{"username":U,"password":"secret"}` answers `{"token":"tok-U"}`, `GET /me` wants
-//! `Authorization: Bearer tok-U`, `GET /items` lists three ids; any other path answers
-//! 200 `ok`. Every request is recorded.
+//! `Authorization: Bearer tok-U`, `GET /items` lists three ids, `/session/start` sets the
+//! cookie `sid=abc` that `/session/check` wants, `/redirect/N` redirects (302) to
+//! `/redirect/N-1` down to `/redirect/0`; any other path answers 200 `ok`. Every request is
+//! recorded.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -23,6 +25,8 @@ pub struct Recorded {
     pub target: String,
     /// The `Authorization` header, if any.
     pub authorization: Option<String>,
+    /// The `Cookie` header, if any.
+    pub cookie: Option<String>,
     /// The body, as text.
     pub body: String,
     /// When it arrived.
@@ -70,17 +74,26 @@ impl LoginApp {
                                 .get("authorization")
                                 .and_then(|v| v.to_str().ok())
                                 .map(str::to_owned),
+                            cookie: parts
+                                .headers
+                                .get("cookie")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned),
                             body: String::from_utf8_lossy(&body).into_owned(),
                             at: std::time::Instant::now(),
                         };
                         let (status, text) = answer(&entry);
+                        let extra = extra_header(&entry);
                         log.lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .push(entry);
-                        let response = hyper::Response::builder()
+                        let mut response = hyper::Response::builder()
                             .status(status)
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from(text)));
+                            .header("content-type", "application/json");
+                        if let Some((name, value)) = extra {
+                            response = response.header(name, value);
+                        }
+                        let response = response.body(Full::new(Bytes::from(text)));
                         Ok::<_, Infallible>(response.unwrap_or_default())
                     }
                 });
@@ -136,9 +149,29 @@ fn answer(request: &Recorded) -> (u16, String) {
             Some(user) => (200, format!(r#"{{"name":"{user}"}}"#)),
             None => (401, r#"{"error":"no token"}"#.into()),
         },
+        ("GET", "/session/check")
+            if request
+                .cookie
+                .as_deref()
+                .is_some_and(|c| c.contains("sid=abc")) =>
+        {
+            (200, "in session".into())
+        }
+        ("GET", "/session/check") => (401, "no session".into()),
+        ("GET", p) if p.starts_with("/redirect/") && p != "/redirect/0" => (302, String::new()),
         ("GET", "/items") => (200, r#"[{"id":1},{"id":2},{"id":3}]"#.into()),
         _ => (200, "ok".into()),
     }
+}
+
+/// The one extra header a route sends: the session cookie or a redirect's location.
+fn extra_header(request: &Recorded) -> Option<(&'static str, String)> {
+    let path = request.target.split('?').next().unwrap_or("");
+    if path == "/session/start" {
+        return Some(("set-cookie", "sid=abc; Path=/; HttpOnly".into()));
+    }
+    let hops: u32 = path.strip_prefix("/redirect/")?.parse().ok()?;
+    (hops > 0).then(|| ("location", format!("/redirect/{}", hops - 1)))
 }
 
 /// The string value of `"name":"…"` in a flat JSON body.

@@ -20,7 +20,7 @@ pub async fn measure(
     step: &PreparedRequest,
     due: Instant,
     start: Instant,
-) -> (Sample, Instant, Vec<u8>) {
+) -> Measured {
     let request = &step.request;
     let sent = Instant::now();
     // From `sent`, not a new reading of the clock: this is the per-request hot path. The
@@ -38,7 +38,7 @@ pub async fn measure(
         }
     };
     let ended = Instant::now();
-    let (status, latency, connect_time, bytes, error, body) = match outcome {
+    let (status, latency, connect_time, bytes, error, body, headers) = match outcome {
         Ok(done) => (
             done.status,
             done.latency,
@@ -46,6 +46,7 @@ pub async fn measure(
             done.bytes,
             done.error,
             done.body,
+            done.headers,
         ),
         Err(failure) => {
             *connection = None;
@@ -56,6 +57,7 @@ pub async fn measure(
                 0,
                 Some((failure.kind, failure.message)),
                 Vec::new(),
+                http::HeaderMap::new(),
             )
         }
     };
@@ -70,7 +72,24 @@ pub async fn measure(
         bytes,
         error,
     };
-    (sample, ended, body)
+    Measured {
+        sample,
+        ended,
+        body,
+        headers,
+    }
+}
+
+/// One measured request: its sample, when it ended, and the parts of the response kept.
+pub struct Measured {
+    /// The sample.
+    pub sample: Sample,
+    /// When it ended.
+    pub ended: Instant,
+    /// The body, when kept (else empty).
+    pub body: Vec<u8>,
+    /// The headers, when kept (else empty).
+    pub headers: http::HeaderMap,
 }
 
 /// A user's connections, one per target address (scenarios usually have one).
@@ -101,6 +120,8 @@ struct Exchanged {
     error: Option<(ErrorKind, Arc<str>)>,
     /// The body, when kept (for assertions or extractors).
     body: Vec<u8>,
+    /// The headers, when kept (for assertions, cookies, redirects).
+    headers: http::HeaderMap,
 }
 
 struct RequestFailure {
@@ -266,6 +287,7 @@ async fn send_and_read(
             bytes: response.body_bytes,
             error,
             body: response.body,
+            headers: response.headers,
         },
         response.reusable,
     ))

@@ -6,6 +6,7 @@
 
 mod exchange;
 mod pacing;
+mod session;
 mod steps;
 mod timer;
 mod users;
@@ -137,6 +138,7 @@ pub async fn prepare(plan: &Plan) -> Vec<PreparedExecution> {
                 wire: http1::wire_bytes(request),
                 parts: ResponseParts {
                     body: parts.body || !request.extractors.is_empty(),
+                    headers: parts.headers || keeps_headers(execution, request),
                     ..parts
                 },
                 request: Arc::clone(request),
@@ -149,6 +151,16 @@ pub async fn prepare(plan: &Plan) -> Vec<PreparedExecution> {
         });
     }
     prepared
+}
+
+/// Whether a request's response headers are read for cookies or redirects (only in
+/// scenarios run as programs: a plain one never reads them).
+fn keeps_headers(execution: &Execution, request: &Request) -> bool {
+    execution
+        .scenario
+        .program
+        .as_ref()
+        .is_some_and(|program| program.store_cookie || request.follow_redirects)
 }
 
 /// Runs `plan` until it ends or `interrupt` completes; `progress` hears every second.

@@ -12,11 +12,12 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::PreparedRequest;
-use super::exchange::{Connections, measure};
+use super::exchange::{Connections, Measured, measure};
+use super::session::{CookieJar, MAX_REDIRECTS, next_hop, redirect_location};
 use super::users::{CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until};
 use crate::condition;
 use crate::http1;
-use crate::plan::{Action, Block, DynamicRequest, LoopCount, Program, Request, Step, ThinkTime};
+use crate::plan::{Action, Block, LoopCount, Program, Request, Step, ThinkTime};
 use crate::stats::{ErrorKind, Sample};
 use crate::variables::{Random, SharedCounters, UserVariables, encode_target};
 
@@ -84,6 +85,7 @@ struct ProgramUser<'a> {
     stop: watch::Receiver<bool>,
     deadline: Option<Instant>,
     transactions: Vec<OpenTransaction>,
+    jar: CookieJar,
 }
 
 /// Runs `program` as user `user` until its iterations are done or the run ends.
@@ -107,6 +109,7 @@ pub async fn run_program<'a>(
         stop,
         deadline,
         transactions: Vec::new(),
+        jar: CookieJar::with(&program.cookies),
     };
     let iterations = shared.execution.plan.iterations;
     let mut iteration = 0;
@@ -154,6 +157,7 @@ impl<'a> ProgramUser<'a> {
         self.variables = fresh_variables(self.program, self.user, self.state);
         self.once_done.fill(false);
         self.connections = Connections::default();
+        self.jar = CookieJar::with(&self.program.cookies);
     }
 
     fn data_ran_out(&self) -> bool {
@@ -421,31 +425,100 @@ impl<'a> ProgramUser<'a> {
         let Some(prepared) = shared.execution.requests.get(index) else {
             return Flow::Next;
         };
+        let with_cookies = self.program.store_cookie && !self.jar.is_empty();
         let rendered;
-        let step = match &prepared.request.dynamic {
-            Some(dynamic) => {
-                rendered = render(prepared, dynamic, &mut self.variables);
-                &rendered
+        let step = if prepared.request.dynamic.is_some() || with_cookies {
+            let mut request = render(prepared, &mut self.variables);
+            if self.program.store_cookie {
+                self.jar.add_to(&mut request.headers);
             }
-            None => prepared,
+            rendered = PreparedRequest {
+                wire: http1::wire_bytes(&request),
+                parts: prepared.parts,
+                address: prepared.address,
+                request: Arc::new(request),
+            };
+            &rendered
+        } else {
+            prepared
         };
         let due = Instant::now();
-        let slot = self.connections.slot(step.address);
-        let (sample, ended, body) = measure(slot, step, due, shared.start).await;
+        let measured = self.send_following_redirects(step, due).await;
+        let sample = measured.sample;
         let ok = sample.error.is_none();
         let connect_failed = matches!(sample.error, Some((ErrorKind::Connect, _)));
         self.variables
             .values
             .insert(LAST_SAMPLE_OK.to_owned(), ok.to_string());
         for extractor in &prepared.request.extractors {
-            extractor.apply(&body, &mut self.variables);
+            extractor.apply(&measured.body, &mut self.variables);
         }
-        self.record(sample, ended);
+        self.record(sample, measured.ended);
         if connect_failed {
             tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
         }
         let pause = think_pause(&prepared.request, &mut self.variables);
         self.pause(pause).await
+    }
+
+    /// Sends `step`, storing cookies and following redirects (GET, at most
+    /// [`MAX_REDIRECTS`]) when the scenario says so: one sample for the whole chain, with
+    /// the final response's status, body and error.
+    async fn send_following_redirects(&mut self, step: &PreparedRequest, due: Instant) -> Measured {
+        let start = self.shared.start;
+        let mut measured = measure(self.connections.slot(step.address), step, due, start).await;
+        let (mut connect_time, mut bytes) = (measured.sample.connect_time, measured.sample.bytes);
+        let mut hops = 0;
+        let mut current: Option<PreparedRequest> = None;
+        loop {
+            if self.program.store_cookie {
+                self.jar.store(&measured.headers);
+            }
+            let previous = current.as_ref().unwrap_or(step);
+            let location = previous
+                .request
+                .follow_redirects
+                .then(|| redirect_location(measured.sample.status, &measured.headers))
+                .flatten();
+            let Some(location) = location else { break };
+            if hops == MAX_REDIRECTS {
+                measured.sample.error = Some((
+                    ErrorKind::Http,
+                    Arc::from(format!(
+                        "Exceeded maximum number of redirects: {MAX_REDIRECTS}"
+                    )),
+                ));
+                break;
+            }
+            hops += 1;
+            let (mut hop, address) =
+                match next_hop(&previous.request, previous.address, &location).await {
+                    Ok(next) => next,
+                    Err(message) => {
+                        measured.sample.error = Some((ErrorKind::Http, Arc::from(message)));
+                        break;
+                    }
+                };
+            hop.headers.remove(http::header::COOKIE);
+            if self.program.store_cookie {
+                self.jar.add_to(&mut hop.headers);
+            }
+            let next = PreparedRequest {
+                wire: http1::wire_bytes(&hop),
+                parts: step.parts,
+                address,
+                request: Arc::new(hop),
+            };
+            measured = measure(self.connections.slot(next.address), &next, due, start).await;
+            connect_time += measured.sample.connect_time;
+            bytes += measured.sample.bytes;
+            current = Some(next);
+        }
+        measured.sample.label = step.request.label;
+        measured.sample.connect_time = connect_time;
+        measured.sample.bytes = bytes;
+        measured.sample.service_time = measured.sample.response_time;
+        measured
     }
 
     /// Hands a sample to the outbox (unless a transaction reports only itself) and adds it
@@ -464,13 +537,12 @@ impl<'a> ProgramUser<'a> {
     }
 }
 
-/// The request with its `${…}` rendered for this user, ready to send.
-fn render(
-    prepared: &PreparedRequest,
-    dynamic: &DynamicRequest,
-    variables: &mut UserVariables,
-) -> PreparedRequest {
+/// The request with its `${…}` rendered for this user.
+fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Request {
     let mut request: Request = (*prepared.request).clone();
+    let Some(dynamic) = prepared.request.dynamic.as_deref() else {
+        return request;
+    };
     if dynamic.target.is_dynamic() {
         let target = encode_target(&dynamic.target.render(variables));
         if let Ok(parsed) = target.parse() {
@@ -486,12 +558,7 @@ fn render(
     if dynamic.body.is_dynamic() {
         request.body = dynamic.body.render(variables).into();
     }
-    PreparedRequest {
-        wire: http1::wire_bytes(&request),
-        parts: prepared.parts,
-        address: prepared.address,
-        request: Arc::new(request),
-    }
+    request
 }
 
 /// The pause after `request`: its think-time, drawn from its distribution.

@@ -193,7 +193,8 @@ async fn send(
     step: &PreparedRequest,
     due: Instant,
 ) -> Instant {
-    let (sample, ended, _) = measure(connections.slot(step.address), step, due, shared.start).await;
+    let measured = measure(connections.slot(step.address), step, due, shared.start).await;
+    let (sample, ended) = (measured.sample, measured.ended);
     let connect_failed = matches!(sample.error, Some((ErrorKind::Connect, _)));
     outbox.push(sample, ended - shared.start, ended);
     if connect_failed {

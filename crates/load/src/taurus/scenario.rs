@@ -33,6 +33,9 @@ const SCENARIO_KEYS: &[&str] = &[
     "variables",
     "data-sources",
     "force-parent-sample",
+    "store-cookie",
+    "cookies",
+    "follow-redirects",
 ];
 const REQUEST_KEYS: &[&str] = &[
     "assert-body-limit",
@@ -52,6 +55,7 @@ const REQUEST_KEYS: &[&str] = &[
     "extract-boundary",
     "extract-xpath",
     "extract-css-jquery",
+    "follow-redirects",
 ];
 
 impl Builder {
@@ -109,7 +113,15 @@ impl Builder {
         };
         let steps = self.steps(&requests_node, &defaults, &mut out)?;
         self.note_undefined(&node.path, &defaults);
+        let store_cookie = optional(child(node, "store-cookie"), boolean)?.unwrap_or(true);
+        let cookies = cookies(child(node, "cookies"))?;
+        // Cookies matter from the second request on (or across iterations when the config
+        // says so); a one-request scenario keeps the fast path unless it asks for them.
+        let wants_session = (store_cookie && out.requests.len() > 1)
+            || !cookies.is_empty()
+            || child(node, "store-cookie").is_some_and(|c| c.value == &Value::Bool(true));
         let needs_program = out.has_blocks
+            || wants_session
             || !data_sources.is_empty()
             || out
                 .requests
@@ -121,6 +133,8 @@ impl Builder {
                 variables: defaults.runtime_variables.clone(),
                 data_sources,
                 onces: out.onces,
+                store_cookie,
+                cookies,
             })
         });
         Ok(Scenario {
@@ -268,11 +282,14 @@ impl Builder {
             None => Vec::new(),
         };
         let dynamic = dynamic_parts(path_and_query, &headers, &body);
+        let follow_redirects =
+            optional(get("follow-redirects"), boolean)?.unwrap_or(defaults.follow_redirects);
         let extractors = self.extractors(node)?;
         Ok(Request {
             dynamic,
             extractors,
             think,
+            follow_redirects,
             label,
             method,
             authority: url.authority,
@@ -311,6 +328,8 @@ pub(super) struct ScenarioDefaults {
     think: ThinkTime,
     keepalive: bool,
     assert_body_limit: usize,
+    /// `follow-redirects` for its requests (default true).
+    follow_redirects: bool,
     /// `force-parent-sample` for its transactions.
     pub(super) force_parent_sample: bool,
     /// Variables substituted when the config is read.
@@ -359,6 +378,7 @@ impl ScenarioDefaults {
             think_time,
             think,
             force_parent_sample: optional(get("force-parent-sample"), boolean)?.unwrap_or(false),
+            follow_redirects: optional(get("follow-redirects"), boolean)?.unwrap_or(true),
             runtime_variables,
             keepalive: optional(get("keepalive"), boolean)?.unwrap_or(true),
             assert_body_limit: optional(get("assert-body-limit"), byte_size)?
@@ -561,4 +581,21 @@ fn think_time(node: &ConfigValue<'_>) -> Result<(Duration, ThinkTime), ConfigErr
         }
     };
     Ok((mean, think))
+}
+
+/// `cookies: [{name, value, domain}]`: every user's jar starts with them.
+fn cookies(node: Option<ConfigValue<'_>>) -> Result<Vec<(String, String)>, ConfigError> {
+    let Some(node) = node else {
+        return Ok(Vec::new());
+    };
+    node.items(" of cookies")?
+        .iter()
+        .map(|item| {
+            let field = |key: &str| item.value.get(key).and_then(Value::as_str);
+            match (field("name"), field("value")) {
+                (Some(name), Some(value)) => Ok((name.to_owned(), value.to_owned())),
+                _ => Err(item.error("a cookie needs name and value")),
+            }
+        })
+        .collect()
 }
