@@ -495,13 +495,13 @@ fn config_errors_name_the_file_line_and_column_or_the_key_path() {
 #[test]
 fn unimplemented_keys_warn_by_path_and_the_run_goes_on() {
     let plan = plan(
-        "execution:\n- executor: jmeter\n  concurrency: 2\n  scenario:\n    store-cookie: true\n    requests:\n    - url: http://127.0.0.1:1/\n      extract-jsonpath: {id: $.id}\nreporting:\n- blazemeter\n",
+        "execution:\n- executor: jmeter\n  concurrency: 2\n  scenario:\n    retrieve-resources: true\n    requests:\n    - url: http://127.0.0.1:1/\n      extract-xpath: {id: //id}\nreporting:\n- blazemeter\n",
     );
     let warnings = plan.warnings.join("\n");
     for expected in [
         "execution.0.executor: executor \"jmeter\" is not used",
-        "execution.0.scenario.store-cookie: not implemented",
-        "execution.0.scenario.requests.0.extract-jsonpath: not implemented",
+        "execution.0.scenario.retrieve-resources: not implemented",
+        "execution.0.scenario.requests.0.extract-xpath: not implemented",
         "reporting.0: reporter \"blazemeter\" is not implemented",
     ] {
         assert!(warnings.contains(expected), "{warnings}");

@@ -58,12 +58,14 @@ scenarios:
       extract-jsonpath:
         token: $.token
         name: {{jsonpath: "user.name", default: none}}
-    - url: /me?who=${{name}}&n=${{__threadNum}}
+    - url: http://${{__P(host,{host})}}:${{__P(port,{port})}}/me?who=${{name}}&n=${{__threadNum}}
       label: me
       headers:
         Authorization: Bearer ${{token}}
 "#,
-        base = app.base()
+        base = app.base(),
+        host = "127.0.0.1",
+        port = app.base().rsplit(':').next().unwrap_or_default(),
     );
     let plan = plan_in_dir(
         &yaml,

@@ -194,6 +194,7 @@ impl Builder {
         let full = full_url(&url_text, defaults.address.as_deref())
             .map_err(|message| url_node.error(message))?;
         let (base, path_and_query) = split_url(&full);
+        let base = functions_at_load_time(base);
         if base.contains("${") {
             return Err(url_node.error(format!(
                 "{full:?}: a ${{…}} in the scheme or host must be a settings.env key or a \
@@ -267,6 +268,13 @@ impl Builder {
             ));
         }
         let (think_time, think) = match get("think-time") {
+            Some(t) if t.value.as_str().is_some_and(|v| v.contains("${")) => {
+                self.warn(
+                    &t.path,
+                    "a think-time from a run-time variable is not supported; no pause is made",
+                );
+                (Duration::ZERO, ThinkTime::Constant)
+            }
             Some(t) => think_time(&t)?,
             None => (defaults.think_time, defaults.think),
         };
@@ -598,4 +606,15 @@ fn cookies(node: Option<ConfigValue<'_>>) -> Result<Vec<(String, String)>, Confi
             }
         })
         .collect()
+}
+
+/// The scheme and host with their JMeter functions evaluated once (`${__P(host,localhost)}`
+/// gives its default, `${__env(HOST)}` the environment): the host is resolved before the run.
+fn functions_at_load_time(base: &str) -> String {
+    if !base.contains("${") {
+        return base.to_owned();
+    }
+    let mut nobody =
+        crate::variables::UserVariables::new(std::collections::HashMap::new(), 1, Arc::default());
+    Template::parse(base).render(&mut nobody)
 }
