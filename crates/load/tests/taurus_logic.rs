@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use peregrine_load::stats::Summary;
 use peregrine_load::{Plan, Report, read_plan};
 use peregrine_testkit::{LoginApp, Recorded};
 
@@ -27,6 +28,16 @@ async fn run(plan: &Plan) -> Report {
 
 fn targets(recorded: &[Recorded]) -> Vec<String> {
     recorded.iter().map(|r| r.target.clone()).collect()
+}
+
+/// The statistics of one label.
+fn summary(report: &Report, label: &str) -> Summary {
+    report
+        .labels
+        .iter()
+        .find(|l| l.label == label)
+        .map(|l| l.summary.clone())
+        .unwrap_or_else(|| panic!("no samples labelled {label}"))
 }
 
 fn failures(report: &Report) -> u64 {
@@ -184,12 +195,8 @@ scenarios:
     let mut expected = one_pass(true);
     expected.extend(one_pass(false));
     assert_eq!(recorded, expected);
-    let checkout = report
-        .labels
-        .iter()
-        .find(|l| l.label == "checkout")
-        .unwrap_or_else(|| panic!("no transaction sample"));
-    assert_eq!(checkout.summary.samples, 2);
+    let checkout = summary(&report, "checkout");
+    assert_eq!(checkout.samples, 2);
     // Request samples equal what the server received; the transaction adds its own.
     assert_eq!(report.overall.samples, recorded.len() as u64 + 2);
     assert_eq!(failures(&report), 0, "{:?}", report.errors);
@@ -322,27 +329,35 @@ fn gaps_ms(recorded: &[Recorded], path: &str) -> (f64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn think_time_distributions_have_their_mean_and_spread() {
     let app = LoginApp::start().await;
-    let execution = |path: &str, think: &str| {
+    let execution = |path: &str, think: &str, iterations: u32| {
         format!(
-            "- concurrency: 1\n  iterations: 80\n  scenario:\n    think-time: {think}\n    requests: ['{}{path}']\n",
+            "- concurrency: 1\n  iterations: {iterations}\n  scenario:\n    think-time: {think}\n    requests: ['{}{path}']\n",
             app.base()
         )
     };
     let yaml = format!(
         "execution:\n{}{}{}",
-        execution("/uniform", "uniform(30ms, 15ms)"),
-        execution("/gaussian", "gaussian(30ms, 10ms)"),
-        execution("/poisson", "poisson(30ms, 10ms)"),
+        execution("/uniform", "uniform(30ms, 15ms)", 80),
+        execution("/gaussian", "gaussian(30ms, 10ms)", 80),
+        execution("/poisson", "poisson(110ms, 10ms)", 40),
     );
     let plan = plan_in_dir(&yaml, &[]);
     let report = run(&plan).await;
-    assert_eq!(report.overall.samples, 240);
+    assert_eq!(report.overall.samples, 200);
     let recorded = app.recorded();
-    // Expected sd: uniform 15/sqrt(3) = 8.7 ms, gaussian 10 ms, poisson sqrt(20) = 4.5 ms;
-    // the gap adds the request itself and timer rounding (about 1 ms).
-    for (path, sd) in [("/uniform", 8.7), ("/gaussian", 10.0), ("/poisson", 4.5)] {
+    // Expected sd: uniform 15/sqrt(3) = 8.7 ms, gaussian 10 ms, poisson sqrt(100) = 10 ms
+    // (a Poisson's spread is the square root of its mean, so it needs a longer mean to
+    // stand out of timer jitter); the gap adds the request and timer rounding (about 1 ms).
+    for (path, mean_ms, sd) in [
+        ("/uniform", 30.0, 8.7),
+        ("/gaussian", 30.0, 10.0),
+        ("/poisson", 110.0, 10.0),
+    ] {
         let (mean, spread) = gaps_ms(&recorded, path);
-        assert!((29.0..35.0).contains(&mean), "{path}: mean {mean:.1} ms");
+        assert!(
+            (mean_ms - 1.0..mean_ms + 5.0).contains(&mean),
+            "{path}: mean {mean:.1} ms"
+        );
         assert!(
             (sd * 0.6..sd * 1.5).contains(&spread),
             "{path}: sd {spread:.1} ms, expected about {sd}"
@@ -377,14 +392,7 @@ execution:
     let plan = plan_in_dir(&yaml, &[]);
     let report = run(&plan).await;
     let recorded = app.recorded();
-    let label = |name: &str| {
-        report
-            .labels
-            .iter()
-            .find(|l| l.label == name)
-            .map(|l| l.summary.clone())
-            .unwrap_or_else(|| panic!("{name}"))
-    };
+    let label = |name: &str| summary(&report, name);
     // A user's first check has no cookie; its second (next iteration) still has it.
     assert_eq!(label("before").failures, 2, "{:?}", report.errors);
     assert_eq!(label("after").failures, 0, "{:?}", report.errors);
