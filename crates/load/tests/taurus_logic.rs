@@ -415,3 +415,16 @@ execution:
             .all(|r| r.cookie.as_deref() == Some("sid=abc"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_caps_a_scenario_with_blocks_too() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        "execution:\n- concurrency: 4\n  hold-for: 1s\n  throughput: 20\n  scenario:\n    default-address: {}\n    requests:\n    - loop: 2\n      do: [/capped]\n",
+        app.base()
+    );
+    let report = run(&plan_in_dir(&yaml, &[])).await;
+    let sent = app.recorded().len() as u64;
+    assert_eq!(report.overall.samples, sent);
+    assert!((15..=25).contains(&sent), "{sent} requests in 1 s at 20/s");
+}

@@ -442,6 +442,13 @@ impl<'a> ProgramUser<'a> {
         } else {
             prepared
         };
+        if let Some(pacer) = &shared.pacer {
+            let slot = pacer.next_slot();
+            self.outbox.flush_before_waiting_until(slot, Instant::now());
+            if !sleep_until(slot, self.deadline, &mut self.stop).await {
+                return Flow::End;
+            }
+        }
         let due = Instant::now();
         let measured = self.send_following_redirects(step, due).await;
         let sample = measured.sample;

@@ -225,7 +225,7 @@ impl Pacer {
     }
 
     /// Reserves the next free slot and returns when it is.
-    fn next_slot(&self) -> Instant {
+    pub(super) fn next_slot(&self) -> Instant {
         let now = Instant::now();
         let mut next = self
             .next
