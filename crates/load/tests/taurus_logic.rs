@@ -120,10 +120,12 @@ execution:
 scenarios:
   shared:
     default-address: {base}
+    headers: {{Authorization: own}}
     requests:
     - /included
   main:
     default-address: {base}
+    headers: {{Authorization: top}}
     variables:
       engine: google
     requests:
@@ -167,7 +169,14 @@ scenarios:
     );
     let plan = plan_in_dir(&yaml, &[]);
     let report = run(&plan).await;
-    let recorded = targets(&app.recorded());
+    let received = app.recorded();
+    let included = received.iter().find(|r| r.target == "/included");
+    // Only the top scenario's headers apply, to included requests too (as in Taurus).
+    assert_eq!(
+        included.and_then(|r| r.authorization.as_deref()),
+        Some("top")
+    );
+    let recorded = targets(&received);
     let one_pass = |first: bool| {
         let mut pass: Vec<String> = Vec::new();
         if first {

@@ -128,7 +128,7 @@ impl Builder {
                 }
             }
             "transaction" => self.transaction(node, defaults, out)?,
-            "include-scenario" => self.include(node, out)?,
+            "include-scenario" => self.include(node, defaults, out)?,
             "action" => Step::Action(action(node)?),
             "set-variables" => Step::SetVariables(assignments(&get("set-variables"))?),
             _ => return Err(node.error(format!("unknown block {key}"))),
@@ -164,6 +164,7 @@ impl Builder {
     fn include(
         &mut self,
         node: &ConfigValue<'_>,
+        outer: &ScenarioDefaults,
         out: &mut Steps<'_>,
     ) -> Result<Step, ConfigError> {
         let name_node = child(node, "include-scenario").unwrap_or_else(|| node.clone());
@@ -185,7 +186,9 @@ impl Builder {
         };
         let requests =
             child(&scenario, "requests").ok_or_else(|| scenario.error("has no requests"))?;
-        let defaults = ScenarioDefaults::read(&scenario, &self.runtime_names)?;
+        let mut defaults = ScenarioDefaults::read(&scenario, &self.runtime_names)?;
+        // Taurus applies only the top scenario's headers, to included requests too.
+        defaults.headers = outer.headers.clone();
         if let Some(last) = out.including.last_mut() {
             *last = name;
         }

@@ -330,7 +330,8 @@ impl Builder {
 /// Scenario-level settings that requests inherit.
 pub(super) struct ScenarioDefaults {
     address: Option<String>,
-    headers: HeaderMap,
+    /// Headers every request gets.
+    pub(super) headers: HeaderMap,
     timeout: Duration,
     think_time: Duration,
     think: ThinkTime,
