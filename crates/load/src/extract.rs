@@ -20,8 +20,22 @@ pub struct Extractor {
     pub default: String,
     /// `0`: a random match; `N`: the N-th; `-1`: every match as `var_1..var_N`.
     pub match_no: i64,
+    /// What it reads (`subject`; regexp only, else the body).
+    pub subject: ExtractSubject,
     /// How matches are found.
     pub kind: ExtractorKind,
+}
+
+/// What part of the response an extractor reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExtractSubject {
+    /// The body.
+    #[default]
+    Body,
+    /// The headers, one `Name: value` a line.
+    Headers,
+    /// The status code.
+    Code,
 }
 
 /// How an extractor finds its matches.
@@ -51,9 +65,25 @@ pub enum ExtractorKind {
 }
 
 impl Extractor {
-    /// Reads `body` and writes the variable(s) into `user`.
-    pub fn apply(&self, body: &[u8], user: &mut UserVariables) {
-        let text = String::from_utf8_lossy(body);
+    /// Reads the response and writes the variable(s) into `user`.
+    pub fn apply(
+        &self,
+        status: u16,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        user: &mut UserVariables,
+    ) {
+        let text = match self.subject {
+            ExtractSubject::Body => String::from_utf8_lossy(body),
+            ExtractSubject::Code => status.to_string().into(),
+            ExtractSubject::Headers => headers
+                .iter()
+                .map(|(name, value)| {
+                    format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes()))
+                })
+                .collect::<String>()
+                .into(),
+        };
         let matches = match &self.kind {
             ExtractorKind::Regexp { regex, template } => regex
                 .captures_iter(&text)
@@ -193,6 +223,7 @@ mod tests {
             variable: "v".into(),
             default: NOT_FOUND.into(),
             match_no,
+            subject: ExtractSubject::Body,
             kind: ExtractorKind::JsonPath {
                 path: JsonPath::parse(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
                 concat: true,
@@ -204,21 +235,21 @@ mod tests {
     fn jayway_paths_read_as_jmeter_reads_them() {
         let body = br#"[{"userId":7,"id":1,"n":null},{"userId":8,"id":2,"tags":["a"]}]"#;
         let mut u = user();
-        jsonpath("$.[0].userId", 1).apply(body, &mut u);
+        jsonpath("$.[0].userId", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
         assert_eq!(u.values["v"], "7");
-        jsonpath("$[0].n", 1).apply(body, &mut u);
+        jsonpath("$[0].n", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
         assert_eq!(u.values["v"], "");
-        jsonpath("$[1].tags", 1).apply(body, &mut u);
+        jsonpath("$[1].tags", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
         assert_eq!(u.values["v"], r#"["a"]"#);
-        jsonpath("$..id", -1).apply(body, &mut u);
+        jsonpath("$..id", -1).apply(200, &http::HeaderMap::new(), body, &mut u);
         assert_eq!(
             (u.values["v_1"].as_str(), u.values["v_2"].as_str()),
             ("1", "2")
         );
         assert_eq!(u.values["v_ALL"], "1,2");
-        jsonpath("$[?(@.userId > 7)].id", 1).apply(body, &mut u);
+        jsonpath("$[?(@.userId > 7)].id", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
         assert_eq!(u.values["v"], "2");
-        jsonpath("missing", 1).apply(body, &mut u);
+        jsonpath("missing", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
         assert_eq!(u.values["v"], NOT_FOUND);
         assert_eq!(normalize_jsonpath("$."), ("$".into(), true));
     }
@@ -230,23 +261,30 @@ mod tests {
             variable: "r".into(),
             default: "none".into(),
             match_no: 2,
+            subject: ExtractSubject::Body,
             kind: ExtractorKind::Regexp {
                 regex: Regex::new(r"id=(\d+);(\w)").unwrap_or_else(|e| panic!("{e}")),
                 template: "$1$-$2$".into(),
             },
         };
-        regexp.apply(b"id=1;a id=22;b", &mut u);
+        regexp.apply(200, &http::HeaderMap::new(), b"id=1;a id=22;b", &mut u);
         assert_eq!(u.values["r"], "22-b");
         let boundary = Extractor {
             variable: "b".into(),
             default: NOT_FOUND.into(),
             match_no: 1,
+            subject: ExtractSubject::Body,
             kind: ExtractorKind::Boundary {
                 left: "<t>".into(),
                 right: "</t>".into(),
             },
         };
-        boundary.apply(b"x<t>first</t><t>2</t>", &mut u);
+        boundary.apply(
+            200,
+            &http::HeaderMap::new(),
+            b"x<t>first</t><t>2</t>",
+            &mut u,
+        );
         assert_eq!(u.values["b"], "first");
     }
 }

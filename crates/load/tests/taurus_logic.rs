@@ -225,9 +225,11 @@ execution:
     - url: /items
       extract-regexp:
         second: {{regexp: '"id":(\d+)', match-no: 2}}
+        code: {{regexp: '(\d+)', subject: http-code}}
+        type: {{regexp: 'content-type: (\S+)', subject: headers}}
       extract-boundary:
         first: {{left: '"id":', right: '}}'}}
-    - /got-${{second}}-${{first}}
+    - /got-${{second}}-${{first}}-${{code}}-${{type}}
     - action: pause
       pause-duration: 10ms
     - action: stop
@@ -239,7 +241,10 @@ execution:
     let report = run(&plan).await;
     let recorded = targets(&app.recorded());
     assert_eq!(
-        recorded.iter().filter(|t| *t == "/got-2-1").count(),
+        recorded
+            .iter()
+            .filter(|t| *t == "/got-2-1-200-application/json")
+            .count(),
         2,
         "{recorded:?}"
     );

@@ -153,14 +153,18 @@ pub async fn prepare(plan: &Plan) -> Vec<PreparedExecution> {
     prepared
 }
 
-/// Whether a request's response headers are read for cookies or redirects (only in
-/// scenarios run as programs: a plain one never reads them).
+/// Whether a request's response headers are read: for cookies or redirects (only in
+/// scenarios run as programs: a plain one never reads them) or a header extractor.
 fn keeps_headers(execution: &Execution, request: &Request) -> bool {
     execution
         .scenario
         .program
         .as_ref()
         .is_some_and(|program| program.store_cookie || request.follow_redirects)
+        || request
+            .extractors
+            .iter()
+            .any(|e| e.subject == crate::extract::ExtractSubject::Headers)
 }
 
 /// Runs `plan` until it ends or `interrupt` completes; `progress` hears every second.

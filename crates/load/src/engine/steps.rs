@@ -458,7 +458,12 @@ impl<'a> ProgramUser<'a> {
             .values
             .insert(LAST_SAMPLE_OK.to_owned(), ok.to_string());
         for extractor in &prepared.request.extractors {
-            extractor.apply(&measured.body, &mut self.variables);
+            extractor.apply(
+                sample.status,
+                &measured.headers,
+                &measured.body,
+                &mut self.variables,
+            );
         }
         self.record(sample, measured.ended);
         if connect_failed {

@@ -9,7 +9,7 @@ use serde_json_path::JsonPath;
 use super::Builder;
 use super::values::{ConfigValue, child};
 use crate::ConfigError;
-use crate::extract::{Extractor, ExtractorKind, NOT_FOUND, normalize_jsonpath};
+use crate::extract::{ExtractSubject, Extractor, ExtractorKind, NOT_FOUND, normalize_jsonpath};
 
 impl Builder {
     /// The extractors of a request.
@@ -110,7 +110,13 @@ impl Builder {
                 right: field("right").ok_or_else(|| node.error("needs `right`"))?,
             },
         };
+        let subject = match (key, field("subject").as_deref()) {
+            ("extract-regexp", Some("headers")) => ExtractSubject::Headers,
+            ("extract-regexp", Some("http-code")) => ExtractSubject::Code,
+            _ => ExtractSubject::Body,
+        };
         Ok(Extractor {
+            subject,
             variable: variable.to_owned(),
             default: field("default").unwrap_or_else(|| NOT_FOUND.to_owned()),
             match_no,
