@@ -115,6 +115,9 @@ pub struct Program {
     pub store_cookie: bool,
     /// Cookies every user's jar starts with (`cookies`).
     pub cookies: Vec<(String, String)>,
+    /// JMeter properties for `${__P(name)}`: `modules.jmeter.properties` and the scenario's
+    /// `properties` (which win).
+    pub properties: Arc<std::collections::HashMap<String, String>>,
 }
 
 /// One step of a [`Program`].

@@ -216,6 +216,8 @@ pub struct UserVariables {
     counter: u64,
     random: Random,
     shared: std::sync::Arc<SharedCounters>,
+    /// JMeter properties (`modules.jmeter.properties`, `scenario.properties`) for `__P`.
+    properties: std::sync::Arc<HashMap<String, String>>,
 }
 
 impl UserVariables {
@@ -231,7 +233,14 @@ impl UserVariables {
             counter: 0,
             random: Random::seeded(thread_number),
             shared,
+            properties: std::sync::Arc::default(),
         }
+    }
+
+    /// The same, reading `__P` and `__property` from `properties`.
+    pub fn with_properties(mut self, properties: std::sync::Arc<HashMap<String, String>>) -> Self {
+        self.properties = properties;
+        self
     }
 
     /// A random number from 0 to `bound - 1` (0 when `bound` is 0).
@@ -272,8 +281,14 @@ fn call(function: &Function, user: &mut UserVariables) -> String {
             };
             (value.to_string(), arg(1))
         }
-        "__P" => (default_or(args.get(1), "1"), ""),
-        "__property" => (default_or(args.get(2), arg(0)), arg(1)),
+        "__P" => match user.properties.get(arg(0)) {
+            Some(value) => (value.clone(), ""),
+            None => (default_or(args.get(1), "1"), ""),
+        },
+        "__property" => match user.properties.get(arg(0)) {
+            Some(value) => (value.clone(), arg(1)),
+            None => (default_or(args.get(2), arg(0)), arg(1)),
+        },
         "__env" => (
             std::env::var(arg(0)).unwrap_or_else(|_| default_or(args.get(2), arg(0))),
             arg(1),

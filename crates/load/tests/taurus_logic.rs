@@ -52,9 +52,12 @@ async fn a_login_flow_with_csv_users_extracts_a_token_and_sends_it() {
 settings:
   env:
     BASE: {base}
+modules:
+  jmeter:
+    properties: {{host: {host}}}
 execution:
 - concurrency: 1
-  iterations: 4
+  iterations: ${{__P(passes,4)}}
   scenario: login
 scenarios:
   login:
@@ -69,7 +72,7 @@ scenarios:
       extract-jsonpath:
         token: $.token
         name: {{jsonpath: "user.name", default: none}}
-    - url: http://${{__P(host,{host})}}:${{__P(port,{port})}}/me?who=${{name}}&n=${{__threadNum}}
+    - url: http://${{__P(host,nowhere.invalid)}}:${{__P(port,{port})}}/me?who=${{name}}&n=${{__threadNum}}
       label: me
       headers:
         Authorization: Bearer ${{token}}
@@ -87,7 +90,12 @@ scenarios:
     );
     let report = run(&plan).await;
     let recorded = app.recorded();
-    assert_eq!(report.overall.samples, recorded.len() as u64);
+    assert_eq!(
+        report.overall.samples,
+        recorded.len() as u64,
+        "{:?}",
+        report.errors
+    );
     let me: Vec<&Recorded> = recorded
         .iter()
         .filter(|r| r.target.starts_with("/me"))

@@ -7,6 +7,7 @@ mod data_source;
 mod env;
 mod extractors;
 pub mod merge;
+mod properties;
 mod scenario;
 mod values;
 
@@ -57,6 +58,7 @@ pub fn from_taurus_files(document: &Value, files: &[PathBuf]) -> Result<Plan, Re
     };
     let document = &env::substitute_settings_env(document);
     blocks::runtime_names(document, &mut builder.runtime_names);
+    builder.properties = properties::jmeter_properties(document);
     match read(&mut builder, document) {
         Ok(()) => builder.finish().map_err(|error| Rejected {
             error,
@@ -131,6 +133,8 @@ struct Builder {
     pub(super) undefined_variables: HashSet<String>,
     /// Variables the config writes at run time (extractors, set-variables, foreach, CSV).
     pub(super) runtime_names: HashSet<String>,
+    /// `modules.jmeter.properties`, for `${__P(name)}`.
+    pub(super) properties: HashMap<String, String>,
     /// Directories of the config files, for relative data-source paths.
     pub(super) config_dirs: Vec<PathBuf>,
     /// Keys warned about once (unsupported extractors, JSONPath rewrites).
@@ -196,6 +200,11 @@ impl Builder {
             return Err(node.error("must be a mapping with concurrency, hold-for, scenario…"));
         }
         self.warn_unknown(node, EXECUTION_KEYS);
+        let evaluated = properties::evaluate_load_fields(node.value, &self.properties);
+        let node = &ConfigValue {
+            value: &evaluated,
+            path: node.path.clone(),
+        };
         let child = |key: &'static str| child(node, key);
         if let Some(executor) = child("executor")
             && executor.value.as_str() != Some("peregrine")

@@ -36,6 +36,7 @@ const SCENARIO_KEYS: &[&str] = &[
     "store-cookie",
     "cookies",
     "follow-redirects",
+    "properties",
 ];
 const REQUEST_KEYS: &[&str] = &[
     "assert-body-limit",
@@ -135,6 +136,7 @@ impl Builder {
                 onces: out.onces,
                 store_cookie,
                 cookies,
+                properties: Arc::new(self.properties_with(child(node, "properties"))),
             })
         });
         Ok(Scenario {
@@ -194,7 +196,7 @@ impl Builder {
         let full = full_url(&url_text, defaults.address.as_deref())
             .map_err(|message| url_node.error(message))?;
         let (base, path_and_query) = split_url(&full);
-        let base = functions_at_load_time(base);
+        let base = functions_at_load_time(base, &self.properties);
         if base.contains("${") {
             return Err(url_node.error(format!(
                 "{full:?}: a ${{…}} in the scheme or host must be a settings.env key or a \
@@ -611,11 +613,15 @@ fn cookies(node: Option<ConfigValue<'_>>) -> Result<Vec<(String, String)>, Confi
 
 /// The scheme and host with their JMeter functions evaluated once (`${__P(host,localhost)}`
 /// gives its default, `${__env(HOST)}` the environment): the host is resolved before the run.
-fn functions_at_load_time(base: &str) -> String {
+fn functions_at_load_time(
+    base: &str,
+    properties: &std::collections::HashMap<String, String>,
+) -> String {
     if !base.contains("${") {
         return base.to_owned();
     }
     let mut nobody =
-        crate::variables::UserVariables::new(std::collections::HashMap::new(), 1, Arc::default());
+        crate::variables::UserVariables::new(std::collections::HashMap::new(), 1, Arc::default())
+            .with_properties(Arc::new(properties.clone()));
     Template::parse(base).render(&mut nobody)
 }
