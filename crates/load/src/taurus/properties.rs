@@ -11,16 +11,8 @@ use super::Builder;
 use super::values::ConfigValue;
 use crate::variables::{Template, UserVariables};
 
-/// Execution keys whose `${__P(…)}` are evaluated when the config is read.
-const LOAD_FIELDS: &[&str] = &[
-    "concurrency",
-    "ramp-up",
-    "hold-for",
-    "iterations",
-    "throughput",
-    "steps",
-    "arrival-rate",
-];
+/// Execution keys that are not load fields: every other one may hold `${__P(…)}`.
+const NOT_LOAD_FIELDS: &[&str] = &["scenario", "executor"];
 
 /// `modules.jmeter.properties` as text.
 pub(super) fn jmeter_properties(document: &Value) -> HashMap<String, String> {
@@ -67,7 +59,10 @@ pub(super) fn evaluate_load_fields(
     let Some(map) = out.as_object_mut() else {
         return out;
     };
-    for key in LOAD_FIELDS {
+    let load_fields = super::EXECUTION_KEYS
+        .iter()
+        .filter(|key| !NOT_LOAD_FIELDS.contains(key));
+    for key in load_fields {
         let Some(Value::String(text)) = map.get(*key) else {
             continue;
         };
