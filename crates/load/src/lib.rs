@@ -8,9 +8,11 @@
 //! reports; [`Report::new`] builds the report from it and the plan.
 
 pub mod assertion;
+pub mod condition;
 pub mod criteria;
 pub mod duration;
 mod engine;
+pub mod extract;
 mod http1;
 pub mod plan;
 pub mod quick;
@@ -18,6 +20,7 @@ pub mod report;
 pub mod stats;
 mod taurus;
 mod tls;
+pub mod variables;
 
 use std::path::PathBuf;
 
@@ -98,7 +101,7 @@ impl From<ConfigError> for Rejected {
 /// warnings gathered before the error.
 pub fn read_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, Rejected> {
     let (document, notes) = taurus::merge::load(files, overrides)?;
-    match taurus::from_taurus_with_warnings(&document) {
+    match taurus::from_taurus_files(&document, files) {
         Ok(mut plan) => {
             plan.warnings.splice(0..0, notes);
             Ok(plan)

@@ -11,7 +11,9 @@ use http::{Method, Uri};
 
 use crate::assertion::{Assertion, JsonAssertion};
 use crate::criteria::Criterion;
+use crate::extract::Extractor;
 pub use crate::tls::TlsOptions;
+use crate::variables::Template;
 
 /// Default request timeout, as in Taurus.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -102,8 +104,151 @@ impl Execution {
 pub struct Scenario {
     /// Its name in `scenarios` (or `inline-N`).
     pub name: String,
-    /// The requests, sent in order by each user.
+    /// The requests, sent in order by each user (in the order they are written, when the
+    /// scenario has a [`Program`]).
     pub requests: Vec<Arc<Request>>,
+    /// Logic blocks, variables or data sources; `None` when the scenario is a plain list of
+    /// requests, which then run on the fast path (prepared bytes, nothing per request).
+    pub program: Option<Arc<Program>>,
+}
+
+/// What a scenario with Taurus logic runs per virtual user: steps over its requests, with
+/// per-user variables.
+#[derive(Debug, Clone, Default)]
+pub struct Program {
+    /// The steps of one iteration.
+    pub steps: Vec<Step>,
+    /// `scenario.variables`, in Taurus's (alphabetical) order, rendered when a user starts.
+    pub variables: Vec<(String, Template)>,
+    /// CSV data sources: each iteration takes the next row of each.
+    pub data_sources: Vec<Arc<DataSource>>,
+    /// How many `once` blocks there are.
+    pub onces: usize,
+    /// Each user keeps a cookie jar (`store-cookie`, default true).
+    pub store_cookie: bool,
+    /// Cookies every user's jar starts with (`cookies`).
+    pub cookies: Vec<(String, String)>,
+    /// JMeter properties for `${__P(name)}`: `modules.jmeter.properties` and the scenario's
+    /// `properties` (which win).
+    pub properties: Arc<std::collections::HashMap<String, String>>,
+}
+
+/// One step of a [`Program`].
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// Send [`Scenario::requests`]`[i]`.
+    Request(usize),
+    /// `if`/`then`/`else`: the else branch re-evaluates `!(condition)` after `then`, as
+    /// JMeter's second If Controller does.
+    If {
+        /// The condition (see [`crate::condition`]).
+        condition: Template,
+        /// Steps when true.
+        then: Vec<Step>,
+        /// Steps when false.
+        otherwise: Vec<Step>,
+    },
+    /// `loop`: the body N times, forever, or as many times as a variable says.
+    Loop {
+        /// How many passes.
+        count: LoopCount,
+        /// The body.
+        body: Block,
+    },
+    /// `while`: repeat while the substituted condition is not `false`.
+    While {
+        /// The condition (blank or `LAST`: while the last sample succeeded).
+        condition: Template,
+        /// The body.
+        body: Block,
+    },
+    /// `foreach: var in input`: `var` takes `input_1`, `input_2`, … until one is missing.
+    Foreach {
+        /// The variable set each pass.
+        variable: String,
+        /// The prefix of the variables read.
+        input: String,
+        /// The body.
+        body: Block,
+    },
+    /// `once`: the first time per user (per entry of the enclosing loop).
+    Once {
+        /// Its index among the program's `once` blocks.
+        id: usize,
+        /// The steps.
+        body: Vec<Step>,
+    },
+    /// `transaction`: an extra sample labelled with the transaction, timing its children.
+    Transaction {
+        /// Index of its label in [`Plan::labels`].
+        label: usize,
+        /// Only the transaction's sample is reported, not its children's.
+        force_parent: bool,
+        /// Think-times count in the transaction's time.
+        include_timers: bool,
+        /// The steps.
+        body: Vec<Step>,
+    },
+    /// `action`.
+    Action(Action),
+    /// `set-variables`: values rendered and assigned each time.
+    SetVariables(Vec<(String, Template)>),
+}
+
+/// The steps of a loop, with the `once` blocks that run again each time the loop starts.
+#[derive(Debug, Clone, Default)]
+pub struct Block {
+    /// The steps.
+    pub steps: Vec<Step>,
+    /// `once` ids directly inside (not inside a nested loop).
+    pub onces: Vec<usize>,
+}
+
+/// Passes of a `loop` block.
+#[derive(Debug, Clone)]
+pub enum LoopCount {
+    /// A fixed count.
+    Times(u64),
+    /// Until the user stops.
+    Forever,
+    /// A `${…}` rendered when the loop starts (not a number: zero passes).
+    Variable(Template),
+}
+
+/// An `action` block.
+#[derive(Debug, Clone, Copy)]
+pub enum Action {
+    /// Sleep this long.
+    Pause(Duration),
+    /// This user stops (under a duration it is replaced by a fresh user, as Taurus's
+    /// concurrency thread group does).
+    StopUser,
+    /// Every user of the execution stops.
+    StopAll,
+    /// Go on with the user's next iteration.
+    NextIteration,
+}
+
+/// A CSV data source read at load time; all users share one cursor.
+#[derive(Debug)]
+pub struct DataSource {
+    /// Variable names, one per column.
+    pub names: Vec<String>,
+    /// The rows.
+    pub rows: Vec<Vec<String>>,
+    /// Start over at the end (else a user reaching the end stops).
+    pub repeat: bool,
+}
+
+/// Parts of a request holding run-time `${…}`, rendered per send.
+#[derive(Debug, Clone)]
+pub struct DynamicRequest {
+    /// Path and query.
+    pub target: Template,
+    /// Headers whose value has references.
+    pub headers: Vec<(http::header::HeaderName, Template)>,
+    /// The body.
+    pub body: Template,
 }
 
 /// One request, fully resolved: URL, headers and body as they are sent.
@@ -140,4 +285,41 @@ pub struct Request {
     /// The largest response body an assertion may read (`assert-body-limit`); a larger one
     /// fails the request.
     pub assert_body_limit: usize,
+    /// Run-time `${…}` in the target, headers or body (`None`: the prepared bytes are sent).
+    pub dynamic: Option<Arc<DynamicRequest>>,
+    /// Variables taken from the response.
+    pub extractors: Vec<Extractor>,
+    /// Pause after the request: constant or random.
+    pub think: ThinkTime,
+    /// Follow redirects (in programs only), as one sample.
+    pub follow_redirects: bool,
+}
+
+/// A think-time: constant, or one of Taurus's random timers.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub enum ThinkTime {
+    /// No pause beyond `think_time`.
+    #[default]
+    Constant,
+    /// `uniform(mean, spread)`: mean ± spread, evenly.
+    Uniform {
+        /// The mean.
+        mean: Duration,
+        /// Half the width.
+        spread: Duration,
+    },
+    /// `gaussian(mean, deviation)`.
+    Gaussian {
+        /// The mean.
+        mean: Duration,
+        /// The standard deviation.
+        deviation: Duration,
+    },
+    /// `poisson(mean, offset)`: offset plus a Poisson-distributed number of milliseconds.
+    Poisson {
+        /// The mean.
+        mean: Duration,
+        /// The constant part.
+        offset: Duration,
+    },
 }

@@ -3,11 +3,13 @@
 //! TLS and a CA made for it), fresh databases
 //! in them, streaming replicas of them, PgBouncer in front of them, and tiny HTTP servers for the load generator's tests. A dev-dependency only.
 
+mod app;
 mod http;
 mod pgbouncer;
 mod postgres;
 mod tls;
 
+pub use app::{LoginApp, Recorded};
 pub use http::{Behavior, TinyServer};
 pub use pgbouncer::PgBouncer;
 pub use postgres::{PgCluster, TLS_PASSWORD, TLS_USER, connect, free_port, wait_for_a_lock_waiter};

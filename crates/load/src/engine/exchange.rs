@@ -23,7 +23,7 @@ pub async fn measure(
     step: &PreparedRequest,
     due: Instant,
     start: Instant,
-) -> (Sample, Instant) {
+) -> Measured {
     let request = &step.request;
     let sent = Instant::now();
     // From `sent`, not a new reading of the clock: this is the per-request hot path. The
@@ -41,13 +41,15 @@ pub async fn measure(
         }
     };
     let ended = Instant::now();
-    let (status, latency, opening, bytes, error) = match outcome {
+    let (status, latency, opening, bytes, error, body, headers) = match outcome {
         Ok(done) => (
             done.status,
             done.latency,
             done.opening,
             done.bytes,
             done.error,
+            done.body,
+            done.headers,
         ),
         Err(failure) => {
             *connection = None;
@@ -57,6 +59,8 @@ pub async fn measure(
                 failure.opening,
                 0,
                 Some((failure.kind, failure.message)),
+                Vec::new(),
+                http::HeaderMap::new(),
             )
         }
     };
@@ -72,7 +76,24 @@ pub async fn measure(
         bytes,
         error,
     };
-    (sample, ended)
+    Measured {
+        sample,
+        ended,
+        body,
+        headers,
+    }
+}
+
+/// One measured request: its sample, when it ended, and the parts of the response kept.
+pub struct Measured {
+    /// The sample.
+    pub sample: Sample,
+    /// When it ended.
+    pub ended: Instant,
+    /// The body, when kept (else empty).
+    pub body: Vec<u8>,
+    /// The headers, when kept (else empty).
+    pub headers: http::HeaderMap,
 }
 
 /// An open connection, plain or over TLS. Matched once per request; everything below is
@@ -126,6 +147,10 @@ struct Exchanged {
     opening: Opening,
     bytes: u64,
     error: Option<(ErrorKind, Arc<str>)>,
+    /// The body, when kept (for assertions or extractors).
+    body: Vec<u8>,
+    /// The headers, when kept (for assertions, cookies, redirects).
+    headers: http::HeaderMap,
 }
 
 struct RequestFailure {
@@ -311,6 +336,8 @@ async fn send_and_read<S: AsyncRead + AsyncWrite + Unpin>(
             opening: Opening::default(),
             bytes: response.body_bytes,
             error,
+            body: response.body,
+            headers: response.headers,
         },
         response.reusable,
     ))

@@ -6,6 +6,8 @@
 
 mod exchange;
 mod pacing;
+mod session;
+mod steps;
 mod timer;
 mod users;
 
@@ -99,6 +101,7 @@ pub struct PreparedRequest {
 }
 
 /// How one https request's TLS session is opened.
+#[derive(Clone)]
 pub struct TlsTarget {
     /// The run's client setup (shared).
     pub connector: tokio_rustls::TlsConnector,
@@ -157,14 +160,19 @@ pub async fn prepare(plan: &Plan) -> Result<Vec<PreparedExecution>, String> {
                 }),
                 _ => None,
             };
+            let parts = ResponseParts::read_by(
+                &request.assertions,
+                &request.json_assertions,
+                request.assert_body_limit,
+            );
             requests.push(PreparedRequest {
                 tls,
                 wire: http1::wire_bytes(request),
-                parts: ResponseParts::read_by(
-                    &request.assertions,
-                    &request.json_assertions,
-                    request.assert_body_limit,
-                ),
+                parts: ResponseParts {
+                    body: parts.body || !request.extractors.is_empty(),
+                    headers: parts.headers || keeps_headers(execution, request),
+                    ..parts
+                },
                 request: Arc::clone(request),
                 address,
             });
@@ -175,6 +183,20 @@ pub async fn prepare(plan: &Plan) -> Result<Vec<PreparedExecution>, String> {
         });
     }
     Ok(prepared)
+}
+
+/// Whether a request's response headers are read: for cookies or redirects (only in
+/// scenarios run as programs: a plain one never reads them) or a header extractor.
+fn keeps_headers(execution: &Execution, request: &Request) -> bool {
+    execution
+        .scenario
+        .program
+        .as_ref()
+        .is_some_and(|program| program.store_cookie || request.follow_redirects)
+        || request
+            .extractors
+            .iter()
+            .any(|e| e.subject == crate::extract::ExtractSubject::Headers)
 }
 
 /// Runs `plan` until it ends or `interrupt` completes; `progress` hears every second.
@@ -320,6 +342,12 @@ fn launch(
     let shared: Vec<Arc<Shared>> = executions
         .into_iter()
         .map(|execution| {
+            let program = execution
+                .plan
+                .scenario
+                .program
+                .as_deref()
+                .map(steps::ProgramState::new);
             Arc::new(Shared {
                 pacer: execution
                     .plan
@@ -331,6 +359,7 @@ fn launch(
                 users: Arc::clone(&users),
                 arrivals: AtomicU64::new(0),
                 timer: timer.clone(),
+                program,
             })
         })
         .collect();

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::exchange::{Connections, measure};
 use super::pacing::{arrival_offset, pacer_gap, start_offset};
+use super::steps::{ProgramState, run_program, think_pause_fast, user_random};
 use super::timer::PreciseTimer;
 use super::{PreparedExecution, PreparedRequest};
 use crate::stats::{ErrorKind, Sample};
@@ -19,7 +20,7 @@ const BATCH_SAMPLES: usize = 64;
 /// How long a sample may wait in a user's buffer.
 const BATCH_AGE: Duration = Duration::from_millis(100);
 /// Pause after a failed connect, so an unreachable target is not hammered in a hot loop.
-const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(50);
+pub(super) const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// A batch of samples, each with when it ended (from the start of the run).
 pub type Batch = Vec<(Sample, Duration)>;
@@ -33,6 +34,8 @@ pub struct Shared {
     pub pacer: Option<Pacer>,
     pub arrivals: AtomicU64,
     pub timer: Option<PreciseTimer>,
+    /// What users running the scenario's program share (`None`: a plain scenario).
+    pub program: Option<ProgramState>,
 }
 
 impl Shared {
@@ -44,7 +47,7 @@ impl Shared {
 }
 
 /// `start + offset`, or as far as the clock goes: never panics on an extreme offset.
-fn at(start: Instant, offset: Duration) -> Instant {
+pub(super) fn at(start: Instant, offset: Duration) -> Instant {
     start
         .checked_add(offset)
         .unwrap_or_else(|| start + Duration::from_secs(400 * 24 * 3600))
@@ -52,7 +55,7 @@ fn at(start: Instant, offset: Duration) -> Instant {
 
 /// Waits until `until`, but never past `deadline`; false when the stop signal or the
 /// deadline came first.
-async fn sleep_until(
+pub(super) async fn sleep_until(
     until: Instant,
     deadline: Option<Instant>,
     stop: &mut watch::Receiver<bool>,
@@ -82,8 +85,25 @@ pub async fn closed_model_user(shared: &Shared, user: u32, mut stop: watch::Rece
         return;
     }
     shared.users.fetch_add(1, Ordering::Relaxed);
+    if let (Some(program), Some(state)) = (&execution.scenario.program, &shared.program) {
+        run_program(shared, program, state, user, stop, deadline).await;
+    } else {
+        plain_user(shared, user, stop, deadline).await;
+    }
+    shared.users.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// A user of a scenario that is a plain list of requests: prepared bytes, nothing rendered.
+async fn plain_user(
+    shared: &Shared,
+    user: u32,
+    mut stop: watch::Receiver<bool>,
+    deadline: Option<Instant>,
+) {
+    let execution = &shared.execution.plan;
     let mut connections = Connections::default();
     let mut outbox = Outbox::new(&shared.samples);
+    let mut random = user_random(user);
     let mut iteration = 0;
     // The clock is read once per request where possible: at high rates reading it was a
     // visible share of the generator's own CPU time.
@@ -102,7 +122,7 @@ pub async fn closed_model_user(shared: &Shared, user: u32, mut stop: watch::Rece
                 now = Instant::now();
             }
             now = send(shared, &mut outbox, &mut connections, step, now).await;
-            let think_time = step.request.think_time;
+            let think_time = think_pause_fast(&step.request, &mut random);
             if !think_time.is_zero() {
                 let think_until = at(now, think_time);
                 outbox.flush_before_waiting_until(think_until, now);
@@ -114,7 +134,6 @@ pub async fn closed_model_user(shared: &Shared, user: u32, mut stop: watch::Rece
         }
         iteration += 1;
     }
-    shared.users.fetch_sub(1, Ordering::Relaxed);
 }
 
 /// Open model: users take the next scheduled arrival from a shared counter, so a late
@@ -174,7 +193,8 @@ async fn send(
     step: &PreparedRequest,
     due: Instant,
 ) -> Instant {
-    let (sample, ended) = measure(connections.slot(step), step, due, shared.start).await;
+    let measured = measure(connections.slot(step), step, due, shared.start).await;
+    let (sample, ended) = (measured.sample, measured.ended);
     let connect_failed = matches!(sample.error, Some((ErrorKind::Connect, _)));
     outbox.push(sample, ended - shared.start, ended);
     if connect_failed {
@@ -205,7 +225,7 @@ impl Pacer {
     }
 
     /// Reserves the next free slot and returns when it is.
-    fn next_slot(&self) -> Instant {
+    pub(super) fn next_slot(&self) -> Instant {
         let now = Instant::now();
         let mut next = self
             .next
@@ -219,14 +239,14 @@ impl Pacer {
 
 /// A user's finished samples, sent to the collector in batches: one channel message per
 /// sample would cost more than the request itself at high rates.
-struct Outbox<'a> {
+pub(super) struct Outbox<'a> {
     samples: Batch,
     oldest: Option<Instant>,
     channel: &'a mpsc::UnboundedSender<Batch>,
 }
 
 impl<'a> Outbox<'a> {
-    fn new(channel: &'a mpsc::UnboundedSender<Batch>) -> Self {
+    pub(super) fn new(channel: &'a mpsc::UnboundedSender<Batch>) -> Self {
         Self {
             samples: Vec::with_capacity(BATCH_SAMPLES),
             oldest: None,
@@ -234,7 +254,7 @@ impl<'a> Outbox<'a> {
         }
     }
 
-    fn push(&mut self, sample: Sample, ended: Duration, now: Instant) {
+    pub(super) fn push(&mut self, sample: Sample, ended: Duration, now: Instant) {
         self.samples.push((sample, ended));
         let oldest = *self.oldest.get_or_insert(now);
         if self.samples.len() >= BATCH_SAMPLES || now - oldest >= BATCH_AGE {
@@ -243,7 +263,7 @@ impl<'a> Outbox<'a> {
     }
 
     /// Sends what is buffered when the user is about to wait long enough to delay it.
-    fn flush_before_waiting_until(&mut self, until: Instant, now: Instant) {
+    pub(super) fn flush_before_waiting_until(&mut self, until: Instant, now: Instant) {
         if until.saturating_duration_since(now) >= BATCH_AGE / 2 {
             self.flush();
         }

@@ -2,9 +2,14 @@
 //! value checked and every error named by its key path.
 
 mod assertions;
+mod blocks;
+mod data_source;
+mod env;
 mod executors;
+mod extractors;
 mod keys;
 pub mod merge;
+mod properties;
 mod scenario;
 mod settings;
 mod values;
@@ -31,7 +36,22 @@ pub fn from_taurus(document: &Value) -> Result<Plan, ConfigError> {
 /// Builds a plan from a merged Taurus document; a rejected one keeps the warnings
 /// gathered before the error.
 pub fn from_taurus_with_warnings(document: &Value) -> Result<Plan, Rejected> {
-    let mut builder = Builder::default();
+    from_taurus_files(document, &[])
+}
+
+/// Builds a plan from a merged Taurus document read from `files`: relative data-source
+/// paths are looked up in the current directory, then next to each file.
+pub fn from_taurus_files(document: &Value, files: &[PathBuf]) -> Result<Plan, Rejected> {
+    let mut builder = Builder {
+        config_dirs: files
+            .iter()
+            .filter_map(|f| f.parent().map(std::path::Path::to_path_buf))
+            .collect(),
+        ..Builder::default()
+    };
+    let document = &env::substitute_settings_env(document);
+    blocks::runtime_names(document, &mut builder.runtime_names);
+    builder.properties = properties::jmeter_properties(document);
     match read(&mut builder, document) {
         Ok(()) => builder.finish().map_err(|error| Rejected {
             error,
@@ -113,6 +133,14 @@ struct Builder {
     pub(super) warned: HashSet<String>,
     /// `settings.default-executor`: the executor of executions that name none.
     pub(super) default_executor: Option<String>,
+    /// Variables the config writes at run time (extractors, set-variables, foreach, CSV).
+    pub(super) runtime_names: HashSet<String>,
+    /// `modules.jmeter.properties`, for `${__P(name)}`.
+    pub(super) properties: HashMap<String, String>,
+    /// Directories of the config files, for relative data-source paths.
+    pub(super) config_dirs: Vec<PathBuf>,
+    /// Keys warned about once (unsupported extractors, JSONPath rewrites).
+    pub(super) warned_once: HashSet<String>,
 }
 
 const EXECUTION_KEYS: &[&str] = &[
@@ -169,6 +197,11 @@ impl Builder {
             return Err(node.error("must be a mapping with concurrency, hold-for, scenario…"));
         }
         self.check_keys(node, EXECUTION_KEYS, &keys::EXECUTION)?;
+        let evaluated = properties::evaluate_load_fields(node.value, &self.properties);
+        let node = &ConfigValue {
+            value: &evaluated,
+            path: node.path.clone(),
+        };
         let child = |key: &'static str| child(node, key);
         if !["jmeter", "peregrine"].contains(&executor) {
             self.warn(
@@ -204,6 +237,13 @@ impl Builder {
             .transpose()?;
         let scenario_node = child("scenario").ok_or_else(|| node.error("has no scenario"))?;
         let scenario = self.scenario(&scenario_node, scenarios)?;
+        if arrival_rate.is_some() && scenario.program.is_some() {
+            self.warn(
+                &scenario_node.path,
+                "arrival-rate (open model) sends the requests as written: its logic blocks, \
+                 variables, extractors and data sources are not run",
+            );
+        }
         Ok(Execution {
             concurrency: u32::try_from(concurrency)
                 .map_err(|_| node.error("concurrency is too large"))?,

@@ -2,7 +2,7 @@
 //! bodies and think-times.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +12,15 @@ use http::{Method, Uri};
 use serde_json::{Map, Value};
 
 use super::assertions::{assertions, json_assertions};
+use super::blocks::Steps;
 use super::values::{ConfigValue, boolean, byte_size, child, duration, duration_text, optional};
 use super::{Builder, keys};
 use crate::ConfigError;
-use crate::plan::{DEFAULT_ASSERT_BODY_LIMIT, DEFAULT_TIMEOUT, Request, Scenario};
+use crate::plan::{
+    DEFAULT_ASSERT_BODY_LIMIT, DEFAULT_TIMEOUT, DynamicRequest, Program, Request, Scenario,
+    ThinkTime,
+};
+use crate::variables::Template;
 
 const SCENARIO_KEYS: &[&str] = &[
     "assert-body-limit",
@@ -26,6 +31,12 @@ const SCENARIO_KEYS: &[&str] = &[
     "think-time",
     "keepalive",
     "variables",
+    "data-sources",
+    "force-parent-sample",
+    "store-cookie",
+    "cookies",
+    "follow-redirects",
+    "properties",
 ];
 const REQUEST_KEYS: &[&str] = &[
     "assert-body-limit",
@@ -40,6 +51,12 @@ const REQUEST_KEYS: &[&str] = &[
     "timeout",
     "keepalive",
     "assert",
+    "extract-regexp",
+    "extract-jsonpath",
+    "extract-boundary",
+    "extract-xpath",
+    "extract-css-jquery",
+    "follow-redirects",
 ];
 
 impl Builder {
@@ -79,30 +96,78 @@ impl Builder {
             return Err(node.error("must be a mapping with requests"));
         }
         self.check_keys(node, SCENARIO_KEYS, &keys::SCENARIO)?;
-        let defaults = ScenarioDefaults::read(node)?;
+        let data_sources = self.data_sources(node)?;
+        for source in &data_sources {
+            self.runtime_names.extend(source.names.iter().cloned());
+        }
+        let defaults = ScenarioDefaults::read(node, &self.runtime_names)?;
         let requests_node = child(node, "requests").ok_or_else(|| node.error("has no requests"))?;
-        let items = requests_node.items("")?;
-        if items.is_empty() {
+        if requests_node.items("")?.is_empty() {
             return Err(requests_node.error("is empty"));
         }
-        let mut requests = Vec::with_capacity(items.len());
-        for item in &items {
-            requests.push(Arc::new(self.request(item, &defaults)?));
-        }
+        let mut out = Steps {
+            requests: Vec::new(),
+            has_blocks: false,
+            onces: 0,
+            including: vec![name.clone()],
+            scenarios,
+        };
+        let steps = self.steps(&requests_node, &defaults, &mut out)?;
+        self.note_undefined(&node.path, &defaults);
+        let store_cookie = optional(child(node, "store-cookie"), boolean)?.unwrap_or(true);
+        let cookies = cookies(child(node, "cookies"))?;
+        // Cookies matter from the second request on (or across iterations when the config
+        // says so); a one-request scenario keeps the fast path unless it asks for them.
+        let wants_session = (store_cookie && out.requests.len() > 1)
+            || !cookies.is_empty()
+            || child(node, "store-cookie").is_some_and(|c| c.value == &Value::Bool(true));
+        let needs_program = out.has_blocks
+            || wants_session
+            || !data_sources.is_empty()
+            || out
+                .requests
+                .iter()
+                .any(|r| r.dynamic.is_some() || !r.extractors.is_empty());
+        let program = needs_program.then(|| {
+            Arc::new(Program {
+                steps,
+                variables: defaults.runtime_variables.clone(),
+                data_sources,
+                onces: out.onces,
+                store_cookie,
+                cookies,
+                properties: Arc::new(self.properties_with(child(node, "properties"))),
+            })
+        });
+        Ok(Scenario {
+            name,
+            requests: out.requests,
+            program,
+        })
+    }
+
+    /// Warns once per `${name}` that nothing defines (it is sent as written).
+    pub(super) fn note_undefined(&mut self, path: &str, defaults: &ScenarioDefaults) {
         for variable in defaults.undefined.take() {
-            if self.undefined_variables.insert(variable.clone()) {
+            let defined = variable.starts_with("__")
+                || variable.starts_with("JMeterThread.")
+                || self.runtime_names.contains(&variable)
+                || defaults
+                    .runtime_variables
+                    .iter()
+                    .any(|(n, _)| *n == variable);
+            if !defined && self.undefined_variables.insert(variable.clone()) {
                 self.warn(
-                    &node.path,
+                    path,
                     &format!(
                         "${{{variable}}} is used but no variable defines it; it is sent as written"
                     ),
                 );
             }
         }
-        Ok(Scenario { name, requests })
     }
 
-    fn request(
+    pub(super) fn request(
         &mut self,
         node: &ConfigValue<'_>,
         defaults: &ScenarioDefaults,
@@ -133,8 +198,21 @@ impl Builder {
                 .as_str()
                 .ok_or_else(|| url_node.error("must be a string"))?,
         );
-        let url = resolve_url(&url_text, defaults.address.as_deref())
+        let full = full_url(&url_text, defaults.address.as_deref())
             .map_err(|message| url_node.error(message))?;
+        let (base, path_and_query) = split_url(&full);
+        let base = functions_at_load_time(base, &self.properties);
+        if base.contains("${") {
+            return Err(url_node.error(format!(
+                "{full:?}: a ${{…}} in the scheme or host must be a settings.env key or a \
+                 scenario variable (the host is resolved before the run)"
+            )));
+        }
+        let url = resolve_url(
+            &format!("{base}{}", crate::variables::encode_target(path_and_query)),
+            None,
+        )
+        .map_err(|message| url_node.error(message))?;
         let method = match get("method") {
             Some(m) => {
                 let text = m
@@ -158,7 +236,8 @@ impl Builder {
         let mut headers = defaults.headers.clone();
         if let Some(h) = get("headers") {
             for (name, value) in header_pairs(&h)? {
-                headers.insert(name, value);
+                let text = defaults.substitute(value.to_str().unwrap_or_default());
+                headers.insert(name, HeaderValue::from_str(&text).unwrap_or(value));
             }
         }
         let body = match (get("body"), get("body-file")) {
@@ -195,9 +274,16 @@ impl Builder {
                 |t| t.error("must be positive"),
             ));
         }
-        let think_time = match get("think-time") {
-            Some(t) => self.think_time(&t)?,
-            None => defaults.think_time,
+        let (think_time, think) = match get("think-time") {
+            Some(t) if t.value.as_str().is_some_and(|v| v.contains("${")) => {
+                self.warn(
+                    &t.path,
+                    "a think-time from a run-time variable is not supported; no pause is made",
+                );
+                (Duration::ZERO, ThinkTime::Constant)
+            }
+            Some(t) => think_time(&t)?,
+            None => (defaults.think_time, defaults.think),
         };
         let keepalive = optional(get("keepalive"), boolean)?.unwrap_or(defaults.keepalive);
         let assert_body_limit =
@@ -210,7 +296,15 @@ impl Builder {
             Some(a) => json_assertions(&a)?,
             None => Vec::new(),
         };
+        let dynamic = dynamic_parts(path_and_query, &headers, &body);
+        let follow_redirects =
+            optional(get("follow-redirects"), boolean)?.unwrap_or(defaults.follow_redirects);
+        let extractors = self.extractors(node)?;
         Ok(Request {
+            dynamic,
+            extractors,
+            think,
+            follow_redirects,
             label,
             method,
             authority: url.authority,
@@ -229,30 +323,9 @@ impl Builder {
         })
     }
 
-    fn think_time(&mut self, node: &ConfigValue<'_>) -> Result<Duration, ConfigError> {
-        let text = match node.value {
-            Value::String(text) => text.clone(),
-            Value::Number(n) => n.to_string(),
-            _ => return Err(node.error("must be a duration")),
-        };
-        if let Some(inner) = text.strip_suffix(')').and_then(|t| t.split_once('(')) {
-            let mean = inner.1.split(',').next().unwrap_or_default();
-            let parsed = duration_text(node, mean)?;
-            self.warn(
-                &node.path.clone(),
-                &format!(
-                    "random think-time {:?} is not implemented; its mean {mean} is used",
-                    inner.0
-                ),
-            );
-            return Ok(parsed);
-        }
-        duration_text(node, &text)
-    }
-
     /// The index of `label` in the plan's labels, added when new (a map, not a scan: a
     /// config may have 100,000 labels).
-    fn label_index(&mut self, label: String) -> usize {
+    pub(super) fn label_index(&mut self, label: String) -> usize {
         if let Some(&index) = self.label_indexes.get(&label) {
             return index;
         }
@@ -263,22 +336,35 @@ impl Builder {
 }
 
 /// Scenario-level settings that requests inherit.
-struct ScenarioDefaults {
+pub(super) struct ScenarioDefaults {
     address: Option<String>,
-    headers: HeaderMap,
+    /// Headers every request gets.
+    pub(super) headers: HeaderMap,
     timeout: Duration,
     think_time: Duration,
+    think: ThinkTime,
     keepalive: bool,
     assert_body_limit: usize,
+    /// `follow-redirects` for its requests (default true).
+    follow_redirects: bool,
+    /// `force-parent-sample` for its transactions.
+    pub(super) force_parent_sample: bool,
+    /// Variables substituted when the config is read.
     variables: BTreeMap<String, String>,
+    /// Every variable, set per user when it starts (in Taurus's alphabetical order).
+    pub(super) runtime_variables: Vec<(String, Template)>,
     /// `${name}`s used that no variable defines.
-    undefined: RefCell<BTreeSet<String>>,
+    pub(super) undefined: RefCell<BTreeSet<String>>,
 }
 
 impl ScenarioDefaults {
-    fn read(node: &ConfigValue<'_>) -> Result<Self, ConfigError> {
+    pub(super) fn read(
+        node: &ConfigValue<'_>,
+        runtime_names: &HashSet<String>,
+    ) -> Result<Self, ConfigError> {
         let get = |key: &'static str| child(node, key);
         let mut variables = BTreeMap::new();
+        let mut runtime_variables = Vec::new();
         if let Some(vars) = get("variables") {
             let map = vars
                 .value
@@ -289,14 +375,28 @@ impl ScenarioDefaults {
                     Value::String(s) => s.clone(),
                     other => other.to_string(),
                 };
-                variables.insert(name.clone(), text);
+                // Every variable is also set per user, for blocks and run-time references;
+                // the constant ones are besides substituted when the config is read.
+                runtime_variables.push((name.clone(), Template::parse(&text)));
+                if !text.contains("${") && !runtime_names.contains(name) {
+                    variables.insert(name.clone(), text);
+                }
             }
         }
+        runtime_variables.sort_by(|a: &(String, Template), b| a.0.cmp(&b.0));
+        let (think_time, think) = match get("think-time") {
+            Some(t) => think_time(&t)?,
+            None => (Duration::ZERO, ThinkTime::Constant),
+        };
         let mut defaults = Self {
             address: None,
             headers: HeaderMap::new(),
             timeout: optional(get("timeout"), duration)?.unwrap_or(DEFAULT_TIMEOUT),
-            think_time: optional(get("think-time"), duration)?.unwrap_or_default(),
+            think_time,
+            think,
+            force_parent_sample: optional(get("force-parent-sample"), boolean)?.unwrap_or(false),
+            follow_redirects: optional(get("follow-redirects"), boolean)?.unwrap_or(true),
+            runtime_variables,
             keepalive: optional(get("keepalive"), boolean)?.unwrap_or(true),
             assert_body_limit: optional(get("assert-body-limit"), byte_size)?
                 .unwrap_or(DEFAULT_ASSERT_BODY_LIMIT),
@@ -323,7 +423,7 @@ impl ScenarioDefaults {
 
     /// Replaces `${name}` with the variable's value; unknown names stay as written, and are
     /// remembered for a warning.
-    fn substitute(&self, text: &str) -> String {
+    pub(super) fn substitute(&self, text: &str) -> String {
         if !text.contains("${") {
             return text.to_owned();
         }
@@ -418,4 +518,122 @@ fn header_pairs(node: &ConfigValue<'_>) -> Result<Vec<(HeaderName, HeaderValue)>
             Ok((name, value))
         })
         .collect()
+}
+
+/// The URL with the scenario's `default-address` in front when it has no scheme.
+fn full_url(text: &str, default_address: Option<&str>) -> Result<String, String> {
+    if text.contains("://") {
+        return Ok(text.to_owned());
+    }
+    let base = default_address.ok_or_else(|| {
+        format!("{text:?} is not an absolute URL and the scenario has no default-address")
+    })?;
+    Ok(format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        text.trim_start_matches('/')
+    ))
+}
+
+/// `scheme://authority` and the rest (path and query).
+fn split_url(full: &str) -> (&str, &str) {
+    let after_scheme = full.find("://").map_or(0, |i| i + 3);
+    let end = full[after_scheme..]
+        .find(['/', '?'])
+        .map_or(full.len(), |i| after_scheme + i);
+    (&full[..end], &full[end..])
+}
+
+/// The run-time `${…}` parts of a request, if it has any.
+fn dynamic_parts(
+    path_and_query: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Option<Arc<DynamicRequest>> {
+    let target = Template::parse(path_and_query);
+    let headers: Vec<_> = headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let template = Template::parse(value.to_str().ok()?);
+            template.is_dynamic().then(|| (name.clone(), template))
+        })
+        .collect();
+    let body = std::str::from_utf8(body).map_or_else(|_| Template::default(), Template::parse);
+    (target.is_dynamic() || !headers.is_empty() || body.is_dynamic()).then(|| {
+        Arc::new(DynamicRequest {
+            target,
+            headers,
+            body,
+        })
+    })
+}
+
+/// A think-time: a duration, or `uniform|gaussian|poisson(mean, second)`; the first value
+/// is the mean (what the fast path and reports use).
+fn think_time(node: &ConfigValue<'_>) -> Result<(Duration, ThinkTime), ConfigError> {
+    let text = match node.value {
+        Value::String(text) => text.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        _ => return Err(node.error("must be a duration")),
+    };
+    let Some((kind, inner)) = text.strip_suffix(')').and_then(|t| t.split_once('(')) else {
+        return Ok((duration_text(node, &text)?, ThinkTime::Constant));
+    };
+    let (first, second) = inner
+        .split_once(',')
+        .ok_or_else(|| node.error("a random think-time needs two durations: uniform(1s, 200ms)"))?;
+    let mean = duration_text(node, first.trim())?;
+    let other = duration_text(node, second.trim())?;
+    let think = match kind.trim().to_ascii_lowercase().as_str() {
+        "uniform" => ThinkTime::Uniform {
+            mean,
+            spread: other,
+        },
+        "gaussian" => ThinkTime::Gaussian {
+            mean,
+            deviation: other,
+        },
+        "poisson" => ThinkTime::Poisson {
+            mean,
+            offset: other,
+        },
+        other => {
+            return Err(node.error(format!(
+                "unknown think-time distribution {other:?}: use uniform, gaussian or poisson"
+            )));
+        }
+    };
+    Ok((mean, think))
+}
+
+/// `cookies: [{name, value, domain}]`: every user's jar starts with them.
+fn cookies(node: Option<ConfigValue<'_>>) -> Result<Vec<(String, String)>, ConfigError> {
+    let Some(node) = node else {
+        return Ok(Vec::new());
+    };
+    node.items(" of cookies")?
+        .iter()
+        .map(|item| {
+            let field = |key: &str| item.value.get(key).and_then(Value::as_str);
+            match (field("name"), field("value")) {
+                (Some(name), Some(value)) => Ok((name.to_owned(), value.to_owned())),
+                _ => Err(item.error("a cookie needs name and value")),
+            }
+        })
+        .collect()
+}
+
+/// The scheme and host with their JMeter functions evaluated once (`${__P(host,localhost)}`
+/// gives its default, `${__env(HOST)}` the environment): the host is resolved before the run.
+fn functions_at_load_time(
+    base: &str,
+    properties: &std::collections::HashMap<String, String>,
+) -> String {
+    if !base.contains("${") {
+        return base.to_owned();
+    }
+    let mut nobody =
+        crate::variables::UserVariables::new(std::collections::HashMap::new(), 1, Arc::default())
+            .with_properties(Arc::new(properties.clone()));
+    Template::parse(base).render(&mut nobody)
 }

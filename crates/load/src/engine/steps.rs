@@ -1,0 +1,700 @@
+//! A virtual user running a scenario's [`Program`]: logic blocks, per-user variables,
+//! extractors and CSV rows. Only scenarios with such features come here; a plain list of
+//! requests stays on the fast path in `users`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::PreparedRequest;
+use super::exchange::{Connections, Measured, measure};
+use super::session::{CookieJar, MAX_REDIRECTS, next_hop, redirect_location};
+use super::users::{CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until};
+use crate::condition;
+use crate::http1;
+use crate::plan::{Action, Block, LoopCount, Program, Request, Step, ThinkTime};
+use crate::stats::{ErrorKind, Sample};
+use crate::variables::{Random, SharedCounters, UserVariables, encode_target};
+
+/// The variable JMeter sets after every sample.
+const LAST_SAMPLE_OK: &str = "JMeterThread.last_sample_ok";
+
+/// What the users of one execution running a program share.
+#[derive(Debug, Default)]
+pub struct ProgramState {
+    /// An `action: stop` with `target: all-threads` ran.
+    pub halted: AtomicBool,
+    /// The global `__counter`.
+    pub counters: Arc<SharedCounters>,
+    /// The next row of each data source.
+    pub cursors: Vec<AtomicU64>,
+}
+
+impl ProgramState {
+    /// State for `program`.
+    pub fn new(program: &Program) -> Self {
+        Self {
+            cursors: program
+                .data_sources
+                .iter()
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            ..Self::default()
+        }
+    }
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    /// Go on with the next step.
+    Next,
+    /// `action: continue`: start the user's next iteration.
+    NextIteration,
+    /// `action: stop` for this user, or its data ran out.
+    StopUser,
+    /// The run is over (time, stop signal, stop of all users).
+    End,
+}
+
+/// An open `transaction` block, adding up its children.
+struct OpenTransaction {
+    started: Instant,
+    timers: Duration,
+    samples: u64,
+    failed: u64,
+    bytes: u64,
+    force_parent: bool,
+}
+
+/// One user running a program.
+struct ProgramUser<'a> {
+    shared: &'a Shared,
+    program: &'a Program,
+    state: &'a ProgramState,
+    user: u32,
+    variables: UserVariables,
+    once_done: Vec<bool>,
+    connections: Connections,
+    outbox: Outbox<'a>,
+    stop: watch::Receiver<bool>,
+    deadline: Option<Instant>,
+    transactions: Vec<OpenTransaction>,
+    jar: CookieJar,
+}
+
+/// Runs `program` as user `user` until its iterations are done or the run ends.
+pub async fn run_program<'a>(
+    shared: &'a Shared,
+    program: &'a Program,
+    state: &'a ProgramState,
+    user: u32,
+    stop: watch::Receiver<bool>,
+    deadline: Option<Instant>,
+) {
+    let mut runner = ProgramUser {
+        shared,
+        program,
+        state,
+        user,
+        variables: fresh_variables(program, user, state),
+        once_done: vec![false; program.onces],
+        connections: Connections::default(),
+        outbox: Outbox::new(&shared.samples),
+        stop,
+        deadline,
+        transactions: Vec::new(),
+        jar: CookieJar::with(&program.cookies),
+    };
+    let iterations = shared.execution.plan.iterations;
+    let mut iteration = 0;
+    while iterations.is_none_or(|n| iteration < n) && !runner.should_end() {
+        let flow = match runner.take_rows() {
+            Flow::Next => runner.run_steps(&program.steps).await,
+            other => other,
+        };
+        match flow {
+            Flow::Next | Flow::NextIteration => {}
+            Flow::StopUser if deadline.is_some() && !runner.data_ran_out() => {
+                // Taurus's concurrency thread group replaces a stopped user with a fresh one.
+                runner.restart();
+                tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
+            }
+            Flow::StopUser | Flow::End => break,
+        }
+        iteration += 1;
+        // A body that sends nothing must not starve the other users of this worker.
+        tokio::task::yield_now().await;
+    }
+}
+
+fn fresh_variables(program: &Program, user: u32, state: &ProgramState) -> UserVariables {
+    let mut variables = UserVariables::new(
+        Default::default(),
+        u64::from(user) + 1,
+        Arc::clone(&state.counters),
+    )
+    .with_properties(Arc::clone(&program.properties));
+    for (name, value) in &program.variables {
+        let rendered = value.render(&mut variables);
+        variables.values.insert(name.clone(), rendered);
+    }
+    variables
+}
+
+impl<'a> ProgramUser<'a> {
+    fn should_end(&self) -> bool {
+        *self.stop.borrow()
+            || self.state.halted.load(Ordering::Relaxed)
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn restart(&mut self) {
+        self.variables = fresh_variables(self.program, self.user, self.state);
+        self.once_done.fill(false);
+        self.connections = Connections::default();
+        self.jar = CookieJar::with(&self.program.cookies);
+    }
+
+    fn data_ran_out(&self) -> bool {
+        self.program
+            .data_sources
+            .iter()
+            .zip(&self.state.cursors)
+            .any(|(source, cursor)| {
+                !source.repeat && cursor.load(Ordering::Relaxed) >= source.rows.len() as u64
+            })
+    }
+
+    /// The next row of each data source into the variables; `StopUser` at the end of a
+    /// source that does not loop.
+    fn take_rows(&mut self) -> Flow {
+        for (source, cursor) in self.program.data_sources.iter().zip(&self.state.cursors) {
+            let index = cursor.fetch_add(1, Ordering::Relaxed);
+            let rows = source.rows.len() as u64;
+            if index >= rows && !source.repeat {
+                return Flow::StopUser;
+            }
+            let row = usize::try_from(index % rows.max(1))
+                .ok()
+                .and_then(|i| source.rows.get(i));
+            for (name, value) in source.names.iter().zip(row.into_iter().flatten()) {
+                self.variables.values.insert(name.clone(), value.clone());
+            }
+        }
+        Flow::Next
+    }
+
+    fn run_steps<'s>(
+        &'s mut self,
+        steps: &'a [Step],
+    ) -> Pin<Box<dyn Future<Output = Flow> + Send + 's>> {
+        Box::pin(async move {
+            for step in steps {
+                if self.should_end() {
+                    return Flow::End;
+                }
+                let flow = self.run_step(step).await;
+                if flow != Flow::Next {
+                    return flow;
+                }
+            }
+            Flow::Next
+        })
+    }
+
+    async fn run_step(&mut self, step: &'a Step) -> Flow {
+        match step {
+            Step::Request(index) => self.request(*index).await,
+            Step::If {
+                condition,
+                then,
+                otherwise,
+            } => {
+                let text = condition.render(&mut self.variables);
+                if self.condition(&text) == Some(true) {
+                    let flow = self.run_steps(then).await;
+                    if flow != Flow::Next {
+                        return flow;
+                    }
+                }
+                // JMeter's else is a second If Controller on `!(condition)`, evaluated now.
+                let text = condition.render(&mut self.variables);
+                if !otherwise.is_empty() && self.condition(&text) == Some(false) {
+                    return self.run_steps(otherwise).await;
+                }
+                Flow::Next
+            }
+            Step::Loop { count, body } => {
+                let passes = match count {
+                    LoopCount::Times(n) => Some(*n),
+                    LoopCount::Forever => None,
+                    LoopCount::Variable(t) => {
+                        let text = t.render(&mut self.variables);
+                        match text.trim().parse::<i64>() {
+                            Ok(n) if n < 0 => None,
+                            Ok(n) => Some(n.unsigned_abs()),
+                            Err(_) => Some(0),
+                        }
+                    }
+                };
+                self.repeat(body, passes, |_| true).await
+            }
+            Step::While { condition, body } => {
+                self.repeat(body, None, |user| {
+                    let text = condition.render(&mut user.variables);
+                    let text = text.trim();
+                    if text.is_empty() || text == "LAST" {
+                        user.variables
+                            .values
+                            .get(LAST_SAMPLE_OK)
+                            .map(String::as_str)
+                            != Some("false")
+                    } else {
+                        !text.eq_ignore_ascii_case("false")
+                    }
+                })
+                .await
+            }
+            Step::Foreach {
+                variable,
+                input,
+                body,
+            } => {
+                let mut pass = 0u64;
+                self.repeat(body, None, |user| {
+                    pass += 1;
+                    let next = user
+                        .variables
+                        .values
+                        .get(&format!("{input}_{pass}"))
+                        .cloned();
+                    next.map(|value| user.variables.values.insert(variable.clone(), value))
+                        .is_some()
+                })
+                .await
+            }
+            Step::Once { id, body } => match self.once_done.get_mut(*id) {
+                Some(done) if !*done => {
+                    *done = true;
+                    self.run_steps(body).await
+                }
+                _ => Flow::Next,
+            },
+            Step::Transaction {
+                label,
+                force_parent,
+                include_timers,
+                body,
+            } => {
+                self.transaction(*label, *force_parent, *include_timers, body)
+                    .await
+            }
+            Step::Action(action) => self.action(*action).await,
+            Step::SetVariables(pairs) => {
+                for (name, value) in pairs {
+                    let rendered = value.render(&mut self.variables);
+                    self.variables.values.insert(name.clone(), rendered);
+                }
+                Flow::Next
+            }
+        }
+    }
+
+    /// A condition's verdict; `None` for one the evaluator cannot read (JMeter: false
+    /// for both the then and the else branch), logged once per user.
+    fn condition(&mut self, text: &str) -> Option<bool> {
+        match condition::evaluate(text) {
+            Ok(verdict) => Some(verdict),
+            Err(why) => {
+                tracing::debug!(condition = text, why, "if condition not evaluated; false");
+                None
+            }
+        }
+    }
+
+    /// Runs `body` while `go_on` says so (checked before each pass), at most `passes`
+    /// times; its `once` blocks run again on this entry.
+    async fn repeat(
+        &mut self,
+        body: &'a Block,
+        passes: Option<u64>,
+        mut go_on: impl FnMut(&mut Self) -> bool + Send,
+    ) -> Flow {
+        for id in &body.onces {
+            if let Some(done) = self.once_done.get_mut(*id) {
+                *done = false;
+            }
+        }
+        let mut pass = 0u64;
+        while passes.is_none_or(|n| pass < n) && go_on(self) {
+            let flow = self.run_steps(&body.steps).await;
+            if flow != Flow::Next {
+                return flow;
+            }
+            if self.should_end() {
+                return Flow::End;
+            }
+            pass += 1;
+            tokio::task::yield_now().await;
+        }
+        Flow::Next
+    }
+
+    async fn transaction(
+        &mut self,
+        label: usize,
+        force_parent: bool,
+        include_timers: bool,
+        body: &'a [Step],
+    ) -> Flow {
+        self.transactions.push(OpenTransaction {
+            started: Instant::now(),
+            timers: Duration::ZERO,
+            samples: 0,
+            failed: 0,
+            bytes: 0,
+            force_parent,
+        });
+        let flow = self.run_steps(body).await;
+        let Some(open) = self.transactions.pop() else {
+            return flow;
+        };
+        let ended = Instant::now();
+        let mut elapsed = ended - open.started;
+        if !include_timers {
+            elapsed = elapsed.saturating_sub(open.timers);
+        }
+        let error = (open.failed > 0).then(|| {
+            let message = format!(
+                "Number of samples in transaction : {}, number of failing samples : {}",
+                open.samples, open.failed
+            );
+            (ErrorKind::Assertion, Arc::from(message))
+        });
+        let sample = Sample {
+            label,
+            due: open.started.saturating_duration_since(self.shared.start),
+            response_time: elapsed,
+            service_time: elapsed,
+            latency: elapsed,
+            connect_time: Duration::ZERO,
+            tls_time: Duration::ZERO,
+            status: if error.is_none() { 200 } else { 0 },
+            bytes: open.bytes,
+            error,
+        };
+        self.record(sample, ended);
+        flow
+    }
+
+    async fn action(&mut self, action: Action) -> Flow {
+        match action {
+            Action::Pause(length) => self.pause(length).await,
+            Action::StopUser => Flow::StopUser,
+            Action::StopAll => {
+                self.state.halted.store(true, Ordering::Relaxed);
+                Flow::End
+            }
+            Action::NextIteration => Flow::NextIteration,
+        }
+    }
+
+    /// Sleeps `length` (a timer: not part of transaction times unless included).
+    async fn pause(&mut self, length: Duration) -> Flow {
+        if length.is_zero() {
+            return Flow::Next;
+        }
+        let now = Instant::now();
+        let until = at(now, length);
+        self.outbox.flush_before_waiting_until(until, now);
+        if !sleep_until(until, self.deadline, &mut self.stop).await {
+            return Flow::End;
+        }
+        for open in &mut self.transactions {
+            open.timers += length;
+        }
+        Flow::Next
+    }
+
+    async fn request(&mut self, index: usize) -> Flow {
+        let shared = self.shared;
+        let Some(prepared) = shared.execution.requests.get(index) else {
+            return Flow::Next;
+        };
+        let with_cookies = self.program.store_cookie && !self.jar.is_empty();
+        let rendered;
+        let step = if prepared.request.dynamic.is_some() || with_cookies {
+            let mut request = render(prepared, &mut self.variables);
+            if self.program.store_cookie {
+                self.jar.add_to(&mut request.headers);
+            }
+            rendered = PreparedRequest {
+                wire: http1::wire_bytes(&request),
+                parts: prepared.parts,
+                address: prepared.address,
+                tls: prepared.tls.clone(),
+                request: Arc::new(request),
+            };
+            &rendered
+        } else {
+            prepared
+        };
+        if let Some(pacer) = &shared.pacer {
+            let slot = pacer.next_slot();
+            self.outbox.flush_before_waiting_until(slot, Instant::now());
+            if !sleep_until(slot, self.deadline, &mut self.stop).await {
+                return Flow::End;
+            }
+        }
+        let due = Instant::now();
+        let measured = self.send_following_redirects(step, due).await;
+        let sample = measured.sample;
+        let ok = sample.error.is_none();
+        let connect_failed = matches!(sample.error, Some((ErrorKind::Connect, _)));
+        self.variables
+            .values
+            .insert(LAST_SAMPLE_OK.to_owned(), ok.to_string());
+        for extractor in &prepared.request.extractors {
+            extractor.apply(
+                sample.status,
+                &measured.headers,
+                &measured.body,
+                &mut self.variables,
+            );
+        }
+        self.record(sample, measured.ended);
+        if connect_failed {
+            tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
+        }
+        let pause = think_pause(&prepared.request, &mut self.variables);
+        self.pause(pause).await
+    }
+
+    /// Sends `step`, storing cookies and following redirects (GET, at most
+    /// [`MAX_REDIRECTS`]) when the scenario says so: one sample for the whole chain, with
+    /// the final response's status, body and error.
+    async fn send_following_redirects(&mut self, step: &PreparedRequest, due: Instant) -> Measured {
+        let start = self.shared.start;
+        let mut measured = measure(self.connections.slot(step), step, due, start).await;
+        let (mut connect_time, mut bytes) = (measured.sample.connect_time, measured.sample.bytes);
+        let mut hops = 0;
+        let mut current: Option<PreparedRequest> = None;
+        loop {
+            if self.program.store_cookie {
+                self.jar.store(&measured.headers);
+            }
+            let previous = current.as_ref().unwrap_or(step);
+            let location = previous
+                .request
+                .follow_redirects
+                .then(|| redirect_location(measured.sample.status, &measured.headers))
+                .flatten();
+            let Some(location) = location else { break };
+            if hops == MAX_REDIRECTS {
+                measured.sample.error = Some((
+                    ErrorKind::Http,
+                    Arc::from(format!(
+                        "Exceeded maximum number of redirects: {MAX_REDIRECTS}"
+                    )),
+                ));
+                break;
+            }
+            hops += 1;
+            let (mut hop, address) =
+                match next_hop(&previous.request, previous.address, &location).await {
+                    Ok(next) => next,
+                    Err(message) => {
+                        measured.sample.error = Some((ErrorKind::Http, Arc::from(message)));
+                        break;
+                    }
+                };
+            hop.headers.remove(http::header::COOKIE);
+            if self.program.store_cookie {
+                self.jar.add_to(&mut hop.headers);
+            }
+            // Only relative locations keep https (an absolute one must be http://): the
+            // same host, so the same TLS target.
+            let tls = if hop.https {
+                previous.tls.clone()
+            } else {
+                None
+            };
+            let next = PreparedRequest {
+                wire: http1::wire_bytes(&hop),
+                parts: step.parts,
+                address,
+                tls,
+                request: Arc::new(hop),
+            };
+            measured = measure(self.connections.slot(&next), &next, due, start).await;
+            connect_time += measured.sample.connect_time;
+            bytes += measured.sample.bytes;
+            current = Some(next);
+        }
+        measured.sample.label = step.request.label;
+        measured.sample.connect_time = connect_time;
+        measured.sample.bytes = bytes;
+        measured.sample.service_time = measured.sample.response_time;
+        measured
+    }
+
+    /// Hands a sample to the outbox (unless a transaction reports only itself) and adds it
+    /// to the open transactions.
+    fn record(&mut self, sample: Sample, ended: Instant) {
+        let mut hidden = false;
+        for open in &mut self.transactions {
+            open.samples += 1;
+            open.failed += u64::from(sample.error.is_some());
+            open.bytes += sample.bytes;
+            hidden |= open.force_parent;
+        }
+        if !hidden {
+            self.outbox.push(sample, ended - self.shared.start, ended);
+        }
+    }
+}
+
+/// The request with its `${…}` rendered for this user.
+fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Request {
+    let mut request: Request = (*prepared.request).clone();
+    let Some(dynamic) = prepared.request.dynamic.as_deref() else {
+        return request;
+    };
+    if dynamic.target.is_dynamic() {
+        let target = encode_target(&dynamic.target.render(variables));
+        if let Ok(parsed) = target.parse() {
+            request.target = parsed;
+        }
+    }
+    for (name, template) in &dynamic.headers {
+        let value = template.render(variables);
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            request.headers.insert(name.clone(), value);
+        }
+    }
+    if dynamic.body.is_dynamic() {
+        request.body = dynamic.body.render(variables).into();
+    }
+    request
+}
+
+/// The pause after `request`: its think-time, drawn from its distribution.
+pub fn think_pause(request: &Request, variables: &mut UserVariables) -> Duration {
+    let mut unit = || variables.random_unit();
+    draw(request.think, request.think_time, &mut unit)
+}
+
+/// A think-time drawn as JMeter's timers draw it (Taurus `think-time` formulas).
+pub fn draw(think: ThinkTime, constant: Duration, unit: &mut impl FnMut() -> f64) -> Duration {
+    let millis = |d: Duration| d.as_secs_f64() * 1000.0;
+    let drawn_ms = match think {
+        ThinkTime::Constant => return constant,
+        ThinkTime::Uniform { mean, spread } => {
+            (millis(mean) - millis(spread) + unit() * 2.0 * millis(spread)).abs()
+        }
+        ThinkTime::Gaussian { mean, deviation } => {
+            (millis(mean) + normal(unit) * millis(deviation)).abs()
+        }
+        ThinkTime::Poisson { mean, offset } => {
+            let lambda = (millis(mean) - millis(offset)).round().max(0.0);
+            millis(offset) + poisson(lambda, unit)
+        }
+    };
+    Duration::from_secs_f64((drawn_ms / 1000.0).clamp(0.0, crate::plan::MAX_DURATION.as_secs_f64()))
+}
+
+/// A standard normal deviate (Box–Muller).
+fn normal(unit: &mut impl FnMut() -> f64) -> f64 {
+    let u1 = unit().max(f64::MIN_POSITIVE);
+    let u2 = unit();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// A Poisson deviate: Knuth's method for small means, the normal approximation above 30
+/// (where Knuth's product underflows and costs a draw per unit of the mean).
+fn poisson(lambda: f64, unit: &mut impl FnMut() -> f64) -> f64 {
+    if lambda <= 0.0 {
+        return 0.0;
+    }
+    if lambda > 30.0 {
+        return (lambda + lambda.sqrt() * normal(unit)).round().max(0.0);
+    }
+    let limit = (-lambda).exp();
+    let mut product = unit();
+    let mut count = 0.0;
+    while product > limit {
+        product *= unit();
+        count += 1.0;
+    }
+    count
+}
+
+/// The pause after `request` on the fast path: the constant think-time unless it has a
+/// distribution.
+pub fn think_pause_fast(request: &Request, random: &mut Random) -> Duration {
+    if request.think == ThinkTime::Constant {
+        return request.think_time;
+    }
+    draw(request.think, request.think_time, &mut || random.unit())
+}
+
+/// A random source for the fast path's think-times.
+pub fn user_random(user: u32) -> Random {
+    Random::seeded(u64::from(user))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(think: ThinkTime) -> (f64, f64) {
+        let mut random = Random::seeded(7);
+        let mut unit = || random.unit();
+        let draws: Vec<f64> = (0..20_000)
+            .map(|_| draw(think, Duration::ZERO, &mut unit).as_secs_f64() * 1000.0)
+            .collect();
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64;
+        (mean, var.sqrt())
+    }
+
+    #[test]
+    fn distributions_have_taurus_means_and_spreads() {
+        let ms = Duration::from_millis;
+        let (mean, sd) = stats(ThinkTime::Uniform {
+            mean: ms(1000),
+            spread: ms(500),
+        });
+        assert!(
+            (mean - 1000.0).abs() < 10.0 && (sd - 288.7).abs() < 10.0,
+            "{mean} {sd}"
+        );
+        let (mean, sd) = stats(ThinkTime::Gaussian {
+            mean: ms(1000),
+            deviation: ms(100),
+        });
+        assert!(
+            (mean - 1000.0).abs() < 5.0 && (sd - 100.0).abs() < 5.0,
+            "{mean} {sd}"
+        );
+        let (mean, sd) = stats(ThinkTime::Poisson {
+            mean: ms(1000),
+            offset: ms(200),
+        });
+        assert!(
+            (mean - 1000.0).abs() < 2.0 && (sd - 28.3).abs() < 2.0,
+            "{mean} {sd}"
+        );
+        let (mean, _) = stats(ThinkTime::Poisson {
+            mean: ms(20),
+            offset: ms(10),
+        });
+        assert!((mean - 20.0).abs() < 0.5, "{mean}");
+    }
+}

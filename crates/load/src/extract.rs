@@ -1,0 +1,290 @@
+//! Extractors: after a response, values taken from its body (a regular expression, a
+//! JSONPath or text between two boundaries) into the user's variables, with JMeter's
+//! defaults and `match-no` rules. Only requests with extractors keep their response body.
+
+use regex::Regex;
+use serde_json::Value;
+use serde_json_path::JsonPath;
+
+use crate::variables::UserVariables;
+
+/// What JMeter writes when nothing matches and no default is given.
+pub const NOT_FOUND: &str = "NOT_FOUND";
+
+/// One extractor writing one variable.
+#[derive(Debug, Clone)]
+pub struct Extractor {
+    /// The variable it writes.
+    pub variable: String,
+    /// Written when nothing matches.
+    pub default: String,
+    /// `0`: a random match; `N`: the N-th; `-1`: every match as `var_1..var_N`.
+    pub match_no: i64,
+    /// What it reads (`subject`; regexp only, else the body).
+    pub subject: ExtractSubject,
+    /// How matches are found.
+    pub kind: ExtractorKind,
+}
+
+/// What part of the response an extractor reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExtractSubject {
+    /// The body.
+    #[default]
+    Body,
+    /// The headers, one `Name: value` a line.
+    Headers,
+    /// The status code.
+    Code,
+}
+
+/// How an extractor finds its matches.
+#[derive(Debug, Clone)]
+pub enum ExtractorKind {
+    /// `extract-regexp`: a regex and a template such as `$1$`.
+    Regexp {
+        /// The expression.
+        regex: Regex,
+        /// `$N$` group references.
+        template: String,
+    },
+    /// `extract-jsonpath`.
+    JsonPath {
+        /// The compiled path.
+        path: JsonPath,
+        /// With `match-no: -1`, also write `var_ALL` joined by commas.
+        concat: bool,
+    },
+    /// `extract-boundary`: text between `left` and `right`.
+    Boundary {
+        /// Text before the value.
+        left: String,
+        /// Text after the value.
+        right: String,
+    },
+}
+
+impl Extractor {
+    /// Reads the response and writes the variable(s) into `user`.
+    pub fn apply(
+        &self,
+        status: u16,
+        headers: &http::HeaderMap,
+        body: &[u8],
+        user: &mut UserVariables,
+    ) {
+        let text = match self.subject {
+            ExtractSubject::Body => String::from_utf8_lossy(body),
+            ExtractSubject::Code => status.to_string().into(),
+            ExtractSubject::Headers => headers
+                .iter()
+                .map(|(name, value)| {
+                    format!("{name}: {}\n", String::from_utf8_lossy(value.as_bytes()))
+                })
+                .collect::<String>()
+                .into(),
+        };
+        let matches = match &self.kind {
+            ExtractorKind::Regexp { regex, template } => regex
+                .captures_iter(&text)
+                .map(|c| fill_template(template, &c))
+                .collect(),
+            ExtractorKind::JsonPath { path, .. } => match serde_json::from_slice::<Value>(body) {
+                Ok(json) => path.query(&json).all().into_iter().map(json_text).collect(),
+                Err(_) => Vec::new(),
+            },
+            ExtractorKind::Boundary { left, right } => boundary_matches(&text, left, right),
+        };
+        self.write(matches, user);
+    }
+
+    fn write(&self, matches: Vec<String>, user: &mut UserVariables) {
+        let name = &self.variable;
+        if self.match_no < 0 {
+            user.values.insert(name.clone(), self.default.clone());
+            user.values
+                .insert(format!("{name}_matchNr"), matches.len().to_string());
+            if let ExtractorKind::JsonPath { concat: true, .. } = self.kind {
+                user.values.insert(format!("{name}_ALL"), matches.join(","));
+            }
+            // Stale `_N` from a previous longer match list would make foreach run too far.
+            let mut stale = matches.len() + 1;
+            while user.values.remove(&format!("{name}_{stale}")).is_some() {
+                stale += 1;
+            }
+            for (i, value) in matches.into_iter().enumerate() {
+                user.values.insert(format!("{name}_{}", i + 1), value);
+            }
+            return;
+        }
+        let chosen = match self.match_no {
+            0 if !matches.is_empty() => {
+                let pick = user.random_below(matches.len() as u64);
+                usize::try_from(pick).ok().and_then(|i| matches.get(i))
+            }
+            n => usize::try_from(n - 1).ok().and_then(|i| matches.get(i)),
+        };
+        let value = chosen.cloned().unwrap_or_else(|| self.default.clone());
+        user.values.insert(name.clone(), value);
+    }
+}
+
+/// `$N$` in `template` replaced by capture group N (empty when the group did not match).
+fn fill_template(template: &str, captures: &regex::Captures<'_>) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find('$') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let digits = after
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(after.len());
+        match (
+            after[..digits].parse::<usize>(),
+            after[digits..].starts_with('$'),
+        ) {
+            (Ok(group), true) => {
+                out.push_str(captures.get(group).map_or("", |m| m.as_str()));
+                rest = &after[digits + 1..];
+            }
+            _ => {
+                out.push('$');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A JSON value as JMeter writes it into a variable: strings raw, `null` empty, others JSON.
+fn json_text(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn boundary_matches(text: &str, left: &str, right: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find(left) {
+        let after = &rest[start + left.len()..];
+        let end = if right.is_empty() {
+            Some(after.len())
+        } else {
+            after.find(right)
+        };
+        let Some(end) = end else { break };
+        found.push(after[..end].to_owned());
+        let advance = start + left.len() + end + right.len();
+        if advance == 0 || advance >= rest.len() {
+            break;
+        }
+        rest = &rest[advance..];
+    }
+    found
+}
+
+/// Rewrites a Jayway/JMeter JSONPath into the RFC 9535 form `serde_json_path` reads:
+/// `token` → `$.token`, `$.[0]` → `$[0]`, `$.` → `$`, `[?(@.x)]` → `[?@.x]`. The second
+/// value says whether `$.` was rewritten (worth a warning: Jayway itself rejects it).
+pub fn normalize_jsonpath(path: &str) -> (String, bool) {
+    let trimmed = path.trim();
+    let mut text = if trimmed.starts_with('$') {
+        trimmed.to_owned()
+    } else {
+        format!("$.{trimmed}")
+    };
+    let trailing_dot = text.ends_with('.') && !text.ends_with("..");
+    if trailing_dot {
+        text.pop();
+    }
+    text = text
+        .replace("..[", "\u{0}")
+        .replace(".[", "[")
+        .replace('\u{0}', "..[");
+    text = text.replace("[?(", "[?").replace(")]", "]");
+    (text, trailing_dot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user() -> UserVariables {
+        UserVariables::new(Default::default(), 1, std::sync::Arc::default())
+    }
+
+    fn jsonpath(text: &str, match_no: i64) -> Extractor {
+        let (path, _) = normalize_jsonpath(text);
+        Extractor {
+            variable: "v".into(),
+            default: NOT_FOUND.into(),
+            match_no,
+            subject: ExtractSubject::Body,
+            kind: ExtractorKind::JsonPath {
+                path: JsonPath::parse(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+                concat: true,
+            },
+        }
+    }
+
+    #[test]
+    fn jayway_paths_read_as_jmeter_reads_them() {
+        let body = br#"[{"userId":7,"id":1,"n":null},{"userId":8,"id":2,"tags":["a"]}]"#;
+        let mut u = user();
+        jsonpath("$.[0].userId", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
+        assert_eq!(u.values["v"], "7");
+        jsonpath("$[0].n", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
+        assert_eq!(u.values["v"], "");
+        jsonpath("$[1].tags", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
+        assert_eq!(u.values["v"], r#"["a"]"#);
+        jsonpath("$..id", -1).apply(200, &http::HeaderMap::new(), body, &mut u);
+        assert_eq!(
+            (u.values["v_1"].as_str(), u.values["v_2"].as_str()),
+            ("1", "2")
+        );
+        assert_eq!(u.values["v_ALL"], "1,2");
+        jsonpath("$[?(@.userId > 7)].id", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
+        assert_eq!(u.values["v"], "2");
+        jsonpath("missing", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
+        assert_eq!(u.values["v"], NOT_FOUND);
+        assert_eq!(normalize_jsonpath("$."), ("$".into(), true));
+    }
+
+    #[test]
+    fn regexp_templates_and_boundaries() {
+        let mut u = user();
+        let regexp = Extractor {
+            variable: "r".into(),
+            default: "none".into(),
+            match_no: 2,
+            subject: ExtractSubject::Body,
+            kind: ExtractorKind::Regexp {
+                regex: Regex::new(r"id=(\d+);(\w)").unwrap_or_else(|e| panic!("{e}")),
+                template: "$1$-$2$".into(),
+            },
+        };
+        regexp.apply(200, &http::HeaderMap::new(), b"id=1;a id=22;b", &mut u);
+        assert_eq!(u.values["r"], "22-b");
+        let boundary = Extractor {
+            variable: "b".into(),
+            default: NOT_FOUND.into(),
+            match_no: 1,
+            subject: ExtractSubject::Body,
+            kind: ExtractorKind::Boundary {
+                left: "<t>".into(),
+                right: "</t>".into(),
+            },
+        };
+        boundary.apply(
+            200,
+            &http::HeaderMap::new(),
+            b"x<t>first</t><t>2</t>",
+            &mut u,
+        );
+        assert_eq!(u.values["b"], "first");
+    }
+}

@@ -1,0 +1,452 @@
+//! Taurus variables, extractors, data sources and logic blocks end to end against a real
+//! login app on 127.0.0.1: what the server received proves what the users sent.
+
+use std::path::Path;
+
+use peregrine_load::stats::Summary;
+use peregrine_load::{Plan, Report, read_plan};
+use peregrine_testkit::{LoginApp, Recorded};
+
+/// Writes `yaml` (and `files`) into a temp dir and reads the config from there.
+#[expect(clippy::unwrap_used, reason = "a test helper")]
+fn plan_in_dir(yaml: &str, files: &[(&str, &str)]) -> Plan {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let file = dir.path().join("test.yml");
+    std::fs::write(&file, yaml).unwrap();
+    // Read from another directory: data-source paths are relative to the config file.
+    let plan = read_plan(&[file], &[]).unwrap_or_else(|e| panic!("{e} {:?}", e.warnings));
+    drop(dir);
+    plan
+}
+
+async fn run(plan: &Plan) -> Report {
+    peregrine_load::run(plan, std::future::pending(), |_| {}).await
+}
+
+fn targets(recorded: &[Recorded]) -> Vec<String> {
+    recorded.iter().map(|r| r.target.clone()).collect()
+}
+
+/// The statistics of one label.
+fn summary(report: &Report, label: &str) -> Summary {
+    report
+        .labels
+        .iter()
+        .find(|l| l.label == label)
+        .map(|l| l.summary.clone())
+        .unwrap_or_else(|| panic!("no samples labelled {label}"))
+}
+
+fn failures(report: &Report) -> u64 {
+    report.overall.failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_flow_with_csv_users_extracts_a_token_and_sends_it() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+settings:
+  env:
+    BASE: {base}
+modules:
+  jmeter:
+    properties: {{host: {host}}}
+execution:
+- concurrency: 1
+  iterations: ${{__P(passes,4)}}
+  scenario: login
+scenarios:
+  login:
+    default-address: ${{BASE}}
+    data-sources:
+    - path: users.csv
+    requests:
+    - url: /login
+      method: POST
+      headers: {{Content-Type: application/json}}
+      body: '{{"username":"${{user}}","password":"${{password}}"}}'
+      extract-jsonpath:
+        token: $.token
+        name: {{jsonpath: "user.name", default: none}}
+    - url: http://${{__P(host,nowhere.invalid)}}:${{__P(port,{port})}}/me?who=${{name}}&n=${{__threadNum}}
+      label: me
+      headers:
+        Authorization: Bearer ${{token}}
+"#,
+        base = app.base(),
+        host = "127.0.0.1",
+        port = app.base().rsplit(':').next().unwrap_or_default(),
+    );
+    let plan = plan_in_dir(
+        &yaml,
+        &[(
+            "users.csv",
+            "user,password\nalice,secret\nbob,secret\ncarol,wrong\n",
+        )],
+    );
+    let report = run(&plan).await;
+    let recorded = app.recorded();
+    assert_eq!(
+        report.overall.samples,
+        recorded.len() as u64,
+        "{:?}",
+        report.errors
+    );
+    let me: Vec<&Recorded> = recorded
+        .iter()
+        .filter(|r| r.target.starts_with("/me"))
+        .collect();
+    let auth: Vec<Option<&str>> = me.iter().map(|r| r.authorization.as_deref()).collect();
+    // carol's password is wrong: her login fails, the token becomes NOT_FOUND, /me refuses.
+    assert_eq!(
+        auth,
+        [
+            Some("Bearer tok-alice"),
+            Some("Bearer tok-bob"),
+            Some("Bearer NOT_FOUND"),
+            Some("Bearer tok-alice"),
+        ]
+    );
+    assert_eq!(me[0].target, "/me?who=alice&n=1");
+    assert_eq!(me[2].target, "/me?who=none&n=1");
+    assert_eq!(failures(&report), 2, "{:?}", report.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logic_blocks_run_as_taurus_runs_them() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- concurrency: 1
+  iterations: 2
+  scenario: main
+scenarios:
+  shared:
+    default-address: {base}
+    headers: {{Authorization: own}}
+    requests:
+    - /included
+  main:
+    default-address: {base}
+    headers: {{Authorization: top}}
+    variables:
+      engine: google
+    requests:
+    - once:
+      - /once
+    - set-variables:
+        step: one
+    - if: '"${{engine}}" == "google"'
+      then:
+      - /then-${{step}}
+      else:
+      - /else
+    - if: ${{undefined}} == 1
+      then: [/never]
+      else: [/never-either]
+    - loop: 2
+      do:
+      - /loop-${{__counter(TRUE)}}
+    - url: /items
+      extract-jsonpath:
+        ids: {{jsonpath: "$..id", match-no: -1}}
+    - foreach: id in ids
+      do:
+      - /item/${{id}}
+    - set-variables:
+        go: "true"
+    - while: ${{go}}
+      do:
+      - /while
+      - set-variables:
+          go: "false"
+    - transaction: checkout
+      do:
+      - /cart
+      - /pay
+    - include-scenario: shared
+    - action: continue
+    - /after-continue
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    let report = run(&plan).await;
+    let received = app.recorded();
+    let included = received.iter().find(|r| r.target == "/included");
+    // Only the top scenario's headers apply, to included requests too (as in Taurus).
+    assert_eq!(
+        included.and_then(|r| r.authorization.as_deref()),
+        Some("top")
+    );
+    let recorded = targets(&received);
+    let one_pass = |first: bool| {
+        let mut pass: Vec<String> = Vec::new();
+        if first {
+            pass.push("/once".into());
+        }
+        pass.push("/then-one".into());
+        let base = if first { 0 } else { 2 };
+        pass.push(format!("/loop-{}", base + 1));
+        pass.push(format!("/loop-{}", base + 2));
+        pass.extend(
+            [
+                "/items",
+                "/item/1",
+                "/item/2",
+                "/item/3",
+                "/while",
+                "/cart",
+                "/pay",
+                "/included",
+            ]
+            .map(String::from),
+        );
+        pass
+    };
+    let mut expected = one_pass(true);
+    expected.extend(one_pass(false));
+    assert_eq!(recorded, expected);
+    let checkout = summary(&report, "checkout");
+    assert_eq!(checkout.samples, 2);
+    // Request samples equal what the server received; the transaction adds its own.
+    assert_eq!(report.overall.samples, recorded.len() as u64 + 2);
+    assert_eq!(failures(&report), 0, "{:?}", report.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_and_pause_actions_and_regexp_extractors() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- concurrency: 2
+  iterations: 3
+  scenario:
+    default-address: {base}
+    requests:
+    - url: /items
+      extract-regexp:
+        second: {{regexp: '"id":(\d+)', match-no: 2}}
+        code: {{regexp: '(\d+)', subject: http-code}}
+        type: {{regexp: 'content-type: (\S+)', subject: headers}}
+      extract-boundary:
+        first: {{left: '"id":', right: '}}'}}
+    - /got-${{second}}-${{first}}-${{code}}-${{type}}
+    - action: pause
+      pause-duration: 10ms
+    - action: stop
+    - /never
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    let report = run(&plan).await;
+    let recorded = targets(&app.recorded());
+    assert_eq!(
+        recorded
+            .iter()
+            .filter(|t| *t == "/got-2-1-200-application/json")
+            .count(),
+        2,
+        "{recorded:?}"
+    );
+    assert_eq!(
+        recorded.len(),
+        4,
+        "each user stops after its first pass: {recorded:?}"
+    );
+    assert_eq!(report.overall.samples, 4);
+}
+
+#[test]
+fn unsupported_extractors_and_undefined_variables_warn_once() {
+    let plan = plan_in_dir(
+        "execution:\n- iterations: 1\n  scenario:\n    requests:\n    - url: http://127.0.0.1:9/a/${nobody}\n      headers: {X: '${nobody}'}\n      extract-xpath:\n        v: {xpath: //a}\n",
+        &[],
+    );
+    let warnings = plan.warnings.join("\n");
+    assert_eq!(warnings.matches("${nobody}").count(), 1, "{warnings}");
+    assert!(warnings.contains("extract-xpath"), "{warnings}");
+}
+
+#[test]
+fn data_source_paths_are_relative_to_the_config() {
+    let missing = read_plan(&[Path::new("/nonexistent/dir/test.yml").to_path_buf()], &[]);
+    assert!(missing.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_else_reevaluates_and_while_last_stops_after_a_failure() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- concurrency: 1
+  iterations: 1
+  scenario:
+    default-address: {base}
+    variables:
+      flag: "yes"
+    requests:
+    - if: '"${{flag}}" == "yes"'
+      then:
+      - /then
+      - set-variables:
+          flag: "no"
+      else:
+      - /else-too
+    - if: google == google
+      then: [/unquoted]
+    - loop: 2
+      do:
+      - once: [/once-per-loop-entry]
+      - /body
+    - while: LAST
+      do:
+      - url: /me
+        label: me
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    run(&plan).await;
+    let recorded = targets(&app.recorded());
+    // The then-branch flips the flag, so JMeter's second If (`!(cond)`) runs the else too;
+    // an unquoted string is a JavaScript error: false; `while: LAST` stops after /me fails.
+    assert_eq!(
+        recorded,
+        [
+            "/then",
+            "/else-too",
+            "/once-per-loop-entry",
+            "/body",
+            "/body",
+            "/me"
+        ]
+    );
+}
+
+/// Mean and standard deviation of the gaps between requests the app received on `path`.
+fn gaps_ms(recorded: &[Recorded], path: &str) -> (f64, f64) {
+    let times: Vec<_> = recorded
+        .iter()
+        .filter(|r| r.target == path)
+        .map(|r| r.at)
+        .collect();
+    let gaps: Vec<f64> = times
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64() * 1000.0)
+        .collect();
+    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    let variance = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+    (mean, variance.sqrt())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn think_time_distributions_have_their_mean_and_spread() {
+    let app = LoginApp::start().await;
+    let execution = |path: &str, think: &str, iterations: u32| {
+        format!(
+            "- concurrency: 1\n  iterations: {iterations}\n  scenario:\n    think-time: {think}\n    requests: ['{}{path}']\n",
+            app.base()
+        )
+    };
+    let yaml = format!(
+        "execution:\n{}{}{}",
+        execution("/uniform", "uniform(60ms, 30ms)", 50),
+        execution("/gaussian", "gaussian(60ms, 20ms)", 50),
+        execution("/poisson", "poisson(110ms, 10ms)", 40),
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    let report = run(&plan).await;
+    assert_eq!(report.overall.samples, 140);
+    let recorded = app.recorded();
+    // Expected sd: uniform 30/sqrt(3) = 17.3 ms, gaussian 20 ms, poisson sqrt(100) = 10 ms
+    // (a Poisson's spread is the square root of its mean, so it needs a longer mean to
+    // stand out of timer jitter); the gap adds the request and timer lateness (about 1 ms,
+    // more on a loaded machine).
+    // A sample mean of n gaps strays by sd/sqrt(n): allow 4 of those, plus lateness.
+    for (path, mean_ms, sd, gaps) in [
+        ("/uniform", 60.0, 17.3, 49.0),
+        ("/gaussian", 60.0, 20.0, 49.0),
+        ("/poisson", 110.0, 10.0, 39.0),
+    ] {
+        let (mean, spread) = gaps_ms(&recorded, path);
+        let stray = 4.0 * sd / f64::sqrt(gaps);
+        assert!(
+            (mean_ms - stray..mean_ms + stray + 5.0).contains(&mean),
+            "{path}: mean {mean:.1} ms"
+        );
+        assert!(
+            (sd * 0.6..sd * 1.5).contains(&spread),
+            "{path}: sd {spread:.1} ms, expected about {sd}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_keep_their_cookies_and_follow_redirects_as_one_sample() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- concurrency: 2
+  iterations: 2
+  scenario:
+    default-address: {base}
+    requests:
+    - url: /session/check
+      label: before
+    - /session/start
+    - url: /session/check
+      label: after
+    - url: /redirect/3
+      label: chain
+    - url: /redirect/1
+      label: not-followed
+      follow-redirects: false
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    let report = run(&plan).await;
+    let recorded = app.recorded();
+    let label = |name: &str| summary(&report, name);
+    // A user's first check has no cookie; its second (next iteration) still has it.
+    assert_eq!(label("before").failures, 2, "{:?}", report.errors);
+    assert_eq!(label("after").failures, 0, "{:?}", report.errors);
+    assert_eq!(label("chain").samples, 4);
+    assert_eq!(label("chain").failures, 0);
+    assert_eq!(label("not-followed").samples, 4);
+    let hops = recorded
+        .iter()
+        .filter(|r| r.target.starts_with("/redirect/"))
+        .count();
+    // 4 × (3 hops + the landing) + 4 unfollowed: server hits exceed samples, as in Taurus.
+    assert_eq!(hops, 20);
+    assert!(
+        recorded
+            .iter()
+            .filter(|r| r.target == "/redirect/0")
+            .all(|r| r.cookie.as_deref() == Some("sid=abc"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_caps_a_scenario_with_blocks_too() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        "execution:\n- concurrency: 4\n  hold-for: 1s\n  throughput: 20\n  scenario:\n    default-address: {}\n    requests:\n    - loop: 2\n      do: [/capped]\n",
+        app.base()
+    );
+    let report = run(&plan_in_dir(&yaml, &[])).await;
+    let sent = app.recorded().len() as u64;
+    assert_eq!(report.overall.samples, sent);
+    assert!((15..=25).contains(&sent), "{sent} requests in 1 s at 20/s");
+}
