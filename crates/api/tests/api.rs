@@ -267,6 +267,7 @@ async fn max_page_size_is_configurable(backend: Backend) {
     let settings = ApiSettings {
         api_token: Some(TOKEN.into()),
         max_page_size: 10_000,
+        ..ApiSettings::default()
     };
     let app = TestApp::start(backend, settings).await;
     assert_eq!(app.get("/users?limit=10000").await.status(), StatusCode::OK);
