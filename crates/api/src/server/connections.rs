@@ -266,7 +266,9 @@ fn answer(
         HeaderValue::from_maybe_shared(in_flight.0.worker_metrics.next_request_id())
             .unwrap_or(HeaderValue::from_static("-"))
     });
-    let span = tracing::info_span!("request", request_id = id.to_str().unwrap_or_default());
+    // At the error level, so the span is on whenever any log line is: every line of the
+    // request names its id whatever the level filter.
+    let span = tracing::error_span!("request", request_id = id.to_str().unwrap_or_default());
     if has_body(&request) {
         let deadline = Instant::now() + shared.limits.body_timeout;
         request.extensions_mut().insert(BodyDeadline(deadline));
