@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use axum::http::{HeaderValue, Method, header};
+use axum::response::Response;
 use tower_http::compression::CompressionLayer;
 use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -74,6 +75,24 @@ pub fn layer(origins: &[String]) -> Option<CorsLayer> {
             ])
             .max_age(PREFLIGHT_MAX_AGE),
     )
+}
+
+/// Middleware outside the CORS layer: a response that allows no origin (the request's
+/// origin is not allowed, or it sent none) carries no other `Access-Control-*` header either,
+/// which the CORS layer adds regardless. `Vary` stays, for caches.
+pub async fn only_for_allowed_origins(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    if !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN) {
+        for name in [
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            header::ACCESS_CONTROL_MAX_AGE,
+        ] {
+            headers.remove(name);
+        }
+    }
+    response
 }
 
 /// gzip or brotli, as the client's `Accept-Encoding` prefers, for bodies of at least

@@ -99,7 +99,9 @@ pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
         .layer(cors::compression())
         .with_state(state);
     match cors {
-        Some(cors) => router.layer(cors),
+        Some(cors) => router.layer(cors).layer(axum::middleware::map_response(
+            cors::only_for_allowed_origins,
+        )),
         None => router,
     }
 }

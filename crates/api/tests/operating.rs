@@ -395,11 +395,7 @@ async fn cors_answers_preflights_and_marks_allowed_origins_only() {
         "{allowed_headers}"
     );
     let refused = preflight("https://evil.example").await.unwrap();
-    assert!(
-        !refused
-            .headers()
-            .contains_key("access-control-allow-origin")
-    );
+    assert_no_cors_headers(&refused);
     let simple = |origin: &'static str| {
         server
             .request(Method::GET, "/users/1")
@@ -415,11 +411,7 @@ async fn cors_answers_preflights_and_marks_allowed_origins_only() {
     assert!(exposed.contains("x-request-id"), "{exposed}");
     let from_elsewhere = simple("https://evil.example").await.unwrap();
     assert_eq!(from_elsewhere.status(), StatusCode::OK);
-    assert!(
-        !from_elsewhere
-            .headers()
-            .contains_key("access-control-allow-origin")
-    );
+    assert_no_cors_headers(&from_elsewhere);
 
     let any = Running::start(1, 1, false, cors_settings(&["*"])).await;
     let response = any
@@ -439,11 +431,7 @@ async fn cors_answers_preflights_and_marks_allowed_origins_only() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert!(
-        !response
-            .headers()
-            .contains_key("access-control-allow-origin")
-    );
+    assert_no_cors_headers(&response);
 }
 
 /// GET `path` with `Accept-Encoding: encoding`: (Content-Encoding, raw body bytes).
@@ -508,4 +496,13 @@ async fn large_bodies_are_compressed_as_the_client_asks_and_small_ones_are_not()
         .unwrap();
     assert!(!small.headers().contains_key("content-encoding"));
     assert_eq!(small.json::<Value>().await.unwrap()["id"], 1);
+}
+
+fn assert_no_cors_headers(response: &reqwest::Response) {
+    let cors: Vec<_> = response
+        .headers()
+        .keys()
+        .filter(|name| name.as_str().starts_with("access-control-"))
+        .collect();
+    assert!(cors.is_empty(), "{cors:?}");
 }
