@@ -4,10 +4,12 @@
 //! serve it thread-per-core within [`Limits`] ([`Server`]: one listener, for tests).
 
 mod auth;
+mod cors;
 mod health;
 mod json_body;
 mod openapi;
 mod problem;
+mod request_id;
 mod server;
 mod users;
 
@@ -17,8 +19,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use peregrine_store::UserStore;
 
+pub use cors::{MIN_COMPRESSED_BYTES, check_origin as check_cors_origin};
 pub use json_body::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES};
 pub use problem::{PROBLEM_JSON, Problem};
+pub use request_id::{MAX_REQUEST_ID_LEN, X_REQUEST_ID};
 pub use server::connections_defaults::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES,
 };
@@ -41,6 +45,9 @@ pub struct ApiSettings {
     pub api_token: Option<String>,
     /// The largest page a list request may ask for.
     pub max_page_size: u32,
+    /// Origins allowed by CORS (`*` for any), each checked by [`check_cors_origin`];
+    /// none: no CORS headers, `OPTIONS` is 405.
+    pub cors_origins: Vec<String>,
 }
 
 /// The token is a secret: `Debug` says only whether one is set.
@@ -49,6 +56,7 @@ impl std::fmt::Debug for ApiSettings {
         f.debug_struct("ApiSettings")
             .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
             .field("max_page_size", &self.max_page_size)
+            .field("cors_origins", &self.cors_origins)
             .finish()
     }
 }
@@ -58,6 +66,7 @@ impl Default for ApiSettings {
         Self {
             api_token: None,
             max_page_size: DEFAULT_MAX_PAGE_SIZE,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -72,11 +81,12 @@ struct AppState {
 /// The whole API as one router, ready to serve.
 pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
     let document = openapi::document(settings.max_page_size);
+    let cors = cors::layer(&settings.cors_origins);
     let state = AppState {
         store,
         settings: Arc::new(settings),
     };
-    Router::new()
+    let router = Router::new()
         .merge(users::router())
         .merge(health::router())
         .route(
@@ -86,7 +96,14 @@ pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
         .fallback(unknown_path)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(problem::fill_empty_errors))
-        .with_state(state)
+        .layer(cors::compression())
+        .with_state(state);
+    match cors {
+        Some(cors) => router.layer(cors).layer(axum::middleware::map_response(
+            cors::only_for_allowed_origins,
+        )),
+        None => router,
+    }
 }
 
 async fn unknown_path(uri: axum::http::Uri) -> Problem {

@@ -5,6 +5,8 @@ use axum::response::{IntoResponse, Response};
 use peregrine_store::{StoreError, error_chain};
 use serde::Serialize;
 
+use crate::server::metrics::DbErrorKind;
+
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -17,6 +19,8 @@ pub struct Problem {
     status: StatusCode,
     detail: String,
     header: Option<(HeaderName, HeaderValue)>,
+    /// The database error this problem reports, for the metrics.
+    db_error: Option<DbErrorKind>,
 }
 
 /// The JSON body of a [`Problem`].
@@ -31,6 +35,9 @@ pub struct ProblemBody {
     pub status: u16,
     /// What went wrong with this request, in words.
     pub detail: String,
+    /// The request's id, as in its `X-Request-Id` response header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl Problem {
@@ -40,6 +47,7 @@ impl Problem {
             status,
             detail: detail.into(),
             header: None,
+            db_error: None,
         }
     }
 
@@ -85,6 +93,11 @@ impl Problem {
         self
     }
 
+    fn counted_as(mut self, kind: DbErrorKind) -> Self {
+        self.db_error = Some(kind);
+        self
+    }
+
     /// The status code.
     pub fn status(&self) -> StatusCode {
         self.status
@@ -97,6 +110,7 @@ impl Problem {
             title: self.status.canonical_reason().unwrap_or("Error"),
             status: self.status.as_u16(),
             detail: self.detail.clone(),
+            request_id: crate::request_id::current(),
         }
     }
 }
@@ -119,15 +133,17 @@ impl From<StoreError> for Problem {
                     header::RETRY_AFTER,
                     HeaderValue::from_static(RETRY_AFTER_SECONDS),
                 )
+                .counted_as(DbErrorKind::ReadOnly)
             }
             err @ StoreError::Unavailable { .. } => {
                 tracing::warn!(error = %error_chain(&err), "database unavailable");
-                Self::unavailable()
+                Self::unavailable().counted_as(DbErrorKind::Unavailable)
             }
             err @ (StoreError::Config(_) | StoreError::Internal { .. }) => {
                 // The cause goes to the log only: 5xx bodies never show internals.
                 tracing::error!(error = %error_chain(&err), "store error");
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal server error")
+                    .counted_as(DbErrorKind::Internal)
             }
         }
     }
@@ -141,7 +157,11 @@ impl IntoResponse for Problem {
         if let Some((name, value)) = self.header {
             headers.insert(name, value);
         }
-        (self.status, headers, body).into_response()
+        let mut response = (self.status, headers, body).into_response();
+        if let Some(kind) = self.db_error {
+            response.extensions_mut().insert(kind);
+        }
+        response
     }
 }
 

@@ -7,6 +7,8 @@
 
 mod bare_errors;
 mod connections;
+pub(crate) mod metrics;
+mod metrics_endpoint;
 
 use std::future::Future;
 use std::io;
@@ -51,6 +53,12 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Then, how long in-flight requests may take to finish.
     pub shutdown_timeout: Duration,
+    /// Where `/metrics` is served: `None` on the API's own listeners, else only on a
+    /// listener of its own at this address (port 0 picks a free port).
+    pub metrics_bind: Option<SocketAddr>,
+    /// Whether every request gets an access log line (info level, target
+    /// `peregrine::access`).
+    pub access_log: bool,
 }
 
 /// How serving ended.
@@ -64,6 +72,8 @@ pub struct Stopped {
 /// database, so a busy port fails at once.
 pub struct Bound {
     listener: TcpListener,
+    /// The listener of `/metrics`, when it has one of its own.
+    metrics_listener: Option<TcpListener>,
     config: ServeConfig,
 }
 
@@ -77,7 +87,22 @@ pub fn bind(config: ServeConfig) -> io::Result<Bound> {
     let address = probe.local_addr()?;
     drop(probe);
     let listener = bind_shared(address)?;
-    Ok(Bound { listener, config })
+    let metrics_listener = match config.metrics_bind {
+        Some(metrics) => Some(TcpListener::from_std(plain_listener(metrics)?)?),
+        None => None,
+    };
+    Ok(Bound {
+        listener,
+        metrics_listener,
+        config,
+    })
+}
+
+/// A non-blocking listener of this process only.
+fn plain_listener(address: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(address)?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
 /// Binds `address` with `SO_REUSEPORT`, so that one listener per worker can listen on it
@@ -109,6 +134,13 @@ impl Bound {
         self.listener.local_addr()
     }
 
+    /// The address `/metrics` has to itself, when `metrics_bind` asked for one.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then shuts down as [`ServeConfig`] says.
     /// `make_app(worker)` builds the app of each worker (on this thread, in order), so each
     /// worker can have its own database connections.
@@ -118,8 +150,13 @@ impl Bound {
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<Stopped> {
         let address = self.local_addr()?;
+        let metrics_listener = self.metrics_listener;
         let config = self.config;
-        let shared = Shared::new(config.limits);
+        let shared = Shared::new(
+            config.limits,
+            config.metrics_bind.is_none(),
+            config.access_log,
+        );
         let (close, closing) = watch::channel(false);
         let (stop, stopped) = watch::channel(false);
         let control = || Control {
@@ -144,6 +181,9 @@ impl Bound {
                 return Err(err);
             }
         };
+        if let Some(listener) = metrics_listener {
+            tokio::spawn(metrics_endpoint::serve(listener, control()));
+        }
         let first = run_worker(self.listener, app, control());
         let orchestrate = async {
             shutdown.await;
@@ -235,6 +275,7 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
         .max_buf_size(limits.max_head_bytes.max(8192) + crate::MAX_BODY_BYTES);
     let service = hyper_util::service::TowerToHyperService::new(app);
     let in_flight = control.shared.worker_counter();
+    let worker_metrics = control.shared.metrics.worker();
     loop {
         // Accepting is exempt from the scheduler's fairness budget, so that a burst of
         // new connections is taken off the kernel's queue at once rather than 128 per
@@ -250,7 +291,7 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
             },
             () = until_true(&mut control.closing) => break,
         };
-        let Some(tracked) = control.shared.admit(&in_flight) else {
+        let Some(tracked) = control.shared.admit(&in_flight, &worker_metrics) else {
             // Over the limit with no idle connection to shed: closed at once.
             continue;
         };
@@ -292,6 +333,8 @@ impl Server {
             limits,
             shutdown_grace: Duration::ZERO,
             shutdown_timeout: Duration::ZERO,
+            metrics_bind: None,
+            access_log: false,
         })?;
         Ok(Self { bound, app })
     }

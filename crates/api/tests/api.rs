@@ -267,6 +267,7 @@ async fn max_page_size_is_configurable(backend: Backend) {
     let settings = ApiSettings {
         api_token: Some(TOKEN.into()),
         max_page_size: 10_000,
+        ..ApiSettings::default()
     };
     let app = TestApp::start(backend, settings).await;
     assert_eq!(app.get("/users?limit=10000").await.status(), StatusCode::OK);
@@ -795,9 +796,12 @@ async fn database_outage_is_503_and_the_server_recovers_by_itself() {
     assert_eq!(app.get("/healthz").await.status(), StatusCode::OK);
 
     cluster.start_again().unwrap_or_else(|e| panic!("{e}"));
+    // The two user requests above were 503s made of database errors (/readyz is a probe).
+    let mut unavailable = 2;
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let response = app.get(&format!("/users/{id}")).await;
+        unavailable += usize::from(response.status() == StatusCode::SERVICE_UNAVAILABLE);
         if response.status() == StatusCode::OK {
             assert_eq!(json_of(response).await["username"], "survivor");
             break;
@@ -823,6 +827,9 @@ async fn database_outage_is_503_and_the_server_recovers_by_itself() {
             StatusCode::OK
         );
     }
+    let metrics = app.get("/metrics").await.text().await.unwrap_or_default();
+    let counted = format!("peregrine_db_errors_total{{kind=\"unavailable\"}} {unavailable}\n");
+    assert!(metrics.contains(&counted), "{counted}in\n{metrics}");
 }
 
 /// `after=00` is `after=0`, `limit=005` is `limit=5`: digits only, leading zeros allowed.

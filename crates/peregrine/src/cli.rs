@@ -307,6 +307,22 @@ pub struct ServeArgs {
     /// are dropped, logged, and make the exit code 1.
     #[arg(long, env = "PEREGRINE_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration_flag)]
     pub shutdown_timeout: Duration,
+    /// Serve Prometheus's /metrics only on a listener of its own at ADDR (e.g. a private
+    /// interface) instead of on --bind's.
+    #[arg(long, env = "PEREGRINE_METRICS_BIND", value_name = "ADDR")]
+    pub metrics_bind: Option<SocketAddr>,
+    /// Log one line per request: method, route template, status, duration, request id.
+    #[arg(long, env = "PEREGRINE_ACCESS_LOG")]
+    pub access_log: bool,
+    /// Allow browser requests from ORIGIN (e.g. https://app.example.com; `*` for any),
+    /// repeatable: CORS headers and preflight OPTIONS answers.
+    #[arg(long = "cors-origin", value_name = "ORIGIN", value_parser = cors_origin_flag)]
+    pub cors_origins: Vec<String>,
+}
+
+/// One `--cors-origin`, checked.
+fn cors_origin_flag(text: &str) -> Result<String, String> {
+    peregrine_api::check_cors_origin(text).map(|()| text.to_owned())
 }
 
 impl ServeArgs {

@@ -262,6 +262,8 @@ impl InProcessServer {
                         limits: Limits::default(),
                         shutdown_grace: Duration::ZERO,
                         shutdown_timeout: Duration::from_secs(5),
+                        metrics_bind: None,
+                        access_log: false,
                     };
                     let bound = match peregrine_api::bind(config).and_then(|b| {
                         let address = b.local_addr()?;

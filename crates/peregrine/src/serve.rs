@@ -37,8 +37,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..db::Serving::new(pool_size, db_timeout)
     };
     let config = serve_config(&args)?;
-    let bound = peregrine_api::bind(config).map_err(|err| listen_error(args.bind, &err))?;
+    if let Some(metrics) = args.metrics_bind {
+        // Checked first, so that the error names the flag whose address is taken.
+        std::net::TcpListener::bind(metrics)
+            .map_err(|err| listen_error(metrics, "--metrics-bind", &err))?;
+    }
+    let bound =
+        peregrine_api::bind(config).map_err(|err| listen_error(args.bind, "--bind", &err))?;
     let address = bound.local_addr()?;
+    if let Some(metrics) = bound.metrics_addr() {
+        tracing::info!("metrics on http://{metrics}/metrics");
+    }
     let store = db::open_url(&url, pool_size, args.database.db_wait).await?;
     let store = Arc::new(serving.apply(store)?);
     if let Some(wanted) = args.seed {
@@ -51,6 +60,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = ApiSettings {
         api_token,
         max_page_size: args.max_page_size,
+        cors_origins: args.cors_origins.clone(),
     };
     if settings.api_token.is_none() {
         tracing::info!(
@@ -106,6 +116,8 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
             "--shutdown-timeout",
             Duration::ZERO,
         )?,
+        metrics_bind: args.metrics_bind,
+        access_log: args.access_log,
     })
 }
 
@@ -152,11 +164,11 @@ fn checked_duration(value: Duration, flag: &str, shortest: Duration) -> anyhow::
 }
 
 /// The error of a failed bind, with what to do about a busy address.
-fn listen_error(address: SocketAddr, err: &io::Error) -> anyhow::Error {
+fn listen_error(address: SocketAddr, flag: &str, err: &io::Error) -> anyhow::Error {
     if err.kind() == io::ErrorKind::AddrInUse {
         anyhow::anyhow!(
             "cannot listen on {address}: address already in use (is another server running \
-             there?); choose another address with --bind"
+             there?); choose another address with {flag}"
         )
     } else {
         anyhow::anyhow!("cannot listen on {address}: {err}")

@@ -459,6 +459,27 @@ async fn serve_starts_on_a_read_only_database_and_writes_get_503() {
         .unwrap();
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
+    // The warning logged while answering names the request's id, and the metrics count it.
+    let refused_again = reqwest::Client::new()
+        .post(server.url("/users"))
+        .bearer_auth("t0k3n-ro")
+        .header("x-request-id", "ro-write-2")
+        .json(&serde_json::json!({ "username": "writer" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused_again.status(), 503);
+    server.wait_for_log(r#"request{request_id="ro-write-2"}: the database is read-only"#);
+    let metrics = reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("peregrine_db_errors_total{kind=\"read_only\"} 2\n"),
+        "{metrics}"
+    );
 }
 
 async fn get_json_owned(url: String) -> (u16, Value) {
@@ -537,6 +558,18 @@ fn invalid_flags_are_rejected_by_name() {
         (
             &["serve", "--db-statements", "named"][..],
             "--db-statements",
+        ),
+        (
+            &["serve", "--cors-origin", "https://app.example/"][..],
+            "--cors-origin",
+        ),
+        (
+            &["serve", "--cors-origin", "app.example"][..],
+            "--cors-origin",
+        ),
+        (
+            &["serve", "--metrics-bind", "localhost"][..],
+            "--metrics-bind",
         ),
     ] {
         let (status, _, stderr) = run(dir.path(), args);
@@ -1849,4 +1882,47 @@ async fn serve_reads_from_a_replica_and_from_the_primary_once_it_stops() {
         let (status, users) = get_json(&server.url("/users/")).await;
         assert_eq!((status, users.as_array().map(Vec::len)), (200, Some(2)));
     }
+}
+
+#[tokio::test]
+async fn access_log_is_off_by_default_and_one_json_line_per_request_with_the_flag() {
+    let dir = temp_dir();
+    let server = Served::start(
+        dir.path(),
+        &["--seed", "3", "--access-log", "--log-format", "json"],
+    );
+    let response = reqwest::Client::new()
+        .get(server.url("/users/2?private=query-text"))
+        .header("x-request-id", "trace-77")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "trace-77");
+    let logs = server.wait_for_log("trace-77");
+    let lines: Vec<Value> = logs
+        .lines()
+        .filter(|l| l.contains("trace-77"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    let line = &lines[0];
+    assert_eq!(line["message"], "answered", "{line}");
+    assert_eq!(line["method"], "GET", "{line}");
+    assert_eq!(line["route"], "/users/{id}", "{line}");
+    assert_eq!(line["status"], 200, "{line}");
+    assert!(
+        line["duration_ms"].as_f64().is_some_and(|ms| ms > 0.0),
+        "{line}"
+    );
+    assert_eq!(line["span"]["request_id"], "trace-77", "{line}");
+    assert!(!logs.contains("query-text"), "{logs}");
+
+    let mut quiet = Served::start(dir.path(), &[]);
+    let (status, _) = get_json(&quiet.url("/users/1")).await;
+    assert_eq!(status, 200);
+    quiet.signal("TERM");
+    assert!(quiet.wait(Duration::from_secs(10)).success());
+    let logs = quiet.logs();
+    assert!(!logs.contains("answered"), "{logs}");
 }

@@ -17,10 +17,14 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::bare_errors::WithProblemBodies;
+use super::metrics::{self, DbErrorKind, Gauges, Registry, Route, WorkerMetrics};
+use super::metrics_endpoint::exposition;
 use crate::json_body::{BodyDeadline, DEFAULT_BODY_TIMEOUT};
 use crate::problem::Problem;
+use crate::request_id::{self, X_REQUEST_ID};
 
 /// Connections per process unless configured otherwise: well under the usual open-file
 /// limits, so that the database's sockets and the logs always find a descriptor.
@@ -75,6 +79,11 @@ impl Draining {
 pub(super) struct Shared {
     pub(super) limits: Limits,
     pub(super) draining: Draining,
+    pub(super) metrics: Registry,
+    /// Whether `/metrics` is answered on the API's listeners.
+    metrics_here: bool,
+    /// Whether every request gets an access log line.
+    access_log: bool,
     open: AtomicUsize,
     /// Requests in flight, one counter per worker so that workers do not contend for one
     /// cache line on every request.
@@ -88,6 +97,8 @@ pub(super) struct Tracked {
     shared: Arc<Shared>,
     /// The in-flight counter of the connection's worker.
     worker_in_flight: Arc<AtomicUsize>,
+    /// The metrics of the connection's worker.
+    worker_metrics: Arc<WorkerMetrics>,
     /// Requests being answered on it.
     busy: AtomicUsize,
     /// Told to close (shed, or the shutdown).
@@ -96,10 +107,13 @@ pub(super) struct Tracked {
 }
 
 impl Shared {
-    pub(super) fn new(limits: Limits) -> Arc<Self> {
+    pub(super) fn new(limits: Limits, metrics_here: bool, access_log: bool) -> Arc<Self> {
         Arc::new(Self {
             limits,
             draining: Draining::default(),
+            metrics: Registry::new(),
+            metrics_here,
+            access_log,
             open: AtomicUsize::new(0),
             in_flight: Mutex::new(Vec::new()),
             registry: Mutex::new(VecDeque::new()),
@@ -108,6 +122,14 @@ impl Shared {
 
     pub(super) fn open_connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Every metric in the text exposition format.
+    pub(super) fn render_metrics(&self) -> String {
+        self.metrics.render(&Gauges {
+            in_flight: self.in_flight(),
+            open_connections: self.open_connections(),
+        })
     }
 
     pub(super) fn in_flight(&self) -> usize {
@@ -130,6 +152,7 @@ impl Shared {
     pub(super) fn admit(
         self: &Arc<Self>,
         worker_in_flight: &Arc<AtomicUsize>,
+        worker_metrics: &Arc<WorkerMetrics>,
     ) -> Option<Arc<Tracked>> {
         let Ok(mut registry) = self.registry.lock() else {
             return None;
@@ -144,6 +167,7 @@ impl Shared {
         let tracked = Arc::new(Tracked {
             shared: Arc::clone(self),
             worker_in_flight: Arc::clone(worker_in_flight),
+            worker_metrics: Arc::clone(worker_metrics),
             busy: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             close: Notify::new(),
@@ -226,39 +250,83 @@ impl Drop for InFlight {
     }
 }
 
-/// Answers one request through the app, with what only the server knows added.
+/// Answers one request through the app, with what only the server knows added: the
+/// request id, the metrics, the access log line, and `/metrics` itself.
 fn answer(
     mut request: Request<Incoming>,
     app: &TowerToHyperService<axum::Router>,
     tracked: Arc<Tracked>,
 ) -> impl Future<Output = Result<Response<axum::body::Body>, Infallible>> + use<> {
+    let started = std::time::Instant::now();
     let in_flight = InFlight::enter(tracked);
     let shared = &in_flight.0.shared;
-    let rejected = host_problem(&request);
+    let route = Route::of(request.uri().path(), shared.metrics_here);
+    let method = metrics::method_index(request.method());
+    let id = request_id::accepted(request.headers().get(X_REQUEST_ID)).unwrap_or_else(|| {
+        HeaderValue::from_maybe_shared(in_flight.0.worker_metrics.next_request_id())
+            .unwrap_or(HeaderValue::from_static("-"))
+    });
+    // At the error level, so the span is on whenever any log line is: every line of the
+    // request names its id whatever the level filter.
+    let span = tracing::error_span!("request", request_id = id.to_str().unwrap_or_default());
     if has_body(&request) {
         let deadline = Instant::now() + shared.limits.body_timeout;
         request.extensions_mut().insert(BodyDeadline(deadline));
     }
-    if request.uri().path() == "/readyz" {
+    if route == Route::Readyz {
         request.extensions_mut().insert(shared.draining.clone());
     }
-    let call = rejected
+    let early = host_problem(&request)
+        .map(|problem| request_id::sync_scope(id.clone(), || problem.into_response()))
+        .or_else(|| {
+            (route == Route::Metrics).then(|| {
+                request_id::sync_scope(id.clone(), || exposition(request.method(), shared))
+            })
+        });
+    let call = early
         .is_none()
         .then(|| hyper::service::Service::call(app, request));
     async move {
-        let mut response = match (rejected, call) {
-            (Some(problem), _) => problem.into_response(),
-            (None, Some(call)) => call.await?,
+        let mut response = match (early, call) {
+            (Some(response), _) => response,
+            (None, Some(call)) => {
+                request_id::scope(id.clone(), call)
+                    .instrument(span.clone())
+                    .await?
+            }
             (None, None) => Problem::bad_request("bad request").into_response(),
         };
-        if in_flight.0.shared.draining.is_draining() {
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        let shared = &in_flight.0.shared;
+        let headers = response.headers_mut();
+        if shared.draining.is_draining() {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        headers.insert(X_REQUEST_ID, id);
+        let elapsed = started.elapsed();
+        let worker = &in_flight.0.worker_metrics;
+        worker.record(route, method, response.status(), elapsed);
+        if let Some(&kind) = response.extensions().get::<DbErrorKind>() {
+            worker.record_db_error(kind);
+        }
+        if shared.access_log {
+            span.in_scope(|| access_log(route, method, response.status(), elapsed));
         }
         drop(in_flight);
         Ok(response)
     }
+}
+
+/// One access log line: no user data beyond the route's template.
+fn access_log(route: Route, method: usize, status: axum::http::StatusCode, elapsed: Duration) {
+    tracing::info!(
+        target: "peregrine::access",
+        method = metrics::METHODS[method],
+        route = route.label(),
+        status = status.as_u16(),
+        // Whole microseconds print as short decimals (0.836, not 0.8364940000000001).
+        duration_ms = elapsed.as_micros() as f64 / 1000.0,
+        "answered"
+    );
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request without exactly one `Host` header is a 400; so is

@@ -1,0 +1,71 @@
+//! Request ids: the client's `X-Request-Id` when it is a sensible one, else one the server
+//! makes; returned on every response, in every log line of the request (its span) and in
+//! problem+json bodies (read here from a task-local while the request is answered).
+
+use axum::http::{HeaderName, HeaderValue};
+
+/// The header that carries a request's id, both ways.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest client-supplied id kept; a longer one is replaced by the server's own.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+tokio::task_local! {
+    /// The id of the request being answered on this task.
+    static CURRENT: HeaderValue;
+}
+
+/// The client's id when it is 1 to [`MAX_REQUEST_ID_LEN`] visible ASCII characters (no
+/// spaces, no controls), so that it is safe in logs and headers; `None` otherwise.
+pub fn accepted(value: Option<&HeaderValue>) -> Option<HeaderValue> {
+    let value = value?;
+    let bytes = value.as_bytes();
+    let sensible =
+        (1..=MAX_REQUEST_ID_LEN).contains(&bytes.len()) && bytes.iter().all(u8::is_ascii_graphic);
+    sensible.then(|| value.clone())
+}
+
+/// Runs `future` with `id` as the current request id.
+pub async fn scope<F: Future>(id: HeaderValue, future: F) -> F::Output {
+    CURRENT.scope(id, future).await
+}
+
+/// Runs `make` with `id` as the current request id.
+pub fn sync_scope<R>(id: HeaderValue, make: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(id, make)
+}
+
+/// The id of the request being answered, if any.
+pub fn current() -> Option<String> {
+    CURRENT
+        .try_with(|id| id.to_str().ok().map(str::to_owned))
+        .ok()
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_short_visible_ascii_ids_are_accepted() {
+        let long = "a".repeat(MAX_REQUEST_ID_LEN);
+        for good in [
+            "abc-123",
+            "0",
+            "f81d4fae-7dec-11d0-a765-00a0c91e6bf6",
+            &long,
+        ] {
+            let value = HeaderValue::from_str(good).ok();
+            assert!(accepted(value.as_ref()).is_some(), "{good}");
+        }
+        let too_long = "a".repeat(MAX_REQUEST_ID_LEN + 1);
+        for bad in ["", "has space", "tab\there", &too_long] {
+            let value = HeaderValue::from_str(bad).ok();
+            assert!(accepted(value.as_ref()).is_none(), "{bad:?}");
+        }
+        let non_ascii = HeaderValue::from_bytes("é".as_bytes()).ok();
+        assert!(accepted(non_ascii.as_ref()).is_none());
+        assert!(accepted(None).is_none());
+    }
+}
