@@ -1739,17 +1739,22 @@ async fn schemathesis_finds_no_failures_on_either_backend() {
     }
 }
 
+/// `peregrine serve` on one worker, with `extra` flags, under an open-file limit of 256.
+fn serve_with_256_open_files(dir: &Path, extra: &str) -> Served {
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        &format!("ulimit -n 256 && exec {BINARY} serve --bind 127.0.0.1:0 --workers 1 {extra}"),
+    ]);
+    Served::spawn(command, dir, "info")
+}
+
 /// A flood of idle connections past the open-file limit does not lock clients out: the
 /// connection limit stays under the limit and idle connections are shed for new ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_past_the_open_file_limit_does_not_lock_clients_out() {
     let dir = temp_dir();
-    let mut command = Command::new("sh");
-    command.args([
-        "-c",
-        &format!("ulimit -n 256 && exec {BINARY} serve --bind 127.0.0.1:0 --workers 1"),
-    ]);
-    let server = Served::spawn(command, dir.path(), "info");
+    let server = serve_with_256_open_files(dir.path(), "");
     let address = server.base.trim_start_matches("http://").to_owned();
     let mut flood = Vec::new();
     for _ in 0..400 {
@@ -1779,15 +1784,7 @@ async fn a_connection_flood_past_the_open_file_limit_does_not_lock_clients_out()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_on_the_metrics_listener_does_not_lock_api_clients_out() {
     let dir = temp_dir();
-    let mut command = Command::new("sh");
-    command.args([
-        "-c",
-        &format!(
-            "ulimit -n 256 && exec {BINARY} serve --bind 127.0.0.1:0 --workers 1 \
-             --metrics-bind 127.0.0.1:0"
-        ),
-    ]);
-    let server = Served::spawn(command, dir.path(), "info");
+    let server = serve_with_256_open_files(dir.path(), "--metrics-bind 127.0.0.1:0");
     let logs = server.logs();
     let metrics = logs
         .split("metrics on http://")
