@@ -26,7 +26,9 @@ pub use request_id::{MAX_REQUEST_ID_LEN, X_REQUEST_ID};
 pub use server::connections_defaults::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES,
 };
-pub use server::{Bound, Draining, Limits, ServeConfig, Server, Stopped, bind};
+pub use server::{
+    Bound, Draining, Limits, MAX_SCRAPE_CONNECTIONS, ServeConfig, Server, Stopped, bind,
+};
 pub use users::DEFAULT_PAGE_SIZE;
 
 /// The router type of every resource module.

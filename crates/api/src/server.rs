@@ -24,6 +24,7 @@ use tokio::sync::{oneshot, watch};
 
 pub use connections::{Draining, Limits};
 use connections::{Shared, serve_connection};
+pub use metrics_endpoint::MAX_SCRAPE_CONNECTIONS;
 
 /// The default limits' values.
 pub mod connections_defaults {

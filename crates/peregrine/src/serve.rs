@@ -121,8 +121,9 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
     })
 }
 
-/// Descriptors kept free beside the connections: database sockets, files, the log.
-const RESERVED_FILES: u64 = 64;
+/// Descriptors kept free beside the connections: database sockets, files, the log, and
+/// the `--metrics-bind` listener's connections.
+const RESERVED_FILES: u64 = 64 + peregrine_api::MAX_SCRAPE_CONNECTIONS as u64;
 
 /// `--max-connections`, lowered (with a warning) to what the open-file limit allows: past
 /// that limit accepting fails for everyone instead of shedding idle connections.

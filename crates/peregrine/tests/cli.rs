@@ -1739,17 +1739,22 @@ async fn schemathesis_finds_no_failures_on_either_backend() {
     }
 }
 
+/// `peregrine serve` on one worker, with `extra` flags, under an open-file limit of 256.
+fn serve_with_256_open_files(dir: &Path, extra: &str) -> Served {
+    let mut command = Command::new("sh");
+    command.args([
+        "-c",
+        &format!("ulimit -n 256 && exec {BINARY} serve --bind 127.0.0.1:0 --workers 1 {extra}"),
+    ]);
+    Served::spawn(command, dir, "info")
+}
+
 /// A flood of idle connections past the open-file limit does not lock clients out: the
 /// connection limit stays under the limit and idle connections are shed for new ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_past_the_open_file_limit_does_not_lock_clients_out() {
     let dir = temp_dir();
-    let mut command = Command::new("sh");
-    command.args([
-        "-c",
-        &format!("ulimit -n 256 && exec {BINARY} serve --bind 127.0.0.1:0 --workers 1"),
-    ]);
-    let server = Served::spawn(command, dir.path(), "info");
+    let server = serve_with_256_open_files(dir.path(), "");
     let address = server.base.trim_start_matches("http://").to_owned();
     let mut flood = Vec::new();
     for _ in 0..400 {
@@ -1770,6 +1775,44 @@ async fn a_connection_flood_past_the_open_file_limit_does_not_lock_clients_out()
     assert!(
         server.logs().contains("lowering it"),
         "the default limit is above 256 open files: {}",
+        server.logs()
+    );
+}
+
+/// A flood of connections on the `--metrics-bind` listener takes only a few descriptors:
+/// the API's listener still has the ones its connection limit counts on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_flood_on_the_metrics_listener_does_not_lock_api_clients_out() {
+    let dir = temp_dir();
+    let server = serve_with_256_open_files(dir.path(), "--metrics-bind 127.0.0.1:0");
+    let logs = server.logs();
+    let metrics = logs
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("no metrics address in the logs: {logs}"))
+        .to_owned();
+    // More than the open-file limit leaves, fewer than that plus the listener's queue.
+    let mut flood = Vec::new();
+    for _ in 0..300 {
+        let connect = tokio::net::TcpStream::connect(&metrics);
+        match tokio::time::timeout(Duration::from_secs(2), connect).await {
+            Ok(Ok(stream)) => flood.push(stream),
+            Ok(Err(err)) => panic!("the flood could not connect: {err}"),
+            Err(_) => panic!("the flood's connection {} was not taken", flood.len()),
+        }
+    }
+    // Not a wait for a condition: time for the server to take the whole flood off the
+    // kernel's queue (that is what used to use up its descriptors) before the probe.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let probe = reqwest::Client::new()
+        .get(server.url("/healthz"))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        probe.as_ref().is_ok_and(|r| r.status() == 200),
+        "{probe:?}\n{}",
         server.logs()
     );
 }

@@ -264,8 +264,10 @@ impl PostgresStore {
 
     /// Runs a read on a replica, taken in turn, when there are any and this process has
     /// not written within the window; on the primary when there are none, or when the
-    /// replica does not answer within half the deadline.
+    /// replica does not answer within half the deadline (then the primary has what is left
+    /// of the deadline: the call as a whole keeps it).
     async fn read(&self, query: Query, params: &Params<'_>) -> Result<Answer, StoreError> {
+        let started = Instant::now();
         if !self.replicas.is_empty() && !self.wrote_within(self.read_primary_after_write) {
             let index = self.next_replica.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
             let replica = &self.replicas[index];
@@ -279,13 +281,22 @@ impl PostgresStore {
                 answered => return answered,
             }
         }
-        self.on_primary(query, params).await
+        let left = self.deadline().saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return Err(StoreError::timed_out(self.deadline()));
+        }
+        self.on_primary(left, query, params).await
     }
 
-    /// Runs a query on one of the primary's read connections.
-    async fn on_primary(&self, query: Query, params: &Params<'_>) -> Result<Answer, StoreError> {
+    /// Runs a query on one of the primary's read connections within `deadline`.
+    async fn on_primary(
+        &self,
+        deadline: Duration,
+        query: Query,
+        params: &Params<'_>,
+    ) -> Result<Answer, StoreError> {
         let primary = &self.primary;
-        self.within_deadline(primary, primary.reader(), self.deadline(), query, params)
+        self.within_deadline(primary, primary.reader(), deadline, query, params)
             .await
     }
 
@@ -401,7 +412,7 @@ impl PostgresStore {
 
     /// How many users exist (on the primary).
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let answer = self.on_primary(Query::Count, &[]).await?;
+        let answer = self.on_primary(self.deadline(), Query::Count, &[]).await?;
         let row = answer
             .rows
             .first()
@@ -412,7 +423,9 @@ impl PostgresStore {
     /// Succeeds when the primary answers a query within the deadline, on a read
     /// connection: what a read request would meet.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.on_primary(Query::Ping, &[]).await.map(drop)
+        self.on_primary(self.deadline(), Query::Ping, &[])
+            .await
+            .map(drop)
     }
 
     /// Succeeds when the server accepts a connection, whether or not the schema exists yet.

@@ -189,3 +189,42 @@ async fn reads_go_to_the_replica_and_to_the_primary_when_it_stops() {
         store.get(first.id).await.unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// A read whose replica and primary both hang keeps the call's deadline: the fallback to
+/// the primary gets what is left of it, not a deadline of its own.
+#[tokio::test]
+async fn a_read_falling_back_from_a_hung_replica_keeps_the_calls_deadline() {
+    let primary = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
+    let database = primary.fresh_database_name().await;
+    let url = DatabaseUrl::parse(&primary.url(&database), &PgOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let timeout = Duration::from_secs(2);
+    let store = UserStore::open(&url, 1)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_timeout(timeout);
+    store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    let replica = primary.start_replica().unwrap_or_else(|e| panic!("{e}"));
+    let store = store
+        .with_replicas(&[config(&replica.url(&database))], 1, Duration::ZERO)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = peregrine_store::UserId::parse("1").unwrap_or_else(|e| panic!("{e}"));
+    // Connections open first (the replica's, the primary's): the frozen servers then hang
+    // mid-query, as a lost host does.
+    let _ = store.get(id).await;
+    let _ = store.count().await;
+
+    replica.freeze().unwrap_or_else(|e| panic!("{e}"));
+    primary.freeze().unwrap_or_else(|e| panic!("{e}"));
+    let started = Instant::now();
+    let answer = store.get(id).await;
+    let took = started.elapsed();
+    primary.thaw().unwrap_or_else(|e| panic!("{e}"));
+    replica.thaw().unwrap_or_else(|e| panic!("{e}"));
+
+    assert!(
+        matches!(answer, Err(StoreError::Unavailable { .. })),
+        "{answer:?}"
+    );
+    // The deadline is the timeout and a quarter; half the timeout more is the old overrun.
+    assert!(took < timeout + timeout / 2, "the read took {took:?}");
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::postgres::{PgCluster, free_port, is_root, run, spawn_watchdog};
+use crate::postgres::{PgCluster, command_as, free_port, is_root, private_dir, spawn_watchdog};
 
 /// How long PgBouncer may take to listen after it starts.
 const START_WAIT: Duration = Duration::from_secs(10);
@@ -31,10 +31,8 @@ impl PgBouncer {
         extra: &str,
     ) -> Result<Self, String> {
         let binary = find_binary()?;
-        let root = tempfile::Builder::new()
-            .prefix("peregrine-pgbouncer-")
-            .tempdir()
-            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        let as_postgres_user = is_root();
+        let root = private_dir("peregrine-pgbouncer-", as_postgres_user)?;
         let port = free_port()?;
         let config = root.path().join("pgbouncer.ini");
         let dir = root.path().display();
@@ -57,20 +55,7 @@ impl PgBouncer {
         );
         write(&config, &text)?;
         write(&root.path().join("userlist.txt"), "\"postgres\" \"\"\n")?;
-        let as_postgres_user = is_root();
-        if as_postgres_user {
-            run(Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(root.path()))?;
-        }
-        let mut command = if as_postgres_user {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&binary);
-            c
-        } else {
-            Command::new(&binary)
-        };
-        let child = command
+        let child = command_as(&binary, as_postgres_user)
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -81,15 +81,7 @@ impl PgCluster {
     fn start_with(tls: bool) -> Result<Self, String> {
         let bindir = find_bindir()?;
         let as_postgres_user = is_root();
-        let root = tempfile::Builder::new()
-            .prefix("peregrine-pg-")
-            .tempdir()
-            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
-        if as_postgres_user {
-            run(Command::new("chown")
-                .arg("postgres:postgres")
-                .arg(root.path()))?;
-        }
+        let root = private_dir("peregrine-pg-", as_postgres_user)?;
         let mut cluster = Self {
             root,
             bindir,
@@ -129,15 +121,7 @@ impl PgCluster {
     /// a temp dir of its own (initdb's pg_hba.conf lets local replication connections in),
     /// started on another free port. Dropping it stops it and deletes its files.
     pub fn start_replica(&self) -> Result<Self, String> {
-        let root = tempfile::Builder::new()
-            .prefix("peregrine-replica-")
-            .tempdir()
-            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
-        if self.as_postgres_user {
-            run(Command::new("chown")
-                .arg("postgres:postgres")
-                .arg(root.path()))?;
-        }
+        let root = private_dir("peregrine-replica-", self.as_postgres_user)?;
         let mut replica = Self {
             root,
             bindir: self.bindir.clone(),
@@ -326,14 +310,7 @@ impl PgCluster {
 
     /// A command for one of PostgreSQL's programs, as the `postgres` user when we are root.
     fn command(&self, program: &str) -> Command {
-        let path = self.bindir.join(program);
-        let mut command = if self.as_postgres_user {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(path);
-            c
-        } else {
-            Command::new(path)
-        };
+        let mut command = command_as(&self.bindir.join(program), self.as_postgres_user);
         command.stdin(Stdio::null());
         command
     }
@@ -354,6 +331,35 @@ impl PgCluster {
             root = self.root.path().display(),
         );
         spawn_watchdog(&script, "cluster")
+    }
+}
+
+/// A temp dir named `prefix…`, owned by the `postgres` user when the servers run as it.
+pub(crate) fn private_dir(
+    prefix: &str,
+    as_postgres_user: bool,
+) -> Result<tempfile::TempDir, String> {
+    let root = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    if as_postgres_user {
+        run(Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(root.path()))?;
+    }
+    Ok(root)
+}
+
+/// A command for `program`, run as the `postgres` user when `as_postgres_user` (the
+/// servers refuse root).
+pub(crate) fn command_as(program: &Path, as_postgres_user: bool) -> Command {
+    if as_postgres_user {
+        let mut command = Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(program);
+        command
+    } else {
+        Command::new(program)
     }
 }
 

@@ -9,11 +9,17 @@ use axum::response::IntoResponse;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::connections::Shared;
 use super::metrics::CONTENT_TYPE;
 use super::{Control, pause_after_accept_error, until_true};
 use crate::problem::Problem;
+
+/// Most connections open at once on this listener: scrapers are few, and its descriptors
+/// come out of the ones the serving limit leaves free, so a flood here cannot starve the
+/// API's listener (past this, new connections are closed at once).
+pub const MAX_SCRAPE_CONNECTIONS: usize = 8;
 
 /// Accepts scrapes until the server stops.
 pub(super) async fn serve(listener: TcpListener, mut control: Control) {
@@ -21,6 +27,7 @@ pub(super) async fn serve(listener: TcpListener, mut control: Control) {
     http.timer(TokioTimer::new())
         .header_read_timeout(control.shared.limits.idle_timeout)
         .max_header_size(control.shared.limits.max_head_bytes);
+    let slots = Arc::new(Semaphore::new(MAX_SCRAPE_CONNECTIONS));
     loop {
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -31,6 +38,9 @@ pub(super) async fn serve(listener: TcpListener, mut control: Control) {
                 }
             },
             () = until_true(&mut control.stopped) => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            continue;
         };
         let shared = Arc::clone(&control.shared);
         let service = hyper::service::service_fn(move |request| {
@@ -43,6 +53,7 @@ pub(super) async fn serve(listener: TcpListener, mut control: Control) {
                 _ = connection => {}
                 () = until_true(&mut stopped) => {}
             }
+            drop(slot);
         });
     }
 }
