@@ -188,8 +188,10 @@ async fn the_open_model_sends_on_time() {
         gap * 1e6
     );
     assert!(report.overall.samples >= 350, "{}", report.overall.samples);
+    // Quiet, the two agree within about 20 µs; the bound leaves room for a busy 2-core
+    // machine's scheduling delays while still failing the millisecond lag of a plain timer.
     assert!(
-        (-0.000_020..0.000_050).contains(&gap),
+        (-0.000_020..0.000_100).contains(&gap),
         "corrected p50 {corrected:.6} s, service p50 {service:.6} s: {:.0} µs apart",
         gap * 1e6
     );
