@@ -82,6 +82,13 @@ pub struct LoadArgs {
     /// but not authenticated.
     #[arg(long)]
     pub insecure: bool,
+    /// Run slice I of N of the plan (users, arrivals and caps split so that the N shards
+    /// together are exactly the whole plan); 0/1 is the whole plan.
+    #[arg(long, value_name = "I/N", env = "PEREGRINE_SHARD", value_parser = shard_flag, conflicts_with = "shard_from_job_index")]
+    pub shard: Option<peregrine_load::shard::Shard>,
+    /// Run slice I of N where I is the Kubernetes Indexed Job's JOB_COMPLETION_INDEX.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(peregrine_load::shard::MAX_SHARDS)))]
+    pub shard_from_job_index: Option<u32>,
     /// Quick form: virtual users (with --rate: connections) [default: 10; with --rate: 50]
     #[arg(short = 'c', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
@@ -447,6 +454,11 @@ pub enum TuneFormat {
 /// `2m30s`, `1h`, `500ms`, `1.5s` or bare seconds.
 fn duration_flag(text: &str) -> Result<Duration, String> {
     peregrine_load::duration::parse_duration(text).map_err(|err| err.to_string())
+}
+
+/// A shard, I/N.
+fn shard_flag(text: &str) -> Result<peregrine_load::shard::Shard, String> {
+    text.parse()
 }
 
 /// A request rate per second, in the range a config accepts.

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use peregrine_load::report::{final_stats, progress_line};
+use peregrine_load::shard::Shard;
 use peregrine_load::{Plan, QuickTest, exit_code};
 
 use crate::cli::LoadArgs;
@@ -27,6 +28,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             return Err(rejected.error);
         }
     };
+    plan.set_shard(shard(&args)?);
+    if !plan.shard().is_whole() {
+        eprintln!("running shard {} of the plan", plan.shard());
+    }
     plan.tls.ca_certs.extend(args.ca_cert.iter().cloned());
     if args.insecure {
         plan.skip_verification();
@@ -66,6 +71,24 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: the run was stopped: {problem}");
     }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// The slice of the plan to run: --shard (or PEREGRINE_SHARD), or --shard-from-job-index
+/// with the index from a Kubernetes Indexed Job's JOB_COMPLETION_INDEX.
+fn shard(args: &LoadArgs) -> anyhow::Result<Shard> {
+    if let Some(count) = args.shard_from_job_index {
+        let index = std::env::var("JOB_COMPLETION_INDEX").map_err(|_| {
+            anyhow::anyhow!("--shard-from-job-index: JOB_COMPLETION_INDEX is not set (it is on a Kubernetes Indexed Job)")
+        })?;
+        let index: u32 = index.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--shard-from-job-index: JOB_COMPLETION_INDEX {index:?} is not a whole number"
+            )
+        })?;
+        return Shard::new(index, count)
+            .map_err(|err| anyhow::anyhow!("--shard-from-job-index: {err}"));
+    }
+    Ok(args.shard.unwrap_or(Shard::WHOLE))
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM: Taurus treats both as an interruption.

@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use crate::criteria::Outcome;
 use crate::engine::{Ending, Finished};
-use crate::plan::Plan;
+use crate::plan::{Plan, Shard};
+use crate::stats::hdr::Distributions;
 use crate::stats::{ErrorCount, ErrorKind, PERCENTILES, Second, Summary};
 
 pub use crate::engine::Progress;
@@ -72,6 +73,12 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Which latency the percentiles are: see [`Report::latency_note`].
     pub latency: LatencyKind,
+    /// The slice of the plan this run was (`0/1`: all of it).
+    pub shard: Shard,
+    /// A hash of the merged config: the shards of one plan share it.
+    pub fingerprint: String,
+    /// The raw response-time distributions, for exact merges of shards.
+    pub distributions: Distributions,
     #[serde(skip)]
     exit_code: i32,
 }
@@ -157,6 +164,9 @@ impl Report {
             criteria,
             timeline: collector.timeline().to_vec(),
             warnings: plan.warnings.clone(),
+            shard: plan.shard(),
+            fingerprint: plan.fingerprint.clone(),
+            distributions: Distributions::of(&plan.labels, &collector),
             exit_code,
         }
     }
@@ -232,7 +242,11 @@ fn kind_name(kind: ErrorKind) -> String {
 
 fn open_model_rate(plan: &Plan, timeline: &[Second]) -> Option<RateCheck> {
     let execution = plan.executions.iter().find(|e| e.arrival_rate.is_some())?;
-    let requested: f64 = plan.executions.iter().filter_map(|e| e.arrival_rate).sum();
+    let requested: f64 = plan
+        .executions
+        .iter()
+        .filter_map(|e| e.arrival_rate.map(|rate| e.shard.rate(rate)))
+        .sum();
     // Count the seconds after the ramp-up, leaving out the partial last second.
     let from = execution.ramp_up.as_secs_f64().ceil() as u64;
     let to = execution.duration().as_secs();

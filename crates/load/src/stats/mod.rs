@@ -3,6 +3,7 @@
 //! A label costs memory only for what it saw: histograms follow the latencies recorded, and
 //! a second keeps windows only for the labels that had samples in it.
 
+pub mod hdr;
 mod histogram;
 
 use std::collections::{BTreeMap, HashMap};
