@@ -2,9 +2,11 @@
 //! console text, JSON, CSV, JUnit XML, Taurus's dump formats and a self-contained HTML page.
 
 mod chart;
+pub mod compare;
 mod console;
 mod describe;
 mod html;
+pub mod merge;
 mod tables;
 mod xml;
 

@@ -1,0 +1,102 @@
+//! `peregrine report merge|compare`: the shards of one plan as one report, and two runs
+//! side by side.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use peregrine_load::exit_code;
+use peregrine_load::report::compare::{Thresholds, compare};
+use peregrine_load::report::merge::merge_dirs;
+use serde_json::Value;
+
+use crate::cli::{CompareArgs, MergeArgs, ReportCommand};
+
+/// Runs `peregrine report …`.
+pub fn run(command: ReportCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ReportCommand::Merge(args) => merge(&args),
+        ReportCommand::Compare(args) => compare_dirs(&args),
+    }
+}
+
+fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
+    let merged = merge_dirs(&args.shards)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let file = args.out.join("report.json");
+    let text = serde_json::to_string_pretty(&merged)?;
+    std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
+    print!("{}", summary_table(&merged));
+    eprintln!("wrote {}", file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Samples, failures and percentiles per label of a report.json document.
+fn summary_table(report: &Value) -> String {
+    let mut text = format!(
+        "{:<24} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10}\n",
+        "label", "samples", "fail", "req/s", "p50 ms", "p90 ms", "p99 ms"
+    );
+    let labels = report["labels"].as_array().cloned().unwrap_or_default();
+    let rows = std::iter::once(("ALL".to_owned(), report["overall"].clone())).chain(
+        labels
+            .into_iter()
+            .map(|l| (l["label"].as_str().unwrap_or_default().to_owned(), l)),
+    );
+    for (label, summary) in rows {
+        let at = |level: f64| {
+            summary["percentiles"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|p| p["level"].as_f64() == Some(level))
+                .and_then(|p| p["seconds"].as_f64())
+                .unwrap_or(0.0)
+                * 1e3
+        };
+        text += &format!(
+            "{label:<24} {:>10} {:>8} {:>10.1} {:>10.3} {:>10.3} {:>10.3}\n",
+            summary["samples"].as_u64().unwrap_or(0),
+            summary["failures"].as_u64().unwrap_or(0),
+            summary["throughput"].as_f64().unwrap_or(0.0),
+            at(50.0),
+            at(90.0),
+            at(99.0)
+        );
+    }
+    text
+}
+
+fn read_report(dir: &Path) -> anyhow::Result<Value> {
+    let file = dir.join("report.json");
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not JSON", file.display()))
+}
+
+fn compare_dirs(args: &CompareArgs) -> anyhow::Result<ExitCode> {
+    let (base, new) = (read_report(&args.base)?, read_report(&args.new)?);
+    let fraction = |p: Option<f64>| p.map(|p| p / 100.0);
+    let limits = Thresholds {
+        noise_relative: args.noise / 100.0,
+        noise_micros: args.noise_floor.as_secs_f64() * 1e6,
+        max_regression: [
+            fraction(args.max_p50_regression),
+            fraction(args.max_p90_regression),
+            fraction(args.max_p99_regression),
+        ],
+        max_error_rate_increase: args.max_error_rate_increase,
+    };
+    let comparison = compare(&base, &new, &limits).map_err(anyhow::Error::msg)?;
+    print!("{}", comparison.text);
+    if comparison.failures.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for failure in &comparison.failures {
+        eprintln!("regression: {failure}");
+    }
+    Ok(ExitCode::from(
+        u8::try_from(exit_code::CRITERIA_FAILED).unwrap_or(1),
+    ))
+}
