@@ -149,6 +149,18 @@ pub struct MergeArgs {
     /// Where to write the merged report.json.
     #[arg(long, value_name = "DIR")]
     pub out: std::path::PathBuf,
+    /// The config files the shards ran (repeatable, merged in order): evaluates its
+    /// pass/fail criteria on the merged figures and exits 3 when one fails.
+    #[arg(long, value_name = "CONFIG.yml")]
+    pub config: Vec<std::path::PathBuf>,
+    /// An override the shards ran with, as `peregrine load -o` (with --config).
+    #[arg(
+        short = 'o',
+        long = "override",
+        value_name = "KEY=VALUE",
+        requires = "config"
+    )]
+    pub overrides: Vec<String>,
 }
 
 /// `peregrine report compare`

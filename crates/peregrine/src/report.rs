@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use peregrine_load::exit_code;
 use peregrine_load::report::compare::{Thresholds, compare};
-use peregrine_load::report::merge::merge_dirs;
+use peregrine_load::report::merge::{evaluate_criteria, merge_dirs};
 use serde_json::Value;
 
 use crate::cli::{CompareArgs, MergeArgs, ReportCommand};
@@ -21,7 +21,19 @@ pub fn run(command: ReportCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
-    let merged = merge_dirs(&args.shards)?;
+    let mut merged = merge_dirs(&args.shards)?;
+    let mut failed = false;
+    if let Some(first) = args.config.first() {
+        let plan = peregrine_load::load_plan(&args.config, &args.overrides)?;
+        let (outcomes, warnings) = evaluate_criteria(&mut merged, &plan, first)?;
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+        for outcome in &outcomes {
+            println!("{}", outcome.verdict);
+        }
+        failed = outcomes.iter().any(|o| o.failed);
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let file = args.out.join("report.json");
@@ -29,6 +41,11 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
     print!("{}", summary_table(&merged));
     eprintln!("wrote {}", file.display());
+    if failed {
+        return Ok(ExitCode::from(
+            u8::try_from(exit_code::CRITERIA_FAILED).unwrap_or(1),
+        ));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

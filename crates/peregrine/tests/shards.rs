@@ -235,3 +235,44 @@ async fn compare_sees_no_change_between_twins_and_flags_a_5ms_regression() {
     );
     assert!(String::from_utf8_lossy(&slower.stderr).contains("p50 rose"));
 }
+
+/// Criteria are evaluated on the merged figures: 12 and 8 samples each pass `hits>15`, their
+/// union of 20 fails it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_evaluates_the_criteria_on_the_merged_figures_with_exit_3() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "execution:\n  - concurrency: 5\n    iterations: 4\n    scenario: s\nscenarios:\n  s:\n    requests:\n      - label: root\n        url: {}\nreporting:\n  - module: passfail\n    criteria:\n      - hits>15\n      - avg-rt>10s\n",
+        server.url("/")
+    );
+    std::fs::write(dir.path().join("load.yml"), config).unwrap();
+    let shards = run_shards(dir.path(), "load.yml", &[], 2, "c").await;
+    let mut args = strings(&["report", "merge"]);
+    args.extend(shards.iter().map(|s| s.display().to_string()));
+    args.extend(strings(&["--out", "merged", "--config", "load.yml"]));
+    let out = peregrine(dir.path(), args.clone()).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Failed: hits>15") && stdout.contains("Passed"),
+        "{stdout}"
+    );
+    let merged = report(&dir.path().join("merged"));
+    assert_eq!(merged["verdict"], "failed");
+    assert_eq!(merged["criteria"][0]["failed"], true);
+    // Another plan's config is refused, naming the file.
+    args.extend(strings(&["-o", "execution.0.concurrency=6"]));
+    let out = peregrine(dir.path(), args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("load.yml: is not the plan the shards ran"),
+        "{stderr}"
+    );
+}

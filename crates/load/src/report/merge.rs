@@ -4,7 +4,8 @@
 //! standard deviation come from the merged HDR histograms (never averaged); latency and
 //! connect averages are weighted by samples. The per-second timeline sums counts, bytes,
 //! sums of times and codes per second; its per-second percentiles cannot be rebuilt from
-//! the shards and are left out, as are the (uncorrected) service-time percentiles.
+//! the shards and are left out, as are the (uncorrected) service-time percentiles. Given
+//! the plan, [`evaluate_criteria`] evaluates its pass/fail criteria on the merged figures.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,8 +14,9 @@ use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 
 use super::SCHEMA;
-use crate::stats::PERCENTILES;
+use crate::criteria::{Measure, Monitor, Outcome};
 use crate::stats::hdr::{self, decode, encode};
+use crate::stats::{PERCENTILES, Second, Summary};
 
 /// One shard's report as read.
 struct ShardReport {
@@ -340,4 +342,58 @@ fn add_window(into: &mut Map<String, Value>, window: &Value) {
             codes.insert(code.clone(), json!(total));
         }
     }
+}
+
+/// Evaluates `plan`'s pass/fail criteria on a merged report (`plan` must be the plan the
+/// shards ran: same fingerprint), stores the outcomes in it and returns them with warnings
+/// about criteria that cannot be evaluated exactly.
+pub fn evaluate_criteria(
+    merged: &mut Value,
+    plan: &crate::Plan,
+    config: &Path,
+) -> Result<(Vec<Outcome>, Vec<String>), MergeError> {
+    if merged["fingerprint"] != plan.fingerprint.as_str() {
+        return Err(fail(
+            config,
+            format!(
+                "is not the plan the shards ran (fingerprint {} against {}): give the same files and -o overrides",
+                plan.fingerprint, merged["fingerprint"]
+            ),
+        ));
+    }
+    let read = |value: &Value, what: &str| {
+        serde_json::from_value::<Summary>(value.clone())
+            .map_err(|err| fail(config, format!("cannot read the merged {what}: {err}")))
+    };
+    let overall = read(&merged["overall"], "overall figures")?;
+    let labels = merged["labels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|label| read(label, "label figures"))
+        .collect::<Result<Vec<_>, _>>()?;
+    // From text: status codes are map keys, which only the text reader turns into numbers.
+    let timeline: Vec<Second> = serde_json::from_str(&merged["timeline"].to_string())
+        .map_err(|err| fail(config, format!("cannot read the merged timeline: {err}")))?;
+    let mut monitor = Monitor::new(plan.criteria.clone(), plan.labels.clone());
+    for end in 1..=timeline.len() {
+        monitor.on_seconds(&timeline[..end]);
+    }
+    let outcomes = monitor.finish(&overall, &labels);
+    let warnings = plan
+        .criteria
+        .iter()
+        .filter(|c| !c.timeframe.is_zero() && matches!(c.subject, Measure::Percentile(_)))
+        .map(|c| {
+            format!(
+                "criterion {:?}: per-second percentiles are not merged, so it is not evaluated on the merged timeline",
+                c.text
+            )
+        })
+        .collect();
+    merged["criteria"] = serde_json::to_value(&outcomes).unwrap_or_default();
+    if outcomes.iter().any(|o| o.failed) {
+        merged["verdict"] = json!("failed");
+    }
+    Ok((outcomes, warnings))
 }

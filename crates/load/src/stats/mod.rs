@@ -171,7 +171,7 @@ fn rate(count: u64, duration: Duration) -> f64 {
 }
 
 /// A percentile of response times.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Percentile {
     /// The level, 0 (minimum) to 100 (maximum).
     pub level: f64,
@@ -180,7 +180,7 @@ pub struct Percentile {
 }
 
 /// Final statistics of one label or of the whole test.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Requests completed (with or without error).
     pub samples: u64,
@@ -223,7 +223,7 @@ impl Summary {
 }
 
 /// One second of the test.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Second {
     /// Seconds since the start; this row covers `[second, second + 1)`.
     pub second: u64,
@@ -247,7 +247,7 @@ impl Second {
 }
 
 /// One label's figures for one second.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LabelWindow {
     /// Index of the label in the plan's labels (and the report's `labels`).
     pub label: usize,
@@ -257,7 +257,7 @@ pub struct LabelWindow {
 }
 
 /// Figures for one second of one label (or of all).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Window {
     /// Samples that ended in this second.
     pub hits: u64,
@@ -276,7 +276,24 @@ pub struct Window {
     /// Response-time percentiles of this second (levels of [`PERCENTILES`] plus any criteria use).
     pub percentiles: Vec<Percentile>,
     /// Samples per status code.
+    #[serde(deserialize_with = "codes_from_text")]
     pub codes: BTreeMap<u16, u64>,
+}
+
+/// Reads status codes that are JSON object keys (text) back as numbers; a flattened window
+/// (a label's) reaches here as text keys that serde would not convert itself.
+fn codes_from_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<u16, u64>, D::Error> {
+    use serde::Deserialize as _;
+    BTreeMap::<String, u64>::deserialize(deserializer)?
+        .into_iter()
+        .map(|(code, count)| {
+            code.parse()
+                .map(|code| (code, count))
+                .map_err(|_| serde::de::Error::custom(format!("status code {code:?}")))
+        })
+        .collect()
 }
 
 impl Window {
