@@ -5,9 +5,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use peregrine_load::exit_code;
 use peregrine_load::report::compare::{Thresholds, compare};
+use peregrine_load::report::final_stats;
 use peregrine_load::report::merge::{evaluate_criteria, merge_dirs};
+use peregrine_load::{Report, exit_code};
 use serde_json::Value;
 
 use crate::cli::{CompareArgs, MergeArgs, ReportCommand};
@@ -34,55 +35,18 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         }
         failed = outcomes.iter().any(|o| o.failed);
     }
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("cannot create {}", args.out.display()))?;
-    let file = args.out.join("report.json");
-    let text = serde_json::to_string_pretty(&merged)?;
-    std::fs::write(&file, text).with_context(|| format!("cannot write {}", file.display()))?;
-    print!("{}", summary_table(&merged));
-    eprintln!("wrote {}", file.display());
+    let report = Report::from_json(&merged.to_string())
+        .context("the merged report does not read back as a report")?;
+    print!("{}", final_stats(&report));
+    for path in report.write_dir(&args.out)? {
+        eprintln!("wrote {}", path.display());
+    }
     if failed {
         return Ok(ExitCode::from(
             u8::try_from(exit_code::CRITERIA_FAILED).unwrap_or(1),
         ));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Samples, failures and percentiles per label of a report.json document.
-fn summary_table(report: &Value) -> String {
-    let mut text = format!(
-        "{:<24} {:>10} {:>8} {:>10} {:>10} {:>10} {:>10}\n",
-        "label", "samples", "fail", "req/s", "p50 ms", "p90 ms", "p99 ms"
-    );
-    let labels = report["labels"].as_array().cloned().unwrap_or_default();
-    let rows = std::iter::once(("ALL".to_owned(), report["overall"].clone())).chain(
-        labels
-            .into_iter()
-            .map(|l| (l["label"].as_str().unwrap_or_default().to_owned(), l)),
-    );
-    for (label, summary) in rows {
-        let at = |level: f64| {
-            summary["percentiles"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|p| p["level"].as_f64() == Some(level))
-                .and_then(|p| p["seconds"].as_f64())
-                .unwrap_or(0.0)
-                * 1e3
-        };
-        text += &format!(
-            "{label:<24} {:>10} {:>8} {:>10.1} {:>10.3} {:>10.3} {:>10.3}\n",
-            summary["samples"].as_u64().unwrap_or(0),
-            summary["failures"].as_u64().unwrap_or(0),
-            summary["throughput"].as_f64().unwrap_or(0.0),
-            at(50.0),
-            at(90.0),
-            at(99.0)
-        );
-    }
-    text
 }
 
 fn read_report(dir: &Path) -> anyhow::Result<Value> {

@@ -125,7 +125,16 @@ async fn shards_together_send_exactly_the_whole_plan_and_merge_into_it() {
             .map(|s| s["overall"]["hits"].as_u64().unwrap())
             .sum();
         assert_eq!(hits, 20);
-        assert!(String::from_utf8_lossy(&out.stdout).contains("ALL"));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("Samples count: 20,"), "{stdout}");
+        for file in ["timeline.csv", "junit.xml", "report.html"] {
+            assert!(
+                dir.path()
+                    .join(format!("merged-{count}"))
+                    .join(file)
+                    .is_file()
+            );
+        }
     }
     // Open model: 200/s for 1 s is arrivals 0..200 of the schedule; shards interleave them.
     let before = server.received();

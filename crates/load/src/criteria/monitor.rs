@@ -134,7 +134,7 @@ fn code_matches(pattern: &str, code: u16) -> bool {
 }
 
 /// How a criterion ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Outcome {
     /// The criterion as written.
     pub criterion: String,

@@ -33,7 +33,7 @@ use users::{Batch, Pacer, Shared, closed_model_user, open_model_user};
 const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Ending {
     /// The plan ran to its end.

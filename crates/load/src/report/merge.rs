@@ -175,9 +175,25 @@ fn merge(shards: &[ShardReport]) -> Result<Value, MergeError> {
     report["shard"] = json!({"index": 0, "count": 1});
     report["merged_shards"] = json!(first.count);
     report["criteria"] = json!([]);
+    let (verdict, ending) = merged_verdict(shards);
+    report["verdict"] = json!(verdict);
+    report["ending"] = json!(ending);
     report["rate"] = Value::Null;
     report["latency_histogram"] = json!([]);
     Ok(report)
+}
+
+/// The merged run's verdict and ending before criteria: aborted or interrupted when any
+/// shard was, else passed and completed (the shards' own criteria judged slices only).
+fn merged_verdict(shards: &[ShardReport]) -> (&'static str, &'static str) {
+    let any = |verdict: &str| shards.iter().any(|s| s.json["verdict"] == verdict);
+    if any("aborted") {
+        ("aborted", "aborted")
+    } else if any("interrupted") {
+        ("interrupted", "interrupted")
+    } else {
+        ("passed", "completed")
+    }
 }
 
 /// The sum of the shards' histograms picked by `pick`.

@@ -27,6 +27,10 @@ pub use describe::{ExecutionDescription, HistogramBin, Model, RunDescription, Ve
 /// The version of the `report.json` schema; bumped on any incompatible change.
 pub const SCHEMA: &str = "peregrine-load-report/2";
 
+fn current_schema() -> &'static str {
+    SCHEMA
+}
+
 /// Exit codes, as Taurus uses them.
 pub mod exit_code {
     /// The test ran and no failing criterion triggered.
@@ -40,9 +44,10 @@ pub mod exit_code {
 }
 
 /// Everything a finished test produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Report {
     /// [`SCHEMA`].
+    #[serde(skip_deserializing, default = "current_schema")]
     pub schema: &'static str,
     /// `peregrine <version>`.
     pub tool: String,
@@ -86,7 +91,7 @@ pub struct Report {
 }
 
 /// What the response-time percentiles count from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LatencyKind {
     /// Closed model: from when each request was sent.
@@ -96,7 +101,7 @@ pub enum LatencyKind {
 }
 
 /// One label's summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LabelSummary {
     /// The label.
     pub label: String,
@@ -106,7 +111,7 @@ pub struct LabelSummary {
 }
 
 /// Requested against achieved request rate in the open model.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct RateCheck {
     /// Requests per second asked for (at full rate).
     pub requested: f64,
@@ -171,6 +176,19 @@ impl Report {
             distributions: Distributions::of(&plan.labels, &collector),
             exit_code,
         }
+    }
+
+    /// A report as report.json holds it (e.g. merged from shards); its exit code follows
+    /// its verdict.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        let mut report: Self = serde_json::from_str(json)?;
+        report.exit_code = match report.verdict {
+            Verdict::Passed => exit_code::OK,
+            Verdict::Failed => exit_code::CRITERIA_FAILED,
+            Verdict::Interrupted => exit_code::INTERRUPTED,
+            Verdict::Aborted => exit_code::TOOL_ERROR,
+        };
+        Ok(report)
     }
 
     /// The process exit code this result calls for.

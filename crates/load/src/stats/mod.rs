@@ -21,7 +21,9 @@ pub const PERCENTILES: [f64; 7] = [0.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0];
 const MAX_MICROS: u64 = 3_600_000_000;
 
 /// What went wrong with a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     /// No connection could be made.
@@ -347,7 +349,7 @@ impl OpenWindow {
 }
 
 /// An error message and how often it happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ErrorCount {
     /// The label it happened on.
     pub label: String,
