@@ -118,6 +118,9 @@ async fn shards_together_send_exactly_the_whole_plan_and_merge_into_it() {
         );
         let merged = report(&dir.path().join(format!("merged-{count}")));
         assert_eq!(merged["overall"]["samples"], 20);
+        let bins = merged["latency_histogram"].as_array().unwrap();
+        let binned: u64 = bins.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+        assert!(binned > 0 && binned <= 20, "{bins:?}");
         let hits: u64 = merged["timeline"]
             .as_array()
             .unwrap()

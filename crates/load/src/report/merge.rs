@@ -14,7 +14,9 @@ use hdrhistogram::Histogram;
 use serde_json::{Map, Value, json};
 
 use super::SCHEMA;
+use super::describe::histogram_bins;
 use crate::criteria::{Measure, Monitor, Outcome};
+use crate::stats::LatencyHistogram;
 use crate::stats::hdr::{self, decode, encode};
 use crate::stats::{PERCENTILES, Second, Summary};
 
@@ -179,7 +181,8 @@ fn merge(shards: &[ShardReport]) -> Result<Value, MergeError> {
     report["verdict"] = json!(verdict);
     report["ending"] = json!(ending);
     report["rate"] = Value::Null;
-    report["latency_histogram"] = json!([]);
+    report["latency_histogram"] =
+        serde_json::to_value(histogram_bins(&to_compact(&overall))).unwrap_or_default();
     Ok(report)
 }
 
@@ -194,6 +197,15 @@ fn merged_verdict(shards: &[ShardReport]) -> (&'static str, &'static str) {
     } else {
         ("passed", "completed")
     }
+}
+
+/// An HDR histogram as the load generator's own (for the report's histogram bins).
+fn to_compact(histogram: &Histogram<u64>) -> LatencyHistogram {
+    let mut compact = LatencyHistogram::dense();
+    for value in histogram.iter_recorded() {
+        compact.record_n(value.value_iterated_to(), value.count_at_value());
+    }
+    compact
 }
 
 /// The sum of the shards' histograms picked by `pick`.
