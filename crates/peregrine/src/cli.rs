@@ -91,6 +91,10 @@ pub struct LoadArgs {
     /// together are exactly the whole plan); 0/1 is the whole plan.
     #[arg(long, value_name = "I/N", env = "PEREGRINE_SHARD", value_parser = shard_flag, conflicts_with = "shard_from_job_index")]
     pub shard: Option<peregrine_load::shard::Shard>,
+    /// Wait until TIME (RFC 3339, e.g. 2026-11-28T20:30:00Z, or Unix seconds) before
+    /// starting, so shards started apart begin together; a late start is reported.
+    #[arg(long, value_name = "TIME", value_parser = start_at_flag)]
+    pub start_at: Option<std::time::SystemTime>,
     /// Run slice I of N where I is the Kubernetes Indexed Job's JOB_COMPLETION_INDEX.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(peregrine_load::shard::MAX_SHARDS)))]
     pub shard_from_job_index: Option<u32>,
@@ -528,6 +532,20 @@ fn percent_flag(text: &str) -> Result<f64, String> {
         Ok(value) if (0.0..=10_000.0).contains(&value) => Ok(value),
         _ => Err("must be a percentage from 0% to 10000%, e.g. 10%".to_owned()),
     }
+}
+
+/// A start time: Unix seconds or RFC 3339.
+fn start_at_flag(text: &str) -> Result<std::time::SystemTime, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .ok()
+            .and_then(|since| std::time::UNIX_EPOCH.checked_add(since))
+            .ok_or_else(|| format!("{text:?} is not a Unix time in seconds"));
+    }
+    humantime::parse_rfc3339_weak(text).map_err(|err| {
+        format!("{text:?} is neither RFC 3339 (2026-11-28T20:30:00Z) nor Unix seconds: {err}")
+    })
 }
 
 /// A shard, I/N.

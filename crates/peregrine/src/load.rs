@@ -40,13 +40,27 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {warning}");
     }
     let show_progress = args.progress || std::io::stderr().is_terminal();
+    let late = match args.start_at {
+        Some(at) => match wait_until(at).await? {
+            Waited::Interrupted => {
+                eprintln!("interrupted before the start time: nothing was sent");
+                return Ok(ExitCode::from(
+                    u8::try_from(exit_code::INTERRUPTED).unwrap_or(2),
+                ));
+            }
+            Waited::Late(late) => Some(late),
+            Waited::OnTime => None,
+        },
+        None => None,
+    };
     let interrupt = interrupted();
-    let report = peregrine_load::run(&plan, interrupt, |progress| {
+    let mut report = peregrine_load::run(&plan, interrupt, |progress| {
         if show_progress {
             eprintln!("{}", progress_line(progress));
         }
     })
     .await;
+    report.late_start_seconds = late.map(|l| l.as_secs_f64());
     print!("{}", final_stats(&report));
     if let Some(rate) = &report.rate
         && rate.below_target
@@ -89,6 +103,44 @@ fn shard(args: &LoadArgs) -> anyhow::Result<Shard> {
             .map_err(|err| anyhow::anyhow!("--shard-from-job-index: {err}"));
     }
     Ok(args.shard.unwrap_or(Shard::WHOLE))
+}
+
+/// Longest wait --start-at accepts.
+const MAX_START_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// Lateness under this is on time: process start-up and timer granularity.
+const LATE_AFTER: Duration = Duration::from_millis(100);
+
+/// How waiting for --start-at ended.
+enum Waited {
+    OnTime,
+    Late(Duration),
+    Interrupted,
+}
+
+/// Waits until `at` (wall clock); says so when it has already passed.
+async fn wait_until(at: std::time::SystemTime) -> anyhow::Result<Waited> {
+    let now = std::time::SystemTime::now();
+    match at.duration_since(now) {
+        Ok(wait) if wait > MAX_START_WAIT => Err(anyhow::anyhow!(
+            "--start-at is {} s away: give a time within 24 h",
+            wait.as_secs()
+        )),
+        Ok(wait) => {
+            eprintln!("waiting {:.1} s for the start time", wait.as_secs_f64());
+            tokio::select! {
+                () = tokio::time::sleep(wait) => Ok(Waited::OnTime),
+                () = interrupted() => Ok(Waited::Interrupted),
+            }
+        }
+        Err(past) if past.duration() > LATE_AFTER => {
+            eprintln!(
+                "warning: started {:.3} s after --start-at: this shard is late (marked in its report)",
+                past.duration().as_secs_f64()
+            );
+            Ok(Waited::Late(past.duration()))
+        }
+        Err(_) => Ok(Waited::OnTime),
+    }
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM: Taurus treats both as an interruption.

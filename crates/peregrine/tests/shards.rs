@@ -288,3 +288,61 @@ async fn merge_evaluates_the_criteria_on_the_merged_figures_with_exit_3() {
         "{stderr}"
     );
 }
+
+/// --start-at waits for a time to come, and a shard that starts after it says so and is
+/// marked in its report (and in the merge).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_at_waits_for_the_time_and_marks_a_late_shard() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let run = |at: f64, index: u32| {
+        peregrine(
+            dir.path(),
+            strings(&[
+                "load",
+                &server.url("/"),
+                "-c",
+                "2",
+                "--iterations",
+                "1",
+                "--shard",
+                &format!("{index}/2"),
+                "--start-at",
+                &format!("{at:.3}"),
+                "--report",
+                &format!("s-{index}"),
+            ]),
+        )
+    };
+    let started = std::time::Instant::now();
+    let on_time = run(now + 1.5, 0).await;
+    assert_eq!(on_time.status.code(), Some(0));
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    assert!(
+        report(&dir.path().join("s-0"))
+            .get("late_start_seconds")
+            .is_none()
+    );
+    let late = run(now - 1000.0, 1).await;
+    assert_eq!(late.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&late.stderr).contains("this shard is late"));
+    let seconds = report(&dir.path().join("s-1"))["late_start_seconds"]
+        .as_f64()
+        .unwrap();
+    assert!((1000.0..1100.0).contains(&seconds), "{seconds}");
+    let shards = [dir.path().join("s-0"), dir.path().join("s-1")];
+    let out = merge(dir.path(), &shards, "merged").await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(report(&dir.path().join("merged"))["late_start_seconds"].as_f64() >= Some(1000.0));
+    let bad = peregrine(
+        dir.path(),
+        strings(&["load", &server.url("/"), "--start-at", "tomorrow"]),
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
+}

@@ -177,6 +177,11 @@ fn merge(shards: &[ShardReport]) -> Result<Value, MergeError> {
     report["shard"] = json!({"index": 0, "count": 1});
     report["merged_shards"] = json!(first.count);
     report["criteria"] = json!([]);
+    let late = shards
+        .iter()
+        .filter_map(|s| s.json["late_start_seconds"].as_f64())
+        .reduce(f64::max);
+    report["late_start_seconds"] = json!(late);
     let (verdict, ending) = merged_verdict(shards);
     report["verdict"] = json!(verdict);
     report["ending"] = json!(ending);

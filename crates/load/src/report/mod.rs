@@ -82,6 +82,9 @@ pub struct Report {
     pub latency: LatencyKind,
     /// The slice of the plan this run was (`0/1`: all of it).
     pub shard: Shard,
+    /// How late the run started after `--start-at` (a merge: the latest shard's), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_start_seconds: Option<f64>,
     /// A hash of the merged config: the shards of one plan share it.
     pub fingerprint: String,
     /// The raw response-time distributions, for exact merges of shards.
@@ -172,6 +175,7 @@ impl Report {
             timeline: collector.timeline().to_vec(),
             warnings: plan.warnings.clone(),
             shard: plan.shard(),
+            late_start_seconds: None,
             fingerprint: plan.fingerprint.clone(),
             distributions: Distributions::of(&plan.labels, &collector),
             exit_code,
