@@ -118,6 +118,26 @@ async fn shards_together_send_exactly_the_whole_plan_and_merge_into_it() {
         );
         let merged = report(&dir.path().join(format!("merged-{count}")));
         assert_eq!(merged["overall"]["samples"], 20);
+        // Per-second percentiles come from the merged per-second histograms: the slowest
+        // of the merged second 0 is the slowest of the shards' (within 0.1 % precision).
+        let slowest = |report: &Value| {
+            report["timeline"][0]["overall"]["percentiles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["level"] == 100.0)
+                .and_then(|p| p["seconds"].as_f64())
+                .unwrap()
+        };
+        let shard_slowest = shards
+            .iter()
+            .map(|s| slowest(&report(s)))
+            .fold(0.0, f64::max);
+        let merged_slowest = slowest(&merged);
+        assert!(
+            (merged_slowest - shard_slowest).abs() <= shard_slowest * 0.002,
+            "{merged_slowest} vs {shard_slowest}"
+        );
         let bins = merged["latency_histogram"].as_array().unwrap();
         let binned: u64 = bins.iter().map(|b| b["count"].as_u64().unwrap()).sum();
         assert!(binned > 0 && binned <= 20, "{bins:?}");

@@ -25,7 +25,7 @@ impl Criterion {
         }
     }
 
-    fn label_index(&self, labels: &[String]) -> Option<usize> {
+    pub(crate) fn label_index(&self, labels: &[String]) -> Option<usize> {
         self.label
             .as_ref()
             .and_then(|l| labels.iter().position(|x| x == l))

@@ -319,11 +319,26 @@ fn merged_errors(shards: &[ShardReport]) -> Value {
 }
 
 /// One second being summed: users, the overall window and the windows by label index.
-type MergedSecond = (u64, Map<String, Value>, BTreeMap<u64, Map<String, Value>>);
+type MergedSecond = (
+    u64,
+    Map<String, Value>,
+    BTreeMap<u64, Map<String, Value>>,
+    Option<Histogram<u64>>,
+);
 
-/// Seconds summed by second and label; per-second percentiles are left out.
+/// Seconds summed by second and label; the overall per-second percentiles come from the
+/// merged per-second histograms, the labels' per-second percentiles are left out.
 fn merged_timeline(shards: &[ShardReport]) -> Value {
     let mut seconds: BTreeMap<u64, MergedSecond> = BTreeMap::new();
+    // The levels a shard's seconds carry: the standard ones plus those its criteria watch.
+    let levels: Vec<f64> = shards
+        .iter()
+        .flat_map(|s| s.json["timeline"].as_array().into_iter().flatten())
+        .find_map(|second| {
+            let table = second["overall"]["percentiles"].as_array()?;
+            (!table.is_empty()).then(|| table.iter().filter_map(|p| p["level"].as_f64()).collect())
+        })
+        .unwrap_or_else(|| PERCENTILES.to_vec());
     for second in shards
         .iter()
         .flat_map(|s| s.json["timeline"].as_array().into_iter().flatten())
@@ -332,6 +347,11 @@ fn merged_timeline(shards: &[ShardReport]) -> Value {
         let entry = seconds.entry(at).or_default();
         entry.0 += second["users"].as_u64().unwrap_or(0);
         add_window(&mut entry.1, &second["overall"]);
+        if let Some(histogram) = second["histogram"].as_str().and_then(|h| decode(h).ok()) {
+            let merged = entry.3.get_or_insert_with(hdr::empty);
+            // Both histograms have the same bounds, so adding cannot fail.
+            let _ = merged.add(histogram);
+        }
         for label in second["labels"].as_array().into_iter().flatten() {
             let index = label["label"].as_u64().unwrap_or(0);
             add_window(entry.2.entry(index).or_default(), label);
@@ -339,7 +359,16 @@ fn merged_timeline(shards: &[ShardReport]) -> Value {
     }
     seconds
         .into_iter()
-        .map(|(second, (users, overall, labels))| {
+        .map(|(second, (users, mut overall, labels, histogram))| {
+            let mut encoded = String::new();
+            if let Some(histogram) = histogram {
+                let percentiles: Vec<Value> = levels
+                    .iter()
+                    .map(|&level| json!({"level": level, "seconds": value_at(&histogram, level) / 1e6}))
+                    .collect();
+                overall.insert("percentiles".to_owned(), Value::Array(percentiles));
+                encoded = encode(&histogram);
+            }
             let labels: Vec<Value> = labels
                 .into_iter()
                 .map(|(index, mut window)| {
@@ -347,7 +376,7 @@ fn merged_timeline(shards: &[ShardReport]) -> Value {
                     Value::Object(window)
                 })
                 .collect();
-            json!({"second": second, "users": users, "overall": overall, "labels": labels})
+            json!({"second": second, "users": users, "overall": overall, "labels": labels, "histogram": encoded})
         })
         .collect()
 }
@@ -416,10 +445,14 @@ pub fn evaluate_criteria(
     let warnings = plan
         .criteria
         .iter()
-        .filter(|c| !c.timeframe.is_zero() && matches!(c.subject, Measure::Percentile(_)))
+        .filter(|c| {
+            !c.timeframe.is_zero()
+                && matches!(c.subject, Measure::Percentile(_))
+                && c.label_index(&plan.labels).is_some()
+        })
         .map(|c| {
             format!(
-                "criterion {:?}: per-second percentiles are not merged, so it is not evaluated on the merged timeline",
+                "criterion {:?}: a label's per-second percentiles are not merged, so it is not evaluated on the merged timeline",
                 c.text
             )
         })

@@ -233,6 +233,11 @@ pub struct Second {
     pub users: u64,
     /// The whole test's figures for this second.
     pub overall: Window,
+    /// The whole test's response times of this second (µs) as an HDR histogram in the
+    /// standard compressed encoding (see [`hdr`]), so merged shards keep exact per-second
+    /// percentiles; empty in a second without samples.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub histogram: String,
     /// The labels that had samples in this second, in label order (with more than
     /// [`MAX_TIMELINE_LABELS`] labels, only those a criterion names).
     pub labels: Vec<LabelWindow>,
@@ -457,9 +462,15 @@ impl Collector {
                 .ok()
                 .and_then(|i| users_at.get(i))
                 .or(users_at.last());
+            let histogram = if overall.window.hits > 0 {
+                hdr::encode(&hdr::to_hdr(&overall.histogram))
+            } else {
+                String::new()
+            };
             self.timeline.push(Second {
                 second: next,
                 users: users.copied().unwrap_or(0),
+                histogram,
                 overall: overall.close(&self.levels),
                 labels: per_label
                     .into_iter()
