@@ -17,6 +17,7 @@ mod http1;
 pub mod plan;
 pub mod quick;
 pub mod report;
+pub mod shard;
 pub mod stats;
 mod taurus;
 mod tls;

@@ -12,6 +12,7 @@ use http::{Method, Uri};
 use crate::assertion::{Assertion, JsonAssertion};
 use crate::criteria::Criterion;
 use crate::extract::Extractor;
+pub use crate::shard::Shard;
 pub use crate::tls::TlsOptions;
 use crate::variables::Template;
 
@@ -46,9 +47,23 @@ pub struct Plan {
     pub labels: Vec<String>,
     /// How HTTPS servers are trusted.
     pub tls: TlsOptions,
+    /// A hash of the merged config: the shards of one plan share it.
+    pub fingerprint: String,
 }
 
 impl Plan {
+    /// Makes this process run slice `shard` of every execution.
+    pub fn set_shard(&mut self, shard: Shard) {
+        for execution in &mut self.executions {
+            execution.shard = shard;
+        }
+    }
+
+    /// The slice of the plan this process runs.
+    pub fn shard(&self) -> Shard {
+        self.executions.first().map_or(Shard::WHOLE, |e| e.shard)
+    }
+
     /// Turns certificate verification off, with one loud warning.
     pub fn skip_verification(&mut self) {
         if !self.tls.insecure {
@@ -90,12 +105,20 @@ pub struct Execution {
     pub arrival_rate: Option<f64>,
     /// What each user does.
     pub scenario: Arc<Scenario>,
+    /// The slice of this execution this process runs (`0/1`: all of it).
+    pub shard: Shard,
 }
 
 impl Execution {
     /// Ramp-up plus hold-for; zero when the execution is bounded by iterations only.
     pub fn duration(&self) -> Duration {
         self.ramp_up + self.hold_for
+    }
+
+    /// The users (open model: connections) this process runs: its shard's part of
+    /// `concurrency`.
+    pub fn shard_users(&self) -> u32 {
+        self.shard.users(self.concurrency)
     }
 }
 

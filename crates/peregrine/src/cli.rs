@@ -31,6 +31,11 @@ pub enum Command {
     },
     /// Load-test an HTTP service: Taurus config files, or one URL with the quick flags.
     Load(LoadArgs),
+    /// Work with load reports: merge the shards of one plan, compare two runs.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// The whole tutorial, measured on this machine: schema, 20 users, the API with 1 worker
     /// and with all cores, the tutorial's load test at 100 and 500 users.
     Demo(DemoArgs),
@@ -82,6 +87,17 @@ pub struct LoadArgs {
     /// but not authenticated.
     #[arg(long)]
     pub insecure: bool,
+    /// Run slice I of N of the plan (users, arrivals and caps split so that the N shards
+    /// together are exactly the whole plan); 0/1 is the whole plan.
+    #[arg(long, value_name = "I/N", env = "PEREGRINE_SHARD", value_parser = shard_flag, conflicts_with = "shard_from_job_index")]
+    pub shard: Option<peregrine_load::shard::Shard>,
+    /// Wait until TIME (RFC 3339, e.g. 2026-11-28T20:30:00Z, or Unix seconds) before
+    /// starting, so shards started apart begin together; a late start is reported.
+    #[arg(long, value_name = "TIME", value_parser = start_at_flag)]
+    pub start_at: Option<std::time::SystemTime>,
+    /// Run slice I of N where I is the Kubernetes Indexed Job's JOB_COMPLETION_INDEX.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(peregrine_load::shard::MAX_SHARDS)))]
+    pub shard_from_job_index: Option<u32>,
     /// Quick form: virtual users (with --rate: connections) [default: 10; with --rate: 50]
     #[arg(short = 'c', long, value_parser = clap::value_parser!(u32).range(1..))]
     pub concurrency: Option<u32>,
@@ -115,6 +131,67 @@ pub struct LoadArgs {
     /// Quick form: open a new connection for every request.
     #[arg(long)]
     pub no_keepalive: bool,
+}
+
+/// `peregrine report …`
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// Merge the report directories of the N shards of one plan (`load --shard I/N
+    /// --report DIR`) into one report: counts summed, percentiles from the merged histograms.
+    Merge(MergeArgs),
+    /// Compare two report directories per label: throughput, error rate, p50/p90/p99, with
+    /// whether each change is beyond noise; exit 3 when a --max-* limit is crossed.
+    Compare(CompareArgs),
+}
+
+/// `peregrine report merge`
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shards' report directories (each holds a report.json).
+    #[arg(required = true, value_name = "SHARD_DIR")]
+    pub shards: Vec<std::path::PathBuf>,
+    /// Where to write the merged report.json.
+    #[arg(long, value_name = "DIR")]
+    pub out: std::path::PathBuf,
+    /// The config files the shards ran (repeatable, merged in order): evaluates its
+    /// pass/fail criteria on the merged figures and exits 3 when one fails.
+    #[arg(long, value_name = "CONFIG.yml")]
+    pub config: Vec<std::path::PathBuf>,
+    /// An override the shards ran with, as `peregrine load -o` (with --config).
+    #[arg(
+        short = 'o',
+        long = "override",
+        value_name = "KEY=VALUE",
+        requires = "config"
+    )]
+    pub overrides: Vec<String>,
+}
+
+/// `peregrine report compare`
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline run's report directory.
+    pub base: std::path::PathBuf,
+    /// The new run's report directory.
+    pub new: std::path::PathBuf,
+    /// Fail when p50 rose by more than this beyond noise, e.g. 10%.
+    #[arg(long, value_name = "PERCENT", value_parser = percent_flag)]
+    pub max_p50_regression: Option<f64>,
+    /// Fail when p90 rose by more than this beyond noise, e.g. 10%.
+    #[arg(long, value_name = "PERCENT", value_parser = percent_flag)]
+    pub max_p90_regression: Option<f64>,
+    /// Fail when p99 rose by more than this beyond noise, e.g. 10%.
+    #[arg(long, value_name = "PERCENT", value_parser = percent_flag)]
+    pub max_p99_regression: Option<f64>,
+    /// Fail when the error rate rose by more than this many percentage points.
+    #[arg(long, value_name = "POINTS", value_parser = percent_flag)]
+    pub max_error_rate_increase: Option<f64>,
+    /// Relative noise floor: smaller changes are never significant.
+    #[arg(long, value_name = "PERCENT", default_value = "5%", value_parser = percent_flag)]
+    pub noise: f64,
+    /// Absolute noise floor: smaller changes are never significant.
+    #[arg(long, value_name = "DURATION", default_value = "0.5ms", value_parser = duration_flag)]
+    pub noise_floor: Duration,
 }
 
 /// `peregrine db …`
@@ -447,6 +524,33 @@ pub enum TuneFormat {
 /// `2m30s`, `1h`, `500ms`, `1.5s` or bare seconds.
 fn duration_flag(text: &str) -> Result<Duration, String> {
     peregrine_load::duration::parse_duration(text).map_err(|err| err.to_string())
+}
+
+/// A percentage, `10%` or `10`, from 0 to 10000, as a number of percent.
+fn percent_flag(text: &str) -> Result<f64, String> {
+    match text.trim().trim_end_matches('%').trim().parse::<f64>() {
+        Ok(value) if (0.0..=10_000.0).contains(&value) => Ok(value),
+        _ => Err("must be a percentage from 0% to 10000%, e.g. 10%".to_owned()),
+    }
+}
+
+/// A start time: Unix seconds or RFC 3339.
+fn start_at_flag(text: &str) -> Result<std::time::SystemTime, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds)
+            .ok()
+            .and_then(|since| std::time::UNIX_EPOCH.checked_add(since))
+            .ok_or_else(|| format!("{text:?} is not a Unix time in seconds"));
+    }
+    humantime::parse_rfc3339_weak(text).map_err(|err| {
+        format!("{text:?} is neither RFC 3339 (2026-11-28T20:30:00Z) nor Unix seconds: {err}")
+    })
+}
+
+/// A shard, I/N.
+fn shard_flag(text: &str) -> Result<peregrine_load::shard::Shard, String> {
+    text.parse()
 }
 
 /// A request rate per second, in the range a config accepts.

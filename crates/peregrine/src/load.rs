@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use peregrine_load::report::{final_stats, progress_line};
+use peregrine_load::shard::Shard;
 use peregrine_load::{Plan, QuickTest, exit_code};
 
 use crate::cli::LoadArgs;
@@ -27,6 +28,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             return Err(rejected.error);
         }
     };
+    plan.set_shard(shard(&args)?);
+    if !plan.shard().is_whole() {
+        eprintln!("running shard {} of the plan", plan.shard());
+    }
     plan.tls.ca_certs.extend(args.ca_cert.iter().cloned());
     if args.insecure {
         plan.skip_verification();
@@ -35,13 +40,27 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: {warning}");
     }
     let show_progress = args.progress || std::io::stderr().is_terminal();
+    let late = match args.start_at {
+        Some(at) => match wait_until(at).await? {
+            Waited::Interrupted => {
+                eprintln!("interrupted before the start time: nothing was sent");
+                return Ok(ExitCode::from(
+                    u8::try_from(exit_code::INTERRUPTED).unwrap_or(2),
+                ));
+            }
+            Waited::Late(late) => Some(late),
+            Waited::OnTime => None,
+        },
+        None => None,
+    };
     let interrupt = interrupted();
-    let report = peregrine_load::run(&plan, interrupt, |progress| {
+    let mut report = peregrine_load::run(&plan, interrupt, |progress| {
         if show_progress {
             eprintln!("{}", progress_line(progress));
         }
     })
     .await;
+    report.late_start_seconds = late.map(|l| l.as_secs_f64());
     print!("{}", final_stats(&report));
     if let Some(rate) = &report.rate
         && rate.below_target
@@ -66,6 +85,62 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         eprintln!("error: the run was stopped: {problem}");
     }
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// The slice of the plan to run: --shard (or PEREGRINE_SHARD), or --shard-from-job-index
+/// with the index from a Kubernetes Indexed Job's JOB_COMPLETION_INDEX.
+fn shard(args: &LoadArgs) -> anyhow::Result<Shard> {
+    if let Some(count) = args.shard_from_job_index {
+        let index = std::env::var("JOB_COMPLETION_INDEX").map_err(|_| {
+            anyhow::anyhow!("--shard-from-job-index: JOB_COMPLETION_INDEX is not set (it is on a Kubernetes Indexed Job)")
+        })?;
+        let index: u32 = index.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--shard-from-job-index: JOB_COMPLETION_INDEX {index:?} is not a whole number"
+            )
+        })?;
+        return Shard::new(index, count)
+            .map_err(|err| anyhow::anyhow!("--shard-from-job-index: {err}"));
+    }
+    Ok(args.shard.unwrap_or(Shard::WHOLE))
+}
+
+/// Longest wait --start-at accepts.
+const MAX_START_WAIT: Duration = Duration::from_secs(24 * 3600);
+/// Lateness under this is on time: process start-up and timer granularity.
+const LATE_AFTER: Duration = Duration::from_millis(100);
+
+/// How waiting for --start-at ended.
+enum Waited {
+    OnTime,
+    Late(Duration),
+    Interrupted,
+}
+
+/// Waits until `at` (wall clock); says so when it has already passed.
+async fn wait_until(at: std::time::SystemTime) -> anyhow::Result<Waited> {
+    let now = std::time::SystemTime::now();
+    match at.duration_since(now) {
+        Ok(wait) if wait > MAX_START_WAIT => Err(anyhow::anyhow!(
+            "--start-at is {} s away: give a time within 24 h",
+            wait.as_secs()
+        )),
+        Ok(wait) => {
+            eprintln!("waiting {:.1} s for the start time", wait.as_secs_f64());
+            tokio::select! {
+                () = tokio::time::sleep(wait) => Ok(Waited::OnTime),
+                () = interrupted() => Ok(Waited::Interrupted),
+            }
+        }
+        Err(past) if past.duration() > LATE_AFTER => {
+            eprintln!(
+                "warning: started {:.3} s after --start-at: this shard is late (marked in its report)",
+                past.duration().as_secs_f64()
+            );
+            Ok(Waited::Late(past.duration()))
+        }
+        Err(_) => Ok(Waited::OnTime),
+    }
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM: Taurus treats both as an interruption.

@@ -6,6 +6,7 @@ mod db;
 mod demo;
 mod health;
 mod load;
+mod report;
 mod serve;
 mod telemetry;
 mod tune;
@@ -28,7 +29,11 @@ fn main() -> ExitCode {
     // Commands that print their own results log only warnings unless RUST_LOG says otherwise.
     let default_level = match cli.command {
         Command::Serve(_) | Command::Db { .. } => "info",
-        Command::Load(_) | Command::Demo(_) | Command::Tune(_) | Command::Health(_) => "warn",
+        Command::Load(_)
+        | Command::Report { .. }
+        | Command::Demo(_)
+        | Command::Tune(_)
+        | Command::Health(_) => "warn",
     };
     telemetry::init(cli.log_format, default_level);
     raise_open_file_limit();
@@ -49,6 +54,7 @@ fn main() -> ExitCode {
             Command::Tune(args) => tune::run(args).await,
             Command::Health(args) => health::run(args).await,
             Command::Load(args) => return load::run(args).await,
+            Command::Report { command } => return report::run(command),
             Command::Demo(args) => return demo::run(args).await,
         };
         done.map(|()| ExitCode::SUCCESS)

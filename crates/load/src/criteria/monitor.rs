@@ -25,7 +25,7 @@ impl Criterion {
         }
     }
 
-    fn label_index(&self, labels: &[String]) -> Option<usize> {
+    pub(crate) fn label_index(&self, labels: &[String]) -> Option<usize> {
         self.label
             .as_ref()
             .and_then(|l| labels.iter().position(|x| x == l))
@@ -134,7 +134,7 @@ fn code_matches(pattern: &str, code: u16) -> bool {
 }
 
 /// How a criterion ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Outcome {
     /// The criterion as written.
     pub criterion: String,

@@ -5,7 +5,7 @@
 //! knows nothing of reports.
 
 mod exchange;
-mod pacing;
+pub(crate) mod pacing;
 mod session;
 mod steps;
 mod timer;
@@ -33,7 +33,7 @@ use users::{Batch, Pacer, Shared, closed_model_user, open_model_user};
 const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
 
 /// How a run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Ending {
     /// The plan ran to its end.
@@ -349,10 +349,13 @@ fn launch(
                 .as_deref()
                 .map(steps::ProgramState::new);
             Arc::new(Shared {
-                pacer: execution
-                    .plan
-                    .throughput
-                    .map(|rate| Pacer::new(rate, execution.plan.ramp_up, start)),
+                pacer: execution.plan.throughput.map(|rate| {
+                    Pacer::new(
+                        execution.plan.shard.rate(rate),
+                        execution.plan.ramp_up,
+                        start,
+                    )
+                }),
                 execution,
                 start,
                 samples: samples_tx.clone(),
@@ -435,7 +438,7 @@ fn spawn_workers(
 ) {
     let users: usize = shared
         .iter()
-        .map(|s| s.execution.plan.concurrency as usize)
+        .map(|s| s.execution.plan.shard_users() as usize)
         .sum();
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
@@ -447,12 +450,12 @@ fn spawn_workers(
             .iter()
             .scan(0usize, |first, execution| {
                 let from = *first;
-                *first += execution.execution.plan.concurrency as usize;
+                *first += execution.execution.plan.shard_users() as usize;
                 Some((execution, from))
             })
             .flat_map(|(execution, from)| {
                 let skip = (worker + workers - from % workers) % workers;
-                (0..execution.execution.plan.concurrency)
+                (0..execution.execution.plan.shard_users())
                     .skip(skip)
                     .step_by(workers)
                     .map(move |user| (Arc::clone(execution), user))

@@ -74,6 +74,8 @@ pub(super) async fn sleep_until(
 /// scenario until the iterations are done, the time is up or the run stops.
 pub async fn closed_model_user(shared: &Shared, user: u32, mut stop: watch::Receiver<bool>) {
     let execution = &shared.execution.plan;
+    // A shard's users take the numbers (and so the start offsets) they have in the whole plan.
+    let user = execution.shard.global_user(user);
     let offset = start_offset(
         user,
         execution.concurrency,
@@ -148,7 +150,8 @@ pub async fn open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
     let mut outbox = Outbox::new(&shared.samples);
     'arrivals: loop {
         for step in shared.execution.requests.iter() {
-            let k = shared.arrivals.fetch_add(1, Ordering::Relaxed);
+            let local = shared.arrivals.fetch_add(1, Ordering::Relaxed);
+            let k = execution.shard.global_arrival(local);
             let offset = arrival_offset(k, rate, execution.ramp_up);
             if offset >= total {
                 break 'arrivals;

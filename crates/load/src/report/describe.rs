@@ -11,7 +11,7 @@ use crate::report::exit_code;
 use crate::stats::LatencyHistogram;
 
 /// The run's outcome, as its exit code tells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     /// Exit 0: the test ran and no pass/fail criterion failed.
@@ -37,7 +37,7 @@ impl Verdict {
 }
 
 /// What was run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct RunDescription {
     /// When the test started, UTC, RFC 3339 to the second (`2026-11-28T19:35:02Z`).
     pub started_at: String,
@@ -46,7 +46,7 @@ pub struct RunDescription {
 }
 
 /// How the load was applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Model {
     /// Virtual users each send the next request when the last one answered.
@@ -59,7 +59,7 @@ pub enum Model {
 const MAX_TARGETS: usize = 5;
 
 /// One execution as planned.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ExecutionDescription {
     /// The scenario's name.
     pub scenario: String,
@@ -161,7 +161,7 @@ fn rfc3339(unix_seconds: u64) -> String {
 
 /// One bar of the response-time histogram: samples in `[from_seconds, to_seconds)`. The last
 /// bar may be wider: it gathers the slowest 1 % or so, up to the maximum.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct HistogramBin {
     /// Lower bound, seconds.
     pub from_seconds: f64,

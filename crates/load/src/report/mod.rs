@@ -2,9 +2,11 @@
 //! console text, JSON, CSV, JUnit XML, Taurus's dump formats and a self-contained HTML page.
 
 mod chart;
+pub mod compare;
 mod console;
 mod describe;
 mod html;
+pub mod merge;
 mod tables;
 mod xml;
 
@@ -14,7 +16,8 @@ use serde::Serialize;
 
 use crate::criteria::Outcome;
 use crate::engine::{Ending, Finished};
-use crate::plan::Plan;
+use crate::plan::{Plan, Shard};
+use crate::stats::hdr::Distributions;
 use crate::stats::{ErrorCount, ErrorKind, PERCENTILES, Second, Summary};
 
 pub use crate::engine::Progress;
@@ -23,6 +26,10 @@ pub use describe::{ExecutionDescription, HistogramBin, Model, RunDescription, Ve
 
 /// The version of the `report.json` schema; bumped on any incompatible change.
 pub const SCHEMA: &str = "peregrine-load-report/2";
+
+fn current_schema() -> &'static str {
+    SCHEMA
+}
 
 /// Exit codes, as Taurus uses them.
 pub mod exit_code {
@@ -37,9 +44,10 @@ pub mod exit_code {
 }
 
 /// Everything a finished test produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Report {
     /// [`SCHEMA`].
+    #[serde(skip_deserializing, default = "current_schema")]
     pub schema: &'static str,
     /// `peregrine <version>`.
     pub tool: String,
@@ -72,12 +80,21 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Which latency the percentiles are: see [`Report::latency_note`].
     pub latency: LatencyKind,
+    /// The slice of the plan this run was (`0/1`: all of it).
+    pub shard: Shard,
+    /// How late the run started after `--start-at` (a merge: the latest shard's), seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_start_seconds: Option<f64>,
+    /// A hash of the merged config: the shards of one plan share it.
+    pub fingerprint: String,
+    /// The raw response-time distributions, for exact merges of shards.
+    pub distributions: Distributions,
     #[serde(skip)]
     exit_code: i32,
 }
 
 /// What the response-time percentiles count from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LatencyKind {
     /// Closed model: from when each request was sent.
@@ -87,7 +104,7 @@ pub enum LatencyKind {
 }
 
 /// One label's summary.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct LabelSummary {
     /// The label.
     pub label: String,
@@ -97,7 +114,7 @@ pub struct LabelSummary {
 }
 
 /// Requested against achieved request rate in the open model.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize)]
 pub struct RateCheck {
     /// Requests per second asked for (at full rate).
     pub requested: f64,
@@ -157,8 +174,25 @@ impl Report {
             criteria,
             timeline: collector.timeline().to_vec(),
             warnings: plan.warnings.clone(),
+            shard: plan.shard(),
+            late_start_seconds: None,
+            fingerprint: plan.fingerprint.clone(),
+            distributions: Distributions::of(&plan.labels, &collector),
             exit_code,
         }
+    }
+
+    /// A report as report.json holds it (e.g. merged from shards); its exit code follows
+    /// its verdict.
+    pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
+        let mut report: Self = serde_json::from_str(json)?;
+        report.exit_code = match report.verdict {
+            Verdict::Passed => exit_code::OK,
+            Verdict::Failed => exit_code::CRITERIA_FAILED,
+            Verdict::Interrupted => exit_code::INTERRUPTED,
+            Verdict::Aborted => exit_code::TOOL_ERROR,
+        };
+        Ok(report)
     }
 
     /// The process exit code this result calls for.
@@ -232,7 +266,11 @@ fn kind_name(kind: ErrorKind) -> String {
 
 fn open_model_rate(plan: &Plan, timeline: &[Second]) -> Option<RateCheck> {
     let execution = plan.executions.iter().find(|e| e.arrival_rate.is_some())?;
-    let requested: f64 = plan.executions.iter().filter_map(|e| e.arrival_rate).sum();
+    let requested: f64 = plan
+        .executions
+        .iter()
+        .filter_map(|e| e.arrival_rate.map(|rate| e.shard.rate(rate)))
+        .sum();
     // Count the seconds after the ramp-up, leaving out the partial last second.
     let from = execution.ramp_up.as_secs_f64().ceil() as u64;
     let to = execution.duration().as_secs();

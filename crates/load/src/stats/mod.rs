@@ -3,6 +3,7 @@
 //! A label costs memory only for what it saw: histograms follow the latencies recorded, and
 //! a second keeps windows only for the labels that had samples in it.
 
+pub mod hdr;
 mod histogram;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,7 +21,9 @@ pub const PERCENTILES: [f64; 7] = [0.0, 50.0, 90.0, 95.0, 99.0, 99.9, 100.0];
 const MAX_MICROS: u64 = 3_600_000_000;
 
 /// What went wrong with a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ErrorKind {
     /// No connection could be made.
@@ -170,7 +173,7 @@ fn rate(count: u64, duration: Duration) -> f64 {
 }
 
 /// A percentile of response times.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct Percentile {
     /// The level, 0 (minimum) to 100 (maximum).
     pub level: f64,
@@ -179,7 +182,7 @@ pub struct Percentile {
 }
 
 /// Final statistics of one label or of the whole test.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Requests completed (with or without error).
     pub samples: u64,
@@ -222,7 +225,7 @@ impl Summary {
 }
 
 /// One second of the test.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Second {
     /// Seconds since the start; this row covers `[second, second + 1)`.
     pub second: u64,
@@ -230,6 +233,11 @@ pub struct Second {
     pub users: u64,
     /// The whole test's figures for this second.
     pub overall: Window,
+    /// The whole test's response times of this second (µs) as an HDR histogram in the
+    /// standard compressed encoding (see [`hdr`]), so merged shards keep exact per-second
+    /// percentiles; empty in a second without samples.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub histogram: String,
     /// The labels that had samples in this second, in label order (with more than
     /// [`MAX_TIMELINE_LABELS`] labels, only those a criterion names).
     pub labels: Vec<LabelWindow>,
@@ -246,7 +254,7 @@ impl Second {
 }
 
 /// One label's figures for one second.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct LabelWindow {
     /// Index of the label in the plan's labels (and the report's `labels`).
     pub label: usize,
@@ -256,7 +264,7 @@ pub struct LabelWindow {
 }
 
 /// Figures for one second of one label (or of all).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Window {
     /// Samples that ended in this second.
     pub hits: u64,
@@ -275,7 +283,24 @@ pub struct Window {
     /// Response-time percentiles of this second (levels of [`PERCENTILES`] plus any criteria use).
     pub percentiles: Vec<Percentile>,
     /// Samples per status code.
+    #[serde(deserialize_with = "codes_from_text")]
     pub codes: BTreeMap<u16, u64>,
+}
+
+/// Reads status codes that are JSON object keys (text) back as numbers; a flattened window
+/// (a label's) reaches here as text keys that serde would not convert itself.
+fn codes_from_text<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<u16, u64>, D::Error> {
+    use serde::Deserialize as _;
+    BTreeMap::<String, u64>::deserialize(deserializer)?
+        .into_iter()
+        .map(|(code, count)| {
+            code.parse()
+                .map(|code| (code, count))
+                .map_err(|_| serde::de::Error::custom(format!("status code {code:?}")))
+        })
+        .collect()
 }
 
 impl Window {
@@ -329,7 +354,7 @@ impl OpenWindow {
 }
 
 /// An error message and how often it happened.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ErrorCount {
     /// The label it happened on.
     pub label: String,
@@ -437,9 +462,15 @@ impl Collector {
                 .ok()
                 .and_then(|i| users_at.get(i))
                 .or(users_at.last());
+            let histogram = if overall.window.hits > 0 {
+                hdr::encode(&hdr::to_hdr(&overall.histogram))
+            } else {
+                String::new()
+            };
             self.timeline.push(Second {
                 second: next,
                 users: users.copied().unwrap_or(0),
+                histogram,
                 overall: overall.close(&self.levels),
                 labels: per_label
                     .into_iter()

@@ -53,15 +53,27 @@ pub fn from_taurus_files(document: &Value, files: &[PathBuf]) -> Result<Plan, Re
     blocks::runtime_names(document, &mut builder.runtime_names);
     builder.properties = properties::jmeter_properties(document);
     match read(&mut builder, document) {
-        Ok(()) => builder.finish().map_err(|error| Rejected {
-            error,
-            warnings: Vec::new(),
-        }),
+        Ok(()) => {
+            let mut plan = builder.finish().map_err(|error| Rejected {
+                error,
+                warnings: Vec::new(),
+            })?;
+            plan.fingerprint = fingerprint(document);
+            Ok(plan)
+        }
         Err(error) => Err(Rejected {
             error,
             warnings: builder.warnings,
         }),
     }
+}
+
+/// A hash of the merged config (after overrides and settings.env), so that the shards of
+/// one plan can be told from those of another: hex of the first 16 bytes of its SHA-256.
+fn fingerprint(document: &Value) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(document.to_string().as_bytes());
+    digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
 }
 
 fn read(builder: &mut Builder, document: &Value) -> Result<(), ConfigError> {
@@ -184,6 +196,7 @@ impl Builder {
             warnings: self.warnings,
             labels: self.labels,
             tls: self.tls,
+            fingerprint: String::new(),
         })
     }
 
@@ -254,6 +267,7 @@ impl Builder {
             steps,
             arrival_rate,
             scenario: Arc::new(scenario),
+            shard: crate::plan::Shard::WHOLE,
         })
     }
 

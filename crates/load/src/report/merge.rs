@@ -1,0 +1,465 @@
+//! `peregrine report merge`: the reports of the N shards of one plan as one report.
+//!
+//! Counts, bytes, status codes and errors are summed; response-time percentiles, mean and
+//! standard deviation come from the merged HDR histograms (never averaged); latency and
+//! connect averages are weighted by samples. The per-second timeline sums counts, bytes,
+//! sums of times and codes per second; its per-second percentiles cannot be rebuilt from
+//! the shards and are left out, as are the (uncorrected) service-time percentiles. Given
+//! the plan, [`evaluate_criteria`] evaluates its pass/fail criteria on the merged figures.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hdrhistogram::Histogram;
+use serde_json::{Map, Value, json};
+
+use super::SCHEMA;
+use super::describe::histogram_bins;
+use crate::criteria::{Measure, Monitor, Outcome};
+use crate::stats::LatencyHistogram;
+use crate::stats::hdr::{self, decode, encode};
+use crate::stats::{PERCENTILES, Second, Summary};
+
+/// One shard's report as read.
+struct ShardReport {
+    file: PathBuf,
+    index: u64,
+    count: u64,
+    fingerprint: String,
+    json: Value,
+}
+
+/// Why shards cannot be merged; each names the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {message}", file.display())]
+pub struct MergeError {
+    /// The report (or directory) at fault.
+    pub file: PathBuf,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn fail(file: &Path, message: impl Into<String>) -> MergeError {
+    MergeError {
+        file: file.to_path_buf(),
+        message: message.into(),
+    }
+}
+
+/// Reads `DIR/report.json` of every shard directory, checks that they are all the shards
+/// of one plan, and merges them into one report.json document.
+pub fn merge_dirs(dirs: &[PathBuf]) -> Result<Value, MergeError> {
+    let shards = dirs
+        .iter()
+        .map(|dir| read_shard(&dir.join("report.json")))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_complete(&shards)?;
+    merge(&shards)
+}
+
+fn read_shard(file: &Path) -> Result<ShardReport, MergeError> {
+    let text =
+        std::fs::read_to_string(file).map_err(|err| fail(file, format!("cannot read: {err}")))?;
+    let json: Value =
+        serde_json::from_str(&text).map_err(|err| fail(file, format!("not JSON: {err}")))?;
+    if json["schema"] != SCHEMA {
+        return Err(fail(file, format!("not a {SCHEMA} report")));
+    }
+    let field = |name: &str| {
+        json["shard"][name]
+            .as_u64()
+            .ok_or_else(|| fail(file, format!("has no shard.{name}")))
+    };
+    let (index, count) = (field("index")?, field("count")?);
+    let fingerprint = json["fingerprint"]
+        .as_str()
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| fail(file, "has no plan fingerprint"))?
+        .to_owned();
+    Ok(ShardReport {
+        file: file.to_path_buf(),
+        index,
+        count,
+        fingerprint,
+        json,
+    })
+}
+
+/// Same plan, same N, distinct indexes covering 0..N.
+fn check_complete(shards: &[ShardReport]) -> Result<(), MergeError> {
+    let Some(first) = shards.first() else {
+        return Err(fail(Path::new("."), "no shard directories given"));
+    };
+    let mut seen: BTreeMap<u64, &Path> = BTreeMap::new();
+    for shard in shards {
+        if shard.fingerprint != first.fingerprint {
+            return Err(fail(
+                &shard.file,
+                format!(
+                    "is a different plan (fingerprint {}) from {} ({})",
+                    shard.fingerprint,
+                    first.file.display(),
+                    first.fingerprint
+                ),
+            ));
+        }
+        if shard.count != first.count {
+            return Err(fail(
+                &shard.file,
+                format!(
+                    "is shard {}/{} but {} is of {} shards",
+                    shard.index,
+                    shard.count,
+                    first.file.display(),
+                    first.count
+                ),
+            ));
+        }
+        if let Some(other) = seen.insert(shard.index, &shard.file) {
+            return Err(fail(
+                &shard.file,
+                format!(
+                    "is shard {}/{} again (also {})",
+                    shard.index,
+                    shard.count,
+                    other.display()
+                ),
+            ));
+        }
+    }
+    if let Some(missing) = (0..first.count).find(|i| !seen.contains_key(i)) {
+        return Err(fail(
+            &first.file,
+            format!(
+                "shard {missing}/{} is missing: give all {} shard directories",
+                first.count, first.count
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn merge(shards: &[ShardReport]) -> Result<Value, MergeError> {
+    let first = &shards[0];
+    let duration = shards
+        .iter()
+        .filter_map(|s| s.json["duration_seconds"].as_f64())
+        .fold(0.0, f64::max);
+    let overall = merged_histogram(shards, |json| json["distributions"]["overall"].as_str())?;
+    let mut report = first.json.clone();
+    report["duration_seconds"] = json!(duration);
+    report["overall"] = merged_summary(
+        shards.iter().map(|s| &s.json["overall"]),
+        &overall,
+        duration,
+    );
+    let labels = first.json["labels"].as_array().cloned().unwrap_or_default();
+    let mut merged_labels = Vec::new();
+    let mut distributions = Vec::new();
+    for (i, label) in labels.iter().enumerate() {
+        let histogram = merged_histogram(shards, |json| {
+            json["distributions"]["labels"][i]["response"].as_str()
+        })?;
+        let mut summary = merged_summary(
+            shards.iter().map(|s| &s.json["labels"][i]),
+            &histogram,
+            duration,
+        );
+        summary["label"] = label["label"].clone();
+        merged_labels.push(summary);
+        distributions.push(json!({"label": label["label"], "response": encode(&histogram)}));
+    }
+    report["labels"] = Value::Array(merged_labels);
+    report["distributions"] =
+        json!({"unit": "us", "overall": encode(&overall), "labels": distributions});
+    report["errors"] = merged_errors(shards);
+    report["timeline"] = merged_timeline(shards);
+    report["shard"] = json!({"index": 0, "count": 1});
+    report["merged_shards"] = json!(first.count);
+    report["criteria"] = json!([]);
+    let late = shards
+        .iter()
+        .filter_map(|s| s.json["late_start_seconds"].as_f64())
+        .reduce(f64::max);
+    report["late_start_seconds"] = json!(late);
+    let (verdict, ending) = merged_verdict(shards);
+    report["verdict"] = json!(verdict);
+    report["ending"] = json!(ending);
+    report["rate"] = Value::Null;
+    report["latency_histogram"] =
+        serde_json::to_value(histogram_bins(&to_compact(&overall))).unwrap_or_default();
+    Ok(report)
+}
+
+/// The merged run's verdict and ending before criteria: aborted or interrupted when any
+/// shard was, else passed and completed (the shards' own criteria judged slices only).
+fn merged_verdict(shards: &[ShardReport]) -> (&'static str, &'static str) {
+    let any = |verdict: &str| shards.iter().any(|s| s.json["verdict"] == verdict);
+    if any("aborted") {
+        ("aborted", "aborted")
+    } else if any("interrupted") {
+        ("interrupted", "interrupted")
+    } else {
+        ("passed", "completed")
+    }
+}
+
+/// An HDR histogram as the load generator's own (for the report's histogram bins).
+fn to_compact(histogram: &Histogram<u64>) -> LatencyHistogram {
+    let mut compact = LatencyHistogram::dense();
+    for value in histogram.iter_recorded() {
+        compact.record_n(value.value_iterated_to(), value.count_at_value());
+    }
+    compact
+}
+
+/// The sum of the shards' histograms picked by `pick`.
+fn merged_histogram(
+    shards: &[ShardReport],
+    pick: impl Fn(&Value) -> Option<&str>,
+) -> Result<Histogram<u64>, MergeError> {
+    let mut merged = hdr::empty();
+    for shard in shards {
+        let text = pick(&shard.json)
+            .ok_or_else(|| fail(&shard.file, "has no response-time distribution"))?;
+        let histogram = decode(text).map_err(|err| fail(&shard.file, err))?;
+        merged
+            .add(histogram)
+            .map_err(|err| fail(&shard.file, format!("cannot add its histogram: {err:?}")))?;
+    }
+    Ok(merged)
+}
+
+fn number(value: &Value, key: &str) -> f64 {
+    value[key].as_f64().unwrap_or(0.0)
+}
+
+/// A summary from the shards' summaries and the merged histogram.
+fn merged_summary<'a>(
+    parts: impl Iterator<Item = &'a Value> + Clone,
+    histogram: &Histogram<u64>,
+    duration: f64,
+) -> Value {
+    let sum = |key: &str| {
+        parts
+            .clone()
+            .map(|p| p[key].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let (samples, failures) = (sum("samples"), sum("failures"));
+    let weighted = |key: &str| {
+        let total: f64 = parts
+            .clone()
+            .map(|p| number(p, key) * number(p, "samples"))
+            .sum();
+        if samples == 0 {
+            0.0
+        } else {
+            total / samples as f64
+        }
+    };
+    let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+    for part in parts.clone() {
+        for (code, count) in part["codes"].as_object().into_iter().flatten() {
+            *codes.entry(code.clone()).or_default() += count.as_u64().unwrap_or(0);
+        }
+    }
+    let percentiles: Vec<Value> = PERCENTILES
+        .iter()
+        .map(|&level| json!({"level": level, "seconds": value_at(histogram, level) / 1e6}))
+        .collect();
+    json!({
+        "samples": samples,
+        "failures": failures,
+        "failure_percent": if samples == 0 { 0.0 } else { failures as f64 * 100.0 / samples as f64 },
+        "bytes": sum("bytes"),
+        "throughput": if duration > 0.0 { samples as f64 / duration } else { 0.0 },
+        "avg_rt": if histogram.is_empty() { 0.0 } else { histogram.mean() / 1e6 },
+        "avg_lt": weighted("avg_lt"),
+        "avg_ct": weighted("avg_ct"),
+        "avg_tls": weighted("avg_tls"),
+        "stdev_rt": if histogram.is_empty() { 0.0 } else { histogram.stdev() / 1e6 },
+        "percentiles": percentiles,
+        "service_percentiles": [],
+        "codes": codes,
+    })
+}
+
+/// The value at percentile `level` (0 = minimum, 100 = maximum), µs.
+pub fn value_at(histogram: &Histogram<u64>, level: f64) -> f64 {
+    if histogram.is_empty() {
+        return 0.0;
+    }
+    match level {
+        l if l <= 0.0 => histogram.min() as f64,
+        l if l >= 100.0 => histogram.max() as f64,
+        l => histogram.value_at_quantile(l / 100.0) as f64,
+    }
+}
+
+/// Errors summed by label, kind and message.
+fn merged_errors(shards: &[ShardReport]) -> Value {
+    let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    for error in shards
+        .iter()
+        .flat_map(|s| s.json["errors"].as_array().into_iter().flatten())
+    {
+        let text = |key: &str| error[key].as_str().unwrap_or_default().to_owned();
+        *counts
+            .entry((text("label"), text("kind"), text("message")))
+            .or_default() += error["count"].as_u64().unwrap_or(0);
+    }
+    let mut rows: Vec<_> = counts.into_iter().collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows.into_iter()
+        .map(|((label, kind, message), count)| {
+            json!({"label": label, "kind": kind, "message": message, "count": count})
+        })
+        .collect()
+}
+
+/// One second being summed: users, the overall window and the windows by label index.
+type MergedSecond = (
+    u64,
+    Map<String, Value>,
+    BTreeMap<u64, Map<String, Value>>,
+    Option<Histogram<u64>>,
+);
+
+/// Seconds summed by second and label; the overall per-second percentiles come from the
+/// merged per-second histograms, the labels' per-second percentiles are left out.
+fn merged_timeline(shards: &[ShardReport]) -> Value {
+    let mut seconds: BTreeMap<u64, MergedSecond> = BTreeMap::new();
+    // The levels a shard's seconds carry: the standard ones plus those its criteria watch.
+    let levels: Vec<f64> = shards
+        .iter()
+        .flat_map(|s| s.json["timeline"].as_array().into_iter().flatten())
+        .find_map(|second| {
+            let table = second["overall"]["percentiles"].as_array()?;
+            (!table.is_empty()).then(|| table.iter().filter_map(|p| p["level"].as_f64()).collect())
+        })
+        .unwrap_or_else(|| PERCENTILES.to_vec());
+    for second in shards
+        .iter()
+        .flat_map(|s| s.json["timeline"].as_array().into_iter().flatten())
+    {
+        let at = second["second"].as_u64().unwrap_or(0);
+        let entry = seconds.entry(at).or_default();
+        entry.0 += second["users"].as_u64().unwrap_or(0);
+        add_window(&mut entry.1, &second["overall"]);
+        if let Some(histogram) = second["histogram"].as_str().and_then(|h| decode(h).ok()) {
+            let merged = entry.3.get_or_insert_with(hdr::empty);
+            // Both histograms have the same bounds, so adding cannot fail.
+            let _ = merged.add(histogram);
+        }
+        for label in second["labels"].as_array().into_iter().flatten() {
+            let index = label["label"].as_u64().unwrap_or(0);
+            add_window(entry.2.entry(index).or_default(), label);
+        }
+    }
+    seconds
+        .into_iter()
+        .map(|(second, (users, mut overall, labels, histogram))| {
+            let mut encoded = String::new();
+            if let Some(histogram) = histogram {
+                let percentiles: Vec<Value> = levels
+                    .iter()
+                    .map(|&level| json!({"level": level, "seconds": value_at(&histogram, level) / 1e6}))
+                    .collect();
+                overall.insert("percentiles".to_owned(), Value::Array(percentiles));
+                encoded = encode(&histogram);
+            }
+            let labels: Vec<Value> = labels
+                .into_iter()
+                .map(|(index, mut window)| {
+                    window.insert("label".to_owned(), json!(index));
+                    Value::Object(window)
+                })
+                .collect();
+            json!({"second": second, "users": users, "overall": overall, "labels": labels, "histogram": encoded})
+        })
+        .collect()
+}
+
+/// Adds the counts and sums of `window` into `into`.
+fn add_window(into: &mut Map<String, Value>, window: &Value) {
+    for key in ["hits", "failures", "bytes"] {
+        let total =
+            into.get(key).and_then(Value::as_u64).unwrap_or(0) + window[key].as_u64().unwrap_or(0);
+        into.insert(key.to_owned(), json!(total));
+    }
+    for key in ["sum_rt", "sum_lt", "sum_ct", "sum_sq_rt"] {
+        let total = into.get(key).and_then(Value::as_f64).unwrap_or(0.0) + number(window, key);
+        into.insert(key.to_owned(), json!(total));
+    }
+    into.insert("percentiles".to_owned(), json!([]));
+    let codes = into
+        .entry("codes")
+        .or_insert_with(|| json!({}))
+        .as_object_mut();
+    if let Some(codes) = codes {
+        for (code, count) in window["codes"].as_object().into_iter().flatten() {
+            let total =
+                codes.get(code).and_then(Value::as_u64).unwrap_or(0) + count.as_u64().unwrap_or(0);
+            codes.insert(code.clone(), json!(total));
+        }
+    }
+}
+
+/// Evaluates `plan`'s pass/fail criteria on a merged report (`plan` must be the plan the
+/// shards ran: same fingerprint), stores the outcomes in it and returns them with warnings
+/// about criteria that cannot be evaluated exactly.
+pub fn evaluate_criteria(
+    merged: &mut Value,
+    plan: &crate::Plan,
+    config: &Path,
+) -> Result<(Vec<Outcome>, Vec<String>), MergeError> {
+    if merged["fingerprint"] != plan.fingerprint.as_str() {
+        return Err(fail(
+            config,
+            format!(
+                "is not the plan the shards ran (fingerprint {} against {}): give the same files and -o overrides",
+                plan.fingerprint, merged["fingerprint"]
+            ),
+        ));
+    }
+    let read = |value: &Value, what: &str| {
+        serde_json::from_value::<Summary>(value.clone())
+            .map_err(|err| fail(config, format!("cannot read the merged {what}: {err}")))
+    };
+    let overall = read(&merged["overall"], "overall figures")?;
+    let labels = merged["labels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|label| read(label, "label figures"))
+        .collect::<Result<Vec<_>, _>>()?;
+    // From text: status codes are map keys, which only the text reader turns into numbers.
+    let timeline: Vec<Second> = serde_json::from_str(&merged["timeline"].to_string())
+        .map_err(|err| fail(config, format!("cannot read the merged timeline: {err}")))?;
+    let mut monitor = Monitor::new(plan.criteria.clone(), plan.labels.clone());
+    for end in 1..=timeline.len() {
+        monitor.on_seconds(&timeline[..end]);
+    }
+    let outcomes = monitor.finish(&overall, &labels);
+    let warnings = plan
+        .criteria
+        .iter()
+        .filter(|c| {
+            !c.timeframe.is_zero()
+                && matches!(c.subject, Measure::Percentile(_))
+                && c.label_index(&plan.labels).is_some()
+        })
+        .map(|c| {
+            format!(
+                "criterion {:?}: a label's per-second percentiles are not merged, so it is not evaluated on the merged timeline",
+                c.text
+            )
+        })
+        .collect();
+    merged["criteria"] = serde_json::to_value(&outcomes).unwrap_or_default();
+    if outcomes.iter().any(|o| o.failed) {
+        merged["verdict"] = json!("failed");
+    }
+    Ok((outcomes, warnings))
+}

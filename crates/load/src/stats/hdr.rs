@@ -1,0 +1,148 @@
+//! The raw latency distributions a report carries, as HDR histograms in the standard
+//! compressed encoding (V2, DEFLATE, base64: what `HdrHistogram.decodeFromCompressedByteBuffer`
+//! and the other HdrHistogram implementations read), so that the reports of the shards of one
+//! plan can be merged exactly.
+//!
+//! The engine keeps its own compact log-linear histogram; each of its buckets is written as
+//! its middle value into an HDR histogram of 3 significant digits. Both histograms resolve a
+//! value to within 0.1 %, so the conversion may move a value by up to that precision, never
+//! more; counts are exact.
+
+use base64::Engine as _;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, Serializer, V2DeflateSerializer};
+use serde::{Deserialize, Serialize};
+
+use super::histogram::LatencyHistogram;
+use super::{Collector, MAX_MICROS};
+
+/// Significant digits of the HDR histograms written.
+pub const SIGNIFICANT_DIGITS: u8 = 3;
+
+/// Response-time distributions (µs) of a run, overall and per label.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Distributions {
+    /// Unit of the recorded values.
+    pub unit: String,
+    /// All samples together, encoded.
+    pub overall: String,
+    /// Per label, in the plan's order.
+    pub labels: Vec<LabelDistribution>,
+}
+
+/// One label's encoded response-time distribution.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LabelDistribution {
+    /// The label.
+    pub label: String,
+    /// Its response times, encoded.
+    pub response: String,
+}
+
+impl Distributions {
+    /// The response-time distributions of what `collector` recorded.
+    pub fn of(labels: &[String], collector: &Collector) -> Self {
+        Self {
+            unit: "us".to_owned(),
+            overall: encode(&to_hdr(&collector.overall().response)),
+            labels: labels
+                .iter()
+                .zip(collector.per_label())
+                .map(|(label, tally)| LabelDistribution {
+                    label: label.clone(),
+                    response: encode(&to_hdr(&tally.response)),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An empty HDR histogram over 1 µs to an hour at [`SIGNIFICANT_DIGITS`].
+pub fn empty() -> Histogram<u64> {
+    // Constant bounds the crate accepts (low ≥ 1, high ≥ 2·low, digits ≤ 5): no input
+    // reaches this.
+    #[allow(clippy::expect_used)]
+    Histogram::new_with_bounds(1, MAX_MICROS, SIGNIFICANT_DIGITS)
+        .expect("constant HDR histogram bounds are valid")
+}
+
+/// The compact histogram as an HDR histogram (each bucket at its middle value).
+pub fn to_hdr(histogram: &LatencyHistogram) -> Histogram<u64> {
+    let mut hdr = empty();
+    for (value, count) in histogram.counts() {
+        hdr.saturating_record_n(value.clamp(1, MAX_MICROS), count);
+    }
+    hdr
+}
+
+/// The standard compressed base64 encoding of `histogram`.
+pub fn encode(histogram: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    // Serializing into memory fails only on a histogram the format cannot hold, which
+    // ours (bounded values, u64 counts) never is; an empty string then reads as an error.
+    if V2DeflateSerializer::new()
+        .serialize(histogram, &mut bytes)
+        .is_err()
+    {
+        return String::new();
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads a histogram in the standard compressed base64 encoding.
+pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|err| format!("not base64: {err}"))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|err| format!("not an HDR histogram: {err:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compact(values: &[u64]) -> LatencyHistogram {
+        let mut histogram = LatencyHistogram::default();
+        for &value in values {
+            histogram.record(value);
+        }
+        histogram
+    }
+
+    #[test]
+    fn the_encoding_round_trips_and_keeps_counts_and_precision() {
+        let values: Vec<u64> = (1..5000).map(|i| i * 37 % 100_000 + 1).collect();
+        let hdr = to_hdr(&compact(&values));
+        let back = decode(&encode(&hdr)).unwrap();
+        assert_eq!(back, hdr);
+        assert_eq!(back.len(), values.len() as u64);
+        let mut sorted = values.clone();
+        sorted.sort_unstable();
+        let exact_p99 = sorted[(sorted.len() * 99).div_ceil(100) - 1] as f64;
+        let p99 = back.value_at_quantile(0.99) as f64;
+        assert!(
+            (p99 - exact_p99).abs() <= exact_p99 * 0.002,
+            "{p99} vs {exact_p99}"
+        );
+    }
+
+    #[test]
+    fn merging_two_histograms_equals_the_histogram_of_both_value_sets() {
+        let a: Vec<u64> = (1..3000).map(|i| i * 13 % 40_000 + 1).collect();
+        let b: Vec<u64> = (1..2000).map(|i| i * 7 % 900_000 + 5).collect();
+        let mut merged = decode(&encode(&to_hdr(&compact(&a)))).unwrap();
+        merged
+            .add(decode(&encode(&to_hdr(&compact(&b)))).unwrap())
+            .unwrap();
+        let both: Vec<u64> = a.iter().chain(&b).copied().collect();
+        assert_eq!(merged, to_hdr(&compact(&both)));
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        assert!(decode("not base64!").unwrap_err().contains("base64"));
+        assert!(decode("aGVsbG8=").unwrap_err().contains("HDR"));
+    }
+}

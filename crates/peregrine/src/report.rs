@@ -1,0 +1,83 @@
+//! `peregrine report merge|compare`: the shards of one plan as one report, and two runs
+//! side by side.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use peregrine_load::report::compare::{Thresholds, compare};
+use peregrine_load::report::final_stats;
+use peregrine_load::report::merge::{evaluate_criteria, merge_dirs};
+use peregrine_load::{Report, exit_code};
+use serde_json::Value;
+
+use crate::cli::{CompareArgs, MergeArgs, ReportCommand};
+
+/// Runs `peregrine report …`.
+pub fn run(command: ReportCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ReportCommand::Merge(args) => merge(&args),
+        ReportCommand::Compare(args) => compare_dirs(&args),
+    }
+}
+
+fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
+    let mut merged = merge_dirs(&args.shards)?;
+    let mut failed = false;
+    if let Some(first) = args.config.first() {
+        let plan = peregrine_load::load_plan(&args.config, &args.overrides)?;
+        let (outcomes, warnings) = evaluate_criteria(&mut merged, &plan, first)?;
+        for warning in warnings {
+            eprintln!("warning: {warning}");
+        }
+        for outcome in &outcomes {
+            println!("{}", outcome.verdict);
+        }
+        failed = outcomes.iter().any(|o| o.failed);
+    }
+    let report = Report::from_json(&merged.to_string())
+        .context("the merged report does not read back as a report")?;
+    print!("{}", final_stats(&report));
+    for path in report.write_dir(&args.out)? {
+        eprintln!("wrote {}", path.display());
+    }
+    if failed {
+        return Ok(ExitCode::from(
+            u8::try_from(exit_code::CRITERIA_FAILED).unwrap_or(1),
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_report(dir: &Path) -> anyhow::Result<Value> {
+    let file = dir.join("report.json");
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not JSON", file.display()))
+}
+
+fn compare_dirs(args: &CompareArgs) -> anyhow::Result<ExitCode> {
+    let (base, new) = (read_report(&args.base)?, read_report(&args.new)?);
+    let fraction = |p: Option<f64>| p.map(|p| p / 100.0);
+    let limits = Thresholds {
+        noise_relative: args.noise / 100.0,
+        noise_micros: args.noise_floor.as_secs_f64() * 1e6,
+        max_regression: [
+            fraction(args.max_p50_regression),
+            fraction(args.max_p90_regression),
+            fraction(args.max_p99_regression),
+        ],
+        max_error_rate_increase: args.max_error_rate_increase,
+    };
+    let comparison = compare(&base, &new, &limits).map_err(anyhow::Error::msg)?;
+    print!("{}", comparison.text);
+    if comparison.failures.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for failure in &comparison.failures {
+        eprintln!("regression: {failure}");
+    }
+    Ok(ExitCode::from(
+        u8::try_from(exit_code::CRITERIA_FAILED).unwrap_or(1),
+    ))
+}

@@ -1,0 +1,368 @@
+//! `peregrine load --shard`, `report merge` and `report compare` end to end: N local shards
+//! against one TinyServer, checked against the whole plan.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use peregrine_testkit::{Behavior, TinyServer};
+use serde_json::Value;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_peregrine");
+
+/// Runs peregrine with `args` in `dir`, off the async runtime.
+#[cfg(test)]
+fn peregrine(dir: &Path, args: Vec<String>) -> impl Future<Output = Output> + Send + 'static {
+    let dir = dir.to_path_buf();
+    async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new(BINARY)
+                .args(&args)
+                .current_dir(dir)
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn strings(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// Runs `load URL FLAGS… --shard I/N --report shard-I` for every shard at once.
+async fn run_shards(dir: &Path, url: &str, flags: &[&str], count: u32, name: &str) -> Vec<PathBuf> {
+    let runs = (0..count).map(|index| {
+        let mut args = strings(&["load", url]);
+        args.extend(strings(flags));
+        args.extend(strings(&["--shard", &format!("{index}/{count}")]));
+        args.extend(strings(&["--report", &format!("{name}-{count}-{index}")]));
+        peregrine(dir, args)
+    });
+    for out in futures_join(runs).await {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (0..count)
+        .map(|index| dir.join(format!("{name}-{count}-{index}")))
+        .collect()
+}
+
+#[cfg(test)]
+async fn futures_join<F: Future<Output = Output> + Send + 'static>(
+    runs: impl Iterator<Item = F>,
+) -> Vec<Output> {
+    let handles: Vec<_> = runs.map(tokio::spawn).collect();
+    let mut outputs = Vec::new();
+    for handle in handles {
+        outputs.push(handle.await.unwrap());
+    }
+    outputs
+}
+
+#[cfg(test)]
+fn report(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap()
+}
+
+#[cfg(test)]
+fn samples(dir: &Path) -> u64 {
+    report(dir)["overall"]["samples"].as_u64().unwrap()
+}
+
+fn merge(dir: &Path, shards: &[PathBuf], out: &str) -> impl Future<Output = Output> {
+    let mut args = strings(&["report", "merge"]);
+    args.extend(shards.iter().map(|s| s.display().to_string()));
+    args.extend(strings(&["--out", out]));
+    peregrine(dir, args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_together_send_exactly_the_whole_plan_and_merge_into_it() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("/");
+    // Closed model: 5 users × 4 iterations = 20 requests, whatever the split.
+    for count in [2, 3] {
+        let before = server.received();
+        let shards = run_shards(
+            dir.path(),
+            &url,
+            &["-c", "5", "--iterations", "4"],
+            count,
+            "closed",
+        )
+        .await;
+        let per_shard: Vec<u64> = shards.iter().map(|s| samples(s)).collect();
+        let expected: Vec<u64> = if count == 2 {
+            vec![12, 8]
+        } else {
+            vec![8, 8, 4]
+        };
+        assert_eq!(
+            per_shard, expected,
+            "users 3/2 and 2/2/1, 4 iterations each"
+        );
+        assert_eq!(server.received() - before, 20);
+        let out = merge(dir.path(), &shards, &format!("merged-{count}")).await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let merged = report(&dir.path().join(format!("merged-{count}")));
+        assert_eq!(merged["overall"]["samples"], 20);
+        // Per-second percentiles come from the merged per-second histograms: the slowest
+        // of the merged second 0 is the slowest of the shards' (within 0.1 % precision).
+        let slowest = |report: &Value| {
+            report["timeline"][0]["overall"]["percentiles"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["level"] == 100.0)
+                .and_then(|p| p["seconds"].as_f64())
+                .unwrap()
+        };
+        let shard_slowest = shards
+            .iter()
+            .map(|s| slowest(&report(s)))
+            .fold(0.0, f64::max);
+        let merged_slowest = slowest(&merged);
+        assert!(
+            (merged_slowest - shard_slowest).abs() <= shard_slowest * 0.002,
+            "{merged_slowest} vs {shard_slowest}"
+        );
+        let bins = merged["latency_histogram"].as_array().unwrap();
+        let binned: u64 = bins.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+        assert!(binned > 0 && binned <= 20, "{bins:?}");
+        let hits: u64 = merged["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["overall"]["hits"].as_u64().unwrap())
+            .sum();
+        assert_eq!(hits, 20);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("Samples count: 20,"), "{stdout}");
+        for file in ["timeline.csv", "junit.xml", "report.html"] {
+            assert!(
+                dir.path()
+                    .join(format!("merged-{count}"))
+                    .join(file)
+                    .is_file()
+            );
+        }
+    }
+    // Open model: 200/s for 1 s is arrivals 0..200 of the schedule; shards interleave them.
+    let before = server.received();
+    let shards = run_shards(
+        dir.path(),
+        &url,
+        &["--rate", "200", "--hold-for", "1s", "-c", "4"],
+        2,
+        "open",
+    )
+    .await;
+    let per_shard: Vec<u64> = shards.iter().map(|s| samples(s)).collect();
+    assert_eq!(per_shard, [100, 100]);
+    assert_eq!(server.received() - before, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_duplicate_and_mismatched_shards_are_clear_errors_naming_the_file() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("/");
+    let three = run_shards(dir.path(), &url, &["-c", "3", "--iterations", "1"], 3, "a").await;
+    let two = run_shards(dir.path(), &url, &["-c", "3", "--iterations", "1"], 2, "a").await;
+    let other = run_shards(dir.path(), &url, &["-c", "4", "--iterations", "1"], 2, "b").await;
+    let cases: Vec<(Vec<PathBuf>, &str, &str)> = vec![
+        (three[..2].to_vec(), "shard 2/3 is missing", "a-3-0"),
+        (
+            vec![three[0].clone(), three[1].clone(), three[1].clone()],
+            "is shard 1/3 again",
+            "a-3-1",
+        ),
+        (vec![three[0].clone(), two[1].clone()], "but", "a-2-1"),
+        (
+            vec![two[0].clone(), other[1].clone()],
+            "different plan",
+            "b-2-1",
+        ),
+    ];
+    for (shards, message, file) in cases {
+        let out = merge(dir.path(), &shards, "never").await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(message) && stderr.contains(file),
+            "{message}: {stderr}"
+        );
+        assert!(!dir.path().join("never").exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compare_sees_no_change_between_twins_and_flags_a_5ms_regression() {
+    let fast = TinyServer::start(Behavior::default()).await;
+    let slow = TinyServer::start(Behavior {
+        delay: Duration::from_millis(5),
+        ..Behavior::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["-c", "2", "--iterations", "150"];
+    for (url, name) in [
+        (fast.url("/"), "base"),
+        (fast.url("/"), "twin"),
+        (slow.url("/"), "slow"),
+    ] {
+        let mut args = strings(&["load", &url]);
+        args.extend(strings(&flags));
+        args.extend(strings(&["--report", name]));
+        let out = peregrine(dir.path(), args).await;
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let compare = |new: &str| {
+        peregrine(
+            dir.path(),
+            strings(&[
+                "report",
+                "compare",
+                "base",
+                new,
+                "--max-p50-regression",
+                "10%",
+            ]),
+        )
+    };
+    let twin = compare("twin").await;
+    let text = String::from_utf8_lossy(&twin.stdout).to_string();
+    assert_eq!(twin.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("p50")
+            && !text
+                .lines()
+                .any(|l| l.contains("p50") && l.contains("SIGNIFICANT")),
+        "{text}"
+    );
+    let slower = compare("slow").await;
+    let text = String::from_utf8_lossy(&slower.stdout).to_string();
+    assert_eq!(slower.status.code(), Some(3), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("p50") && l.contains("SIGNIFICANT")),
+        "{text}"
+    );
+    assert!(String::from_utf8_lossy(&slower.stderr).contains("p50 rose"));
+}
+
+/// Criteria are evaluated on the merged figures: 12 and 8 samples each pass `hits>15`, their
+/// union of 20 fails it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_evaluates_the_criteria_on_the_merged_figures_with_exit_3() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "execution:\n  - concurrency: 5\n    iterations: 4\n    scenario: s\nscenarios:\n  s:\n    requests:\n      - label: root\n        url: {}\nreporting:\n  - module: passfail\n    criteria:\n      - hits>15\n      - avg-rt>10s\n",
+        server.url("/")
+    );
+    std::fs::write(dir.path().join("load.yml"), config).unwrap();
+    let shards = run_shards(dir.path(), "load.yml", &[], 2, "c").await;
+    let mut args = strings(&["report", "merge"]);
+    args.extend(shards.iter().map(|s| s.display().to_string()));
+    args.extend(strings(&["--out", "merged", "--config", "load.yml"]));
+    let out = peregrine(dir.path(), args.clone()).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Failed: hits>15") && stdout.contains("Passed"),
+        "{stdout}"
+    );
+    let merged = report(&dir.path().join("merged"));
+    assert_eq!(merged["verdict"], "failed");
+    assert_eq!(merged["criteria"][0]["failed"], true);
+    // Another plan's config is refused, naming the file.
+    args.extend(strings(&["-o", "execution.0.concurrency=6"]));
+    let out = peregrine(dir.path(), args).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("load.yml: is not the plan the shards ran"),
+        "{stderr}"
+    );
+}
+
+/// --start-at waits for a time to come, and a shard that starts after it says so and is
+/// marked in its report (and in the merge).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_at_waits_for_the_time_and_marks_a_late_shard() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let run = |at: f64, index: u32| {
+        peregrine(
+            dir.path(),
+            strings(&[
+                "load",
+                &server.url("/"),
+                "-c",
+                "2",
+                "--iterations",
+                "1",
+                "--shard",
+                &format!("{index}/2"),
+                "--start-at",
+                &format!("{at:.3}"),
+                "--report",
+                &format!("s-{index}"),
+            ]),
+        )
+    };
+    let started = std::time::Instant::now();
+    let on_time = run(now + 1.5, 0).await;
+    assert_eq!(on_time.status.code(), Some(0));
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    assert!(
+        report(&dir.path().join("s-0"))
+            .get("late_start_seconds")
+            .is_none()
+    );
+    let late = run(now - 1000.0, 1).await;
+    assert_eq!(late.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&late.stderr).contains("this shard is late"));
+    let seconds = report(&dir.path().join("s-1"))["late_start_seconds"]
+        .as_f64()
+        .unwrap();
+    assert!((1000.0..1100.0).contains(&seconds), "{seconds}");
+    let shards = [dir.path().join("s-0"), dir.path().join("s-1")];
+    let out = merge(dir.path(), &shards, "merged").await;
+    assert_eq!(out.status.code(), Some(0));
+    assert!(report(&dir.path().join("merged"))["late_start_seconds"].as_f64() >= Some(1000.0));
+    let bad = peregrine(
+        dir.path(),
+        strings(&["load", &server.url("/"), "--start-at", "tomorrow"]),
+    )
+    .await;
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
+}
