@@ -395,8 +395,9 @@ fn time(format: &str) -> String {
         .replace("SSS", &format!("{:03}", millis % 1000))
 }
 
-/// Year, month and day of a count of days since 1970-01-01 (Gregorian calendar).
-fn civil_date(days: u64) -> (u64, u64, u64) {
+/// Year, month and day of a count of days since 1970-01-01 (the proleptic Gregorian
+/// calendar, counting 400-year eras from 0000-03-01 as in Howard Hinnant's method).
+pub(crate) fn civil_date(days: u64) -> (u64, u64, u64) {
     let z = days + 719_468;
     let era = z / 146_097;
     let day_of_era = z % 146_097;
