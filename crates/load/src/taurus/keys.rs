@@ -58,14 +58,8 @@ pub(super) const EXECUTION: Section = Section {
 };
 
 pub(super) const SCENARIO: Section = Section {
-    // data-sources, store-cookie, cookies, follow-redirects: read by the variables,
-    // sessions and data readers.
-    known: &[
-        "data-sources",
-        "store-cookie",
-        "cookies",
-        "follow-redirects",
-    ],
+    // Every key the scenario reader reads is in its own list.
+    known: &[],
     taurus_only: &[
         "script",
         "retrieve-resources",
@@ -73,12 +67,10 @@ pub(super) const SCENARIO: Section = Section {
         "concurrent-pool-size",
         "store-cache",
         "use-dns-cache-mgr",
-        "force-parent-sample",
         "content-encoding",
         "authorization",
         "keystore-config",
         "modifications",
-        "properties",
         "random-source-ip",
         "jsr223",
     ],
@@ -86,15 +78,8 @@ pub(super) const SCENARIO: Section = Section {
 };
 
 pub(super) const REQUEST: Section = Section {
-    // Extractors and follow-redirects: read by the correlation readers.
-    known: &[
-        "extract-regexp",
-        "extract-jsonpath",
-        "extract-boundary",
-        "extract-xpath",
-        "extract-css-jquery",
-        "follow-redirects",
-    ],
+    // Every key the request reader reads is in its own list.
+    known: &[],
     taurus_only: &[
         "upload-files",
         "content-encoding",
