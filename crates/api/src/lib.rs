@@ -27,7 +27,7 @@ pub use server::connections_defaults::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES,
 };
 pub use server::{
-    Bound, Draining, Limits, MAX_SCRAPE_CONNECTIONS, ServeConfig, Server, Stopped, bind,
+    BindError, Bound, Draining, Limits, MAX_SCRAPE_CONNECTIONS, ServeConfig, Server, Stopped, bind,
 };
 pub use users::DEFAULT_PAGE_SIZE;
 

@@ -81,15 +81,28 @@ pub struct Bound {
 /// Binds `config.bind` for [`Bound::serve`]. Fails with "address already in use" when any
 /// other socket listens there, even one that allows sharing: two servers splitting one
 /// address's traffic between them is never what was meant. Call it inside a runtime.
-pub fn bind(config: ServeConfig) -> io::Result<Bound> {
+pub fn bind(config: ServeConfig) -> Result<Bound, BindError> {
+    let api_error = |source| BindError {
+        address: config.bind,
+        metrics: false,
+        source,
+    };
     // Sharing sockets (SO_REUSEPORT) of another process would let ours bind beside them;
     // a plain bind would not. Hold it only long enough to learn that the address is free.
-    let probe = std::net::TcpListener::bind(config.bind)?;
-    let address = probe.local_addr()?;
+    let probe = std::net::TcpListener::bind(config.bind).map_err(api_error)?;
+    let address = probe.local_addr().map_err(api_error)?;
     drop(probe);
-    let listener = bind_shared(address)?;
+    let listener = bind_shared(address).map_err(api_error)?;
     let metrics_listener = match config.metrics_bind {
-        Some(metrics) => Some(TcpListener::from_std(plain_listener(metrics)?)?),
+        Some(metrics) => Some(
+            plain_listener(metrics)
+                .and_then(TcpListener::from_std)
+                .map_err(|source| BindError {
+                    address: metrics,
+                    metrics: true,
+                    source,
+                })?,
+        ),
         None => None,
     };
     Ok(Bound {
@@ -97,6 +110,19 @@ pub fn bind(config: ServeConfig) -> io::Result<Bound> {
         metrics_listener,
         config,
     })
+}
+
+/// A listener [`bind`] could not open: which one, at which address, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot listen on {address}: {source}")]
+pub struct BindError {
+    /// The address asked for.
+    pub address: SocketAddr,
+    /// Whether it is the `/metrics` listener (`metrics_bind`) rather than the API's.
+    pub metrics: bool,
+    /// Why it failed.
+    #[source]
+    pub source: io::Error,
 }
 
 /// A non-blocking listener of this process only.
@@ -336,7 +362,8 @@ impl Server {
             shutdown_timeout: Duration::ZERO,
             metrics_bind: None,
             access_log: false,
-        })?;
+        })
+        .map_err(|err| err.source)?;
         Ok(Self { bound, app })
     }
 

@@ -265,13 +265,15 @@ impl InProcessServer {
                         metrics_bind: None,
                         access_log: false,
                     };
-                    let bound = match peregrine_api::bind(config).and_then(|b| {
-                        let address = b.local_addr()?;
-                        Ok((b, address))
-                    }) {
+                    let bound = match peregrine_api::bind(config)
+                        .map_err(anyhow::Error::from)
+                        .and_then(|b| {
+                            let address = b.local_addr()?;
+                            Ok((b, address))
+                        }) {
                         Ok(bound) => bound,
                         Err(err) => {
-                            let _ = ready_tx.send(Err(err.into()));
+                            let _ = ready_tx.send(Err(err));
                             return;
                         }
                     };

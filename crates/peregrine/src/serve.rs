@@ -37,13 +37,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..db::Serving::new(pool_size, db_timeout)
     };
     let config = serve_config(&args)?;
-    if let Some(metrics) = args.metrics_bind {
-        // Checked first, so that the error names the flag whose address is taken.
-        std::net::TcpListener::bind(metrics)
-            .map_err(|err| listen_error(metrics, "--metrics-bind", &err))?;
-    }
-    let bound =
-        peregrine_api::bind(config).map_err(|err| listen_error(args.bind, "--bind", &err))?;
+    let bound = peregrine_api::bind(config).map_err(|err| {
+        let flag = if err.metrics {
+            "--metrics-bind"
+        } else {
+            "--bind"
+        };
+        listen_error(err.address, flag, &err.source)
+    })?;
     let address = bound.local_addr()?;
     if let Some(metrics) = bound.metrics_addr() {
         tracing::info!("metrics on http://{metrics}/metrics");

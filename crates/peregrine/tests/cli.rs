@@ -382,6 +382,15 @@ fn a_second_server_on_the_same_address_fails_with_address_in_use() {
     assert_eq!(status.code(), Some(1));
     let stderr = second.wait_for_log("address already in use");
     assert!(stderr.contains("--bind"), "{stderr}");
+
+    // A taken metrics address names its own flag.
+    let mut third = Served::spawn_quiet(
+        dir.path(),
+        &["serve", "--bind", "127.0.0.1:0", "--metrics-bind", &address],
+    );
+    assert_eq!(third.wait(Duration::from_secs(20)).code(), Some(1));
+    let stderr = third.wait_for_log("address already in use");
+    assert!(stderr.contains("--metrics-bind"), "{stderr}");
 }
 
 /// Secrets come from files, kept out of /proc/PID/cmdline; and no log level records user
