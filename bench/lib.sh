@@ -115,3 +115,41 @@ seconds() {
         fail "$2=$1: give a whole number of seconds, e.g. $2=15 or $2=15s"
     echo "$value"
 }
+
+# PostgreSQL refuses to run as root: its programs run as the `postgres` user then.
+as_postgres() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# start_postgres: a private cluster in $work/pg on $PGPORT (programs from $PGBIN), with the
+# tutorial's database and user (password auth); sets pg_started for stop_postgres.
+start_postgres() {
+    log "starting PostgreSQL ($PGBIN) on 127.0.0.1:$PGPORT"
+    mkdir -p "$work/pg"
+    if [ "$(id -u)" -eq 0 ]; then
+        chmod 755 "$work"
+        chown postgres "$work/pg"
+    fi
+    as_postgres "$PGBIN/initdb" -D "$work/pg/data" -U postgres -E UTF8 --locale=C --no-sync \
+        --auth-local=trust --auth-host=scram-sha-256 >"$work/initdb.log" 2>&1 ||
+        fail "initdb failed (log: $work/initdb.log): $(tail -n 3 "$work/initdb.log")"
+    as_postgres "$PGBIN/pg_ctl" -D "$work/pg/data" -l "$work/pg/postgres.log" -w -t 60 start \
+        -o "-p $PGPORT -c listen_addresses=127.0.0.1 -k $work/pg -c max_connections=200" >/dev/null ||
+        fail "PostgreSQL did not start (log: $work/pg/postgres.log): $(tail -n 3 "$work/pg/postgres.log" 2>/dev/null)"
+    pg_started=1
+    superuser_sql postgres "CREATE ROLE orguser LOGIN PASSWORD '123456'"
+    superuser_sql postgres "CREATE DATABASE orgdb OWNER orguser"
+}
+
+# superuser_sql DB SQL: runs SQL as `postgres` over the cluster's socket (trusted).
+superuser_sql() {
+    as_postgres "$PGBIN/psql" -h "$work/pg" -p "$PGPORT" -U postgres -d "$1" -v ON_ERROR_STOP=1 -qAt -c "$2"
+}
+
+# stop_postgres: stops the cluster start_postgres started, if it did.
+stop_postgres() {
+    if [ -n "${pg_started:-}" ]; then
+        as_postgres "$PGBIN/pg_ctl" -D "$work/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+        pg_started=""
+    fi
+}
