@@ -430,13 +430,20 @@ impl PostgresStore {
 
     /// Succeeds when the server accepts a connection, whether or not the schema exists yet.
     /// A failure that waiting cannot fix (authentication, no such database, TLS mismatch)
-    /// is a [`StoreError::Config`]; one that may pass is [`StoreError::Unavailable`].
+    /// is a [`StoreError::Config`]; one that may pass is [`StoreError::Unavailable`], as is
+    /// no answer within the deadline (a hung server that accepted the TCP connection).
     pub async fn probe(&self) -> Result<(), StoreError> {
-        let (client, _driver) = pg_connect::connect(&self.config)
+        let deadline = self.deadline();
+        let attempt = async {
+            let (client, _driver) = pg_connect::connect(&self.config)
+                .await
+                .map_err(pg_connect::ConnectFailure::into_startup_error)?;
+            client.simple_query("").await?;
+            Ok(())
+        };
+        tokio::time::timeout(deadline, attempt)
             .await
-            .map_err(pg_connect::ConnectFailure::into_startup_error)?;
-        client.simple_query("").await?;
-        Ok(())
+            .unwrap_or_else(|_| Err(StoreError::timed_out(deadline)))
     }
 
     /// Adds exactly `count` new random users in one transaction, skipping names that exist.
