@@ -30,7 +30,7 @@ impl PgBouncer {
         server_connections: u32,
         extra: &str,
     ) -> Result<Self, String> {
-        let binary = find_binary()?;
+        let binary = find_sbin_program("pgbouncer", "pgbouncer")?;
         let as_postgres_user = is_root();
         let root = private_dir("peregrine-pgbouncer-", as_postgres_user)?;
         let port = free_port()?;
@@ -121,22 +121,20 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// PgBouncer's binary: on PATH, else Debian's /usr/sbin.
-fn find_binary() -> Result<PathBuf, String> {
+/// A program of Debian's `package` that lives in /usr/sbin: on PATH, else there.
+pub(crate) fn find_sbin_program(name: &str, package: &str) -> Result<PathBuf, String> {
     let candidates = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
         .chain([PathBuf::from("/usr/sbin")]);
     for dir in candidates {
-        let binary = dir.join("pgbouncer");
+        let binary = dir.join(name);
         if binary.is_file() {
             return Ok(binary);
         }
     }
-    Err(
-        "PgBouncer was not found: install it with `apt-get install -y pgbouncer` \
-         (`.ci/run` does)"
-            .to_owned(),
-    )
+    Err(format!(
+        "{name} was not found: install it with `apt-get install -y {package}` (`.ci/run` does)"
+    ))
 }
