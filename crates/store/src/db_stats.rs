@@ -112,7 +112,7 @@ impl StoreStats {
 
     /// Counts a query sent on a connection that now has `depth` in flight (it included);
     /// the guard counts it answered (or abandoned) when dropped.
-    pub(crate) fn sent(self: &Arc<Self>, depth: u64) -> InFlightQuery {
+    pub(crate) fn sent(&self, depth: u64) -> InFlightQuery<'_> {
         add(&self.queries);
         add(&self.in_flight);
         let slot = PIPELINE_DEPTH_BUCKETS
@@ -121,7 +121,7 @@ impl StoreStats {
             .unwrap_or(PIPELINE_DEPTH_BUCKETS.len());
         add(&self.depth[slot]);
         self.depth_sum.fetch_add(depth, Ordering::Relaxed);
-        InFlightQuery(Arc::clone(self))
+        InFlightQuery(self)
     }
 
     pub(crate) fn failed(&self, kind: DbFailure) {
@@ -138,9 +138,9 @@ fn add(counter: &AtomicU64) {
 }
 
 /// A query in flight in the store's gauge while it lives.
-pub(crate) struct InFlightQuery(Arc<StoreStats>);
+pub(crate) struct InFlightQuery<'a>(&'a StoreStats);
 
-impl Drop for InFlightQuery {
+impl Drop for InFlightQuery<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
