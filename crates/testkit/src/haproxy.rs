@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::pgbouncer::find_sbin_program;
+use crate::pgbouncer::{find_sbin_program, wait_for};
 use crate::postgres::{free_port, spawn_watchdog};
 
 /// How long HAProxy may take to listen after it starts.
@@ -174,15 +174,13 @@ impl HaProxy {
     }
 
     fn wait_until_listening(&self) -> Result<(), String> {
-        let deadline = Instant::now() + START_WAIT;
-        while Instant::now() < deadline {
-            let both = [self.port, self.stats_port]
+        let both = || {
+            [self.port, self.stats_port]
                 .iter()
-                .all(|port| TcpStream::connect(("127.0.0.1", *port)).is_ok());
-            if both {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+                .all(|port| TcpStream::connect(("127.0.0.1", *port)).is_ok())
+        };
+        if wait_for(START_WAIT, both) {
+            return Ok(());
         }
         Err(format!(
             "HAProxy did not listen on 127.0.0.1:{} within {START_WAIT:?}; its log:\n{}",

@@ -130,20 +130,16 @@ impl PgBouncer {
     }
 
     fn wait_until_listening(&self) -> Result<(), String> {
-        let deadline = Instant::now() + START_WAIT;
         let socket = self.root.path().join(format!(".s.PGSQL.{}", self.port));
-        while Instant::now() < deadline {
-            let listening = match self.on_socket {
-                true => UnixStream::connect(&socket).is_ok(),
-                false => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
-            };
-            if listening {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let listening = || match self.on_socket {
+            true => UnixStream::connect(&socket).is_ok(),
+            false => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+        };
+        if wait_for(START_WAIT, listening) {
+            return Ok(());
         }
         Err(format!(
-            "PgBouncer did not listen on 127.0.0.1:{} within {START_WAIT:?}; its log:\n{}",
+            "PgBouncer did not listen on port {} within {START_WAIT:?}; its log:\n{}",
             self.port,
             self.log()
         ))
@@ -170,6 +166,18 @@ impl Drop for PgBouncer {
 
 fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Polls `ready` every 20 ms for at most `wait`; whether it held.
+pub(crate) fn wait_for(wait: Duration, ready: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
 
 /// A program of Debian's `package` that lives in /usr/sbin: on PATH, else there.

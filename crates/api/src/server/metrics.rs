@@ -388,32 +388,32 @@ fn render_gauges(out: &mut String, workers: &[Arc<WorkerMetrics>], gauges: &Gaug
     let _ = writeln!(out, "{name}{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
 }
 
+/// A metric of one unlabelled sample: its header and its value.
+fn single(out: &mut String, (name, kind): (&str, &str), help: &str, value: u64) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// The PostgreSQL serving connections' figures (all zero on SQLite).
 fn render_database(out: &mut String, stats: &peregrine_store::DbStats) {
-    let name = "peregrine_db_queries_total";
-    header(
+    single(
         out,
-        name,
-        "counter",
+        ("peregrine_db_queries_total", "counter"),
         "Queries sent to PostgreSQL on the serving connections.",
+        stats.queries,
     );
-    let _ = writeln!(out, "{name} {}", stats.queries);
-    let name = "peregrine_db_queries_in_flight";
-    header(
+    single(
         out,
-        name,
-        "gauge",
+        ("peregrine_db_queries_in_flight", "gauge"),
         "Queries sent to PostgreSQL and not answered yet.",
+        stats.queries_in_flight,
     );
-    let _ = writeln!(out, "{name} {}", stats.queries_in_flight);
-    let name = "peregrine_db_reconnects_total";
-    header(
+    single(
         out,
-        name,
-        "counter",
+        ("peregrine_db_reconnects_total", "counter"),
         "Serving connections opened again after their previous one died or was given up as hung.",
+        stats.reconnects,
     );
-    let _ = writeln!(out, "{name} {}", stats.reconnects);
     let name = "peregrine_db_failures_total";
     header(
         out,
