@@ -7,7 +7,8 @@
 #   bash bench/loadgen.sh                 # CONNECTIONS=50 DURATION=10 ROUNDS=2 by default
 #   CONNECTIONS=100 ROUNDS=3 bash bench/loadgen.sh
 #
-# Needs: wrk (apt-get install wrk), oha (cargo install oha --locked), python3.
+# Needs: wrk (apt-get install wrk), python3. oha (cargo install oha --locked) is optional:
+# without it the comparison is with wrk alone, and a note says how to add oha.
 # The server runs on a free port; a failure names its cause and keeps the logs.
 set -Eeuo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +24,11 @@ server_pid=""
 stop_everything() { stop_pid "$server_pid"; }
 
 need wrk "apt-get install -y wrk"
-need oha "cargo install oha --locked"
+tools=(wrk oha peregrine)
+if ! command -v oha >/dev/null 2>&1; then
+    tools=(wrk peregrine)
+    log "oha is not installed: comparing with wrk alone (add oha with: cargo install oha --locked)"
+fi
 need python3 "apt-get install -y python3"
 need curl "apt-get install -y curl"
 [ -x /usr/bin/time ] || fail "/usr/bin/time is not installed: apt-get install -y time"
@@ -74,7 +79,7 @@ PY
 
 echo "target: $url, $CONNECTIONS connections, ${DURATION}s per run, $ROUNDS rounds, $(nproc) cores"
 for round in $(seq "$ROUNDS"); do
-    for tool in wrk oha peregrine; do
+    for tool in "${tools[@]}"; do
         echo "round $round: $tool" >&2
         measure "$tool"
     done
@@ -99,6 +104,10 @@ for tool, runs in rows.items():
 wrk = summary["wrk"]
 print(f"{'tool':<10} {'req/s':>10} {'CPU s/10k':>10} {'p50 ms':>8} {'p99 ms':>8} {'req/s vs wrk':>13} {'CPU vs wrk':>11}")
 for tool in ("wrk", "oha", "peregrine"):
+    if tool not in summary:
+        continue
     s = summary[tool]
     print(f"{tool:<10} {s['rps']:>10.0f} {s['cpu']:>10.3f} {s['p50']:>8.3f} {s['p99']:>8.3f} {s['rps'] / wrk['rps']:>13.2f} {s['cpu'] / wrk['cpu']:>11.2f}")
+if "oha" not in summary:
+    print("note: oha was not installed, so it is not compared; add it with: cargo install oha --locked")
 PY

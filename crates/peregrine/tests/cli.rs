@@ -1874,6 +1874,42 @@ async fn serve_behind_pgbouncer_in_transaction_mode_answers_every_request() {
     assert!(!logs.contains("prepared statement"), "{logs}");
 }
 
+/// A PgBouncer the detection cannot see (a Unix socket under PostgreSQL's port number,
+/// `options` ignored): `auto` starts with named statements, meets the first lost one,
+/// switches to unnamed and retries; no request fails and one WARN says what to set.
+#[tokio::test]
+async fn serve_behind_an_unseen_pgbouncer_switches_to_unnamed_and_warns_once() {
+    let cluster = PgCluster::shared();
+    let database = cluster.fresh_database_name().await;
+    let bouncer = peregrine_testkit::PgBouncer::start_on_socket(
+        cluster,
+        2,
+        "ignore_startup_parameters = extra_float_digits, options",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let dir = temp_dir();
+    let url = bouncer.url(&database);
+    let args = ["--database-url", &url, "--seed", "20", "--workers", "2"];
+    let server = Served::start(
+        dir.path(),
+        &[&args[..], &["--api-token", "s0cket"]].concat(),
+    );
+    let statuses = mixed_requests(&server, "s0cket", 300).await;
+    let failed: Vec<_> = statuses
+        .iter()
+        .filter(|s| !matches!(s, 200 | 201))
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}\n{}", server.logs());
+    let logs = server.wait_for_log("lost a named prepared statement");
+    let warnings = logs
+        .lines()
+        .filter(|line| line.contains("lost a named prepared statement"))
+        .collect::<Vec<_>>();
+    assert_eq!(warnings.len(), 1, "{logs}");
+    assert!(warnings[0].contains("WARN"), "{logs}");
+    assert!(warnings[0].contains("--db-statements unnamed"), "{logs}");
+}
+
 #[tokio::test]
 async fn serve_reads_from_a_replica_and_from_the_primary_once_it_stops() {
     let primary = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));

@@ -3,6 +3,7 @@
 //! embedded migrations for each, and tutorial-style seeding. Knows nothing of HTTP.
 
 mod database_url;
+mod db_stats;
 mod error;
 mod migrations;
 mod model;
@@ -15,6 +16,7 @@ mod sqlite;
 use std::time::{Duration, Instant};
 
 pub use database_url::DatabaseUrl;
+pub use db_stats::{DbFailure, DbStats, PIPELINE_DEPTH_BUCKETS, db_stats};
 pub use error::{BoxError, StoreError, error_chain};
 pub use migrations::MigrationReport;
 pub use model::{

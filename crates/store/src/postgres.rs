@@ -16,6 +16,7 @@ use futures_util::{SinkExt, TryStreamExt};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Statement};
 
+use crate::db_stats::{DbFailure, StoreStats};
 use crate::migrations::{self, MigrationReport};
 use crate::pg_config::PgConfig;
 use crate::pg_connect;
@@ -77,6 +78,11 @@ pub struct PostgresStore {
     replicas: Box<[Endpoint]>,
     next_replica: AtomicUsize,
     statements: StatementMode,
+    /// Set when [`StatementMode::Auto`] met a pooler that loses named statements: every
+    /// call is sent unnamed from then on.
+    unnamed_forced: AtomicBool,
+    /// What `/metrics` shows of this store.
+    stats: Arc<StoreStats>,
     /// After a write of this process, reads go to the primary for this long.
     read_primary_after_write: Duration,
     timeout: Duration,
@@ -103,6 +109,8 @@ struct Slot {
     reconnecting: tokio::sync::Mutex<()>,
     /// Milliseconds since [`epoch`] of the last failed connect, plus one (0 = never failed).
     failed_at: AtomicU64,
+    /// Whether a connection was ever opened here: the next one is a reconnect.
+    opened: AtomicBool,
 }
 
 /// The statements the server runs for requests.
@@ -173,6 +181,8 @@ struct Connection {
     driver: tokio::task::AbortHandle,
     /// Indexed by [`Query`]; `None` when statements are sent unnamed.
     prepared: Option<Box<[Statement]>>,
+    /// Queries sent on it and not answered yet: the pipeline's depth.
+    in_flight: AtomicU64,
 }
 
 impl PostgresStore {
@@ -186,6 +196,8 @@ impl PostgresStore {
             replicas: Box::new([]),
             next_replica: AtomicUsize::new(0),
             statements: StatementMode::default(),
+            unnamed_forced: AtomicBool::new(false),
+            stats: StoreStats::registered(),
             read_primary_after_write: Duration::ZERO,
             timeout: DEFAULT_DB_TIMEOUT,
         };
@@ -242,11 +254,12 @@ impl PostgresStore {
     ) -> Result<Answer, StoreError> {
         let attempt = async {
             let conn = self.connection_of(endpoint, slot).await?;
-            conn.run(query, params).await
+            self.run_on(&conn, query, params).await
         };
         match tokio::time::timeout(deadline, attempt).await {
             Ok(result) => result,
             Err(_) => {
+                self.stats.failed(DbFailure::Timeout);
                 slot.live.store(None);
                 tracing::warn!(
                     deadline_ms = deadline.as_millis(),
@@ -430,13 +443,20 @@ impl PostgresStore {
 
     /// Succeeds when the server accepts a connection, whether or not the schema exists yet.
     /// A failure that waiting cannot fix (authentication, no such database, TLS mismatch)
-    /// is a [`StoreError::Config`]; one that may pass is [`StoreError::Unavailable`].
+    /// is a [`StoreError::Config`]; one that may pass is [`StoreError::Unavailable`], as is
+    /// no answer within the deadline (a hung server that accepted the TCP connection).
     pub async fn probe(&self) -> Result<(), StoreError> {
-        let (client, _driver) = pg_connect::connect(&self.config)
+        let deadline = self.deadline();
+        let attempt = async {
+            let (client, _driver) = pg_connect::connect(&self.config)
+                .await
+                .map_err(pg_connect::ConnectFailure::into_startup_error)?;
+            client.simple_query("").await?;
+            Ok(())
+        };
+        tokio::time::timeout(deadline, attempt)
             .await
-            .map_err(pg_connect::ConnectFailure::into_startup_error)?;
-        client.simple_query("").await?;
-        Ok(())
+            .unwrap_or_else(|_| Err(StoreError::timed_out(deadline)))
     }
 
     /// Adds exactly `count` new random users in one transaction, skipping names that exist.
@@ -527,6 +547,69 @@ impl PostgresStore {
         self.reconnect(endpoint, slot).await
     }
 
+    /// Runs `query` on `conn`. Under [`StatementMode::Auto`], a named statement the server
+    /// does not know (or knows twice) means a pooler in transaction mode is in between,
+    /// which the detection at connect time missed: the store sends every statement unnamed
+    /// from then on, and this query again, unnamed, once (it never ran: the server refused
+    /// the statement's name).
+    async fn run_on(
+        &self,
+        conn: &Connection,
+        query: Query,
+        params: &Params<'_>,
+    ) -> Result<Answer, StoreError> {
+        let unnamed = self.unnamed_forced.load(Ordering::Relaxed);
+        match self.counted(conn, query, params, unnamed).await {
+            Err(err)
+                if !unnamed
+                    && self.statements == StatementMode::Auto
+                    && lost_named_statement(&err) =>
+            {
+                self.fall_back_to_unnamed(&err);
+                Ok(self.counted(conn, query, params, true).await?)
+            }
+            result => Ok(result?),
+        }
+    }
+
+    /// [`Connection::run`], counted for `/metrics`: the query, its connection's pipeline
+    /// depth, and its failure by kind.
+    async fn counted(
+        &self,
+        conn: &Connection,
+        query: Query,
+        params: &Params<'_>,
+        unnamed: bool,
+    ) -> Result<Answer, tokio_postgres::Error> {
+        let depth = conn.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        let _pipelined = Pipelined(&conn.in_flight);
+        let _in_flight = self.stats.sent(depth);
+        let result = conn.run(query, params, unnamed).await;
+        if let Err(err) = &result {
+            self.stats.failed(match err.as_db_error() {
+                Some(_) => DbFailure::Server,
+                None => DbFailure::ConnectionLost,
+            });
+        }
+        result
+    }
+
+    /// Switches this store to unnamed statements, saying why once per process.
+    fn fall_back_to_unnamed(&self, err: &tokio_postgres::Error) {
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        self.unnamed_forced.store(true, Ordering::Relaxed);
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error = %err,
+                "the server lost a named prepared statement: a connection pooler in transaction \
+                 mode (PgBouncer < 1.21, or without max_prepared_statements) is in between; \
+                 sending every statement unnamed from now on (one round trip, parsed each time). \
+                 Say so explicitly with --db-statements unnamed (PEREGRINE_DB_STATEMENTS=unnamed), \
+                 or enable max_prepared_statements in the pooler and use --db-statements prepared"
+            );
+        }
+    }
+
     async fn reconnect(
         &self,
         endpoint: &Endpoint,
@@ -544,8 +627,15 @@ impl PostgresStore {
                 "cannot connect to PostgreSQL (retrying shortly)",
             ));
         }
-        match endpoint.open(self.statements).await {
+        let mode = match self.unnamed_forced.load(Ordering::Relaxed) {
+            true => StatementMode::Unnamed,
+            false => self.statements,
+        };
+        match endpoint.open(mode).await {
             Ok(conn) => {
+                if slot.opened.swap(true, Ordering::Relaxed) {
+                    self.stats.reconnected();
+                }
                 let conn = Arc::new(conn);
                 slot.live.store(Some(Arc::clone(&conn)));
                 slot.failed_at.store(0, Ordering::Relaxed);
@@ -557,6 +647,7 @@ impl PostgresStore {
                 Ok(conn)
             }
             Err(err) => {
+                self.stats.failed(DbFailure::Connect);
                 slot.live.store(None);
                 slot.failed_at.store(elapsed_ms() + 1, Ordering::Relaxed);
                 tracing::warn!(server = %endpoint.base, error = %err, "cannot connect to PostgreSQL");
@@ -697,13 +788,23 @@ impl Connection {
             client,
             driver,
             prepared,
+            in_flight: AtomicU64::new(0),
         })
     }
 
-    /// Runs `query`: by its prepared statement, or as an unnamed one with its types.
-    async fn run(&self, query: Query, params: &Params<'_>) -> Result<Answer, StoreError> {
+    /// Runs `query`: by its prepared statement unless `unnamed` (or none was prepared), else
+    /// as an unnamed one with its types.
+    async fn run(
+        &self,
+        query: Query,
+        params: &Params<'_>,
+        unnamed: bool,
+    ) -> Result<Answer, tokio_postgres::Error> {
         let client = &self.client;
-        let prepared = self.prepared.as_ref().map(|p| &p[query as usize]);
+        let prepared = match unnamed {
+            true => None,
+            false => self.prepared.as_ref().map(|p| &p[query as usize]),
+        };
         if query.changes_rows() {
             let changed = match prepared {
                 Some(statement) => client.execute(statement, params).await?,
@@ -727,6 +828,25 @@ impl Connection {
             }
         };
         Ok(Answer { rows, changed: 0 })
+    }
+}
+
+/// Whether `err` says the server does not know a named statement, or already has one of
+/// that name: what a pooler in transaction mode does to them.
+fn lost_named_statement(err: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    err.code().is_some_and(|code| {
+        *code == SqlState::INVALID_SQL_STATEMENT_NAME || *code == SqlState::DUPLICATE_PSTATEMENT
+    })
+}
+
+/// Counts a query in its connection's pipeline while it lives (even when abandoned at the
+/// deadline).
+struct Pipelined<'a>(&'a AtomicU64);
+
+impl Drop for Pipelined<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -786,6 +906,7 @@ impl Default for Slot {
             live: ArcSwapOption::empty(),
             reconnecting: tokio::sync::Mutex::new(()),
             failed_at: AtomicU64::new(0),
+            opened: AtomicBool::new(false),
         }
     }
 }

@@ -207,3 +207,38 @@ async fn a_refused_port_is_retried_until_the_wait_ends_and_named() {
     );
     assert!(!text.contains(TLS_PASSWORD), "{text}");
 }
+
+#[tokio::test]
+async fn a_server_that_accepts_but_never_answers_fails_the_probe_at_its_deadline() {
+    // A listener whose backlog takes the TCP connection and which never says a word: a hung
+    // host. Without a deadline of its own the probe would wait forever.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = silent.local_addr().unwrap_or_else(|e| panic!("{e}")).port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let url = DatabaseUrl::parse(&url, &PgOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let store = UserStore::open(&url, 1)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .with_timeout(Duration::from_millis(200));
+    let started = Instant::now();
+    let waited = tokio::time::timeout(
+        Duration::from_secs(20),
+        store.wait_until_ready(Duration::from_millis(600)),
+    )
+    .await;
+    let err = match waited {
+        Ok(result) => result.err(),
+        Err(_) => panic!("the probe of a silent server hung"),
+    };
+    let text = err.as_ref().map(ToString::to_string).unwrap_or_default();
+    assert!(
+        matches!(err, Some(StoreError::Unavailable { .. })),
+        "{text}"
+    );
+    assert!(text.contains("no answer within the deadline"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(silent);
+}

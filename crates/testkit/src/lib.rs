@@ -1,15 +1,17 @@
 //! Test support for Peregrine: private PostgreSQL clusters that tests start and stop
 //! themselves (initdb into a temp dir, a free port, the socket in that dir; optionally with
 //! TLS and a CA made for it), fresh databases
-//! in them, streaming replicas of them, PgBouncer in front of them, and tiny HTTP servers for the load generator's tests. A dev-dependency only.
+//! in them, streaming replicas of them, PgBouncer in front of them, HAProxy in front of HTTP servers, and tiny HTTP servers for the load generator's tests. A dev-dependency only.
 
 mod app;
+mod haproxy;
 mod http;
 mod pgbouncer;
 mod postgres;
 mod tls;
 
 pub use app::{LoginApp, Recorded};
+pub use haproxy::HaProxy;
 pub use http::{Behavior, TinyServer};
 pub use pgbouncer::PgBouncer;
 pub use postgres::{PgCluster, TLS_PASSWORD, TLS_USER, connect, free_port, wait_for_a_lock_waiter};

@@ -5,6 +5,7 @@
 //! `postgres` user (PgBouncer refuses root). A watchdog stops it when the test process ends.
 
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,6 +19,8 @@ const START_WAIT: Duration = Duration::from_secs(10);
 pub struct PgBouncer {
     root: tempfile::TempDir,
     port: u16,
+    /// Listening on a Unix socket in its directory instead of TCP.
+    on_socket: bool,
     child: Child,
 }
 
@@ -30,19 +33,45 @@ impl PgBouncer {
         server_connections: u32,
         extra: &str,
     ) -> Result<Self, String> {
-        let binary = find_binary()?;
+        Self::start_listening(cluster, server_connections, extra, false)
+    }
+
+    /// Like [`PgBouncer::start`], but listening only on a Unix socket in its own directory
+    /// ([`PgBouncer::socket_dir`]) under the cluster's own port number: `SHOW port` through
+    /// it gives the port connected to, as when a pooler sits beside the server unseen.
+    pub fn start_on_socket(
+        cluster: &PgCluster,
+        server_connections: u32,
+        extra: &str,
+    ) -> Result<Self, String> {
+        Self::start_listening(cluster, server_connections, extra, true)
+    }
+
+    fn start_listening(
+        cluster: &PgCluster,
+        server_connections: u32,
+        extra: &str,
+        on_socket: bool,
+    ) -> Result<Self, String> {
+        let binary = find_sbin_program("pgbouncer", "pgbouncer")?;
         let as_postgres_user = is_root();
         let root = private_dir("peregrine-pgbouncer-", as_postgres_user)?;
-        let port = free_port()?;
-        let config = root.path().join("pgbouncer.ini");
         let dir = root.path().display();
+        let (port, listen) = if on_socket {
+            (cluster.port(), format!("unix_socket_dir = {dir}"))
+        } else {
+            (
+                free_port()?,
+                "listen_addr = 127.0.0.1\nunix_socket_dir =".to_owned(),
+            )
+        };
+        let config = root.path().join("pgbouncer.ini");
         let text = format!(
             "[databases]\n\
              * = host=127.0.0.1 port={upstream}\n\
              [pgbouncer]\n\
-             listen_addr = 127.0.0.1\n\
+             {listen}\n\
              listen_port = {port}\n\
-             unix_socket_dir =\n\
              auth_type = trust\n\
              auth_file = {dir}/userlist.txt\n\
              pool_mode = transaction\n\
@@ -62,7 +91,12 @@ impl PgBouncer {
             .stderr(Stdio::null())
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
-        let bouncer = Self { root, port, child };
+        let bouncer = Self {
+            root,
+            port,
+            on_socket,
+            child,
+        };
         bouncer.spawn_watchdog()?;
         bouncer.wait_until_listening()?;
         Ok(bouncer)
@@ -75,7 +109,19 @@ impl PgBouncer {
 
     /// A URL for database `dbname` through PgBouncer, as `postgres`.
     pub fn url(&self, dbname: &str) -> String {
+        if self.on_socket {
+            return format!(
+                "postgres://postgres@/{dbname}?host={}&port={}",
+                self.socket_dir().display(),
+                self.port
+            );
+        }
         format!("postgres://postgres@127.0.0.1:{}/{dbname}", self.port)
+    }
+
+    /// The directory of its Unix socket (when started with [`PgBouncer::start_on_socket`]).
+    pub fn socket_dir(&self) -> &Path {
+        self.root.path()
     }
 
     /// PgBouncer's log so far.
@@ -84,15 +130,16 @@ impl PgBouncer {
     }
 
     fn wait_until_listening(&self) -> Result<(), String> {
-        let deadline = Instant::now() + START_WAIT;
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        let socket = self.root.path().join(format!(".s.PGSQL.{}", self.port));
+        let listening = || match self.on_socket {
+            true => UnixStream::connect(&socket).is_ok(),
+            false => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+        };
+        if wait_for(START_WAIT, listening) {
+            return Ok(());
         }
         Err(format!(
-            "PgBouncer did not listen on 127.0.0.1:{} within {START_WAIT:?}; its log:\n{}",
+            "PgBouncer did not listen on port {} within {START_WAIT:?}; its log:\n{}",
             self.port,
             self.log()
         ))
@@ -121,22 +168,32 @@ fn write(path: &Path, text: &str) -> Result<(), String> {
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// PgBouncer's binary: on PATH, else Debian's /usr/sbin.
-fn find_binary() -> Result<PathBuf, String> {
+/// Polls `ready` every 20 ms for at most `wait`; whether it held.
+pub(crate) fn wait_for(wait: Duration, ready: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if ready() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// A program of Debian's `package` that lives in /usr/sbin: on PATH, else there.
+pub(crate) fn find_sbin_program(name: &str, package: &str) -> Result<PathBuf, String> {
     let candidates = std::env::var_os("PATH")
         .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
         .unwrap_or_default()
         .into_iter()
         .chain([PathBuf::from("/usr/sbin")]);
     for dir in candidates {
-        let binary = dir.join("pgbouncer");
+        let binary = dir.join(name);
         if binary.is_file() {
             return Ok(binary);
         }
     }
-    Err(
-        "PgBouncer was not found: install it with `apt-get install -y pgbouncer` \
-         (`.ci/run` does)"
-            .to_owned(),
-    )
+    Err(format!(
+        "{name} was not found: install it with `apt-get install -y {package}` (`.ci/run` does)"
+    ))
 }

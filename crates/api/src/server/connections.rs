@@ -90,6 +90,10 @@ pub(super) struct Shared {
     in_flight: Mutex<Vec<Arc<AtomicUsize>>>,
     /// Every open connection, oldest first (entries of closed ones are pruned lazily).
     registry: Mutex<VecDeque<Weak<Tracked>>>,
+    /// Set (under the registry's lock) once every connection was told to close: a worker
+    /// that accepts one more before it sees the listeners close must close that one too,
+    /// or it would hold the shutdown until the timeout.
+    all_closed: AtomicBool,
 }
 
 /// One open connection as the limits see it, and what its requests need to reach.
@@ -117,6 +121,7 @@ impl Shared {
             open: AtomicUsize::new(0),
             in_flight: Mutex::new(Vec::new()),
             registry: Mutex::new(VecDeque::new()),
+            all_closed: AtomicBool::new(false),
         })
     }
 
@@ -177,12 +182,17 @@ impl Shared {
         }
         registry.push_back(Arc::downgrade(&tracked));
         self.open.fetch_add(1, Ordering::Relaxed);
+        if self.all_closed.load(Ordering::Relaxed) {
+            // Admitted after the shutdown closed everything: closed like an idle one.
+            tracked.shut();
+        }
         Some(tracked)
     }
 
     /// Tells every open connection to close once its in-flight request is answered.
     pub(super) fn close_all_connections(&self) {
         if let Ok(registry) = self.registry.lock() {
+            self.all_closed.store(true, Ordering::Relaxed);
             registry
                 .iter()
                 .filter_map(Weak::upgrade)
@@ -357,4 +367,24 @@ fn has_body<B>(request: &Request<B>) -> bool {
             *request.method(),
             Method::POST | Method::PUT | Method::PATCH
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_admitted_after_everything_was_closed_is_closed_at_once() {
+        let shared = Shared::new(Limits::default(), true, false);
+        let in_flight = shared.worker_counter();
+        let metrics = shared.metrics.worker();
+        let before = shared.admit(&in_flight, &metrics);
+        assert!(before.is_some_and(|c| !c.closing.load(Ordering::Relaxed)));
+        shared.close_all_connections();
+        let late = shared.admit(&in_flight, &metrics);
+        assert!(
+            late.is_some_and(|c| c.closing.load(Ordering::Relaxed)),
+            "a connection taken after the close must be told to close too"
+        );
+    }
 }

@@ -282,6 +282,7 @@ impl Registry {
         render_requests(&mut out, &workers);
         render_latency(&mut out, &workers);
         render_gauges(&mut out, &workers, gauges);
+        render_database(&mut out, &peregrine_store::db_stats());
         out
     }
 }
@@ -385,6 +386,61 @@ fn render_gauges(out: &mut String, workers: &[Arc<WorkerMetrics>], gauges: &Gaug
     let name = "peregrine_build_info";
     header(out, name, "gauge", "Always 1; the version is a label.");
     let _ = writeln!(out, "{name}{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+}
+
+/// A metric of one unlabelled sample: its header and its value.
+fn single(out: &mut String, (name, kind): (&str, &str), help: &str, value: u64) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// The PostgreSQL serving connections' figures (all zero on SQLite).
+fn render_database(out: &mut String, stats: &peregrine_store::DbStats) {
+    single(
+        out,
+        ("peregrine_db_queries_total", "counter"),
+        "Queries sent to PostgreSQL on the serving connections.",
+        stats.queries,
+    );
+    single(
+        out,
+        ("peregrine_db_queries_in_flight", "gauge"),
+        "Queries sent to PostgreSQL and not answered yet.",
+        stats.queries_in_flight,
+    );
+    single(
+        out,
+        ("peregrine_db_reconnects_total", "counter"),
+        "Serving connections opened again after their previous one died or was given up as hung.",
+        stats.reconnects,
+    );
+    let name = "peregrine_db_failures_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Failed database calls by kind: timeout, connect, connection_lost, server (an error PostgreSQL answered).",
+    );
+    for (kind, count) in peregrine_store::DbFailure::ALL.iter().zip(stats.failures) {
+        let _ = writeln!(out, "{name}{{kind=\"{}\"}} {count}", kind.label());
+    }
+    let name = "peregrine_db_pipeline_depth";
+    header(
+        out,
+        name,
+        "histogram",
+        "Queries in flight on a connection when a query is sent on it, that one included.",
+    );
+    let mut cumulative = 0;
+    for (n, count) in stats.pipeline_depth.iter().enumerate() {
+        cumulative += count;
+        let bound = peregrine_store::PIPELINE_DEPTH_BUCKETS
+            .get(n)
+            .map_or_else(|| "+Inf".to_owned(), ToString::to_string);
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_sum {}", stats.pipeline_depth_sum);
+    let _ = writeln!(out, "{name}_count {cumulative}");
 }
 
 #[cfg(test)]
