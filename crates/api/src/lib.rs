@@ -8,6 +8,7 @@ mod cors;
 mod health;
 mod json_body;
 mod openapi;
+mod plain_read;
 mod problem;
 mod request_id;
 mod server;
@@ -35,7 +36,13 @@ pub use users::DEFAULT_PAGE_SIZE;
 type Router = axum::Router<AppState>;
 
 /// The whole API, ready to serve: what [`app`] builds and [`Server`] serves.
-pub type App = axum::Router;
+#[derive(Clone)]
+pub struct App {
+    router: axum::Router,
+    /// What the plain reads need (see `plain_read`); `None` when every request must go
+    /// through the router (CORS is configured).
+    plain_reads: Option<AppState>,
+}
 
 /// Largest `limit` a list request may ask for unless configured otherwise.
 pub const DEFAULT_MAX_PAGE_SIZE: u32 = 1000;
@@ -88,6 +95,7 @@ pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
         store,
         settings: Arc::new(settings),
     };
+    let plain_reads = cors.is_none().then(|| state.clone());
     let router = Router::new()
         .merge(users::router())
         .merge(health::router())
@@ -100,11 +108,15 @@ pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
         .layer(axum::middleware::map_response(problem::fill_empty_errors))
         .layer(cors::compression())
         .with_state(state);
-    match cors {
+    let router = match cors {
         Some(cors) => router.layer(cors).layer(axum::middleware::map_response(
             cors::only_for_allowed_origins,
         )),
         None => router,
+    };
+    App {
+        router,
+        plain_reads,
     }
 }
 

@@ -300,7 +300,7 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
         .header_read_timeout(limits.idle_timeout)
         .max_header_size(limits.max_head_bytes)
         .max_buf_size(limits.max_head_bytes.max(8192) + crate::MAX_BODY_BYTES);
-    let service = hyper_util::service::TowerToHyperService::new(app);
+    let handlers = connections::Handlers::new(app);
     let in_flight = control.shared.worker_counter();
     let worker_metrics = control.shared.metrics.worker();
     loop {
@@ -327,7 +327,7 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
         tokio::spawn(serve_connection(
             http.clone(),
             TokioIo::new(bare_errors::WithProblemBodies::new(tcp)),
-            service.clone(),
+            handlers.clone(),
             tracked,
         ));
     }

@@ -105,41 +105,71 @@ pub async fn list_users(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
-    let max = state.settings.max_page_size;
-    let limit = match query.limit.as_deref() {
-        None => DEFAULT_PAGE_SIZE.min(max),
-        Some(text) => number_in("limit", text, 1, max)?,
-    };
-    let after = match query.after.as_deref() {
-        None => None,
-        Some(text) => match number_in("after", text, 0, i32::MAX as u32)? {
-            0 => None,
-            _ => Some(UserId::parse(text).map_err(|err| Problem::bad_request(err.to_string()))?),
-        },
-    };
-    // One row more than asked tells whether another page follows.
-    let page = Page {
-        after,
-        limit: limit + 1,
-    };
-    let json = state.store.list_into(page, JsonPage::new(limit)).await?;
-    let next = json
-        .more
-        .then_some(json.last)
-        .flatten()
-        .map(|last| format!("</users?limit={limit}&after={last}>; rel=\"next\""));
-    let mut response = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        json.finish(),
-    )
-        .into_response();
-    if let Some(link) = next.and_then(|link| HeaderValue::from_str(&link).ok()) {
-        response.headers_mut().insert(header::LINK, link);
+    let page = ListPage::parse(
+        query.limit.as_deref(),
+        query.after.as_deref(),
+        state.settings.max_page_size,
+    )?;
+    page.answer(&state).await
+}
+
+/// A list request's page, parsed: what the router's handler and the server's plain-read
+/// path both answer with.
+pub(crate) struct ListPage {
+    limit: u32,
+    after: Option<UserId>,
+}
+
+impl ListPage {
+    /// `limit` and `after` as the query string gives them (already percent-decoded).
+    pub(crate) fn parse(
+        limit: Option<&str>,
+        after: Option<&str>,
+        max_page_size: u32,
+    ) -> Result<Self, Problem> {
+        let limit = match limit {
+            None => DEFAULT_PAGE_SIZE.min(max_page_size),
+            Some(text) => number_in("limit", text, 1, max_page_size)?,
+        };
+        let after = match after {
+            None => None,
+            Some(text) => match number_in("after", text, 0, i32::MAX as u32)? {
+                0 => None,
+                _ => {
+                    Some(UserId::parse(text).map_err(|err| Problem::bad_request(err.to_string()))?)
+                }
+            },
+        };
+        Ok(Self { limit, after })
     }
-    Ok(response)
+
+    /// The page as JSON, with a `Link` to the next one when more follow.
+    pub(crate) async fn answer(self, state: &AppState) -> Result<Response, Problem> {
+        let limit = self.limit;
+        // One row more than asked tells whether another page follows.
+        let page = Page {
+            after: self.after,
+            limit: limit + 1,
+        };
+        let json = state.store.list_into(page, JsonPage::new(limit)).await?;
+        let next = json
+            .more
+            .then_some(json.last)
+            .flatten()
+            .map(|last| format!("</users?limit={limit}&after={last}>; rel=\"next\""));
+        let mut response = (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            json.finish(),
+        )
+            .into_response();
+        if let Some(link) = next.and_then(|link| HeaderValue::from_str(&link).ok()) {
+            response.headers_mut().insert(header::LINK, link);
+        }
+        Ok(response)
+    }
 }
 
 /// The one rule of every numeric query parameter: decimal digits only (leading zeros are
@@ -226,8 +256,12 @@ pub async fn get_user(
     State(state): State<AppState>,
     IdPath(id): IdPath,
 ) -> Result<Json<User>, Problem> {
-    let user = state.store.get(id).await.map_err(|e| user_problem(e, id))?;
-    Ok(Json(user))
+    one_user(&state, id).await.map(Json)
+}
+
+/// The user with `id`, or a 404 naming it.
+pub(crate) async fn one_user(state: &AppState, id: UserId) -> Result<User, Problem> {
+    state.store.get(id).await.map_err(|e| user_problem(e, id))
 }
 
 /// Create a user.

@@ -132,6 +132,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    plain_and_routed_forms_of_a_read_answer_alike,
     list_returns_users_ordered_by_id_with_or_without_trailing_slash,
     list_pages_by_keyset_with_a_next_link,
     list_rejects_bad_limit_and_after_with_400,
@@ -846,6 +847,54 @@ async fn numeric_parameters_follow_one_rule(backend: Backend) {
     }
     let second = json_of(app.get("/users?after=01&limit=0001").await).await;
     assert_eq!(second, json!([all[1]]));
+}
+
+/// The server answers plain reads (digits only, no percent-encoding) without the router;
+/// every other spelling of the same read goes through the router. Both must answer alike:
+/// status, headers that matter and body (problem bodies without their request ids).
+async fn plain_and_routed_forms_of_a_read_answer_alike(backend: Backend) {
+    let app = TestApp::with_token(backend).await;
+    for name in ["one", "two", "three"] {
+        app.create(name).await;
+    }
+    let pairs = [
+        ("/users", "/users?unknown=1"),
+        ("/users/", "/users/?limit=%31%30%30"),
+        ("/users?limit=2", "/users?limit=%32"),
+        ("/users/?after=1&limit=1", "/users/?limit=1&after=%31"),
+        ("/users/1", "/users/%31"),
+        ("/users/2/", "/users/%32/"),
+        ("/users/0", "/users/%30"),
+        ("/users/99", "/users/%39%39"),
+        ("/users/99999999999", "/users/%399999999999"),
+        ("/users?limit=0", "/users?limit=%30"),
+        ("/users?limit=5000", "/users?limit=500%30"),
+        ("/users?after=99999999999", "/users?after=9999999999%39"),
+    ];
+    for (plain, routed) in pairs {
+        let (plain_answer, routed_answer) = (app.get(plain).await, app.get(routed).await);
+        assert_eq!(
+            plain_answer.status(),
+            routed_answer.status(),
+            "{plain} vs {routed}"
+        );
+        for name in ["content-type", "link", "vary", "content-encoding"] {
+            assert_eq!(
+                plain_answer.headers().get(name),
+                routed_answer.headers().get(name),
+                "{name}: {plain} vs {routed}"
+            );
+        }
+        let mut bodies = [json_of(plain_answer).await, json_of(routed_answer).await];
+        for body in &mut bodies {
+            if let Some(problem) = body.as_object_mut() {
+                problem.remove("request_id");
+            }
+        }
+        assert_eq!(bodies[0], bodies[1], "{plain} vs {routed}");
+    }
+    let head = send(app.request(Method::HEAD, "/users/1")).await;
+    assert_eq!(head.status(), StatusCode::OK);
 }
 
 /// Bidi overrides, zero-width characters, a BOM and surrounding spaces are 422; a name

@@ -22,7 +22,9 @@ use tracing::Instrument;
 use super::bare_errors::WithProblemBodies;
 use super::metrics::{self, DbErrorKind, Gauges, Registry, Route, WorkerMetrics};
 use super::metrics_endpoint::exposition;
+use crate::AppState;
 use crate::json_body::{BodyDeadline, DEFAULT_BODY_TIMEOUT};
+use crate::plain_read::{self, PlainRead};
 use crate::problem::Problem;
 use crate::request_id::{self, X_REQUEST_ID};
 
@@ -209,18 +211,34 @@ impl Tracked {
     }
 }
 
+/// What answers a worker's requests: the router, and what the plain reads need.
+#[derive(Clone)]
+pub(super) struct Handlers {
+    router: TowerToHyperService<axum::Router>,
+    plain_reads: Option<AppState>,
+}
+
+impl Handlers {
+    pub(super) fn new(app: crate::App) -> Self {
+        Self {
+            router: TowerToHyperService::new(app.router),
+            plain_reads: app.plain_reads,
+        }
+    }
+}
+
 /// Serves one connection until it closes, or until it is told to close, then gracefully
 /// (an in-flight request is answered first).
 pub(super) async fn serve_connection(
     http: http1::Builder,
     io: TokioIo<WithProblemBodies<TcpStream>>,
-    app: TowerToHyperService<axum::Router>,
+    handlers: Handlers,
     tracked: Arc<Tracked>,
 ) {
     let _open = OpenConnection(Arc::clone(&tracked.shared));
     let service = {
         let tracked = Arc::clone(&tracked);
-        hyper::service::service_fn(move |request| answer(request, &app, Arc::clone(&tracked)))
+        hyper::service::service_fn(move |request| answer(request, &handlers, Arc::clone(&tracked)))
     };
     let connection = http.serve_connection(io, service);
     tokio::pin!(connection);
@@ -264,7 +282,7 @@ impl Drop for InFlight {
 /// request id, the metrics, the access log line, and `/metrics` itself.
 fn answer(
     mut request: Request<Incoming>,
-    app: &TowerToHyperService<axum::Router>,
+    handlers: &Handlers,
     tracked: Arc<Tracked>,
 ) -> impl Future<Output = Result<Response<axum::body::Body>, Infallible>> + use<> {
     let started = std::time::Instant::now();
@@ -279,7 +297,8 @@ fn answer(
     // At the error level, so the span is on whenever any log line is: every line of the
     // request names its id whatever the level filter.
     let span = tracing::error_span!("request", request_id = id.to_str().unwrap_or_default());
-    if has_body(&request) {
+    let has_body = has_body(&request);
+    if has_body {
         let deadline = Instant::now() + shared.limits.body_timeout;
         request.extensions_mut().insert(BodyDeadline(deadline));
     }
@@ -293,18 +312,27 @@ fn answer(
                 request_id::sync_scope(id.clone(), || exposition(request.method(), shared))
             })
         });
-    let call = early
-        .is_none()
-        .then(|| hyper::service::Service::call(app, request));
+    let plain = match (&early, &handlers.plain_reads) {
+        (None, Some(state)) => PlainRead::of(&request, has_body, state.settings.max_page_size)
+            .map(|read| read.answer(state.clone(), plain_read::accept_encoding(&request))),
+        _ => None,
+    };
+    let call = (early.is_none() && plain.is_none())
+        .then(|| hyper::service::Service::call(&handlers.router, request));
     async move {
-        let mut response = match (early, call) {
-            (Some(response), _) => response,
-            (None, Some(call)) => {
+        let mut response = match (early, plain, call) {
+            (Some(response), _, _) => response,
+            (None, Some(plain), _) => {
+                request_id::scope(id.clone(), plain)
+                    .instrument(span.clone())
+                    .await
+            }
+            (None, None, Some(call)) => {
                 request_id::scope(id.clone(), call)
                     .instrument(span.clone())
                     .await?
             }
-            (None, None) => Problem::bad_request("bad request").into_response(),
+            (None, None, None) => Problem::bad_request("bad request").into_response(),
         };
         let shared = &in_flight.0.shared;
         let headers = response.headers_mut();
