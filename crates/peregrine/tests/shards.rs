@@ -172,6 +172,21 @@ async fn shards_together_send_exactly_the_whole_plan_and_merge_into_it() {
     let per_shard: Vec<u64> = shards.iter().map(|s| samples(s)).collect();
     assert_eq!(per_shard, [100, 100]);
     assert_eq!(server.received() - before, 200);
+    // The merged open-model run keeps the rate check (the shards' parts summed) and the
+    // uncorrected service times beside the corrected response times.
+    let out = merge(dir.path(), &shards, "merged-open").await;
+    assert_eq!(out.status.code(), Some(0));
+    let merged = report(&dir.path().join("merged-open"));
+    assert_eq!(merged["rate"]["requested"], 200.0);
+    assert_eq!(merged["latency"], "corrected");
+    assert_eq!(
+        merged["overall"]["service_percentiles"]
+            .as_array()
+            .map(Vec::len),
+        Some(7)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Service Time"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -365,4 +380,226 @@ async fn start_at_waits_for_the_time_and_marks_a_late_shard() {
     .await;
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
+}
+
+/// Texts equal but for numbers within the 0.1 % the HDR conversion may move a value (plus
+/// one unit of the last printed digit): `dump-csv`, `dump-xml`.
+fn assert_same_figures(single: &str, merged: &str, what: &str) {
+    let tokens = |text: &str| -> Vec<String> {
+        text.split(|c: char| ",<>\"= \n/".contains(c))
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let (a, b) = (tokens(single), tokens(merged));
+    assert_eq!(a.len(), b.len(), "{what}:\n{single}\n---\n{merged}");
+    for (x, y) in a.iter().zip(&b) {
+        match (x.parse::<f64>(), y.parse::<f64>()) {
+            (Ok(x), Ok(y)) => assert!(close(x, y), "{what}: {x} vs {y}\n{single}\n---\n{merged}"),
+            _ => assert_eq!(x, y, "{what}"),
+        }
+    }
+}
+
+/// Within the HDR conversion's precision, or one unit of the 5th decimal printed.
+fn close(x: f64, y: f64) -> bool {
+    (x - y).abs() <= 0.003 * x.abs().max(y.abs()) + 1.01e-5
+}
+
+/// A percentile table (`{level, seconds}` objects) as pairs.
+#[cfg(test)]
+fn table(value: &Value) -> Vec<(f64, f64)> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["level"].as_f64().unwrap(), p["seconds"].as_f64().unwrap()))
+        .collect()
+}
+
+fn assert_same_table(single: &Value, merged: &Value, what: &str) {
+    let (a, b) = (table(single), table(merged));
+    assert!(!a.is_empty(), "{what}: no percentiles");
+    assert_eq!(a.len(), b.len(), "{what}: {a:?} vs {b:?}");
+    for ((la, sa), (lb, sb)) in a.iter().zip(&b) {
+        assert_eq!(la, lb, "{what}");
+        assert!(close(*sa, *sb), "{what} p{la}: {sa} vs {sb}");
+    }
+}
+
+const TWO_LABELS: &str = "execution:\n  - concurrency: 4\n    iterations: 40\n    scenario: s\nscenarios:\n  s:\n    requests:\n      - label: a\n        url: URL\n      - label: b\n        url: URL\nreporting:\n  - module: final-stats\n    dump-csv: stats.csv\n    dump-xml: stats.xml\n  - module: passfail\n    criteria:\n      - p50 of a>1ms for 1s, continue as failed\n      - p99 of b>10s for 1s, continue as failed\n";
+
+/// Merging the one report of an unsharded run gives back that run's outputs: per-label
+/// per-second percentiles, service times, dump-csv/dump-xml and the criteria's verdicts
+/// (a label's timeframe percentile criterion failing: exit 3 from both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merging_a_whole_run_gives_back_its_outputs() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(3),
+        ..Behavior::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (run, again) = (dir.path().join("run"), dir.path().join("merge"));
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::create_dir_all(&again).unwrap();
+    std::fs::write(
+        run.join("load.yml"),
+        TWO_LABELS.replace("URL", &server.url("/")),
+    )
+    .unwrap();
+    let single = peregrine(&run, strings(&["load", "load.yml", "--report", "single"])).await;
+    assert_eq!(
+        single.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&single.stderr)
+    );
+    let out = peregrine(
+        &again,
+        strings(&[
+            "report",
+            "merge",
+            "../run/single",
+            "--out",
+            "merged",
+            "--config",
+            "../run/load.yml",
+        ]),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    for file in ["stats.csv", "stats.xml"] {
+        let read = |dir: &Path| std::fs::read_to_string(dir.join(file)).unwrap();
+        assert_same_figures(&read(&run), &read(&again), file);
+    }
+    let (single, merged) = (report(&run.join("single")), report(&again.join("merged")));
+    let failed = |r: &Value| -> Vec<bool> {
+        r["criteria"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["failed"].as_bool().unwrap())
+            .collect()
+    };
+    assert_eq!(failed(&single), [true, false]);
+    assert_eq!(failed(&merged), failed(&single));
+    assert_same_table(
+        &single["overall"]["service_percentiles"],
+        &merged["overall"]["service_percentiles"],
+        "overall service",
+    );
+    for i in 0..2 {
+        assert_same_table(
+            &single["labels"][i]["service_percentiles"],
+            &merged["labels"][i]["service_percentiles"],
+            "label service",
+        );
+    }
+    let seconds = single["timeline"].as_array().unwrap();
+    assert_eq!(seconds.len(), merged["timeline"].as_array().unwrap().len());
+    for (s, second) in seconds.iter().enumerate() {
+        for (l, window) in second["labels"].as_array().unwrap().iter().enumerate() {
+            let other = &merged["timeline"][s]["labels"][l];
+            assert_eq!(
+                (window["label"].clone(), window["hits"].clone()),
+                (other["label"].clone(), other["hits"].clone())
+            );
+            assert_same_table(
+                &window["percentiles"],
+                &other["percentiles"],
+                "label second",
+            );
+        }
+    }
+}
+
+/// Sharded, a label's merged seconds take their percentiles from the merged histograms: the
+/// slowest of a second is the slowest of the shards' and the fastest the fastest; a label's
+/// timeframe criterion is evaluated on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labels_merged_seconds_come_from_the_shards_histograms() {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(3),
+        ..Behavior::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("load.yml"),
+        TWO_LABELS.replace("URL", &server.url("/")),
+    )
+    .unwrap();
+    let runs = (0..2).map(|index| {
+        let shard = format!("{index}/2");
+        peregrine(
+            dir.path(),
+            strings(&[
+                "load",
+                "load.yml",
+                "--shard",
+                &shard,
+                "--report",
+                &format!("s-{index}"),
+            ]),
+        )
+    });
+    for out in futures_join(runs).await {
+        // Each shard's own slice fails `p50 of a>1ms` as well.
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let shards = [dir.path().join("s-0"), dir.path().join("s-1")];
+    let mut args = strings(&["report", "merge", "s-0", "s-1", "--out", "merged"]);
+    args.extend(strings(&["--config", "load.yml"]));
+    let out = peregrine(dir.path(), args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged = report(&dir.path().join("merged"));
+    assert_eq!(merged["criteria"][0]["failed"], true);
+    let parts: Vec<Value> = shards.iter().map(|s| report(s)).collect();
+    let level = |window: &Value, at: f64| {
+        table(&window["percentiles"])
+            .into_iter()
+            .find(|(l, _)| *l == at)
+            .map(|(_, s)| s)
+    };
+    let mut checked = 0;
+    for second in merged["timeline"].as_array().unwrap() {
+        let at = second["second"].as_u64().unwrap();
+        for window in second["labels"].as_array().unwrap() {
+            let label = window["label"].as_u64().unwrap();
+            let of_shards: Vec<&Value> = parts
+                .iter()
+                .flat_map(|p| p["timeline"].as_array().unwrap())
+                .filter(|s| s["second"] == at)
+                .flat_map(|s| s["labels"].as_array().unwrap())
+                .filter(|w| w["label"] == label)
+                .collect();
+            let hits: u64 = of_shards.iter().map(|w| w["hits"].as_u64().unwrap()).sum();
+            assert_eq!(window["hits"], hits);
+            let slowest = of_shards
+                .iter()
+                .filter_map(|w| level(w, 100.0))
+                .fold(0.0, f64::max);
+            let fastest = of_shards
+                .iter()
+                .filter_map(|w| level(w, 0.0))
+                .fold(f64::MAX, f64::min);
+            assert!(close(level(window, 100.0).unwrap(), slowest), "{window}");
+            assert!(close(level(window, 0.0).unwrap(), fastest), "{window}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "{merged}");
 }

@@ -31,6 +31,10 @@ fn current_schema() -> &'static str {
     SCHEMA
 }
 
+/// An open-model run whose achieved rate is under this fraction of the requested one is
+/// below target.
+const BELOW_TARGET: f64 = 0.95;
+
 /// Exit codes, as Taurus uses them.
 pub mod exit_code {
     /// The test ran and no failing criterion triggered.
@@ -286,7 +290,7 @@ fn open_model_rate(plan: &Plan, timeline: &[Second]) -> Option<RateCheck> {
     Some(RateCheck {
         requested,
         achieved,
-        below_target: achieved < 0.95 * requested,
+        below_target: achieved < BELOW_TARGET * requested,
     })
 }
 
