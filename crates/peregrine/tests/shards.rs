@@ -88,7 +88,7 @@ async fn shards_together_send_exactly_the_whole_plan_and_merge_into_it() {
     let dir = tempfile::tempdir().unwrap();
     let url = server.url("/");
     // Closed model: 5 users × 4 iterations = 20 requests, whatever the split.
-    for count in [2, 3] {
+    for count in [2, 3, 4] {
         let before = server.received();
         let shards = run_shards(
             dir.path(),
@@ -99,14 +99,14 @@ async fn shards_together_send_exactly_the_whole_plan_and_merge_into_it() {
         )
         .await;
         let per_shard: Vec<u64> = shards.iter().map(|s| samples(s)).collect();
-        let expected: Vec<u64> = if count == 2 {
-            vec![12, 8]
-        } else {
-            vec![8, 8, 4]
+        let expected: Vec<u64> = match count {
+            2 => vec![12, 8],
+            3 => vec![8, 8, 4],
+            _ => vec![8, 4, 4, 4],
         };
         assert_eq!(
             per_shard, expected,
-            "users 3/2 and 2/2/1, 4 iterations each"
+            "users 3/2, 2/2/1 and 2/1/1/1, 4 iterations each"
         );
         assert_eq!(server.received() - before, 20);
         let out = merge(dir.path(), &shards, &format!("merged-{count}")).await;
@@ -293,7 +293,7 @@ async fn merge_evaluates_the_criteria_on_the_merged_figures_with_exit_3() {
         "execution:\n  - concurrency: 5\n    iterations: 4\n    scenario: s\nscenarios:\n  s:\n    requests:\n      - label: root\n        url: {}\nreporting:\n  - module: passfail\n    criteria:\n      - hits>15\n      - avg-rt>10s\n",
         server.url("/")
     );
-    std::fs::write(dir.path().join("load.yml"), config).unwrap();
+    std::fs::write(dir.path().join("load.yml"), &config).unwrap();
     let shards = run_shards(dir.path(), "load.yml", &[], 2, "c").await;
     let mut args = strings(&["report", "merge"]);
     args.extend(shards.iter().map(|s| s.display().to_string()));
@@ -322,6 +322,24 @@ async fn merge_evaluates_the_criteria_on_the_merged_figures_with_exit_3() {
         stderr.contains("load.yml: is not the plan the shards ran"),
         "{stderr}"
     );
+    // A plan whose criteria pass on the merged figures: exit 0, verdict passed.
+    std::fs::write(
+        dir.path().join("pass.yml"),
+        config.replace("hits>15", "hits>25"),
+    )
+    .unwrap();
+    let shards = run_shards(dir.path(), "pass.yml", &[], 2, "p").await;
+    let mut args = strings(&["report", "merge"]);
+    args.extend(shards.iter().map(|s| s.display().to_string()));
+    args.extend(strings(&["--out", "passed", "--config", "pass.yml"]));
+    let out = peregrine(dir.path(), args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(report(&dir.path().join("passed"))["verdict"], "passed");
 }
 
 /// --start-at waits for a time to come, and a shard that starts after it says so and is
@@ -568,6 +586,10 @@ async fn a_labels_merged_seconds_come_from_the_shards_histograms() {
     let merged = report(&dir.path().join("merged"));
     assert_eq!(merged["criteria"][0]["failed"], true);
     let parts: Vec<Value> = shards.iter().map(|s| report(s)).collect();
+    let started = parts
+        .iter()
+        .map(|p| p["run"]["started_at"].as_str().unwrap());
+    assert_eq!(merged["run"]["started_at"].as_str(), started.min());
     let level = |window: &Value, at: f64| {
         table(&window["percentiles"])
             .into_iter()

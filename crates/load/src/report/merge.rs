@@ -192,6 +192,14 @@ fn merge(shards: &[ShardReport]) -> Result<Value, MergeError> {
     report["verdict"] = json!(verdict);
     report["ending"] = json!(ending);
     report["rate"] = merged_rate(shards);
+    // The earliest start (RFC 3339 UTC texts of one format sort as times).
+    if let Some(started) = shards
+        .iter()
+        .filter_map(|s| s.json["run"]["started_at"].as_str())
+        .min()
+    {
+        report["run"]["started_at"] = json!(started);
+    }
     report["latency_histogram"] =
         serde_json::to_value(histogram_bins(&to_compact(&overall.response))).unwrap_or_default();
     Ok(report)
