@@ -625,3 +625,87 @@ async fn a_labels_merged_seconds_come_from_the_shards_histograms() {
     }
     assert!(checked >= 2, "{merged}");
 }
+
+/// Environment variables to set.
+type Env = Vec<(&'static str, &'static str)>;
+
+/// The shard comes from PEREGRINE_SHARD, or from JOB_COMPLETION_INDEX with
+/// --shard-from-job-index; bad values are errors naming the variable or flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shard_comes_from_the_environment_or_the_job_index() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("/");
+    let run = |env: Env, extra: &[&str], name: &str| {
+        let mut args = strings(&[
+            "load",
+            &url,
+            "-c",
+            "3",
+            "--iterations",
+            "1",
+            "--report",
+            name,
+        ]);
+        args.extend(strings(extra));
+        let dir = dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(BINARY);
+            command
+                .args(&args)
+                .current_dir(dir)
+                .env_remove("PEREGRINE_SHARD")
+                .env_remove("JOB_COMPLETION_INDEX");
+            command.envs(env).output().unwrap()
+        })
+    };
+    let from_env = run(vec![("PEREGRINE_SHARD", "1/3")], &[], "env")
+        .await
+        .unwrap();
+    assert_eq!(
+        from_env.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&from_env.stderr)
+    );
+    let shard = report(&dir.path().join("env"))["shard"].clone();
+    assert_eq!(
+        (shard["index"].clone(), shard["count"].clone()),
+        (1.into(), 3.into())
+    );
+    assert_eq!(samples(&dir.path().join("env")), 1);
+    let indexed = run(
+        vec![("JOB_COMPLETION_INDEX", "2")],
+        &["--shard-from-job-index", "3"],
+        "job",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        indexed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&indexed.stderr)
+    );
+    assert_eq!(report(&dir.path().join("job"))["shard"]["index"], 2);
+    let bad: [(Env, &[&str], &str); 3] = [
+        (
+            vec![],
+            &["--shard-from-job-index", "3"],
+            "JOB_COMPLETION_INDEX is not set",
+        ),
+        (
+            vec![("JOB_COMPLETION_INDEX", "3")],
+            &["--shard-from-job-index", "3"],
+            "--shard-from-job-index",
+        ),
+        (vec![("PEREGRINE_SHARD", "3/3")], &[], "--shard"),
+    ];
+    for (env, extra, message) in bad {
+        let out = run(env, extra, "never").await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains(message), "{message}: {stderr}");
+        assert!(!dir.path().join("never").exists());
+    }
+}
