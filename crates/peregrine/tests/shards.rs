@@ -447,25 +447,29 @@ fn assert_same_table(single: &Value, merged: &Value, what: &str) {
 
 const TWO_LABELS: &str = "execution:\n  - concurrency: 4\n    iterations: 40\n    scenario: s\nscenarios:\n  s:\n    requests:\n      - label: a\n        url: URL\n      - label: b\n        url: URL\nreporting:\n  - module: final-stats\n    dump-csv: stats.csv\n    dump-xml: stats.xml\n  - module: passfail\n    criteria:\n      - p50 of a>1ms for 1s, continue as failed\n      - p99 of b>10s for 1s, continue as failed\n";
 
-/// Merging the one report of an unsharded run gives back that run's outputs: per-label
-/// per-second percentiles, service times, dump-csv/dump-xml and the criteria's verdicts
-/// (a label's timeframe percentile criterion failing: exit 3 from both).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn merging_a_whole_run_gives_back_its_outputs() {
+/// Starts a server answering in 3 ms and writes `DIR/load.yml`: [`TWO_LABELS`] against it.
+#[cfg(test)]
+async fn two_labels_against_3ms(dir: &Path) -> TinyServer {
     let server = TinyServer::start(Behavior {
         delay: Duration::from_millis(3),
         ..Behavior::default()
     })
     .await;
+    let config = TWO_LABELS.replace("URL", &server.url("/"));
+    std::fs::write(dir.join("load.yml"), config).unwrap();
+    server
+}
+
+/// Merging the one report of an unsharded run gives back that run's outputs: per-label
+/// per-second percentiles, service times, dump-csv/dump-xml and the criteria's verdicts
+/// (a label's timeframe percentile criterion failing: exit 3 from both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merging_a_whole_run_gives_back_its_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let (run, again) = (dir.path().join("run"), dir.path().join("merge"));
     std::fs::create_dir_all(&run).unwrap();
     std::fs::create_dir_all(&again).unwrap();
-    std::fs::write(
-        run.join("load.yml"),
-        TWO_LABELS.replace("URL", &server.url("/")),
-    )
-    .unwrap();
+    let _server = two_labels_against_3ms(&run).await;
     let single = peregrine(&run, strings(&["load", "load.yml", "--report", "single"])).await;
     assert_eq!(
         single.status.code(),
@@ -539,17 +543,8 @@ async fn merging_a_whole_run_gives_back_its_outputs() {
 /// timeframe criterion is evaluated on them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_labels_merged_seconds_come_from_the_shards_histograms() {
-    let server = TinyServer::start(Behavior {
-        delay: Duration::from_millis(3),
-        ..Behavior::default()
-    })
-    .await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("load.yml"),
-        TWO_LABELS.replace("URL", &server.url("/")),
-    )
-    .unwrap();
+    let _server = two_labels_against_3ms(dir.path()).await;
     let runs = (0..2).map(|index| {
         let shard = format!("{index}/2");
         peregrine(
