@@ -625,9 +625,10 @@ async fn a_labels_merged_seconds_come_from_the_shards_histograms() {
 type Env = Vec<(&'static str, &'static str)>;
 
 /// The shard comes from PEREGRINE_SHARD, or from JOB_COMPLETION_INDEX with
-/// --shard-from-job-index; bad values are errors naming the variable or flag.
+/// --shard-from-job-index, and the start time from PEREGRINE_START_AT, as the Kubernetes
+/// example sets them; bad values are errors naming the variable or flag.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_shard_comes_from_the_environment_or_the_job_index() {
+async fn shard_and_start_time_come_from_the_environment_or_the_job_index() {
     let server = TinyServer::start(Behavior::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let url = server.url("/");
@@ -650,7 +651,8 @@ async fn the_shard_comes_from_the_environment_or_the_job_index() {
                 .args(&args)
                 .current_dir(dir)
                 .env_remove("PEREGRINE_SHARD")
-                .env_remove("JOB_COMPLETION_INDEX");
+                .env_remove("JOB_COMPLETION_INDEX")
+                .env_remove("PEREGRINE_START_AT");
             command.envs(env).output().unwrap()
         })
     };
@@ -683,7 +685,24 @@ async fn the_shard_comes_from_the_environment_or_the_job_index() {
         String::from_utf8_lossy(&indexed.stderr)
     );
     assert_eq!(report(&dir.path().join("job"))["shard"]["index"], 2);
-    let bad: [(Env, &[&str], &str); 3] = [
+    // PEREGRINE_START_AT is --start-at; `now` (the Kubernetes example's default) is on time.
+    let now = run(vec![("PEREGRINE_START_AT", "now")], &[], "now")
+        .await
+        .unwrap();
+    assert_eq!(
+        now.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&now.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&now.stderr).contains("late"));
+    assert!(
+        report(&dir.path().join("now"))
+            .get("late_start_seconds")
+            .is_none()
+    );
+    let bad: [(Env, &[&str], &str); 4] = [
+        (vec![("PEREGRINE_START_AT", "soon")], &[], "--start-at"),
         (
             vec![],
             &["--shard-from-job-index", "3"],
