@@ -118,6 +118,13 @@ async fn shards_together_send_exactly_the_whole_plan_and_merge_into_it() {
         );
         let merged = report(&dir.path().join(format!("merged-{count}")));
         assert_eq!(merged["overall"]["samples"], 20);
+        assert_eq!(
+            (
+                merged["merged_shards"].clone(),
+                merged["shard"]["count"].clone()
+            ),
+            (count.into(), 1.into())
+        );
         // Per-second percentiles come from the merged per-second histograms: the slowest
         // of the merged second 0 is the slowest of the shards' (within 0.1 % precision).
         let slowest = |report: &Value| {
