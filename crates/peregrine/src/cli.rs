@@ -92,8 +92,9 @@ pub struct LoadArgs {
     #[arg(long, value_name = "I/N", env = "PEREGRINE_SHARD", value_parser = shard_flag, conflicts_with = "shard_from_job_index")]
     pub shard: Option<peregrine_load::shard::Shard>,
     /// Wait until TIME (RFC 3339, e.g. 2026-11-28T20:30:00Z, or Unix seconds) before
-    /// starting, so shards started apart begin together; a late start is reported.
-    #[arg(long, value_name = "TIME", value_parser = start_at_flag)]
+    /// starting, so shards started apart begin together; a late start is reported. `now`
+    /// starts at once (a manifest's default).
+    #[arg(long, value_name = "TIME", env = "PEREGRINE_START_AT", value_parser = start_at_flag)]
     pub start_at: Option<std::time::SystemTime>,
     /// Run slice I of N where I is the Kubernetes Indexed Job's JOB_COMPLETION_INDEX.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(peregrine_load::shard::MAX_SHARDS)))]
@@ -534,9 +535,12 @@ fn percent_flag(text: &str) -> Result<f64, String> {
     }
 }
 
-/// A start time: Unix seconds or RFC 3339.
+/// A start time: Unix seconds, RFC 3339 or `now`.
 fn start_at_flag(text: &str) -> Result<std::time::SystemTime, String> {
     let text = text.trim();
+    if text == "now" {
+        return Ok(std::time::SystemTime::now());
+    }
     if let Ok(seconds) = text.parse::<f64>() {
         return Duration::try_from_secs_f64(seconds)
             .ok()
@@ -544,7 +548,7 @@ fn start_at_flag(text: &str) -> Result<std::time::SystemTime, String> {
             .ok_or_else(|| format!("{text:?} is not a Unix time in seconds"));
     }
     humantime::parse_rfc3339_weak(text).map_err(|err| {
-        format!("{text:?} is neither RFC 3339 (2026-11-28T20:30:00Z) nor Unix seconds: {err}")
+        format!("{text:?} is not RFC 3339 (2026-11-28T20:30:00Z), Unix seconds or `now`: {err}")
     })
 }
 

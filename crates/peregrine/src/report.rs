@@ -24,21 +24,27 @@ pub fn run(command: ReportCommand) -> anyhow::Result<ExitCode> {
 fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let mut merged = merge_dirs(&args.shards)?;
     let mut failed = false;
+    let mut plan = None;
     if let Some(first) = args.config.first() {
-        let plan = peregrine_load::load_plan(&args.config, &args.overrides)?;
-        let (outcomes, warnings) = evaluate_criteria(&mut merged, &plan, first)?;
-        for warning in warnings {
-            eprintln!("warning: {warning}");
-        }
+        let config = peregrine_load::load_plan(&args.config, &args.overrides)?;
+        let outcomes = evaluate_criteria(&mut merged, &config, first)?;
         for outcome in &outcomes {
             println!("{}", outcome.verdict);
         }
         failed = outcomes.iter().any(|o| o.failed);
+        plan = Some(config);
     }
     let report = Report::from_json(&merged.to_string())
         .context("the merged report does not read back as a report")?;
     print!("{}", final_stats(&report));
-    for path in report.write_dir(&args.out)? {
+    // The outputs the config's reporting section asks for (dump-csv, dump-xml, junit-xml),
+    // as `peregrine load` writes them.
+    let mut written = match &plan {
+        Some(plan) => report.write_configured(plan)?,
+        None => Vec::new(),
+    };
+    written.extend(report.write_dir(&args.out)?);
+    for path in written {
         eprintln!("wrote {}", path.display());
     }
     if failed {

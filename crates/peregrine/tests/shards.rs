@@ -88,7 +88,7 @@ async fn shards_together_send_exactly_the_whole_plan_and_merge_into_it() {
     let dir = tempfile::tempdir().unwrap();
     let url = server.url("/");
     // Closed model: 5 users × 4 iterations = 20 requests, whatever the split.
-    for count in [2, 3] {
+    for count in [2, 3, 4] {
         let before = server.received();
         let shards = run_shards(
             dir.path(),
@@ -99,14 +99,14 @@ async fn shards_together_send_exactly_the_whole_plan_and_merge_into_it() {
         )
         .await;
         let per_shard: Vec<u64> = shards.iter().map(|s| samples(s)).collect();
-        let expected: Vec<u64> = if count == 2 {
-            vec![12, 8]
-        } else {
-            vec![8, 8, 4]
+        let expected: Vec<u64> = match count {
+            2 => vec![12, 8],
+            3 => vec![8, 8, 4],
+            _ => vec![8, 4, 4, 4],
         };
         assert_eq!(
             per_shard, expected,
-            "users 3/2 and 2/2/1, 4 iterations each"
+            "users 3/2, 2/2/1 and 2/1/1/1, 4 iterations each"
         );
         assert_eq!(server.received() - before, 20);
         let out = merge(dir.path(), &shards, &format!("merged-{count}")).await;
@@ -118,6 +118,13 @@ async fn shards_together_send_exactly_the_whole_plan_and_merge_into_it() {
         );
         let merged = report(&dir.path().join(format!("merged-{count}")));
         assert_eq!(merged["overall"]["samples"], 20);
+        assert_eq!(
+            (
+                merged["merged_shards"].clone(),
+                merged["shard"]["count"].clone()
+            ),
+            (count.into(), 1.into())
+        );
         // Per-second percentiles come from the merged per-second histograms: the slowest
         // of the merged second 0 is the slowest of the shards' (within 0.1 % precision).
         let slowest = |report: &Value| {
@@ -172,6 +179,21 @@ async fn shards_together_send_exactly_the_whole_plan_and_merge_into_it() {
     let per_shard: Vec<u64> = shards.iter().map(|s| samples(s)).collect();
     assert_eq!(per_shard, [100, 100]);
     assert_eq!(server.received() - before, 200);
+    // The merged open-model run keeps the rate check (the shards' parts summed) and the
+    // uncorrected service times beside the corrected response times.
+    let out = merge(dir.path(), &shards, "merged-open").await;
+    assert_eq!(out.status.code(), Some(0));
+    let merged = report(&dir.path().join("merged-open"));
+    assert_eq!(merged["rate"]["requested"], 200.0);
+    assert_eq!(merged["latency"], "corrected");
+    assert_eq!(
+        merged["overall"]["service_percentiles"]
+            .as_array()
+            .map(Vec::len),
+        Some(7)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Service Time"), "{stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,7 +300,7 @@ async fn merge_evaluates_the_criteria_on_the_merged_figures_with_exit_3() {
         "execution:\n  - concurrency: 5\n    iterations: 4\n    scenario: s\nscenarios:\n  s:\n    requests:\n      - label: root\n        url: {}\nreporting:\n  - module: passfail\n    criteria:\n      - hits>15\n      - avg-rt>10s\n",
         server.url("/")
     );
-    std::fs::write(dir.path().join("load.yml"), config).unwrap();
+    std::fs::write(dir.path().join("load.yml"), &config).unwrap();
     let shards = run_shards(dir.path(), "load.yml", &[], 2, "c").await;
     let mut args = strings(&["report", "merge"]);
     args.extend(shards.iter().map(|s| s.display().to_string()));
@@ -307,6 +329,24 @@ async fn merge_evaluates_the_criteria_on_the_merged_figures_with_exit_3() {
         stderr.contains("load.yml: is not the plan the shards ran"),
         "{stderr}"
     );
+    // A plan whose criteria pass on the merged figures: exit 0, verdict passed.
+    std::fs::write(
+        dir.path().join("pass.yml"),
+        config.replace("hits>15", "hits>25"),
+    )
+    .unwrap();
+    let shards = run_shards(dir.path(), "pass.yml", &[], 2, "p").await;
+    let mut args = strings(&["report", "merge"]);
+    args.extend(shards.iter().map(|s| s.display().to_string()));
+    args.extend(strings(&["--out", "passed", "--config", "pass.yml"]));
+    let out = peregrine(dir.path(), args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(report(&dir.path().join("passed"))["verdict"], "passed");
 }
 
 /// --start-at waits for a time to come, and a shard that starts after it says so and is
@@ -365,4 +405,328 @@ async fn start_at_waits_for_the_time_and_marks_a_late_shard() {
     .await;
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
+}
+
+/// Texts equal but for numbers within the 0.1 % the HDR conversion may move a value (plus
+/// one unit of the last printed digit): `dump-csv`, `dump-xml`.
+fn assert_same_figures(single: &str, merged: &str, what: &str) {
+    let tokens = |text: &str| -> Vec<String> {
+        text.split(|c: char| ",<>\"= \n/".contains(c))
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let (a, b) = (tokens(single), tokens(merged));
+    assert_eq!(a.len(), b.len(), "{what}:\n{single}\n---\n{merged}");
+    for (x, y) in a.iter().zip(&b) {
+        match (x.parse::<f64>(), y.parse::<f64>()) {
+            (Ok(x), Ok(y)) => assert!(close(x, y), "{what}: {x} vs {y}\n{single}\n---\n{merged}"),
+            _ => assert_eq!(x, y, "{what}"),
+        }
+    }
+}
+
+/// Within the HDR conversion's precision, or one unit of the 5th decimal printed.
+fn close(x: f64, y: f64) -> bool {
+    (x - y).abs() <= 0.003 * x.abs().max(y.abs()) + 1.01e-5
+}
+
+/// A percentile table (`{level, seconds}` objects) as pairs.
+#[cfg(test)]
+fn table(value: &Value) -> Vec<(f64, f64)> {
+    value
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["level"].as_f64().unwrap(), p["seconds"].as_f64().unwrap()))
+        .collect()
+}
+
+fn assert_same_table(single: &Value, merged: &Value, what: &str) {
+    let (a, b) = (table(single), table(merged));
+    assert!(!a.is_empty(), "{what}: no percentiles");
+    assert_eq!(a.len(), b.len(), "{what}: {a:?} vs {b:?}");
+    for ((la, sa), (lb, sb)) in a.iter().zip(&b) {
+        assert_eq!(la, lb, "{what}");
+        assert!(close(*sa, *sb), "{what} p{la}: {sa} vs {sb}");
+    }
+}
+
+const TWO_LABELS: &str = "execution:\n  - concurrency: 4\n    iterations: 40\n    scenario: s\nscenarios:\n  s:\n    requests:\n      - label: a\n        url: URL\n      - label: b\n        url: URL\nreporting:\n  - module: final-stats\n    dump-csv: stats.csv\n    dump-xml: stats.xml\n  - module: passfail\n    criteria:\n      - p50 of a>1ms for 1s, continue as failed\n      - p99 of b>10s for 1s, continue as failed\n";
+
+/// Starts a server answering in 3 ms and writes `DIR/load.yml`: [`TWO_LABELS`] against it.
+#[cfg(test)]
+async fn two_labels_against_3ms(dir: &Path) -> TinyServer {
+    let server = TinyServer::start(Behavior {
+        delay: Duration::from_millis(3),
+        ..Behavior::default()
+    })
+    .await;
+    let config = TWO_LABELS.replace("URL", &server.url("/"));
+    std::fs::write(dir.join("load.yml"), config).unwrap();
+    server
+}
+
+/// Merging the one report of an unsharded run gives back that run's outputs: per-label
+/// per-second percentiles, service times, dump-csv/dump-xml and the criteria's verdicts
+/// (a label's timeframe percentile criterion failing: exit 3 from both).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merging_a_whole_run_gives_back_its_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (run, again) = (dir.path().join("run"), dir.path().join("merge"));
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::create_dir_all(&again).unwrap();
+    let _server = two_labels_against_3ms(&run).await;
+    let single = peregrine(&run, strings(&["load", "load.yml", "--report", "single"])).await;
+    assert_eq!(
+        single.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&single.stderr)
+    );
+    let out = peregrine(
+        &again,
+        strings(&[
+            "report",
+            "merge",
+            "../run/single",
+            "--out",
+            "merged",
+            "--config",
+            "../run/load.yml",
+        ]),
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(!stderr.contains("warning"), "{stderr}");
+    for file in ["stats.csv", "stats.xml"] {
+        let read = |dir: &Path| std::fs::read_to_string(dir.join(file)).unwrap();
+        assert_same_figures(&read(&run), &read(&again), file);
+    }
+    let (single, merged) = (report(&run.join("single")), report(&again.join("merged")));
+    let failed = |r: &Value| -> Vec<bool> {
+        r["criteria"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["failed"].as_bool().unwrap())
+            .collect()
+    };
+    assert_eq!(failed(&single), [true, false]);
+    assert_eq!(failed(&merged), failed(&single));
+    assert_same_table(
+        &single["overall"]["service_percentiles"],
+        &merged["overall"]["service_percentiles"],
+        "overall service",
+    );
+    for i in 0..2 {
+        assert_same_table(
+            &single["labels"][i]["service_percentiles"],
+            &merged["labels"][i]["service_percentiles"],
+            "label service",
+        );
+    }
+    let seconds = single["timeline"].as_array().unwrap();
+    assert_eq!(seconds.len(), merged["timeline"].as_array().unwrap().len());
+    for (s, second) in seconds.iter().enumerate() {
+        for (l, window) in second["labels"].as_array().unwrap().iter().enumerate() {
+            let other = &merged["timeline"][s]["labels"][l];
+            assert_eq!(
+                (window["label"].clone(), window["hits"].clone()),
+                (other["label"].clone(), other["hits"].clone())
+            );
+            assert_same_table(
+                &window["percentiles"],
+                &other["percentiles"],
+                "label second",
+            );
+        }
+    }
+}
+
+/// Sharded, a label's merged seconds take their percentiles from the merged histograms: the
+/// slowest of a second is the slowest of the shards' and the fastest the fastest; a label's
+/// timeframe criterion is evaluated on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labels_merged_seconds_come_from_the_shards_histograms() {
+    let dir = tempfile::tempdir().unwrap();
+    let _server = two_labels_against_3ms(dir.path()).await;
+    let runs = (0..2).map(|index| {
+        let shard = format!("{index}/2");
+        peregrine(
+            dir.path(),
+            strings(&[
+                "load",
+                "load.yml",
+                "--shard",
+                &shard,
+                "--report",
+                &format!("s-{index}"),
+            ]),
+        )
+    });
+    for out in futures_join(runs).await {
+        // Each shard's own slice fails `p50 of a>1ms` as well.
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let shards = [dir.path().join("s-0"), dir.path().join("s-1")];
+    let mut args = strings(&["report", "merge", "s-0", "s-1", "--out", "merged"]);
+    args.extend(strings(&["--config", "load.yml"]));
+    let out = peregrine(dir.path(), args).await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let merged = report(&dir.path().join("merged"));
+    assert_eq!(merged["criteria"][0]["failed"], true);
+    let parts: Vec<Value> = shards.iter().map(|s| report(s)).collect();
+    let started = parts
+        .iter()
+        .map(|p| p["run"]["started_at"].as_str().unwrap());
+    assert_eq!(merged["run"]["started_at"].as_str(), started.min());
+    let level = |window: &Value, at: f64| {
+        table(&window["percentiles"])
+            .into_iter()
+            .find(|(l, _)| *l == at)
+            .map(|(_, s)| s)
+    };
+    let mut checked = 0;
+    for second in merged["timeline"].as_array().unwrap() {
+        let at = second["second"].as_u64().unwrap();
+        for window in second["labels"].as_array().unwrap() {
+            let label = window["label"].as_u64().unwrap();
+            let of_shards: Vec<&Value> = parts
+                .iter()
+                .flat_map(|p| p["timeline"].as_array().unwrap())
+                .filter(|s| s["second"] == at)
+                .flat_map(|s| s["labels"].as_array().unwrap())
+                .filter(|w| w["label"] == label)
+                .collect();
+            let hits: u64 = of_shards.iter().map(|w| w["hits"].as_u64().unwrap()).sum();
+            assert_eq!(window["hits"], hits);
+            let slowest = of_shards
+                .iter()
+                .filter_map(|w| level(w, 100.0))
+                .fold(0.0, f64::max);
+            let fastest = of_shards
+                .iter()
+                .filter_map(|w| level(w, 0.0))
+                .fold(f64::MAX, f64::min);
+            assert!(close(level(window, 100.0).unwrap(), slowest), "{window}");
+            assert!(close(level(window, 0.0).unwrap(), fastest), "{window}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2, "{merged}");
+}
+
+/// Environment variables to set.
+type Env = Vec<(&'static str, &'static str)>;
+
+/// The shard comes from PEREGRINE_SHARD, or from JOB_COMPLETION_INDEX with
+/// --shard-from-job-index, and the start time from PEREGRINE_START_AT, as the Kubernetes
+/// example sets them; bad values are errors naming the variable or flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shard_and_start_time_come_from_the_environment_or_the_job_index() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("/");
+    let run = |env: Env, extra: &[&str], name: &str| {
+        let mut args = strings(&[
+            "load",
+            &url,
+            "-c",
+            "3",
+            "--iterations",
+            "1",
+            "--report",
+            name,
+        ]);
+        args.extend(strings(extra));
+        let dir = dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(BINARY);
+            command
+                .args(&args)
+                .current_dir(dir)
+                .env_remove("PEREGRINE_SHARD")
+                .env_remove("JOB_COMPLETION_INDEX")
+                .env_remove("PEREGRINE_START_AT");
+            command.envs(env).output().unwrap()
+        })
+    };
+    let from_env = run(vec![("PEREGRINE_SHARD", "1/3")], &[], "env")
+        .await
+        .unwrap();
+    assert_eq!(
+        from_env.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&from_env.stderr)
+    );
+    let shard = report(&dir.path().join("env"))["shard"].clone();
+    assert_eq!(
+        (shard["index"].clone(), shard["count"].clone()),
+        (1.into(), 3.into())
+    );
+    assert_eq!(samples(&dir.path().join("env")), 1);
+    let indexed = run(
+        vec![("JOB_COMPLETION_INDEX", "2")],
+        &["--shard-from-job-index", "3"],
+        "job",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        indexed.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&indexed.stderr)
+    );
+    assert_eq!(report(&dir.path().join("job"))["shard"]["index"], 2);
+    // PEREGRINE_START_AT is --start-at; `now` (the Kubernetes example's default) is on time.
+    let now = run(vec![("PEREGRINE_START_AT", "now")], &[], "now")
+        .await
+        .unwrap();
+    assert_eq!(
+        now.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&now.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&now.stderr).contains("late"));
+    assert!(
+        report(&dir.path().join("now"))
+            .get("late_start_seconds")
+            .is_none()
+    );
+    let bad: [(Env, &[&str], &str); 4] = [
+        (vec![("PEREGRINE_START_AT", "soon")], &[], "--start-at"),
+        (
+            vec![],
+            &["--shard-from-job-index", "3"],
+            "JOB_COMPLETION_INDEX is not set",
+        ),
+        (
+            vec![("JOB_COMPLETION_INDEX", "3")],
+            &["--shard-from-job-index", "3"],
+            "--shard-from-job-index",
+        ),
+        (vec![("PEREGRINE_SHARD", "3/3")], &[], "--shard"),
+    ];
+    for (env, extra, message) in bad {
+        let out = run(env, extra, "never").await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains(message), "{message}: {stderr}");
+        assert!(!dir.path().join("never").exists());
+    }
 }

@@ -1,11 +1,11 @@
 //! `peregrine report merge`: the reports of the N shards of one plan as one report.
 //!
-//! Counts, bytes, status codes and errors are summed; response-time percentiles, mean and
-//! standard deviation come from the merged HDR histograms (never averaged); latency and
-//! connect averages are weighted by samples. The per-second timeline sums counts, bytes,
-//! sums of times and codes per second; its per-second percentiles cannot be rebuilt from
-//! the shards and are left out, as are the (uncorrected) service-time percentiles. Given
-//! the plan, [`evaluate_criteria`] evaluates its pass/fail criteria on the merged figures.
+//! Counts, bytes, status codes and errors are summed; response-time and service-time
+//! percentiles, mean and standard deviation come from the merged HDR histograms (never
+//! averaged); latency and connect averages are weighted by samples. The per-second timeline
+//! sums counts, bytes, sums of times and codes per second, and its percentiles, overall and
+//! per label, come from the merged per-second histograms. Given the plan,
+//! [`evaluate_criteria`] evaluates its pass/fail criteria on the merged figures.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::SCHEMA;
 use super::describe::histogram_bins;
-use crate::criteria::{Measure, Monitor, Outcome};
+use crate::criteria::{Monitor, Outcome};
 use crate::stats::LatencyHistogram;
 use crate::stats::hdr::{self, decode, encode};
 use crate::stats::{PERCENTILES, Second, Summary};
@@ -145,7 +145,7 @@ fn merge(shards: &[ShardReport]) -> Result<Value, MergeError> {
         .iter()
         .filter_map(|s| s.json["duration_seconds"].as_f64())
         .fold(0.0, f64::max);
-    let overall = merged_histogram(shards, |json| json["distributions"]["overall"].as_str())?;
+    let overall = Times::merged(shards, |json| &json["distributions"], "overall")?;
     let mut report = first.json.clone();
     report["duration_seconds"] = json!(duration);
     report["overall"] = merged_summary(
@@ -157,21 +157,27 @@ fn merge(shards: &[ShardReport]) -> Result<Value, MergeError> {
     let mut merged_labels = Vec::new();
     let mut distributions = Vec::new();
     for (i, label) in labels.iter().enumerate() {
-        let histogram = merged_histogram(shards, |json| {
-            json["distributions"]["labels"][i]["response"].as_str()
-        })?;
+        let times = Times::merged(
+            shards,
+            |json| &json["distributions"]["labels"][i],
+            "response",
+        )?;
         let mut summary = merged_summary(
             shards.iter().map(|s| &s.json["labels"][i]),
-            &histogram,
+            &times,
             duration,
         );
         summary["label"] = label["label"].clone();
         merged_labels.push(summary);
-        distributions.push(json!({"label": label["label"], "response": encode(&histogram)}));
+        let mut distribution = times.encoded("response");
+        distribution["label"] = label["label"].clone();
+        distributions.push(distribution);
     }
     report["labels"] = Value::Array(merged_labels);
-    report["distributions"] =
-        json!({"unit": "us", "overall": encode(&overall), "labels": distributions});
+    let mut encoded = overall.encoded("overall");
+    encoded["unit"] = json!("us");
+    encoded["labels"] = Value::Array(distributions);
+    report["distributions"] = encoded;
     report["errors"] = merged_errors(shards);
     report["timeline"] = merged_timeline(shards);
     report["shard"] = json!({"index": 0, "count": 1});
@@ -185,9 +191,17 @@ fn merge(shards: &[ShardReport]) -> Result<Value, MergeError> {
     let (verdict, ending) = merged_verdict(shards);
     report["verdict"] = json!(verdict);
     report["ending"] = json!(ending);
-    report["rate"] = Value::Null;
+    report["rate"] = merged_rate(shards);
+    // The earliest start (RFC 3339 UTC texts of one format sort as times).
+    if let Some(started) = shards
+        .iter()
+        .filter_map(|s| s.json["run"]["started_at"].as_str())
+        .min()
+    {
+        report["run"]["started_at"] = json!(started);
+    }
     report["latency_histogram"] =
-        serde_json::to_value(histogram_bins(&to_compact(&overall))).unwrap_or_default();
+        serde_json::to_value(histogram_bins(&to_compact(&overall.response))).unwrap_or_default();
     Ok(report)
 }
 
@@ -213,10 +227,70 @@ fn to_compact(histogram: &Histogram<u64>) -> LatencyHistogram {
     compact
 }
 
+/// The open model's rates: the shards' requested and achieved rates summed (each shard
+/// counts the same seconds of the plan, so the sum of their averages is the average of the
+/// sums); none when a shard has none.
+fn merged_rate(shards: &[ShardReport]) -> Value {
+    let rates: Option<Vec<(f64, f64)>> = shards
+        .iter()
+        .map(|s| {
+            let rate = &s.json["rate"];
+            Some((rate["requested"].as_f64()?, rate["achieved"].as_f64()?))
+        })
+        .collect();
+    let Some(rates) = rates else {
+        return Value::Null;
+    };
+    let requested: f64 = rates.iter().map(|r| r.0).sum();
+    let achieved: f64 = rates.iter().map(|r| r.1).sum();
+    json!({
+        "requested": requested,
+        "achieved": achieved,
+        "below_target": achieved < super::BELOW_TARGET * requested,
+    })
+}
+
+/// The merged response-time and service-time histograms of the whole run or of a label.
+struct Times {
+    response: Histogram<u64>,
+    /// None when a shard has none (a report of an older version).
+    service: Option<Histogram<u64>>,
+}
+
+impl Times {
+    /// The sums of the shards' `RESPONSE_KEY` and `service` histograms in the object `pick`
+    /// finds.
+    fn merged(
+        shards: &[ShardReport],
+        pick: impl Fn(&Value) -> &Value,
+        response_key: &str,
+    ) -> Result<Self, MergeError> {
+        let has = |key: &str| shards.iter().all(|s| pick(&s.json)[key].is_string());
+        let response = merged_histogram(shards, |json| pick(json)[response_key].as_str())?;
+        let service = if has("service") {
+            Some(merged_histogram(shards, |json| {
+                pick(json)["service"].as_str()
+            })?)
+        } else {
+            None
+        };
+        Ok(Self { response, service })
+    }
+
+    /// `{RESPONSE_KEY: …, "service": …}` encoded.
+    fn encoded(&self, response_key: &str) -> Value {
+        let mut value = json!({ response_key: encode(&self.response) });
+        if let Some(service) = &self.service {
+            value["service"] = json!(encode(service));
+        }
+        value
+    }
+}
+
 /// The sum of the shards' histograms picked by `pick`.
-fn merged_histogram(
-    shards: &[ShardReport],
-    pick: impl Fn(&Value) -> Option<&str>,
+fn merged_histogram<'a>(
+    shards: &'a [ShardReport],
+    pick: impl Fn(&'a Value) -> Option<&'a str>,
 ) -> Result<Histogram<u64>, MergeError> {
     let mut merged = hdr::empty();
     for shard in shards {
@@ -234,12 +308,13 @@ fn number(value: &Value, key: &str) -> f64 {
     value[key].as_f64().unwrap_or(0.0)
 }
 
-/// A summary from the shards' summaries and the merged histogram.
+/// A summary from the shards' summaries and the merged histograms.
 fn merged_summary<'a>(
     parts: impl Iterator<Item = &'a Value> + Clone,
-    histogram: &Histogram<u64>,
+    times: &Times,
     duration: f64,
 ) -> Value {
+    let histogram = &times.response;
     let sum = |key: &str| {
         parts
             .clone()
@@ -264,10 +339,6 @@ fn merged_summary<'a>(
             *codes.entry(code.clone()).or_default() += count.as_u64().unwrap_or(0);
         }
     }
-    let percentiles: Vec<Value> = PERCENTILES
-        .iter()
-        .map(|&level| json!({"level": level, "seconds": value_at(histogram, level) / 1e6}))
-        .collect();
     json!({
         "samples": samples,
         "failures": failures,
@@ -279,10 +350,21 @@ fn merged_summary<'a>(
         "avg_ct": weighted("avg_ct"),
         "avg_tls": weighted("avg_tls"),
         "stdev_rt": if histogram.is_empty() { 0.0 } else { histogram.stdev() / 1e6 },
-        "percentiles": percentiles,
-        "service_percentiles": [],
+        "percentiles": percentile_table(histogram, &PERCENTILES),
+        "service_percentiles": times
+            .service
+            .as_ref()
+            .map_or_else(|| json!([]), |service| percentile_table(service, &PERCENTILES)),
         "codes": codes,
     })
+}
+
+/// The percentiles of `histogram` at `levels`, as a report holds them (seconds).
+fn percentile_table(histogram: &Histogram<u64>, levels: &[f64]) -> Value {
+    levels
+        .iter()
+        .map(|&level| json!({"level": level, "seconds": value_at(histogram, level) / 1e6}))
+        .collect()
 }
 
 /// The value at percentile `level` (0 = minimum, 100 = maximum), µs.
@@ -318,16 +400,55 @@ fn merged_errors(shards: &[ShardReport]) -> Value {
         .collect()
 }
 
-/// One second being summed: users, the overall window and the windows by label index.
-type MergedSecond = (
-    u64,
-    Map<String, Value>,
-    BTreeMap<u64, Map<String, Value>>,
-    Option<Histogram<u64>>,
-);
+/// One window (overall or a label's) of one second being summed.
+#[derive(Default)]
+struct MergedWindow {
+    window: Map<String, Value>,
+    histogram: Option<Histogram<u64>>,
+    /// A part with samples had no histogram (an older report): no percentiles then.
+    incomplete: bool,
+}
 
-/// Seconds summed by second and label; the overall per-second percentiles come from the
-/// merged per-second histograms, the labels' per-second percentiles are left out.
+impl MergedWindow {
+    fn add(&mut self, window: &Value, histogram: &Value) {
+        add_window(&mut self.window, window);
+        let decoded = histogram
+            .as_str()
+            .filter(|h| !h.is_empty())
+            .and_then(|h| decode(h).ok());
+        match decoded {
+            // Both histograms have the same bounds, so adding cannot fail.
+            Some(histogram) => {
+                let _ = self.histogram.get_or_insert_with(hdr::empty).add(histogram);
+            }
+            None => self.incomplete |= window["hits"].as_u64().unwrap_or(0) > 0,
+        }
+    }
+
+    /// The summed window with its percentiles at `levels` from the merged histogram, and the
+    /// merged histogram encoded.
+    fn finish(mut self, levels: &[f64]) -> (Map<String, Value>, String) {
+        match self.histogram.filter(|_| !self.incomplete) {
+            Some(histogram) => {
+                let table = percentile_table(&histogram, levels);
+                self.window.insert("percentiles".to_owned(), table);
+                (self.window, encode(&histogram))
+            }
+            None => (self.window, String::new()),
+        }
+    }
+}
+
+/// One second being summed: users, the overall window and the windows by label index.
+#[derive(Default)]
+struct MergedSecond {
+    users: u64,
+    overall: MergedWindow,
+    labels: BTreeMap<u64, MergedWindow>,
+}
+
+/// Seconds summed by second and label; their percentiles, overall and per label, come from
+/// the merged per-second histograms.
 fn merged_timeline(shards: &[ShardReport]) -> Value {
     let mut seconds: BTreeMap<u64, MergedSecond> = BTreeMap::new();
     // The levels a shard's seconds carry: the standard ones plus those its criteria watch.
@@ -345,38 +466,34 @@ fn merged_timeline(shards: &[ShardReport]) -> Value {
     {
         let at = second["second"].as_u64().unwrap_or(0);
         let entry = seconds.entry(at).or_default();
-        entry.0 += second["users"].as_u64().unwrap_or(0);
-        add_window(&mut entry.1, &second["overall"]);
-        if let Some(histogram) = second["histogram"].as_str().and_then(|h| decode(h).ok()) {
-            let merged = entry.3.get_or_insert_with(hdr::empty);
-            // Both histograms have the same bounds, so adding cannot fail.
-            let _ = merged.add(histogram);
-        }
+        entry.users += second["users"].as_u64().unwrap_or(0);
+        entry.overall.add(&second["overall"], &second["histogram"]);
         for label in second["labels"].as_array().into_iter().flatten() {
             let index = label["label"].as_u64().unwrap_or(0);
-            add_window(entry.2.entry(index).or_default(), label);
+            entry
+                .labels
+                .entry(index)
+                .or_default()
+                .add(label, &label["histogram"]);
         }
     }
     seconds
         .into_iter()
-        .map(|(second, (users, mut overall, labels, histogram))| {
-            let mut encoded = String::new();
-            if let Some(histogram) = histogram {
-                let percentiles: Vec<Value> = levels
-                    .iter()
-                    .map(|&level| json!({"level": level, "seconds": value_at(&histogram, level) / 1e6}))
-                    .collect();
-                overall.insert("percentiles".to_owned(), Value::Array(percentiles));
-                encoded = encode(&histogram);
-            }
-            let labels: Vec<Value> = labels
+        .map(|(second, merged)| {
+            let (overall, histogram) = merged.overall.finish(&levels);
+            let labels: Vec<Value> = merged
+                .labels
                 .into_iter()
-                .map(|(index, mut window)| {
+                .map(|(index, window)| {
+                    let (mut window, histogram) = window.finish(&levels);
                     window.insert("label".to_owned(), json!(index));
+                    if !histogram.is_empty() {
+                        window.insert("histogram".to_owned(), json!(histogram));
+                    }
                     Value::Object(window)
                 })
                 .collect();
-            json!({"second": second, "users": users, "overall": overall, "labels": labels, "histogram": encoded})
+            json!({"second": second, "users": merged.users, "overall": overall, "labels": labels, "histogram": histogram})
         })
         .collect()
 }
@@ -407,13 +524,13 @@ fn add_window(into: &mut Map<String, Value>, window: &Value) {
 }
 
 /// Evaluates `plan`'s pass/fail criteria on a merged report (`plan` must be the plan the
-/// shards ran: same fingerprint), stores the outcomes in it and returns them with warnings
-/// about criteria that cannot be evaluated exactly.
+/// shards ran: same fingerprint), stores the outcomes in it and returns them. Timeframe
+/// criteria see the merged timeline second by second, as a single run's monitor does.
 pub fn evaluate_criteria(
     merged: &mut Value,
     plan: &crate::Plan,
     config: &Path,
-) -> Result<(Vec<Outcome>, Vec<String>), MergeError> {
+) -> Result<Vec<Outcome>, MergeError> {
     if merged["fingerprint"] != plan.fingerprint.as_str() {
         return Err(fail(
             config,
@@ -442,24 +559,9 @@ pub fn evaluate_criteria(
         monitor.on_seconds(&timeline[..end]);
     }
     let outcomes = monitor.finish(&overall, &labels);
-    let warnings = plan
-        .criteria
-        .iter()
-        .filter(|c| {
-            !c.timeframe.is_zero()
-                && matches!(c.subject, Measure::Percentile(_))
-                && c.label_index(&plan.labels).is_some()
-        })
-        .map(|c| {
-            format!(
-                "criterion {:?}: a label's per-second percentiles are not merged, so it is not evaluated on the merged timeline",
-                c.text
-            )
-        })
-        .collect();
     merged["criteria"] = serde_json::to_value(&outcomes).unwrap_or_default();
     if outcomes.iter().any(|o| o.failed) {
         merged["verdict"] = json!("failed");
     }
-    Ok((outcomes, warnings))
+    Ok(outcomes)
 }

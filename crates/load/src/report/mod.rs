@@ -31,6 +31,10 @@ fn current_schema() -> &'static str {
     SCHEMA
 }
 
+/// An open-model run whose achieved rate is under this fraction of the requested one is
+/// below target.
+const BELOW_TARGET: f64 = 0.95;
+
 /// Exit codes, as Taurus uses them.
 pub mod exit_code {
     /// The test ran and no failing criterion triggered.
@@ -85,6 +89,9 @@ pub struct Report {
     /// How late the run started after `--start-at` (a merge: the latest shard's), seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_start_seconds: Option<f64>,
+    /// A merged report: how many shards it was merged from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_shards: Option<u32>,
     /// A hash of the merged config: the shards of one plan share it.
     pub fingerprint: String,
     /// The raw response-time distributions, for exact merges of shards.
@@ -176,6 +183,7 @@ impl Report {
             warnings: plan.warnings.clone(),
             shard: plan.shard(),
             late_start_seconds: None,
+            merged_shards: None,
             fingerprint: plan.fingerprint.clone(),
             distributions: Distributions::of(&plan.labels, &collector),
             exit_code,
@@ -286,7 +294,7 @@ fn open_model_rate(plan: &Plan, timeline: &[Second]) -> Option<RateCheck> {
     Some(RateCheck {
         requested,
         achieved,
-        below_target: achieved < 0.95 * requested,
+        below_target: achieved < BELOW_TARGET * requested,
     })
 }
 

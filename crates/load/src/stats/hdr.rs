@@ -19,13 +19,16 @@ use super::{Collector, MAX_MICROS};
 /// Significant digits of the HDR histograms written.
 pub const SIGNIFICANT_DIGITS: u8 = 3;
 
-/// Response-time distributions (µs) of a run, overall and per label.
+/// Response-time and service-time distributions (µs) of a run, overall and per label.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Distributions {
     /// Unit of the recorded values.
     pub unit: String,
-    /// All samples together, encoded.
+    /// All samples' response times, encoded.
     pub overall: String,
+    /// All samples' service times (from the actual send, uncorrected), encoded.
+    #[serde(default)]
+    pub service: String,
     /// Per label, in the plan's order.
     pub labels: Vec<LabelDistribution>,
 }
@@ -37,6 +40,9 @@ pub struct LabelDistribution {
     pub label: String,
     /// Its response times, encoded.
     pub response: String,
+    /// Its service times, encoded.
+    #[serde(default)]
+    pub service: String,
 }
 
 impl Distributions {
@@ -45,15 +51,27 @@ impl Distributions {
         Self {
             unit: "us".to_owned(),
             overall: encode(&to_hdr(&collector.overall().response)),
+            service: encode(&to_hdr(&collector.overall().service)),
             labels: labels
                 .iter()
                 .zip(collector.per_label())
                 .map(|(label, tally)| LabelDistribution {
                     label: label.clone(),
-                    response: encode(&to_hdr(&tally.response)),
+                    response: encode_samples(tally, &tally.response),
+                    service: encode_samples(tally, &tally.service),
                 })
                 .collect(),
         }
+    }
+}
+
+/// `histogram` of `tally` encoded; empty text for a label without samples, which a config
+/// of many labels has many of (an HDR histogram is costly to build even empty).
+fn encode_samples(tally: &super::Tally, histogram: &LatencyHistogram) -> String {
+    if tally.samples == 0 {
+        String::new()
+    } else {
+        encode(&to_hdr(histogram))
     }
 }
 
@@ -89,8 +107,12 @@ pub fn encode(histogram: &Histogram<u64>) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Reads a histogram in the standard compressed base64 encoding.
+/// Reads a histogram in the standard compressed base64 encoding; empty text is an empty
+/// histogram.
 pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
+    if text.trim().is_empty() {
+        return Ok(empty());
+    }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(text.trim())
         .map_err(|err| format!("not base64: {err}"))?;
@@ -144,5 +166,7 @@ mod tests {
     fn garbage_is_a_clear_error() {
         assert!(decode("not base64!").unwrap_err().contains("base64"));
         assert!(decode("aGVsbG8=").unwrap_err().contains("HDR"));
+        // A label without samples is written as empty text.
+        assert!(decode("").unwrap().is_empty());
     }
 }

@@ -261,6 +261,10 @@ pub struct LabelWindow {
     /// Its figures.
     #[serde(flatten)]
     pub window: Window,
+    /// Its response times of this second (µs), encoded as [`Second::histogram`], so merged
+    /// shards keep exact per-second percentiles per label too.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub histogram: String,
 }
 
 /// Figures for one second of one label (or of all).
@@ -345,11 +349,13 @@ impl OpenWindow {
         self.histogram.record(micros(sample.response_time));
     }
 
-    fn close(mut self, levels: &[f64]) -> Window {
-        if self.window.hits > 0 {
-            self.window.percentiles = percentile_table(&self.histogram, levels);
+    /// The finished window and its histogram, encoded (empty without samples).
+    fn close(mut self, levels: &[f64]) -> (Window, String) {
+        if self.window.hits == 0 {
+            return (self.window, String::new());
         }
-        self.window
+        self.window.percentiles = percentile_table(&self.histogram, levels);
+        (self.window, hdr::encode(&hdr::to_hdr(&self.histogram)))
     }
 }
 
@@ -462,21 +468,21 @@ impl Collector {
                 .ok()
                 .and_then(|i| users_at.get(i))
                 .or(users_at.last());
-            let histogram = if overall.window.hits > 0 {
-                hdr::encode(&hdr::to_hdr(&overall.histogram))
-            } else {
-                String::new()
-            };
+            let (overall, histogram) = overall.close(&self.levels);
             self.timeline.push(Second {
                 second: next,
                 users: users.copied().unwrap_or(0),
                 histogram,
-                overall: overall.close(&self.levels),
+                overall,
                 labels: per_label
                     .into_iter()
-                    .map(|(label, w)| LabelWindow {
-                        label,
-                        window: w.close(&self.levels),
+                    .map(|(label, w)| {
+                        let (window, histogram) = w.close(&self.levels);
+                        LabelWindow {
+                            label,
+                            window,
+                            histogram,
+                        }
                     })
                     .collect(),
             });
