@@ -544,7 +544,9 @@ impl PostgresStore {
         if let Some(conn) = slot.live.load_full().filter(|c| !c.client.is_closed()) {
             return Ok(conn);
         }
-        self.reconnect(endpoint, slot).await
+        // Boxed: connecting is rare and its future is large; inline, it would make every
+        // query's future (moved on each request) several kilobytes.
+        Box::pin(self.reconnect(endpoint, slot)).await
     }
 
     /// Runs `query` on `conn`. Under [`StatementMode::Auto`], a named statement the server
