@@ -83,24 +83,20 @@ port_of() { if [ "$1" = peregrine ]; then echo "$PEREGRINE_PORT"; else echo "$MI
 
 # cpu_ticks PID: user + system clock ticks the process has used.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# syscalls PID: read and write system calls the process has made.
-syscalls() { awk '/^sysc[rw]:/ {n += $2} END {print n}' "/proc/$1/io"; }
 
 # wrk_run SERVER PATH CONNECTIONS [THREADS]: appends "kind server path conns rps mb_s p50 p99
 # errors cpu_us_per_request" to the results.
 wrk_run() {
-    local server=$1 path=$2 connections=$3 threads=${4:-1} out="$work/wrk.out" pid before after calls
+    local server=$1 path=$2 connections=$3 threads=${4:-1} out="$work/wrk.out" pid before after
     pid=$(pid_of "$server")
     before=$(cpu_ticks "$pid")
-    calls=$(syscalls "$pid")
     wrk -t"$threads" -c"$connections" -d"${DURATION}s" --timeout 3s --latency \
         "http://127.0.0.1:$(port_of "$server")$path" >"$out" 2>&1 || true
     after=$(cpu_ticks "$pid")
-    calls=$(($(syscalls "$pid") - calls))
     grep -q "Requests/sec" "$out" || fail "wrk against $server $path gave no result: $(head -c 500 "$out")"
-    python3 - "$server" "$path" "$connections" "$out" "$((after - before))" "$(getconf CLK_TCK)" "$calls" >>"$results" <<'PY'
+    python3 - "$server" "$path" "$connections" "$out" "$((after - before))" "$(getconf CLK_TCK)" >>"$results" <<'PY'
 import re, sys
-server, path, connections, out, ticks, hz, calls = sys.argv[1:]
+server, path, connections, out, ticks, hz = sys.argv[1:]
 text = open(out).read()
 def ms(label):
     m = re.search(label + r"\s+([\d.]+)(us|ms|s)\b", text)
@@ -115,7 +111,7 @@ errors = sum(int(x) for x in sock.groups()) if sock else 0
 non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 errors += int(non2xx.group(1)) if non2xx else 0
 cpu_us = int(ticks) / int(hz) * 1e6 / max(requests, 1)
-print(f"http\t{server}\t{path}\t{connections}\t{rps:.0f}\t{megabytes():.1f}\t{ms('50%'):.2f}\t{ms('99%'):.2f}\t{errors}\t{cpu_us:.1f}\t{int(calls) / max(requests, 1):.2f}")
+print(f"http\t{server}\t{path}\t{connections}\t{rps:.0f}\t{megabytes():.1f}\t{ms('50%'):.2f}\t{ms('99%'):.2f}\t{errors}\t{cpu_us:.1f}")
 PY
 }
 
@@ -128,7 +124,7 @@ pgbench_run() {
     python3 - "$path" "$work/pgbench.out" >>"$results" <<'PY'
 import re, sys
 tps = float(re.search(r"tps = ([\d.]+)", open(sys.argv[2]).read()).group(1))
-print(f"http\tpgbench\t{sys.argv[1]}\t16\t{tps:.0f}\tnan\tnan\tnan\t0\tnan\tnan")
+print(f"http\tpgbench\t{sys.argv[1]}\t16\t{tps:.0f}\tnan\tnan\tnan\t0\tnan")
 PY
 }
 
@@ -173,7 +169,7 @@ held = open_idle(count)
 time.sleep(1.0)
 after = rss_kib()
 per = (after - before) * 1024 / count
-print(f"idle\t{server}\t-\t{count}\t{per:.0f}\t{after}\tnan\tnan\t0\tnan\tnan")
+print(f"idle\t{server}\t-\t{count}\t{per:.0f}\t{after}\tnan\tnan\t0\tnan")
 for s in warm + held:
     s.close()
 PY
@@ -222,7 +218,7 @@ if has many; then
         log "$server: 10,000 busy connections (wrk -t2), peak RSS"
         wrk_run "$server" /users/7 10000 2
         sed -i '$ s/^http/many/' "$results"
-        echo "peak	$server	-	10000	$(awk '/VmHWM/ {print $2}' "/proc/$(pid_of "$server")/status")	nan	nan	nan	0	nan	nan" >>"$results"
+        echo "peak	$server	-	10000	$(awk '/VmHWM/ {print $2}' "/proc/$(pid_of "$server")/status")	nan	nan	nan	0	nan" >>"$results"
     done
 fi
 read -r load1 _ </proc/loadavg
@@ -240,8 +236,8 @@ def mean(key, column):
 def fmt(x, spec=",.0f"):
     return "-" if math.isnan(x) else format(x, spec)
 print(f"\nwrk -t1 -d{sys.argv[2]}s --timeout 3s --latency, {sys.argv[3]} round(s) alternating; pgbench -M prepared -c16 -j2\n")
-print("| route | conns | minimal req/s | Peregrine req/s | ÷ minimal | pgbench q/s | ÷ pgbench | MB/s minimal / Peregrine | p99 minimal / Peregrine | server CPU µs/request minimal / Peregrine | syscalls/request minimal / Peregrine | errors |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| route | conns | minimal req/s | Peregrine req/s | ÷ minimal | pgbench q/s | ÷ pgbench | MB/s minimal / Peregrine | p99 minimal / Peregrine | server CPU µs/request minimal / Peregrine | errors |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 seen = []
 for (kind, path, conns, server) in groups:
     if kind == "http" and server != "pgbench" and (path, conns) not in seen:
@@ -252,7 +248,7 @@ for path, conns in seen:
     errors = sum(r[4] for key in (m, p) for r in groups[key])
     print(f"| `GET {path}` | {conns} | {fmt(mean(m, 0))} | {fmt(mean(p, 0))} | {mean(p, 0) / mean(m, 0):.2f} | "
           f"{fmt(pg)} | {fmt(mean(p, 0) / pg, '.2f')} | {fmt(mean(m, 1), '.1f')} / {fmt(mean(p, 1), '.1f')} | "
-          f"{fmt(mean(m, 3), '.1f')} / {fmt(mean(p, 3), '.1f')} ms | {fmt(mean(m, 5), '.1f')} / {fmt(mean(p, 5), '.1f')} | {fmt(mean(m, 6), '.2f')} / {fmt(mean(p, 6), '.2f')} | {errors:.0f} |")
+          f"{fmt(mean(m, 3), '.1f')} / {fmt(mean(p, 3), '.1f')} ms | {fmt(mean(m, 5), '.1f')} / {fmt(mean(p, 5), '.1f')} | {errors:.0f} |")
 for kind, path, conns, server in groups:
     if kind == "idle":
         r = groups[(kind, path, conns, server)][0]
