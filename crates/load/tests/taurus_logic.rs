@@ -450,3 +450,63 @@ async fn throughput_caps_a_scenario_with_blocks_too() {
     assert_eq!(report.overall.samples, sent);
     assert!((15..=25).contains(&sent), "{sent} requests in 1 s at 20/s");
 }
+
+/// How long after `started` each request reached the app.
+fn arrivals_after(app: &LoginApp, started: std::time::Instant) -> Vec<std::time::Duration> {
+    app.recorded()
+        .iter()
+        .map(|r| r.at.saturating_duration_since(started))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn think_time_delays_the_request_it_belongs_to_on_both_paths() {
+    let app = LoginApp::start().await;
+    let ms = std::time::Duration::from_millis;
+    // One request: the plain fast path. The first request waits too (timers precede samplers).
+    let plain = plan_in_dir(
+        &format!(
+            "execution:\n- concurrency: 1\n  iterations: 2\n  scenario:\n    think-time: 300ms\n    requests: ['{}/plain']\n",
+            app.base()
+        ),
+        &[],
+    );
+    let started = std::time::Instant::now();
+    let report = run(&plain).await;
+    assert_eq!(report.overall.samples, 2);
+    let at = arrivals_after(&app, started);
+    assert!(at[0] >= ms(300) && at[1] - at[0] >= ms(300), "{at:?}");
+    // A program (two requests, a variable): scenario-level and per-request think-times.
+    let app = LoginApp::start().await;
+    let program = plan_in_dir(
+        &format!(
+            r#"
+execution:
+- concurrency: 1
+  iterations: 1
+  scenario:
+    think-time: 300ms
+    variables: {{page: a}}
+    requests:
+    - {base}/${{page}}
+    - url: {base}/b
+      think-time: 100ms
+    - url: {base}/c
+      think-time: 0s
+"#,
+            base = app.base()
+        ),
+        &[],
+    );
+    let started = std::time::Instant::now();
+    let report = run(&program).await;
+    assert_eq!(report.overall.samples, 3);
+    let at = arrivals_after(&app, started);
+    assert!(at[0] >= ms(300), "{at:?}");
+    // After-request pauses would give gaps of 300 ms and 100 ms here.
+    assert!(
+        at[1] - at[0] >= ms(100) && at[1] - at[0] < ms(250),
+        "{at:?}"
+    );
+    assert!(at[2] - at[1] < ms(80), "{at:?}");
+}

@@ -445,6 +445,11 @@ impl<'a> ProgramUser<'a> {
         } else {
             prepared
         };
+        // Taurus makes think-time a JMeter timer, and timers run before their sampler.
+        let pause = think_pause(&prepared.request, &mut self.variables);
+        if self.pause(pause).await == Flow::End {
+            return Flow::End;
+        }
         if let Some(pacer) = &shared.pacer {
             let slot = pacer.next_slot();
             self.outbox.flush_before_waiting_until(slot, Instant::now());
@@ -472,8 +477,7 @@ impl<'a> ProgramUser<'a> {
         if connect_failed {
             tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
         }
-        let pause = think_pause(&prepared.request, &mut self.variables);
-        self.pause(pause).await
+        Flow::Next
     }
 
     /// Sends `step`, storing cookies and following redirects (GET, at most
@@ -584,7 +588,7 @@ fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Request 
     request
 }
 
-/// The pause after `request`: its think-time, drawn from its distribution.
+/// The pause before `request`: its think-time, drawn from its distribution.
 pub fn think_pause(request: &Request, variables: &mut UserVariables) -> Duration {
     let mut unit = || variables.random_unit();
     draw(request.think, request.think_time, &mut unit)
@@ -635,7 +639,7 @@ fn poisson(lambda: f64, unit: &mut impl FnMut() -> f64) -> f64 {
     count
 }
 
-/// The pause after `request` on the fast path: the constant think-time unless it has a
+/// The pause before `request` on the fast path: the constant think-time unless it has a
 /// distribution.
 pub fn think_pause_fast(request: &Request, random: &mut Random) -> Duration {
     if request.think == ThinkTime::Constant {

@@ -1,4 +1,4 @@
-//! The virtual users: the closed model (each user sends, waits for the response, thinks,
+//! The virtual users: the closed model (each user thinks, sends, waits for the response,
 //! repeats) and the open model (users take the next due arrival from a shared schedule).
 
 use std::sync::Arc;
@@ -115,15 +115,7 @@ async fn plain_user(
             if *stop.borrow() || deadline.is_some_and(|d| now >= d) {
                 break 'iterations;
             }
-            if let Some(pacer) = &shared.pacer {
-                let slot = pacer.next_slot();
-                outbox.flush_before_waiting_until(slot, now);
-                if !sleep_until(slot, deadline, &mut stop).await {
-                    break 'iterations;
-                }
-                now = Instant::now();
-            }
-            now = send(shared, &mut outbox, &mut connections, step, now).await;
+            // Taurus makes think-time a JMeter timer, and timers run before their sampler.
             let think_time = think_pause_fast(&step.request, &mut random);
             if !think_time.is_zero() {
                 let think_until = at(now, think_time);
@@ -133,6 +125,15 @@ async fn plain_user(
                 }
                 now = Instant::now();
             }
+            if let Some(pacer) = &shared.pacer {
+                let slot = pacer.next_slot();
+                outbox.flush_before_waiting_until(slot, now);
+                if !sleep_until(slot, deadline, &mut stop).await {
+                    break 'iterations;
+                }
+                now = Instant::now();
+            }
+            now = send(shared, &mut outbox, &mut connections, step, now).await;
         }
         iteration += 1;
     }
