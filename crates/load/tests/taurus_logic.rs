@@ -392,6 +392,12 @@ async fn think_time_distributions_have_their_mean_and_spread() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_keep_their_cookies_and_follow_redirects_as_one_sample() {
+    // A plain list of requests (the fast path), then the same as a program.
+    cookies_and_redirects_as_one_sample("").await;
+    cookies_and_redirects_as_one_sample("?user=${__threadNum}").await;
+}
+
+async fn cookies_and_redirects_as_one_sample(query: &str) {
     let app = LoginApp::start().await;
     let yaml = format!(
         r#"
@@ -406,7 +412,7 @@ execution:
     - /session/start
     - url: /session/check
       label: after
-    - url: /redirect/3
+    - url: /redirect/3{query}
       label: chain
     - url: /redirect/1
       label: not-followed
@@ -415,6 +421,7 @@ execution:
         base = app.base()
     );
     let plan = plan_in_dir(&yaml, &[]);
+    assert_eq!(plan.executions[0].scenario.program.is_some(), !query.is_empty());
     let report = run(&plan).await;
     let recorded = app.recorded();
     let label = |name: &str| summary(&report, name);
@@ -509,4 +516,36 @@ execution:
         "{at:?}"
     );
     assert!(at[2] - at[1] < ms(80), "{at:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_request_scenario_keeps_cookies_and_follows_redirects_by_default() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- concurrency: 1
+  iterations: 2
+  scenario: {{requests: ['{base}/session/start']}}
+- concurrency: 1
+  iterations: 1
+  scenario: {{requests: ['{base}/redirect/2']}}
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    assert!(plan.executions.iter().all(|e| e.scenario.program.is_none()));
+    let report = run(&plan).await;
+    let recorded = app.recorded();
+    let starts: Vec<_> = recorded
+        .iter()
+        .filter(|r| r.target == "/session/start")
+        .map(|r| r.cookie.clone())
+        .collect();
+    // Taurus's store-cookie defaults to true: the second pass sends the first's cookie.
+    assert_eq!(starts, [None, Some("sid=abc".to_owned())]);
+    // follow-redirects defaults to true: three hits, one successful sample.
+    assert_eq!(recorded.iter().filter(|r| r.target.starts_with("/redirect/")).count(), 3);
+    assert_eq!(report.overall.samples, 3);
+    assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
 }

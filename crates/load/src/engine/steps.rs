@@ -12,11 +12,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::PreparedRequest;
-use super::exchange::{Connections, Measured, measure};
-use super::session::{CookieJar, MAX_REDIRECTS, next_hop, redirect_location};
+use super::exchange::Connections;
+use super::session::{CookieJar, send_following_redirects};
 use super::users::{CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until};
 use crate::condition;
-use crate::http1;
 use crate::plan::{Action, Block, LoopCount, Program, Request, Step, ThinkTime};
 use crate::stats::{ErrorKind, Sample};
 use crate::variables::{Random, SharedCounters, UserVariables, encode_target};
@@ -427,20 +426,15 @@ impl<'a> ProgramUser<'a> {
         let Some(prepared) = shared.execution.requests.get(index) else {
             return Flow::Next;
         };
-        let with_cookies = self.program.store_cookie && !self.jar.is_empty();
+        let store_cookie = shared.execution.plan.scenario.store_cookie;
+        let with_cookies = store_cookie && !self.jar.is_empty();
         let rendered;
         let step = if prepared.request.dynamic.is_some() || with_cookies {
             let mut request = render(prepared, &mut self.variables);
-            if self.program.store_cookie {
+            if store_cookie {
                 self.jar.add_to(&mut request.headers);
             }
-            rendered = PreparedRequest {
-                wire: http1::wire_bytes(&request),
-                parts: prepared.parts,
-                address: prepared.address,
-                tls: prepared.tls.clone(),
-                request: Arc::new(request),
-            };
+            rendered = prepared.with_request(request, prepared.address, prepared.tls.clone());
             &rendered
         } else {
             prepared
@@ -458,7 +452,9 @@ impl<'a> ProgramUser<'a> {
             }
         }
         let due = Instant::now();
-        let measured = self.send_following_redirects(step, due).await;
+        let jar = store_cookie.then_some(&mut self.jar);
+        let measured =
+            send_following_redirects(&mut self.connections, jar, step, due, shared.start).await;
         let sample = measured.sample;
         let ok = sample.error.is_none();
         let connect_failed = matches!(sample.error, Some((ErrorKind::Connect, _)));
@@ -478,74 +474,6 @@ impl<'a> ProgramUser<'a> {
             tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
         }
         Flow::Next
-    }
-
-    /// Sends `step`, storing cookies and following redirects (GET, at most
-    /// [`MAX_REDIRECTS`]) when the scenario says so: one sample for the whole chain, with
-    /// the final response's status, body and error.
-    async fn send_following_redirects(&mut self, step: &PreparedRequest, due: Instant) -> Measured {
-        let start = self.shared.start;
-        let mut measured = measure(self.connections.slot(step), step, due, start).await;
-        let (mut connect_time, mut bytes) = (measured.sample.connect_time, measured.sample.bytes);
-        let mut hops = 0;
-        let mut current: Option<PreparedRequest> = None;
-        loop {
-            if self.program.store_cookie {
-                self.jar.store(&measured.headers);
-            }
-            let previous = current.as_ref().unwrap_or(step);
-            let location = previous
-                .request
-                .follow_redirects
-                .then(|| redirect_location(measured.sample.status, &measured.headers))
-                .flatten();
-            let Some(location) = location else { break };
-            if hops == MAX_REDIRECTS {
-                measured.sample.error = Some((
-                    ErrorKind::Http,
-                    Arc::from(format!(
-                        "Exceeded maximum number of redirects: {MAX_REDIRECTS}"
-                    )),
-                ));
-                break;
-            }
-            hops += 1;
-            let (mut hop, address) =
-                match next_hop(&previous.request, previous.address, &location).await {
-                    Ok(next) => next,
-                    Err(message) => {
-                        measured.sample.error = Some((ErrorKind::Http, Arc::from(message)));
-                        break;
-                    }
-                };
-            hop.headers.remove(http::header::COOKIE);
-            if self.program.store_cookie {
-                self.jar.add_to(&mut hop.headers);
-            }
-            // Only relative locations keep https (an absolute one must be http://): the
-            // same host, so the same TLS target.
-            let tls = if hop.https {
-                previous.tls.clone()
-            } else {
-                None
-            };
-            let next = PreparedRequest {
-                wire: http1::wire_bytes(&hop),
-                parts: step.parts,
-                address,
-                tls,
-                request: Arc::new(hop),
-            };
-            measured = measure(self.connections.slot(&next), &next, due, start).await;
-            connect_time += measured.sample.connect_time;
-            bytes += measured.sample.bytes;
-            current = Some(next);
-        }
-        measured.sample.label = step.request.label;
-        measured.sample.connect_time = connect_time;
-        measured.sample.bytes = bytes;
-        measured.sample.service_time = measured.sample.response_time;
-        measured
     }
 
     /// Hands a sample to the outbox (unless a transaction reports only itself) and adds it

@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::exchange::{Connections, measure};
+use super::exchange::Connections;
 use super::pacing::{arrival_offset, pacer_gap, start_offset};
+use super::session::{CookieJar, send_following_redirects};
 use super::steps::{ProgramState, run_program, think_pause_fast, user_random};
 use super::timer::PreciseTimer;
 use super::{PreparedExecution, PreparedRequest};
@@ -104,6 +105,8 @@ async fn plain_user(
 ) {
     let execution = &shared.execution.plan;
     let mut connections = Connections::default();
+    // Empty (no allocation) until a response sets a cookie.
+    let mut jar = CookieJar::default();
     let mut outbox = Outbox::new(&shared.samples);
     let mut random = user_random(user);
     let mut iteration = 0;
@@ -133,7 +136,8 @@ async fn plain_user(
                 }
                 now = Instant::now();
             }
-            now = send(shared, &mut outbox, &mut connections, step, now).await;
+            let jar = execution.scenario.store_cookie.then_some(&mut jar);
+            now = send(shared, &mut outbox, &mut connections, jar, step, now).await;
         }
         iteration += 1;
     }
@@ -148,6 +152,7 @@ pub async fn open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
     let total = execution.duration();
     shared.users.fetch_add(1, Ordering::Relaxed);
     let mut connections = Connections::default();
+    let mut jar = CookieJar::default();
     let mut outbox = Outbox::new(&shared.samples);
     'arrivals: loop {
         for step in shared.execution.requests.iter() {
@@ -162,7 +167,8 @@ pub async fn open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
             if !wait_for_arrival(shared, due, &mut stop).await {
                 break 'arrivals;
             }
-            send(shared, &mut outbox, &mut connections, step, due).await;
+            let jar = execution.scenario.store_cookie.then_some(&mut jar);
+            send(shared, &mut outbox, &mut connections, jar, step, due).await;
         }
     }
     shared.users.fetch_sub(1, Ordering::Relaxed);
@@ -188,16 +194,27 @@ async fn wait_for_arrival(shared: &Shared, due: Instant, stop: &mut watch::Recei
     sleep_until(due, None, stop).await
 }
 
-/// Sends one request, hands its sample to the outbox and returns when it finished (after
-/// the pause that follows a failed connect).
+/// Sends one request (with the jar's cookies, following redirects), hands its sample to
+/// the outbox and returns when it finished (after the pause that follows a failed connect).
 async fn send(
     shared: &Shared,
     outbox: &mut Outbox<'_>,
     connections: &mut Connections,
+    jar: Option<&mut CookieJar>,
     step: &PreparedRequest,
     due: Instant,
 ) -> Instant {
-    let measured = measure(connections.slot(step), step, due, shared.start).await;
+    let with_cookies;
+    let step = match jar.as_deref() {
+        Some(cookies) if !cookies.is_empty() => {
+            let mut request = (*step.request).clone();
+            cookies.add_to(&mut request.headers);
+            with_cookies = step.with_request(request, step.address, step.tls.clone());
+            &with_cookies
+        }
+        _ => step,
+    };
+    let measured = send_following_redirects(connections, jar, step, due, shared.start).await;
     let (sample, ended) = (measured.sample, measured.ended);
     let connect_failed = matches!(sample.error, Some((ErrorKind::Connect, _)));
     outbox.push(sample, ended - shared.start, ended);

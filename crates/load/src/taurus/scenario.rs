@@ -116,13 +116,10 @@ impl Builder {
         self.note_undefined(&node.path, &defaults);
         let store_cookie = optional(child(node, "store-cookie"), boolean)?.unwrap_or(true);
         let cookies = cookies(child(node, "cookies"))?;
-        // Cookies matter from the second request on (or across iterations when the config
-        // says so); a one-request scenario keeps the fast path unless it asks for them.
-        let wants_session = (store_cookie && out.requests.len() > 1)
-            || !cookies.is_empty()
-            || child(node, "store-cookie").is_some_and(|c| c.value == &Value::Bool(true));
+        // The fast path keeps cookies and follows redirects itself; preset cookies need
+        // the program's per-user jar.
         let needs_program = out.has_blocks
-            || wants_session
+            || !cookies.is_empty()
             || !data_sources.is_empty()
             || out
                 .requests
@@ -134,7 +131,6 @@ impl Builder {
                 variables: defaults.runtime_variables.clone(),
                 data_sources,
                 onces: out.onces,
-                store_cookie,
                 cookies,
                 properties: Arc::new(self.properties_with(child(node, "properties"))),
             })
@@ -143,6 +139,7 @@ impl Builder {
             name,
             requests: out.requests,
             program,
+            store_cookie,
         })
     }
 
