@@ -421,7 +421,10 @@ execution:
         base = app.base()
     );
     let plan = plan_in_dir(&yaml, &[]);
-    assert_eq!(plan.executions[0].scenario.program.is_some(), !query.is_empty());
+    assert_eq!(
+        plan.executions[0].scenario.program.is_some(),
+        !query.is_empty()
+    );
     let report = run(&plan).await;
     let recorded = app.recorded();
     let label = |name: &str| summary(&report, name);
@@ -545,7 +548,61 @@ execution:
     // Taurus's store-cookie defaults to true: the second pass sends the first's cookie.
     assert_eq!(starts, [None, Some("sid=abc".to_owned())]);
     // follow-redirects defaults to true: three hits, one successful sample.
-    assert_eq!(recorded.iter().filter(|r| r.target.starts_with("/redirect/")).count(), 3);
+    assert_eq!(
+        recorded
+            .iter()
+            .filter(|r| r.target.starts_with("/redirect/"))
+            .count(),
+        3
+    );
     assert_eq!(report.overall.samples, 3);
     assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_model_runs_a_whole_scenario_program_at_the_arrival_rate() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- arrival-rate: 30
+  concurrency: 4
+  hold-for: 1s
+  scenario: flow
+scenarios:
+  flow:
+    default-address: {base}
+    data-sources: [users.csv]
+    variables: {{greeting: hi}}
+    requests:
+    - url: /login
+      method: POST
+      body: '{{"username":"${{user}}","password":"secret"}}'
+      extract-jsonpath: {{token: $.token}}
+    - if: '"${{token}}" != "NOT_FOUND"'
+      then:
+      - url: /me?say=${{greeting}}
+        headers:
+          Authorization: Bearer ${{token}}
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[("users.csv", "user\nalice\nbob\n")]);
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let report = run(&plan).await;
+    let recorded = app.recorded();
+    // Each request takes one arrival: 30 per second, for one second.
+    assert!((25..=31).contains(&recorded.len()), "{}", recorded.len());
+    assert_eq!(report.overall.samples, recorded.len() as u64);
+    assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
+    let me: Vec<&Recorded> = recorded
+        .iter()
+        .filter(|r| r.target.starts_with("/me"))
+        .collect();
+    assert!(me.len() >= 10, "{}", me.len());
+    assert!(me.iter().all(|r| r.target == "/me?say=hi"
+        && matches!(
+            r.authorization.as_deref(),
+            Some("Bearer tok-alice" | "Bearer tok-bob")
+        )));
 }

@@ -510,7 +510,7 @@ async fn run_users(
             let stop = stop.clone();
             tokio::spawn(async move {
                 if shared.execution.plan.arrival_rate.is_some() {
-                    open_model_user(&shared, stop).await;
+                    open_model_user(&shared, user, stop).await;
                 } else {
                     closed_model_user(&shared, user, stop).await;
                 }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::PreparedRequest;
 use super::exchange::Connections;
 use super::session::{CookieJar, send_following_redirects};
-use super::users::{CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until};
+use super::users::{CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until, take_arrival};
 use crate::condition;
 use crate::plan::{Action, Block, LoopCount, Program, Request, Step, ThinkTime};
 use crate::stats::{ErrorKind, Sample};
@@ -439,19 +439,9 @@ impl<'a> ProgramUser<'a> {
         } else {
             prepared
         };
-        // Taurus makes think-time a JMeter timer, and timers run before their sampler.
-        let pause = think_pause(&prepared.request, &mut self.variables);
-        if self.pause(pause).await == Flow::End {
+        let Some(due) = self.wait_for_turn(prepared).await else {
             return Flow::End;
-        }
-        if let Some(pacer) = &shared.pacer {
-            let slot = pacer.next_slot();
-            self.outbox.flush_before_waiting_until(slot, Instant::now());
-            if !sleep_until(slot, self.deadline, &mut self.stop).await {
-                return Flow::End;
-            }
-        }
-        let due = Instant::now();
+        };
         let jar = store_cookie.then_some(&mut self.jar);
         let measured =
             send_following_redirects(&mut self.connections, jar, step, due, shared.start).await;
@@ -474,6 +464,29 @@ impl<'a> ProgramUser<'a> {
             tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
         }
         Flow::Next
+    }
+
+    /// Waits for the request's turn: its think-time (Taurus makes it a JMeter timer, and
+    /// timers run before their sampler), then the throughput cap's slot; in the open model
+    /// the next arrival instead, whose due time the response time counts from. `None`: the
+    /// run is over.
+    async fn wait_for_turn(&mut self, prepared: &PreparedRequest) -> Option<Instant> {
+        let shared = self.shared;
+        if shared.execution.plan.arrival_rate.is_some() {
+            return take_arrival(shared, &mut self.outbox, &mut self.stop).await;
+        }
+        let pause = think_pause(&prepared.request, &mut self.variables);
+        if self.pause(pause).await == Flow::End {
+            return None;
+        }
+        if let Some(pacer) = &shared.pacer {
+            let slot = pacer.next_slot();
+            self.outbox.flush_before_waiting_until(slot, Instant::now());
+            if !sleep_until(slot, self.deadline, &mut self.stop).await {
+                return None;
+            }
+        }
+        Some(Instant::now())
     }
 
     /// Hands a sample to the outbox (unless a transaction reports only itself) and adds it

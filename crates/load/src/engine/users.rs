@@ -41,7 +41,7 @@ pub struct Shared {
 
 impl Shared {
     /// When the execution ends, if it is bounded by time.
-    fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Option<Instant> {
         let duration = self.execution.plan.duration();
         (!duration.is_zero()).then(|| at(self.start, duration))
     }
@@ -146,32 +146,54 @@ async fn plain_user(
 /// Open model: users take the next scheduled arrival from a shared counter, so a late
 /// request is sent as soon as any connection is free and its latency counts from when it
 /// was due (coordinated omission corrected).
-pub async fn open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
+pub async fn open_model_user(shared: &Shared, user: u32, stop: watch::Receiver<bool>) {
     let execution = &shared.execution.plan;
-    let rate = execution.arrival_rate.unwrap_or(1.0);
-    let total = execution.duration();
     shared.users.fetch_add(1, Ordering::Relaxed);
+    if let (Some(program), Some(state)) = (&execution.scenario.program, &shared.program) {
+        // Each request of the program takes the next arrival (see `steps`).
+        let user = execution.shard.global_user(user);
+        run_program(shared, program, state, user, stop, shared.deadline()).await;
+    } else {
+        plain_open_model_user(shared, stop).await;
+    }
+    shared.users.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// An open-model user of a plain scenario: each arrival sends the next request.
+async fn plain_open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
+    let execution = &shared.execution.plan;
     let mut connections = Connections::default();
     let mut jar = CookieJar::default();
     let mut outbox = Outbox::new(&shared.samples);
     'arrivals: loop {
         for step in shared.execution.requests.iter() {
-            let local = shared.arrivals.fetch_add(1, Ordering::Relaxed);
-            let k = execution.shard.global_arrival(local);
-            let offset = arrival_offset(k, rate, execution.ramp_up);
-            if offset >= total {
+            let Some(due) = take_arrival(shared, &mut outbox, &mut stop).await else {
                 break 'arrivals;
-            }
-            let due = at(shared.start, offset);
-            outbox.flush_before_waiting_until(due, Instant::now());
-            if !wait_for_arrival(shared, due, &mut stop).await {
-                break 'arrivals;
-            }
+            };
             let jar = execution.scenario.store_cookie.then_some(&mut jar);
             send(shared, &mut outbox, &mut connections, jar, step, due).await;
         }
     }
-    shared.users.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Takes the next arrival of the open model's schedule and waits until it is due;
+/// `None` when the schedule is over or the run stopped.
+pub(super) async fn take_arrival(
+    shared: &Shared,
+    outbox: &mut Outbox<'_>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Instant> {
+    let execution = &shared.execution.plan;
+    let rate = execution.arrival_rate.unwrap_or(1.0);
+    let local = shared.arrivals.fetch_add(1, Ordering::Relaxed);
+    let k = execution.shard.global_arrival(local);
+    let offset = arrival_offset(k, rate, execution.ramp_up);
+    if offset >= execution.duration() {
+        return None;
+    }
+    let due = at(shared.start, offset);
+    outbox.flush_before_waiting_until(due, Instant::now());
+    wait_for_arrival(shared, due, stop).await.then_some(due)
 }
 
 /// Waits until an arrival is due: with the tokio timer until shortly before, then with the

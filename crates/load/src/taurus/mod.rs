@@ -250,13 +250,6 @@ impl Builder {
             .transpose()?;
         let scenario_node = child("scenario").ok_or_else(|| node.error("has no scenario"))?;
         let scenario = self.scenario(&scenario_node, scenarios)?;
-        if arrival_rate.is_some() && scenario.program.is_some() {
-            self.warn(
-                &scenario_node.path,
-                "arrival-rate (open model) sends the requests as written: its logic blocks, \
-                 variables, extractors and data sources are not run",
-            );
-        }
         Ok(Execution {
             concurrency: u32::try_from(concurrency)
                 .map_err(|_| node.error("concurrency is too large"))?,
