@@ -1,5 +1,5 @@
 //! Extractors: after a response, values taken from its body (a regular expression, a
-//! JSONPath or text between two boundaries) into the user's variables, with JMeter's
+//! JSONPath, text between two boundaries or a CSS selector over HTML) into the user's variables, with JMeter's
 //! defaults and `match-no` rules. Only requests with extractors keep their response body.
 
 use regex::Regex;
@@ -62,6 +62,13 @@ pub enum ExtractorKind {
         /// Text after the value.
         right: String,
     },
+    /// `extract-css-jquery`: elements an HTML page's CSS selector picks.
+    Css {
+        /// The selector.
+        selector: scraper::Selector,
+        /// The attribute read; `None`: the element's text.
+        attribute: Option<String>,
+    },
 }
 
 impl Extractor {
@@ -94,6 +101,10 @@ impl Extractor {
                 Err(_) => Vec::new(),
             },
             ExtractorKind::Boundary { left, right } => boundary_matches(&text, left, right),
+            ExtractorKind::Css {
+                selector,
+                attribute,
+            } => css_matches(&text, selector, attribute.as_deref()),
         };
         self.write(matches, user);
     }
@@ -164,6 +175,24 @@ fn json_text(value: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+/// What each element `selector` picks in an HTML page gives, as JMeter's JSoup extractor
+/// reads it: the attribute's value ("" when the element lacks it) or the element's text
+/// with its whitespace collapsed, trimmed.
+fn css_matches(page: &str, selector: &scraper::Selector, attribute: Option<&str>) -> Vec<String> {
+    let document = scraper::Html::parse_document(page);
+    document
+        .select(selector)
+        .map(|element| match attribute {
+            Some(name) => element.value().attr(name).unwrap_or("").trim().to_owned(),
+            None => element
+                .text()
+                .flat_map(str::split_whitespace)
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+        .collect()
 }
 
 fn boundary_matches(text: &str, left: &str, right: &str) -> Vec<String> {

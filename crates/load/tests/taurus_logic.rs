@@ -606,3 +606,39 @@ scenarios:
             Some("Bearer tok-alice" | "Bearer tok-bob")
         )));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn css_selectors_extract_attributes_and_text_for_the_next_request() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- concurrency: 1
+  iterations: 1
+  scenario:
+    default-address: {base}
+    requests:
+    - url: /page
+      extract-css-jquery:
+        csrf: {{expression: 'input[name=csrf]', attribute: value}}
+        heading: h1
+        links: {{expression: a.item, attribute: href, match-no: -1}}
+        second: {{expression: a.item, match-no: 2}}
+        missing: {{expression: 'div.none', default: nothing}}
+        absent: {{expression: 'input[name=qty]', attribute: value, match-no: 1}}
+    - url: /buy
+      method: POST
+      body: 'csrf=${{csrf}}&h=${{heading}}&n=${{links_matchNr}}&l2=${{links_2}}&s=${{second}}&m=${{missing}}&a=[${{absent}}]'
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    run(&plan).await;
+    let recorded = app.recorded();
+    let buy = recorded.iter().find(|r| r.target == "/buy");
+    assert_eq!(
+        buy.map(|r| r.body.as_str()),
+        Some("csrf=c-42&h=Welcome back&n=2&l2=/items/2&s=Two&m=nothing&a=[]")
+    );
+}

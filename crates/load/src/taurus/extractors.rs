@@ -1,6 +1,6 @@
-//! Request extractors (`extract-regexp`, `extract-jsonpath`, `extract-boundary`) read into
-//! [`Extractor`]s with Taurus's defaults; `extract-xpath` and `extract-css-jquery` are
-//! warned about once per key path and their variables keep their defaults.
+//! Request extractors (`extract-regexp`, `extract-jsonpath`, `extract-boundary`,
+//! `extract-css-jquery`) read into [`Extractor`]s with Taurus's defaults; `extract-xpath` is
+//! warned about once per key path and its variables keep their defaults.
 
 use regex::Regex;
 use serde_json::Value;
@@ -22,6 +22,7 @@ impl Builder {
             ("extract-regexp", "regexp", 1),
             ("extract-jsonpath", "jsonpath", 0),
             ("extract-boundary", "left", 1),
+            ("extract-css-jquery", "expression", 0),
         ] {
             let Some(node) = child(request, key) else {
                 continue;
@@ -34,7 +35,7 @@ impl Builder {
                 out.push(self.extractor(key, main, match_no, variable, &spec_node)?);
             }
         }
-        for key in ["extract-xpath", "extract-css-jquery"] {
+        for key in ["extract-xpath"] {
             if let Some(node) = child(request, key)
                 && self.warned_once.insert(node.path.clone())
             {
@@ -105,6 +106,11 @@ impl Builder {
                     concat: field("concat").is_some_and(|c| c == "true"),
                 }
             }
+            "extract-css-jquery" => ExtractorKind::Css {
+                selector: scraper::Selector::parse(&expression)
+                    .map_err(|e| node.error(format!("invalid CSS selector {expression:?}: {e}")))?,
+                attribute: field("attribute").filter(|a| !a.trim().is_empty()),
+            },
             _ => ExtractorKind::Boundary {
                 left: expression,
                 right: field("right").ok_or_else(|| node.error("needs `right`"))?,

@@ -149,6 +149,7 @@ impl Builder {
             let defined = variable.starts_with("__")
                 || variable.starts_with("JMeterThread.")
                 || self.runtime_names.contains(&variable)
+                || self.runtime_names.contains(match_list_base(&variable))
                 || defaults
                     .runtime_variables
                     .iter()
@@ -633,4 +634,19 @@ fn functions_at_load_time(
         crate::variables::UserVariables::new(std::collections::HashMap::new(), 1, Arc::default())
             .with_properties(Arc::new(properties.clone()));
     Template::parse(base).render(&mut nobody)
+}
+
+/// The extractor variable `name` belongs to when it is one of the `name_N`, `name_matchNr`
+/// or `name_ALL` a `match-no: -1` writes; else `name` itself.
+fn match_list_base(name: &str) -> &str {
+    match name.rsplit_once('_') {
+        Some((base, suffix))
+            if suffix == "matchNr"
+                || suffix == "ALL"
+                || (!suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            base
+        }
+        _ => name,
+    }
 }
