@@ -154,6 +154,8 @@ pub struct Program {
     /// JMeter properties for `${__P(name)}`: `modules.jmeter.properties` and the scenario's
     /// `properties` (which win).
     pub properties: Arc<std::collections::HashMap<String, String>>,
+    /// `settings.env` for `${__env(NAME)}` (`None`: removed by a `null`).
+    pub environment: Arc<std::collections::HashMap<String, Option<String>>>,
 }
 
 /// One step of a [`Program`].

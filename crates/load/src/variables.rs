@@ -218,6 +218,9 @@ pub struct UserVariables {
     shared: std::sync::Arc<SharedCounters>,
     /// JMeter properties (`modules.jmeter.properties`, `scenario.properties`) for `__P`.
     properties: std::sync::Arc<HashMap<String, String>>,
+    /// `settings.env`, which Taurus exports to JMeter's environment, for `__env`; `None`:
+    /// removed (a `null` value).
+    environment: std::sync::Arc<HashMap<String, Option<String>>>,
 }
 
 impl UserVariables {
@@ -234,7 +237,17 @@ impl UserVariables {
             random: Random::seeded(thread_number),
             shared,
             properties: std::sync::Arc::default(),
+            environment: std::sync::Arc::default(),
         }
+    }
+
+    /// The same, with `settings.env` over the process environment for `__env`.
+    pub fn with_environment(
+        mut self,
+        environment: std::sync::Arc<HashMap<String, Option<String>>>,
+    ) -> Self {
+        self.environment = environment;
+        self
     }
 
     /// The same, reading `__P` and `__property` from `properties`.
@@ -289,10 +302,16 @@ fn call(function: &Function, user: &mut UserVariables) -> String {
             Some(value) => (value.clone(), arg(1)),
             None => (default_or(args.get(2), arg(0)), arg(1)),
         },
-        "__env" => (
-            std::env::var(arg(0)).unwrap_or_else(|_| default_or(args.get(2), arg(0))),
-            arg(1),
-        ),
+        "__env" => {
+            let value = match user.environment.get(arg(0)) {
+                Some(set) => set.clone(),
+                None => std::env::var(arg(0)).ok(),
+            };
+            (
+                value.unwrap_or_else(|| default_or(args.get(2), arg(0))),
+                arg(1),
+            )
+        }
         "__urlencode" => (url_encode(args.first().map_or("", String::as_str)), ""),
         "__intSum" | "__longSum" => sum(&args),
         "__chooseRandom" if args.len() >= 2 => {

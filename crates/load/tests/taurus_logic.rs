@@ -642,3 +642,28 @@ execution:
         Some("csrf=c-42&h=Welcome back&n=2&l2=/items/2&s=Two&m=nothing&a=[]")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_env_values_are_what_env_functions_read_at_run_time() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+settings:
+  env:
+    TOKEN: t-${{SUFFIX}}
+    SUFFIX: 7
+    GONE: null
+execution:
+- concurrency: 1
+  iterations: 1
+  scenario:
+    requests:
+    - {base}/env?t=${{__env(TOKEN)}}&g=${{__env(GONE,,gone)}}&u=${{__env(PEREGRINE_SURELY_UNSET,,unset)}}
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    run(&plan).await;
+    // Taurus exports settings.env to JMeter's environment; `null` removes a variable.
+    assert_eq!(targets(&app.recorded()), ["/env?t=t-7&g=gone&u=unset"]);
+}

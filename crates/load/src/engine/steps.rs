@@ -138,7 +138,8 @@ fn fresh_variables(program: &Program, user: u32, state: &ProgramState) -> UserVa
         u64::from(user) + 1,
         Arc::clone(&state.counters),
     )
-    .with_properties(Arc::clone(&program.properties));
+    .with_properties(Arc::clone(&program.properties))
+    .with_environment(Arc::clone(&program.environment));
     for (name, value) in &program.variables {
         let rendered = value.render(&mut variables);
         variables.values.insert(name.clone(), rendered);

@@ -133,6 +133,7 @@ impl Builder {
                 onces: out.onces,
                 cookies,
                 properties: Arc::new(self.properties_with(child(node, "properties"))),
+                environment: Arc::clone(&self.environment),
             })
         });
         Ok(Scenario {
@@ -199,7 +200,7 @@ impl Builder {
         let full = full_url(&url_text, defaults.address.as_deref())
             .map_err(|message| url_node.error(message))?;
         let (base, path_and_query) = split_url(&full);
-        let base = functions_at_load_time(base, &self.properties);
+        let base = functions_at_load_time(base, &mut self.load_time_user());
         if base.contains("${") {
             return Err(url_node.error(format!(
                 "{full:?}: a ${{…}} in the scheme or host must be a settings.env key or a \
@@ -623,17 +624,11 @@ fn cookies(node: Option<ConfigValue<'_>>) -> Result<Vec<(String, String)>, Confi
 
 /// The scheme and host with their JMeter functions evaluated once (`${__P(host,localhost)}`
 /// gives its default, `${__env(HOST)}` the environment): the host is resolved before the run.
-fn functions_at_load_time(
-    base: &str,
-    properties: &std::collections::HashMap<String, String>,
-) -> String {
+fn functions_at_load_time(base: &str, nobody: &mut crate::variables::UserVariables) -> String {
     if !base.contains("${") {
         return base.to_owned();
     }
-    let mut nobody =
-        crate::variables::UserVariables::new(std::collections::HashMap::new(), 1, Arc::default())
-            .with_properties(Arc::new(properties.clone()));
-    Template::parse(base).render(&mut nobody)
+    Template::parse(base).render(nobody)
 }
 
 /// The extractor variable `name` belongs to when it is one of the `name_N`, `name_matchNr`
