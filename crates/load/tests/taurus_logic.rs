@@ -265,14 +265,24 @@ execution:
 }
 
 #[test]
-fn unsupported_extractors_and_undefined_variables_warn_once() {
+fn undefined_variables_warn_once_and_a_bad_xpath_is_a_config_error() {
     let plan = plan_in_dir(
         "execution:\n- iterations: 1\n  scenario:\n    requests:\n    - url: http://127.0.0.1:9/a/${nobody}\n      headers: {X: '${nobody}'}\n      extract-xpath:\n        v: {xpath: //a}\n",
         &[],
     );
     let warnings = plan.warnings.join("\n");
     assert_eq!(warnings.matches("${nobody}").count(), 1, "{warnings}");
-    assert!(warnings.contains("extract-xpath"), "{warnings}");
+    assert!(!warnings.contains("extract-xpath"), "{warnings}");
+    let bad = peregrine_load::plan_from_str(
+        "bad.yml",
+        "execution:\n- iterations: 1\n  scenario:\n    requests:\n    - url: http://127.0.0.1:9/\n      extract-xpath:\n        v: {xpath: '//a[@'}\n",
+        &[],
+    );
+    let error = bad.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.contains("extract-xpath.v") && error.contains("invalid XPath"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -666,4 +676,48 @@ execution:
     run(&plan).await;
     // Taurus exports settings.env to JMeter's environment; `null` removes a variable.
     assert_eq!(targets(&app.recorded()), ["/env?t=t-7&g=gone&u=unset"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xpath_extracts_from_xml_and_from_html_with_the_tolerant_parser() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- concurrency: 1
+  iterations: 1
+  scenario:
+    default-address: {base}
+    requests:
+    - url: /catalog.xml
+      extract-xpath:
+        books: {{xpath: count(//book)}}
+        second: {{xpath: '//book[2]/@id', match-no: 1}}
+        titles: {{xpath: //book/title}}
+    - url: /page
+      extract-xpath:
+        shop: {{xpath: /html/head/title, use-tolerant-parser: true}}
+        csrf:
+          xpath: //input[@name='csrf']/@value
+          use-tolerant-parser: true
+          default: NO_CSRF
+        links: {{xpath: "//a[@class='item']/@href", use-tolerant-parser: true}}
+        strict: {{xpath: //title, default: not-xml}}
+    - url: /done
+      method: POST
+      body: 'b=${{books}}&s=${{second}}&t=${{titles}},${{titles_2}},${{titles_matchNr}}&shop=${{shop}}&c=${{csrf}}&l=${{links}},${{links_2}}&x=${{strict}}'
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    run(&plan).await;
+    let recorded = app.recorded();
+    let done = recorded.iter().find(|r| r.target == "/done");
+    // match-no -1 (the default) sets the variable to the first match as well as v_1..v_N;
+    // the HTML page is not well-formed XML, so the strict parser leaves the default.
+    assert_eq!(
+        done.map(|r| r.body.as_str()),
+        Some("b=2&s=b2&t=Rust,Go,2&shop=Shop&c=c-42&l=/items/1,/items/2&x=not-xml")
+    );
 }

@@ -154,8 +154,6 @@ struct Builder {
     pub(super) environment: Arc<HashMap<String, Option<String>>>,
     /// Directories of the config files, for relative data-source paths.
     pub(super) config_dirs: Vec<PathBuf>,
-    /// Keys warned about once (unsupported extractors, JSONPath rewrites).
-    pub(super) warned_once: HashSet<String>,
 }
 
 const EXECUTION_KEYS: &[&str] = &[
