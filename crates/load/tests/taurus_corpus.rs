@@ -140,7 +140,7 @@ corpus!(
 corpus!(
     html_correlation,
     "12-html-correlation.yml",
-    ["/page", "/buy"]
+    ["/page", "/items/1", "/buy"]
 );
 corpus!(
     think_times_body_file,

@@ -513,7 +513,11 @@ fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Request 
         return request;
     };
     if dynamic.target.is_dynamic() {
-        let target = encode_target(&dynamic.target.render(variables));
+        let rendered = dynamic.target.render(variables);
+        // `url: ${path}` was joined to the default address with a `/`; a value that brings
+        // its own (`/items/1`) must not double it, as JMeter adds one only when missing.
+        let path = rendered.strip_prefix('/').filter(|p| p.starts_with('/'));
+        let target = encode_target(path.unwrap_or(&rendered));
         if let Ok(parsed) = target.parse() {
             request.target = parsed;
         }
