@@ -272,14 +272,14 @@ fn write_element(element: scraper::ElementRef<'_>, out: &mut String) {
             out.push(' ');
             out.push_str(attribute);
             out.push_str("=\"");
-            escape_xml(value, out);
+            out.push_str(&crate::report::xml::escape(value));
             out.push('"');
         }
     }
     out.push('>');
     for child in element.children() {
         match child.value() {
-            scraper::Node::Text(text) => escape_xml(text, out),
+            scraper::Node::Text(text) => out.push_str(&crate::report::xml::escape(text)),
             scraper::Node::Element(_) => {
                 if let Some(inner) = scraper::ElementRef::wrap(child) {
                     write_element(inner, out);
@@ -291,20 +291,6 @@ fn write_element(element: scraper::ElementRef<'_>, out: &mut String) {
     out.push_str("</");
     out.push_str(name);
     out.push('>');
-}
-
-fn escape_xml(text: &str, out: &mut String) {
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            // Characters XML 1.0 cannot hold at all.
-            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
-            c => out.push(c),
-        }
-    }
 }
 
 fn boundary_matches(text: &str, left: &str, right: &str) -> Vec<String> {

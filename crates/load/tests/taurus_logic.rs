@@ -471,6 +471,26 @@ async fn throughput_caps_a_scenario_with_blocks_too() {
     assert!((15..=25).contains(&sent), "{sent} requests in 1 s at 20/s");
 }
 
+/// One user passing once through `requests` (YAML list items) against the app.
+fn one_user_once(app: &LoginApp, requests: &str) -> String {
+    format!(
+        "execution:\n- concurrency: 1\n  iterations: 1\n  scenario:\n    default-address: {}\n    requests:\n{requests}",
+        app.base()
+    )
+}
+
+/// Runs `yaml` (which must read without warnings) and returns the body the app received
+/// at `target`.
+async fn body_sent_to(app: &LoginApp, yaml: &str, target: &str) -> Option<String> {
+    let plan = plan_in_dir(yaml, &[]);
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    run(&plan).await;
+    app.recorded()
+        .into_iter()
+        .find(|r| r.target == target)
+        .map(|r| r.body)
+}
+
 /// How long after `started` each request reached the app.
 fn arrivals_after(app: &LoginApp, started: std::time::Instant) -> Vec<std::time::Duration> {
     app.recorded()
@@ -620,35 +640,24 @@ scenarios:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn css_selectors_extract_attributes_and_text_for_the_next_request() {
     let app = LoginApp::start().await;
-    let yaml = format!(
+    let yaml = one_user_once(
+        &app,
         r#"
-execution:
-- concurrency: 1
-  iterations: 1
-  scenario:
-    default-address: {base}
-    requests:
     - url: /page
       extract-css-jquery:
-        csrf: {{expression: 'input[name=csrf]', attribute: value}}
+        csrf: {expression: 'input[name=csrf]', attribute: value}
         heading: h1
-        links: {{expression: a.item, attribute: href, match-no: -1}}
-        second: {{expression: a.item, match-no: 2}}
-        missing: {{expression: 'div.none', default: nothing}}
-        absent: {{expression: 'input[name=qty]', attribute: value, match-no: 1}}
+        links: {expression: a.item, attribute: href, match-no: -1}
+        second: {expression: a.item, match-no: 2}
+        missing: {expression: 'div.none', default: nothing}
+        absent: {expression: 'input[name=qty]', attribute: value, match-no: 1}
     - url: /buy
       method: POST
-      body: 'csrf=${{csrf}}&h=${{heading}}&n=${{links_matchNr}}&l2=${{links_2}}&s=${{second}}&m=${{missing}}&a=[${{absent}}]'
+      body: 'csrf=${csrf}&h=${heading}&n=${links_matchNr}&l2=${links_2}&s=${second}&m=${missing}&a=[${absent}]'
 "#,
-        base = app.base()
     );
-    let plan = plan_in_dir(&yaml, &[]);
-    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
-    run(&plan).await;
-    let recorded = app.recorded();
-    let buy = recorded.iter().find(|r| r.target == "/buy");
     assert_eq!(
-        buy.map(|r| r.body.as_str()),
+        body_sent_to(&app, &yaml, "/buy").await.as_deref(),
         Some("csrf=c-42&h=Welcome back&n=2&l2=/items/2&s=Two&m=nothing&a=[]")
     );
 }
@@ -681,43 +690,32 @@ execution:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn xpath_extracts_from_xml_and_from_html_with_the_tolerant_parser() {
     let app = LoginApp::start().await;
-    let yaml = format!(
+    let yaml = one_user_once(
+        &app,
         r#"
-execution:
-- concurrency: 1
-  iterations: 1
-  scenario:
-    default-address: {base}
-    requests:
     - url: /catalog.xml
       extract-xpath:
-        books: {{xpath: count(//book)}}
-        second: {{xpath: '//book[2]/@id', match-no: 1}}
-        titles: {{xpath: //book/title}}
+        books: {xpath: count(//book)}
+        second: {xpath: '//book[2]/@id', match-no: 1}
+        titles: {xpath: //book/title}
     - url: /page
       extract-xpath:
-        shop: {{xpath: /html/head/title, use-tolerant-parser: true}}
+        shop: {xpath: /html/head/title, use-tolerant-parser: true}
         csrf:
           xpath: //input[@name='csrf']/@value
           use-tolerant-parser: true
           default: NO_CSRF
-        links: {{xpath: "//a[@class='item']/@href", use-tolerant-parser: true}}
-        strict: {{xpath: //title, default: not-xml}}
+        links: {xpath: "//a[@class='item']/@href", use-tolerant-parser: true}
+        strict: {xpath: //title, default: not-xml}
     - url: /done
       method: POST
-      body: 'b=${{books}}&s=${{second}}&t=${{titles}},${{titles_2}},${{titles_matchNr}}&shop=${{shop}}&c=${{csrf}}&l=${{links}},${{links_2}}&x=${{strict}}'
+      body: 'b=${books}&s=${second}&t=${titles},${titles_2},${titles_matchNr}&shop=${shop}&c=${csrf}&l=${links},${links_2}&x=${strict}'
 "#,
-        base = app.base()
     );
-    let plan = plan_in_dir(&yaml, &[]);
-    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
-    run(&plan).await;
-    let recorded = app.recorded();
-    let done = recorded.iter().find(|r| r.target == "/done");
     // match-no -1 (the default) sets the variable to the first match as well as v_1..v_N;
     // the HTML page is not well-formed XML, so the strict parser leaves the default.
     assert_eq!(
-        done.map(|r| r.body.as_str()),
+        body_sent_to(&app, &yaml, "/done").await.as_deref(),
         Some("b=2&s=b2&t=Rust,Go,2&shop=Shop&c=c-42&l=/items/1,/items/2&x=not-xml")
     );
 }
