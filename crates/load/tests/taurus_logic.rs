@@ -719,3 +719,35 @@ async fn xpath_extracts_from_xml_and_from_html_with_the_tolerant_parser() {
         Some("b=2&s=b2&t=Rust,Go,2&shop=Shop&c=c-42&l=/items/1,/items/2&x=not-xml")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flat_mapping_body_is_posted_as_a_form_unless_the_content_type_is_json() {
+    let app = LoginApp::start().await;
+    let yaml = one_user_once(
+        &app,
+        r#"
+    - url: /page
+      extract-regexp: {tok: 'value="(c-\d+)"'}
+    - url: /form
+      method: POST
+      body: {user: a b&c, remember: true, n: 3, token: '${tok}'}
+    - url: /json
+      method: POST
+      headers: {Content-Type: application/json}
+      body: {user: a b, remember: true}
+"#,
+    );
+    // Taurus sends a flat mapping as form parameters (booleans as Python writes them).
+    assert_eq!(
+        body_sent_to(&app, &yaml, "/form").await.as_deref(),
+        Some("user=a+b%26c&remember=True&n=3&token=c-42")
+    );
+    assert_eq!(
+        app.recorded()
+            .iter()
+            .find(|r| r.target == "/json")
+            .map(|r| r.body.clone())
+            .as_deref(),
+        Some(r#"{"user":"a b","remember":true}"#)
+    );
+}

@@ -244,6 +244,14 @@ impl Builder {
             (Some(body), None) => match body.value {
                 Value::String(text) => Bytes::from(defaults.substitute(text)),
                 Value::Null => Bytes::new(),
+                Value::Object(fields) if sends_form(fields, &headers, &method) => {
+                    headers
+                        .entry(CONTENT_TYPE)
+                        .or_insert(HeaderValue::from_static(
+                            "application/x-www-form-urlencoded",
+                        ));
+                    Bytes::from(defaults.substitute(&form_encoded(fields)))
+                }
                 other => {
                     headers
                         .entry(CONTENT_TYPE)
@@ -517,6 +525,57 @@ fn header_pairs(node: &ConfigValue<'_>) -> Result<Vec<(HeaderName, HeaderValue)>
             Ok((name, value))
         })
         .collect()
+}
+
+/// Whether a mapping `body` is sent as form parameters, as Taurus sends it: its values are
+/// all strings, numbers or booleans, the content type is not exactly `application/json`
+/// and the method carries a form body (Taurus puts a GET's into the query string; Peregrine
+/// sends those as JSON, as before).
+fn sends_form(
+    fields: &serde_json::Map<String, Value>,
+    headers: &HeaderMap,
+    method: &Method,
+) -> bool {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    let flat = fields
+        .values()
+        .all(|v| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)));
+    !json && flat && [Method::POST, Method::PUT, Method::PATCH].contains(method)
+}
+
+/// `name=value&…` URL-encoded (booleans as Python writes them, `True`/`False`); `${…}`
+/// references are kept as written, for their values to be put in at run time.
+fn form_encoded(fields: &serde_json::Map<String, Value>) -> String {
+    let encode = |text: &str| {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            let end = rest[start..]
+                .find('}')
+                .map_or(rest.len(), |e| start + e + 1);
+            out.push_str(&crate::variables::url_encode(&rest[..start]));
+            out.push_str(&rest[start..end]);
+            rest = &rest[end..];
+        }
+        out.push_str(&crate::variables::url_encode(rest));
+        out
+    };
+    fields
+        .iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Bool(true) => "True".into(),
+                Value::Bool(false) => "False".into(),
+                other => other.to_string(),
+            };
+            format!("{}={}", encode(name), encode(&text))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The URL with the scenario's `default-address` in front when it has no scheme.
