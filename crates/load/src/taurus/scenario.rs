@@ -239,9 +239,16 @@ impl Builder {
                 headers.insert(name, HeaderValue::from_str(&text).unwrap_or(value));
             }
         }
-        let body = match (get("body"), get("body-file")) {
-            (Some(_), Some(file)) => return Err(file.error("set body or body-file, not both")),
-            (Some(body), None) => match body.value {
+        let mut body_file = get("body-file");
+        if let (Some(_), Some(file)) = (get("body"), &body_file) {
+            self.warn(
+                &file.path,
+                "ignored: body is set too, and Taurus sends body",
+            );
+            body_file = None;
+        }
+        let body = match (get("body"), body_file) {
+            (Some(body), _) => match body.value {
                 Value::String(text) => Bytes::from(defaults.substitute(text)),
                 Value::Null => Bytes::new(),
                 Value::Object(fields) if sends_form(fields, &headers, &method) => {
