@@ -125,6 +125,9 @@ pub struct ResponseParts {
     pub headers: bool,
     /// The body, for body and JSONPath assertions.
     pub body: bool,
+    /// Only `Set-Cookie` and `Location`, for the cookie jar and redirects: two name
+    /// comparisons per header, so a response without them costs nothing more.
+    pub session_headers: bool,
     /// The largest body kept; a longer one fails the request instead of filling memory.
     pub body_limit: usize,
 }
@@ -140,6 +143,7 @@ impl ResponseParts {
             headers: assertions.iter().any(|a| a.subject == Subject::Headers),
             body: !json_assertions.is_empty()
                 || assertions.iter().any(|a| a.subject == Subject::Body),
+            session_headers: false,
             body_limit,
         }
     }

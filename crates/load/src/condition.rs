@@ -2,6 +2,7 @@
 //! JMeter's JavaScript would for this subset: string, number and boolean literals,
 //! `== != === !== < <= > >= && || !`, parentheses, `"…".length`, `parseInt(…)` and
 //! `parseFloat(…)`. Anything else is an error, which JMeter (and Peregrine) treat as false.
+//! The script functions (`__jexl3`, `__groovy`, `__javaScript`) evaluate the same subset.
 
 /// A JavaScript value of the subset.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,13 +34,24 @@ impl Value {
 /// Evaluates `condition`: `Ok(true)` only when the result is the boolean `true` (JMeter
 /// requires the result to read exactly "true"); `Err` names what is not supported.
 pub fn evaluate(condition: &str) -> Result<bool, String> {
-    let tokens = tokenize(condition)?;
+    Ok(evaluate_to_text(condition)? == "true")
+}
+
+/// Evaluates `expression` to the text a script function returns for it (`true`, `7`,
+/// `abc`); `Err` names what is not supported.
+pub fn evaluate_to_text(expression: &str) -> Result<String, String> {
+    let tokens = tokenize(expression)?;
     let mut parser = Parser { tokens, at: 0 };
     let value = parser.or()?;
     if parser.at != parser.tokens.len() {
         return Err(format!("unexpected {:?}", parser.tokens[parser.at]));
     }
-    Ok(value == Value::Bool(true))
+    Ok(match value {
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{n:.0}"),
+        Value::Number(n) => n.to_string(),
+        Value::Text(t) => t,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -226,7 +238,7 @@ fn loose_equal(left: &Value, right: &Value) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::evaluate;
+    use super::{evaluate, evaluate_to_text};
 
     #[test]
     fn the_conditions_real_configs_use() {
@@ -241,6 +253,8 @@ mod tests {
         assert_eq!(evaluate(r#"parseInt("7") >= 3"#), Ok(true));
         assert_eq!(evaluate("\"5\" === 5"), Ok(false));
         assert!(evaluate("google == google").is_err());
+        assert_eq!(evaluate_to_text(r#"parseInt("7")"#).as_deref(), Ok("7"));
+        assert_eq!(evaluate_to_text("1 < 2").as_deref(), Ok("true"));
         assert!(evaluate("${x} == 1").is_err());
         assert_eq!(evaluate("1"), Ok(false));
     }

@@ -1,5 +1,5 @@
 //! Extractors: after a response, values taken from its body (a regular expression, a
-//! JSONPath or text between two boundaries) into the user's variables, with JMeter's
+//! JSONPath, text between two boundaries, a CSS selector over HTML or an XPath) into the user's variables, with JMeter's
 //! defaults and `match-no` rules. Only requests with extractors keep their response body.
 
 use regex::Regex;
@@ -62,6 +62,21 @@ pub enum ExtractorKind {
         /// Text after the value.
         right: String,
     },
+    /// `extract-css-jquery`: elements an HTML page's CSS selector picks.
+    Css {
+        /// The selector.
+        selector: scraper::Selector,
+        /// The attribute read; `None`: the element's text.
+        attribute: Option<String>,
+    },
+    /// `extract-xpath`: an XPath over the body read as XML, or as HTML when tolerant.
+    XPath {
+        /// The expression, checked when the config was read (compiled queries cannot be
+        /// shared between threads, so each response compiles it again).
+        expression: String,
+        /// `use-tolerant-parser`: parse the body as browsers parse HTML.
+        tolerant: bool,
+    },
 }
 
 impl Extractor {
@@ -94,8 +109,25 @@ impl Extractor {
                 Err(_) => Vec::new(),
             },
             ExtractorKind::Boundary { left, right } => boundary_matches(&text, left, right),
+            ExtractorKind::Css {
+                selector,
+                attribute,
+            } => css_matches(&text, selector, attribute.as_deref()),
+            ExtractorKind::XPath {
+                expression,
+                tolerant,
+            } => xpath_matches(&text, expression, *tolerant),
+        };
+        // JMeter's XPath extractor also sets the variable itself to the first match when
+        // it lists them all (`match-no: -1`).
+        let first = match (&self.kind, self.match_no < 0) {
+            (ExtractorKind::XPath { .. }, true) => matches.first().cloned(),
+            _ => None,
         };
         self.write(matches, user);
+        if let Some(first) = first {
+            user.values.insert(self.variable.clone(), first);
+        }
     }
 
     fn write(&self, matches: Vec<String>, user: &mut UserVariables) {
@@ -164,6 +196,101 @@ fn json_text(value: &Value) -> String {
         Value::Null => String::new(),
         other => other.to_string(),
     }
+}
+
+/// What each element `selector` picks in an HTML page gives, as JMeter's JSoup extractor
+/// reads it: the attribute's value ("" when the element lacks it) or the element's text
+/// with its whitespace collapsed, trimmed.
+fn css_matches(page: &str, selector: &scraper::Selector, attribute: Option<&str>) -> Vec<String> {
+    let document = scraper::Html::parse_document(page);
+    document
+        .select(selector)
+        .map(|element| match attribute {
+            Some(name) => element.value().attr(name).unwrap_or("").trim().to_owned(),
+            None => element
+                .text()
+                .flat_map(str::split_whitespace)
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+        .collect()
+}
+
+/// Whether `expression` compiles as XPath; `Err` says why not.
+pub fn check_xpath(expression: &str) -> Result<(), String> {
+    xee_xpath::Queries::default()
+        .sequence(expression)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// The string value of each item `expression` selects (an element's text content, an
+/// attribute's value, a computed string); nothing when the page does not parse.
+fn xpath_matches(page: &str, expression: &str, tolerant: bool) -> Vec<String> {
+    use xee_xpath::Query;
+    let xml = if tolerant {
+        html_as_xml(page)
+    } else {
+        page.to_owned()
+    };
+    let mut documents = xee_xpath::Documents::new();
+    let Ok(document) = documents.add_string_without_uri(&xml) else {
+        return Vec::new();
+    };
+    let Ok(query) = xee_xpath::Queries::default().sequence(expression) else {
+        return Vec::new();
+    };
+    let Ok(sequence) = query.execute(&mut documents, document) else {
+        return Vec::new();
+    };
+    sequence
+        .iter()
+        .filter_map(|item| item.string_value(documents.xot()).ok())
+        .collect()
+}
+
+/// An HTML page parsed as browsers parse it, written back as well-formed XML without
+/// namespaces (so `//title` finds the title, as JMeter's tolerant parser does); attributes
+/// whose names XML cannot hold are left out.
+fn html_as_xml(page: &str) -> String {
+    let document = scraper::Html::parse_document(page);
+    let mut out = String::with_capacity(page.len() + 64);
+    write_element(document.root_element(), &mut out);
+    out
+}
+
+fn write_element(element: scraper::ElementRef<'_>, out: &mut String) {
+    let name = element.value().name();
+    out.push('<');
+    out.push_str(name);
+    for (attribute, value) in element.value().attrs() {
+        let valid = attribute
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && attribute.starts_with(|c: char| c.is_alphabetic() || c == '_');
+        if valid {
+            out.push(' ');
+            out.push_str(attribute);
+            out.push_str("=\"");
+            out.push_str(&crate::report::xml::escape(value));
+            out.push('"');
+        }
+    }
+    out.push('>');
+    for child in element.children() {
+        match child.value() {
+            scraper::Node::Text(text) => out.push_str(&crate::report::xml::escape(text)),
+            scraper::Node::Element(_) => {
+                if let Some(inner) = scraper::ElementRef::wrap(child) {
+                    write_element(inner, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    out.push_str("</");
+    out.push_str(name);
+    out.push('>');
 }
 
 fn boundary_matches(text: &str, left: &str, right: &str) -> Vec<String> {

@@ -11,7 +11,7 @@
 use std::io;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue};
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderName, HeaderValue, LOCATION, SET_COOKIE};
 use http::{HeaderMap, Method};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -150,7 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         let mut first_read = true;
         loop {
-            let head = self.read_head(&mut first_read, keep.headers).await?;
+            let head = self.read_head(&mut first_read, &keep).await?;
             self.buffer.advance(head.length);
             // Interim responses (100 Continue, 103 Early Hints) precede the real one.
             if (100..200).contains(&head.status) && head.status != 101 {
@@ -185,7 +185,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     async fn read_head(
         &mut self,
         first_read: &mut bool,
-        keep_headers: bool,
+        keep: &ResponseParts,
     ) -> Result<Head, ExchangeError> {
         loop {
             if !self.buffer.is_empty() {
@@ -193,7 +193,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 let mut parsed = httparse::Response::new(&mut slots);
                 match parsed.parse(&self.buffer) {
                     Ok(httparse::Status::Complete(head_len)) => {
-                        return describe(&parsed, head_len, keep_headers);
+                        return describe(&parsed, head_len, keep);
                     }
                     Ok(httparse::Status::Partial) if self.buffer.len() > MAX_HEAD_BYTES => {
                         return Err(ExchangeError::Malformed(format!(
@@ -354,7 +354,7 @@ fn closed_or(err: io::Error) -> ExchangeError {
 fn describe(
     parsed: &httparse::Response<'_, '_>,
     length: usize,
-    keep_headers: bool,
+    keep: &ResponseParts,
 ) -> Result<Head, ExchangeError> {
     let status = parsed
         .code
@@ -383,7 +383,11 @@ fn describe(
                 reusable = true;
             }
         }
-        if keep_headers
+        let kept = keep.headers
+            || keep.session_headers
+                && (name.eq_ignore_ascii_case(SET_COOKIE.as_str())
+                    || name.eq_ignore_ascii_case(LOCATION.as_str()));
+        if kept
             && let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_bytes(header.value),
@@ -424,6 +428,7 @@ mod tests {
     const KEEP_BODY: ResponseParts = ResponseParts {
         headers: true,
         body: true,
+        session_headers: false,
         body_limit: 1024,
     };
 

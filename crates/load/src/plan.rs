@@ -133,6 +133,8 @@ pub struct Scenario {
     /// Logic blocks, variables or data sources; `None` when the scenario is a plain list of
     /// requests, which then run on the fast path (prepared bytes, nothing per request).
     pub program: Option<Arc<Program>>,
+    /// Each user keeps a cookie jar (`store-cookie`, default true), on either path.
+    pub store_cookie: bool,
 }
 
 /// What a scenario with Taurus logic runs per virtual user: steps over its requests, with
@@ -147,13 +149,13 @@ pub struct Program {
     pub data_sources: Vec<Arc<DataSource>>,
     /// How many `once` blocks there are.
     pub onces: usize,
-    /// Each user keeps a cookie jar (`store-cookie`, default true).
-    pub store_cookie: bool,
     /// Cookies every user's jar starts with (`cookies`).
     pub cookies: Vec<(String, String)>,
     /// JMeter properties for `${__P(name)}`: `modules.jmeter.properties` and the scenario's
     /// `properties` (which win).
     pub properties: Arc<std::collections::HashMap<String, String>>,
+    /// `settings.env` for `${__env(NAME)}` (`None`: removed by a `null`).
+    pub environment: Arc<std::collections::HashMap<String, Option<String>>>,
 }
 
 /// One step of a [`Program`].

@@ -49,6 +49,9 @@ pub const FUNCTIONS: &[&str] = &[
     "__intSum",
     "__longSum",
     "__chooseRandom",
+    "__jexl3",
+    "__groovy",
+    "__javaScript",
 ];
 
 impl Template {
@@ -68,6 +71,39 @@ impl Template {
             Piece::Variable(name) => Some(name.as_str()),
             _ => None,
         })
+    }
+
+    /// The variables its function calls store their results in (`${__Random(1,9,n)}`: `n`).
+    pub fn stored_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for piece in &self.pieces {
+            if let Piece::Function(f) = piece {
+                let texts: Vec<&str> = f
+                    .args
+                    .iter()
+                    .map(|a| a.plain_text().unwrap_or(""))
+                    .collect();
+                if let Some(i) = store_position(&f.name, &texts)
+                    && let Some(name) = texts.get(i).map(|n| n.trim())
+                    && !name.is_empty()
+                {
+                    out.push(name.to_owned());
+                }
+                for arg in &f.args {
+                    out.extend(arg.stored_names());
+                }
+            }
+        }
+        out
+    }
+
+    /// The text, when it holds no reference.
+    fn plain_text(&self) -> Option<&str> {
+        match self.pieces.as_slice() {
+            [] => Some(""),
+            [Piece::Text(text)] => Some(text),
+            _ => None,
+        }
     }
 
     /// Function names referenced that are not implemented, for warnings.
@@ -218,6 +254,9 @@ pub struct UserVariables {
     shared: std::sync::Arc<SharedCounters>,
     /// JMeter properties (`modules.jmeter.properties`, `scenario.properties`) for `__P`.
     properties: std::sync::Arc<HashMap<String, String>>,
+    /// `settings.env`, which Taurus exports to JMeter's environment, for `__env`; `None`:
+    /// removed (a `null` value).
+    environment: std::sync::Arc<HashMap<String, Option<String>>>,
 }
 
 impl UserVariables {
@@ -234,7 +273,17 @@ impl UserVariables {
             random: Random::seeded(thread_number),
             shared,
             properties: std::sync::Arc::default(),
+            environment: std::sync::Arc::default(),
         }
+    }
+
+    /// The same, with `settings.env` over the process environment for `__env`.
+    pub fn with_environment(
+        mut self,
+        environment: std::sync::Arc<HashMap<String, Option<String>>>,
+    ) -> Self {
+        self.environment = environment;
+        self
     }
 
     /// The same, reading `__P` and `__property` from `properties`.
@@ -257,7 +306,7 @@ impl UserVariables {
 fn call(function: &Function, user: &mut UserVariables) -> String {
     let args: Vec<String> = function.args.iter().map(|a| a.render(user)).collect();
     let arg = |i: usize| args.get(i).map(|a| a.trim()).unwrap_or_default();
-    let (value, store_in) = match function.name.as_str() {
+    let value = match function.name.as_str() {
         "__Random" => {
             let (low, high) = (
                 arg(0).parse::<i64>().unwrap_or(0),
@@ -266,12 +315,12 @@ fn call(function: &Function, user: &mut UserVariables) -> String {
             let (low, high) = (low.min(high), low.max(high));
             let span = high.abs_diff(low).saturating_add(1);
             let value = low.saturating_add_unsigned(user.random.below(span));
-            (value.to_string(), arg(2))
+            value.to_string()
         }
-        "__RandomString" => (random_string(user, arg(0), args.get(1)), arg(2)),
-        "__UUID" => (uuid(&mut user.random), ""),
-        "__time" => (time(arg(0)), arg(1)),
-        "__threadNum" => (user.thread_number.to_string(), ""),
+        "__RandomString" => random_string(user, arg(0), args.get(1)),
+        "__UUID" => uuid(&mut user.random),
+        "__time" => time(arg(0)),
+        "__threadNum" => user.thread_number.to_string(),
         "__counter" => {
             let value = if arg(0).eq_ignore_ascii_case("false") {
                 user.shared.global.fetch_add(1, Ordering::Relaxed) + 1
@@ -279,56 +328,84 @@ fn call(function: &Function, user: &mut UserVariables) -> String {
                 user.counter += 1;
                 user.counter
             };
-            (value.to_string(), arg(1))
+            value.to_string()
         }
         "__P" => match user.properties.get(arg(0)) {
-            Some(value) => (value.clone(), ""),
-            None => (default_or(args.get(1), "1"), ""),
+            Some(value) => value.clone(),
+            None => default_or(args.get(1), "1"),
         },
         "__property" => match user.properties.get(arg(0)) {
-            Some(value) => (value.clone(), arg(1)),
-            None => (default_or(args.get(2), arg(0)), arg(1)),
+            Some(value) => value.clone(),
+            None => default_or(args.get(2), arg(0)),
         },
-        "__env" => (
-            std::env::var(arg(0)).unwrap_or_else(|_| default_or(args.get(2), arg(0))),
-            arg(1),
-        ),
-        "__urlencode" => (url_encode(args.first().map_or("", String::as_str)), ""),
+        "__env" => {
+            let value = match user.environment.get(arg(0)) {
+                Some(set) => set.clone(),
+                None => std::env::var(arg(0)).ok(),
+            };
+            value.unwrap_or_else(|| default_or(args.get(2), arg(0)))
+        }
+        // The expressions real configs put in conditions read the same in JEXL, Groovy and
+        // JavaScript: evaluate that subset, send any other script as written.
+        "__jexl3" | "__groovy" | "__javaScript" => match crate::condition::evaluate_to_text(arg(0))
+        {
+            Ok(value) => value,
+            Err(_) => return function.written.clone(),
+        },
+        "__urlencode" => url_encode(args.first().map_or("", String::as_str)),
         "__intSum" | "__longSum" => sum(&args),
         "__chooseRandom" if args.len() >= 2 => {
             let choices = &args[..args.len() - 1];
             let pick = user.random.below(choices.len() as u64);
-            let value = usize::try_from(pick)
+            usize::try_from(pick)
                 .ok()
                 .and_then(|i| choices.get(i))
                 .cloned()
-                .unwrap_or_default();
-            (value, arg(args.len() - 1))
+                .unwrap_or_default()
         }
         _ => return function.written.clone(),
     };
-    if !store_in.is_empty() {
+    let texts: Vec<&str> = args.iter().map(String::as_str).collect();
+    if let Some(store_in) = store_position(&function.name, &texts).map(arg)
+        && !store_in.is_empty()
+    {
         user.values.insert(store_in.to_owned(), value.clone());
     }
     value
+}
+
+/// Which argument of function `name` names the variable its result is also stored in.
+fn store_position(name: &str, args: &[&str]) -> Option<usize> {
+    match name {
+        "__Random" | "__RandomString" => Some(2),
+        "__time" | "__counter" | "__property" | "__env" | "__jexl3" | "__groovy"
+        | "__javaScript" => Some(1),
+        "__chooseRandom" if args.len() >= 2 => Some(args.len() - 1),
+        "__intSum" | "__longSum"
+            if args.len() > 2 && args.last()?.trim().parse::<i64>().is_err() =>
+        {
+            Some(args.len() - 1)
+        }
+        _ => None,
+    }
 }
 
 fn default_or(given: Option<&String>, fallback: &str) -> String {
     given.map_or_else(|| fallback.to_owned(), |g| g.trim().to_owned())
 }
 
-fn sum(args: &[String]) -> (String, &str) {
-    let (numbers, store_in) = match args.last() {
+fn sum(args: &[String]) -> String {
+    let numbers = match args.last() {
         Some(last) if args.len() > 2 && last.trim().parse::<i64>().is_err() => {
-            (&args[..args.len() - 1], last.trim())
+            &args[..args.len() - 1]
         }
-        _ => (args, ""),
+        _ => args,
     };
     let total = numbers
         .iter()
         .filter_map(|n| n.trim().parse::<i64>().ok())
         .fold(0i64, i64::saturating_add);
-    (total.to_string(), store_in)
+    total.to_string()
 }
 
 fn random_string(user: &mut UserVariables, length: &str, chars: Option<&String>) -> String {

@@ -210,3 +210,19 @@ fn executions_peregrine_cannot_run_are_skipped_with_one_warning_each() {
         "{none}"
     );
 }
+
+#[test]
+fn body_wins_over_body_file_with_a_warning_as_in_taurus() {
+    let plan = read(&request_with(
+        "      method: POST\n      body: inline\n      body-file: missing.json\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("body-file") && w.contains("Taurus sends body")),
+        "{:?}",
+        plan.warnings
+    );
+    assert_eq!(&plan.executions[0].scenario.requests[0].body[..], b"inline");
+}

@@ -265,14 +265,24 @@ execution:
 }
 
 #[test]
-fn unsupported_extractors_and_undefined_variables_warn_once() {
+fn undefined_variables_warn_once_and_a_bad_xpath_is_a_config_error() {
     let plan = plan_in_dir(
         "execution:\n- iterations: 1\n  scenario:\n    requests:\n    - url: http://127.0.0.1:9/a/${nobody}\n      headers: {X: '${nobody}'}\n      extract-xpath:\n        v: {xpath: //a}\n",
         &[],
     );
     let warnings = plan.warnings.join("\n");
     assert_eq!(warnings.matches("${nobody}").count(), 1, "{warnings}");
-    assert!(warnings.contains("extract-xpath"), "{warnings}");
+    assert!(!warnings.contains("extract-xpath"), "{warnings}");
+    let bad = peregrine_load::plan_from_str(
+        "bad.yml",
+        "execution:\n- iterations: 1\n  scenario:\n    requests:\n    - url: http://127.0.0.1:9/\n      extract-xpath:\n        v: {xpath: '//a[@'}\n",
+        &[],
+    );
+    let error = bad.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.contains("extract-xpath.v") && error.contains("invalid XPath"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -392,6 +402,12 @@ async fn think_time_distributions_have_their_mean_and_spread() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_keep_their_cookies_and_follow_redirects_as_one_sample() {
+    // A plain list of requests (the fast path), then the same as a program.
+    cookies_and_redirects_as_one_sample("").await;
+    cookies_and_redirects_as_one_sample("?user=${__threadNum}").await;
+}
+
+async fn cookies_and_redirects_as_one_sample(query: &str) {
     let app = LoginApp::start().await;
     let yaml = format!(
         r#"
@@ -406,7 +422,7 @@ execution:
     - /session/start
     - url: /session/check
       label: after
-    - url: /redirect/3
+    - url: /redirect/3{query}
       label: chain
     - url: /redirect/1
       label: not-followed
@@ -415,6 +431,10 @@ execution:
         base = app.base()
     );
     let plan = plan_in_dir(&yaml, &[]);
+    assert_eq!(
+        plan.executions[0].scenario.program.is_some(),
+        !query.is_empty()
+    );
     let report = run(&plan).await;
     let recorded = app.recorded();
     let label = |name: &str| summary(&report, name);
@@ -449,4 +469,285 @@ async fn throughput_caps_a_scenario_with_blocks_too() {
     let sent = app.recorded().len() as u64;
     assert_eq!(report.overall.samples, sent);
     assert!((15..=25).contains(&sent), "{sent} requests in 1 s at 20/s");
+}
+
+/// One user passing once through `requests` (YAML list items) against the app.
+fn one_user_once(app: &LoginApp, requests: &str) -> String {
+    format!(
+        "execution:\n- concurrency: 1\n  iterations: 1\n  scenario:\n    default-address: {}\n    requests:\n{requests}",
+        app.base()
+    )
+}
+
+/// Runs `yaml` (which must read without warnings) and returns the body the app received
+/// at `target`.
+async fn body_sent_to(app: &LoginApp, yaml: &str, target: &str) -> Option<String> {
+    let plan = plan_in_dir(yaml, &[]);
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    run(&plan).await;
+    app.recorded()
+        .into_iter()
+        .find(|r| r.target == target)
+        .map(|r| r.body)
+}
+
+/// How long after `started` each request reached the app.
+fn arrivals_after(app: &LoginApp, started: std::time::Instant) -> Vec<std::time::Duration> {
+    app.recorded()
+        .iter()
+        .map(|r| r.at.saturating_duration_since(started))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn think_time_delays_the_request_it_belongs_to_on_both_paths() {
+    let app = LoginApp::start().await;
+    let ms = std::time::Duration::from_millis;
+    // One request: the plain fast path. The first request waits too (timers precede samplers).
+    let plain = plan_in_dir(
+        &format!(
+            "execution:\n- concurrency: 1\n  iterations: 2\n  scenario:\n    think-time: 300ms\n    requests: ['{}/plain']\n",
+            app.base()
+        ),
+        &[],
+    );
+    let started = std::time::Instant::now();
+    let report = run(&plain).await;
+    assert_eq!(report.overall.samples, 2);
+    let at = arrivals_after(&app, started);
+    assert!(at[0] >= ms(300) && at[1] - at[0] >= ms(300), "{at:?}");
+    // A program (two requests, a variable): scenario-level and per-request think-times.
+    let app = LoginApp::start().await;
+    let program = plan_in_dir(
+        &format!(
+            r#"
+execution:
+- concurrency: 1
+  iterations: 1
+  scenario:
+    think-time: 300ms
+    variables: {{page: a}}
+    requests:
+    - {base}/${{page}}
+    - url: {base}/b
+      think-time: 100ms
+    - url: {base}/c
+      think-time: 0s
+"#,
+            base = app.base()
+        ),
+        &[],
+    );
+    let started = std::time::Instant::now();
+    let report = run(&program).await;
+    assert_eq!(report.overall.samples, 3);
+    let at = arrivals_after(&app, started);
+    assert!(at[0] >= ms(300), "{at:?}");
+    // After-request pauses would give gaps of 300 ms and 100 ms here.
+    assert!(
+        at[1] - at[0] >= ms(100) && at[1] - at[0] < ms(250),
+        "{at:?}"
+    );
+    assert!(at[2] - at[1] < ms(80), "{at:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_request_scenario_keeps_cookies_and_follows_redirects_by_default() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- concurrency: 1
+  iterations: 2
+  scenario: {{requests: ['{base}/session/start']}}
+- concurrency: 1
+  iterations: 1
+  scenario: {{requests: ['{base}/redirect/2']}}
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    assert!(plan.executions.iter().all(|e| e.scenario.program.is_none()));
+    let report = run(&plan).await;
+    let recorded = app.recorded();
+    let starts: Vec<_> = recorded
+        .iter()
+        .filter(|r| r.target == "/session/start")
+        .map(|r| r.cookie.clone())
+        .collect();
+    // Taurus's store-cookie defaults to true: the second pass sends the first's cookie.
+    assert_eq!(starts, [None, Some("sid=abc".to_owned())]);
+    // follow-redirects defaults to true: three hits, one successful sample.
+    assert_eq!(
+        recorded
+            .iter()
+            .filter(|r| r.target.starts_with("/redirect/"))
+            .count(),
+        3
+    );
+    assert_eq!(report.overall.samples, 3);
+    assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_open_model_runs_a_whole_scenario_program_at_the_arrival_rate() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- arrival-rate: 30
+  concurrency: 4
+  hold-for: 1s
+  scenario: flow
+scenarios:
+  flow:
+    default-address: {base}
+    data-sources: [users.csv]
+    variables: {{greeting: hi}}
+    requests:
+    - url: /login
+      method: POST
+      body: '{{"username":"${{user}}","password":"secret"}}'
+      extract-jsonpath: {{token: $.token}}
+    - if: '"${{token}}" != "NOT_FOUND"'
+      then:
+      - url: /me?say=${{greeting}}
+        headers:
+          Authorization: Bearer ${{token}}
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[("users.csv", "user\nalice\nbob\n")]);
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let report = run(&plan).await;
+    let recorded = app.recorded();
+    // Each request takes one arrival: 30 per second, for one second.
+    assert!((25..=31).contains(&recorded.len()), "{}", recorded.len());
+    assert_eq!(report.overall.samples, recorded.len() as u64);
+    assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
+    let me: Vec<&Recorded> = recorded
+        .iter()
+        .filter(|r| r.target.starts_with("/me"))
+        .collect();
+    assert!(me.len() >= 10, "{}", me.len());
+    assert!(me.iter().all(|r| r.target == "/me?say=hi"
+        && matches!(
+            r.authorization.as_deref(),
+            Some("Bearer tok-alice" | "Bearer tok-bob")
+        )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn css_selectors_extract_attributes_and_text_for_the_next_request() {
+    let app = LoginApp::start().await;
+    let yaml = one_user_once(
+        &app,
+        r#"
+    - url: /page
+      extract-css-jquery:
+        csrf: {expression: 'input[name=csrf]', attribute: value}
+        heading: h1
+        links: {expression: a.item, attribute: href, match-no: -1}
+        second: {expression: a.item, match-no: 2}
+        missing: {expression: 'div.none', default: nothing}
+        absent: {expression: 'input[name=qty]', attribute: value, match-no: 1}
+    - url: /buy
+      method: POST
+      body: 'csrf=${csrf}&h=${heading}&n=${links_matchNr}&l2=${links_2}&s=${second}&m=${missing}&a=[${absent}]'
+"#,
+    );
+    assert_eq!(
+        body_sent_to(&app, &yaml, "/buy").await.as_deref(),
+        Some("csrf=c-42&h=Welcome back&n=2&l2=/items/2&s=Two&m=nothing&a=[]")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_env_values_are_what_env_functions_read_at_run_time() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+settings:
+  env:
+    TOKEN: t-${{SUFFIX}}
+    SUFFIX: 7
+    GONE: null
+execution:
+- concurrency: 1
+  iterations: 1
+  scenario:
+    requests:
+    - {base}/env?t=${{__env(TOKEN)}}&g=${{__env(GONE,,gone)}}&u=${{__env(PEREGRINE_SURELY_UNSET,,unset)}}
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    run(&plan).await;
+    // Taurus exports settings.env to JMeter's environment; `null` removes a variable.
+    assert_eq!(targets(&app.recorded()), ["/env?t=t-7&g=gone&u=unset"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xpath_extracts_from_xml_and_from_html_with_the_tolerant_parser() {
+    let app = LoginApp::start().await;
+    let yaml = one_user_once(
+        &app,
+        r#"
+    - url: /catalog.xml
+      extract-xpath:
+        books: {xpath: count(//book)}
+        second: {xpath: '//book[2]/@id', match-no: 1}
+        titles: {xpath: //book/title}
+    - url: /page
+      extract-xpath:
+        shop: {xpath: /html/head/title, use-tolerant-parser: true}
+        csrf:
+          xpath: //input[@name='csrf']/@value
+          use-tolerant-parser: true
+          default: NO_CSRF
+        links: {xpath: "//a[@class='item']/@href", use-tolerant-parser: true}
+        strict: {xpath: //title, default: not-xml}
+    - url: /done
+      method: POST
+      body: 'b=${books}&s=${second}&t=${titles},${titles_2},${titles_matchNr}&shop=${shop}&c=${csrf}&l=${links},${links_2}&x=${strict}'
+"#,
+    );
+    // match-no -1 (the default) sets the variable to the first match as well as v_1..v_N;
+    // the HTML page is not well-formed XML, so the strict parser leaves the default.
+    assert_eq!(
+        body_sent_to(&app, &yaml, "/done").await.as_deref(),
+        Some("b=2&s=b2&t=Rust,Go,2&shop=Shop&c=c-42&l=/items/1,/items/2&x=not-xml")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flat_mapping_body_is_posted_as_a_form_unless_the_content_type_is_json() {
+    let app = LoginApp::start().await;
+    let yaml = one_user_once(
+        &app,
+        r#"
+    - url: /page
+      extract-regexp: {tok: 'value="(c-\d+)"'}
+    - url: /form
+      method: POST
+      body: {user: a b&c, remember: true, n: 3, token: '${tok}'}
+    - url: /json
+      method: POST
+      headers: {Content-Type: application/json}
+      body: {user: a b, remember: true}
+"#,
+    );
+    // Taurus sends a flat mapping as form parameters (booleans as Python writes them).
+    assert_eq!(
+        body_sent_to(&app, &yaml, "/form").await.as_deref(),
+        Some("user=a+b%26c&remember=True&n=3&token=c-42")
+    );
+    assert_eq!(
+        app.recorded()
+            .iter()
+            .find(|r| r.target == "/json")
+            .map(|r| r.body.clone())
+            .as_deref(),
+        Some(r#"{"user":"a b","remember":true}"#)
+    );
 }

@@ -3,7 +3,8 @@
 //! `{"username":U,"password":"secret"}` answers `{"token":"tok-U"}`, `GET /me` wants
 //! `Authorization: Bearer tok-U`, `GET /items` lists three ids, `/session/start` sets the
 //! cookie `sid=abc` that `/session/check` wants, `/redirect/N` redirects (302) to
-//! `/redirect/N-1` down to `/redirect/0`; any other path answers 200 `ok`. Every request is
+//! `/redirect/N-1` down to `/redirect/0`, `/page` is an HTML page,
+//! `/catalog.xml` an XML document; any other path answers 200 `ok`. Every request is
 //! recorded.
 
 use std::convert::Infallible;
@@ -160,9 +161,25 @@ fn answer(request: &Recorded) -> (u16, String) {
         ("GET", "/session/check") => (401, "no session".into()),
         ("GET", p) if p.starts_with("/redirect/") && p != "/redirect/0" => (302, String::new()),
         ("GET", "/items") => (200, r#"[{"id":1},{"id":2},{"id":3}]"#.into()),
+        ("GET", "/page") => (200, PAGE.into()),
+        ("GET", "/catalog.xml") => (200, CATALOG.into()),
         _ => (200, "ok".into()),
     }
 }
+
+/// An HTML page (not well-formed XML: `<br>`, an unquoted attribute) for CSS and XPath
+/// extractors.
+const PAGE: &str = r#"<!DOCTYPE html>
+<html><head><title>Shop</title></head>
+<body><h1>  Welcome
+  back </h1><br>
+<form action=/buy><input type="hidden" name="csrf" value="c-42"><input name=qty></form>
+<ul><li><a class="item" href="/items/1">One</a></li><li><a class="item" href="/items/2">Two</a></li></ul>
+</body></html>"#;
+
+/// An XML document for XPath extractors.
+const CATALOG: &str = r#"<?xml version="1.0"?>
+<catalog><book id="b1"><title>Rust</title></book><book id="b2"><title>Go</title></book></catalog>"#;
 
 /// The one extra header a route sends: the session cookie or a redirect's location.
 fn extra_header(request: &Recorded) -> Option<(&'static str, String)> {

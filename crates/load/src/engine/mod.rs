@@ -109,6 +109,25 @@ pub struct TlsTarget {
     pub name: rustls::pki_types::ServerName<'static>,
 }
 
+impl PreparedRequest {
+    /// `request` in place of this one's, with its wire bytes, keeping what is read of the
+    /// response.
+    pub(crate) fn with_request(
+        &self,
+        request: Request,
+        address: Option<SocketAddr>,
+        tls: Option<TlsTarget>,
+    ) -> Self {
+        Self {
+            wire: http1::wire_bytes(&request),
+            parts: self.parts,
+            address,
+            tls,
+            request: Arc::new(request),
+        }
+    }
+}
+
 /// An execution with its requests prepared.
 pub struct PreparedExecution {
     /// The execution as planned.
@@ -170,7 +189,8 @@ pub async fn prepare(plan: &Plan) -> Result<Vec<PreparedExecution>, String> {
                 wire: http1::wire_bytes(request),
                 parts: ResponseParts {
                     body: parts.body || !request.extractors.is_empty(),
-                    headers: parts.headers || keeps_headers(execution, request),
+                    headers: parts.headers || extracts_headers(request),
+                    session_headers: execution.scenario.store_cookie || request.follow_redirects,
                     ..parts
                 },
                 request: Arc::clone(request),
@@ -185,18 +205,12 @@ pub async fn prepare(plan: &Plan) -> Result<Vec<PreparedExecution>, String> {
     Ok(prepared)
 }
 
-/// Whether a request's response headers are read: for cookies or redirects (only in
-/// scenarios run as programs: a plain one never reads them) or a header extractor.
-fn keeps_headers(execution: &Execution, request: &Request) -> bool {
-    execution
-        .scenario
-        .program
-        .as_ref()
-        .is_some_and(|program| program.store_cookie || request.follow_redirects)
-        || request
-            .extractors
-            .iter()
-            .any(|e| e.subject == crate::extract::ExtractSubject::Headers)
+/// Whether a request's response headers are all read: for a header extractor.
+fn extracts_headers(request: &Request) -> bool {
+    request
+        .extractors
+        .iter()
+        .any(|e| e.subject == crate::extract::ExtractSubject::Headers)
 }
 
 /// Runs `plan` until it ends or `interrupt` completes; `progress` hears every second.
@@ -496,7 +510,7 @@ async fn run_users(
             let stop = stop.clone();
             tokio::spawn(async move {
                 if shared.execution.plan.arrival_rate.is_some() {
-                    open_model_user(&shared, stop).await;
+                    open_model_user(&shared, user, stop).await;
                 } else {
                     closed_model_user(&shared, user, stop).await;
                 }

@@ -12,11 +12,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::PreparedRequest;
-use super::exchange::{Connections, Measured, measure};
-use super::session::{CookieJar, MAX_REDIRECTS, next_hop, redirect_location};
-use super::users::{CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until};
+use super::exchange::Connections;
+use super::session::{CookieJar, send_following_redirects};
+use super::users::{CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until, take_arrival};
 use crate::condition;
-use crate::http1;
 use crate::plan::{Action, Block, LoopCount, Program, Request, Step, ThinkTime};
 use crate::stats::{ErrorKind, Sample};
 use crate::variables::{Random, SharedCounters, UserVariables, encode_target};
@@ -139,7 +138,8 @@ fn fresh_variables(program: &Program, user: u32, state: &ProgramState) -> UserVa
         u64::from(user) + 1,
         Arc::clone(&state.counters),
     )
-    .with_properties(Arc::clone(&program.properties));
+    .with_properties(Arc::clone(&program.properties))
+    .with_environment(Arc::clone(&program.environment));
     for (name, value) in &program.variables {
         let rendered = value.render(&mut variables);
         variables.values.insert(name.clone(), rendered);
@@ -427,33 +427,25 @@ impl<'a> ProgramUser<'a> {
         let Some(prepared) = shared.execution.requests.get(index) else {
             return Flow::Next;
         };
-        let with_cookies = self.program.store_cookie && !self.jar.is_empty();
+        let store_cookie = shared.execution.plan.scenario.store_cookie;
+        let with_cookies = store_cookie && !self.jar.is_empty();
         let rendered;
         let step = if prepared.request.dynamic.is_some() || with_cookies {
             let mut request = render(prepared, &mut self.variables);
-            if self.program.store_cookie {
+            if store_cookie {
                 self.jar.add_to(&mut request.headers);
             }
-            rendered = PreparedRequest {
-                wire: http1::wire_bytes(&request),
-                parts: prepared.parts,
-                address: prepared.address,
-                tls: prepared.tls.clone(),
-                request: Arc::new(request),
-            };
+            rendered = prepared.with_request(request, prepared.address, prepared.tls.clone());
             &rendered
         } else {
             prepared
         };
-        if let Some(pacer) = &shared.pacer {
-            let slot = pacer.next_slot();
-            self.outbox.flush_before_waiting_until(slot, Instant::now());
-            if !sleep_until(slot, self.deadline, &mut self.stop).await {
-                return Flow::End;
-            }
-        }
-        let due = Instant::now();
-        let measured = self.send_following_redirects(step, due).await;
+        let Some(due) = self.wait_for_turn(prepared).await else {
+            return Flow::End;
+        };
+        let jar = store_cookie.then_some(&mut self.jar);
+        let measured =
+            send_following_redirects(&mut self.connections, jar, step, due, shared.start).await;
         let sample = measured.sample;
         let ok = sample.error.is_none();
         let connect_failed = matches!(sample.error, Some((ErrorKind::Connect, _)));
@@ -472,76 +464,30 @@ impl<'a> ProgramUser<'a> {
         if connect_failed {
             tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
         }
-        let pause = think_pause(&prepared.request, &mut self.variables);
-        self.pause(pause).await
+        Flow::Next
     }
 
-    /// Sends `step`, storing cookies and following redirects (GET, at most
-    /// [`MAX_REDIRECTS`]) when the scenario says so: one sample for the whole chain, with
-    /// the final response's status, body and error.
-    async fn send_following_redirects(&mut self, step: &PreparedRequest, due: Instant) -> Measured {
-        let start = self.shared.start;
-        let mut measured = measure(self.connections.slot(step), step, due, start).await;
-        let (mut connect_time, mut bytes) = (measured.sample.connect_time, measured.sample.bytes);
-        let mut hops = 0;
-        let mut current: Option<PreparedRequest> = None;
-        loop {
-            if self.program.store_cookie {
-                self.jar.store(&measured.headers);
-            }
-            let previous = current.as_ref().unwrap_or(step);
-            let location = previous
-                .request
-                .follow_redirects
-                .then(|| redirect_location(measured.sample.status, &measured.headers))
-                .flatten();
-            let Some(location) = location else { break };
-            if hops == MAX_REDIRECTS {
-                measured.sample.error = Some((
-                    ErrorKind::Http,
-                    Arc::from(format!(
-                        "Exceeded maximum number of redirects: {MAX_REDIRECTS}"
-                    )),
-                ));
-                break;
-            }
-            hops += 1;
-            let (mut hop, address) =
-                match next_hop(&previous.request, previous.address, &location).await {
-                    Ok(next) => next,
-                    Err(message) => {
-                        measured.sample.error = Some((ErrorKind::Http, Arc::from(message)));
-                        break;
-                    }
-                };
-            hop.headers.remove(http::header::COOKIE);
-            if self.program.store_cookie {
-                self.jar.add_to(&mut hop.headers);
-            }
-            // Only relative locations keep https (an absolute one must be http://): the
-            // same host, so the same TLS target.
-            let tls = if hop.https {
-                previous.tls.clone()
-            } else {
-                None
-            };
-            let next = PreparedRequest {
-                wire: http1::wire_bytes(&hop),
-                parts: step.parts,
-                address,
-                tls,
-                request: Arc::new(hop),
-            };
-            measured = measure(self.connections.slot(&next), &next, due, start).await;
-            connect_time += measured.sample.connect_time;
-            bytes += measured.sample.bytes;
-            current = Some(next);
+    /// Waits for the request's turn: its think-time (Taurus makes it a JMeter timer, and
+    /// timers run before their sampler), then the throughput cap's slot; in the open model
+    /// the next arrival instead, whose due time the response time counts from. `None`: the
+    /// run is over.
+    async fn wait_for_turn(&mut self, prepared: &PreparedRequest) -> Option<Instant> {
+        let shared = self.shared;
+        if shared.execution.plan.arrival_rate.is_some() {
+            return take_arrival(shared, &mut self.outbox, &mut self.stop).await;
         }
-        measured.sample.label = step.request.label;
-        measured.sample.connect_time = connect_time;
-        measured.sample.bytes = bytes;
-        measured.sample.service_time = measured.sample.response_time;
-        measured
+        let pause = think_pause(&prepared.request, &mut self.variables);
+        if self.pause(pause).await == Flow::End {
+            return None;
+        }
+        if let Some(pacer) = &shared.pacer {
+            let slot = pacer.next_slot();
+            self.outbox.flush_before_waiting_until(slot, Instant::now());
+            if !sleep_until(slot, self.deadline, &mut self.stop).await {
+                return None;
+            }
+        }
+        Some(Instant::now())
     }
 
     /// Hands a sample to the outbox (unless a transaction reports only itself) and adds it
@@ -567,7 +513,11 @@ fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Request 
         return request;
     };
     if dynamic.target.is_dynamic() {
-        let target = encode_target(&dynamic.target.render(variables));
+        let rendered = dynamic.target.render(variables);
+        // `url: ${path}` was joined to the default address with a `/`; a value that brings
+        // its own (`/items/1`) must not double it, as JMeter adds one only when missing.
+        let path = rendered.strip_prefix('/').filter(|p| p.starts_with('/'));
+        let target = encode_target(path.unwrap_or(&rendered));
         if let Ok(parsed) = target.parse() {
             request.target = parsed;
         }
@@ -584,7 +534,7 @@ fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Request 
     request
 }
 
-/// The pause after `request`: its think-time, drawn from its distribution.
+/// The pause before `request`: its think-time, drawn from its distribution.
 pub fn think_pause(request: &Request, variables: &mut UserVariables) -> Duration {
     let mut unit = || variables.random_unit();
     draw(request.think, request.think_time, &mut unit)
@@ -635,7 +585,7 @@ fn poisson(lambda: f64, unit: &mut impl FnMut() -> f64) -> f64 {
     count
 }
 
-/// The pause after `request` on the fast path: the constant think-time unless it has a
+/// The pause before `request` on the fast path: the constant think-time unless it has a
 /// distribution.
 pub fn think_pause_fast(request: &Request, random: &mut Random) -> Duration {
     if request.think == ThinkTime::Constant {

@@ -1,4 +1,4 @@
-//! The virtual users: the closed model (each user sends, waits for the response, thinks,
+//! The virtual users: the closed model (each user thinks, sends, waits for the response,
 //! repeats) and the open model (users take the next due arrival from a shared schedule).
 
 use std::sync::Arc;
@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::exchange::{Connections, measure};
+use super::exchange::Connections;
 use super::pacing::{arrival_offset, pacer_gap, start_offset};
+use super::session::{CookieJar, send_following_redirects};
 use super::steps::{ProgramState, run_program, think_pause_fast, user_random};
 use super::timer::PreciseTimer;
 use super::{PreparedExecution, PreparedRequest};
@@ -40,7 +41,7 @@ pub struct Shared {
 
 impl Shared {
     /// When the execution ends, if it is bounded by time.
-    fn deadline(&self) -> Option<Instant> {
+    pub(super) fn deadline(&self) -> Option<Instant> {
         let duration = self.execution.plan.duration();
         (!duration.is_zero()).then(|| at(self.start, duration))
     }
@@ -104,6 +105,8 @@ async fn plain_user(
 ) {
     let execution = &shared.execution.plan;
     let mut connections = Connections::default();
+    // Empty (no allocation) until a response sets a cookie.
+    let mut jar = CookieJar::default();
     let mut outbox = Outbox::new(&shared.samples);
     let mut random = user_random(user);
     let mut iteration = 0;
@@ -115,15 +118,7 @@ async fn plain_user(
             if *stop.borrow() || deadline.is_some_and(|d| now >= d) {
                 break 'iterations;
             }
-            if let Some(pacer) = &shared.pacer {
-                let slot = pacer.next_slot();
-                outbox.flush_before_waiting_until(slot, now);
-                if !sleep_until(slot, deadline, &mut stop).await {
-                    break 'iterations;
-                }
-                now = Instant::now();
-            }
-            now = send(shared, &mut outbox, &mut connections, step, now).await;
+            // Taurus makes think-time a JMeter timer, and timers run before their sampler.
             let think_time = think_pause_fast(&step.request, &mut random);
             if !think_time.is_zero() {
                 let think_until = at(now, think_time);
@@ -133,6 +128,16 @@ async fn plain_user(
                 }
                 now = Instant::now();
             }
+            if let Some(pacer) = &shared.pacer {
+                let slot = pacer.next_slot();
+                outbox.flush_before_waiting_until(slot, now);
+                if !sleep_until(slot, deadline, &mut stop).await {
+                    break 'iterations;
+                }
+                now = Instant::now();
+            }
+            let jar = execution.scenario.store_cookie.then_some(&mut jar);
+            now = send(shared, &mut outbox, &mut connections, jar, step, now).await;
         }
         iteration += 1;
     }
@@ -141,30 +146,54 @@ async fn plain_user(
 /// Open model: users take the next scheduled arrival from a shared counter, so a late
 /// request is sent as soon as any connection is free and its latency counts from when it
 /// was due (coordinated omission corrected).
-pub async fn open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
+pub async fn open_model_user(shared: &Shared, user: u32, stop: watch::Receiver<bool>) {
     let execution = &shared.execution.plan;
-    let rate = execution.arrival_rate.unwrap_or(1.0);
-    let total = execution.duration();
     shared.users.fetch_add(1, Ordering::Relaxed);
+    if let (Some(program), Some(state)) = (&execution.scenario.program, &shared.program) {
+        // Each request of the program takes the next arrival (see `steps`).
+        let user = execution.shard.global_user(user);
+        run_program(shared, program, state, user, stop, shared.deadline()).await;
+    } else {
+        plain_open_model_user(shared, stop).await;
+    }
+    shared.users.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// An open-model user of a plain scenario: each arrival sends the next request.
+async fn plain_open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>) {
+    let execution = &shared.execution.plan;
     let mut connections = Connections::default();
+    let mut jar = CookieJar::default();
     let mut outbox = Outbox::new(&shared.samples);
     'arrivals: loop {
         for step in shared.execution.requests.iter() {
-            let local = shared.arrivals.fetch_add(1, Ordering::Relaxed);
-            let k = execution.shard.global_arrival(local);
-            let offset = arrival_offset(k, rate, execution.ramp_up);
-            if offset >= total {
+            let Some(due) = take_arrival(shared, &mut outbox, &mut stop).await else {
                 break 'arrivals;
-            }
-            let due = at(shared.start, offset);
-            outbox.flush_before_waiting_until(due, Instant::now());
-            if !wait_for_arrival(shared, due, &mut stop).await {
-                break 'arrivals;
-            }
-            send(shared, &mut outbox, &mut connections, step, due).await;
+            };
+            let jar = execution.scenario.store_cookie.then_some(&mut jar);
+            send(shared, &mut outbox, &mut connections, jar, step, due).await;
         }
     }
-    shared.users.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Takes the next arrival of the open model's schedule and waits until it is due;
+/// `None` when the schedule is over or the run stopped.
+pub(super) async fn take_arrival(
+    shared: &Shared,
+    outbox: &mut Outbox<'_>,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<Instant> {
+    let execution = &shared.execution.plan;
+    let rate = execution.arrival_rate.unwrap_or(1.0);
+    let local = shared.arrivals.fetch_add(1, Ordering::Relaxed);
+    let k = execution.shard.global_arrival(local);
+    let offset = arrival_offset(k, rate, execution.ramp_up);
+    if offset >= execution.duration() {
+        return None;
+    }
+    let due = at(shared.start, offset);
+    outbox.flush_before_waiting_until(due, Instant::now());
+    wait_for_arrival(shared, due, stop).await.then_some(due)
 }
 
 /// Waits until an arrival is due: with the tokio timer until shortly before, then with the
@@ -187,16 +216,27 @@ async fn wait_for_arrival(shared: &Shared, due: Instant, stop: &mut watch::Recei
     sleep_until(due, None, stop).await
 }
 
-/// Sends one request, hands its sample to the outbox and returns when it finished (after
-/// the pause that follows a failed connect).
+/// Sends one request (with the jar's cookies, following redirects), hands its sample to
+/// the outbox and returns when it finished (after the pause that follows a failed connect).
 async fn send(
     shared: &Shared,
     outbox: &mut Outbox<'_>,
     connections: &mut Connections,
+    jar: Option<&mut CookieJar>,
     step: &PreparedRequest,
     due: Instant,
 ) -> Instant {
-    let measured = measure(connections.slot(step), step, due, shared.start).await;
+    let with_cookies;
+    let step = match jar.as_deref() {
+        Some(cookies) if !cookies.is_empty() => {
+            let mut request = (*step.request).clone();
+            cookies.add_to(&mut request.headers);
+            with_cookies = step.with_request(request, step.address, step.tls.clone());
+            &with_cookies
+        }
+        _ => step,
+    };
+    let measured = send_following_redirects(connections, jar, step, due, shared.start).await;
     let (sample, ended) = (measured.sample, measured.ended);
     let connect_failed = matches!(sample.error, Some((ErrorKind::Connect, _)));
     outbox.push(sample, ended - shared.start, ended);

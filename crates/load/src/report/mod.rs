@@ -8,7 +8,7 @@ mod describe;
 mod html;
 pub mod merge;
 mod tables;
-mod xml;
+pub(crate) mod xml;
 
 use std::path::{Path, PathBuf};
 

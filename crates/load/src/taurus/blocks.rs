@@ -308,7 +308,7 @@ fn assignments(node: &Option<ConfigValue<'_>>) -> Result<Vec<(String, Template)>
 }
 
 /// Every variable name a config writes at run time (extractors, `set-variables`,
-/// `foreach`): these are never substituted at load time.
+/// `foreach`, functions storing their result): these are never substituted at load time.
 pub(super) fn runtime_names(value: &Value, names: &mut std::collections::HashSet<String>) {
     match value {
         Value::Object(map) => {
@@ -326,6 +326,9 @@ pub(super) fn runtime_names(value: &Value, names: &mut std::collections::HashSet
             }
         }
         Value::Array(items) => items.iter().for_each(|i| runtime_names(i, names)),
+        Value::String(text) if text.contains("${__") => {
+            names.extend(crate::variables::Template::parse(text).stored_names());
+        }
         _ => {}
     }
 }

@@ -3,6 +3,8 @@
 //! refer to other keys); other `${…}` stay for run time. Env values first expand the
 //! process environment (`$HOME`, `${HOME}`), as Taurus's `os.path.expandvars` does.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 /// How many times values are expanded, as Taurus (`VARIABLE_EXPAND_DEPTH`).
@@ -10,29 +12,40 @@ const EXPAND_DEPTH: usize = 2;
 
 /// The document with `settings.env` keys substituted in every string value (not keys).
 pub(super) fn substitute_settings_env(document: &Value) -> Value {
-    let Some(env) = document
-        .get("settings")
-        .and_then(|s| s.get("env"))
-        .and_then(Value::as_object)
-    else {
-        return document.clone();
-    };
-    let pairs: Vec<(String, String)> = env
-        .iter()
-        .map(|(key, value)| {
-            let text = match value {
-                Value::Null => String::new(),
-                Value::String(s) => expand_process_env(&expand_process_env(s)),
-                other => other.to_string(),
-            };
-            (key.clone(), text)
-        })
+    let pairs: Vec<(String, String)> = settings_environment(document)
+        .into_iter()
+        .map(|(key, value)| (key, value.unwrap_or_default()))
         .collect();
+    if pairs.is_empty() {
+        return document.clone();
+    }
     let mut out = document.clone();
     for _ in 0..EXPAND_DEPTH {
         replace_in(&mut out, &pairs);
     }
     out
+}
+
+/// `settings.env` with the process environment expanded in its values: what Taurus
+/// exports to the environment (`None` for `null`, which removes the variable).
+pub(super) fn settings_environment(document: &Value) -> HashMap<String, Option<String>> {
+    let Some(env) = document
+        .get("settings")
+        .and_then(|s| s.get("env"))
+        .and_then(Value::as_object)
+    else {
+        return HashMap::new();
+    };
+    env.iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Value::Null => None,
+                Value::String(s) => Some(expand_process_env(&expand_process_env(s))),
+                other => Some(other.to_string()),
+            };
+            (key.clone(), text)
+        })
+        .collect()
 }
 
 fn replace_in(value: &mut Value, pairs: &[(String, String)]) {

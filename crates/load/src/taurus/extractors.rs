@@ -1,6 +1,5 @@
-//! Request extractors (`extract-regexp`, `extract-jsonpath`, `extract-boundary`) read into
-//! [`Extractor`]s with Taurus's defaults; `extract-xpath` and `extract-css-jquery` are
-//! warned about once per key path and their variables keep their defaults.
+//! Request extractors (`extract-regexp`, `extract-jsonpath`, `extract-boundary`,
+//! `extract-css-jquery`, `extract-xpath`) read into [`Extractor`]s with Taurus's defaults.
 
 use regex::Regex;
 use serde_json::Value;
@@ -22,6 +21,8 @@ impl Builder {
             ("extract-regexp", "regexp", 1),
             ("extract-jsonpath", "jsonpath", 0),
             ("extract-boundary", "left", 1),
+            ("extract-css-jquery", "expression", 0),
+            ("extract-xpath", "xpath", -1),
         ] {
             let Some(node) = child(request, key) else {
                 continue;
@@ -32,16 +33,6 @@ impl Builder {
                     path: format!("{}.{variable}", node.path),
                 };
                 out.push(self.extractor(key, main, match_no, variable, &spec_node)?);
-            }
-        }
-        for key in ["extract-xpath", "extract-css-jquery"] {
-            if let Some(node) = child(request, key)
-                && self.warned_once.insert(node.path.clone())
-            {
-                self.warn(
-                    &node.path,
-                    "not implemented by Peregrine; its variables are not set",
-                );
             }
         }
         Ok(out)
@@ -103,6 +94,19 @@ impl Builder {
                         ))
                     })?,
                     concat: field("concat").is_some_and(|c| c == "true"),
+                }
+            }
+            "extract-css-jquery" => ExtractorKind::Css {
+                selector: scraper::Selector::parse(&expression)
+                    .map_err(|e| node.error(format!("invalid CSS selector {expression:?}: {e}")))?,
+                attribute: field("attribute").filter(|a| !a.trim().is_empty()),
+            },
+            "extract-xpath" => {
+                crate::extract::check_xpath(&expression)
+                    .map_err(|e| node.error(format!("invalid XPath {expression:?}: {e}")))?;
+                ExtractorKind::XPath {
+                    expression,
+                    tolerant: field("use-tolerant-parser").is_some_and(|t| t == "true"),
                 }
             }
             _ => ExtractorKind::Boundary {

@@ -52,6 +52,7 @@ pub fn from_taurus_files(document: &Value, files: &[PathBuf]) -> Result<Plan, Re
     let document = &env::substitute_settings_env(document);
     blocks::runtime_names(document, &mut builder.runtime_names);
     builder.properties = properties::jmeter_properties(document);
+    builder.environment = Arc::new(env::settings_environment(document));
     match read(&mut builder, document) {
         Ok(()) => {
             let mut plan = builder.finish().map_err(|error| Rejected {
@@ -149,10 +150,10 @@ struct Builder {
     pub(super) runtime_names: HashSet<String>,
     /// `modules.jmeter.properties`, for `${__P(name)}`.
     pub(super) properties: HashMap<String, String>,
+    /// `settings.env`, for `${__env(NAME)}`.
+    pub(super) environment: Arc<HashMap<String, Option<String>>>,
     /// Directories of the config files, for relative data-source paths.
     pub(super) config_dirs: Vec<PathBuf>,
-    /// Keys warned about once (unsupported extractors, JSONPath rewrites).
-    pub(super) warned_once: HashSet<String>,
 }
 
 const EXECUTION_KEYS: &[&str] = &[
@@ -210,7 +211,7 @@ impl Builder {
             return Err(node.error("must be a mapping with concurrency, hold-for, scenario…"));
         }
         self.check_keys(node, EXECUTION_KEYS, &keys::EXECUTION)?;
-        let evaluated = properties::evaluate_load_fields(node.value, &self.properties);
+        let evaluated = properties::evaluate_load_fields(node.value, &mut self.load_time_user());
         let node = &ConfigValue {
             value: &evaluated,
             path: node.path.clone(),
@@ -250,13 +251,6 @@ impl Builder {
             .transpose()?;
         let scenario_node = child("scenario").ok_or_else(|| node.error("has no scenario"))?;
         let scenario = self.scenario(&scenario_node, scenarios)?;
-        if arrival_rate.is_some() && scenario.program.is_some() {
-            self.warn(
-                &scenario_node.path,
-                "arrival-rate (open model) sends the requests as written: its logic blocks, \
-                 variables, extractors and data sources are not run",
-            );
-        }
         Ok(Execution {
             concurrency: u32::try_from(concurrency)
                 .map_err(|_| node.error("concurrency is too large"))?,

@@ -48,13 +48,18 @@ impl Builder {
         merged.extend(as_text_map(scenario.map(|s| s.value)));
         merged
     }
+
+    /// A user for evaluating JMeter functions while the config is read: the JMeter
+    /// properties and `settings.env`, no variables.
+    pub(super) fn load_time_user(&self) -> UserVariables {
+        UserVariables::new(HashMap::new(), 1, Arc::default())
+            .with_properties(Arc::new(self.properties.clone()))
+            .with_environment(Arc::clone(&self.environment))
+    }
 }
 
 /// The execution with `${…}` in its load fields evaluated (a number stays a number).
-pub(super) fn evaluate_load_fields(
-    execution: &Value,
-    properties: &HashMap<String, String>,
-) -> Value {
+pub(super) fn evaluate_load_fields(execution: &Value, nobody: &mut UserVariables) -> Value {
     let mut out = execution.clone();
     let Some(map) = out.as_object_mut() else {
         return out;
@@ -69,9 +74,7 @@ pub(super) fn evaluate_load_fields(
         if !text.contains("${") {
             continue;
         }
-        let mut nobody = UserVariables::new(HashMap::new(), 1, Arc::default())
-            .with_properties(Arc::new(properties.clone()));
-        let rendered = Template::parse(text).render(&mut nobody);
+        let rendered = Template::parse(text).render(nobody);
         let value = match rendered.trim().parse::<u64>() {
             Ok(n) => Value::Number(n.into()),
             Err(_) => match rendered

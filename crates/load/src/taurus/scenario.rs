@@ -116,13 +116,10 @@ impl Builder {
         self.note_undefined(&node.path, &defaults);
         let store_cookie = optional(child(node, "store-cookie"), boolean)?.unwrap_or(true);
         let cookies = cookies(child(node, "cookies"))?;
-        // Cookies matter from the second request on (or across iterations when the config
-        // says so); a one-request scenario keeps the fast path unless it asks for them.
-        let wants_session = (store_cookie && out.requests.len() > 1)
-            || !cookies.is_empty()
-            || child(node, "store-cookie").is_some_and(|c| c.value == &Value::Bool(true));
+        // The fast path keeps cookies and follows redirects itself; preset cookies need
+        // the program's per-user jar.
         let needs_program = out.has_blocks
-            || wants_session
+            || !cookies.is_empty()
             || !data_sources.is_empty()
             || out
                 .requests
@@ -134,15 +131,16 @@ impl Builder {
                 variables: defaults.runtime_variables.clone(),
                 data_sources,
                 onces: out.onces,
-                store_cookie,
                 cookies,
                 properties: Arc::new(self.properties_with(child(node, "properties"))),
+                environment: Arc::clone(&self.environment),
             })
         });
         Ok(Scenario {
             name,
             requests: out.requests,
             program,
+            store_cookie,
         })
     }
 
@@ -152,6 +150,7 @@ impl Builder {
             let defined = variable.starts_with("__")
                 || variable.starts_with("JMeterThread.")
                 || self.runtime_names.contains(&variable)
+                || self.runtime_names.contains(match_list_base(&variable))
                 || defaults
                     .runtime_variables
                     .iter()
@@ -201,7 +200,7 @@ impl Builder {
         let full = full_url(&url_text, defaults.address.as_deref())
             .map_err(|message| url_node.error(message))?;
         let (base, path_and_query) = split_url(&full);
-        let base = functions_at_load_time(base, &self.properties);
+        let base = functions_at_load_time(base, &mut self.load_time_user());
         if base.contains("${") {
             return Err(url_node.error(format!(
                 "{full:?}: a ${{…}} in the scheme or host must be a settings.env key or a \
@@ -240,11 +239,26 @@ impl Builder {
                 headers.insert(name, HeaderValue::from_str(&text).unwrap_or(value));
             }
         }
-        let body = match (get("body"), get("body-file")) {
-            (Some(_), Some(file)) => return Err(file.error("set body or body-file, not both")),
-            (Some(body), None) => match body.value {
+        let mut body_file = get("body-file");
+        if let (Some(_), Some(file)) = (get("body"), &body_file) {
+            self.warn(
+                &file.path,
+                "ignored: body is set too, and Taurus sends body",
+            );
+            body_file = None;
+        }
+        let body = match (get("body"), body_file) {
+            (Some(body), _) => match body.value {
                 Value::String(text) => Bytes::from(defaults.substitute(text)),
                 Value::Null => Bytes::new(),
+                Value::Object(fields) if sends_form(fields, &headers, &method) => {
+                    headers
+                        .entry(CONTENT_TYPE)
+                        .or_insert(HeaderValue::from_static(
+                            "application/x-www-form-urlencoded",
+                        ));
+                    Bytes::from(defaults.substitute(&form_encoded(fields)))
+                }
                 other => {
                     headers
                         .entry(CONTENT_TYPE)
@@ -520,6 +534,57 @@ fn header_pairs(node: &ConfigValue<'_>) -> Result<Vec<(HeaderName, HeaderValue)>
         .collect()
 }
 
+/// Whether a mapping `body` is sent as form parameters, as Taurus sends it: its values are
+/// all strings, numbers or booleans, the content type is not exactly `application/json`
+/// and the method carries a form body (Taurus puts a GET's into the query string; Peregrine
+/// sends those as JSON, as before).
+fn sends_form(
+    fields: &serde_json::Map<String, Value>,
+    headers: &HeaderMap,
+    method: &Method,
+) -> bool {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    let flat = fields
+        .values()
+        .all(|v| matches!(v, Value::String(_) | Value::Number(_) | Value::Bool(_)));
+    !json && flat && [Method::POST, Method::PUT, Method::PATCH].contains(method)
+}
+
+/// `name=value&…` URL-encoded (booleans as Python writes them, `True`/`False`); `${…}`
+/// references are kept as written, for their values to be put in at run time.
+fn form_encoded(fields: &serde_json::Map<String, Value>) -> String {
+    let encode = |text: &str| {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            let end = rest[start..]
+                .find('}')
+                .map_or(rest.len(), |e| start + e + 1);
+            out.push_str(&crate::variables::url_encode(&rest[..start]));
+            out.push_str(&rest[start..end]);
+            rest = &rest[end..];
+        }
+        out.push_str(&crate::variables::url_encode(rest));
+        out
+    };
+    fields
+        .iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(s) => s.clone(),
+                Value::Bool(true) => "True".into(),
+                Value::Bool(false) => "False".into(),
+                other => other.to_string(),
+            };
+            format!("{}={}", encode(name), encode(&text))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// The URL with the scenario's `default-address` in front when it has no scheme.
 fn full_url(text: &str, default_address: Option<&str>) -> Result<String, String> {
     if text.contains("://") {
@@ -625,15 +690,24 @@ fn cookies(node: Option<ConfigValue<'_>>) -> Result<Vec<(String, String)>, Confi
 
 /// The scheme and host with their JMeter functions evaluated once (`${__P(host,localhost)}`
 /// gives its default, `${__env(HOST)}` the environment): the host is resolved before the run.
-fn functions_at_load_time(
-    base: &str,
-    properties: &std::collections::HashMap<String, String>,
-) -> String {
+fn functions_at_load_time(base: &str, nobody: &mut crate::variables::UserVariables) -> String {
     if !base.contains("${") {
         return base.to_owned();
     }
-    let mut nobody =
-        crate::variables::UserVariables::new(std::collections::HashMap::new(), 1, Arc::default())
-            .with_properties(Arc::new(properties.clone()));
-    Template::parse(base).render(&mut nobody)
+    Template::parse(base).render(nobody)
+}
+
+/// The extractor variable `name` belongs to when it is one of the `name_N`, `name_matchNr`
+/// or `name_ALL` a `match-no: -1` writes; else `name` itself.
+fn match_list_base(name: &str) -> &str {
+    match name.rsplit_once('_') {
+        Some((base, suffix))
+            if suffix == "matchNr"
+                || suffix == "ALL"
+                || (!suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())) =>
+        {
+            base
+        }
+        _ => name,
+    }
 }
