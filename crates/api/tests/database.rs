@@ -255,7 +255,10 @@ async fn auto_statements_behind_an_unseen_pooler_switch_to_unnamed_without_a_fai
     let bouncer = PgBouncer::start_on_socket(
         cluster,
         2,
-        "ignore_startup_parameters = extra_float_digits, options",
+        // Round robin (not PgBouncer's default LIFO) hands consecutive transactions to
+        // different server connections, so that a named statement is lost every run, not
+        // only when the load happens to spread them.
+        "ignore_startup_parameters = extra_float_digits, options\nserver_round_robin = 1",
     )
     .unwrap_or_else(|e| panic!("{e}"));
 

@@ -1884,7 +1884,10 @@ async fn serve_behind_an_unseen_pgbouncer_switches_to_unnamed_and_warns_once() {
     let bouncer = peregrine_testkit::PgBouncer::start_on_socket(
         cluster,
         2,
-        "ignore_startup_parameters = extra_float_digits, options",
+        // Round robin (not PgBouncer's default LIFO) hands consecutive transactions to
+        // different server connections, so that a named statement is lost every run, not
+        // only when the load happens to spread them.
+        "ignore_startup_parameters = extra_float_digits, options\nserver_round_robin = 1",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let dir = temp_dir();
