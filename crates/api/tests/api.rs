@@ -1,10 +1,12 @@
 //! The HTTP API end to end: the real router on a real socket, over a real SQLite file and a
 //! real private PostgreSQL cluster. Each scenario runs on both backends.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use peregrine_api::{ApiSettings, Server};
+use peregrine_api::{ApiSettings, Limits};
 use peregrine_store::{DatabaseUrl, UserStore};
 use peregrine_testkit::PgCluster;
 use reqwest::{Method, StatusCode};
@@ -45,17 +47,7 @@ impl TestApp {
         let store = UserStore::open(&url, 2).unwrap_or_else(|e| panic!("{e}"));
         store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
         let router = peregrine_api::app(Arc::new(store), settings);
-        let server = Server::bind(([127, 0, 0, 1], 0).into(), router)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let address = server.local_addr().unwrap_or_else(|e| panic!("{e}"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(
-            async move {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(1),
-        ));
+        let (address, stop) = common::serve(router, Limits::default());
         Self {
             base: format!("http://{address}"),
             client: reqwest::Client::new(),

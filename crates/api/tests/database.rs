@@ -8,11 +8,13 @@
     reason = "helpers of a test binary: a failed step should fail the test"
 )]
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use peregrine_api::{ApiSettings, Limits, Server};
+use peregrine_api::{ApiSettings, Limits};
 use peregrine_store::{DatabaseUrl, StatementMode, UserStore, Username};
 use peregrine_testkit::{PgBouncer, PgCluster};
 use reqwest::StatusCode;
@@ -43,15 +45,7 @@ impl Running {
             ..ApiSettings::default()
         };
         let app = peregrine_api::app(Arc::new(store), settings);
-        let server = Server::bind_with(([127, 0, 0, 1], 0).into(), app, Limits::default()).unwrap();
-        let address = server.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(server.run(
-            async move {
-                let _ = stopped.await;
-            },
-            Duration::from_secs(1),
-        ));
+        let (address, stop) = common::serve(app, Limits::default());
         Self {
             base: format!("http://{address}"),
             client: reqwest::Client::builder()

@@ -6,10 +6,12 @@
     reason = "helpers of a test binary: a failed step should fail the test"
 )]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use peregrine_api::{ApiSettings, Limits, Server};
+use peregrine_api::{ApiSettings, Limits};
 use peregrine_store::{DatabaseUrl, UserStore};
 use peregrine_testkit::PgCluster;
 use reqwest::StatusCode;
@@ -36,15 +38,7 @@ async fn serve(url: &str, db_timeout: Duration, limits: Limits) -> Running {
         ..ApiSettings::default()
     };
     let app = peregrine_api::app(Arc::new(store), settings);
-    let server = Server::bind_with(([127, 0, 0, 1], 0).into(), app, limits).unwrap();
-    let address = server.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.run(
-        async move {
-            let _ = stopped.await;
-        },
-        Duration::from_secs(1),
-    ));
+    let (address, stop) = common::serve(app, limits);
     Running {
         base: format!("http://{address}"),
         address,
