@@ -40,10 +40,8 @@ stop_everything() {
 log "building peregrine (profiling profile) and the yardstick (release)"
 cargo build --profile profiling --quiet --bin peregrine || fail "cargo build --profile profiling failed"
 cargo build --release --quiet --bin minimal-server || fail "cargo build --release failed"
-start_postgres
-"$ROOT/target/profiling/peregrine" db init --database-url "$DB_URL" >"$work/init.log" 2>&1 ||
-    fail "peregrine db init failed: $(tail -n 3 "$work/init.log")"
-superuser_sql orgdb "INSERT INTO orguser (username) SELECT 'user-' || substr(md5(g::text), 1, 10) FROM generate_series(1, 20) g"
+tutorial_database "$ROOT/target/profiling/peregrine"
+users_up_to 20
 mkdir -p "$OUT"
 
 # count SERVER: starts it under callgrind, counts each route, prints one line per route.

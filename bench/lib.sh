@@ -153,3 +153,16 @@ stop_postgres() {
         pg_started=""
     fi
 }
+
+# tutorial_database PEREGRINE: a private cluster (start_postgres) whose orgdb has Peregrine's
+# schema, created by the PEREGRINE binary's `db init` over $DB_URL; then users_up_to.
+tutorial_database() {
+    start_postgres
+    "$1" db init --database-url "$DB_URL" >"$work/init.log" 2>&1 ||
+        fail "peregrine db init failed: $(tail -n 3 "$work/init.log")"
+}
+
+# users_up_to N: the table holds ids 1..N (names like the tutorial's: short, distinct).
+users_up_to() {
+    superuser_sql orgdb "INSERT INTO orguser (username) SELECT 'user-' || substr(md5(g::text), 1, 10) FROM generate_series((SELECT count(*) FROM orguser) + 1, $1) g; ANALYZE orguser"
+}

@@ -181,13 +181,7 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 read -r load1 _ </proc/loadavg
 log "load average before the run: $load1 on $(nproc) cores (other work on the machine makes figures noisy)"
 
-start_postgres
-"$ROOT/target/release/peregrine" db init --database-url "$DB_URL" >"$work/init.log" 2>&1 ||
-    fail "peregrine db init failed: $(tail -n 3 "$work/init.log")"
-# users_up_to N: the table holds ids 1..N (names like the tutorial's: short, distinct).
-users_up_to() {
-    superuser_sql orgdb "INSERT INTO orguser (username) SELECT 'user-' || substr(md5(g::text), 1, 10) FROM generate_series((SELECT count(*) FROM orguser) + 1, $1) g; ANALYZE orguser"
-}
+tutorial_database "$ROOT/target/release/peregrine"
 users_up_to 20
 start_servers
 

@@ -40,10 +40,8 @@ stop_everything() {
 log "building peregrine (profiling profile: release with line tables)"
 cargo build --profile profiling --quiet --bin peregrine || fail "cargo build --profile profiling failed"
 peregrine=$ROOT/target/profiling/peregrine
-start_postgres
-"$peregrine" db init --database-url "$DB_URL" >"$work/init.log" 2>&1 ||
-    fail "peregrine db init failed: $(tail -n 3 "$work/init.log")"
-superuser_sql orgdb "INSERT INTO orguser (username) SELECT 'user-' || substr(md5(g::text), 1, 10) FROM generate_series(1, 20) g"
+tutorial_database "$peregrine"
+users_up_to 20
 "$peregrine" serve --bind "127.0.0.1:$PORT" --database-url "$DB_URL" >"$work/server.log" 2>&1 &
 server_pid=$!
 wait_for_http "http://127.0.0.1:$PORT/readyz" "$server_pid" "$work/server.log" 30
