@@ -20,6 +20,7 @@ use tower::{Layer as _, ServiceExt as _};
 use crate::AppState;
 use crate::cors::{self, MIN_COMPRESSED_BYTES};
 use crate::problem::Problem;
+use crate::server::metrics::Route;
 use crate::users::{ListPage, one_user};
 
 /// A plain read, parsed; a parse error is answered as the router would answer it.
@@ -30,26 +31,37 @@ pub(crate) enum PlainRead {
 }
 
 impl PlainRead {
-    /// The plain read `request` is, if it is one. `has_body` is the caller's reading of
-    /// the request's framing headers.
-    pub(crate) fn of<B>(request: &Request<B>, has_body: bool, max_page_size: u32) -> Option<Self> {
+    /// The plain read `request` is, if it is one. `route` is the server's classification of
+    /// its path (`/users` or `/users/{id}`, each with or without a trailing slash), and
+    /// `has_body` its reading of the request's framing headers.
+    pub(crate) fn of<B>(
+        request: &Request<B>,
+        route: Route,
+        has_body: bool,
+        max_page_size: u32,
+    ) -> Option<Self> {
         if request.method() != Method::GET || has_body {
             return None;
         }
-        let path = request.uri().path();
-        let rest = path.strip_prefix("/users")?;
-        let rest = rest.strip_suffix('/').unwrap_or(rest);
-        if rest.is_empty() {
-            return list(request.uri().query(), max_page_size);
+        let uri = request.uri();
+        match route {
+            Route::Users => list(uri.query(), max_page_size),
+            Route::User => {
+                let path = uri.path();
+                let id = path
+                    .strip_suffix('/')
+                    .unwrap_or(path)
+                    .strip_prefix("/users/")?;
+                if uri.query().is_some() || !digits(id) {
+                    return None;
+                }
+                Some(match UserId::parse(id) {
+                    Ok(id) => Self::Get(id),
+                    Err(err) => Self::Invalid(Problem::bad_request(err.to_string())),
+                })
+            }
+            _ => None,
         }
-        let id = rest.strip_prefix('/')?;
-        if request.uri().query().is_some() || !digits(id) {
-            return None;
-        }
-        Some(match UserId::parse(id) {
-            Ok(id) => Self::Get(id),
-            Err(err) => Self::Invalid(Problem::bad_request(err.to_string())),
-        })
     }
 
     /// The answer, compressed as the router's layer would compress it.

@@ -313,11 +313,13 @@ fn answer(
             })
         });
     let plain = match (&early, &handlers.plain_reads) {
-        (None, Some(state)) => PlainRead::of(&request, has_body, state.settings.max_page_size)
-            // Boxed once here rather than moved, at its full size, into each wrapper below.
-            .map(|read| {
-                Box::pin(read.answer(state.clone(), plain_read::accept_encoding(&request)))
-            }),
+        (None, Some(state)) => {
+            PlainRead::of(&request, route, has_body, state.settings.max_page_size)
+                // Boxed once here rather than moved, at its full size, into each wrapper below.
+                .map(|read| {
+                    Box::pin(read.answer(state.clone(), plain_read::accept_encoding(&request)))
+                })
+        }
         _ => None,
     };
     let call = (early.is_none() && plain.is_none())
