@@ -27,10 +27,8 @@ need callgrind_control "apt-get install -y valgrind"
 need wrk "apt-get install -y wrk"
 need python3 "apt-get install -y python3"
 need curl "apt-get install -y curl"
-PGBIN=$(pg_bindir)
 { read -r PGPORT; read -r PORT; } < <(free_ports 2)
-export PGPASSWORD=123456
-DB_URL="postgres://orguser:123456@127.0.0.1:$PGPORT/orgdb"
+tutorial_settings
 server_pid=""
 stop_everything() {
     stop_pid "$server_pid"

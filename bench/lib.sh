@@ -154,6 +154,14 @@ stop_postgres() {
     fi
 }
 
+# tutorial_settings: PGBIN (PostgreSQL's programs), and PGPASSWORD and DB_URL for the
+# tutorial's user on the cluster start_postgres starts on $PGPORT.
+tutorial_settings() {
+    PGBIN=$(pg_bindir)
+    export PGPASSWORD=123456
+    DB_URL="postgres://orguser:$PGPASSWORD@127.0.0.1:$PGPORT/orgdb"
+}
+
 # tutorial_database PEREGRINE: a private cluster (start_postgres) whose orgdb has Peregrine's
 # schema, created by the PEREGRINE binary's `db init` over $DB_URL; then users_up_to.
 tutorial_database() {

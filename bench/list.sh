@@ -43,13 +43,11 @@ need wrk "apt-get install -y wrk"
 need python3 "apt-get install -y python3"
 need curl "apt-get install -y curl"
 need cargo "see https://rustup.rs"
-PGBIN=$(pg_bindir)
+{ read -r PGPORT; read -r PEREGRINE_PORT; read -r MINIMAL_PORT; } < <(free_ports 3)
+tutorial_settings
 for program in initdb pg_ctl psql pgbench; do
     [ -x "$PGBIN/$program" ] || fail "$PGBIN/$program is missing: apt-get install -y postgresql postgresql-contrib"
 done
-{ read -r PGPORT; read -r PEREGRINE_PORT; read -r MINIMAL_PORT; } < <(free_ports 3)
-export PGPASSWORD=123456
-DB_URL="postgres://orguser:123456@127.0.0.1:$PGPORT/orgdb"
 results="$work/results"
 : >"$results"
 peregrine_pid="" minimal_pid=""
