@@ -11,7 +11,7 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, header};
+use axum::http::{HeaderMap, Request, header};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Body as _;
 use peregrine_store::UserId;
@@ -31,28 +31,23 @@ pub(crate) enum PlainRead {
 }
 
 impl PlainRead {
-    /// The plain read `request` is, if it is one. `route` is the server's classification of
-    /// its path (`/users` or `/users/{id}`, each with or without a trailing slash), and
-    /// `has_body` its reading of the request's framing headers.
-    pub(crate) fn of<B>(
-        request: &Request<B>,
+    /// The plain read a `GET` without a body of `path` and `query` is, if it is one.
+    /// `route` is the server's classification of `path` (`/users` or `/users/{id}`, each
+    /// with or without a trailing slash).
+    pub(crate) fn of(
+        path: &str,
+        query: Option<&str>,
         route: Route,
-        has_body: bool,
         max_page_size: u32,
     ) -> Option<Self> {
-        if request.method() != Method::GET || has_body {
-            return None;
-        }
-        let uri = request.uri();
         match route {
-            Route::Users => list(uri.query(), max_page_size),
+            Route::Users => list(query, max_page_size),
             Route::User => {
-                let path = uri.path();
                 let id = path
                     .strip_suffix('/')
                     .unwrap_or(path)
                     .strip_prefix("/users/")?;
-                if uri.query().is_some() || !digits(id) {
+                if query.is_some() || !digits(id) {
                     return None;
                 }
                 Some(match UserId::parse(id) {

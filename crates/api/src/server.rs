@@ -7,6 +7,7 @@
 
 mod bare_errors;
 mod connections;
+mod front;
 pub(crate) mod metrics;
 mod metrics_endpoint;
 
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioTimer;
 use peregrine_store::StoreError;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{oneshot, watch};
@@ -208,6 +209,7 @@ impl Bound {
                 return Err(err);
             }
         };
+        tokio::spawn(Arc::clone(&shared).sweep_idle(closing.clone()));
         if let Some(listener) = metrics_listener {
             tokio::spawn(metrics_endpoint::serve(listener, control()));
         }
@@ -326,7 +328,7 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
         let _ = tcp.set_nodelay(true);
         tokio::spawn(serve_connection(
             http.clone(),
-            TokioIo::new(bare_errors::WithProblemBodies::new(tcp)),
+            tcp,
             handlers.clone(),
             tracked,
         ));

@@ -369,8 +369,8 @@ async fn faults_of_the_server_are_500_not_503_or_409() {
     create(&app, "fine").await;
 }
 
-/// An idle keep-alive connection, or one that never sends a whole head, is closed after
-/// the idle timeout.
+/// An idle keep-alive connection (after a plain read or another request), one that never
+/// sends a whole head, and one that sends nothing, are closed after the idle timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_slow_connections_are_closed_after_the_idle_timeout() {
     let limits = Limits {
@@ -386,8 +386,15 @@ async fn idle_and_slow_connections_are_closed_after_the_idle_timeout() {
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHo")
         .await
         .unwrap();
+    // Kept by the front (a plain read), not by hyper.
+    let mut plain = TcpStream::connect(app.address).await.unwrap();
+    plain
+        .write_all(b"GET /users/ HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let silent = TcpStream::connect(app.address).await.unwrap();
     let started = Instant::now();
-    for stream in [&mut idle, &mut slow] {
+    for stream in [&mut idle, &mut slow, &mut plain, &mut { silent }] {
         let mut received = Vec::new();
         let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received));
         assert!(read.await.is_ok(), "the connection was left open");

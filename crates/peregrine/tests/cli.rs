@@ -325,6 +325,11 @@ async fn sigterm_fails_readiness_at_once_and_serves_through_the_grace_period() {
     let users = client.get(server.url("/users/")).send().await.unwrap();
     assert_eq!(users.status(), 200);
     assert_eq!(users.headers()["connection"], "close");
+    // The same on a new connection, whose plain read the front answers.
+    let fresh = reqwest::Client::new();
+    let users = fresh.get(server.url("/users/")).send().await.unwrap();
+    assert_eq!(users.status(), 200);
+    assert_eq!(users.headers()["connection"], "close");
     assert!(signalled.elapsed() < Duration::from_secs(3));
     assert_eq!(server.wait(Duration::from_secs(15)).code(), Some(0));
     assert!(

@@ -4,7 +4,7 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -15,11 +15,12 @@ use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::bare_errors::WithProblemBodies;
+use super::front;
 use super::metrics::{self, DbErrorKind, Gauges, Registry, Route, WorkerMetrics};
 use super::metrics_endpoint::exposition;
 use crate::AppState;
@@ -35,6 +36,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long a connection may wait to send a request head unless configured otherwise.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often idle connections are looked for, at least and at most (an eighth of the
+/// idle timeout in between).
+const SWEEP_MIN: Duration = Duration::from_millis(10);
+const SWEEP_MAX: Duration = Duration::from_secs(1);
 
 /// What a client may take of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +101,8 @@ pub(super) struct Shared {
     /// that accepts one more before it sees the listeners close must close that one too,
     /// or it would hold the shutdown until the timeout.
     all_closed: AtomicBool,
+    /// Where the idle stamps of [`Tracked`] count from.
+    epoch: std::time::Instant,
 }
 
 /// One open connection as the limits see it, and what its requests need to reach.
@@ -110,6 +117,10 @@ pub(super) struct Tracked {
     /// Told to close (shed, or the shutdown).
     closing: AtomicBool,
     close: Notify,
+    /// While the front waits for a request: when it began to wait, in milliseconds since
+    /// [`Shared::epoch`] plus one; 0 when it is not waiting (busy, or served by hyper,
+    /// which keeps its own header-read timer).
+    idle_since: AtomicU64,
 }
 
 impl Shared {
@@ -124,6 +135,7 @@ impl Shared {
             in_flight: Mutex::new(Vec::new()),
             registry: Mutex::new(VecDeque::new()),
             all_closed: AtomicBool::new(false),
+            epoch: std::time::Instant::now(),
         })
     }
 
@@ -178,6 +190,7 @@ impl Shared {
             busy: AtomicUsize::new(0),
             closing: AtomicBool::new(false),
             close: Notify::new(),
+            idle_since: AtomicU64::new(0),
         });
         if registry.len() >= self.limits.max_connections.saturating_mul(2) {
             registry.retain(|entry| entry.strong_count() > 0);
@@ -189,6 +202,37 @@ impl Shared {
             tracked.shut();
         }
         Some(tracked)
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Closes the connections whose front has waited for a request longer than the idle
+    /// timeout, every `tick` until the listeners close. One sweep for all connections
+    /// rather than a timer per request: a request that comes in time costs nothing.
+    pub(super) async fn sweep_idle(self: Arc<Self>, mut closing: watch::Receiver<bool>) {
+        let timeout = u64::try_from(self.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let tick = (self.limits.idle_timeout / 8).clamp(SWEEP_MIN, SWEEP_MAX);
+        let mut ticks = tokio::time::interval(tick);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = closing.wait_for(|closed| *closed) => return,
+            }
+            let now = self.millis() + 1;
+            let Ok(mut registry) = self.registry.lock() else {
+                return;
+            };
+            registry.retain(|entry| entry.strong_count() > 0);
+            for connection in registry.iter().filter_map(Weak::upgrade) {
+                let since = connection.idle_since.load(Ordering::Relaxed);
+                if since != 0 && now.saturating_sub(since) >= timeout {
+                    connection.shut();
+                }
+            }
+        }
     }
 
     /// Tells every open connection to close once its in-flight request is answered.
@@ -209,6 +253,34 @@ impl Tracked {
         self.closing.store(true, Ordering::Relaxed);
         self.close.notify_one();
     }
+
+    /// Whether the connection was told to close.
+    pub(super) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the connection was told to close.
+    pub(super) async fn closed(&self) {
+        self.close.notified().await;
+    }
+
+    /// Notes that the front starts (`true`) or stops waiting for a request.
+    pub(super) fn set_idle(&self, idle: bool) {
+        let stamp = match idle {
+            true => self.shared.millis() + 1,
+            false => 0,
+        };
+        self.idle_since.store(stamp, Ordering::Relaxed);
+    }
+
+    pub(super) fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// Whether `/metrics` is answered on the API's listeners.
+    pub(super) fn metrics_here(&self) -> bool {
+        self.shared.metrics_here
+    }
 }
 
 /// What answers a worker's requests: the router, and what the plain reads need.
@@ -228,14 +300,34 @@ impl Handlers {
 }
 
 /// Serves one connection until it closes, or until it is told to close, then gracefully
-/// (an in-flight request is answered first).
+/// (an in-flight request is answered first). The front answers plain reads; the first
+/// request of any other kind hands the connection to hyper for the rest of its life.
 pub(super) async fn serve_connection(
     http: http1::Builder,
-    io: TokioIo<WithProblemBodies<TcpStream>>,
+    tcp: TcpStream,
     handlers: Handlers,
     tracked: Arc<Tracked>,
 ) {
     let _open = OpenConnection(Arc::clone(&tracked.shared));
+    let carried = match &handlers.plain_reads {
+        Some(state) => match front::serve(&tcp, state, &tracked).await {
+            front::Ended::Closed => return,
+            front::Ended::HandOff(carried) => carried,
+        },
+        None => Vec::new(),
+    };
+    let io = TokioIo::new(WithProblemBodies::new(front::Rewind::new(carried, tcp)));
+    // Boxed: a connection the front serves does not carry hyper's state while it idles.
+    Box::pin(with_hyper(http, io, handlers, tracked)).await;
+}
+
+/// Serves the rest of a connection with hyper and the router.
+async fn with_hyper(
+    http: http1::Builder,
+    io: TokioIo<WithProblemBodies<front::Rewind>>,
+    handlers: Handlers,
+    tracked: Arc<Tracked>,
+) {
     let service = {
         let tracked = Arc::clone(&tracked);
         hyper::service::service_fn(move |request| answer(request, &handlers, Arc::clone(&tracked)))
@@ -278,25 +370,89 @@ impl Drop for InFlight {
     }
 }
 
-/// Answers one request through the app, with what only the server knows added: the
-/// request id, the metrics, the access log line, and `/metrics` itself.
+/// One request as the server sees it around the app's answer, whoever parsed it (hyper or
+/// the front): counted in flight, given an id (the client's or a new one, current while
+/// it is answered and named by its span), then recorded in the metrics and the access log.
+pub(super) struct Exchange {
+    started: std::time::Instant,
+    in_flight: InFlight,
+    route: Route,
+    method: usize,
+    id: HeaderValue,
+    span: tracing::Span,
+}
+
+impl Exchange {
+    /// Begins a request of `route` with `method` (an index of [`metrics::METHODS`]) and
+    /// the client's `X-Request-Id`, if it sent one.
+    pub(super) fn begin(
+        tracked: Arc<Tracked>,
+        route: Route,
+        method: usize,
+        client_id: Option<&HeaderValue>,
+    ) -> Self {
+        let started = std::time::Instant::now();
+        let id = request_id::accepted(client_id).unwrap_or_else(|| {
+            HeaderValue::from_maybe_shared(tracked.worker_metrics.next_request_id())
+                .unwrap_or(HeaderValue::from_static("-"))
+        });
+        // At the error level, so the span is on whenever any log line is: every line of the
+        // request names its id whatever the level filter.
+        let span = tracing::error_span!("request", request_id = id.to_str().unwrap_or_default());
+        Self {
+            started,
+            in_flight: InFlight::enter(tracked),
+            route,
+            method,
+            id,
+            span,
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.in_flight.0.shared
+    }
+
+    /// Runs `answer` as this request's: its id current, inside its span.
+    pub(super) async fn run<F: Future>(&self, answer: F) -> F::Output {
+        request_id::scope(self.id.clone(), answer)
+            .instrument(self.span.clone())
+            .await
+    }
+
+    /// Adds what only the server knows to `response` (its id; `Connection: close` while
+    /// draining) and records it.
+    pub(super) fn finish(self, response: &mut Response<axum::body::Body>) {
+        let headers = response.headers_mut();
+        if self.shared().draining.is_draining() {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        headers.insert(X_REQUEST_ID, self.id.clone());
+        let elapsed = self.started.elapsed();
+        let worker = &self.in_flight.0.worker_metrics;
+        worker.record(self.route, self.method, response.status(), elapsed);
+        if let Some(&kind) = response.extensions().get::<DbErrorKind>() {
+            worker.record_db_error(kind);
+        }
+        if self.shared().access_log {
+            let status = response.status();
+            self.span
+                .in_scope(|| access_log(self.route, self.method, status, elapsed));
+        }
+    }
+}
+
+/// Answers one request hyper parsed through the app, with what only the server knows
+/// added (see [`Exchange`]), and `/metrics` itself.
 fn answer(
     mut request: Request<Incoming>,
     handlers: &Handlers,
     tracked: Arc<Tracked>,
 ) -> impl Future<Output = Result<Response<axum::body::Body>, Infallible>> + use<> {
-    let started = std::time::Instant::now();
-    let in_flight = InFlight::enter(tracked);
-    let shared = &in_flight.0.shared;
-    let route = Route::of(request.uri().path(), shared.metrics_here);
+    let route = Route::of(request.uri().path(), tracked.shared.metrics_here);
     let method = metrics::method_index(request.method());
-    let id = request_id::accepted(request.headers().get(X_REQUEST_ID)).unwrap_or_else(|| {
-        HeaderValue::from_maybe_shared(in_flight.0.worker_metrics.next_request_id())
-            .unwrap_or(HeaderValue::from_static("-"))
-    });
-    // At the error level, so the span is on whenever any log line is: every line of the
-    // request names its id whatever the level filter.
-    let span = tracing::error_span!("request", request_id = id.to_str().unwrap_or_default());
+    let exchange = Exchange::begin(tracked, route, method, request.headers().get(X_REQUEST_ID));
+    let shared = exchange.shared();
     let has_body = has_body(&request);
     if has_body {
         let deadline = Instant::now() + shared.limits.body_timeout;
@@ -306,15 +462,16 @@ fn answer(
         request.extensions_mut().insert(shared.draining.clone());
     }
     let early = host_problem(&request)
-        .map(|problem| request_id::sync_scope(id.clone(), || problem.into_response()))
+        .map(|problem| request_id::sync_scope(exchange.id.clone(), || problem.into_response()))
         .or_else(|| {
             (route == Route::Metrics).then(|| {
-                request_id::sync_scope(id.clone(), || exposition(request.method(), shared))
+                request_id::sync_scope(exchange.id.clone(), || exposition(request.method(), shared))
             })
         });
     let plain = match (&early, &handlers.plain_reads) {
-        (None, Some(state)) => {
-            PlainRead::of(&request, route, has_body, state.settings.max_page_size)
+        (None, Some(state)) if request.method() == Method::GET && !has_body => {
+            let uri = request.uri();
+            PlainRead::of(uri.path(), uri.query(), route, state.settings.max_page_size)
                 // Boxed once here rather than moved, at its full size, into each wrapper below.
                 .map(|read| {
                     Box::pin(read.answer(state.clone(), plain_read::accept_encoding(&request)))
@@ -327,34 +484,11 @@ fn answer(
     async move {
         let mut response = match (early, plain, call) {
             (Some(response), _, _) => response,
-            (None, Some(plain), _) => {
-                request_id::scope(id.clone(), plain)
-                    .instrument(span.clone())
-                    .await
-            }
-            (None, None, Some(call)) => {
-                request_id::scope(id.clone(), call)
-                    .instrument(span.clone())
-                    .await?
-            }
+            (None, Some(plain), _) => exchange.run(plain).await,
+            (None, None, Some(call)) => exchange.run(call).await?,
             (None, None, None) => Problem::bad_request("bad request").into_response(),
         };
-        let shared = &in_flight.0.shared;
-        let headers = response.headers_mut();
-        if shared.draining.is_draining() {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        headers.insert(X_REQUEST_ID, id);
-        let elapsed = started.elapsed();
-        let worker = &in_flight.0.worker_metrics;
-        worker.record(route, method, response.status(), elapsed);
-        if let Some(&kind) = response.extensions().get::<DbErrorKind>() {
-            worker.record_db_error(kind);
-        }
-        if shared.access_log {
-            span.in_scope(|| access_log(route, method, response.status(), elapsed));
-        }
-        drop(in_flight);
+        exchange.finish(&mut response);
         Ok(response)
     }
 }

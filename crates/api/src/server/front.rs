@@ -1,0 +1,411 @@
+//! The front of every connection: the plain reads (see `plain_read`), which carry the
+//! traffic, parsed and answered without hyper. A connection here holds no buffer while it
+//! waits for a request (hyper keeps two 8 KiB buffers for a connection's whole life): a
+//! request's bytes are read into a buffer freed as soon as its head is parsed, its answer
+//! is written from one freed once it is sent, and the idle timeout is kept by the server's
+//! sweep rather than by a timer per request.
+//!
+//! Only a request whose whole head has arrived and that is plain in every way is answered
+//! here: `GET`, HTTP/1.1, exactly one `Host`, no `Content-Length`, `Transfer-Encoding`,
+//! `Expect` or `Upgrade`, no `Connection` but `keep-alive`, a head within the limit, and a
+//! plain-read target. At the first request of any other kind the connection is handed to
+//! hyper with the bytes read so far, and hyper serves it from then on: every rule and limit
+//! it enforces applies to everything but the plain reads. The answer itself comes from the
+//! same code as hyper's path ([`PlainRead::answer`], [`Exchange`]); only its bytes are
+//! written here (with `content-length`, and hyper's `date`).
+
+use std::cell::RefCell;
+use std::io::{self, Write as _};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Response, header};
+use http_body_util::BodyExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use super::connections::{Exchange, Tracked};
+use super::metrics::{self, Route};
+use crate::AppState;
+use crate::plain_read::PlainRead;
+
+/// Room for a request's bytes: heads larger than this are hyper's to read.
+const READ_BYTES: usize = 8 * 1024;
+/// Headers a plain read may have; more go to hyper (which allows 100).
+const MAX_HEADERS: usize = 64;
+/// Answers to pipelined requests are gathered into one write up to this size.
+const GATHER_BYTES: usize = 64 * 1024;
+/// Headers that make a request more than a plain read, whatever their value.
+const NOT_PLAIN: [&str; 4] = ["content-length", "transfer-encoding", "expect", "upgrade"];
+
+/// How the front left a connection.
+pub(super) enum Ended {
+    /// Closed: by the client, an error, the idle timeout, shedding or the shutdown.
+    Closed,
+    /// A request that is not a plain read came: hyper serves the rest, starting with
+    /// these bytes.
+    HandOff(Vec<u8>),
+}
+
+/// Answers the plain reads that come on `tcp` until it closes or a request of another kind
+/// comes.
+pub(super) async fn serve(tcp: &TcpStream, state: &AppState, tracked: &Arc<Tracked>) -> Ended {
+    let limits = *tracked.limits();
+    let write_deadline = limits.idle_timeout;
+    // Bytes read and not yet parsed, and answers not yet written.
+    let mut carried = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        if carried.is_empty() {
+            if !out.is_empty() {
+                if write_all(tcp, &out, write_deadline).await.is_err() {
+                    return Ended::Closed;
+                }
+                out = Vec::new();
+            }
+            if tracked.is_closing() {
+                return Ended::Closed;
+            }
+            match read(tcp, tracked).await {
+                Some(bytes) => carried = bytes,
+                None => return Ended::Closed,
+            }
+        }
+        let Some(head) = Head::parse(
+            &carried,
+            limits.max_head_bytes,
+            tracked.metrics_here(),
+            state.settings.max_page_size,
+        ) else {
+            // Answers already made go first: hyper answers what comes after them.
+            if write_all(tcp, &out, write_deadline).await.is_err() {
+                return Ended::Closed;
+            }
+            return Ended::HandOff(carried);
+        };
+        // Freed (or kept for a pipelined request) before the answer is awaited.
+        match head.len == carried.len() {
+            true => carried = Vec::new(),
+            false => drop(carried.drain(..head.len)),
+        }
+        let exchange = Exchange::begin(
+            Arc::clone(tracked),
+            head.route,
+            metrics::method_index(&axum::http::Method::GET),
+            head.client_id.as_ref(),
+        );
+        // Boxed: the connection's own future stays small while it idles.
+        let answer = Box::pin(head.read.answer(state.clone(), head.accept_encoding));
+        let mut response = exchange.run(answer).await;
+        exchange.finish(&mut response);
+        if tracked.is_closing() {
+            let close = HeaderValue::from_static("close");
+            response.headers_mut().insert(header::CONNECTION, close);
+        }
+        let close = says_close(response.headers());
+        if encode(response, &mut out).await.is_err() {
+            return Ended::Closed;
+        }
+        if close {
+            let _ = write_all(tcp, &out, write_deadline).await;
+            return Ended::Closed;
+        }
+        if out.len() >= GATHER_BYTES {
+            if write_all(tcp, &out, write_deadline).await.is_err() {
+                return Ended::Closed;
+            }
+            out.clear();
+        }
+    }
+}
+
+/// Waits for the next bytes of the connection (idle meanwhile, for the sweep) and reads
+/// them; `None` when it closed, failed or was told to close.
+async fn read(tcp: &TcpStream, tracked: &Tracked) -> Option<Vec<u8>> {
+    loop {
+        tracked.set_idle(true);
+        let ready = tokio::select! {
+            biased;
+            ready = tcp.readable() => ready.ok(),
+            () = tracked.closed() => None,
+        };
+        tracked.set_idle(false);
+        ready?;
+        let mut bytes = Vec::with_capacity(READ_BYTES);
+        match tcp.try_read_buf(&mut bytes) {
+            Ok(0) => return None,
+            Ok(_) => return Some(bytes),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Writes all of `bytes`, waiting at most `deadline` each time the socket is full (a
+/// client that stops reading is not waited for forever).
+async fn write_all(tcp: &TcpStream, mut bytes: &[u8], deadline: Duration) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match tcp.try_write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(written) => bytes = &bytes[written..],
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(deadline, tcp.writable())
+                    .await
+                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
+}
+
+/// A plain read's head, parsed: what answering it needs, owned.
+struct Head {
+    /// Bytes of the head.
+    len: usize,
+    route: Route,
+    read: PlainRead,
+    client_id: Option<HeaderValue>,
+    accept_encoding: HeaderMap,
+}
+
+impl Head {
+    /// The head at the start of `bytes` when it is whole and a plain read in every way.
+    fn parse(
+        bytes: &[u8],
+        max_head_bytes: usize,
+        metrics_here: bool,
+        max_page_size: u32,
+    ) -> Option<Self> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut request = httparse::Request::new(&mut headers);
+        let len = match request.parse(bytes) {
+            Ok(httparse::Status::Complete(len)) if len <= max_head_bytes => len,
+            _ => return None,
+        };
+        if request.method != Some("GET") || request.version != Some(1) {
+            return None;
+        }
+        let target = request.path?;
+        let (path, query) = match target.split_once('?') {
+            Some((path, query)) => (path, Some(query)),
+            None => (target, None),
+        };
+        let route = Route::of(path, metrics_here);
+        let read = PlainRead::of(path, query, route, max_page_size)?;
+        let mut hosts = 0;
+        let mut client_id = None;
+        let mut accept_encoding = HeaderMap::new();
+        for field in request.headers.iter() {
+            let name = field.name;
+            if name.eq_ignore_ascii_case("host") {
+                hosts += 1;
+            } else if name.eq_ignore_ascii_case("x-request-id") {
+                // The first one, as `HeaderMap::get` takes it.
+                if client_id.is_none() {
+                    client_id = Some(HeaderValue::from_bytes(field.value).ok()?);
+                }
+            } else if name.eq_ignore_ascii_case("accept-encoding") {
+                let value = HeaderValue::from_bytes(field.value).ok()?;
+                accept_encoding.append(header::ACCEPT_ENCODING, value);
+            } else if name.eq_ignore_ascii_case("connection") {
+                if !field.value.eq_ignore_ascii_case(b"keep-alive") {
+                    return None;
+                }
+            } else if NOT_PLAIN
+                .iter()
+                .any(|other| name.eq_ignore_ascii_case(other))
+            {
+                return None;
+            }
+        }
+        (hosts == 1).then_some(Self {
+            len,
+            route,
+            read,
+            client_id,
+            accept_encoding,
+        })
+    }
+}
+
+/// Whether a response says the connection closes after it.
+fn says_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .any(|value| value.as_bytes().eq_ignore_ascii_case(b"close"))
+}
+
+/// Appends `response` to `out` as HTTP/1.1: its status line and headers, `date` (as hyper
+/// adds it), `content-length`, and its whole body.
+async fn encode(response: Response<Body>, out: &mut Vec<u8>) -> Result<(), axum::Error> {
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await?.to_bytes();
+    let status = parts.status;
+    out.reserve(256 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut dated = false;
+    for (name, value) in &parts.headers {
+        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
+            continue;
+        }
+        dated |= name == header::DATE;
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !dated {
+        write_date(out);
+    }
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, "content-length: {}\r\n\r\n", body.len());
+    out.extend_from_slice(&body);
+    Ok(())
+}
+
+thread_local! {
+    /// The `date` header's value, formatted once a second per thread: the second it is
+    /// for, and the text.
+    static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
+}
+
+fn write_date(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let second = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    DATE.with_borrow_mut(|(at, text)| {
+        if *at != second || text.is_empty() {
+            *at = second;
+            *text = httpdate::fmt_http_date(now);
+        }
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    });
+}
+
+/// A connection handed to hyper: the bytes the front read and did not answer come first.
+pub(super) struct Rewind {
+    carried: Vec<u8>,
+    at: usize,
+    tcp: TcpStream,
+}
+
+impl Rewind {
+    pub(super) fn new(carried: Vec<u8>, tcp: TcpStream) -> Self {
+        Self {
+            carried,
+            at: 0,
+            tcp,
+        }
+    }
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let left = this.carried.get(this.at..).unwrap_or_default();
+        if left.is_empty() {
+            return Pin::new(&mut this.tcp).poll_read(cx, buf);
+        }
+        let n = left.len().min(buf.remaining());
+        buf.put_slice(&left[..n]);
+        this.at += n;
+        if this.at == this.carried.len() {
+            this.carried = Vec::new();
+            this.at = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(head: &str) -> Option<Head> {
+        Head::parse(head.as_bytes(), 16 * 1024, false, 1000)
+    }
+
+    #[test]
+    fn only_whole_plain_heads_are_the_fronts() {
+        let plain = "GET /users/7 HTTP/1.1\r\nHost: a\r\nX-Request-Id: r1\r\n\r\n";
+        let head = parsed(plain);
+        assert!(head.as_ref().is_some_and(|h| h.len == plain.len()));
+        assert_eq!(
+            head.and_then(|h| h.client_id),
+            Some(HeaderValue::from_static("r1"))
+        );
+        assert!(parsed("GET /users/?limit=5&after=2 HTTP/1.1\r\nHost: a\r\n\r\n").is_some());
+        assert!(
+            parsed("GET /users HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive\r\n\r\n").is_some()
+        );
+        for other in [
+            "GET /users/7 HTTP/1.1\r\nHost: a\r\n",
+            "GET /users/7 HTTP/1.0\r\nHost: a\r\n\r\n",
+            "HEAD /users/7 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "POST /users HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /users/7 HTTP/1.1\r\n\r\n",
+            "GET /users/7 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET /users/7 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+            "GET /users/7 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "GET /users/7 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+            "GET /users/7 HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\n\r\n",
+            "GET /users/%37 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /users?limit=1&limit=2 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://a/users/7 HTTP/1.1\r\nHost: a\r\n\r\n",
+        ] {
+            assert!(parsed(other).is_none(), "{other:?}");
+        }
+        let long = format!(
+            "GET /users/7 HTTP/1.1\r\nHost: a\r\nX-Pad: {}\r\n\r\n",
+            "p".repeat(100)
+        );
+        assert!(Head::parse(long.as_bytes(), 64, false, 1000).is_none());
+    }
+}
