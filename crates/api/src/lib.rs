@@ -23,7 +23,7 @@ use peregrine_store::UserStore;
 pub use cors::{MIN_COMPRESSED_BYTES, check_origin as check_cors_origin};
 pub use json_body::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES};
 pub use problem::{PROBLEM_JSON, Problem};
-pub use request_id::{MAX_REQUEST_ID_LEN, X_REQUEST_ID};
+pub use request_id::{MAX_REQUEST_ID_LEN, X_REQUEST_ID, current as current_request_id};
 pub use server::connections_defaults::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES,
 };

@@ -1,6 +1,7 @@
 //! Request ids: the client's `X-Request-Id` when it is a sensible one, else one the server
-//! makes; returned on every response, in every log line of the request (its span) and in
-//! problem+json bodies (read here from a task-local while the request is answered).
+//! makes; returned on every response and in problem+json bodies, and current (a task-local)
+//! while the request is answered, so that the logging can give every line logged meanwhile
+//! the request's span ([`current`]).
 
 use axum::http::{HeaderName, HeaderValue};
 

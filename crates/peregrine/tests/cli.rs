@@ -2013,6 +2013,23 @@ async fn access_log_is_off_by_default_and_one_json_line_per_request_with_the_fla
     );
     assert_eq!(line["span"]["request_id"], "trace-77", "{line}");
     assert!(!logs.contains("query-text"), "{logs}");
+    // A plain read on a new connection (the connection front's, not hyper's): the same line.
+    let plain = reqwest::Client::new()
+        .get(server.url("/users/3"))
+        .header("x-request-id", "trace-78")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 200);
+    let logs = server.wait_for_log("trace-78");
+    let line: Value = logs
+        .lines()
+        .find(|l| l.contains("trace-78"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap_or_default();
+    assert_eq!(line["route"], "/users/{id}", "{line}");
+    assert_eq!(line["span"]["request_id"], "trace-78", "{line}");
+    assert_eq!(line["spans"][0]["name"], "request", "{line}");
 
     let mut quiet = Served::start(dir.path(), &[]);
     let (status, _) = get_json(&quiet.url("/users/1")).await;

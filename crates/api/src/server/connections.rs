@@ -17,7 +17,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
-use tracing::Instrument;
 
 use super::bare_errors::WithProblemBodies;
 use super::front;
@@ -372,14 +371,13 @@ impl Drop for InFlight {
 
 /// One request as the server sees it around the app's answer, whoever parsed it (hyper or
 /// the front): counted in flight, given an id (the client's or a new one, current while
-/// it is answered and named by its span), then recorded in the metrics and the access log.
+/// it is answered), then recorded in the metrics and the access log.
 pub(super) struct Exchange {
     started: std::time::Instant,
     in_flight: InFlight,
     route: Route,
     method: usize,
     id: HeaderValue,
-    span: tracing::Span,
 }
 
 impl Exchange {
@@ -396,16 +394,12 @@ impl Exchange {
             HeaderValue::from_maybe_shared(tracked.worker_metrics.next_request_id())
                 .unwrap_or(HeaderValue::from_static("-"))
         });
-        // At the error level, so the span is on whenever any log line is: every line of the
-        // request names its id whatever the level filter.
-        let span = tracing::error_span!("request", request_id = id.to_str().unwrap_or_default());
         Self {
             started,
             in_flight: InFlight::enter(tracked),
             route,
             method,
             id,
-            span,
         }
     }
 
@@ -413,11 +407,10 @@ impl Exchange {
         &self.in_flight.0.shared
     }
 
-    /// Runs `answer` as this request's: its id current, inside its span.
+    /// Runs `answer` as this request's: its id current (for problem bodies, and for the
+    /// span the logging gives any line logged meanwhile).
     pub(super) async fn run<F: Future>(&self, answer: F) -> F::Output {
-        request_id::scope(self.id.clone(), answer)
-            .instrument(self.span.clone())
-            .await
+        request_id::scope(self.id.clone(), answer).await
     }
 
     /// Adds what only the server knows to `response` (its id; `Connection: close` while
@@ -436,8 +429,9 @@ impl Exchange {
         }
         if self.shared().access_log {
             let status = response.status();
-            self.span
-                .in_scope(|| access_log(self.route, self.method, status, elapsed));
+            request_id::sync_scope(self.id.clone(), || {
+                access_log(self.route, self.method, status, elapsed);
+            });
         }
     }
 }
