@@ -11,7 +11,7 @@ use std::convert::Infallible;
 
 use axum::Json;
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, header};
+use axum::http::{HeaderMap, HeaderValue, Request, header};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Body as _;
 use peregrine_store::UserId;
@@ -21,7 +21,7 @@ use crate::AppState;
 use crate::cors::{self, MIN_COMPRESSED_BYTES};
 use crate::problem::Problem;
 use crate::server::metrics::Route;
-use crate::users::{ListPage, one_user};
+use crate::users::{ListPage, json_response, one_user};
 
 /// A plain read, parsed; a parse error is answered as the router would answer it.
 pub(crate) enum PlainRead {
@@ -61,10 +61,56 @@ impl PlainRead {
 
     /// The answer, compressed as the router's layer would compress it.
     pub(crate) async fn answer(self, state: AppState, accept_encoding: HeaderMap) -> Response {
+        self.answered(&state)
+            .await
+            .into_response(accept_encoding)
+            .await
+    }
+
+    /// The answer before compression: a page or a user as JSON, or any other response.
+    pub(crate) async fn answered(self, state: &AppState) -> Answered {
+        let json = match self {
+            Self::List(page) => page.json(state).await,
+            Self::Get(id) => match one_user(state, id).await {
+                // As `Json` writes it (one serde_json call into a buffer).
+                Ok(user) => match serde_json::to_vec(&user) {
+                    Ok(body) => Ok((body, None)),
+                    Err(_) => return Answered::Response(Json(user).into_response()),
+                },
+                Err(problem) => Err(problem),
+            },
+            Self::Invalid(problem) => Err(problem),
+        };
+        match json {
+            Ok((body, link)) => Answered::Json { body, link },
+            Err(problem) => Answered::Response(problem.into_response()),
+        }
+    }
+}
+
+/// A plain read's answer, before compression.
+pub(crate) enum Answered {
+    /// 200 with this JSON body (`application/json`) and `Link`, if any.
+    Json {
+        body: Vec<u8>,
+        link: Option<HeaderValue>,
+    },
+    /// Any other answer (a problem), whole.
+    Response(Response),
+}
+
+impl Answered {
+    /// Whether the compression layer adds `Vary: accept-encoding` to this JSON body: it
+    /// acts on bodies of at least [`MIN_COMPRESSED_BYTES`] of a type it compresses.
+    pub(crate) fn json_varies(body: &[u8]) -> bool {
+        body.len() >= MIN_COMPRESSED_BYTES as usize
+    }
+
+    /// As a response, compressed as the router's layer would compress it.
+    pub(crate) async fn into_response(self, accept_encoding: HeaderMap) -> Response {
         let response = match self {
-            Self::List(page) => page.answer(&state).await.into_response(),
-            Self::Get(id) => one_user(&state, id).await.map(Json).into_response(),
-            Self::Invalid(problem) => problem.into_response(),
+            Self::Json { body, link } => json_response(body, link),
+            Self::Response(response) => response,
         };
         compressed(response, accept_encoding).await
     }

@@ -6,7 +6,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use std::io::Write as _;
 
 use peregrine_store::{Page, User, UserId, UserSink, Username};
 use serde::Deserialize;
@@ -145,6 +144,15 @@ impl ListPage {
 
     /// The page as JSON, with a `Link` to the next one when more follow.
     pub(crate) async fn answer(self, state: &AppState) -> Result<Response, Problem> {
+        let (body, link) = self.json(state).await?;
+        Ok(json_response(body, link))
+    }
+
+    /// The page's JSON text, and the `Link` to the next page when more follow.
+    pub(crate) async fn json(
+        self,
+        state: &AppState,
+    ) -> Result<(Vec<u8>, Option<HeaderValue>), Problem> {
         let limit = self.limit;
         // One row more than asked tells whether another page follows.
         let page = Page {
@@ -156,20 +164,26 @@ impl ListPage {
             .more
             .then_some(json.last)
             .flatten()
-            .map(|last| format!("</users?limit={limit}&after={last}>; rel=\"next\""));
-        let mut response = (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            json.finish(),
-        )
-            .into_response();
-        if let Some(link) = next.and_then(|link| HeaderValue::from_str(&link).ok()) {
-            response.headers_mut().insert(header::LINK, link);
-        }
-        Ok(response)
+            .map(|last| format!("</users?limit={limit}&after={last}>; rel=\"next\""))
+            .and_then(|link| HeaderValue::from_str(&link).ok());
+        Ok((json.finish(), next))
     }
+}
+
+/// A 200 answer with `body` as JSON and `link`, if any.
+pub(crate) fn json_response(body: Vec<u8>, link: Option<HeaderValue>) -> Response {
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
+    if let Some(link) = link {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    response
 }
 
 /// The one rule of every numeric query parameter: decimal digits only (leading zeros are
@@ -232,8 +246,11 @@ impl UserSink for JsonPage {
         if self.written > 0 {
             self.buffer.push(b',');
         }
+        self.buffer.extend_from_slice(b"{\"id\":");
+        self.buffer
+            .extend_from_slice(itoa::Buffer::new().format(id.get()).as_bytes());
+        self.buffer.extend_from_slice(b",\"username\":");
         // Writing to a Vec cannot fail, and serde_json escapes the name as JSON requires.
-        let _ = write!(self.buffer, "{{\"id\":{id},\"username\":");
         let _ = serde_json::to_writer(&mut self.buffer, username);
         self.buffer.push(b'}');
         self.written += 1;

@@ -416,23 +416,40 @@ impl Exchange {
     /// Adds what only the server knows to `response` (its id; `Connection: close` while
     /// draining) and records it.
     pub(super) fn finish(self, response: &mut Response<axum::body::Body>) {
+        let draining = self.draining();
+        let db_error = response.extensions().get::<DbErrorKind>().copied();
+        let id = self.record(response.status(), db_error);
         let headers = response.headers_mut();
-        if self.shared().draining.is_draining() {
+        if draining {
             headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
-        headers.insert(X_REQUEST_ID, self.id.clone());
+        headers.insert(X_REQUEST_ID, id);
+    }
+
+    /// Whether the server is shutting down (answers then say `Connection: close`).
+    pub(super) fn draining(&self) -> bool {
+        self.shared().draining.is_draining()
+    }
+
+    /// Records the request as answered with `status` (and `db_error`, if the database
+    /// failed it); returns its id, for the answer.
+    pub(super) fn record(
+        self,
+        status: axum::http::StatusCode,
+        db_error: Option<DbErrorKind>,
+    ) -> HeaderValue {
         let elapsed = self.started.elapsed();
         let worker = &self.in_flight.0.worker_metrics;
-        worker.record(self.route, self.method, response.status(), elapsed);
-        if let Some(&kind) = response.extensions().get::<DbErrorKind>() {
+        worker.record(self.route, self.method, status, elapsed);
+        if let Some(kind) = db_error {
             worker.record_db_error(kind);
         }
         if self.shared().access_log {
-            let status = response.status();
             request_id::sync_scope(self.id.clone(), || {
                 access_log(self.route, self.method, status, elapsed);
             });
         }
+        self.id
     }
 }
 

@@ -15,14 +15,14 @@
 //! written here (with `content-length`, and hyper's `date`).
 
 use std::cell::RefCell;
-use std::io::{self, Write as _};
+use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Response, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -30,7 +30,8 @@ use tokio::net::TcpStream;
 use super::connections::{Exchange, Tracked};
 use super::metrics::{self, Route};
 use crate::AppState;
-use crate::plain_read::PlainRead;
+use crate::plain_read::{Answered, PlainRead};
+use crate::request_id::X_REQUEST_ID;
 
 /// Room for a request's bytes: heads larger than this are hyper's to read.
 const READ_BYTES: usize = 8 * 1024;
@@ -98,17 +99,32 @@ pub(super) async fn serve(tcp: &TcpStream, state: &AppState, tracked: &Arc<Track
             head.client_id.as_ref(),
         );
         // Boxed: the connection's own future stays small while it idles.
-        let answer = Box::pin(head.read.answer(state.clone(), head.accept_encoding));
-        let mut response = exchange.run(answer).await;
-        exchange.finish(&mut response);
-        if tracked.is_closing() {
-            let close = HeaderValue::from_static("close");
-            response.headers_mut().insert(header::CONNECTION, close);
-        }
-        let close = says_close(response.headers());
-        if encode(response, &mut out).await.is_err() {
-            return Ended::Closed;
-        }
+        let answered = exchange.run(Box::pin(head.read.answered(state))).await;
+        let closing = tracked.is_closing();
+        let close = match answered {
+            // Written here, as the router's path would write it.
+            Answered::Json { body, link }
+                if head.accept_encoding.is_empty() || !Answered::json_varies(&body) =>
+            {
+                let close = closing || exchange.draining();
+                let id = exchange.record(StatusCode::OK, None);
+                write_json(&mut out, &body, link.as_ref(), &id, close);
+                close
+            }
+            answered => {
+                let mut response = answered.into_response(head.accept_encoding).await;
+                exchange.finish(&mut response);
+                if closing {
+                    let close = HeaderValue::from_static("close");
+                    response.headers_mut().insert(header::CONNECTION, close);
+                }
+                let close = says_close(response.headers());
+                if encode(response, &mut out).await.is_err() {
+                    return Ended::Closed;
+                }
+                close
+            }
+        };
         if close {
             let _ = write_all(tcp, &out, write_deadline).await;
             return Ended::Closed;
@@ -240,6 +256,47 @@ fn says_close(headers: &HeaderMap) -> bool {
         .any(|value| value.as_bytes().eq_ignore_ascii_case(b"close"))
 }
 
+/// Appends a 200 answer with a JSON `body` to `out`, with the headers the router's path
+/// gives it: its type, `link`, `vary` (when the compression layer would add it), `id`,
+/// `connection: close` when the connection closes after it, `date` and its length.
+fn write_json(
+    out: &mut Vec<u8>,
+    body: &[u8],
+    link: Option<&HeaderValue>,
+    id: &HeaderValue,
+    close: bool,
+) {
+    out.reserve(256 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n");
+    if let Some(link) = link {
+        write_header(out, &header::LINK, link);
+    }
+    if Answered::json_varies(body) {
+        out.extend_from_slice(b"vary: accept-encoding\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"connection: close\r\n");
+    }
+    write_header(out, &X_REQUEST_ID, id);
+    write_date(out);
+    write_length(out, body.len());
+    out.extend_from_slice(body);
+}
+
+fn write_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `content-length` and the blank line that ends the head.
+fn write_length(out: &mut Vec<u8>, length: usize) {
+    out.extend_from_slice(b"content-length: ");
+    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
+    out.extend_from_slice(b"\r\n\r\n");
+}
+
 /// Appends `response` to `out` as HTTP/1.1: its status line and headers, `date` (as hyper
 /// adds it), `content-length`, and its whole body.
 async fn encode(response: Response<Body>, out: &mut Vec<u8>) -> Result<(), axum::Error> {
@@ -258,16 +315,12 @@ async fn encode(response: Response<Body>, out: &mut Vec<u8>) -> Result<(), axum:
             continue;
         }
         dated |= name == header::DATE;
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        write_header(out, name, value);
     }
     if !dated {
         write_date(out);
     }
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "content-length: {}\r\n\r\n", body.len());
+    write_length(out, body.len());
     out.extend_from_slice(&body);
     Ok(())
 }

@@ -221,8 +221,7 @@ impl WorkerMetrics {
         let n = self.ids.fetch_add(1, Ordering::Relaxed);
         let mut id = bytes::BytesMut::with_capacity(self.id_prefix.len() + 20);
         id.extend_from_slice(self.id_prefix.as_bytes());
-        // Writing into a BytesMut cannot fail.
-        let _ = write!(id, "{n}");
+        id.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         id.freeze()
     }
 }
