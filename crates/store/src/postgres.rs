@@ -267,27 +267,28 @@ impl PostgresStore {
             Some(conn) if deadline >= endpoint.deadline => {
                 self.run_on(&conn, deadline, query, params).await
             }
-            // Connecting first, or less time than the watchdog gives (a read falling back
-            // from a replica): rare, so a timer of the call's own, boxed to keep the usual
-            // call's future small.
-            _ => Box::pin(self.timed(endpoint, slot, deadline, query, params)).await,
+            // Connecting first (its phases have deadlines of their own, but the call as a
+            // whole keeps `deadline`), or less time than the watchdog gives (a read falling
+            // back from a replica): rare, so a timer of the call's own, boxed to keep the
+            // usual call's future small.
+            _ => {
+                let attempt = async {
+                    let conn = self.connection_of(endpoint, slot).await?;
+                    self.run_on(&conn, deadline, query, params).await
+                };
+                Box::pin(self.timed(slot, deadline, attempt)).await
+            }
         }
     }
 
-    /// [`Self::within_deadline`] with a timer of its own: connecting (its phases have
-    /// deadlines of their own, but the call as a whole keeps `deadline`) and then running.
+    /// `attempt` (a call on `slot`) with a timer of its own: past `deadline`, the slot's
+    /// connection is dropped.
     async fn timed(
         &self,
-        endpoint: &Endpoint,
         slot: &Slot,
         deadline: Duration,
-        query: Query,
-        params: &Params<'_>,
+        attempt: impl Future<Output = Result<Answer, StoreError>>,
     ) -> Result<Answer, StoreError> {
-        let attempt = async {
-            let conn = self.connection_of(endpoint, slot).await?;
-            self.run_on(&conn, deadline, query, params).await
-        };
         match tokio::time::timeout(deadline, attempt).await {
             Ok(result) => result,
             Err(_) => {
