@@ -59,8 +59,8 @@ impl Watch {
     /// Counts a query sent now until the returned guard is dropped (answered, failed or
     /// abandoned).
     pub(crate) fn sent(&self) -> Sent<'_> {
-        let index = self.current.load(Ordering::Relaxed);
-        let counter = &self.sent_in[index % self.sent_in.len()];
+        // Always in range: only `advance` sets it, to an index of the ring.
+        let counter = &self.sent_in[self.current.load(Ordering::Relaxed)];
         counter.fetch_add(1, Ordering::Relaxed);
         Sent(counter)
     }
