@@ -12,6 +12,7 @@ mod pg_connect;
 mod postgres;
 mod seed;
 mod sqlite;
+mod watchdog;
 
 use std::time::{Duration, Instant};
 

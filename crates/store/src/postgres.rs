@@ -4,11 +4,11 @@
 //! prepared once per connection, or sent unnamed behind a connection pooler (PgBouncer in
 //! transaction mode keeps nothing between transactions); reads may go to streaming replicas,
 //! the primary answering when they do not. Every call has a deadline, past which the
-//! connection is taken for hung and replaced; a dead connection is replaced when the server
-//! comes back.
+//! connection is taken for hung and replaced (a watchdog per connection keeps it: see
+//! [`crate::watchdog`]); a dead connection is replaced when the server comes back.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
@@ -21,6 +21,7 @@ use crate::migrations::{self, MigrationReport};
 use crate::pg_config::PgConfig;
 use crate::pg_connect;
 use crate::seed::{self, Progress};
+use crate::watchdog::Watch;
 use crate::{Page, StoreError, User, UserId, UserSink, Username};
 
 /// How long a failed reconnect makes a slot answer "unavailable" at once instead of retrying.
@@ -99,6 +100,8 @@ struct Endpoint {
     /// Set once the server refused the `options` startup parameter (PgBouncer does unless
     /// told to ignore it): connect with `base`'s options only from then on.
     options_refused: AtomicBool,
+    /// The deadline of the calls on its connections (kept by their watchdogs).
+    deadline: Duration,
     readers: Box<[Slot]>,
     next: AtomicUsize,
 }
@@ -177,12 +180,17 @@ type Params<'a> = [&'a (dyn ToSql + Sync)];
 struct Connection {
     client: Client,
     /// The task that drives the socket: stopped when the connection is dropped, so that a
-    /// connection given up as hung does not linger.
+    /// connection given up as hung does not linger, and by the watchdog, which makes the
+    /// queries on it fail at once.
     driver: tokio::task::AbortHandle,
     /// Indexed by [`Query`]; `None` when statements are sent unnamed.
     prepared: Option<Box<[Statement]>>,
     /// Queries sent on it and not answered yet: the pipeline's depth.
     in_flight: AtomicU64,
+    /// Its queries by when they were sent, for the watchdog.
+    watch: Watch,
+    /// The watchdog task, stopped with the connection.
+    watchdog: OnceLock<tokio::task::AbortHandle>,
 }
 
 impl PostgresStore {
@@ -211,8 +219,10 @@ impl PostgresStore {
     /// usually answers first and the connection can be kept.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
-        for endpoint in std::iter::once(&mut self.primary).chain(self.replicas.iter_mut()) {
-            endpoint.set_timeout(timeout);
+        let deadline = self.deadline();
+        self.primary.set_timeout(timeout, deadline);
+        for replica in self.replicas.iter_mut() {
+            replica.set_timeout(timeout, timeout / 2);
         }
     }
 
@@ -229,7 +239,7 @@ impl PostgresStore {
             .iter()
             .map(|config| {
                 let mut endpoint = Endpoint::new(config.clone(), connections);
-                endpoint.set_timeout(self.timeout);
+                endpoint.set_timeout(self.timeout, self.timeout / 2);
                 endpoint
             })
             .collect();
@@ -243,7 +253,8 @@ impl PostgresStore {
 
     /// Runs `query` on a shared connection of `slot` within `deadline`; past it the
     /// connection is dropped (it may be hung: a stopped server, a lost network) so that the
-    /// next call opens a new one.
+    /// next call opens a new one. On a live connection, when `deadline` is its endpoint's,
+    /// the connection's watchdog keeps it: no timer of the call's own.
     async fn within_deadline(
         &self,
         endpoint: &Endpoint,
@@ -252,10 +263,32 @@ impl PostgresStore {
         query: Query,
         params: &Params<'_>,
     ) -> Result<Answer, StoreError> {
-        let attempt = async {
-            let conn = self.connection_of(endpoint, slot).await?;
-            self.run_on(&conn, query, params).await
-        };
+        match slot.usable() {
+            Some(conn) if deadline >= endpoint.deadline => {
+                self.run_on(&conn, deadline, query, params).await
+            }
+            // Connecting first (its phases have deadlines of their own, but the call as a
+            // whole keeps `deadline`), or less time than the watchdog gives (a read falling
+            // back from a replica): rare, so a timer of the call's own, boxed to keep the
+            // usual call's future small.
+            _ => {
+                let attempt = async {
+                    let conn = self.connection_of(endpoint, slot).await?;
+                    self.run_on(&conn, deadline, query, params).await
+                };
+                Box::pin(self.timed(slot, deadline, attempt)).await
+            }
+        }
+    }
+
+    /// `attempt` (a call on `slot`) with a timer of its own: past `deadline`, the slot's
+    /// connection is dropped.
+    async fn timed(
+        &self,
+        slot: &Slot,
+        deadline: Duration,
+        attempt: impl Future<Output = Result<Answer, StoreError>>,
+    ) -> Result<Answer, StoreError> {
         match tokio::time::timeout(deadline, attempt).await {
             Ok(result) => result,
             Err(_) => {
@@ -280,19 +313,20 @@ impl PostgresStore {
     /// replica does not answer within half the deadline (then the primary has what is left
     /// of the deadline: the call as a whole keeps it).
     async fn read(&self, query: Query, params: &Params<'_>) -> Result<Answer, StoreError> {
+        if self.replicas.is_empty() || self.wrote_within(self.read_primary_after_write) {
+            return self.on_primary(self.deadline(), query, params).await;
+        }
         let started = Instant::now();
-        if !self.replicas.is_empty() && !self.wrote_within(self.read_primary_after_write) {
-            let index = self.next_replica.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
-            let replica = &self.replicas[index];
-            let answer = self
-                .within_deadline(replica, replica.reader(), self.timeout / 2, query, params)
-                .await;
-            match answer {
-                Err(StoreError::Unavailable { reason, .. }) => {
-                    tracing::debug!(%reason, replica = index, "replica unavailable; reading from the primary");
-                }
-                answered => return answered,
+        let index = self.next_replica.fetch_add(1, Ordering::Relaxed) % self.replicas.len();
+        let replica = &self.replicas[index];
+        let answer = self
+            .within_deadline(replica, replica.reader(), replica.deadline, query, params)
+            .await;
+        match answer {
+            Err(StoreError::Unavailable { reason, .. }) => {
+                tracing::debug!(%reason, replica = index, "replica unavailable; reading from the primary");
             }
+            answered => return answered,
         }
         let left = self.deadline().saturating_sub(started.elapsed());
         if left.is_zero() {
@@ -535,18 +569,16 @@ impl PostgresStore {
         Ok(added)
     }
 
-    /// The live connection of `slot`, reconnecting it when its connection died.
+    /// The live connection of `slot`, reconnecting it when its connection died or hung.
     async fn connection_of(
         &self,
         endpoint: &Endpoint,
         slot: &Slot,
     ) -> Result<Arc<Connection>, StoreError> {
-        if let Some(conn) = slot.live.load_full().filter(|c| !c.client.is_closed()) {
-            return Ok(conn);
+        match slot.usable() {
+            Some(conn) => Ok(conn),
+            None => self.reconnect(endpoint, slot).await,
         }
-        // Boxed: connecting is rare and its future is large; inline, it would make every
-        // query's future (moved on each request) several kilobytes.
-        Box::pin(self.reconnect(endpoint, slot)).await
     }
 
     /// Runs `query` on `conn`. Under [`StatementMode::Auto`], a named statement the server
@@ -554,24 +586,32 @@ impl PostgresStore {
     /// which the detection at connect time missed: the store sends every statement unnamed
     /// from then on, and this query again, unnamed, once (it never ran: the server refused
     /// the statement's name).
+    ///
+    /// A query the watchdog gave up (the connection hung) fails as no answer within
+    /// `deadline`.
     async fn run_on(
         &self,
         conn: &Connection,
+        deadline: Duration,
         query: Query,
         params: &Params<'_>,
     ) -> Result<Answer, StoreError> {
         let unnamed = self.unnamed_forced.load(Ordering::Relaxed);
-        match self.counted(conn, query, params, unnamed).await {
+        let result = match self.counted(conn, query, params, unnamed).await {
             Err(err)
                 if !unnamed
                     && self.statements == StatementMode::Auto
                     && lost_named_statement(&err) =>
             {
                 self.fall_back_to_unnamed(&err);
-                Ok(self.counted(conn, query, params, true).await?)
+                self.counted(conn, query, params, true).await
             }
-            result => Ok(result?),
-        }
+            result => result,
+        };
+        result.map_err(|err| match conn.gave_up(&err) {
+            true => StoreError::timed_out(deadline),
+            false => err.into(),
+        })
     }
 
     /// [`Connection::run`], counted for `/metrics`: the query, its connection's pipeline
@@ -585,11 +625,13 @@ impl PostgresStore {
     ) -> Result<Answer, tokio_postgres::Error> {
         let depth = conn.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         let _pipelined = Pipelined(&conn.in_flight);
+        let _watched = conn.watch.sent();
         let _in_flight = self.stats.sent(depth);
         let result = conn.run(query, params, unnamed).await;
         if let Err(err) = &result {
             self.stats.failed(match err.as_db_error() {
                 Some(_) => DbFailure::Server,
+                None if conn.gave_up(err) => DbFailure::Timeout,
                 None => DbFailure::ConnectionLost,
             });
         }
@@ -619,7 +661,7 @@ impl PostgresStore {
     ) -> Result<Arc<Connection>, StoreError> {
         let _guard = slot.reconnecting.lock().await;
         // Another request may have reconnected while this one waited for the lock.
-        if let Some(conn) = slot.live.load_full().filter(|c| !c.client.is_closed()) {
+        if let Some(conn) = slot.usable() {
             return Ok(conn);
         }
         let now = elapsed_ms() + 1;
@@ -638,7 +680,6 @@ impl PostgresStore {
                 if slot.opened.swap(true, Ordering::Relaxed) {
                     self.stats.reconnected();
                 }
-                let conn = Arc::new(conn);
                 slot.live.store(Some(Arc::clone(&conn)));
                 slot.failed_at.store(0, Ordering::Relaxed);
                 tracing::info!(
@@ -681,14 +722,16 @@ impl Endpoint {
             plain: base.clone(),
             base,
             options_refused: AtomicBool::new(false),
+            deadline: DEFAULT_DB_TIMEOUT,
             readers: (0..connections.max(1)).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
         }
     }
 
-    /// The server's `statement_timeout` and `lock_timeout` for the serving connections,
-    /// and a connect timeout no longer than the deadline.
-    fn set_timeout(&mut self, timeout: Duration) {
+    /// The server's `statement_timeout` and `lock_timeout` for the serving connections, a
+    /// connect timeout no longer than the deadline, and the `deadline` of the calls.
+    fn set_timeout(&mut self, timeout: Duration, deadline: Duration) {
+        self.deadline = deadline;
         let millis = timeout.as_millis().max(1);
         let ours = format!("-c statement_timeout={millis} -c lock_timeout={millis}");
         // The URL's own options come last, so that they win.
@@ -711,8 +754,8 @@ impl Endpoint {
         &self.readers[index]
     }
 
-    /// Opens a serving connection, statements sent as `mode` says.
-    async fn open(&self, mode: StatementMode) -> Result<Connection, StoreError> {
+    /// Opens a serving connection, statements sent as `mode` says, watched by a watchdog.
+    async fn open(&self, mode: StatementMode) -> Result<Arc<Connection>, StoreError> {
         let (client, driver) = self.connect().await?;
         let prepared = match mode {
             StatementMode::Prepared => true,
@@ -722,7 +765,8 @@ impl Endpoint {
                     && !self.behind_a_proxy(&client).await?
             }
         };
-        Connection::new(client, driver, prepared).await
+        let conn = Connection::new(client, driver, prepared, self.deadline).await?;
+        Ok(Connection::watched(conn))
     }
 
     /// Connects with the server-side timeouts in `options`, or without them once the
@@ -773,6 +817,7 @@ impl Connection {
         client: Client,
         driver: tokio::task::AbortHandle,
         prepared: bool,
+        deadline: Duration,
     ) -> Result<Self, StoreError> {
         let prepared = if prepared {
             let statements = Query::ALL
@@ -791,7 +836,41 @@ impl Connection {
             driver,
             prepared,
             in_flight: AtomicU64::new(0),
+            watch: Watch::new(deadline),
+            watchdog: OnceLock::new(),
         })
+    }
+
+    /// `conn`, shared, with its watchdog started on the current runtime (the one that
+    /// drives its socket).
+    fn watched(conn: Self) -> Arc<Self> {
+        let conn = Arc::new(conn);
+        let watchdog = tokio::spawn(watch_over(Arc::downgrade(&conn)));
+        let _ = conn.watchdog.set(watchdog.abort_handle());
+        conn
+    }
+
+    /// Whether calls may be sent on it: neither closed nor given up as hung.
+    fn usable(&self) -> bool {
+        !self.client.is_closed() && !self.watch.is_hung()
+    }
+
+    /// Whether `err` (of a query on this connection) comes of the watchdog giving the
+    /// connection up, rather than of the server.
+    fn gave_up(&self, err: &tokio_postgres::Error) -> bool {
+        err.as_db_error().is_none() && self.watch.is_hung()
+    }
+
+    /// Gives the connection up as hung: stops its socket's task, so that every query on it
+    /// fails at once (as a timeout) and the next call opens a new connection.
+    fn give_up(&self) {
+        self.watch.give_up();
+        self.driver.abort();
+        tracing::warn!(
+            deadline_ms = self.watch.deadline().as_millis(),
+            in_flight = self.watch.in_flight(),
+            "PostgreSQL did not answer in time; replacing the connection"
+        );
     }
 
     /// Runs `query`: by its prepared statement unless `unnamed` (or none was prepared), else
@@ -899,6 +978,38 @@ async fn connect_driven(
 impl Drop for Connection {
     fn drop(&mut self) {
         self.driver.abort();
+        if let Some(watchdog) = self.watchdog.get() {
+            watchdog.abort();
+        }
+    }
+}
+
+/// Looks at `conn`'s queries every tick, giving the connection up when one of them is past
+/// the deadline; ends with the connection.
+async fn watch_over(conn: Weak<Connection>) {
+    let Some(tick) = conn.upgrade().map(|c| c.watch.tick()) else {
+        return;
+    };
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + tick, tick);
+    // A late tick is counted late, never twice: the ages it measures only ever fall short
+    // of the truth, so a query is never given up before its deadline.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    for n in 1.. {
+        ticks.tick().await;
+        let Some(conn) = conn.upgrade() else {
+            return;
+        };
+        if !conn.watch.advance(n) {
+            conn.give_up();
+            return;
+        }
+    }
+}
+
+impl Slot {
+    /// Its connection, when it has a usable one.
+    fn usable(&self) -> Option<Arc<Connection>> {
+        self.live.load_full().filter(|conn| conn.usable())
     }
 }
 
