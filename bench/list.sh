@@ -149,8 +149,8 @@ def rss_kib():
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
-path = b"/healthz" if server == "peregrine" else b"/users/7"
-request = b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+# The route both servers answer, as a client that reads one user and keeps its connection.
+request = b"GET /users/7 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
 def open_idle(n):
     held = []
     for _ in range(n):

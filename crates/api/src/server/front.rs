@@ -54,86 +54,116 @@ pub(super) enum Ended {
 /// Answers the plain reads that come on `tcp` until it closes or a request of another kind
 /// comes.
 pub(super) async fn serve(tcp: &TcpStream, state: &AppState, tracked: &Arc<Tracked>) -> Ended {
+    // Bytes read and not yet answered.
+    let mut carried;
+    loop {
+        match read(tcp, tracked).await {
+            Some(bytes) => carried = bytes,
+            None => return Ended::Closed,
+        }
+        // Boxed: while the connection idles, its future holds only the wait for bytes.
+        match Box::pin(answer_all(tcp, state, tracked, &mut carried)).await {
+            After::Idle => {}
+            After::Close => return Ended::Closed,
+            After::HandOff => return Ended::HandOff(carried),
+        }
+    }
+}
+
+/// What comes after the requests of one read were answered.
+enum After {
+    /// Wait for the next request.
+    Idle,
+    Close,
+    /// `carried` starts with a request the front does not answer.
+    HandOff,
+}
+
+/// Answers the requests at the start of `carried` (one, or several pipelined) and writes
+/// the answers, gathered.
+async fn answer_all(
+    tcp: &TcpStream,
+    state: &AppState,
+    tracked: &Arc<Tracked>,
+    carried: &mut Vec<u8>,
+) -> After {
     let limits = *tracked.limits();
     let write_deadline = limits.idle_timeout;
-    // Bytes read and not yet parsed, and answers not yet written.
-    let mut carried = Vec::new();
     let mut out = Vec::new();
-    loop {
-        if carried.is_empty() {
-            if !out.is_empty() {
-                if write_all(tcp, &out, write_deadline).await.is_err() {
-                    return Ended::Closed;
-                }
-                out = Vec::new();
-            }
-            if tracked.is_closing() {
-                return Ended::Closed;
-            }
-            match read(tcp, tracked).await {
-                Some(bytes) => carried = bytes,
-                None => return Ended::Closed,
-            }
-        }
+    while !carried.is_empty() {
         let Some(head) = Head::parse(
-            &carried,
+            carried,
             limits.max_head_bytes,
             tracked.metrics_here(),
             state.settings.max_page_size,
         ) else {
             // Answers already made go first: hyper answers what comes after them.
-            if write_all(tcp, &out, write_deadline).await.is_err() {
-                return Ended::Closed;
-            }
-            return Ended::HandOff(carried);
+            return match write_all(tcp, &out, write_deadline).await {
+                Ok(()) => After::HandOff,
+                Err(_) => After::Close,
+            };
         };
         // Freed (or kept for a pipelined request) before the answer is awaited.
         match head.len == carried.len() {
-            true => carried = Vec::new(),
+            true => *carried = Vec::new(),
             false => drop(carried.drain(..head.len)),
         }
-        let exchange = Exchange::begin(
-            Arc::clone(tracked),
-            head.route,
-            metrics::method_index(&axum::http::Method::GET),
-            head.client_id.as_ref(),
-        );
-        // Boxed: the connection's own future stays small while it idles.
-        let answered = exchange.run(Box::pin(head.read.answered(state))).await;
-        let closing = tracked.is_closing();
-        let close = match answered {
-            // Written here, as the router's path would write it.
-            Answered::Json { body, link }
-                if head.accept_encoding.is_empty() || !Answered::json_varies(&body) =>
-            {
-                let close = closing || exchange.draining();
-                let id = exchange.record(StatusCode::OK, None);
-                write_json(&mut out, &body, link.as_ref(), &id, close);
-                close
-            }
-            answered => {
-                let mut response = answered.into_response(head.accept_encoding).await;
-                exchange.finish(&mut response);
-                if closing {
-                    let close = HeaderValue::from_static("close");
-                    response.headers_mut().insert(header::CONNECTION, close);
-                }
-                let close = says_close(response.headers());
-                if encode(response, &mut out).await.is_err() {
-                    return Ended::Closed;
-                }
-                close
-            }
+        let Some(close) = answer(head, state, tracked, &mut out).await else {
+            return After::Close;
         };
         if close {
             let _ = write_all(tcp, &out, write_deadline).await;
-            return Ended::Closed;
+            return After::Close;
         }
         if out.len() >= GATHER_BYTES {
             if write_all(tcp, &out, write_deadline).await.is_err() {
-                return Ended::Closed;
+                return After::Close;
             }
             out.clear();
+        }
+    }
+    if write_all(tcp, &out, write_deadline).await.is_err() || tracked.is_closing() {
+        return After::Close;
+    }
+    After::Idle
+}
+
+/// Answers the request `head` into `out`; whether the connection closes after it, `None`
+/// when the answer could not be made.
+async fn answer(
+    head: Head,
+    state: &AppState,
+    tracked: &Arc<Tracked>,
+    out: &mut Vec<u8>,
+) -> Option<bool> {
+    let exchange = Exchange::begin(
+        Arc::clone(tracked),
+        head.route,
+        metrics::method_index(&axum::http::Method::GET),
+        head.client_id.as_ref(),
+    );
+    let answered = exchange.run(head.read.answered(state)).await;
+    let closing = tracked.is_closing();
+    match answered {
+        // Written here, as the router's path would write it.
+        Answered::Json { body, link }
+            if head.accept_encoding.is_empty() || !Answered::json_varies(&body) =>
+        {
+            let close = closing || exchange.draining();
+            let id = exchange.record(StatusCode::OK, None);
+            write_json(out, &body, link.as_ref(), &id, close);
+            Some(close)
+        }
+        answered => {
+            let mut response = answered.into_response(head.accept_encoding).await;
+            exchange.finish(&mut response);
+            if closing {
+                let close = HeaderValue::from_static("close");
+                response.headers_mut().insert(header::CONNECTION, close);
+            }
+            let close = says_close(response.headers());
+            encode(response, out).await.ok()?;
+            Some(close)
         }
     }
 }
