@@ -303,13 +303,13 @@ impl Handlers {
 /// request of any other kind hands the connection to hyper for the rest of its life.
 pub(super) async fn serve_connection(
     http: http1::Builder,
-    tcp: TcpStream,
+    mut tcp: TcpStream,
     handlers: Handlers,
     tracked: Arc<Tracked>,
 ) {
     let _open = OpenConnection(Arc::clone(&tracked.shared));
     let carried = match &handlers.plain_reads {
-        Some(state) => match front::serve(&tcp, state, &tracked).await {
+        Some(state) => match front::serve(&mut tcp, state, &tracked).await {
             front::Ended::Closed => return,
             front::Ended::HandOff(carried) => carried,
         },

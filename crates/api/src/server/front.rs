@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body_util::BodyExt as _;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::connections::{Exchange, Tracked};
@@ -53,7 +53,7 @@ pub(super) enum Ended {
 
 /// Answers the plain reads that come on `tcp` until it closes or a request of another kind
 /// comes.
-pub(super) async fn serve(tcp: &TcpStream, state: &AppState, tracked: &Arc<Tracked>) -> Ended {
+pub(super) async fn serve(tcp: &mut TcpStream, state: &AppState, tracked: &Arc<Tracked>) -> Ended {
     // Bytes read and not yet answered.
     let mut carried;
     loop {
@@ -142,7 +142,9 @@ async fn answer(
         metrics::method_index(&axum::http::Method::GET),
         head.client_id.as_ref(),
     );
-    let answered = exchange.run(head.read.answered(state)).await;
+    // Boxed where it is made: moved into the wrappers by value, its 2 KiB would be copied
+    // each time.
+    let answered = exchange.run(Box::pin(head.read.answered(state))).await;
     let closing = tracked.is_closing();
     match answered {
         // Written here, as the router's path would write it.
@@ -170,24 +172,29 @@ async fn answer(
 
 /// Waits for the next bytes of the connection (idle meanwhile, for the sweep) and reads
 /// them; `None` when it closed, failed or was told to close.
-async fn read(tcp: &TcpStream, tracked: &Tracked) -> Option<Vec<u8>> {
-    loop {
-        tracked.set_idle(true);
-        let ready = tokio::select! {
-            biased;
-            ready = tcp.readable() => ready.ok(),
-            () = tracked.closed() => None,
-        };
-        tracked.set_idle(false);
-        ready?;
-        let mut bytes = Vec::with_capacity(READ_BYTES);
-        match tcp.try_read_buf(&mut bytes) {
-            Ok(0) => return None,
-            Ok(_) => return Some(bytes),
-            Err(err) if err.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return None,
+async fn read(tcp: &mut TcpStream, tracked: &Tracked) -> Option<Vec<u8>> {
+    tracked.set_idle(true);
+    let ready = tokio::select! {
+        biased;
+        ready = tcp.readable() => ready.ok(),
+        () = tracked.closed() => None,
+    };
+    // The buffer only once bytes are there. A read through `AsyncRead` that comes back
+    // short clears the socket's readiness, so the next wait sleeps at once instead of
+    // first trying a read that finds nothing (one system call per request).
+    let read = match ready {
+        Some(()) => {
+            let mut bytes = Vec::with_capacity(READ_BYTES);
+            tokio::select! {
+                biased;
+                read = tcp.read_buf(&mut bytes) => read.ok().filter(|&n| n > 0).map(|_| bytes),
+                () = tracked.closed() => None,
+            }
         }
-    }
+        None => None,
+    };
+    tracked.set_idle(false);
+    read
 }
 
 /// Writes all of `bytes`, waiting at most `deadline` each time the socket is full (a
