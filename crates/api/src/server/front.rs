@@ -1,9 +1,9 @@
 //! The front of every connection: the plain reads (see `plain_read`), which carry the
 //! traffic, parsed and answered without hyper. A connection here holds no buffer while it
 //! waits for a request (hyper keeps two 8 KiB buffers for a connection's whole life): a
-//! request's bytes are read into a buffer freed as soon as its head is parsed, its answer
-//! is written from one freed once it is sent, and the idle timeout is kept by the server's
-//! sweep rather than by a timer per request.
+//! request's bytes are read into the thread's scratch buffer and copied out at their size,
+//! its answer is written from a buffer freed once it is sent, and the idle timeout is kept
+//! by the server's sweep rather than by a timer per request.
 //!
 //! Only a request whose whole head has arrived and that is plain in every way is answered
 //! here: `GET`, HTTP/1.1, exactly one `Host`, no `Content-Length`, `Transfer-Encoding`,
@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime};
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use http_body_util::BodyExt as _;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::connections::{Exchange, Tracked};
@@ -33,7 +33,7 @@ use crate::AppState;
 use crate::plain_read::{Answered, PlainRead};
 use crate::request_id::X_REQUEST_ID;
 
-/// Room for a request's bytes: heads larger than this are hyper's to read.
+/// Bytes read at once: heads larger than this are hyper's to read.
 const READ_BYTES: usize = 8 * 1024;
 /// Headers a plain read may have; more go to hyper (which allows 100).
 const MAX_HEADERS: usize = 64;
@@ -174,27 +174,37 @@ async fn answer(
 /// them; `None` when it closed, failed or was told to close.
 async fn read(tcp: &mut TcpStream, tracked: &Tracked) -> Option<Vec<u8>> {
     tracked.set_idle(true);
-    let ready = tokio::select! {
+    let read = tokio::select! {
         biased;
-        ready = tcp.readable() => ready.ok(),
+        read = std::future::poll_fn(|cx| read_into_scratch(tcp, cx)) => read.ok(),
         () = tracked.closed() => None,
     };
-    // The buffer only once bytes are there. A read through `AsyncRead` that comes back
-    // short clears the socket's readiness, so the next wait sleeps at once instead of
-    // first trying a read that finds nothing (one system call per request).
-    let read = match ready {
-        Some(()) => {
-            let mut bytes = Vec::with_capacity(READ_BYTES);
-            tokio::select! {
-                biased;
-                read = tcp.read_buf(&mut bytes) => read.ok().filter(|&n| n > 0).map(|_| bytes),
-                () = tracked.closed() => None,
-            }
-        }
-        None => None,
-    };
     tracked.set_idle(false);
-    read
+    read.filter(|bytes| !bytes.is_empty())
+}
+
+thread_local! {
+    /// Where this thread's connections read: a request's bytes are copied out of it at
+    /// their size, so no connection holds a read buffer of its own, and this one stays in
+    /// the cache.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads what `tcp` has, once it has something, through `AsyncRead`: a read that comes
+/// back short clears the socket's readiness, so the next wait sleeps at once instead of
+/// first trying a read that finds nothing (one system call per request).
+fn read_into_scratch(tcp: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Result<Vec<u8>>> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        if scratch.len() < READ_BYTES {
+            scratch.resize(READ_BYTES, 0);
+        }
+        let mut buf = ReadBuf::new(scratch);
+        match Pin::new(tcp).poll_read(cx, &mut buf) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(buf.filled().to_vec())),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
 }
 
 /// Writes all of `bytes`, waiting at most `deadline` each time the socket is full (a
