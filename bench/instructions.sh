@@ -27,13 +27,7 @@ need callgrind_control "apt-get install -y valgrind"
 need wrk "apt-get install -y wrk"
 need python3 "apt-get install -y python3"
 need curl "apt-get install -y curl"
-{ read -r PGPORT; read -r PORT; } < <(free_ports 2)
-tutorial_settings
-server_pid=""
-stop_everything() {
-    stop_pid "$server_pid"
-    stop_postgres
-}
+one_server_on_postgres
 
 log "building peregrine (profiling profile) and the yardstick (release)"
 cargo build --profile profiling --quiet --bin peregrine || fail "cargo build --profile profiling failed"

@@ -162,6 +162,19 @@ tutorial_settings() {
     DB_URL="postgres://orguser:$PGPASSWORD@127.0.0.1:$PGPORT/orgdb"
 }
 
+# one_server_on_postgres: for a script that runs one server (its pid in server_pid) on the
+# tutorial's private database: free ports PGPORT and PORT, tutorial_settings, and a
+# stop_everything that stops the server and the cluster.
+one_server_on_postgres() {
+    { read -r PGPORT; read -r PORT; } < <(free_ports 2)
+    tutorial_settings
+    server_pid=""
+    stop_everything() {
+        stop_pid "$server_pid"
+        stop_postgres
+    }
+}
+
 # tutorial_database PEREGRINE: a private cluster (start_postgres) whose orgdb has Peregrine's
 # schema, created by the PEREGRINE binary's `db init` over $DB_URL; then users_up_to.
 tutorial_database() {
