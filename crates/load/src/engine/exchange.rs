@@ -203,7 +203,7 @@ async fn connect(
     let stream = handshake.map_err(|err| {
         RequestFailure::new(
             ErrorKind::Connect,
-            crate::tls::handshake_failure(&step.request.host, &err),
+            crate::tls::handshake_failure(&step.request.host, &err, &tls.ca_certs),
         )
     })?;
     Ok(Link::Tls(Box::new(Connection::over(stream))))

@@ -107,6 +107,8 @@ pub struct TlsTarget {
     pub connector: tokio_rustls::TlsConnector,
     /// The name its certificate must carry, sent as SNI.
     pub name: rustls::pki_types::ServerName<'static>,
+    /// The CA files given (`--ca-cert`), named when a certificate is refused.
+    pub ca_certs: Arc<[std::path::PathBuf]>,
 }
 
 impl PreparedRequest {
@@ -152,6 +154,7 @@ pub async fn prepare(plan: &Plan) -> Result<Vec<PreparedExecution>, String> {
     } else {
         None
     };
+    let ca_certs: Arc<[std::path::PathBuf]> = plan.tls.ca_certs.clone().into();
     let mut resolved: HashMap<(String, u16), Option<SocketAddr>> = HashMap::new();
     let mut prepared = Vec::with_capacity(plan.executions.len());
     for execution in &plan.executions {
@@ -176,6 +179,7 @@ pub async fn prepare(plan: &Plan) -> Result<Vec<PreparedExecution>, String> {
                 (Some(connector), true) => Some(TlsTarget {
                     connector: connector.clone(),
                     name: crate::tls::server_name(&request.host)?,
+                    ca_certs: Arc::clone(&ca_certs),
                 }),
                 _ => None,
             };
