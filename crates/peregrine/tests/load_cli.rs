@@ -156,3 +156,122 @@ async fn https_targets_are_verified_trusted_with_ca_cert_or_accepted_with_insecu
     assert_eq!(stderr.matches("verification is OFF").count(), 1, "{stderr}");
     assert_eq!(server.received(), 6);
 }
+
+/// `openssl req -x509` as a newcomer runs it makes a CA:TRUE certificate: given with
+/// --ca-cert, a server presenting exactly it is trusted (as curl --cacert trusts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_trusts_a_default_openssl_self_signed_certificate_given_with_ca_cert() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    // Listen where `localhost` resolves first, as the load generator connects there.
+    let ip = tokio::net::lookup_host(("localhost", 0))
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+        .ip();
+    let server = peregrine_testkit::TinyServer::start_tls_with(
+        peregrine_testkit::Behavior::default(),
+        ip,
+        &read("cert.pem"),
+        &read("key.pem"),
+    )
+    .await;
+    let port = server.url("").rsplit(':').next().unwrap().to_owned();
+    let url = format!("https://localhost:{port}/");
+    let load = |extra: &[&str]| {
+        let mut args = vec!["load", url.as_str(), "-c", "1", "--iterations", "3"];
+        args.extend_from_slice(extra);
+        Command::new(BINARY)
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = load(&["--ca-cert", "cert.pem"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("Samples count: 3, 0.00% failures"),
+        "{stdout}"
+    );
+    assert_eq!(server.received(), 3);
+    // Without it: refused, in words, with --ca-cert as the hint.
+    let out = load(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("is not trusted") && stdout.contains("trust it with --ca-cert FILE"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("CaUsedAsEndEntity") && !stdout.contains("UnknownIssuer"));
+    assert_eq!(server.received(), 3);
+}
+
+/// A target whose TCP connects never complete (its listen backlog full, further SYNs
+/// dropped): the run gives up after the first seconds with exit 1 and says why, well within
+/// its 10 s schedule (and not after the 30 s request timeout).
+#[test]
+fn a_target_that_never_completes_a_connect_stops_the_run_early_with_exit_1() {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&any_port.into()).unwrap();
+    listener.listen(0).unwrap();
+    let address = listener.local_addr().unwrap().as_socket().unwrap();
+    // Fill the accept queue with connections that are never accepted.
+    let mut fillers = Vec::new();
+    while fillers.len() < 64 {
+        match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)) {
+            Ok(stream) => fillers.push(stream),
+            Err(_) => break,
+        }
+    }
+    assert!(fillers.len() < 64, "the listen backlog never filled");
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(BINARY)
+        .args([
+            "load",
+            &format!("http://{address}/"),
+            "-c",
+            "2",
+            "--hold-for",
+            "10s",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no connection to {address} was established in the first 3 s"
+        )),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    drop(fillers);
+}
