@@ -693,6 +693,76 @@ async fn json_logs_are_one_object_per_line() {
     }));
 }
 
+/// PgTune's 64kB of maintenance_work_mem for 1 MB of RAM is under PostgreSQL's 1MB
+/// minimum: the output clamps it and says so, and a real PostgreSQL starts with the whole
+/// configuration (and refuses PgTune's own value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tune_clamps_what_postgresql_would_refuse_and_postgresql_starts_with_it() {
+    let dir = temp_dir();
+    let (status, stdout, stderr) = run(
+        dir.path(),
+        &["tune", "--memory", "1MB", "--db-version", "15"],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains(
+            "# maintenance_work_mem: PgTune's 64kB is below PostgreSQL's minimum; clamped to 1MB\nmaintenance_work_mem = 1MB\n"
+        ),
+        "{stdout}"
+    );
+    // Values PostgreSQL accepts stay PgTune's.
+    assert!(stdout.contains("\nshared_buffers = 256kB\n"), "{stdout}");
+    assert_eq!(stdout.matches("clamped").count(), 1, "{stdout}");
+    let cluster = tokio::task::spawn_blocking(move || PgCluster::start_configured(&stdout))
+        .await
+        .unwrap()
+        .unwrap_or_else(|err| panic!("PostgreSQL refused the tuned settings: {err}"));
+    let client = cluster.admin().await;
+    let shown: String = client
+        .query_one("SHOW maintenance_work_mem", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, "1MB");
+    let refused =
+        tokio::task::spawn_blocking(|| PgCluster::start_configured("maintenance_work_mem = 64kB"))
+            .await
+            .unwrap();
+    let err = refused.err().unwrap_or_default();
+    assert!(err.contains("maintenance_work_mem"), "{err}");
+
+    // Far past the other end: values over PostgreSQL's maximum are clamped, in JSON too.
+    let (status, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "tune",
+            "--memory",
+            "999999GB",
+            "--connections",
+            "999999",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    let clamped: Vec<&str> = json["clamped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        clamped,
+        ["shared_buffers", "effective_cache_size", "max_connections"],
+        "{stdout}"
+    );
+    assert_eq!(
+        json["clamped"][2]["message"],
+        "max_connections: PgTune's 999999 is above PostgreSQL's maximum; clamped to 262121"
+    );
+}
+
 #[test]
 fn tune_prints_pgtunes_configuration_for_the_given_host() {
     let dir = temp_dir();
