@@ -44,9 +44,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         Some(at) => match wait_until(at).await? {
             Waited::Interrupted => {
                 eprintln!("interrupted before the start time: nothing was sent");
-                return Ok(ExitCode::from(
-                    u8::try_from(exit_code::INTERRUPTED).unwrap_or(2),
-                ));
+                return Ok(exit_code::process(exit_code::INTERRUPTED));
             }
             Waited::Late(late) => Some(late),
             Waited::OnTime => None,
@@ -84,7 +82,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if let Some(problem) = &report.problem {
         eprintln!("error: the run was stopped: {problem}");
     }
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(exit_code::process(code))
 }
 
 /// The slice of the plan to run: --shard (or PEREGRINE_SHARD), or --shard-from-job-index

@@ -48,11 +48,9 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("wrote {}", path.display());
     }
     if failed {
-        return Ok(ExitCode::from(
-            u8::try_from(exit_code::CRITERIA_FAILED).unwrap_or(1),
-        ));
+        return Ok(exit_code::process(exit_code::CRITERIA_FAILED));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code::process(exit_code::OK))
 }
 
 fn read_report(dir: &Path) -> anyhow::Result<Value> {
@@ -78,12 +76,10 @@ fn compare_dirs(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let comparison = compare(&base, &new, &limits).map_err(anyhow::Error::msg)?;
     print!("{}", comparison.text);
     if comparison.failures.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(exit_code::process(exit_code::OK));
     }
     for failure in &comparison.failures {
         eprintln!("regression: {failure}");
     }
-    Ok(ExitCode::from(
-        u8::try_from(exit_code::CRITERIA_FAILED).unwrap_or(1),
-    ))
+    Ok(exit_code::process(exit_code::CRITERIA_FAILED))
 }

@@ -693,6 +693,47 @@ async fn json_logs_are_one_object_per_line() {
     }));
 }
 
+/// One exit-code convention (docs/exit-codes.md): a usage error exits 1 in every
+/// subcommand, with clap's message on stderr; help and version exit 0.
+#[test]
+fn a_usage_error_exits_1_in_every_subcommand_with_a_message_on_stderr() {
+    let dir = temp_dir();
+    let cases: [&[&str]; 12] = [
+        &[],
+        &["no-such-command"],
+        &["serve", "--no-such-flag"],
+        &["db", "init", "--no-such-flag"],
+        &["db", "seed", "--count", "many"],
+        &["load", "--no-such-flag"],
+        &["report", "merge"],
+        &["report", "compare", "only-one-dir"],
+        &["report", "frobnicate"],
+        &["tune", "--memory", "1MB", "--db-type", "nonsense"],
+        &["demo", "--no-such-flag"],
+        &["health", "--timeout", "soon"],
+    ];
+    for args in cases {
+        let (status, stdout, stderr) = run(dir.path(), args);
+        assert_eq!(status.code(), Some(1), "{args:?}: {stderr}");
+        // No subcommand at all: the help, on stderr, is the message.
+        assert!(
+            (args.is_empty() && stderr.contains("Usage:"))
+                || (stderr.contains("error:") && stderr.contains("--help")),
+            "{args:?}: {stderr}"
+        );
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["report", "compare", "--help"],
+    ] {
+        let (status, stdout, stderr) = run(dir.path(), args);
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stdout.is_empty(), "{args:?}");
+    }
+}
+
 /// PgTune's 64kB of maintenance_work_mem for 1 MB of RAM is under PostgreSQL's 1MB
 /// minimum: the output clamps it and says so, and a real PostgreSQL starts with the whole
 /// configuration (and refuses PgTune's own value).
