@@ -27,10 +27,8 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let mut plan = None;
     if let Some(first) = args.config.first() {
         let config = peregrine_load::load_plan(&args.config, &args.overrides)?;
+        // The verdicts are printed once, with the final stats below.
         let outcomes = evaluate_criteria(&mut merged, &config, first)?;
-        for outcome in &outcomes {
-            println!("{}", outcome.verdict);
-        }
         failed = outcomes.iter().any(|o| o.failed);
         plan = Some(config);
     }

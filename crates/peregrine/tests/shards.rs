@@ -340,6 +340,17 @@ async fn merge_evaluates_the_criteria_on_the_merged_figures_with_exit_3() {
         stdout.contains("Failed: hits>15") && stdout.contains("Passed"),
         "{stdout}"
     );
+    // Each verdict once (they were printed twice).
+    assert_eq!(stdout.matches("Failed: hits>15").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("Passed: ").count(), 1, "{stdout}");
+    // The merged page says so near the top, as Chromium shows it.
+    let dom = chromium_dom(&dir.path().join("merged/report.html"));
+    let merged_at = dom.find("id=\"merged\"").unwrap_or(usize::MAX);
+    assert!(
+        merged_at < dom.find("id=\"verdict\"").unwrap_or(0)
+            && dom[merged_at..].contains("Merged from 2 shards"),
+        "{dom}"
+    );
     let merged = report(&dir.path().join("merged"));
     assert_eq!(merged["verdict"], "failed");
     assert_eq!(merged["criteria"][0]["failed"], true);
@@ -752,4 +763,27 @@ async fn shard_and_start_time_come_from_the_environment_or_the_job_index() {
         assert!(stderr.contains(message), "{message}: {stderr}");
         assert!(!dir.path().join("never").exists());
     }
+}
+
+/// The DOM of `page` as headless Chromium renders it.
+fn chromium_dom(page: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let output = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+        ])
+        .args([
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(["--virtual-time-budget=3000", "--dump-dom"])
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap_or_else(|e| panic!("headless Chromium is needed (apt-get install chromium): {e}"));
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
