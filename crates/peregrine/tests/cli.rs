@@ -294,6 +294,12 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
         "{}",
         server.logs()
     );
+    // Durations in the logs in human units (not `grace=0ns`).
+    let logs = server.logs();
+    assert!(
+        logs.contains("grace=0s") && logs.contains("timeout=") && !logs.contains("0ns"),
+        "{logs}"
+    );
 }
 
 /// SIGTERM as a load balancer needs it: /readyz fails at once, new connections are still
