@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use peregrine_load::report::{final_stats, progress_line};
+use peregrine_load::report::{final_stats_of, progress_line};
 use peregrine_load::shard::Shard;
 use peregrine_load::{Plan, QuickTest, exit_code};
 
@@ -59,7 +59,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     })
     .await;
     report.late_start_seconds = late.map(|l| l.as_secs_f64());
-    print!("{}", final_stats(&report));
+    print!("{}", final_stats_of(&report, plan.outputs.final_stats));
     if let Some(rate) = &report.rate
         && rate.below_target
     {

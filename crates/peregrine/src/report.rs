@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use peregrine_load::report::compare::{Thresholds, compare};
-use peregrine_load::report::final_stats;
+use peregrine_load::report::final_stats_of;
 use peregrine_load::report::merge::{evaluate_criteria, merge_dirs};
 use peregrine_load::{Report, exit_code};
 use serde_json::Value;
@@ -34,7 +34,11 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     }
     let report = Report::from_json(&merged.to_string())
         .context("the merged report does not read back as a report")?;
-    print!("{}", final_stats(&report));
+    let parts = plan
+        .as_ref()
+        .map(|plan| plan.outputs.final_stats)
+        .unwrap_or_default();
+    print!("{}", final_stats_of(&report, parts));
     // The outputs the config's reporting section asks for (dump-csv, dump-xml, junit-xml),
     // as `peregrine load` writes them.
     let mut written = match &plan {

@@ -275,3 +275,86 @@ fn a_target_that_never_completes_a_connect_stops_the_run_early_with_exit_1() {
     assert!(took < Duration::from_secs(8), "took {took:?}");
     drop(fillers);
 }
+
+/// final-stats' switches are honoured, not warned about and ignored: percentiles and the
+/// label table off, failed labels on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_stats_switches_choose_what_the_console_prints() {
+    let good = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior::default()).await;
+    let bad = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior {
+        status: 500,
+        ..peregrine_testkit::Behavior::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "execution:\n- concurrency: 1\n  iterations: 3\n  scenario:\n    requests:\n    - label: good\n      url: {}\n    - label: bad\n      url: {}\nreporting:\n- module: final-stats\n  percentiles: false\n  summary-labels: false\n  failed-labels: true\n  test-duration: true\n",
+        good.url("/"),
+        bad.url("/")
+    );
+    std::fs::write(dir.path().join("load.yml"), config).unwrap();
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            Command::new(BINARY)
+                .args(["load", "load.yml"])
+                .current_dir(dir)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(!stderr.contains("not implemented"), "{stderr}");
+    assert!(
+        stdout.contains("Test duration: ") && stdout.contains("Samples count: 6, 50.00% failures"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("3 failed samples: bad\n"), "{stdout}");
+    for hidden in [
+        "Average times",
+        "Percentiles:",
+        "Request label stats:",
+        "failed samples: good",
+    ] {
+        assert!(!stdout.contains(hidden), "{hidden}: {stdout}");
+    }
+}
+
+/// The average times share the total's decimals, down to a microsecond: one connect over
+/// hundreds of reused requests reads 0.000000 or so, not `0.00000000311`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn average_times_print_with_the_same_decimals_down_to_a_microsecond() {
+    let server = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior::default()).await;
+    let url = server.url("/");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BINARY)
+            .args(["load", &url, "-c", "1", "--iterations", "400"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(server.connections(), 1);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("Average times: "))
+        .unwrap_or_default();
+    let decimals: Vec<usize> = line
+        .split(|c: char| c == ',' || c == ' ')
+        .filter(|w| w.parse::<f64>().is_ok())
+        .map(|w| w.split('.').nth(1).map_or(0, str::len))
+        .collect();
+    assert_eq!(decimals.len(), 3, "{line}");
+    assert!(
+        decimals
+            .iter()
+            .all(|&d| d == decimals[0] && (3..=6).contains(&d)),
+        "{line}"
+    );
+}

@@ -22,7 +22,7 @@ use crate::stats::hdr::Distributions;
 use crate::stats::{ErrorCount, ErrorKind, PERCENTILES, Second, Summary};
 
 pub use crate::engine::Progress;
-pub use console::{final_stats, progress_line};
+pub use console::{final_stats, final_stats_of, progress_line};
 pub use describe::{ExecutionDescription, HistogramBin, Model, RunDescription, Verdict};
 
 /// The version of the `report.json` schema; bumped on any incompatible change.
