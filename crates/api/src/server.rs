@@ -240,13 +240,16 @@ async fn shutdown_in_phases(
 ) -> usize {
     shared.draining.start();
     tracing::info!(
-        grace = ?config.shutdown_grace,
+        grace = %humantime::format_duration(config.shutdown_grace),
         "shutting down: /readyz answers 503; still accepting connections for the grace period"
     );
     tokio::time::sleep(config.shutdown_grace).await;
     let _ = close.send(true);
     shared.close_all_connections();
-    tracing::info!(timeout = ?config.shutdown_timeout, "finishing in-flight requests");
+    tracing::info!(
+        timeout = %humantime::format_duration(config.shutdown_timeout),
+        "finishing in-flight requests"
+    );
     let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
     while shared.open_connections() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(DRAIN_POLL).await;

@@ -12,6 +12,7 @@ pub mod condition;
 pub mod criteria;
 pub mod duration;
 mod engine;
+pub mod exit_code;
 pub mod extract;
 mod http1;
 pub mod plan;
@@ -28,7 +29,7 @@ use std::path::PathBuf;
 pub use engine::{Ending, Finished, Progress};
 pub use plan::Plan;
 pub use quick::{QuickTest, from_quick};
-pub use report::{LatencyKind, Report, exit_code};
+pub use report::{LatencyKind, Report};
 
 /// Why a config cannot be run; each names the file and position, or the key path.
 #[derive(Debug, Clone, thiserror::Error)]

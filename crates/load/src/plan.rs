@@ -84,6 +84,35 @@ pub struct Outputs {
     pub junit_xml: Option<PathBuf>,
     /// junit-xml `data-source` is `pass-fail` (else `sample-labels`).
     pub junit_pass_fail: bool,
+    /// What the console's final stats show.
+    pub final_stats: FinalStatsParts,
+}
+
+/// The parts of the console's final stats, as Taurus's final-stats switches them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FinalStatsParts {
+    /// `summary`: the samples count and failure rate (with throughput).
+    pub summary: bool,
+    /// `percentiles`: the average times and the percentiles table.
+    pub percentiles: bool,
+    /// `summary-labels`: the per-label table (on by default here; off in Taurus).
+    pub summary_labels: bool,
+    /// `failed-labels`: one line per label with failed samples.
+    pub failed_labels: bool,
+    /// `test-duration`: the test's duration.
+    pub test_duration: bool,
+}
+
+impl Default for FinalStatsParts {
+    fn default() -> Self {
+        Self {
+            summary: true,
+            percentiles: true,
+            summary_labels: true,
+            failed_labels: false,
+            test_duration: true,
+        }
+    }
 }
 
 /// One load profile with its scenario.

@@ -147,3 +147,125 @@ async fn the_host_name_is_sent_as_sni_and_checked_against_the_certificate() {
     assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
     assert_eq!(server.server_names(), ["localhost"]);
 }
+
+/// A self-signed certificate for `names`, CA:TRUE as `openssl req -x509` makes one, valid
+/// from `not_before` to `not_after` (years): (certificate PEM, key PEM).
+fn self_signed(names: &[&str], not_before: i32, not_after: i32) -> (String, String) {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
+            .unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, names[0]);
+    params.not_before = rcgen::date_time_ymd(not_before, 1, 1);
+    params.not_after = rcgen::date_time_ymd(not_after, 1, 1);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// The first error message of a run against `server` with `ca` (if any) as the CA file.
+async fn first_error(server: &TinyServer, url: &str, ca: Option<&str>) -> (Report, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = if ca.is_some() {
+        "modules:\n  peregrine:\n    ca-cert: ca.pem\n"
+    } else {
+        ""
+    };
+    let plan = plan_in(dir.path(), &config(url, 1, 2, true, extra), ca);
+    let report = run(&plan).await;
+    let message = report
+        .errors
+        .first()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    assert!(server.connections() > 0 || report.problem.is_some());
+    (report, message)
+}
+
+/// No internal name of rustls or webpki (`CaUsedAsEndEntity`, `UnknownIssuer`,
+/// `NotValidForNameContext`…) reaches the user.
+fn in_words(message: &str) {
+    for name in [
+        "CaUsedAsEndEntity",
+        "UnknownIssuer",
+        "NotValidForName",
+        "Expired",
+        "InvalidCertificate",
+        "Other(",
+    ] {
+        assert!(!message.contains(name), "{name} in {message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_signed_ca_certificate_given_as_the_ca_is_trusted_as_curl_cacert_trusts_it() {
+    let (cert, key) = self_signed(&["localhost", "127.0.0.1"], 2020, 4000);
+    let server =
+        TinyServer::start_tls_with(Behavior::default(), [127, 0, 0, 1].into(), &cert, &key).await;
+    let (report, message) = first_error(&server, &server.url("/"), Some(&cert)).await;
+    assert_eq!(report.overall.failures, 0, "{message}");
+    assert_eq!(report.overall.samples, 2);
+    assert_eq!(server.received(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_given_self_signed_certificate_still_has_its_host_name_and_dates_checked() {
+    // Only for `localhost`: reached as 127.0.0.1, the name does not match.
+    let (cert, key) = self_signed(&["localhost"], 2020, 4000);
+    let server =
+        TinyServer::start_tls_with(Behavior::default(), [127, 0, 0, 1].into(), &cert, &key).await;
+    let (report, message) = first_error(&server, &server.url("/"), Some(&cert)).await;
+    assert_eq!(report.overall.failures, 2, "{message}");
+    assert!(
+        message.contains("it is for localhost, not 127.0.0.1")
+            && message.contains("connect by a name the certificate lists")
+            && !message.contains("--ca-cert"),
+        "{message}"
+    );
+    in_words(&message);
+    assert_eq!(server.received(), 0);
+
+    let (cert, key) = self_signed(&["127.0.0.1"], 2001, 2002);
+    let expired =
+        TinyServer::start_tls_with(Behavior::default(), [127, 0, 0, 1].into(), &cert, &key).await;
+    let (report, message) = first_error(&expired, &expired.url("/"), Some(&cert)).await;
+    assert_eq!(report.overall.failures, 2, "{message}");
+    assert!(
+        message.contains("it expired at 2002-01-01") && !message.contains("--ca-cert"),
+        "{message}"
+    );
+    in_words(&message);
+    assert_eq!(expired.received(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_explained_in_words_and_a_given_ca_is_not_suggested_again() {
+    let (cert, key) = self_signed(&["127.0.0.1"], 2020, 4000);
+    let server =
+        TinyServer::start_tls_with(Behavior::default(), [127, 0, 0, 1].into(), &cert, &key).await;
+    // Nothing given: the hint is --ca-cert (or --insecure).
+    let (_, message) = first_error(&server, &server.url("/"), None).await;
+    assert!(
+        message.contains("is not trusted")
+            && message.contains("trust it with --ca-cert FILE")
+            && message.contains("--insecure"),
+        "{message}"
+    );
+    in_words(&message);
+    // Another certificate given: the file is named as not holding it, --ca-cert is not
+    // suggested again.
+    let (other, _) = self_signed(&["127.0.0.1"], 2020, 4000);
+    let (report, message) = first_error(&server, &server.url("/"), Some(&other)).await;
+    assert_eq!(report.overall.failures, 2);
+    assert!(
+        message.contains("ca.pem")
+            && message
+                .contains("holds neither the CA that signed it nor the server's own certificate")
+            && !message.contains("--ca-cert")
+            && message.contains("--insecure"),
+        "{message}"
+    );
+    in_words(&message);
+}

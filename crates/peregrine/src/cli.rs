@@ -187,11 +187,13 @@ pub struct CompareArgs {
     /// Fail when the error rate rose by more than this many percentage points.
     #[arg(long, value_name = "POINTS", value_parser = percent_flag)]
     pub max_error_rate_increase: Option<f64>,
-    /// Relative noise floor: smaller changes are never significant.
+    /// Relative noise floor, a share of the base value: smaller changes are never
+    /// significant (the noise is otherwise the runs' own per-second spread).
     #[arg(long, value_name = "PERCENT", default_value = "5%", value_parser = percent_flag)]
     pub noise: f64,
-    /// Absolute noise floor: smaller changes are never significant.
-    #[arg(long, value_name = "DURATION", default_value = "0.5ms", value_parser = duration_flag)]
+    /// Absolute noise floor: smaller changes are never significant. None by default: a
+    /// fixed floor above the service's latency would hide every change.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = duration_flag)]
     pub noise_floor: Duration,
 }
 

@@ -87,9 +87,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     }
     if *interrupted.borrow() {
         eprintln!("interrupted: the table above is partial");
-        return Ok(ExitCode::from(exit_code::INTERRUPTED as u8));
+        return Ok(exit_code::process(exit_code::INTERRUPTED));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code::process(exit_code::OK))
 }
 
 async fn tell_the_story(

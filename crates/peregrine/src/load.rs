@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use peregrine_load::report::{final_stats, progress_line};
+use peregrine_load::report::{final_stats_of, progress_line};
 use peregrine_load::shard::Shard;
 use peregrine_load::{Plan, QuickTest, exit_code};
 
@@ -44,9 +44,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         Some(at) => match wait_until(at).await? {
             Waited::Interrupted => {
                 eprintln!("interrupted before the start time: nothing was sent");
-                return Ok(ExitCode::from(
-                    u8::try_from(exit_code::INTERRUPTED).unwrap_or(2),
-                ));
+                return Ok(exit_code::process(exit_code::INTERRUPTED));
             }
             Waited::Late(late) => Some(late),
             Waited::OnTime => None,
@@ -61,7 +59,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     })
     .await;
     report.late_start_seconds = late.map(|l| l.as_secs_f64());
-    print!("{}", final_stats(&report));
+    print!("{}", final_stats_of(&report, plan.outputs.final_stats));
     if let Some(rate) = &report.rate
         && rate.below_target
     {
@@ -84,7 +82,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if let Some(problem) = &report.problem {
         eprintln!("error: the run was stopped: {problem}");
     }
-    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+    Ok(exit_code::process(code))
 }
 
 /// The slice of the plan to run: --shard (or PEREGRINE_SHARD), or --shard-from-job-index

@@ -14,6 +14,7 @@ mod tune;
 use std::process::ExitCode;
 
 use clap::Parser;
+use peregrine_load::exit_code;
 
 use crate::cli::{Cli, Command, DbCommand};
 
@@ -57,7 +58,7 @@ fn main() -> ExitCode {
             Command::Report { command } => return report::run(command),
             Command::Demo(args) => return demo::run(args).await,
         };
-        done.map(|()| ExitCode::SUCCESS)
+        done.map(|()| exit_code::process(exit_code::OK))
     });
     result.unwrap_or_else(|err| fail(&err))
 }
@@ -81,23 +82,18 @@ fn build_runtime(single_threaded: bool) -> anyhow::Result<tokio::runtime::Runtim
     Ok(builder.enable_all().build()?)
 }
 
-/// Prints a command-line error (or help). `peregrine load` exits 1 for a usage error, as
-/// Taurus does: its exit code 2 means "interrupted".
+/// Prints a command-line error (or the help or version asked for). A usage error exits 1
+/// in every subcommand (clap's own code is 2, which means "interrupted" here, as in Taurus).
 fn usage_error(err: &clap::Error) -> ExitCode {
     let _ = err.print();
-    if !err.use_stderr() {
-        return ExitCode::SUCCESS;
-    }
-    let subcommand = std::env::args()
-        .skip(1)
-        .find(|arg| !arg.starts_with('-') && arg != "text" && arg != "json");
-    match subcommand.as_deref() {
-        Some("load") => ExitCode::FAILURE,
-        _ => ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2)),
+    if err.use_stderr() {
+        exit_code::process(exit_code::TOOL_ERROR)
+    } else {
+        exit_code::process(exit_code::OK)
     }
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {
     eprintln!("error: {err:#}");
-    ExitCode::FAILURE
+    exit_code::process(exit_code::TOOL_ERROR)
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use peregrine_load::report::compare::{Thresholds, compare};
-use peregrine_load::report::final_stats;
+use peregrine_load::report::final_stats_of;
 use peregrine_load::report::merge::{evaluate_criteria, merge_dirs};
 use peregrine_load::{Report, exit_code};
 use serde_json::Value;
@@ -27,16 +27,18 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let mut plan = None;
     if let Some(first) = args.config.first() {
         let config = peregrine_load::load_plan(&args.config, &args.overrides)?;
+        // The verdicts are printed once, with the final stats below.
         let outcomes = evaluate_criteria(&mut merged, &config, first)?;
-        for outcome in &outcomes {
-            println!("{}", outcome.verdict);
-        }
         failed = outcomes.iter().any(|o| o.failed);
         plan = Some(config);
     }
     let report = Report::from_json(&merged.to_string())
         .context("the merged report does not read back as a report")?;
-    print!("{}", final_stats(&report));
+    let parts = plan
+        .as_ref()
+        .map(|plan| plan.outputs.final_stats)
+        .unwrap_or_default();
+    print!("{}", final_stats_of(&report, parts));
     // The outputs the config's reporting section asks for (dump-csv, dump-xml, junit-xml),
     // as `peregrine load` writes them.
     let mut written = match &plan {
@@ -48,11 +50,9 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         eprintln!("wrote {}", path.display());
     }
     if failed {
-        return Ok(ExitCode::from(
-            u8::try_from(exit_code::CRITERIA_FAILED).unwrap_or(1),
-        ));
+        return Ok(exit_code::process(exit_code::CRITERIA_FAILED));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code::process(exit_code::OK))
 }
 
 fn read_report(dir: &Path) -> anyhow::Result<Value> {
@@ -78,12 +78,10 @@ fn compare_dirs(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let comparison = compare(&base, &new, &limits).map_err(anyhow::Error::msg)?;
     print!("{}", comparison.text);
     if comparison.failures.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(exit_code::process(exit_code::OK));
     }
     for failure in &comparison.failures {
         eprintln!("regression: {failure}");
     }
-    Ok(ExitCode::from(
-        u8::try_from(exit_code::CRITERIA_FAILED).unwrap_or(1),
-    ))
+    Ok(exit_code::process(exit_code::CRITERIA_FAILED))
 }

@@ -125,7 +125,18 @@ struct JsonReport<'a> {
     input: &'a TuneInput,
     warnings: Vec<String>,
     settings: &'a [peregrine_tune::Setting],
+    /// PgTune's values PostgreSQL would refuse, each with the value written instead.
+    clamped: Vec<ClampJson>,
     conf_text: String,
+}
+
+/// One clamped setting in `--format json`.
+#[derive(Serialize)]
+struct ClampJson {
+    name: &'static str,
+    pgtune: String,
+    value: String,
+    message: String,
 }
 
 impl<'a> From<&'a Recommendation> for JsonReport<'a> {
@@ -134,6 +145,16 @@ impl<'a> From<&'a Recommendation> for JsonReport<'a> {
             input: &recommendation.input,
             warnings: recommendation.warning_messages(),
             settings: &recommendation.settings,
+            clamped: recommendation
+                .clamps
+                .iter()
+                .map(|c| ClampJson {
+                    name: c.name,
+                    pgtune: c.pgtune.to_string(),
+                    value: c.value.to_string(),
+                    message: c.sentence(),
+                })
+                .collect(),
             conf_text: recommendation.conf_text(),
         }
     }

@@ -294,6 +294,12 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
         "{}",
         server.logs()
     );
+    // Durations in the logs in human units (not `grace=0ns`).
+    let logs = server.logs();
+    assert!(
+        logs.contains("grace=0s") && logs.contains("timeout=") && !logs.contains("0ns"),
+        "{logs}"
+    );
 }
 
 /// SIGTERM as a load balancer needs it: /readyz fails at once, new connections are still
@@ -691,6 +697,117 @@ async fn json_logs_are_one_object_per_line() {
             .as_str()
             .is_some_and(|m| m.starts_with("listening on http://127.0.0.1:"))
     }));
+}
+
+/// One exit-code convention (docs/exit-codes.md): a usage error exits 1 in every
+/// subcommand, with clap's message on stderr; help and version exit 0.
+#[test]
+fn a_usage_error_exits_1_in_every_subcommand_with_a_message_on_stderr() {
+    let dir = temp_dir();
+    let cases: [&[&str]; 12] = [
+        &[],
+        &["no-such-command"],
+        &["serve", "--no-such-flag"],
+        &["db", "init", "--no-such-flag"],
+        &["db", "seed", "--count", "many"],
+        &["load", "--no-such-flag"],
+        &["report", "merge"],
+        &["report", "compare", "only-one-dir"],
+        &["report", "frobnicate"],
+        &["tune", "--memory", "1MB", "--db-type", "nonsense"],
+        &["demo", "--no-such-flag"],
+        &["health", "--timeout", "soon"],
+    ];
+    for args in cases {
+        let (status, stdout, stderr) = run(dir.path(), args);
+        assert_eq!(status.code(), Some(1), "{args:?}: {stderr}");
+        // No subcommand at all: the help, on stderr, is the message.
+        assert!(
+            (args.is_empty() && stderr.contains("Usage:"))
+                || (stderr.contains("error:") && stderr.contains("--help")),
+            "{args:?}: {stderr}"
+        );
+        assert!(stdout.is_empty(), "{args:?}: {stdout}");
+    }
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["report", "compare", "--help"],
+    ] {
+        let (status, stdout, stderr) = run(dir.path(), args);
+        assert_eq!(status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stdout.is_empty(), "{args:?}");
+    }
+}
+
+/// PgTune's 64kB of maintenance_work_mem for 1 MB of RAM is under PostgreSQL's 1MB
+/// minimum: the output clamps it and says so, and a real PostgreSQL starts with the whole
+/// configuration (and refuses PgTune's own value).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tune_clamps_what_postgresql_would_refuse_and_postgresql_starts_with_it() {
+    let dir = temp_dir();
+    let (status, stdout, stderr) = run(
+        dir.path(),
+        &["tune", "--memory", "1MB", "--db-version", "15"],
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stdout.contains(
+            "# maintenance_work_mem: PgTune's 64kB is below PostgreSQL's minimum; clamped to 1MB\nmaintenance_work_mem = 1MB\n"
+        ),
+        "{stdout}"
+    );
+    // Values PostgreSQL accepts stay PgTune's.
+    assert!(stdout.contains("\nshared_buffers = 256kB\n"), "{stdout}");
+    assert_eq!(stdout.matches("clamped").count(), 1, "{stdout}");
+    let cluster = tokio::task::spawn_blocking(move || PgCluster::start_configured(&stdout))
+        .await
+        .unwrap()
+        .unwrap_or_else(|err| panic!("PostgreSQL refused the tuned settings: {err}"));
+    let client = cluster.admin().await;
+    let shown: String = client
+        .query_one("SHOW maintenance_work_mem", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(shown, "1MB");
+    let refused =
+        tokio::task::spawn_blocking(|| PgCluster::start_configured("maintenance_work_mem = 64kB"))
+            .await
+            .unwrap();
+    let err = refused.err().unwrap_or_default();
+    assert!(err.contains("maintenance_work_mem"), "{err}");
+
+    // Far past the other end: values over PostgreSQL's maximum are clamped, in JSON too.
+    let (status, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "tune",
+            "--memory",
+            "999999GB",
+            "--connections",
+            "999999",
+            "--format",
+            "json",
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    let json: Value = serde_json::from_str(&stdout).unwrap();
+    let clamped: Vec<&str> = json["clamped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(
+        clamped,
+        ["shared_buffers", "effective_cache_size", "max_connections"],
+        "{stdout}"
+    );
+    assert_eq!(
+        json["clamped"][2]["message"],
+        "max_connections: PgTune's 999999 is above PostgreSQL's maximum; clamped to 262121"
+    );
 }
 
 #[test]

@@ -156,3 +156,205 @@ async fn https_targets_are_verified_trusted_with_ca_cert_or_accepted_with_insecu
     assert_eq!(stderr.matches("verification is OFF").count(), 1, "{stderr}");
     assert_eq!(server.received(), 6);
 }
+
+/// `openssl req -x509` as a newcomer runs it makes a CA:TRUE certificate: given with
+/// --ca-cert, a server presenting exactly it is trusted (as curl --cacert trusts it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_trusts_a_default_openssl_self_signed_certificate_given_with_ca_cert() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "2",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    // Listen where `localhost` resolves first, as the load generator connects there.
+    let ip = tokio::net::lookup_host(("localhost", 0))
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+        .ip();
+    let server = peregrine_testkit::TinyServer::start_tls_with(
+        peregrine_testkit::Behavior::default(),
+        ip,
+        &read("cert.pem"),
+        &read("key.pem"),
+    )
+    .await;
+    let port = server.url("").rsplit(':').next().unwrap().to_owned();
+    let url = format!("https://localhost:{port}/");
+    let load = |extra: &[&str]| {
+        let mut args = vec!["load", url.as_str(), "-c", "1", "--iterations", "3"];
+        args.extend_from_slice(extra);
+        Command::new(BINARY)
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = load(&["--ca-cert", "cert.pem"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("Samples count: 3, 0.00% failures"),
+        "{stdout}"
+    );
+    assert_eq!(server.received(), 3);
+    // Without it: refused, in words, with --ca-cert as the hint.
+    let out = load(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("is not trusted") && stdout.contains("trust it with --ca-cert FILE"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("CaUsedAsEndEntity") && !stdout.contains("UnknownIssuer"));
+    assert_eq!(server.received(), 3);
+}
+
+/// A target whose TCP connects never complete (its listen backlog full, further SYNs
+/// dropped): the run gives up after the first seconds with exit 1 and says why, well within
+/// its 10 s schedule (and not after the 30 s request timeout).
+#[test]
+fn a_target_that_never_completes_a_connect_stops_the_run_early_with_exit_1() {
+    use socket2::{Domain, Socket, Type};
+    let listener = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    listener.bind(&any_port.into()).unwrap();
+    listener.listen(0).unwrap();
+    let address = listener.local_addr().unwrap().as_socket().unwrap();
+    // Fill the accept queue with connections that are never accepted.
+    let mut fillers = Vec::new();
+    while fillers.len() < 64 {
+        match std::net::TcpStream::connect_timeout(&address, Duration::from_millis(300)) {
+            Ok(stream) => fillers.push(stream),
+            Err(_) => break,
+        }
+    }
+    assert!(fillers.len() < 64, "the listen backlog never filled");
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let out = Command::new(BINARY)
+        .args([
+            "load",
+            &format!("http://{address}/"),
+            "-c",
+            "2",
+            "--hold-for",
+            "10s",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "no connection to {address} was established in the first 3 s"
+        )),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    drop(fillers);
+}
+
+/// final-stats' switches are honoured, not warned about and ignored: percentiles and the
+/// label table off, failed labels on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn final_stats_switches_choose_what_the_console_prints() {
+    let good = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior::default()).await;
+    let bad = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior {
+        status: 500,
+        ..peregrine_testkit::Behavior::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "execution:\n- concurrency: 1\n  iterations: 3\n  scenario:\n    requests:\n    - label: good\n      url: {}\n    - label: bad\n      url: {}\nreporting:\n- module: final-stats\n  percentiles: false\n  summary-labels: false\n  failed-labels: true\n  test-duration: true\n",
+        good.url("/"),
+        bad.url("/")
+    );
+    std::fs::write(dir.path().join("load.yml"), config).unwrap();
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            Command::new(BINARY)
+                .args(["load", "load.yml"])
+                .current_dir(dir)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(!stderr.contains("not implemented"), "{stderr}");
+    assert!(
+        stdout.contains("Test duration: ") && stdout.contains("Samples count: 6, 50.00% failures"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("3 failed samples: bad\n"), "{stdout}");
+    for hidden in [
+        "Average times",
+        "Percentiles:",
+        "Request label stats:",
+        "failed samples: good",
+    ] {
+        assert!(!stdout.contains(hidden), "{hidden}: {stdout}");
+    }
+}
+
+/// The average times share the total's decimals, down to a microsecond: one connect over
+/// hundreds of reused requests reads 0.000000 or so, not `0.00000000311`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn average_times_print_with_the_same_decimals_down_to_a_microsecond() {
+    let server = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior::default()).await;
+    let url = server.url("/");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(BINARY)
+            .args(["load", &url, "-c", "1", "--iterations", "400"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(server.connections(), 1);
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("Average times: "))
+        .unwrap_or_default();
+    let decimals: Vec<usize> = line
+        .split(|c: char| c == ',' || c == ' ')
+        .filter(|w| w.parse::<f64>().is_ok())
+        .map(|w| w.split('.').nth(1).map_or(0, str::len))
+        .collect();
+    assert_eq!(decimals.len(), 3, "{line}");
+    assert!(
+        decimals
+            .iter()
+            .all(|&d| d == decimals[0] && (3..=6).contains(&d)),
+        "{line}"
+    );
+}

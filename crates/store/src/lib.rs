@@ -203,7 +203,7 @@ impl UserStore {
                     if Instant::now() + delay < deadline =>
                 {
                     if logged.as_ref() != Some(&reason) {
-                        tracing::info!(%reason, wait = ?wait, "database not ready; retrying");
+                        tracing::info!(%reason, wait = %humantime::format_duration(wait), "database not ready; retrying");
                         logged = Some(reason);
                     }
                     tokio::time::sleep(delay).await;

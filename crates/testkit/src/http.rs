@@ -80,6 +80,23 @@ impl TinyServer {
         server
     }
 
+    /// An HTTPS server on a free port of `ip` presenting `cert_pem` (with `key_pem`), e.g.
+    /// a self-signed certificate; [`TinyServer::ca_pem`] is then `cert_pem`.
+    pub async fn start_tls_with(
+        behavior: Behavior,
+        ip: IpAddr,
+        cert_pem: &str,
+        key_pem: &str,
+    ) -> Self {
+        let acceptor = match acceptor_for(cert_pem, key_pem) {
+            Ok(acceptor) => acceptor,
+            Err(err) => panic!("{err}"),
+        };
+        let mut server = Self::serve(behavior, Some(acceptor), ip).await;
+        server.ca = Some(cert_pem.to_owned());
+        server
+    }
+
     async fn serve(behavior: Behavior, tls: Option<TlsAcceptor>, ip: IpAddr) -> Self {
         let listener = match TcpListener::bind((ip, 0)).await {
             Ok(listener) => listener,
@@ -196,6 +213,11 @@ impl TinyServer {
 fn tls_acceptor() -> Result<(String, TlsAcceptor), String> {
     let (ca, cert, key) =
         crate::tls::certificate_for("Peregrine test CA", &["localhost", "127.0.0.1"])?;
+    Ok((ca, acceptor_for(&cert, &key)?))
+}
+
+/// A TLS acceptor presenting `cert` (PEM, the chain) with `key` (PEM).
+fn acceptor_for(cert: &str, key: &str) -> Result<TlsAcceptor, String> {
     let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("test certificate: {e}"))?;
@@ -209,7 +231,7 @@ fn tls_acceptor() -> Result<(String, TlsAcceptor), String> {
         .with_single_cert(chain, key)
         .map_err(|e| format!("test TLS: {e}"))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok((ca, TlsAcceptor::from(Arc::new(config))))
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 impl Drop for TinyServer {

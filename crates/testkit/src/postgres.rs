@@ -53,6 +53,12 @@ impl PgCluster {
         Self::start_with(false)
     }
 
+    /// As [`PgCluster::start`], with `settings` (postgresql.conf lines) appended to the
+    /// configuration initdb wrote: whether PostgreSQL starts with them is the result.
+    pub fn start_configured(settings: &str) -> Result<Self, String> {
+        Self::start_configured_with(false, settings)
+    }
+
     /// Creates and starts a cluster with `ssl=on` and a certificate for `localhost` (not for
     /// `127.0.0.1`) signed by a CA made for it ([`PgCluster::ca_file`]). Over TCP it lets
     /// clients in only over TLS and with a password: the role [`TLS_USER`] with
@@ -79,6 +85,10 @@ impl PgCluster {
     }
 
     fn start_with(tls: bool) -> Result<Self, String> {
+        Self::start_configured_with(tls, "")
+    }
+
+    fn start_configured_with(tls: bool, settings: &str) -> Result<Self, String> {
         let bindir = find_bindir()?;
         let as_postgres_user = is_root();
         let root = private_dir("peregrine-pg-", as_postgres_user)?;
@@ -97,6 +107,15 @@ impl PgCluster {
             .arg(&data))?;
         if tls {
             cluster.write_tls_files()?;
+        }
+        if !settings.is_empty() {
+            use std::io::Write as _;
+            let conf = data.join("postgresql.conf");
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&conf)
+                .and_then(|mut file| file.write_all(format!("\n{settings}\n").as_bytes()))
+                .map_err(|e| format!("cannot add settings to {}: {e}", conf.display()))?;
         }
         cluster.start_on_a_free_port()?;
         Ok(cluster)

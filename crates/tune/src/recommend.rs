@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::input::{DataSize, DbType, Os, Storage, TuneInput};
+use crate::limits::{Clamp, clamp};
 
 const MB: u64 = 1024;
 const GB: u64 = 1024 * MB;
@@ -59,8 +60,10 @@ pub struct Recommendation {
     pub input: TuneInput,
     /// Warning lines after the `WARNING` heading; empty strings separate paragraphs.
     pub warnings: Vec<String>,
-    /// The settings, in PgTune's order.
+    /// The settings, in PgTune's order, each within PostgreSQL's valid range.
     pub settings: Vec<Setting>,
+    /// PgTune's values that PostgreSQL would refuse, clamped into its range.
+    pub clamps: Vec<Clamp>,
 }
 
 /// Computes PgTune's recommendation for `input`.
@@ -187,10 +190,12 @@ pub fn recommend(input: &TuneInput) -> Recommendation {
         set("max_wal_senders", Value::Number(0));
     }
 
+    let clamps = clamp(&mut settings);
     Recommendation {
         input: *input,
         warnings: warnings(input, ram, io_uring),
         settings,
+        clamps,
     }
 }
 

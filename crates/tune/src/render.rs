@@ -1,4 +1,5 @@
-//! PgTune's two texts: the `postgresql.conf` snippet and the `ALTER SYSTEM` statements.
+//! PgTune's two texts: the `postgresql.conf` snippet and the `ALTER SYSTEM` statements,
+//! with a comment line above any value clamped into PostgreSQL's range.
 
 use crate::recommend::Recommendation;
 
@@ -7,23 +8,32 @@ impl Recommendation {
     /// (lines joined by `\n`, no trailing newline).
     pub fn conf_text(&self) -> String {
         let mut lines = self.comments("#");
-        lines.extend(
-            self.settings
-                .iter()
-                .map(|s| format!("{} = {}", s.name, s.value)),
-        );
+        for setting in &self.settings {
+            lines.extend(self.clamp_note(setting.name, "#"));
+            lines.push(format!("{} = {}", setting.name, setting.value));
+        }
         lines.join("\n")
     }
 
     /// The same recommendation as `ALTER SYSTEM` statements, with `--` comments.
     pub fn alter_system_text(&self) -> String {
         let mut lines = self.comments("--");
-        lines.extend(
-            self.settings
-                .iter()
-                .map(|s| format!("ALTER SYSTEM SET {} = '{}';", s.name, s.value)),
-        );
+        for setting in &self.settings {
+            lines.extend(self.clamp_note(setting.name, "--"));
+            lines.push(format!(
+                "ALTER SYSTEM SET {} = '{}';",
+                setting.name, setting.value
+            ));
+        }
         lines.join("\n")
+    }
+
+    /// The comment line saying `name` was clamped, when it was.
+    fn clamp_note(&self, name: &str, marker: &str) -> Option<String> {
+        self.clamps
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| format!("{marker} {}", c.sentence()))
     }
 
     /// Each warning as one sentence: PgTune's lines of a paragraph joined by spaces.

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
@@ -182,8 +183,13 @@ async fn connect(
             format!("cannot resolve {}", step.request.host),
         )
     })?;
+    step.connects.begun.fetch_add(1, Ordering::Relaxed);
+    let _ = step.connects.first_address.set(address);
     let tcp = TcpStream::connect(address).await;
     let connected = Instant::now();
+    if tcp.is_ok() {
+        step.connects.established.fetch_add(1, Ordering::Relaxed);
+    }
     let stream = tcp.map_err(|e| {
         opening.connect += connected - began;
         RequestFailure::new(
@@ -203,7 +209,7 @@ async fn connect(
     let stream = handshake.map_err(|err| {
         RequestFailure::new(
             ErrorKind::Connect,
-            crate::tls::handshake_failure(&step.request.host, &err),
+            crate::tls::handshake_failure(&step.request.host, &err, &tls.ca_certs),
         )
     })?;
     Ok(Link::Tls(Box::new(Connection::over(stream))))

@@ -98,6 +98,20 @@ pub struct PreparedRequest {
     pub parts: ResponseParts,
     /// For https: how to open its TLS session.
     pub tls: Option<TlsTarget>,
+    /// The run's count of TCP connects (shared by every request).
+    pub connects: Arc<ConnectWatch>,
+}
+
+/// The TCP connects of a run so far: the early stop tells a target that never completes a
+/// connect (its packets dropped, its listen backlog full) from a slow one.
+#[derive(Debug, Default)]
+pub struct ConnectWatch {
+    /// Connects begun.
+    pub begun: AtomicU64,
+    /// Connects whose TCP handshake completed.
+    pub established: AtomicU64,
+    /// Where the first connect went.
+    pub first_address: std::sync::OnceLock<SocketAddr>,
 }
 
 /// How one https request's TLS session is opened.
@@ -107,6 +121,8 @@ pub struct TlsTarget {
     pub connector: tokio_rustls::TlsConnector,
     /// The name its certificate must carry, sent as SNI.
     pub name: rustls::pki_types::ServerName<'static>,
+    /// The CA files given (`--ca-cert`), named when a certificate is refused.
+    pub ca_certs: Arc<[std::path::PathBuf]>,
 }
 
 impl PreparedRequest {
@@ -124,6 +140,7 @@ impl PreparedRequest {
             address,
             tls,
             request: Arc::new(request),
+            connects: Arc::clone(&self.connects),
         }
     }
 }
@@ -139,7 +156,10 @@ pub struct PreparedExecution {
 /// Resolves each distinct host:port once (unresolvable ones become connect errors) and
 /// prepares every request's bytes, and the TLS setup when a request is https (an
 /// unusable CA file is the error).
-pub async fn prepare(plan: &Plan) -> Result<Vec<PreparedExecution>, String> {
+pub async fn prepare(
+    plan: &Plan,
+    connects: &Arc<ConnectWatch>,
+) -> Result<Vec<PreparedExecution>, String> {
     let any_https = plan
         .executions
         .iter()
@@ -152,6 +172,7 @@ pub async fn prepare(plan: &Plan) -> Result<Vec<PreparedExecution>, String> {
     } else {
         None
     };
+    let ca_certs: Arc<[std::path::PathBuf]> = plan.tls.ca_certs.clone().into();
     let mut resolved: HashMap<(String, u16), Option<SocketAddr>> = HashMap::new();
     let mut prepared = Vec::with_capacity(plan.executions.len());
     for execution in &plan.executions {
@@ -176,6 +197,7 @@ pub async fn prepare(plan: &Plan) -> Result<Vec<PreparedExecution>, String> {
                 (Some(connector), true) => Some(TlsTarget {
                     connector: connector.clone(),
                     name: crate::tls::server_name(&request.host)?,
+                    ca_certs: Arc::clone(&ca_certs),
                 }),
                 _ => None,
             };
@@ -195,6 +217,7 @@ pub async fn prepare(plan: &Plan) -> Result<Vec<PreparedExecution>, String> {
                 },
                 request: Arc::clone(request),
                 address,
+                connects: Arc::clone(connects),
             });
         }
         prepared.push(PreparedExecution {
@@ -220,7 +243,8 @@ pub async fn run(
     mut progress: impl FnMut(&Progress),
 ) -> Finished {
     let start = Instant::now();
-    let executions = match prepare(plan).await {
+    let connects = Arc::new(ConnectWatch::default());
+    let executions = match prepare(plan, &connects).await {
         Ok(executions) => executions,
         Err(problem) => return Finished::unstarted(plan, problem),
     };
@@ -276,9 +300,14 @@ pub async fn run(
                 if monitor.on_seconds(collector.timeline()) {
                     stopper.stop(Ending::StoppedByCriterion);
                 }
-                if let Some(reason) = hopeless.verdict(elapsed) {
-                    problem.get_or_insert(reason);
+                if let Some(give_up) = hopeless.verdict(elapsed, &connects) {
+                    problem.get_or_insert(give_up.reason);
                     stopper.stop(Ending::Aborted);
+                    if give_up.stuck {
+                        // The users wait on connects that end only at the request timeout,
+                        // with nothing to measure: the run ends now, not then.
+                        break;
+                    }
                 }
             },
             () = &mut interrupt, if !stopper.stopping => stopper.stop(Ending::Interrupted),
@@ -402,8 +431,9 @@ fn collector_for(plan: &Plan) -> Collector {
 }
 
 /// Watches the first seconds of a run for failures that waiting cannot fix: when every
-/// request in them failed to connect (no such host, connection refused), the run gives up
-/// instead of measuring errors for its whole duration.
+/// request in them failed to connect (no such host, connection refused), or no connect
+/// completed at all (packets dropped, a full listen backlog), the run gives up instead of
+/// measuring errors for its whole duration.
 #[derive(Default)]
 struct HopelessStart {
     decided: bool,
@@ -428,18 +458,43 @@ impl HopelessStart {
     }
 
     /// Once the first seconds are over: why the run should stop, if they showed nothing but
-    /// connect failures.
-    fn verdict(&mut self, elapsed: Duration) -> Option<String> {
+    /// connect failures, or connects that never completed.
+    fn verdict(&mut self, elapsed: Duration, connects: &ConnectWatch) -> Option<GiveUp> {
         if self.decided || elapsed < GIVE_UP_AFTER {
             return None;
         }
         self.decided = true;
-        let message = self.first_message.as_deref()?;
-        Some(format!(
-            "every request in the first {} s failed to connect ({message}): is the target running, and is its address right?",
-            GIVE_UP_AFTER.as_secs()
-        ))
+        let seconds = GIVE_UP_AFTER.as_secs();
+        if let Some(message) = self.first_message.as_deref() {
+            return Some(GiveUp {
+                reason: format!(
+                    "every request in the first {seconds} s failed to connect ({message}): is the target running, and is its address right?"
+                ),
+                stuck: false,
+            });
+        }
+        let begun = connects.begun.load(Ordering::Relaxed);
+        if begun == 0 || connects.established.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let target = connects
+            .first_address
+            .get()
+            .map_or_else(|| "the target".to_owned(), ToString::to_string);
+        Some(GiveUp {
+            reason: format!(
+                "no connection to {target} was established in the first {seconds} s ({begun} connect attempt(s), none completed): the target drops connection attempts (a firewall, a full listen backlog, a wrong address?)"
+            ),
+            stuck: true,
+        })
     }
+}
+
+/// Why the run gives up early.
+struct GiveUp {
+    reason: String,
+    /// The users are stuck in connects that end only at the request timeout.
+    stuck: bool,
 }
 
 /// Runs the users on one single-threaded runtime per core, as wrk runs one event loop per

@@ -1,14 +1,22 @@
 //! `peregrine report compare`: two runs' reports side by side, per label, with whether each
-//! change is beyond noise.
+//! change is beyond noise, and the noise it was measured against.
 //!
-//! Method. A percentile's 95 % confidence interval comes from the order statistics of the
-//! run's own histogram: with n samples the p-th quantile lies between the values at ranks
+//! Method. A change at a percentile is beyond noise when it is larger than the noise AND the
+//! two runs' 95 % confidence intervals do not overlap. The noise comes from the runs
+//! themselves: the interquartile range of that percentile over the run's seconds (each
+//! second's own percentile, from the per-second histograms the report carries), the larger
+//! of the two runs' — how much the figure drifts within a run (machine load, other tenants,
+//! GC), which no interval computed from the whole run can see. A run with fewer than
+//! [`MIN_SECONDS`] seconds of samples has no such spread; half the interquartile range of
+//! its whole distribution stands in. Floors that scale with the latency guard the rest:
+//! `--noise` (5 % of the base value by default), and an absolute `--noise-floor` only when
+//! asked for (a fixed floor larger than the service's latency would hide any change).
+//!
+//! A percentile's 95 % confidence interval comes from the order statistics of the run's own
+//! histogram: with n samples the p-th quantile lies between the values at ranks
 //! n·q ∓ 1.96·√(n·q·(1−q)) (the binomial, distribution-free interval; it assumes samples are
-//! independent). A change is beyond noise when the two runs' intervals do not overlap AND it
-//! is larger than both noise floors (by default 5 % and 0.5 ms): with thousands of samples
-//! the intervals are narrow, and the floors stand for run-to-run drift (machine load, other
-//! tenants, GC) that no single run's interval can see. A configured threshold fails the
-//! comparison only for a change that is beyond noise.
+//! independent). A configured threshold fails the comparison only for a change that is
+//! beyond noise.
 
 use std::fmt::Write as _;
 
@@ -22,13 +30,15 @@ use crate::stats::hdr::decode;
 pub const LEVELS: [f64; 3] = [50.0, 90.0, 99.0];
 /// z for a two-sided 95 % interval.
 const Z95: f64 = 1.96;
+/// Fewest seconds with samples for a run's per-second spread to be measured.
+pub const MIN_SECONDS: usize = 4;
 
 /// What counts as noise and what fails.
 #[derive(Debug, Clone, Copy)]
 pub struct Thresholds {
     /// Relative noise floor, a fraction (0.05 = 5 %).
     pub noise_relative: f64,
-    /// Absolute noise floor, µs.
+    /// Absolute noise floor, µs (0: none).
     pub noise_micros: f64,
     /// Most accepted regression per level of [`LEVELS`], a fraction.
     pub max_regression: [Option<f64>; 3],
@@ -40,7 +50,7 @@ impl Default for Thresholds {
     fn default() -> Self {
         Self {
             noise_relative: 0.05,
-            noise_micros: 500.0,
+            noise_micros: 0.0,
             max_regression: [None; 3],
             max_error_rate_increase: None,
         }
@@ -53,6 +63,8 @@ struct Side {
     throughput: f64,
     error_percent: f64,
     histogram: Histogram<u64>,
+    /// Each second's response times (seconds with samples).
+    seconds: Vec<Histogram<u64>>,
 }
 
 /// The comparison's text and whether a threshold was crossed.
@@ -70,9 +82,18 @@ pub fn compare(base: &Value, new: &Value, limits: &Thresholds) -> Result<Compari
     let mut failures = Vec::new();
     let _ = writeln!(
         text,
-        "{:<24} {:>12} {:>12} {:>9} | {:>5} {:>10} {:>10} {:>8}  noise?",
-        "label", "base req/s", "new req/s", "err% b/n", "pct", "base ms", "new ms", "change"
+        "{:<24} {:>12} {:>12} {:>9} | {:>5} {:>10} {:>10} {:>8} {:>10}  verdict",
+        "label",
+        "base req/s",
+        "new req/s",
+        "err% b/n",
+        "pct",
+        "base ms",
+        "new ms",
+        "change",
+        "noise ms"
     );
+    let mut sources = Vec::new();
     for (label, base_side, new_side) in pairs(base, new)? {
         let _ = writeln!(
             text,
@@ -88,10 +109,14 @@ pub fn compare(base: &Value, new: &Value, limits: &Thresholds) -> Result<Compari
                 value_at(&new_side.histogram, *level),
             );
             let change = if b > 0.0 { (n - b) / b } else { 0.0 };
-            let significant = beyond_noise(&base_side, &new_side, *level, limits);
+            let noise = noise(&base_side, &new_side, *level, limits);
+            if !sources.contains(&noise.source) {
+                sources.push(noise.source);
+            }
+            let significant = beyond_noise(&base_side, &new_side, *level, noise.micros);
             let _ = writeln!(
                 text,
-                "{:<24} {:>12} {:>12} {:>9} | p{:<4} {:>10.3} {:>10.3} {:>+7.1}%  {}",
+                "{:<24} {:>12} {:>12} {:>9} | p{:<4} {:>10.3} {:>10.3} {:>+7.1}% {:>10}  {}",
                 "",
                 "",
                 "",
@@ -100,6 +125,7 @@ pub fn compare(base: &Value, new: &Value, limits: &Thresholds) -> Result<Compari
                 b / 1e3,
                 n / 1e3,
                 change * 100.0,
+                format!("±{:.3}", noise.micros / 1e3),
                 if significant {
                     "SIGNIFICANT"
                 } else {
@@ -126,11 +152,105 @@ pub fn compare(base: &Value, new: &Value, limits: &Thresholds) -> Result<Compari
             }
         }
     }
+    let _ = writeln!(text, "{}", noise_note(&sources, limits));
     Ok(Comparison { text, failures })
 }
 
-/// Whether the change at `level` is beyond the 95 % intervals and the noise floors.
-fn beyond_noise(base: &Side, new: &Side, level: f64, limits: &Thresholds) -> bool {
+/// Where a line's noise came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NoiseSource {
+    /// The spread of the per-second percentile within the runs.
+    PerSecond,
+    /// A run too short for that: its whole distribution's spread.
+    Distribution,
+    /// A floor (`--noise`, `--noise-floor`) was larger.
+    Floor,
+}
+
+/// The noise a change at one level is measured against, µs.
+struct Noise {
+    micros: f64,
+    source: NoiseSource,
+}
+
+/// The larger of: each run's spread at `level`, `--noise` × the base value, `--noise-floor`.
+fn noise(base: &Side, new: &Side, level: f64, limits: &Thresholds) -> Noise {
+    let (spread, source) = match (
+        per_second_spread(base, level),
+        per_second_spread(new, level),
+    ) {
+        (Some(b), Some(n)) => (b.max(n), NoiseSource::PerSecond),
+        _ => (
+            distribution_spread(&base.histogram).max(distribution_spread(&new.histogram)),
+            NoiseSource::Distribution,
+        ),
+    };
+    let floor = (value_at(&base.histogram, level) * limits.noise_relative).max(limits.noise_micros);
+    if floor > spread {
+        Noise {
+            micros: floor,
+            source: NoiseSource::Floor,
+        }
+    } else {
+        Noise {
+            micros: spread,
+            source,
+        }
+    }
+}
+
+/// The interquartile range of the per-second values of the percentile at `level`, µs;
+/// `None` for a run with fewer than [`MIN_SECONDS`] seconds of samples.
+fn per_second_spread(side: &Side, level: f64) -> Option<f64> {
+    if side.seconds.len() < MIN_SECONDS {
+        return None;
+    }
+    let mut values: Vec<f64> = side.seconds.iter().map(|h| value_at(h, level)).collect();
+    values.sort_by(f64::total_cmp);
+    Some(quartile(&values, 0.75) - quartile(&values, 0.25))
+}
+
+/// The value at fraction `q` of sorted `values`, interpolated between neighbours.
+fn quartile(values: &[f64], q: f64) -> f64 {
+    let position = q * (values.len().saturating_sub(1)) as f64;
+    let (low, high) = (position.floor() as usize, position.ceil() as usize);
+    let (a, b) = (
+        values.get(low).copied().unwrap_or(0.0),
+        values.get(high).copied().unwrap_or(0.0),
+    );
+    a + (b - a) * (position - position.floor())
+}
+
+/// Half the interquartile range of a whole run's response times, µs.
+fn distribution_spread(histogram: &Histogram<u64>) -> f64 {
+    (value_at(histogram, 75.0) - value_at(histogram, 25.0)) / 2.0
+}
+
+/// How the noise column was found, for the reader.
+fn noise_note(sources: &[NoiseSource], limits: &Thresholds) -> String {
+    let mut parts = vec![format!(
+        "noise: the larger of each run's spread of that percentile (interquartile range over its seconds), {:.0}% of the base value (--noise)",
+        limits.noise_relative * 100.0
+    )];
+    if limits.noise_micros > 0.0 {
+        parts.push(format!(
+            "and {:.3} ms (--noise-floor)",
+            limits.noise_micros / 1e3
+        ));
+    }
+    let mut text = parts.join(" ");
+    text.push_str("; a change is SIGNIFICANT when it is larger than the noise and the runs' 95 % intervals do not overlap.");
+    if sources.contains(&NoiseSource::Distribution) {
+        let _ = write!(
+            text,
+            "\nnote: a run with fewer than {MIN_SECONDS} seconds of samples has no per-second spread: half the interquartile range of its whole distribution stood in; run longer for a sharper comparison."
+        );
+    }
+    text
+}
+
+/// Whether the change at `level` is larger than `noise` and beyond the 95 % intervals.
+fn beyond_noise(base: &Side, new: &Side, level: f64, noise: f64) -> bool {
     let (b_low, b_high) = interval(&base.histogram, level);
     let (n_low, n_high) = interval(&new.histogram, level);
     let (b, n) = (
@@ -138,8 +258,7 @@ fn beyond_noise(base: &Side, new: &Side, level: f64, limits: &Thresholds) -> boo
         value_at(&new.histogram, level),
     );
     let apart = n_low > b_high || n_high < b_low;
-    let floor = (b * limits.noise_relative).max(limits.noise_micros);
-    base.samples > 0 && new.samples > 0 && apart && (n - b).abs() > floor
+    base.samples > 0 && new.samples > 0 && apart && (n - b).abs() > noise
 }
 
 /// The distribution-free 95 % interval of the quantile at `level`, µs.
@@ -158,8 +277,18 @@ fn interval(histogram: &Histogram<u64>, level: f64) -> (f64, f64) {
 fn pairs(base: &Value, new: &Value) -> Result<Vec<(String, Side, Side)>, String> {
     let mut pairs = vec![(
         "ALL".to_owned(),
-        side(&base["overall"], &base["distributions"]["overall"], "base")?,
-        side(&new["overall"], &new["distributions"]["overall"], "new")?,
+        side(
+            &base["overall"],
+            &base["distributions"]["overall"],
+            seconds(base, None),
+            "base",
+        )?,
+        side(
+            &new["overall"],
+            &new["distributions"]["overall"],
+            seconds(new, None),
+            "new",
+        )?,
     )];
     let labels = |report: &Value| report["labels"].as_array().cloned().unwrap_or_default();
     let (base_labels, new_labels) = (labels(base), labels(new));
@@ -173,11 +302,13 @@ fn pairs(base: &Value, new: &Value) -> Result<Vec<(String, Side, Side)>, String>
             side(
                 label,
                 &base["distributions"]["labels"][i]["response"],
+                seconds(base, Some(i)),
                 "base",
             )?,
             side(
                 &new_labels[j],
                 &new["distributions"]["labels"][j]["response"],
+                seconds(new, Some(j)),
                 "new",
             )?,
         ));
@@ -185,7 +316,31 @@ fn pairs(base: &Value, new: &Value) -> Result<Vec<(String, Side, Side)>, String>
     Ok(pairs)
 }
 
-fn side(summary: &Value, encoded: &Value, which: &str) -> Result<Side, String> {
+/// The per-second histograms of the whole run (`label` `None`) or of label number `label`,
+/// for the seconds that had samples; a second that does not decode is left out.
+fn seconds(report: &Value, label: Option<usize>) -> Vec<Histogram<u64>> {
+    let timeline = report["timeline"].as_array().map_or(&[][..], Vec::as_slice);
+    timeline
+        .iter()
+        .filter_map(|second| match label {
+            None => second["histogram"].as_str(),
+            Some(index) => second["labels"]
+                .as_array()?
+                .iter()
+                .find(|w| w["label"].as_u64() == u64::try_from(index).ok())?["histogram"]
+                .as_str(),
+        })
+        .filter_map(|encoded| decode(encoded).ok())
+        .filter(|h| !h.is_empty())
+        .collect()
+}
+
+fn side(
+    summary: &Value,
+    encoded: &Value,
+    seconds: Vec<Histogram<u64>>,
+    which: &str,
+) -> Result<Side, String> {
     let encoded = encoded.as_str().ok_or_else(|| {
         format!(
             "the {which} report has no response-time distribution (written by an older peregrine?)"
@@ -196,5 +351,6 @@ fn side(summary: &Value, encoded: &Value, which: &str) -> Result<Side, String> {
         throughput: summary["throughput"].as_f64().unwrap_or(0.0),
         error_percent: summary["failure_percent"].as_f64().unwrap_or(0.0),
         histogram: decode(encoded).map_err(|err| format!("the {which} report: {err}"))?,
+        seconds,
     })
 }

@@ -3,7 +3,13 @@
 use std::fmt::Write as _;
 
 use crate::duration::format_clock;
+use crate::plan::FinalStatsParts;
 use crate::report::{Progress, Report, kind_name};
+
+/// The finest time printed in the final stats, as decimals of a second: a microsecond, the
+/// resolution of the response-time histograms (an average connect time of a few
+/// nanoseconds, one connect over thousands of reused requests, prints as 0.000000).
+const MAX_DECIMALS: usize = 6;
 
 /// One progress line: `[  12s/210s] users 100 | 1234 req/s | avg 1.2 ms | p99 4.5 ms | errors 0`.
 pub fn progress_line(progress: &Progress) -> String {
@@ -44,34 +50,54 @@ pub(crate) fn decimals_for(value: f64, min: usize) -> usize {
 }
 
 /// Seconds in Taurus's columns: three decimals as Taurus prints them, more when the value
-/// is under 0.1 s, so a fast service reads `0.000214` rather than `0.000`.
+/// is under 0.1 s, so a fast service reads `0.000214` rather than `0.000` (down to a
+/// microsecond).
 fn seconds3(seconds: f64) -> String {
-    format!("{seconds:.0$}", decimals_for(seconds, 3))
+    format!("{seconds:.0$}", decimals_for(seconds, 3).min(MAX_DECIMALS))
 }
 
 /// Taurus's final-stats text, plus throughput, service times (open model) and errors.
 pub fn final_stats(report: &Report) -> String {
+    final_stats_of(report, FinalStatsParts::default())
+}
+
+/// [`final_stats`] with the parts a config's final-stats reporter switched on or off.
+pub fn final_stats_of(report: &Report, parts: FinalStatsParts) -> String {
     let mut out = String::new();
+    if parts.test_duration {
+        let duration = std::time::Duration::from_secs_f64(report.duration_seconds);
+        let _ = writeln!(out, "Test duration: {}", format_clock(duration));
+    }
+    if parts.summary {
+        summary(&mut out, report);
+    }
+    if parts.percentiles {
+        percentiles(&mut out, report);
+    }
+    if parts.summary_labels {
+        label_stats(&mut out, report);
+    }
+    if parts.failed_labels {
+        for label in report.labels.iter().filter(|l| l.summary.failures > 0) {
+            let _ = writeln!(
+                out,
+                "{} failed samples: {}",
+                label.summary.failures, label.label
+            );
+        }
+    }
+    errors_and_criteria(&mut out, report);
+    out
+}
+
+/// The samples count and failures, the throughput and (open model) the request rate.
+fn summary(out: &mut String, report: &Report) {
     let overall = &report.overall;
-    let duration = std::time::Duration::from_secs_f64(report.duration_seconds);
-    let _ = writeln!(out, "Test duration: {}", format_clock(duration));
     let _ = writeln!(
         out,
         "Samples count: {}, {:.2}% failures",
         overall.samples, overall.failure_percent
     );
-    let _ = write!(
-        out,
-        "Average times: total {}, latency {}, connect {}",
-        seconds3(overall.avg_rt),
-        seconds3(overall.avg_lt),
-        seconds3(overall.avg_ct)
-    );
-    // Only https runs shake hands; `connect` includes it, as in Taurus.
-    if overall.avg_tls > 0.0 {
-        let _ = write!(out, " (of which tls {})", seconds3(overall.avg_tls));
-    }
-    out.push('\n');
     let _ = writeln!(out, "Throughput: {:.1} req/s", overall.throughput);
     if let Some(rate) = &report.rate {
         let _ = writeln!(
@@ -80,6 +106,25 @@ pub fn final_stats(report: &Report) -> String {
             rate.requested, rate.achieved
         );
     }
+}
+
+/// The average times (all with the total's decimals) and the percentiles table.
+fn percentiles(out: &mut String, report: &Report) {
+    let overall = &report.overall;
+    let decimals = decimals_for(overall.avg_rt, 3).min(MAX_DECIMALS);
+    let seconds = |value: f64| format!("{value:.decimals$}");
+    let _ = write!(
+        out,
+        "Average times: total {}, latency {}, connect {}",
+        seconds(overall.avg_rt),
+        seconds(overall.avg_lt),
+        seconds(overall.avg_ct)
+    );
+    // Only https runs shake hands; `connect` includes it, as in Taurus.
+    if overall.avg_tls > 0.0 {
+        let _ = write!(out, " (of which tls {})", seconds(overall.avg_tls));
+    }
+    out.push('\n');
     let _ = writeln!(out, "Percentiles:");
     if report.rate.is_some() {
         let rows: Vec<Vec<String>> = overall
@@ -95,7 +140,7 @@ pub fn final_stats(report: &Report) -> String {
             })
             .collect();
         table(
-            &mut out,
+            out,
             &["Percentile, %", "Resp. Time, s", "Service Time, s"],
             &rows,
         );
@@ -113,8 +158,12 @@ pub fn final_stats(report: &Report) -> String {
             .iter()
             .map(|p| vec![fmt_level(p.level), fmt_seconds(p.seconds)])
             .collect();
-        table(&mut out, &["Percentile, %", "Resp. Time, s"], &rows);
+        table(out, &["Percentile, %", "Resp. Time, s"], &rows);
     }
+}
+
+/// The per-label table.
+fn label_stats(out: &mut String, report: &Report) {
     let _ = writeln!(out, "Request label stats:");
     let rows: Vec<Vec<String>> = report
         .labels
@@ -147,11 +196,11 @@ pub fn final_stats(report: &Report) -> String {
             ]
         })
         .collect();
-    table(
-        &mut out,
-        &["label", "status", "succ", "avg_rt", "error"],
-        &rows,
-    );
+    table(out, &["label", "status", "succ", "avg_rt", "error"], &rows);
+}
+
+/// The errors table (when there were errors) and the criteria's verdicts.
+fn errors_and_criteria(out: &mut String, report: &Report) {
     if !report.errors.is_empty() {
         let _ = writeln!(out, "Errors:");
         let rows: Vec<Vec<String>> = report
@@ -166,7 +215,7 @@ pub fn final_stats(report: &Report) -> String {
                 ]
             })
             .collect();
-        table(&mut out, &["label", "kind", "count", "message"], &rows);
+        table(out, &["label", "kind", "count", "message"], &rows);
     }
     for outcome in &report.criteria {
         let message = outcome
@@ -176,7 +225,6 @@ pub fn final_stats(report: &Report) -> String {
             .unwrap_or_default();
         let _ = writeln!(out, "{}{message}", outcome.verdict);
     }
-    out
 }
 
 fn fmt_level(level: f64) -> String {
@@ -186,7 +234,7 @@ fn fmt_level(level: f64) -> String {
 /// Seconds as Taurus prints them (up to 3 decimals, no trailing zeros), with more decimals
 /// when needed for three significant digits, so a non-zero time never reads `0.0`.
 fn fmt_seconds(seconds: f64) -> String {
-    let text = format!("{seconds:.0$}", decimals_for(seconds, 3));
+    let text = format!("{seconds:.0$}", decimals_for(seconds, 3).min(MAX_DECIMALS));
     let text = text.trim_end_matches('0').trim_end_matches('.');
     if text.contains('.') {
         text.to_owned()
@@ -257,10 +305,11 @@ mod tests {
     fn a_fast_service_never_reads_as_zero() {
         assert_eq!(fmt_seconds(0.000_214), "0.000214");
         assert_eq!(fmt_seconds(0.000_001), "0.000001");
-        assert_eq!(seconds3(0.000_041_3), "0.0000413");
+        assert_eq!(seconds3(0.000_041_3), "0.000041");
         assert_eq!(seconds3(0.0), "0.000");
         assert_eq!(seconds3(1.23456), "1.235");
-        assert_eq!(seconds3(3e-10), "0.000000000300");
+        // Below a microsecond: zero to the microsecond, not nine decimals.
+        assert_eq!(seconds3(3.11e-9), "0.000000");
         assert_eq!(format_ms(0.000_031_2), "0.0312 ms");
         assert_eq!(format_ms(0.0045), "4.50 ms");
         assert_eq!(format_ms(0.123), "123.0 ms");

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
+use crate::exit_code;
 use crate::plan::{Execution, Plan};
-use crate::report::exit_code;
 use crate::stats::LatencyHistogram;
 
 /// The run's outcome, as its exit code tells it.

@@ -17,6 +17,12 @@ const MAX_CHART_LABELS: usize = 10;
 /// The whole page.
 pub fn page(report: &Report) -> String {
     let mut body = String::from("<h1>Peregrine load report</h1>\n");
+    if let Some(shards) = report.merged_shards {
+        let _ = writeln!(
+            body,
+            "<p class=\"meta\" id=\"merged\">Merged from {shards} shards by <code>peregrine report merge</code>: counts summed, percentiles from the shards' merged histograms.</p>"
+        );
+    }
     body.push_str(&banner(report));
     body.push_str(&run_description(report));
     body.push_str(&tiles(report));

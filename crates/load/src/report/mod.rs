@@ -16,12 +16,13 @@ use serde::Serialize;
 
 use crate::criteria::Outcome;
 use crate::engine::{Ending, Finished};
+use crate::exit_code;
 use crate::plan::{Plan, Shard};
 use crate::stats::hdr::Distributions;
 use crate::stats::{ErrorCount, ErrorKind, PERCENTILES, Second, Summary};
 
 pub use crate::engine::Progress;
-pub use console::{final_stats, progress_line};
+pub use console::{final_stats, final_stats_of, progress_line};
 pub use describe::{ExecutionDescription, HistogramBin, Model, RunDescription, Verdict};
 
 /// The version of the `report.json` schema; bumped on any incompatible change.
@@ -34,18 +35,6 @@ fn current_schema() -> &'static str {
 /// An open-model run whose achieved rate is under this fraction of the requested one is
 /// below target.
 const BELOW_TARGET: f64 = 0.95;
-
-/// Exit codes, as Taurus uses them.
-pub mod exit_code {
-    /// The test ran and no failing criterion triggered.
-    pub const OK: i32 = 0;
-    /// Peregrine could not run the test (bad config, unwritable report…).
-    pub const TOOL_ERROR: i32 = 1;
-    /// Interrupted by Ctrl-C.
-    pub const INTERRUPTED: i32 = 2;
-    /// A pass/fail criterion failed the test.
-    pub const CRITERIA_FAILED: i32 = 3;
-}
 
 /// Everything a finished test produced.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]

@@ -132,14 +132,17 @@ pub(super) const CRITERION: Section = Section {
 };
 
 pub(super) const FINAL_STATS: Section = Section {
-    known: &["module", "dump-xml", "dump-csv"],
-    taurus_only: &[
+    known: &[
+        "module",
+        "dump-xml",
+        "dump-csv",
         "summary",
         "percentiles",
         "summary-labels",
         "failed-labels",
         "test-duration",
     ],
+    taurus_only: &[],
     strict: false,
 };
 

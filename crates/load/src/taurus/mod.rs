@@ -24,7 +24,7 @@ use crate::criteria::Criterion;
 use crate::plan::{DEFAULT_OPEN_CONNECTIONS, Execution, Outputs, Plan};
 use crate::{ConfigError, Rejected};
 use values::{
-    ConfigValue, child, count, duration, optional, path_value, provisioned_count,
+    ConfigValue, boolean, child, count, duration, optional, path_value, provisioned_count,
     provisioned_number, rate,
 };
 
@@ -293,6 +293,18 @@ impl Builder {
                         .or(self.outputs.dump_xml.take());
                     self.outputs.dump_csv = optional(child(item, "dump-csv"), path_value)?
                         .or(self.outputs.dump_csv.take());
+                    let parts = &mut self.outputs.final_stats;
+                    for (key, part) in [
+                        ("summary", &mut parts.summary),
+                        ("percentiles", &mut parts.percentiles),
+                        ("summary-labels", &mut parts.summary_labels),
+                        ("failed-labels", &mut parts.failed_labels),
+                        ("test-duration", &mut parts.test_duration),
+                    ] {
+                        if let Some(on) = optional(child(item, key), boolean)? {
+                            *part = on;
+                        }
+                    }
                 }
                 "passfail" => {
                     if let Some(criteria) = child(item, "criteria") {

@@ -2,15 +2,30 @@
 //! [`TlsOptions`] — the system's root certificates by default, extra CA files
 //! (`--ca-cert`, `modules.peregrine.ca-cert`), or no verification at all (`--insecure`,
 //! `modules.peregrine.insecure`). HTTP/1.1 is offered by ALPN; SNI is rustls's default.
+//!
+//! A certificate given with `--ca-cert` is trusted as curl's `--cacert` trusts it: as a CA
+//! that signs the server's certificate, and also as the server's own certificate when the
+//! server presents exactly it (a self-signed certificate, which `openssl req -x509` makes
+//! with CA:TRUE, a shape webpki alone refuses as a server's). The host name and the
+//! validity dates are checked either way. Why a handshake failed is told in words by
+//! [`failure`].
+
+mod failure;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::server::ParsedCertificate;
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
+
+pub use failure::handshake_failure;
 
 /// How HTTPS servers are trusted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -20,9 +35,6 @@ pub struct TlsOptions {
     /// Accept any certificate (self-signed staging servers): encrypted, not authenticated.
     pub insecure: bool,
 }
-
-/// What to tell a user whose server's certificate was refused.
-pub const TRUST_HINT: &str = "trust its CA with --ca-cert FILE (or modules.peregrine.ca-cert in the config), or skip verification with --insecure";
 
 /// The warning printed once when verification is off.
 pub const INSECURE_WARNING: &str = "TLS certificate verification is OFF (--insecure / modules.peregrine.insecure): any server, or anyone in between, is accepted as the target";
@@ -40,15 +52,20 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, String> 
             .with_no_client_auth()
     } else {
         let mut roots = system_roots();
+        let mut given = Vec::new();
         for file in &options.ca_certs {
-            add_ca_file(&mut roots, file)?;
+            given.extend(add_ca_file(&mut roots, file)?);
         }
         if roots.is_empty() {
-            return Err(format!(
-                "no trusted root certificates: this system has none (install ca-certificates); {TRUST_HINT}"
-            ));
+            return Err("no trusted root certificates: this system has none (install the ca-certificates package); trust the server's CA with --ca-cert FILE (or modules.peregrine.ca-cert in the config), or skip verification with --insecure".to_owned());
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|err| format!("cannot use the trusted certificates: {err}"))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(GivenOrChained { chain, given }))
+            .with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
@@ -61,20 +78,6 @@ pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
         .map_err(|err| format!("{host:?}: not a valid TLS server name: {err}"))
 }
 
-/// Says why a handshake failed; a refused certificate names the options that fix it.
-pub fn handshake_failure(host: &str, err: &std::io::Error) -> String {
-    let rejected = err
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        .filter(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
-    match rejected {
-        Some(rustls::Error::InvalidCertificate(why)) => {
-            format!("TLS: the certificate of {host} is not trusted ({why:?}): {TRUST_HINT}")
-        }
-        _ => format!("TLS handshake with {host} failed: {err}"),
-    }
-}
-
 fn system_roots() -> RootCertStore {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
@@ -82,17 +85,102 @@ fn system_roots() -> RootCertStore {
     roots
 }
 
-fn add_ca_file(roots: &mut RootCertStore, file: &Path) -> Result<(), String> {
+/// Adds the certificates of `file` to `roots` and returns them.
+fn add_ca_file(
+    roots: &mut RootCertStore,
+    file: &Path,
+) -> Result<Vec<CertificateDer<'static>>, String> {
     let shown = file.display();
     let pem = std::fs::read(file).map_err(|err| format!("CA certificate file {shown}: {err}"))?;
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
         .map_err(|err| format!("CA certificate file {shown}: not PEM: {err}"))?;
-    let (added, _) = roots.add_parsable_certificates(certs);
+    let (added, _) = roots.add_parsable_certificates(certs.iter().cloned());
     if added == 0 {
         return Err(format!(
             "CA certificate file {shown} holds no usable certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
         ));
+    }
+    Ok(certs)
+}
+
+/// Trusts a server presenting exactly a certificate given with `--ca-cert` (its name and
+/// dates still checked), and otherwise any certificate that chains to a trusted root.
+#[derive(Debug)]
+struct GivenOrChained {
+    chain: Arc<WebPkiServerVerifier>,
+    given: Vec<CertificateDer<'static>>,
+}
+
+impl ServerCertVerifier for GivenOrChained {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if !self.given.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
+            return self.chain.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            );
+        }
+        let parsed = ParsedCertificate::try_from(end_entity)?;
+        check_dates(end_entity, now)?;
+        rustls::client::verify_server_name(&parsed, server_name)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.chain.supported_verify_schemes()
+    }
+}
+
+/// The certificate's notBefore..notAfter holds `now`, as webpki checks it for a chain.
+fn check_dates(der: &CertificateDer<'_>, now: UnixTime) -> Result<(), CertificateError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|_| CertificateError::BadEncoding)?;
+    let validity = cert.validity();
+    let at = |seconds: i64| {
+        UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(seconds).unwrap_or(0),
+        ))
+    };
+    let time = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+    if time < validity.not_before.timestamp() {
+        return Err(CertificateError::NotValidYetContext {
+            time: now,
+            not_before: at(validity.not_before.timestamp()),
+        });
+    }
+    if time > validity.not_after.timestamp() {
+        return Err(CertificateError::ExpiredContext {
+            time: now,
+            not_after: at(validity.not_after.timestamp()),
+        });
     }
     Ok(())
 }
