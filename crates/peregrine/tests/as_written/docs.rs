@@ -226,6 +226,10 @@ fn specs() -> Vec<Spec> {
             "curl -i -X PUT localhost:8000/users/21 -H 'Authorization: Bearer s3cret' -H 'Content-Type: application/json' -d '{\"username\": \"alicia\"}'",
         )
         .stdout_has("\"alicia\""),
+        spec("docs/exit-codes.md", "peregrine health --url http://127.0.0.1:8000/healthz; echo \"exit $?\"")
+            .stdout_has("exit 0"),
+        spec("docs/exit-codes.md", "peregrine tune --memory 8GB --no-such-flag; echo \"exit $?\"")
+            .stdout_has("exit 1"),
         spec("docs/serve.md", "curl -i -X DELETE localhost:8000/users/21 -H 'Authorization: Bearer s3cret'")
             .stdout_has("204 No Content"),
     ]
@@ -472,6 +476,7 @@ page_tests! {
     load_page_commands_work_as_printed => "docs/load.md",
     serve_page_commands_work_as_printed => "docs/serve.md",
     tune_page_commands_work_as_printed => "docs/tune.md",
+    exit_codes_page_commands_work_as_printed => "docs/exit-codes.md",
 }
 
 #[test]
