@@ -33,6 +33,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 "the request body must be JSON: send Content-Type: application/json",
             ));
         }
+        // A declared length over the limit is refused before the body is read: reading it
+        // would make hyper invite the upload (`100 Continue`) and then wait for it.
+        if declared_length(&request).is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+            return Err(too_large());
+        }
         // The server sets when the body must have arrived; without one (a router served by
         // other means), the default.
         let deadline = request
@@ -44,10 +49,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
             .await
             .map_err(|_| Problem::request_timeout())?
             .map_err(|rejection| match rejection.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-                ),
+                StatusCode::PAYLOAD_TOO_LARGE => too_large(),
                 _ => Problem::bad_request(format!("cannot read the request body: {rejection}")),
             })?;
         let value = serde_json::from_slice(&bytes).map_err(|err| {
@@ -67,6 +69,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
         }
         Ok(Self(value))
     }
+}
+
+/// The body's length as its `Content-Length` declares it (hyper has refused a malformed or
+/// ambiguous one already).
+fn declared_length(request: &Request) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn too_large() -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
+    )
 }
 
 /// `application/json`, `application/<anything>+json`, with or without parameters.

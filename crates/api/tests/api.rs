@@ -138,6 +138,7 @@ on_both_backends!(
     create_with_malformed_json_is_400,
     create_with_wrong_content_type_is_415,
     create_with_a_body_over_16_kib_is_413,
+    a_declared_body_over_16_kib_is_413_at_once_without_100_continue,
     writes_without_a_valid_token_are_401_with_www_authenticate,
     writes_without_a_configured_token_are_403,
     rename_is_200_404_409_422,
@@ -436,6 +437,42 @@ async fn create_with_a_body_over_16_kib_is_413(backend: Backend) {
         .body(reqwest::Body::wrap_stream(chunks));
     assert_problem(send(request).await, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(json_of(app.get("/users").await).await, json!([]));
+}
+
+async fn a_declared_body_over_16_kib_is_413_at_once_without_100_continue(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::with_token(backend).await;
+    let address = app.base.trim_start_matches("http://").to_string();
+    for (head, what) in [
+        (
+            "POST /users HTTP/1.1\r\nExpect: 100-continue\r\n",
+            "POST with Expect",
+        ),
+        ("PUT /users/1 HTTP/1.1\r\n", "PUT without a body"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&address)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let request = format!(
+            "{head}Host: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 1073741824\r\n\r\n"
+        );
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut answer = vec![0; 4096];
+        let read = tokio::time::timeout(Duration::from_secs(2), stream.read(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: no answer within 2 s"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let answer = String::from_utf8_lossy(&answer[..read]);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{what}: {answer}");
+        assert!(!answer.contains("100 Continue"), "{what}: {answer}");
+        assert!(
+            answer.contains("application/problem+json"),
+            "{what}: {answer}"
+        );
+    }
 }
 
 async fn writes_without_a_valid_token_are_401_with_www_authenticate(backend: Backend) {
