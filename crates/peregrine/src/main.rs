@@ -37,6 +37,9 @@ fn main() -> ExitCode {
         | Command::Health(_) => "warn",
     };
     telemetry::init(cli.log_format, default_level);
+    for warning in cli::secrets_in_flags(std::env::args().skip(1)) {
+        tracing::warn!("{warning}");
+    }
     raise_open_file_limit();
     // `serve` runs one single-threaded runtime per worker thread, this one included; the
     // load generator starts threads of its own too.

@@ -546,6 +546,52 @@ fn unreachable_postgres_at_start_fails_after_db_wait_without_secrets() {
 }
 
 #[test]
+fn secrets_given_as_flags_are_warned_about_without_being_repeated() {
+    let dir = temp_dir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let address = taken
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let (status, _, stderr) = run(
+        dir.path(),
+        &["serve", "--bind", &address, "--api-token", "hunter2"],
+    );
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "the busy port still stops it: {stderr}"
+    );
+    assert!(
+        stderr.contains("--api-token on the command line is readable by every user")
+            && stderr.contains("PEREGRINE_API_TOKEN or --api-token-file"),
+        "{stderr}"
+    );
+    let (_, _, stderr) = run(
+        dir.path(),
+        &[
+            "db",
+            "init",
+            "--database-url=postgres://app:hunter2@127.0.0.1:1/x",
+            "--db-wait",
+            "0s",
+        ],
+    );
+    assert!(
+        stderr.contains("--database-url holds a password") && stderr.contains("DATABASE_URL"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+    // From the environment or a file: no warning.
+    let (_, _, stderr) = run_env(
+        dir.path(),
+        &["serve", "--bind", &address],
+        &[("PEREGRINE_API_TOKEN", "hunter2")],
+    );
+    assert!(!stderr.contains("readable by every user"), "{stderr}");
+}
+
+#[test]
 fn a_busy_port_is_a_clear_error() {
     let dir = temp_dir();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
