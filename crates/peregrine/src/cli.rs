@@ -599,6 +599,50 @@ pub struct DemoArgs {
     pub dir: Option<std::path::PathBuf>,
 }
 
+/// Warnings for secrets given as flags, which every user of the machine can read in
+/// `/proc/PID/cmdline` and `ps`: the API token, and a database URL with a password. Each
+/// names the environment variable or file flag to use instead and never repeats the secret.
+pub fn secrets_in_flags(args: impl Iterator<Item = String>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut args = args.peekable();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
+            None => (arg.clone(), None),
+        };
+        let value = inline.or_else(|| args.peek().cloned()).unwrap_or_default();
+        let warning = match flag.as_str() {
+            "--api-token" => Some(
+                "--api-token on the command line is readable by every user of this machine \
+                 (ps, /proc/PID/cmdline): use PEREGRINE_API_TOKEN or --api-token-file"
+                    .to_string(),
+            ),
+            "--database-url" | "--database-read-url" if url_has_password(&value) => Some(format!(
+                "{flag} holds a password, readable by every user of this machine (ps, \
+                 /proc/PID/cmdline): use {} or --database-url-file",
+                if flag == "--database-url" {
+                    "DATABASE_URL"
+                } else {
+                    "PEREGRINE_DATABASE_READ_URL"
+                }
+            )),
+            _ => None,
+        };
+        warnings.extend(warning);
+    }
+    warnings
+}
+
+/// Whether a URL carries a password (`scheme://user:password@…` or `?password=`).
+fn url_has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let userinfo = authority.rsplit_once('@').map(|(info, _)| info);
+    userinfo.is_some_and(|info| info.contains(':')) || url.contains("password=")
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -654,48 +698,4 @@ mod tests {
             );
         }
     }
-}
-
-/// Warnings for secrets given as flags, which every user of the machine can read in
-/// `/proc/PID/cmdline` and `ps`: the API token, and a database URL with a password. Each
-/// names the environment variable or file flag to use instead and never repeats the secret.
-pub fn secrets_in_flags(args: impl Iterator<Item = String>) -> Vec<String> {
-    let mut warnings = Vec::new();
-    let mut args = args.peekable();
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
-            None => (arg.clone(), None),
-        };
-        let value = inline.or_else(|| args.peek().cloned()).unwrap_or_default();
-        let warning = match flag.as_str() {
-            "--api-token" => Some(
-                "--api-token on the command line is readable by every user of this machine \
-                 (ps, /proc/PID/cmdline): use PEREGRINE_API_TOKEN or --api-token-file"
-                    .to_string(),
-            ),
-            "--database-url" | "--database-read-url" if url_has_password(&value) => Some(format!(
-                "{flag} holds a password, readable by every user of this machine (ps, \
-                 /proc/PID/cmdline): use {} or --database-url-file",
-                if flag == "--database-url" {
-                    "DATABASE_URL"
-                } else {
-                    "PEREGRINE_DATABASE_READ_URL"
-                }
-            )),
-            _ => None,
-        };
-        warnings.extend(warning);
-    }
-    warnings
-}
-
-/// Whether a URL carries a password (`scheme://user:password@…` or `?password=`).
-fn url_has_password(url: &str) -> bool {
-    let Some((_, rest)) = url.split_once("://") else {
-        return false;
-    };
-    let authority = rest.split(['/', '?']).next().unwrap_or_default();
-    let userinfo = authority.rsplit_once('@').map(|(info, _)| info);
-    userinfo.is_some_and(|info| info.contains(':')) || url.contains("password=")
 }
