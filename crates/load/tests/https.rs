@@ -150,6 +150,10 @@ async fn the_host_name_is_sent_as_sni_and_checked_against_the_certificate() {
 
 /// A self-signed certificate for `names`, CA:TRUE as `openssl req -x509` makes one, valid
 /// from `not_before` to `not_after` (years): (certificate PEM, key PEM).
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test helper, outside the tests clippy.toml covers"
+)]
 fn self_signed(names: &[&str], not_before: i32, not_after: i32) -> (String, String) {
     let mut params =
         rcgen::CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
@@ -166,6 +170,10 @@ fn self_signed(names: &[&str], not_before: i32, not_after: i32) -> (String, Stri
 }
 
 /// The first error message of a run against `server` with `ca` (if any) as the CA file.
+#[expect(
+    clippy::unwrap_used,
+    reason = "a test helper, outside the tests clippy.toml covers"
+)]
 async fn first_error(server: &TinyServer, url: &str, ca: Option<&str>) -> (Report, String) {
     let dir = tempfile::tempdir().unwrap();
     let extra = if ca.is_some() {

@@ -346,7 +346,7 @@ async fn average_times_print_with_the_same_decimals_down_to_a_microsecond() {
         .find(|l| l.starts_with("Average times: "))
         .unwrap_or_default();
     let decimals: Vec<usize> = line
-        .split(|c: char| c == ',' || c == ' ')
+        .split([',', ' '])
         .filter(|w| w.parse::<f64>().is_ok())
         .map(|w| w.split('.').nth(1).map_or(0, str::len))
         .collect();

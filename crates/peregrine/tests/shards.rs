@@ -767,7 +767,7 @@ async fn shard_and_start_time_come_from_the_environment_or_the_job_index() {
 
 /// The DOM of `page` as headless Chromium renders it.
 fn chromium_dom(page: &Path) -> String {
-    let profile = tempfile::tempdir().unwrap();
+    let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let output = Command::new("chromium")
         .args([
             "--headless",
