@@ -69,9 +69,30 @@ pub fn handshake_failure(host: &str, err: &std::io::Error) -> String {
         .filter(|e| matches!(e, rustls::Error::InvalidCertificate(_)));
     match rejected {
         Some(rustls::Error::InvalidCertificate(why)) => {
-            format!("TLS: the certificate of {host} is not trusted ({why:?}): {TRUST_HINT}")
+            let why = certificate_problem(why);
+            format!("TLS: the certificate of {host} is not trusted ({why}): {TRUST_HINT}")
         }
         _ => format!("TLS handshake with {host} failed: {err}"),
+    }
+}
+
+/// Why a certificate was refused, without the current time that rustls puts in its
+/// context (an expired certificate made a new error row every second).
+fn certificate_problem(why: &rustls::CertificateError) -> String {
+    use rustls::CertificateError as Why;
+    match why {
+        Why::Expired => "expired".into(),
+        Why::ExpiredContext { not_after, .. } => {
+            format!("expired at Unix time {}", not_after.as_secs())
+        }
+        Why::NotValidYet => "not valid yet".into(),
+        Why::NotValidYetContext { not_before, .. } => {
+            format!("not valid before Unix time {}", not_before.as_secs())
+        }
+        Why::ExpiredRevocationList | Why::ExpiredRevocationListContext { .. } => {
+            "its revocation list has expired".into()
+        }
+        other => format!("{other:?}"),
     }
 }
 
@@ -140,5 +161,30 @@ impl ServerCertVerifier for AcceptAny {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// The same expired certificate seen a second apart must give the same error row.
+    #[test]
+    fn a_certificate_error_does_not_carry_the_current_time() {
+        let at = |secs| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let expired = |now| rustls::CertificateError::ExpiredContext {
+            time: at(now),
+            not_after: at(1_700_000_000),
+        };
+        let first = certificate_problem(&expired(1_800_000_000));
+        assert_eq!(first, certificate_problem(&expired(1_800_000_001)));
+        assert_eq!(first, "expired at Unix time 1700000000");
+        let early = rustls::CertificateError::NotValidYetContext {
+            time: at(5),
+            not_before: at(9),
+        };
+        assert_eq!(certificate_problem(&early), "not valid before Unix time 9");
     }
 }

@@ -6,6 +6,7 @@ mod db;
 mod demo;
 mod health;
 mod load;
+mod out;
 mod report;
 mod serve;
 mod telemetry;
@@ -92,12 +93,13 @@ fn usage_error(err: &clap::Error) -> ExitCode {
         .skip(1)
         .find(|arg| !arg.starts_with('-') && arg != "text" && arg != "json");
     match subcommand.as_deref() {
-        Some("load") => ExitCode::FAILURE,
+        // `report` shares the load generator's exit codes (3: a limit crossed).
+        Some("load" | "report") => ExitCode::FAILURE,
         _ => ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2)),
     }
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {err:#}");
+    out::note!("error: {err:#}");
     ExitCode::FAILURE
 }

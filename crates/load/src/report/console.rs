@@ -72,7 +72,21 @@ pub fn final_stats(report: &Report) -> String {
         let _ = write!(out, " (of which tls {})", seconds3(overall.avg_tls));
     }
     out.push('\n');
+    if overall.avg_check > 0.0 {
+        let _ = writeln!(
+            out,
+            "Assertions and extractors: {} per response on average, after it (not in the times above)",
+            seconds3(overall.avg_check)
+        );
+    }
     let _ = writeln!(out, "Throughput: {:.1} req/s", overall.throughput);
+    if report.cancelled_in_flight > 0 {
+        let _ = writeln!(
+            out,
+            "Cancelled in flight at the stop (not measured): {}",
+            report.cancelled_in_flight
+        );
+    }
     if let Some(rate) = &report.rate {
         let _ = writeln!(
             out,
