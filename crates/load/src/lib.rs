@@ -13,6 +13,7 @@ pub mod criteria;
 pub mod duration;
 mod engine;
 pub mod extract;
+pub mod files;
 mod http1;
 pub mod plan;
 pub mod quick;
