@@ -5,13 +5,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use peregrine_load::report::compare::{Thresholds, compare};
+use peregrine_load::report::compare::{CompareInput, Thresholds, compare};
 use peregrine_load::report::final_stats;
 use peregrine_load::report::merge::{evaluate_criteria, merge_dirs};
 use peregrine_load::{Report, exit_code};
-use serde_json::Value;
 
 use crate::cli::{CompareArgs, MergeArgs, ReportCommand};
+use crate::out::{note, say};
 
 /// Runs `peregrine report …`.
 pub fn run(command: ReportCommand) -> anyhow::Result<ExitCode> {
@@ -29,14 +29,14 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         let config = peregrine_load::load_plan(&args.config, &args.overrides)?;
         let outcomes = evaluate_criteria(&mut merged, &config, first)?;
         for outcome in &outcomes {
-            println!("{}", outcome.verdict);
+            say!("{}", outcome.verdict);
         }
         failed = outcomes.iter().any(|o| o.failed);
         plan = Some(config);
     }
     let report = Report::from_json(&merged.to_string())
         .context("the merged report does not read back as a report")?;
-    print!("{}", final_stats(&report));
+    crate::out::stdout(&final_stats(&report));
     // The outputs the config's reporting section asks for (dump-csv, dump-xml, junit-xml),
     // as `peregrine load` writes them.
     let mut written = match &plan {
@@ -45,7 +45,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     };
     written.extend(report.write_dir(&args.out)?);
     for path in written {
-        eprintln!("wrote {}", path.display());
+        note!("wrote {}", path.display());
     }
     if failed {
         return Ok(ExitCode::from(
@@ -55,11 +55,8 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_report(dir: &Path) -> anyhow::Result<Value> {
-    let file = dir.join("report.json");
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not JSON", file.display()))
+fn read_report(dir: &Path) -> anyhow::Result<CompareInput> {
+    CompareInput::read(&dir.join("report.json")).map_err(anyhow::Error::msg)
 }
 
 fn compare_dirs(args: &CompareArgs) -> anyhow::Result<ExitCode> {
@@ -76,12 +73,12 @@ fn compare_dirs(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         max_error_rate_increase: args.max_error_rate_increase,
     };
     let comparison = compare(&base, &new, &limits).map_err(anyhow::Error::msg)?;
-    print!("{}", comparison.text);
+    crate::out::stdout(&comparison.text);
     if comparison.failures.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
     for failure in &comparison.failures {
-        eprintln!("regression: {failure}");
+        note!("regression: {failure}");
     }
     Ok(ExitCode::from(
         u8::try_from(exit_code::CRITERIA_FAILED).unwrap_or(1),

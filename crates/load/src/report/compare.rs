@@ -10,13 +10,89 @@
 //! tenants, GC) that no single run's interval can see. A configured threshold fails the
 //! comparison only for a change that is beyond noise.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 use hdrhistogram::Histogram;
-use serde_json::Value;
+use serde::Deserialize;
 
+use super::SCHEMA;
 use super::merge::value_at;
+use crate::files::{MAX_REPORT_BYTES, Source, read_limited};
 use crate::stats::hdr::decode;
+
+/// What a comparison reads of a report.json: the figures and encoded distributions, not
+/// the timeline or errors (parsed past without being kept, so a report with 100,000 labels
+/// costs little more than its distributions).
+#[derive(Debug, Deserialize)]
+pub struct CompareInput {
+    overall: Figures,
+    #[serde(default)]
+    labels: Vec<LabelFigures>,
+    #[serde(default)]
+    distributions: Option<Encoded>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Figures {
+    #[serde(default)]
+    samples: u64,
+    #[serde(default)]
+    throughput: f64,
+    #[serde(default)]
+    failure_percent: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct LabelFigures {
+    label: String,
+    #[serde(default)]
+    samples: u64,
+    #[serde(default)]
+    throughput: f64,
+    #[serde(default)]
+    failure_percent: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Encoded {
+    #[serde(default)]
+    overall: Option<String>,
+    #[serde(default)]
+    labels: Vec<EncodedLabel>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EncodedLabel {
+    #[serde(default)]
+    response: Option<String>,
+}
+
+impl CompareInput {
+    /// Reads `file` (at most [`MAX_REPORT_BYTES`]); errors name it. A report of another
+    /// schema version is refused: its fields may mean something else.
+    pub fn read(file: &Path) -> Result<Self, String> {
+        let shown = file.display();
+        let bytes = read_limited(file, MAX_REPORT_BYTES, Source::RegularFile)
+            .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let schema = serde_json::from_slice::<SchemaOnly>(&bytes)
+            .map_err(|e| format!("{shown}: not a report.json: {e}"))?
+            .schema;
+        if schema != SCHEMA {
+            return Err(format!(
+                "{shown}: a {schema:?} report; this peregrine compares {SCHEMA} reports"
+            ));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| format!("{shown}: not a report.json: {e}"))
+    }
+}
+
+#[derive(Deserialize)]
+struct SchemaOnly {
+    #[serde(default)]
+    schema: String,
+}
 
 /// Levels compared.
 pub const LEVELS: [f64; 3] = [50.0, 90.0, 99.0];
@@ -65,7 +141,11 @@ pub struct Comparison {
 }
 
 /// Compares report.json documents `base` and `new`.
-pub fn compare(base: &Value, new: &Value, limits: &Thresholds) -> Result<Comparison, String> {
+pub fn compare(
+    base: &CompareInput,
+    new: &CompareInput,
+    limits: &Thresholds,
+) -> Result<Comparison, String> {
     let mut text = String::new();
     let mut failures = Vec::new();
     let _ = writeln!(
@@ -73,7 +153,11 @@ pub fn compare(base: &Value, new: &Value, limits: &Thresholds) -> Result<Compari
         "{:<24} {:>12} {:>12} {:>9} | {:>5} {:>10} {:>10} {:>8}  noise?",
         "label", "base req/s", "new req/s", "err% b/n", "pct", "base ms", "new ms", "change"
     );
-    for (label, base_side, new_side) in pairs(base, new)? {
+    // One pair at a time: a decoded histogram takes tens of kilobytes, so holding every
+    // label's at once took gigabytes for 100,000 labels.
+    for (label, base_at, new_at) in pairs(base, new) {
+        let base_side = side(base, base_at, "base")?;
+        let new_side = side(new, new_at, "new")?;
         let _ = writeln!(
             text,
             "{label:<24} {:>12.1} {:>12.1} {:>4.1}/{:<4.1}",
@@ -154,47 +238,47 @@ fn interval(histogram: &Histogram<u64>, level: f64) -> (f64, f64) {
     (at(n * q - spread), at(n * q + spread))
 }
 
-/// `ALL` and every label present in both reports, with both sides.
-fn pairs(base: &Value, new: &Value) -> Result<Vec<(String, Side, Side)>, String> {
-    let mut pairs = vec![(
-        "ALL".to_owned(),
-        side(&base["overall"], &base["distributions"]["overall"], "base")?,
-        side(&new["overall"], &new["distributions"]["overall"], "new")?,
-    )];
-    let labels = |report: &Value| report["labels"].as_array().cloned().unwrap_or_default();
-    let (base_labels, new_labels) = (labels(base), labels(new));
-    for (i, label) in base_labels.iter().enumerate() {
-        let name = label["label"].as_str().unwrap_or_default();
-        let Some(j) = new_labels.iter().position(|l| l["label"] == name) else {
-            continue;
-        };
-        pairs.push((
-            name.to_owned(),
-            side(
-                label,
-                &base["distributions"]["labels"][i]["response"],
-                "base",
-            )?,
-            side(
-                &new_labels[j],
-                &new["distributions"]["labels"][j]["response"],
-                "new",
-            )?,
-        ));
+/// `ALL` (`None`) and every label present in both reports, with its index in each.
+fn pairs(base: &CompareInput, new: &CompareInput) -> Vec<(String, Option<usize>, Option<usize>)> {
+    let mut pairs = vec![("ALL".to_owned(), None, None)];
+    // By name: a label may sit at another position in the new run.
+    let new_index: HashMap<&str, usize> = new
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(j, l)| (l.label.as_str(), j))
+        .collect();
+    for (i, label) in base.labels.iter().enumerate() {
+        if let Some(&j) = new_index.get(label.label.as_str()) {
+            pairs.push((label.label.clone(), Some(i), Some(j)));
+        }
     }
-    Ok(pairs)
+    pairs
 }
 
-fn side(summary: &Value, encoded: &Value, which: &str) -> Result<Side, String> {
-    let encoded = encoded.as_str().ok_or_else(|| {
+/// The figures and decoded distribution of label `at` (`None`: the whole run).
+fn side(report: &CompareInput, at: Option<usize>, which: &str) -> Result<Side, String> {
+    let (samples, throughput, error_percent) = match at.and_then(|i| report.labels.get(i)) {
+        Some(l) => (l.samples, l.throughput, l.failure_percent),
+        None => (
+            report.overall.samples,
+            report.overall.throughput,
+            report.overall.failure_percent,
+        ),
+    };
+    let encoded = report.distributions.as_ref().and_then(|d| match at {
+        None => d.overall.as_deref(),
+        Some(i) => d.labels.get(i)?.response.as_deref(),
+    });
+    let encoded = encoded.ok_or_else(|| {
         format!(
             "the {which} report has no response-time distribution (written by an older peregrine?)"
         )
     })?;
     Ok(Side {
-        samples: summary["samples"].as_u64().unwrap_or(0),
-        throughput: summary["throughput"].as_f64().unwrap_or(0.0),
-        error_percent: summary["failure_percent"].as_f64().unwrap_or(0.0),
+        samples,
+        throughput,
+        error_percent,
         histogram: decode(encoded).map_err(|err| format!("the {which} report: {err}"))?,
     })
 }
