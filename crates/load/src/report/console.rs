@@ -75,7 +75,7 @@ pub fn final_stats(report: &Report) -> String {
     if overall.avg_check > 0.0 {
         let _ = writeln!(
             out,
-            "Assertions and extractors: {} per response on average, after it (not in the times above)",
+            "Assertions and extractors: {} s per response on average, after it (not in the times above)",
             seconds3(overall.avg_check)
         );
     }
