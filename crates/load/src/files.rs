@@ -31,7 +31,8 @@ pub fn read_limited(file: &Path, limit: u64, source: Source) -> Result<Vec<u8>, 
     if kind.is_dir() {
         return Err("is a directory".into());
     }
-    if !kind.is_file() && !(source == Source::FileOrPipe && is_fifo(&kind)) {
+    let readable = kind.is_file() || source == Source::FileOrPipe && is_fifo(&kind);
+    if !readable {
         return Err(match source {
             Source::RegularFile => "is not a regular file (a FIFO or device cannot be read here)",
             Source::FileOrPipe => "is not a regular file or a pipe",

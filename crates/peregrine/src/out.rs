@@ -44,19 +44,6 @@ fn shortened(text: &str) -> std::borrow::Cow<'_, str> {
     .into()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn long_notes_are_cut_in_the_middle() {
-        let long = format!("start {} end", "é".repeat(500_000));
-        let short = super::shortened(&long);
-        assert!(short.len() < 2100, "{}", short.len());
-        assert!(short.starts_with("start ") && short.ends_with(" end"));
-        assert!(short.contains("bytes left out"));
-        assert_eq!(super::shortened("short"), "short");
-    }
-}
-
 /// `println!` that never panics.
 macro_rules! say {
     ($($arg:tt)*) => {
@@ -72,3 +59,16 @@ macro_rules! note {
 }
 
 pub(crate) use {note, say};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn long_notes_are_cut_in_the_middle() {
+        let long = format!("start {} end", "é".repeat(500_000));
+        let short = super::shortened(&long);
+        assert!(short.len() < 2100, "{}", short.len());
+        assert!(short.starts_with("start ") && short.ends_with(" end"));
+        assert!(short.contains("bytes left out"));
+        assert_eq!(super::shortened("short"), "short");
+    }
+}

@@ -102,6 +102,27 @@ async fn report_merge_and_compare_refuse_counts_and_versions_they_cannot_trust()
         "{}",
         stderr(&out)
     );
+    // Reports past the size limits are refused before they are read (sparse files: the
+    // size is all that matters).
+    for (dir, size) in [("big", 300 << 20), ("big-shard", 65 << 20)] {
+        std::fs::create_dir_all(path.join(dir)).unwrap();
+        let file = std::fs::File::create(path.join(dir).join("report.json")).unwrap();
+        file.set_len(size).unwrap();
+    }
+    let out = peregrine(path, &["report", "compare", "r", "big"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("big/report.json: is over 268435456 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    let out = peregrine(path, &["report", "merge", "big-shard", "--out", "x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("big-shard/report.json: cannot read: is over 67108864 bytes"),
+        "{}",
+        stderr(&out)
+    );
     // A usage error is exit 1 as for `load`: 2 means interrupted.
     let out = peregrine(path, &["report", "compare", "r"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -231,11 +231,22 @@ pub async fn run(
     interrupt: impl Future<Output = ()> + Send,
     mut progress: impl FnMut(&Progress),
 ) -> Finished {
-    let start = Instant::now();
-    let executions = match prepare(plan).await {
+    tokio::pin!(interrupt);
+    let prepared = tokio::select! {
+        prepared = prepare(plan) => prepared,
+        () = &mut interrupt => {
+            let mut finished = Finished::unstarted(plan, String::new());
+            (finished.ending, finished.problem) = (Ending::Interrupted, None);
+            return finished;
+        }
+    };
+    let executions = match prepared {
         Ok(executions) => executions,
         Err(problem) => return Finished::unstarted(plan, problem),
     };
+    // The schedule starts once every request is prepared: preparing 100,000 requests (or
+    // waiting on a slow resolver) must not eat into the hold-for.
+    let start = Instant::now();
     let (stop_tx, stop) = watch::channel(false);
     let (cancel_tx, cancel) = watch::channel(false);
     let mut stopper = Stopper {
@@ -271,7 +282,6 @@ pub async fn run(
     let mut ticker =
         tokio::time::interval_at(start + Duration::from_millis(500), Duration::from_secs(1));
     let mut users_at: Vec<u64> = Vec::new();
-    tokio::pin!(interrupt);
     loop {
         tokio::select! {
             received = samples.recv() => match received {
