@@ -41,6 +41,23 @@ pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
     Duration::try_from_secs_f64(seconds).map_err(|_| invalid())
 }
 
+/// `duration` as Taurus text in its largest whole unit (`400d`, `90m`, `1500ms`), so that
+/// messages quoting it read as the user typed it, not as `34560000000ms`.
+pub fn format_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if millis > 0 && millis.is_multiple_of(size) {
+            return format!("{}{unit}", millis / size);
+        }
+    }
+    format!("{millis}ms")
+}
+
 /// `0:02:30` — how Taurus prints a test duration.
 pub fn format_clock(duration: Duration) -> String {
     let total = duration.as_secs();
@@ -60,6 +77,15 @@ mod tests {
         assert_eq!(secs("1s200ms"), Some(1.2));
         assert_eq!(secs("3"), Some(3.0));
         assert_eq!(secs("500ms"), Some(0.5));
+        let shown = |text: &str| {
+            parse_duration(text)
+                .map(format_duration)
+                .unwrap_or_default()
+        };
+        assert_eq!(shown("400d"), "400d");
+        assert_eq!(shown("90m"), "90m");
+        assert_eq!(shown("1.5s"), "1500ms");
+        assert_eq!(shown("0s"), "0ms");
         assert_eq!(secs("1h30m"), Some(5400.0));
         assert_eq!(secs("1.5S"), Some(1.5));
         for bad in ["", "abc", "5x", "1..2s", "-1s", "m"] {

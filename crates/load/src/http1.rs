@@ -370,6 +370,13 @@ fn describe(
                     .ok()
                     .and_then(|text| text.trim().parse::<u64>().ok())
                     .ok_or_else(|| ExchangeError::Malformed("invalid Content-Length".into()))?;
+                // Two different lengths: the body's end is unknowable (RFC 9112 6.3), and
+                // waiting for the longer one would show as a timeout.
+                if matches!(framing, Framing::Length(earlier) if earlier != length) {
+                    return Err(ExchangeError::Malformed(
+                        "conflicting Content-Length headers".into(),
+                    ));
+                }
                 framing = Framing::Length(length);
             }
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -502,6 +509,20 @@ mod tests {
             assert_eq!(response.body_bytes, 9);
             assert!(response.reusable);
         }
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn conflicting_content_lengths_are_an_invalid_response_not_a_wait() -> io::Result<()> {
+        let conflicting: &[u8] =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\nok";
+        let failure = failure_of(vec![conflicting]).await?;
+        assert!(failure.contains("conflicting Content-Length"), "{failure}");
+        // The same length twice is only redundant.
+        let repeated: &[u8] =
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok";
+        let mut connection = connected(vec![repeated]).await?;
+        assert_eq!(get(&mut connection, &Method::GET).await?.body, b"ok");
         Ok(())
     }
 

@@ -14,6 +14,7 @@ pub mod duration;
 mod engine;
 pub mod exit_code;
 pub mod extract;
+pub mod files;
 mod http1;
 pub mod plan;
 pub mod quick;

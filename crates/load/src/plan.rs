@@ -49,9 +49,27 @@ pub struct Plan {
     pub tls: TlsOptions,
     /// A hash of the merged config: the shards of one plan share it.
     pub fingerprint: String,
+    /// How long requests in flight when the schedule ends may take to finish before they
+    /// are cancelled (`None`: the longest request timeout, so none is cut short).
+    pub graceful_stop: Option<Duration>,
 }
 
 impl Plan {
+    /// The longest request timeout of any execution (zero without requests).
+    pub fn longest_timeout(&self) -> Duration {
+        self.executions
+            .iter()
+            .flat_map(|e| &e.scenario.requests)
+            .map(|r| r.timeout)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// How long requests in flight at the end of the schedule may still take.
+    pub fn grace_after_schedule(&self) -> Duration {
+        self.graceful_stop.unwrap_or_else(|| self.longest_timeout())
+    }
+
     /// Makes this process run slice `shard` of every execution.
     pub fn set_shard(&mut self, shard: Shard) {
         for execution in &mut self.executions {

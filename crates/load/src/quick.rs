@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::ConfigError;
+use crate::duration::format_duration;
 use crate::plan::Plan;
 use crate::taurus::from_taurus;
 
@@ -56,7 +57,7 @@ pub fn from_quick(test: &QuickTest) -> Result<Plan, ConfigError> {
     request.insert("headers".into(), Value::Object(headers));
     request.insert(
         "timeout".into(),
-        Value::String(format!("{}ms", test.timeout.as_millis())),
+        Value::String(format_duration(test.timeout)),
     );
     request.insert("keepalive".into(), Value::Bool(test.keepalive));
     if let Some(body) = &test.body {
@@ -68,11 +69,11 @@ pub fn from_quick(test: &QuickTest) -> Result<Plan, ConfigError> {
     }
     execution.insert(
         "ramp-up".into(),
-        Value::String(format!("{}ms", test.ramp_up.as_millis())),
+        Value::String(format_duration(test.ramp_up)),
     );
     execution.insert(
         "hold-for".into(),
-        Value::String(format!("{}ms", test.hold_for.as_millis())),
+        Value::String(format_duration(test.hold_for)),
     );
     if let Some(n) = test.iterations {
         execution.insert("iterations".into(), Value::from(n));

@@ -11,6 +11,20 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const MAX_NESTING: usize = 8;
 /// Longest string `__RandomString` makes, so a config cannot ask for gigabytes per request.
 const MAX_RANDOM_STRING: usize = 64 * 1024;
+/// Longest value a variable may hold (`set-variables`, a data-source field): a value that
+/// grows from itself (`x: ${x}${x}`) stops the run at this size instead of doubling until
+/// memory runs out.
+pub const MAX_VARIABLE_BYTES: usize = 1024 * 1024;
+/// Longest text a template renders to (a URL, header or body); longer is a `render` error
+/// of the request, which is not sent.
+pub const MAX_RENDERED_BYTES: usize = 16 * 1024 * 1024;
+
+/// A rendering that grew past its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLong {
+    /// The limit it grew past, in bytes.
+    pub limit: usize,
+}
 
 /// Text with `${…}` references, split once into pieces.
 #[derive(Debug, Clone, Default)]
@@ -122,9 +136,28 @@ impl Template {
         out
     }
 
-    /// The text with every reference replaced for `user`.
+    /// The text with every reference replaced for `user`, cut at [`MAX_RENDERED_BYTES`]
+    /// (conditions, loop counts: where a longer text means nothing anyway).
     pub fn render(&self, user: &mut UserVariables) -> String {
         let mut out = String::new();
+        let _ = self.render_into(user, &mut out, MAX_RENDERED_BYTES);
+        out
+    }
+
+    /// The text with every reference replaced for `user`, or [`TooLong`] when it would be
+    /// over `limit` bytes.
+    pub fn try_render(&self, user: &mut UserVariables, limit: usize) -> Result<String, TooLong> {
+        let mut out = String::new();
+        self.render_into(user, &mut out, limit)?;
+        Ok(out)
+    }
+
+    fn render_into(
+        &self,
+        user: &mut UserVariables,
+        out: &mut String,
+        limit: usize,
+    ) -> Result<(), TooLong> {
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
@@ -136,8 +169,16 @@ impl Template {
                 },
                 Piece::Function(function) => out.push_str(&call(function, user)),
             }
+            if out.len() > limit {
+                let mut cut = limit;
+                while !out.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                out.truncate(cut);
+                return Err(TooLong { limit });
+            }
         }
-        out
+        Ok(())
     }
 }
 

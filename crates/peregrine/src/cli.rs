@@ -96,6 +96,11 @@ pub struct LoadArgs {
     /// starts at once (a manifest's default).
     #[arg(long, value_name = "TIME", env = "PEREGRINE_START_AT", value_parser = start_at_flag)]
     pub start_at: Option<std::time::SystemTime>,
+    /// When the schedule ends, how long requests in flight may still take before they are
+    /// cancelled unmeasured (counted in the report) [default: the longest request timeout,
+    /// so none is cut short]. A stop signal gives them 1 s.
+    #[arg(long, value_name = "DURATION", value_parser = duration_flag)]
+    pub graceful_stop: Option<Duration>,
     /// Run slice I of N where I is the Kubernetes Indexed Job's JOB_COMPLETION_INDEX.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(peregrine_load::shard::MAX_SHARDS)))]
     pub shard_from_job_index: Option<u32>,

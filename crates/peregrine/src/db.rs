@@ -9,6 +9,7 @@ use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
 use peregrine_store::{DatabaseUrl, PgConfig, StatementMode, UserStore};
 
 use crate::cli::{DatabaseArgs, SeedArgs};
+use crate::out::say;
 
 /// The least time migrations are given: at least `--db-wait`.
 const MIGRATION_WAIT: Duration = Duration::from_secs(60);
@@ -133,7 +134,7 @@ pub async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let store = open_migrated(&args.database).await?;
     let added = add_users(&store, args.users).await?;
     let total = store.count().await?;
-    println!("added {added} users; {total} users in all");
+    say!("added {added} users; {total} users in all");
     Ok(())
 }
 

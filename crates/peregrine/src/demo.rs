@@ -16,6 +16,7 @@ use peregrine_store::{DatabaseUrl, PostgresAdmin, UserStore};
 use tokio::sync::{oneshot, watch};
 
 use crate::cli::DemoArgs;
+use crate::out::{note, say};
 use crate::{db, tune};
 
 /// The tutorial's Taurus config, run as it is with its placeholder URL overridden.
@@ -70,15 +71,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let rows = result?;
     print_table(&rows);
     if let Some(url) = &args.database_url {
-        println!("\nPgTune's recommendations for this host (peregrine tune --detect):\n");
+        say!("\nPgTune's recommendations for this host (peregrine tune --detect):\n");
         match tune::detected_conf_text(Some(url)).await {
-            Ok(text) => println!("{text}"),
-            Err(err) => println!("(cannot compute them: {err:#})"),
+            Ok(text) => say!("{text}"),
+            Err(err) => say!("(cannot compute them: {err:#})"),
         }
     }
-    println!("\nHTML reports:");
+    say!("\nHTML reports:");
     for row in &rows {
-        println!(
+        say!(
             "  {} users, {} worker(s): {}",
             row.users,
             row.workers,
@@ -86,7 +87,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if *interrupted.borrow() {
-        eprintln!("interrupted: the table above is partial");
+        note!("interrupted: the table above is partial");
         return Ok(exit_code::process(exit_code::INTERRUPTED));
     }
     Ok(exit_code::process(exit_code::OK))
@@ -103,7 +104,7 @@ async fn tell_the_story(
     let mut step = 0;
     let mut announce = |text: String| {
         step += 1;
-        println!("[{step}/{steps}] {text}");
+        say!("[{step}/{steps}] {text}");
     };
     announce(format!("schema: table orguser in {}", database.description));
     let store = db::open_url(
@@ -175,7 +176,7 @@ async fn load(
     let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
     Ok(peregrine_load::run(&plan, stop, |progress| {
         if show {
-            eprintln!("{}", progress_line(progress));
+            note!("{}", progress_line(progress));
         }
     })
     .await)
@@ -222,7 +223,7 @@ impl Database {
         if let Some((server, name)) = &self.created
             && let Err(err) = server.drop_database(name).await
         {
-            eprintln!("warning: cannot drop the demo database {name}: {err}");
+            note!("warning: cannot drop the demo database {name}: {err}");
         }
     }
 }
@@ -291,7 +292,7 @@ impl InProcessServer {
                         let _ = stop_rx.await;
                     };
                     if let Err(err) = bound.serve(make_app, shutdown).await {
-                        eprintln!("warning: the demo API failed: {err}");
+                        note!("warning: the demo API failed: {err}");
                     }
                     let _ = finished_tx.send(());
                 });
@@ -335,15 +336,21 @@ fn tutorial_figures(users: u32, workers: usize) -> &'static str {
 }
 
 fn print_table(rows: &[Row]) {
-    println!("\nResults (GET /users/, 20 users in the table, timeout 3 s):\n");
-    println!(
+    say!("\nResults (GET /users/, 20 users in the table, timeout 3 s):\n");
+    say!(
         "{:>5} {:>7} {:>9} {:>7} {:>9} {:>9} {:>11}  tutorial (Falcon + gunicorn)",
-        "users", "workers", "samples", "errors", "avg", "p99", "throughput"
+        "users",
+        "workers",
+        "samples",
+        "errors",
+        "avg",
+        "p99",
+        "throughput"
     );
     for row in rows {
         let o = &row.report.overall;
         let p99 = o.percentile(99.0).unwrap_or(0.0);
-        println!(
+        say!(
             "{:>5} {:>7} {:>9} {:>6.2}% {:>6.1} ms {:>6.1} ms {:>7.0} r/s  {}",
             row.users,
             row.workers,

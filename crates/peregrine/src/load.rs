@@ -11,6 +11,7 @@ use peregrine_load::shard::Shard;
 use peregrine_load::{Plan, QuickTest, exit_code};
 
 use crate::cli::LoadArgs;
+use crate::out::note;
 
 /// Hold-for of the quick form when neither it nor --iterations is given.
 const QUICK_HOLD_FOR: Duration = Duration::from_secs(10);
@@ -23,27 +24,30 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         Ok(plan) => plan,
         Err(rejected) => {
             for warning in &rejected.warnings {
-                eprintln!("warning: {warning}");
+                note!("warning: {warning}");
             }
             return Err(rejected.error);
         }
     };
     plan.set_shard(shard(&args)?);
     if !plan.shard().is_whole() {
-        eprintln!("running shard {} of the plan", plan.shard());
+        note!("running shard {} of the plan", plan.shard());
     }
     plan.tls.ca_certs.extend(args.ca_cert.iter().cloned());
+    if args.graceful_stop.is_some() {
+        plan.graceful_stop = args.graceful_stop;
+    }
     if args.insecure {
         plan.skip_verification();
     }
     for warning in &plan.warnings {
-        eprintln!("warning: {warning}");
+        note!("warning: {warning}");
     }
     let show_progress = args.progress || std::io::stderr().is_terminal();
     let late = match args.start_at {
         Some(at) => match wait_until(at).await? {
             Waited::Interrupted => {
-                eprintln!("interrupted before the start time: nothing was sent");
+                note!("interrupted before the start time: nothing was sent");
                 return Ok(exit_code::process(exit_code::INTERRUPTED));
             }
             Waited::Late(late) => Some(late),
@@ -54,33 +58,41 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let interrupt = interrupted();
     let mut report = peregrine_load::run(&plan, interrupt, |progress| {
         if show_progress {
-            eprintln!("{}", progress_line(progress));
+            note!("{}", progress_line(progress));
         }
     })
     .await;
     report.late_start_seconds = late.map(|l| l.as_secs_f64());
-    print!("{}", final_stats_of(&report, plan.outputs.final_stats));
-    if let Some(rate) = &report.rate
-        && rate.below_target
-    {
-        eprintln!(
-            "warning: achieved {:.1} req/s is under 95% of the requested {:.1} req/s: the target or this machine could not keep up",
-            rate.achieved, rate.requested
-        );
-    }
+    // The files first: a closed stdout (`| head -0`) must not cost the report.
     let mut written = report.write_configured(&plan)?;
     if let Some(dir) = &args.report {
         written.extend(report.write_dir(dir)?);
     }
+    crate::out::stdout(&final_stats_of(&report, plan.outputs.final_stats));
+    if let Some(rate) = &report.rate
+        && rate.below_target
+    {
+        note!(
+            "warning: achieved {:.1} req/s is under 95% of the requested {:.1} req/s: the target or this machine could not keep up",
+            rate.achieved,
+            rate.requested
+        );
+    }
+    if report.cancelled_in_flight > 0 {
+        note!(
+            "warning: {} requests still in flight at the stop were cancelled unmeasured (see --graceful-stop)",
+            report.cancelled_in_flight
+        );
+    }
     for path in written {
-        eprintln!("wrote {}", path.display());
+        note!("wrote {}", path.display());
     }
     let code = report.exit_code();
     if code == exit_code::INTERRUPTED {
-        eprintln!("interrupted: the results above are partial");
+        note!("interrupted: the results above are partial");
     }
     if let Some(problem) = &report.problem {
-        eprintln!("error: the run was stopped: {problem}");
+        note!("error: the run was stopped: {problem}");
     }
     Ok(exit_code::process(code))
 }
@@ -124,14 +136,14 @@ async fn wait_until(at: std::time::SystemTime) -> anyhow::Result<Waited> {
             wait.as_secs()
         )),
         Ok(wait) => {
-            eprintln!("waiting {:.1} s for the start time", wait.as_secs_f64());
+            note!("waiting {:.1} s for the start time", wait.as_secs_f64());
             tokio::select! {
                 () = tokio::time::sleep(wait) => Ok(Waited::OnTime),
                 () = interrupted() => Ok(Waited::Interrupted),
             }
         }
         Err(past) if past.duration() > LATE_AFTER => {
-            eprintln!(
+            note!(
                 "warning: started {:.3} s after --start-at: this shard is late (marked in its report)",
                 past.duration().as_secs_f64()
             );

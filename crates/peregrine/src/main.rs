@@ -6,6 +6,7 @@ mod db;
 mod demo;
 mod health;
 mod load;
+mod out;
 mod report;
 mod serve;
 mod telemetry;
@@ -97,6 +98,6 @@ fn usage_error(err: &clap::Error) -> ExitCode {
 }
 
 fn fail(err: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {err:#}");
+    out::note!("error: {err:#}");
     exit_code::process(exit_code::TOOL_ERROR)
 }

@@ -5,13 +5,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use peregrine_load::report::compare::{Thresholds, compare};
+use peregrine_load::report::compare::{CompareInput, Thresholds, compare};
 use peregrine_load::report::final_stats_of;
 use peregrine_load::report::merge::{evaluate_criteria, merge_dirs};
 use peregrine_load::{Report, exit_code};
-use serde_json::Value;
 
 use crate::cli::{CompareArgs, MergeArgs, ReportCommand};
+use crate::out::note;
 
 /// Runs `peregrine report …`.
 pub fn run(command: ReportCommand) -> anyhow::Result<ExitCode> {
@@ -38,7 +38,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|plan| plan.outputs.final_stats)
         .unwrap_or_default();
-    print!("{}", final_stats_of(&report, parts));
+    crate::out::stdout(&final_stats_of(&report, parts));
     // The outputs the config's reporting section asks for (dump-csv, dump-xml, junit-xml),
     // as `peregrine load` writes them.
     let mut written = match &plan {
@@ -47,7 +47,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     };
     written.extend(report.write_dir(&args.out)?);
     for path in written {
-        eprintln!("wrote {}", path.display());
+        note!("wrote {}", path.display());
     }
     if failed {
         return Ok(exit_code::process(exit_code::CRITERIA_FAILED));
@@ -55,11 +55,8 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code::process(exit_code::OK))
 }
 
-fn read_report(dir: &Path) -> anyhow::Result<Value> {
-    let file = dir.join("report.json");
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not JSON", file.display()))
+fn read_report(dir: &Path) -> anyhow::Result<CompareInput> {
+    CompareInput::read(&dir.join("report.json")).map_err(anyhow::Error::msg)
 }
 
 fn compare_dirs(args: &CompareArgs) -> anyhow::Result<ExitCode> {
@@ -76,12 +73,12 @@ fn compare_dirs(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         max_error_rate_increase: args.max_error_rate_increase,
     };
     let comparison = compare(&base, &new, &limits).map_err(anyhow::Error::msg)?;
-    print!("{}", comparison.text);
+    crate::out::stdout(&comparison.text);
     if comparison.failures.is_empty() {
         return Ok(exit_code::process(exit_code::OK));
     }
     for failure in &comparison.failures {
-        eprintln!("regression: {failure}");
+        note!("regression: {failure}");
     }
     Ok(exit_code::process(exit_code::CRITERIA_FAILED))
 }

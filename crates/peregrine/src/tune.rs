@@ -16,6 +16,7 @@ use serde::Serialize;
 use clap::Parser;
 
 use crate::cli::{Cli, DataSizeArg, TuneArgs, TuneFormat};
+use crate::out::say;
 
 /// PgTune's default version on its form.
 const DEFAULT_VERSION: u32 = 18;
@@ -25,10 +26,10 @@ pub async fn run(args: TuneArgs) -> anyhow::Result<()> {
     let recommendation = recommend(&input(&args).await?);
     let text = render(&recommendation, args.format)?;
     match &args.write {
-        None => println!("{text}"),
+        None => say!("{text}"),
         Some(path) => {
             write_output(path, &text, args.force)?;
-            println!(
+            say!(
                 "{}",
                 how_to_load(path, args.format, recommendation.settings.len())
             );

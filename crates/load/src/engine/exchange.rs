@@ -42,7 +42,7 @@ pub async fn measure(
         }
     };
     let ended = Instant::now();
-    let (status, latency, opening, bytes, error, body, headers) = match outcome {
+    let (status, latency, opening, bytes, mut error, body, headers) = match outcome {
         Ok(done) => (
             done.status,
             done.latency,
@@ -65,6 +65,13 @@ pub async fn measure(
             )
         }
     };
+    // Assertions are checked after the response is complete: the time they take (a JSON
+    // path over a large body can take seconds) is the generator's, not the server's.
+    let mut check_time = Duration::ZERO;
+    if error.is_none() && (!request.assertions.is_empty() || !request.json_assertions.is_empty()) {
+        error = check(request, status, &headers, &body);
+        check_time = ended.elapsed();
+    }
     let sample = Sample {
         label: request.label,
         due: due.saturating_duration_since(start),
@@ -76,6 +83,7 @@ pub async fn measure(
         status,
         bytes,
         error,
+        check_time,
     };
     Measured {
         sample,
@@ -83,6 +91,18 @@ pub async fn measure(
         body,
         headers,
     }
+}
+
+/// The first assertion of `request` the response fails, as a sample's error.
+fn check(
+    request: &crate::plan::Request,
+    status: u16,
+    headers: &http::HeaderMap,
+    body: &[u8],
+) -> Option<(ErrorKind, Arc<str>)> {
+    check_assertions(&request.assertions, status, headers, body)
+        .or_else(|| request.json_assertions.iter().find_map(|a| a.check(body)))
+        .map(|m| (ErrorKind::Assertion, Arc::from(m)))
 }
 
 /// One measured request: its sample, when it ended, and the parts of the response kept.
@@ -192,10 +212,7 @@ async fn connect(
     }
     let stream = tcp.map_err(|e| {
         opening.connect += connected - began;
-        RequestFailure::new(
-            ErrorKind::Connect,
-            format!("cannot connect to {address}: {}", e.kind()),
-        )
+        connect_failure(address, &e)
     })?;
     let Some(tls) = &step.tls else {
         opening.connect += connected - began;
@@ -213,6 +230,29 @@ async fn connect(
         )
     })?;
     Ok(Link::Tls(Box::new(Connection::over(stream))))
+}
+
+/// Why a connect failed: the machine running out of files or ports is its own kind (the
+/// target is not at fault, and the fix is here: `ulimit -n`, fewer users).
+fn connect_failure(address: SocketAddr, err: &std::io::Error) -> RequestFailure {
+    /// EMFILE, ENFILE: the process's or the system's open files.
+    const OUT_OF_FILES: [i32; 2] = [24, 23];
+    /// EADDRNOTAVAIL: no free local port for another connection.
+    const OUT_OF_PORTS: i32 = 99;
+    match err.raw_os_error() {
+        Some(code) if OUT_OF_FILES.contains(&code) => RequestFailure::new(
+            ErrorKind::Resources,
+            "cannot open a connection: too many open files (raise `ulimit -n` or use fewer users)",
+        ),
+        Some(OUT_OF_PORTS) => RequestFailure::new(
+            ErrorKind::Resources,
+            format!("cannot connect to {address}: no free local port (fewer users, or keep-alive)"),
+        ),
+        _ => RequestFailure::new(
+            ErrorKind::Connect,
+            format!("cannot connect to {address}: {}", err.kind()),
+        ),
+    }
 }
 
 /// Sends one request and reads the whole response, connecting first when needed. A reused
@@ -321,19 +361,7 @@ async fn send_and_read<S: AsyncRead + AsyncWrite + Unpin>(
         let text = format!("HTTP {status} {reason}");
         Some((ErrorKind::Http, Arc::from(text.trim_end())))
     } else {
-        check_assertions(
-            &step.request.assertions,
-            status,
-            &response.headers,
-            &response.body,
-        )
-        .or_else(|| {
-            step.request
-                .json_assertions
-                .iter()
-                .find_map(|a| a.check(&response.body))
-        })
-        .map(|m| (ErrorKind::Assertion, Arc::from(m)))
+        None
     };
     Ok((
         Exchanged {

@@ -31,6 +31,12 @@ use users::{Batch, Pacer, Shared, closed_model_user, open_model_user};
 
 /// How long every request may fail for a reason waiting cannot fix before the run gives up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
+/// Longest wait for resolving a host before the run.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After a stop signal, a criterion or an abort: how long requests in flight may still
+/// finish before they are cancelled. Short, so a run ends within 2 s of Ctrl-C or SIGTERM
+/// (a Kubernetes pod's grace period is spent waiting for the report, not for a stuck target).
+pub const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -83,6 +89,9 @@ pub struct Finished {
     pub ending: Ending,
     /// Why an aborted run could not go on.
     pub problem: Option<String>,
+    /// Requests given up in flight at the stop (see [`STOP_GRACE`] and
+    /// [`Plan::grace_after_schedule`]): not measured, so not in the statistics.
+    pub cancelled: u64,
 }
 
 /// One request ready to send: its spec, where it goes, its bytes on the wire and what to
@@ -182,9 +191,12 @@ pub async fn prepare(
             let address = match resolved.get(&key) {
                 Some(address) => *address,
                 None => {
-                    let address = tokio::net::lookup_host((key.0.as_str(), key.1))
+                    let lookup = tokio::net::lookup_host((key.0.as_str(), key.1));
+                    // A stuck resolver must not hold the run before its start.
+                    let address = tokio::time::timeout(RESOLVE_TIMEOUT, lookup)
                         .await
                         .ok()
+                        .and_then(Result::ok)
                         .and_then(|mut a| a.next());
                     if address.is_none() {
                         tracing::warn!(host = %key.0, "cannot resolve host");
@@ -242,29 +254,49 @@ pub async fn run(
     interrupt: impl Future<Output = ()> + Send,
     mut progress: impl FnMut(&Progress),
 ) -> Finished {
-    let start = Instant::now();
     let connects = Arc::new(ConnectWatch::default());
-    let executions = match prepare(plan, &connects).await {
+    tokio::pin!(interrupt);
+    let prepared = tokio::select! {
+        prepared = prepare(plan, &connects) => prepared,
+        () = &mut interrupt => {
+            let mut finished = Finished::unstarted(plan, String::new());
+            (finished.ending, finished.problem) = (Ending::Interrupted, None);
+            return finished;
+        }
+    };
+    let executions = match prepared {
         Ok(executions) => executions,
         Err(problem) => return Finished::unstarted(plan, problem),
     };
+    // The schedule starts once every request is prepared: preparing 100,000 requests (or
+    // waiting on a slow resolver) must not eat into the hold-for.
+    let start = Instant::now();
     let (stop_tx, stop) = watch::channel(false);
+    let (cancel_tx, cancel) = watch::channel(false);
     let mut stopper = Stopper {
         signal: stop_tx,
         ending: Ending::Completed,
         stopping: false,
     };
-    let Launched {
-        mut samples,
-        mut problems,
-        users,
-    } = launch(executions, start, &stop);
     let total = plan
         .executions
         .iter()
         .map(Execution::duration)
         .max()
         .unwrap_or_default();
+    let cancelled = Arc::new(AtomicU64::new(0));
+    let Launched {
+        mut samples,
+        mut problems,
+        users,
+    } = launch(executions, start, &stop, (&cancel, &cancelled));
+    // Requests in flight are given up at the end of the schedule plus its grace, or
+    // shortly after a stop: the run's end never waits on a stuck target.
+    let mut cancel_at =
+        (!total.is_zero()).then(|| users::at(users::at(start, total), plan.grace_after_schedule()));
+    let far = users::at(start, crate::plan::MAX_DURATION);
+    let cancel_timer = tokio::time::sleep_until(cancel_at.unwrap_or(far));
+    tokio::pin!(cancel_timer);
     let mut collector = collector_for(plan);
     let mut monitor = Monitor::new(plan.criteria.clone(), plan.labels.clone());
     let mut problem = None;
@@ -274,7 +306,6 @@ pub async fn run(
     let mut ticker =
         tokio::time::interval_at(start + Duration::from_millis(500), Duration::from_secs(1));
     let mut users_at: Vec<u64> = Vec::new();
-    tokio::pin!(interrupt);
     loop {
         tokio::select! {
             received = samples.recv() => match received {
@@ -289,6 +320,10 @@ pub async fn run(
             Some(message) = problems.recv() => {
                 problem.get_or_insert(message);
                 stopper.stop(Ending::Aborted);
+            },
+            () = &mut cancel_timer, if cancel_at.is_some() => {
+                cancel_at = None;
+                let _ = cancel_tx.send(true);
             },
             _ = ticker.tick() => {
                 let elapsed = start.elapsed();
@@ -312,6 +347,13 @@ pub async fn run(
             },
             () = &mut interrupt, if !stopper.stopping => stopper.stop(Ending::Interrupted),
         }
+        if stopper.stopping && !*cancel_tx.borrow() {
+            let soon = Instant::now() + STOP_GRACE;
+            if cancel_at.is_none_or(|at| at > soon) {
+                cancel_at = Some(soon);
+                cancel_timer.as_mut().reset(soon);
+            }
+        }
     }
     // A problem reported as the last users finished still counts.
     while let Ok(message) = problems.try_recv() {
@@ -328,6 +370,7 @@ pub async fn run(
         duration,
         ending: stopper.ending,
         problem,
+        cancelled: cancelled.load(Ordering::Relaxed),
     }
 }
 
@@ -340,6 +383,7 @@ impl Finished {
             duration: Duration::ZERO,
             ending: Ending::Aborted,
             problem: Some(problem),
+            cancelled: 0,
         }
     }
 }
@@ -376,6 +420,7 @@ fn launch(
     executions: Vec<PreparedExecution>,
     start: Instant,
     stop: &watch::Receiver<bool>,
+    (cancel, cancelled): (&watch::Receiver<bool>, &Arc<AtomicU64>),
 ) -> Launched {
     let (samples_tx, samples) = mpsc::unbounded_channel::<Batch>();
     let (problems_tx, problems) = mpsc::unbounded_channel::<String>();
@@ -406,6 +451,9 @@ fn launch(
                 arrivals: AtomicU64::new(0),
                 timer: timer.clone(),
                 program,
+                cancel: cancel.clone(),
+                cancelled: Arc::clone(cancelled),
+                problems: problems_tx.clone(),
             })
         })
         .collect();

@@ -14,11 +14,18 @@ use tokio::time::Instant;
 use super::PreparedRequest;
 use super::exchange::Connections;
 use super::session::{CookieJar, send_following_redirects};
-use super::users::{CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until, take_arrival};
+use super::users::{
+    CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until, take_arrival, until_cancelled,
+};
 use crate::condition;
 use crate::plan::{Action, Block, LoopCount, Program, Request, Step, ThinkTime};
 use crate::stats::{ErrorKind, Sample};
-use crate::variables::{Random, SharedCounters, UserVariables, encode_target};
+use crate::variables::{
+    MAX_RENDERED_BYTES, MAX_VARIABLE_BYTES, Random, SharedCounters, UserVariables, encode_target,
+};
+
+/// Longest request target or header value: `http::Uri` holds at most 64 KiB.
+const MAX_URL_BYTES: usize = 65_534;
 
 /// The variable JMeter sets after every sample.
 const LAST_SAMPLE_OK: &str = "JMeterThread.last_sample_ok";
@@ -82,6 +89,7 @@ struct ProgramUser<'a> {
     connections: Connections,
     outbox: Outbox<'a>,
     stop: watch::Receiver<bool>,
+    cancel: watch::Receiver<bool>,
     deadline: Option<Instant>,
     transactions: Vec<OpenTransaction>,
     jar: CookieJar,
@@ -106,6 +114,7 @@ pub async fn run_program<'a>(
         connections: Connections::default(),
         outbox: Outbox::new(&shared.samples),
         stop,
+        cancel: shared.cancel.clone(),
         deadline,
         transactions: Vec::new(),
         jar: CookieJar::with(&program.cookies),
@@ -298,12 +307,26 @@ impl<'a> ProgramUser<'a> {
             Step::Action(action) => self.action(*action).await,
             Step::SetVariables(pairs) => {
                 for (name, value) in pairs {
-                    let rendered = value.render(&mut self.variables);
-                    self.variables.values.insert(name.clone(), rendered);
+                    match value.try_render(&mut self.variables, MAX_VARIABLE_BYTES) {
+                        Ok(rendered) => {
+                            self.variables.values.insert(name.clone(), rendered);
+                        }
+                        Err(too) => return self.give_up_on_growth(name, too.limit),
+                    }
                 }
                 Flow::Next
             }
         }
+    }
+
+    /// A variable grew past its limit: the run cannot go on as written (the value would
+    /// keep growing until memory runs out), so it is aborted, naming the variable.
+    fn give_up_on_growth(&mut self, name: &str, limit: usize) -> Flow {
+        let _ = self.shared.problems.send(format!(
+            "set-variables: {name} grew past {limit} bytes (is it set from itself, as {name}: ${{{name}}}${{{name}}}?)"
+        ));
+        self.state.halted.store(true, Ordering::Relaxed);
+        Flow::End
     }
 
     /// A condition's verdict; `None` for one the evaluator cannot read (JMeter: false
@@ -388,6 +411,7 @@ impl<'a> ProgramUser<'a> {
             status: if error.is_none() { 200 } else { 0 },
             bytes: open.bytes,
             error,
+            check_time: Duration::ZERO,
         };
         self.record(sample, ended);
         flow
@@ -427,11 +451,17 @@ impl<'a> ProgramUser<'a> {
         let Some(prepared) = shared.execution.requests.get(index) else {
             return Flow::Next;
         };
+        let Some(due) = self.wait_for_turn(prepared).await else {
+            return Flow::End;
+        };
         let store_cookie = shared.execution.plan.scenario.store_cookie;
         let with_cookies = store_cookie && !self.jar.is_empty();
         let rendered;
         let step = if prepared.request.dynamic.is_some() || with_cookies {
-            let mut request = render(prepared, &mut self.variables);
+            let mut request = match render(prepared, &mut self.variables) {
+                Ok(request) => request,
+                Err(why) => return self.unrenderable(prepared, due, why),
+            };
             if store_cookie {
                 self.jar.add_to(&mut request.headers);
             }
@@ -440,18 +470,18 @@ impl<'a> ProgramUser<'a> {
         } else {
             prepared
         };
-        let Some(due) = self.wait_for_turn(prepared).await else {
+        let jar = store_cookie.then_some(&mut self.jar);
+        let sent = send_following_redirects(&mut self.connections, jar, step, due, shared.start);
+        let Some(measured) = until_cancelled(shared, &mut self.cancel, sent).await else {
             return Flow::End;
         };
-        let jar = store_cookie.then_some(&mut self.jar);
-        let measured =
-            send_following_redirects(&mut self.connections, jar, step, due, shared.start).await;
-        let sample = measured.sample;
+        let mut sample = measured.sample;
         let ok = sample.error.is_none();
         let connect_failed = matches!(sample.error, Some((ErrorKind::Connect, _)));
         self.variables
             .values
             .insert(LAST_SAMPLE_OK.to_owned(), ok.to_string());
+        let extracting = Instant::now();
         for extractor in &prepared.request.extractors {
             extractor.apply(
                 sample.status,
@@ -460,10 +490,37 @@ impl<'a> ProgramUser<'a> {
                 &mut self.variables,
             );
         }
+        if !prepared.request.extractors.is_empty() {
+            sample.check_time += extracting.elapsed();
+        }
         self.record(sample, measured.ended);
         if connect_failed {
             tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
         }
+        Flow::Next
+    }
+
+    /// A request whose template could not be made into a valid request: a failed sample of
+    /// kind `render` with no time (nothing was sent), as JMeter records a sampler that
+    /// fails before sending.
+    fn unrenderable(&mut self, prepared: &PreparedRequest, due: Instant, why: String) -> Flow {
+        self.variables
+            .values
+            .insert(LAST_SAMPLE_OK.to_owned(), false.to_string());
+        let sample = Sample {
+            label: prepared.request.label,
+            due: due.saturating_duration_since(self.shared.start),
+            response_time: Duration::ZERO,
+            service_time: Duration::ZERO,
+            latency: Duration::ZERO,
+            connect_time: Duration::ZERO,
+            tls_time: Duration::ZERO,
+            status: 0,
+            bytes: 0,
+            error: Some((ErrorKind::Render, Arc::from(why))),
+            check_time: Duration::ZERO,
+        };
+        self.record(sample, Instant::now());
         Flow::Next
     }
 
@@ -506,32 +563,53 @@ impl<'a> ProgramUser<'a> {
     }
 }
 
-/// The request with its `${…}` rendered for this user.
-fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Request {
+/// The request with its `${…}` rendered for this user, or why it cannot be sent. The
+/// messages never quote the rendered value: one error row per cause, not per value.
+fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Result<Request, String> {
     let mut request: Request = (*prepared.request).clone();
     let Some(dynamic) = prepared.request.dynamic.as_deref() else {
-        return request;
+        return Ok(request);
     };
     if dynamic.target.is_dynamic() {
-        let rendered = dynamic.target.render(variables);
+        let rendered = dynamic
+            .target
+            .try_render(variables, MAX_URL_BYTES)
+            .map_err(|too| format!("the rendered URL is over {} bytes", too.limit))?;
         // `url: ${path}` was joined to the default address with a `/`; a value that brings
         // its own (`/items/1`) must not double it, as JMeter adds one only when missing.
         let path = rendered.strip_prefix('/').filter(|p| p.starts_with('/'));
         let target = encode_target(path.unwrap_or(&rendered));
-        if let Ok(parsed) = target.parse() {
-            request.target = parsed;
+        if target.len() > MAX_URL_BYTES {
+            return Err(format!(
+                "the rendered URL is over {MAX_URL_BYTES} bytes once encoded"
+            ));
         }
+        request.target = target
+            .parse()
+            .map_err(|_| "the rendered URL is not a valid request target".to_owned())?;
     }
     for (name, template) in &dynamic.headers {
-        let value = template.render(variables);
-        if let Ok(value) = http::HeaderValue::from_str(&value) {
-            request.headers.insert(name.clone(), value);
-        }
+        let value = template
+            .try_render(variables, MAX_URL_BYTES)
+            .map_err(|too| {
+                format!(
+                    "header {name}: the rendered value is over {} bytes",
+                    too.limit
+                )
+            })?;
+        let value = http::HeaderValue::from_str(&value).map_err(|_| {
+            format!("header {name}: the rendered value is not a valid header value (a control character or line break)")
+        })?;
+        request.headers.insert(name.clone(), value);
     }
     if dynamic.body.is_dynamic() {
-        request.body = dynamic.body.render(variables).into();
+        let body = dynamic
+            .body
+            .try_render(variables, MAX_RENDERED_BYTES)
+            .map_err(|too| format!("the rendered body is over {} bytes", too.limit))?;
+        request.body = body.into();
     }
-    request
+    Ok(request)
 }
 
 /// The pause before `request`: its think-time, drawn from its distribution.

@@ -37,6 +37,12 @@ pub struct Shared {
     pub timer: Option<PreciseTimer>,
     /// What users running the scenario's program share (`None`: a plain scenario).
     pub program: Option<ProgramState>,
+    /// Turns true when requests still in flight must be given up (see `engine::run`).
+    pub cancel: watch::Receiver<bool>,
+    /// Requests given up in flight, across the run.
+    pub cancelled: Arc<AtomicU64>,
+    /// Why the run cannot go on (it is then aborted).
+    pub problems: mpsc::UnboundedSender<String>,
 }
 
 impl Shared {
@@ -109,6 +115,7 @@ async fn plain_user(
     let mut jar = CookieJar::default();
     let mut outbox = Outbox::new(&shared.samples);
     let mut random = user_random(user);
+    let mut cancel = shared.cancel.clone();
     let mut iteration = 0;
     // The clock is read once per request where possible: at high rates reading it was a
     // visible share of the generator's own CPU time.
@@ -137,7 +144,15 @@ async fn plain_user(
                 now = Instant::now();
             }
             let jar = execution.scenario.store_cookie.then_some(&mut jar);
-            now = send(shared, &mut outbox, &mut connections, jar, step, now).await;
+            let to = Destination {
+                connections: &mut connections,
+                jar,
+                cancel: &mut cancel,
+            };
+            match send(shared, &mut outbox, to, step, now).await {
+                Some(ended) => now = ended,
+                None => break 'iterations,
+            }
         }
         iteration += 1;
     }
@@ -165,13 +180,21 @@ async fn plain_open_model_user(shared: &Shared, mut stop: watch::Receiver<bool>)
     let mut connections = Connections::default();
     let mut jar = CookieJar::default();
     let mut outbox = Outbox::new(&shared.samples);
+    let mut cancel = shared.cancel.clone();
     'arrivals: loop {
         for step in shared.execution.requests.iter() {
             let Some(due) = take_arrival(shared, &mut outbox, &mut stop).await else {
                 break 'arrivals;
             };
             let jar = execution.scenario.store_cookie.then_some(&mut jar);
-            send(shared, &mut outbox, &mut connections, jar, step, due).await;
+            let to = Destination {
+                connections: &mut connections,
+                jar,
+                cancel: &mut cancel,
+            };
+            if send(shared, &mut outbox, to, step, due).await.is_none() {
+                break 'arrivals;
+            }
         }
     }
 }
@@ -189,6 +212,12 @@ pub(super) async fn take_arrival(
     let k = execution.shard.global_arrival(local);
     let offset = arrival_offset(k, rate, execution.ramp_up);
     if offset >= execution.duration() {
+        return None;
+    }
+    // An arrival that could not start before the schedule ended (every connection busy
+    // with a slow target) is not sent after it: the backlog would keep the run going
+    // long past its end. The achieved rate shows the shortfall.
+    if shared.deadline().is_some_and(|end| Instant::now() >= end) {
         return None;
     }
     let due = at(shared.start, offset);
@@ -216,18 +245,43 @@ async fn wait_for_arrival(shared: &Shared, due: Instant, stop: &mut watch::Recei
     sleep_until(due, None, stop).await
 }
 
+/// Runs `request` unless the run cancels requests in flight first: then it is dropped
+/// unmeasured (counted in `cancelled`) and `None` comes back.
+pub(super) async fn until_cancelled<T>(
+    shared: &Shared,
+    cancel: &mut watch::Receiver<bool>,
+    request: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        biased;
+        done = request => Some(done),
+        _ = cancel.wait_for(|cancelled| *cancelled) => {
+            shared.cancelled.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+/// What a request is sent with: the user's connections, its cookies (when stored) and
+/// the run's cancel signal.
+struct Destination<'a> {
+    connections: &'a mut Connections,
+    jar: Option<&'a mut CookieJar>,
+    cancel: &'a mut watch::Receiver<bool>,
+}
+
 /// Sends one request (with the jar's cookies, following redirects), hands its sample to
-/// the outbox and returns when it finished (after the pause that follows a failed connect).
+/// the outbox and returns when it finished (after the pause that follows a failed
+/// connect); `None` when the run cancelled it in flight.
 async fn send(
     shared: &Shared,
     outbox: &mut Outbox<'_>,
-    connections: &mut Connections,
-    jar: Option<&mut CookieJar>,
+    to: Destination<'_>,
     step: &PreparedRequest,
     due: Instant,
-) -> Instant {
+) -> Option<Instant> {
     let with_cookies;
-    let step = match jar.as_deref() {
+    let step = match to.jar.as_deref() {
         Some(cookies) if !cookies.is_empty() => {
             let mut request = (*step.request).clone();
             cookies.add_to(&mut request.headers);
@@ -236,15 +290,16 @@ async fn send(
         }
         _ => step,
     };
-    let measured = send_following_redirects(connections, jar, step, due, shared.start).await;
+    let exchange = send_following_redirects(to.connections, to.jar, step, due, shared.start);
+    let measured = until_cancelled(shared, to.cancel, exchange).await?;
     let (sample, ended) = (measured.sample, measured.ended);
     let connect_failed = matches!(sample.error, Some((ErrorKind::Connect, _)));
     outbox.push(sample, ended - shared.start, ended);
     if connect_failed {
         tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
-        return Instant::now();
+        return Some(Instant::now());
     }
-    ended
+    Some(ended)
 }
 
 /// Spaces requests so that all users together stay under a rate (Taurus `throughput`),

@@ -18,13 +18,108 @@
 //! independent). A configured threshold fails the comparison only for a change that is
 //! beyond noise.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::Path;
 
 use hdrhistogram::Histogram;
-use serde_json::Value;
+use serde::Deserialize;
 
+use super::SCHEMA;
 use super::merge::value_at;
+use crate::files::{MAX_REPORT_BYTES, Source, read_limited};
 use crate::stats::hdr::decode;
+
+/// What a comparison reads of a report.json: the figures, the encoded distributions and the
+/// timeline's encoded per-second histograms (for the noise), not the errors; histograms are
+/// decoded one label at a time, so a report with 100,000 labels costs little more than its
+/// text.
+#[derive(Debug, Deserialize)]
+pub struct CompareInput {
+    overall: Figures,
+    #[serde(default)]
+    labels: Vec<LabelFigures>,
+    #[serde(default)]
+    distributions: Option<Encoded>,
+    #[serde(default)]
+    timeline: Vec<Second>,
+}
+
+/// One second of the timeline: its histogram and its labels' (by index into `labels`).
+#[derive(Debug, Deserialize)]
+struct Second {
+    #[serde(default)]
+    histogram: Option<String>,
+    #[serde(default)]
+    labels: Vec<SecondLabel>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SecondLabel {
+    label: usize,
+    #[serde(default)]
+    histogram: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Figures {
+    #[serde(default)]
+    samples: u64,
+    #[serde(default)]
+    throughput: f64,
+    #[serde(default)]
+    failure_percent: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct LabelFigures {
+    label: String,
+    #[serde(default)]
+    samples: u64,
+    #[serde(default)]
+    throughput: f64,
+    #[serde(default)]
+    failure_percent: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Encoded {
+    #[serde(default)]
+    overall: Option<String>,
+    #[serde(default)]
+    labels: Vec<EncodedLabel>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EncodedLabel {
+    #[serde(default)]
+    response: Option<String>,
+}
+
+impl CompareInput {
+    /// Reads `file` (at most [`MAX_REPORT_BYTES`]); errors name it. A report of another
+    /// schema version is refused: its fields may mean something else.
+    pub fn read(file: &Path) -> Result<Self, String> {
+        let shown = file.display();
+        let bytes = read_limited(file, MAX_REPORT_BYTES, Source::RegularFile)
+            .map_err(|e| format!("cannot read {shown}: {e}"))?;
+        let schema = serde_json::from_slice::<SchemaOnly>(&bytes)
+            .map_err(|e| format!("{shown}: not a report.json: {e}"))?
+            .schema;
+        if schema != SCHEMA {
+            return Err(format!(
+                "{shown}: a {schema:?} report; this peregrine compares {SCHEMA} reports"
+            ));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| format!("{shown}: not a report.json: {e}"))
+    }
+}
+
+#[derive(Deserialize)]
+struct SchemaOnly {
+    #[serde(default)]
+    schema: String,
+}
 
 /// Levels compared.
 pub const LEVELS: [f64; 3] = [50.0, 90.0, 99.0];
@@ -77,7 +172,11 @@ pub struct Comparison {
 }
 
 /// Compares report.json documents `base` and `new`.
-pub fn compare(base: &Value, new: &Value, limits: &Thresholds) -> Result<Comparison, String> {
+pub fn compare(
+    base: &CompareInput,
+    new: &CompareInput,
+    limits: &Thresholds,
+) -> Result<Comparison, String> {
     let mut text = String::new();
     let mut failures = Vec::new();
     let _ = writeln!(
@@ -94,7 +193,12 @@ pub fn compare(base: &Value, new: &Value, limits: &Thresholds) -> Result<Compari
         "noise ms"
     );
     let mut sources = Vec::new();
-    for (label, base_side, new_side) in pairs(base, new)? {
+    let (base_seconds, new_seconds) = (SecondsIndex::of(base), SecondsIndex::of(new));
+    // One pair at a time: a decoded histogram takes tens of kilobytes, so holding every
+    // label's at once took gigabytes for 100,000 labels.
+    for (label, base_at, new_at) in pairs(base, new) {
+        let base_side = side(base, &base_seconds, base_at, "base")?;
+        let new_side = side(new, &new_seconds, new_at, "new")?;
         let _ = writeln!(
             text,
             "{label:<24} {:>12.1} {:>12.1} {:>4.1}/{:<4.1}",
@@ -273,84 +377,93 @@ fn interval(histogram: &Histogram<u64>, level: f64) -> (f64, f64) {
     (at(n * q - spread), at(n * q + spread))
 }
 
-/// `ALL` and every label present in both reports, with both sides.
-fn pairs(base: &Value, new: &Value) -> Result<Vec<(String, Side, Side)>, String> {
-    let mut pairs = vec![(
-        "ALL".to_owned(),
-        side(
-            &base["overall"],
-            &base["distributions"]["overall"],
-            seconds(base, None),
-            "base",
-        )?,
-        side(
-            &new["overall"],
-            &new["distributions"]["overall"],
-            seconds(new, None),
-            "new",
-        )?,
-    )];
-    let labels = |report: &Value| report["labels"].as_array().cloned().unwrap_or_default();
-    let (base_labels, new_labels) = (labels(base), labels(new));
-    for (i, label) in base_labels.iter().enumerate() {
-        let name = label["label"].as_str().unwrap_or_default();
-        let Some(j) = new_labels.iter().position(|l| l["label"] == name) else {
-            continue;
-        };
-        pairs.push((
-            name.to_owned(),
-            side(
-                label,
-                &base["distributions"]["labels"][i]["response"],
-                seconds(base, Some(i)),
-                "base",
-            )?,
-            side(
-                &new_labels[j],
-                &new["distributions"]["labels"][j]["response"],
-                seconds(new, Some(j)),
-                "new",
-            )?,
-        ));
-    }
-    Ok(pairs)
-}
-
-/// The per-second histograms of the whole run (`label` `None`) or of label number `label`,
-/// for the seconds that had samples; a second that does not decode is left out.
-fn seconds(report: &Value, label: Option<usize>) -> Vec<Histogram<u64>> {
-    let timeline = report["timeline"].as_array().map_or(&[][..], Vec::as_slice);
-    timeline
+/// `ALL` (`None`) and every label present in both reports, with its index in each.
+fn pairs(base: &CompareInput, new: &CompareInput) -> Vec<(String, Option<usize>, Option<usize>)> {
+    let mut pairs = vec![("ALL".to_owned(), None, None)];
+    // By name: a label may sit at another position in the new run.
+    let new_index: HashMap<&str, usize> = new
+        .labels
         .iter()
-        .filter_map(|second| match label {
-            None => second["histogram"].as_str(),
-            Some(index) => second["labels"]
-                .as_array()?
-                .iter()
-                .find(|w| w["label"].as_u64() == u64::try_from(index).ok())?["histogram"]
-                .as_str(),
-        })
-        .filter_map(|encoded| decode(encoded).ok())
-        .filter(|h| !h.is_empty())
-        .collect()
+        .enumerate()
+        .map(|(j, l)| (l.label.as_str(), j))
+        .collect();
+    for (i, label) in base.labels.iter().enumerate() {
+        if let Some(&j) = new_index.get(label.label.as_str()) {
+            pairs.push((label.label.clone(), Some(i), Some(j)));
+        }
+    }
+    pairs
 }
 
+/// Each label's encoded per-second histograms (`None`: the whole run's), gathered in one
+/// pass over the timeline rather than one pass per label.
+struct SecondsIndex<'a> {
+    overall: Vec<&'a str>,
+    labels: HashMap<usize, Vec<&'a str>>,
+}
+
+impl<'a> SecondsIndex<'a> {
+    fn of(report: &'a CompareInput) -> Self {
+        let mut index = SecondsIndex {
+            overall: Vec::new(),
+            labels: HashMap::new(),
+        };
+        for second in &report.timeline {
+            index.overall.extend(second.histogram.as_deref());
+            for label in &second.labels {
+                if let Some(encoded) = label.histogram.as_deref() {
+                    index.labels.entry(label.label).or_default().push(encoded);
+                }
+            }
+        }
+        index
+    }
+
+    /// The decoded per-second histograms of label `at`, for the seconds that had samples;
+    /// a second that does not decode is left out.
+    fn decoded(&self, at: Option<usize>) -> Vec<Histogram<u64>> {
+        let encoded = match at {
+            None => self.overall.as_slice(),
+            Some(i) => self.labels.get(&i).map_or(&[][..], Vec::as_slice),
+        };
+        encoded
+            .iter()
+            .filter_map(|e| decode(e).ok())
+            .filter(|h| !h.is_empty())
+            .collect()
+    }
+}
+
+/// The figures, decoded distribution and per-second histograms of label `at` (`None`: the
+/// whole run).
 fn side(
-    summary: &Value,
-    encoded: &Value,
-    seconds: Vec<Histogram<u64>>,
+    report: &CompareInput,
+    seconds: &SecondsIndex<'_>,
+    at: Option<usize>,
     which: &str,
 ) -> Result<Side, String> {
-    let encoded = encoded.as_str().ok_or_else(|| {
+    let (samples, throughput, error_percent) = match at.and_then(|i| report.labels.get(i)) {
+        Some(l) => (l.samples, l.throughput, l.failure_percent),
+        None => (
+            report.overall.samples,
+            report.overall.throughput,
+            report.overall.failure_percent,
+        ),
+    };
+    let encoded = report.distributions.as_ref().and_then(|d| match at {
+        None => d.overall.as_deref(),
+        Some(i) => d.labels.get(i)?.response.as_deref(),
+    });
+    let encoded = encoded.ok_or_else(|| {
         format!(
             "the {which} report has no response-time distribution (written by an older peregrine?)"
         )
     })?;
     Ok(Side {
-        samples: summary["samples"].as_u64().unwrap_or(0),
-        throughput: summary["throughput"].as_f64().unwrap_or(0.0),
-        error_percent: summary["failure_percent"].as_f64().unwrap_or(0.0),
+        samples,
+        throughput,
+        error_percent,
         histogram: decode(encoded).map_err(|err| format!("the {which} report: {err}"))?,
-        seconds,
+        seconds: seconds.decoded(at),
     })
 }

@@ -99,6 +99,13 @@ fn summary(out: &mut String, report: &Report) {
         overall.samples, overall.failure_percent
     );
     let _ = writeln!(out, "Throughput: {:.1} req/s", overall.throughput);
+    if report.cancelled_in_flight > 0 {
+        let _ = writeln!(
+            out,
+            "Cancelled in flight at the stop (not measured): {}",
+            report.cancelled_in_flight
+        );
+    }
     if let Some(rate) = &report.rate {
         let _ = writeln!(
             out,
@@ -125,6 +132,13 @@ fn percentiles(out: &mut String, report: &Report) {
         let _ = write!(out, " (of which tls {})", seconds(overall.avg_tls));
     }
     out.push('\n');
+    if overall.avg_check > 0.0 {
+        let _ = writeln!(
+            out,
+            "Assertions and extractors: {} s per response on average, after it (not in the times above)",
+            seconds(overall.avg_check)
+        );
+    }
     let _ = writeln!(out, "Percentiles:");
     if report.rate.is_some() {
         let rows: Vec<Vec<String>> = overall

@@ -49,22 +49,40 @@ fn fail(file: &Path, message: impl Into<String>) -> MergeError {
 /// Reads `DIR/report.json` of every shard directory, checks that they are all the shards
 /// of one plan, and merges them into one report.json document.
 pub fn merge_dirs(dirs: &[PathBuf]) -> Result<Value, MergeError> {
+    let mut budget = MAX_MERGE_INPUT_BYTES;
     let shards = dirs
         .iter()
-        .map(|dir| read_shard(&dir.join("report.json")))
+        .map(|dir| read_shard(&dir.join("report.json"), &mut budget))
         .collect::<Result<Vec<_>, _>>()?;
     check_complete(&shards)?;
     merge(&shards)
 }
 
-fn read_shard(file: &Path) -> Result<ShardReport, MergeError> {
-    let text =
-        std::fs::read_to_string(file).map_err(|err| fail(file, format!("cannot read: {err}")))?;
+/// Most bytes of report.json all shards together may hold: merging keeps every shard's
+/// document in memory, at about 20 times its size.
+pub const MAX_MERGE_INPUT_BYTES: u64 = 64 * 1024 * 1024;
+
+fn read_shard(file: &Path, budget: &mut u64) -> Result<ShardReport, MergeError> {
+    let bytes = crate::files::read_limited(file, *budget, crate::files::Source::RegularFile)
+        .map_err(|err| {
+            fail(
+                file,
+                format!(
+                    "cannot read: {err} (the shards' reports may hold {MAX_MERGE_INPUT_BYTES} bytes together)"
+                ),
+            )
+        })?;
+    *budget -= bytes.len() as u64;
     let json: Value =
-        serde_json::from_str(&text).map_err(|err| fail(file, format!("not JSON: {err}")))?;
+        serde_json::from_slice(&bytes).map_err(|err| fail(file, format!("not JSON: {err}")))?;
+    drop(bytes);
     if json["schema"] != SCHEMA {
-        return Err(fail(file, format!("not a {SCHEMA} report")));
+        return Err(fail(
+            file,
+            format!("a {} report, not a {SCHEMA} one", json["schema"]),
+        ));
     }
+    check_counts(&json).map_err(|message| fail(file, message))?;
     let field = |name: &str| {
         json["shard"][name]
             .as_u64()
@@ -83,6 +101,53 @@ fn read_shard(file: &Path) -> Result<ShardReport, MergeError> {
         fingerprint,
         json,
     })
+}
+
+/// Whether a shard's counts can be what a run recorded: whole numbers, failures within
+/// samples, the labels adding up to the whole and the whole agreeing with its recorded
+/// distribution. A hand-edited or corrupt report is refused, not merged into nonsense.
+fn check_counts(json: &Value) -> Result<(), String> {
+    let counts = |part: &Value, path: &str| -> Result<(u64, u64), String> {
+        let count = |key: &str| {
+            part[key]
+                .as_u64()
+                .ok_or_else(|| format!("{path}.{key} is {}, not a whole number", part[key]))
+        };
+        let (samples, failures) = (count("samples")?, count("failures")?);
+        if failures > samples {
+            return Err(format!(
+                "{path}.failures ({failures}) is more than its samples ({samples})"
+            ));
+        }
+        Ok((samples, failures))
+    };
+    let (samples, _) = counts(&json["overall"], "overall")?;
+    let recorded = json["distributions"]["overall"]
+        .as_str()
+        .map(|text| decode(text).map(|h| h.len()))
+        .transpose()?;
+    if let Some(recorded) = recorded
+        && recorded != samples
+    {
+        return Err(format!(
+            "overall.samples ({samples}) disagrees with its response-time distribution ({recorded} samples)"
+        ));
+    }
+    let mut total = 0u64;
+    let labels = json["labels"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for (i, label) in labels.iter().enumerate() {
+        let (label_samples, _) = counts(label, &format!("labels.{i}"))?;
+        total = total.saturating_add(label_samples);
+    }
+    if !labels.is_empty() && total != samples {
+        return Err(format!(
+            "the labels' samples add up to {total}, not overall.samples ({samples})"
+        ));
+    }
+    Ok(())
 }
 
 /// Same plan, same N, distinct indexes covering 0..N.
@@ -183,6 +248,11 @@ fn merge(shards: &[ShardReport]) -> Result<Value, MergeError> {
     report["shard"] = json!({"index": 0, "count": 1});
     report["merged_shards"] = json!(first.count);
     report["criteria"] = json!([]);
+    let cancelled: u64 = shards
+        .iter()
+        .filter_map(|s| s.json["cancelled_in_flight"].as_u64())
+        .sum();
+    report["cancelled_in_flight"] = json!(cancelled);
     let late = shards
         .iter()
         .filter_map(|s| s.json["late_start_seconds"].as_f64())
@@ -319,7 +389,7 @@ fn merged_summary<'a>(
         parts
             .clone()
             .map(|p| p[key].as_u64().unwrap_or(0))
-            .sum::<u64>()
+            .fold(0u64, u64::saturating_add)
     };
     let (samples, failures) = (sum("samples"), sum("failures"));
     let weighted = |key: &str| {
@@ -349,6 +419,7 @@ fn merged_summary<'a>(
         "avg_lt": weighted("avg_lt"),
         "avg_ct": weighted("avg_ct"),
         "avg_tls": weighted("avg_tls"),
+        "avg_check": weighted("avg_check"),
         "stdev_rt": if histogram.is_empty() { 0.0 } else { histogram.stdev() / 1e6 },
         "percentiles": percentile_table(histogram, &PERCENTILES),
         "service_percentiles": times

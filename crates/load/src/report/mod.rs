@@ -55,6 +55,10 @@ pub struct Report {
     /// Why an aborted run could not go on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// Requests still in flight when the run stopped that were given up unmeasured: after
+    /// the graceful stop at the end of the schedule, or 1 s after a stop signal.
+    #[serde(default)]
+    pub cancelled_in_flight: u64,
     /// Open model: the requested and achieved request rates.
     pub rate: Option<RateCheck>,
     /// All samples together.
@@ -129,6 +133,7 @@ impl Report {
             duration,
             ending,
             problem,
+            cancelled,
         } = finished;
         let overall = collector.overall().summary(duration, &PERCENTILES);
         let labels: Vec<LabelSummary> = plan
@@ -158,6 +163,7 @@ impl Report {
             run: RunDescription::of(plan, duration),
             latency_histogram: describe::histogram_bins(&collector.overall().response),
             problem,
+            cancelled_in_flight: cancelled,
             latency: if rate.is_some() {
                 LatencyKind::Corrected
             } else {

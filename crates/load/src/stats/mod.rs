@@ -36,6 +36,11 @@ pub enum ErrorKind {
     Assertion,
     /// The connection broke while sending or receiving.
     Io,
+    /// The request could not be made from its template (an invalid header value, a URL
+    /// too long or malformed): it was never sent.
+    Render,
+    /// The machine ran out of a resource (open files, ports): not the target's fault.
+    Resources,
 }
 
 /// One finished request, as the engine reports it.
@@ -61,6 +66,9 @@ pub struct Sample {
     pub bytes: u64,
     /// The error, if the sample failed.
     pub error: Option<(ErrorKind, Arc<str>)>,
+    /// Time spent after the response checking its assertions and running its extractors:
+    /// the load generator's own work, never part of the response time.
+    pub check_time: Duration,
 }
 
 /// Cumulative statistics of one label (or of all).
@@ -74,6 +82,7 @@ pub struct Tally {
     pub(crate) sum_latency: f64,
     pub(crate) sum_connect: f64,
     pub(crate) sum_tls: f64,
+    pub(crate) sum_check: f64,
     pub(crate) codes: BTreeMap<u16, u64>,
 }
 
@@ -102,6 +111,7 @@ impl Tally {
         self.sum_latency += sample.latency.as_secs_f64();
         self.sum_connect += sample.connect_time.as_secs_f64();
         self.sum_tls += sample.tls_time.as_secs_f64();
+        self.sum_check += sample.check_time.as_secs_f64();
         *self.codes.entry(sample.status).or_default() += 1;
     }
 
@@ -123,6 +133,7 @@ impl Tally {
             avg_lt: self.sum_latency / n,
             avg_ct: self.sum_connect / n,
             avg_tls: self.sum_tls / n,
+            avg_check: self.sum_check / n,
             stdev_rt: self.response.stdev() / 1e6,
             percentiles: table(&self.response),
             service_percentiles: table(&self.service),
@@ -202,6 +213,10 @@ pub struct Summary {
     pub avg_ct: f64,
     /// Average TLS handshake time, seconds (a part of `avg_ct`; not a Taurus figure).
     pub avg_tls: f64,
+    /// Average time the load generator spent checking assertions and running extractors
+    /// after each response, seconds: measured apart, never inside a response time.
+    #[serde(default)]
+    pub avg_check: f64,
     /// Standard deviation of response time, seconds.
     pub stdev_rt: f64,
     /// Response-time percentiles (corrected for coordinated omission in the open model).
@@ -543,6 +558,7 @@ mod tests {
             status: if error { 500 } else { 200 },
             bytes: 10,
             error: error.then(|| (ErrorKind::Http, Arc::from("HTTP 500"))),
+            check_time: Duration::ZERO,
         }
     }
 

@@ -3,6 +3,7 @@
 //! [`Step`]s. A dict is classified by the first of these keys it has, in Taurus's order;
 //! otherwise it is an HTTP request.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -29,6 +30,10 @@ const BLOCK_KEYS: &[&str] = &[
 
 /// Deepest nesting of blocks and included scenarios.
 const MAX_DEPTH: usize = 32;
+/// Most requests and blocks one scenario expands to. Each `include-scenario` copies the
+/// scenario it names, so a few nested includes can ask for billions (30 levels, each
+/// including the next twice: 2^30); every entry is held in memory for the run.
+pub const MAX_SCENARIO_ENTRIES: usize = 250_000;
 
 /// What reading one scenario's request list builds up.
 pub(super) struct Steps<'s> {
@@ -42,6 +47,50 @@ pub(super) struct Steps<'s> {
     pub(super) including: Vec<String>,
     /// The config's `scenarios`.
     pub(super) scenarios: &'s Value,
+    /// Requests and blocks read so far, included copies too (see [`MAX_SCENARIO_ENTRIES`]).
+    pub(super) entries: usize,
+    /// How many entries each scenario expands to, once counted.
+    pub(super) sizes: HashMap<String, usize>,
+}
+
+/// How many requests and blocks `list` expands to, includes copied in (saturating; a name
+/// being counted counts 0, so recursion ends here and is refused where it is read).
+fn expanded_size(
+    list: Option<&Value>,
+    scenarios: &Value,
+    sizes: &mut HashMap<String, usize>,
+    depth: usize,
+) -> usize {
+    let Some(items) = list.and_then(Value::as_array) else {
+        return 0;
+    };
+    if depth > MAX_DEPTH {
+        return 0;
+    }
+    let mut total = 0usize;
+    for item in items {
+        let mut size = 1usize;
+        if let Some(name) = item.get("include-scenario").and_then(Value::as_str) {
+            size = size.saturating_add(match sizes.get(name) {
+                Some(known) => *known,
+                None => {
+                    // Counted as nothing while it is being counted: a cycle adds nothing.
+                    sizes.insert(name.to_owned(), 0);
+                    let requests = scenarios.get(name).and_then(|s| s.get("requests"));
+                    let counted = expanded_size(requests, scenarios, sizes, depth + 1);
+                    sizes.insert(name.to_owned(), counted);
+                    counted
+                }
+            });
+        } else if item.is_object() {
+            for key in ["then", "else", "do", "once"] {
+                let inner = expanded_size(item.get(key), scenarios, sizes, depth + 1);
+                size = size.saturating_add(inner);
+            }
+        }
+        total = total.saturating_add(size);
+    }
+    total
 }
 
 impl Builder {
@@ -57,6 +106,13 @@ impl Builder {
         }
         let mut steps = Vec::new();
         for item in node.items(" of requests")? {
+            out.entries += 1;
+            if out.entries > MAX_SCENARIO_ENTRIES {
+                let top = out.including.first().map_or("", String::as_str);
+                return Err(item.error(format!(
+                    "scenario {top:?} expands to over {MAX_SCENARIO_ENTRIES} requests and blocks: each include-scenario copies the scenario it names, so nested includes multiply"
+                )));
+            }
             let block = BLOCK_KEYS
                 .iter()
                 .find(|key| item.value.get(**key).is_some());
@@ -186,6 +242,15 @@ impl Builder {
         };
         let requests =
             child(&scenario, "requests").ok_or_else(|| scenario.error("has no requests"))?;
+        // Counted before it is copied in: 2^30 copies must be refused at once, not after
+        // building the first quarter million of them.
+        let size = expanded_size(Some(requests.value), out.scenarios, &mut out.sizes, 0);
+        if out.entries.saturating_add(size) > MAX_SCENARIO_ENTRIES {
+            let top = out.including.first().map_or("", String::as_str);
+            return Err(name_node.error(format!(
+                "scenario {top:?} expands to over {MAX_SCENARIO_ENTRIES} requests and blocks: {name} alone is {size}, and each include-scenario copies the scenario it names, so nested includes multiply"
+            )));
+        }
         let mut defaults = ScenarioDefaults::read(&scenario, &self.runtime_names)?;
         // Taurus applies only the top scenario's headers, to included requests too.
         defaults.headers = outer.headers.clone();

@@ -11,10 +11,11 @@ use super::Builder;
 use super::values::{ConfigValue, boolean, child, optional};
 use crate::ConfigError;
 use crate::plan::DataSource;
-use crate::variables::Random;
+use crate::variables::{MAX_VARIABLE_BYTES, Random};
 
-/// Largest CSV file read: the rows are held in memory for the whole run.
-const MAX_CSV_BYTES: u64 = 256 * 1024 * 1024;
+/// Most fields a data source may hold in all (each is a string held for the whole run:
+/// tens of bytes of bookkeeping even when empty).
+pub const MAX_DATA_FIELDS: usize = 4_000_000;
 
 impl Builder {
     /// The scenario's data sources.
@@ -60,10 +61,8 @@ impl Builder {
         };
         let quoted = optional(option("quoted"), boolean)?.unwrap_or(false);
         let random_order = optional(option("random-order"), boolean)?.unwrap_or(false);
-        let mut rows: Vec<Vec<String>> = text
-            .lines()
-            .map(|line| split_row(line, &delimiter, quoted || random_order))
-            .collect();
+        let mut rows = split_rows(&text, &delimiter, quoted || random_order, &file)
+            .map_err(|e| path_node.error(e))?;
         let names = match option("variable-names").and_then(|v| v.value.as_str().map(str::to_owned))
         {
             Some(names) if !names.trim().is_empty() => {
@@ -98,17 +97,43 @@ impl Builder {
 }
 
 fn read_limited(file: &std::path::Path) -> Result<String, String> {
-    let size = std::fs::metadata(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?
-        .len();
-    if size > MAX_CSV_BYTES {
-        return Err(format!(
-            "{} is {size} bytes; data sources up to {MAX_CSV_BYTES} bytes are read",
-            file.display()
-        ));
+    use crate::files::{MAX_DATA_BYTES, Source, read_text_limited};
+    read_text_limited(file, MAX_DATA_BYTES, Source::RegularFile)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))
+}
+
+/// The rows of `text`; an error names the line when a field is over
+/// [`MAX_VARIABLE_BYTES`] or the fields add up to more than [`MAX_DATA_FIELDS`] (counted
+/// before a line is split, so a line of a million commas costs nothing).
+fn split_rows(
+    text: &str,
+    delimiter: &str,
+    quoted: bool,
+    file: &std::path::Path,
+) -> Result<Vec<Vec<String>>, String> {
+    let mut rows = Vec::new();
+    let mut fields = 0usize;
+    for (line, text) in text.lines().enumerate() {
+        fields += text.matches(delimiter).count() + 1;
+        if fields > MAX_DATA_FIELDS {
+            return Err(format!(
+                "{} line {}: over {MAX_DATA_FIELDS} fields in all; split the data or use fewer rows",
+                file.display(),
+                line + 1
+            ));
+        }
+        let row = split_row(text, delimiter, quoted);
+        if let Some(big) = row.iter().position(|f| f.len() > MAX_VARIABLE_BYTES) {
+            return Err(format!(
+                "{} line {} field {}: over {MAX_VARIABLE_BYTES} bytes, the most a variable holds",
+                file.display(),
+                line + 1,
+                big + 1
+            ));
+        }
+        rows.push(row);
     }
-    std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {} as UTF-8: {e}", file.display()))
+    Ok(rows)
 }
 
 /// Taurus sniffs among `,`, `;` and tab on the first lines; the most frequent wins.

@@ -24,9 +24,12 @@ pub fn load(files: &[PathBuf], overrides: &[String]) -> Result<(Value, Vec<Strin
 }
 
 fn read(file: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(file).map_err(|err| ConfigError::Read {
-        file: file.to_path_buf(),
-        message: err.to_string(),
+    use crate::files::{MAX_CONFIG_BYTES, Source, read_text_limited};
+    read_text_limited(file, MAX_CONFIG_BYTES, Source::FileOrPipe).map_err(|message| {
+        ConfigError::Read {
+            file: file.to_path_buf(),
+            message,
+        }
     })
 }
 
@@ -117,16 +120,29 @@ fn merge_files(sources: &[(PathBuf, String)]) -> Result<Value, ConfigError> {
     Ok(merged)
 }
 
+/// Most YAML nodes (mappings, sequences, scalars) one config file may hold.
+const MAX_YAML_NODES: usize = 2_000_000;
+
 /// Parses one file as YAML (JSON is YAML); errors name the file, line and column. Several
 /// YAML documents in one file are merged in order, as Taurus merges them.
 pub fn parse(file: &Path, text: &str) -> Result<Value, ConfigError> {
     if text.trim().is_empty() {
         return Ok(Value::Object(Map::new()));
     }
+    // Above the parser's default node budget (250,000): 100,000 requests with a url and a
+    // label each take about 500,000 nodes. The file size limit bounds the rest.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: MAX_YAML_NODES,
+            max_events: 4 * MAX_YAML_NODES,
+        },
+    };
     let documents: Vec<Value> =
-        serde_saphyr::from_multiple(text).map_err(|err| ConfigError::Syntax {
-            file: file.to_path_buf(),
-            message: syntax_message(&err.to_string()),
+        serde_saphyr::from_multiple_with_options(text, options).map_err(|err| {
+            ConfigError::Syntax {
+                file: file.to_path_buf(),
+                message: syntax_message(&err.to_string()),
+            }
         })?;
     let mut merged = Value::Object(Map::new());
     for (i, document) in documents.into_iter().enumerate() {

@@ -49,10 +49,11 @@ pub fn from_taurus_files(document: &Value, files: &[PathBuf]) -> Result<Plan, Re
             .collect(),
         ..Builder::default()
     };
-    let document = &env::substitute_settings_env(document);
+    let environment = env::resolved_environment(document)?;
+    let document = &env::substitute_settings_env(document, &environment)?;
     blocks::runtime_names(document, &mut builder.runtime_names);
     builder.properties = properties::jmeter_properties(document);
-    builder.environment = Arc::new(env::settings_environment(document));
+    builder.environment = Arc::new(env::as_run_time(&environment));
     match read(&mut builder, document) {
         Ok(()) => {
             let mut plan = builder.finish().map_err(|error| Rejected {
@@ -198,6 +199,7 @@ impl Builder {
             labels: self.labels,
             tls: self.tls,
             fingerprint: String::new(),
+            graceful_stop: None,
         })
     }
 

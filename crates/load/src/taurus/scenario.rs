@@ -111,6 +111,8 @@ impl Builder {
             onces: 0,
             including: vec![name.clone()],
             scenarios,
+            entries: 0,
+            sizes: Default::default(),
         };
         let steps = self.steps(&requests_node, &defaults, &mut out)?;
         self.note_undefined(&node.path, &defaults);
@@ -271,10 +273,11 @@ impl Builder {
                     .value
                     .as_str()
                     .ok_or_else(|| file.error("must be a file path"))?;
-                Bytes::from(
-                    std::fs::read(path)
-                        .map_err(|e| file.error(format!("cannot read {path}: {e}")))?,
-                )
+                let limit = crate::files::MAX_BODY_FILE_BYTES;
+                let source = crate::files::Source::RegularFile;
+                let bytes = crate::files::read_limited(std::path::Path::new(path), limit, source)
+                    .map_err(|e| file.error(format!("cannot read {path}: {e}")))?;
+                Bytes::from(bytes)
             }
             (None, None) => Bytes::new(),
         };

@@ -176,3 +176,25 @@ fn date(time: UnixTime) -> String {
     let at = SystemTime::UNIX_EPOCH + Duration::from_secs(time.as_secs());
     humantime::format_rfc3339_seconds(at).to_string()
 }
+
+#[cfg(test)]
+mod time_free_tests {
+    use super::*;
+
+    /// The same expired certificate seen a second apart must give the same error row.
+    #[test]
+    fn a_certificate_error_does_not_carry_the_current_time() {
+        let at = |secs| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        let expired = |now| CertificateError::ExpiredContext {
+            time: at(now),
+            not_after: at(1_700_000_000),
+        };
+        let first = refused("h", &expired(1_800_000_000), &[]);
+        assert_eq!(first, refused("h", &expired(1_800_000_001), &[]));
+        let early = |now| CertificateError::NotValidYetContext {
+            time: at(now),
+            not_before: at(1_900_000_000),
+        };
+        assert_eq!(refused("h", &early(5), &[]), refused("h", &early(6), &[]));
+    }
+}
