@@ -230,6 +230,7 @@ fn specs() -> Vec<Spec> {
             .stdout_has("exit 0"),
         spec("docs/exit-codes.md", "peregrine tune --memory 8GB --no-such-flag; echo \"exit $?\"")
             .stdout_has("exit 1"),
+        spec("docs/limits.md", "peregrine report compare base new").exits(&[0, 3]).stdout_has("p99"),
         spec("docs/serve.md", "curl -i -X DELETE localhost:8000/users/21 -H 'Authorization: Bearer s3cret'")
             .stdout_has("204 No Content"),
     ]
@@ -477,6 +478,7 @@ page_tests! {
     serve_page_commands_work_as_printed => "docs/serve.md",
     tune_page_commands_work_as_printed => "docs/tune.md",
     exit_codes_page_commands_work_as_printed => "docs/exit-codes.md",
+    limits_page_commands_work_as_printed => "docs/limits.md",
 }
 
 #[test]
