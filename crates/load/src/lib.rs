@@ -14,6 +14,7 @@ pub mod duration;
 mod engine;
 pub mod extract;
 mod http1;
+mod jmx;
 pub mod plan;
 pub mod quick;
 pub mod report;

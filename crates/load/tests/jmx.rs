@@ -1,0 +1,499 @@
+//! JMeter test plans (JMX, as JMeter 5 saves them) run end to end against a real app on
+//! 127.0.0.1: what the server received proves what the plan sent, the report what was
+//! counted. Fixtures are in tests/jmx/.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use peregrine_load::{Plan, Report, read_plan};
+use peregrine_testkit::{LoginApp, Recorded};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/jmx")
+        .join(name)
+}
+
+/// The plan of `files` with the app's port as the JMeter property `port`.
+fn plan_for(files: &[PathBuf], app: &LoginApp) -> Plan {
+    let port = app.base().rsplit(':').next().unwrap_or_default().to_owned();
+    let overrides = [format!("modules.jmeter.properties.port={port}")];
+    read_plan(files, &overrides).unwrap_or_else(|e| panic!("{e} {:?}", e.warnings))
+}
+
+/// Writes `text` as `name` in a temp dir, with the fixtures' CSV beside it.
+#[expect(clippy::unwrap_used, reason = "a test helper")]
+fn written(name: &str, text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("users.csv"), dir.path().join("users.csv")).unwrap();
+    let file = dir.path().join(name);
+    std::fs::write(&file, text).unwrap();
+    (dir, file)
+}
+
+async fn run(plan: &Plan) -> Report {
+    peregrine_load::run(plan, std::future::pending(), |_| {}).await
+}
+
+fn targets(recorded: &[Recorded]) -> Vec<String> {
+    recorded.iter().map(|r| r.target.clone()).collect()
+}
+
+fn count(report: &Report, label: &str) -> u64 {
+    report
+        .labels
+        .iter()
+        .find(|l| l.label == label)
+        .map_or(0, |l| l.summary.samples)
+}
+
+/// A minimal JMeter 5 plan around `body` (the thread group's tree), with `loops` passes of
+/// one thread.
+fn plan_text(group: &str, body: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<jmeterTestPlan version="1.2" properties="5.0" jmeter="5.6.3">
+  <hashTree>
+    <TestPlan guiclass="TestPlanGui" testclass="TestPlan" testname="Test Plan">
+      <elementProp name="TestPlan.user_defined_variables" elementType="Arguments" guiclass="ArgumentsPanel" testclass="Arguments" testname="User Defined Variables">
+        <collectionProp name="Arguments.arguments"/>
+      </elementProp>
+    </TestPlan>
+    <hashTree>
+      <ConfigTestElement guiclass="HttpDefaultsGui" testclass="ConfigTestElement" testname="HTTP Request Defaults">
+        <stringProp name="HTTPSampler.domain">127.0.0.1</stringProp>
+        <stringProp name="HTTPSampler.port">${{__P(port,80)}}</stringProp>
+      </ConfigTestElement>
+      <hashTree/>
+      {group}
+      <hashTree>
+        {body}
+      </hashTree>
+    </hashTree>
+  </hashTree>
+</jmeterTestPlan>
+"#
+    )
+}
+
+fn thread_group(threads: u32, loops: i64) -> String {
+    format!(
+        r#"<ThreadGroup guiclass="ThreadGroupGui" testclass="ThreadGroup" testname="Thread Group">
+        <stringProp name="ThreadGroup.on_sample_error">continue</stringProp>
+        <elementProp name="ThreadGroup.main_controller" elementType="LoopController" guiclass="LoopControlPanel" testclass="LoopController" testname="Loop Controller">
+          <boolProp name="LoopController.continue_forever">false</boolProp>
+          <stringProp name="LoopController.loops">{loops}</stringProp>
+        </elementProp>
+        <stringProp name="ThreadGroup.num_threads">{threads}</stringProp>
+        <stringProp name="ThreadGroup.ramp_time">0</stringProp>
+        <boolProp name="ThreadGroup.scheduler">false</boolProp>
+        <stringProp name="ThreadGroup.duration"></stringProp>
+        <stringProp name="ThreadGroup.delay"></stringProp>
+      </ThreadGroup>"#
+    )
+}
+
+fn sampler(name: &str, method: &str, path: &str, children: &str) -> String {
+    format!(
+        r#"<HTTPSamplerProxy guiclass="HttpTestSampleGui" testclass="HTTPSamplerProxy" testname="{name}" enabled="true">
+          <elementProp name="HTTPsampler.Arguments" elementType="Arguments" guiclass="HTTPArgumentsPanel" testclass="Arguments" testname="User Defined Variables" enabled="true">
+            <collectionProp name="Arguments.arguments"/>
+          </elementProp>
+          <stringProp name="HTTPSampler.path">{path}</stringProp>
+          <stringProp name="HTTPSampler.method">{method}</stringProp>
+          <boolProp name="HTTPSampler.follow_redirects">true</boolProp>
+          <boolProp name="HTTPSampler.use_keepalive">true</boolProp>
+        </HTTPSamplerProxy>
+        <hashTree>{children}</hashTree>"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_plan_sends_csv_users_extracts_tokens_and_asserts() {
+    let app = LoginApp::start().await;
+    let plan = plan_for(&[fixture("login.jmx")], &app);
+    assert_eq!(plan.executions.len(), 1);
+    assert_eq!(plan.executions[0].concurrency, 2);
+    assert_eq!(plan.executions[0].iterations, Some(2));
+    // The listeners are ignored silently; the disabled request is not read at all.
+    assert!(
+        plan.warnings
+            .iter()
+            .all(|w| !w.contains("View Results") && !w.contains("Disabled")),
+        "{:?}",
+        plan.warnings
+    );
+    let report = run(&plan).await;
+    let recorded = app.recorded();
+    let logins: Vec<&Recorded> = recorded.iter().filter(|r| r.target == "/login").collect();
+    assert_eq!(logins.len(), 4, "{:?}", targets(&recorded));
+    let mut users: Vec<String> = logins
+        .iter()
+        .map(|r| r.body.split('"').nth(3).unwrap_or_default().to_owned())
+        .collect();
+    users.sort();
+    assert_eq!(users, ["alice", "alice", "bob", "bob"]);
+    let profiles: Vec<&Recorded> = recorded
+        .iter()
+        .filter(|r| r.target.starts_with("/me"))
+        .collect();
+    assert_eq!(profiles.len(), 4);
+    assert!(
+        profiles
+            .iter()
+            .all(|r| r.target == "/me?fields=name%20and%20id"
+                || r.target == "/me?fields=name+and+id"),
+        "{:?}",
+        targets(&recorded)
+    );
+    assert!(
+        profiles.iter().all(|r| r
+            .authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Bearer tok-"))),
+        "{profiles:?}"
+    );
+    assert!(recorded.iter().all(|r| r.target != "/never"));
+    assert_eq!(count(&report, "Login"), 4);
+    assert_eq!(count(&report, "Profile"), 4);
+    assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
+}
+
+#[test]
+fn a_non_http_sampler_stops_the_run_naming_its_path_in_the_plan() {
+    let jdbc = r#"<JDBCSampler guiclass="TestBeanGUI" testclass="JDBCSampler" testname="Read orders">
+          <stringProp name="dataSource">db</stringProp>
+          <stringProp name="query">select 1</stringProp>
+        </JDBCSampler>
+        <hashTree/>"#;
+    let (_dir, file) = written(
+        "db.jmx",
+        &plan_text(
+            &thread_group(1, 1),
+            &format!("{}{jdbc}", sampler("Home", "GET", "/", "")),
+        ),
+    );
+    let error = read_plan(&[file], &[]).map(|_| ()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("db.jmx: Test Plan > Thread Group > Read orders")
+            && message.contains("JDBCSampler is not an HTTP sampler"),
+        "{message}"
+    );
+}
+
+#[test]
+fn unknown_elements_are_warned_about_by_path_and_skipped() {
+    let body = format!(
+        r#"<JSR223PreProcessor guiclass="TestBeanGUI" testclass="JSR223PreProcessor" testname="Sign request">
+          <stringProp name="scriptLanguage">groovy</stringProp>
+          <stringProp name="script">vars.put("x", "1")</stringProp>
+        </JSR223PreProcessor>
+        <hashTree/>
+        <DNSCacheManager guiclass="DNSCachePanel" testclass="DNSCacheManager" testname="DNS Cache Manager">
+          <collectionProp name="DNSCacheManager.servers"/>
+          <boolProp name="DNSCacheManager.clearEachIteration">false</boolProp>
+        </DNSCacheManager>
+        <hashTree/>
+        {}"#,
+        sampler("Home", "GET", "/", "")
+    );
+    let (_dir, file) = written("warn.jmx", &plan_text(&thread_group(1, 1), &body));
+    let plan = read_plan(&[file], &[]).unwrap_or_else(|e| panic!("{e}"));
+    let about = |path: &str| plan.warnings.iter().any(|w| w.contains(path));
+    assert!(
+        about(
+            "warn.jmx: Test Plan > Thread Group > Sign request: JSR223PreProcessor is not supported"
+        ),
+        "{:?}",
+        plan.warnings
+    );
+    assert!(
+        about("Thread Group > DNS Cache Manager: custom DNS"),
+        "{:?}",
+        plan.warnings
+    );
+    assert_eq!(plan.executions[0].scenario.requests.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_csv_file_is_logged_and_its_variables_are_eof() {
+    let app = LoginApp::start().await;
+    let csv = r#"<CSVDataSet guiclass="TestBeanGUI" testclass="CSVDataSet" testname="Missing data">
+          <stringProp name="filename">no-such-file.csv</stringProp>
+          <stringProp name="variableNames">user,pass</stringProp>
+          <stringProp name="delimiter">,</stringProp>
+          <boolProp name="recycle">true</boolProp>
+        </CSVDataSet>
+        <hashTree/>"#;
+    let body = format!("{csv}{}", sampler("Lookup", "GET", "/lookup/${user}", ""));
+    let (_dir, file) = written("csv.jmx", &plan_text(&thread_group(1, 2), &body));
+    let plan = plan_for(&[file], &app);
+    assert!(
+        plan.warnings
+            .iter()
+            .any(|w| w.contains("Thread Group > Missing data") && w.contains("<EOF>")),
+        "{:?}",
+        plan.warnings
+    );
+    let report = run(&plan).await;
+    assert_eq!(
+        targets(&app.recorded()),
+        ["/lookup/%3CEOF%3E", "/lookup/%3CEOF%3E"]
+    );
+    assert_eq!(count(&report, "Lookup"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_run_as_jmeter_runs_them() {
+    let app = LoginApp::start().await;
+    let body = format!(
+        r#"<OnceOnlyController guiclass="OnceOnlyControllerGui" testclass="OnceOnlyController" testname="Once"/>
+        <hashTree>{once}</hashTree>
+        <LoopController guiclass="LoopControlPanel" testclass="LoopController" testname="Three times">
+          <boolProp name="LoopController.continue_forever">true</boolProp>
+          <stringProp name="LoopController.loops">3</stringProp>
+        </LoopController>
+        <hashTree>{looped}</hashTree>
+        <IfController guiclass="IfControllerPanel" testclass="IfController" testname="Only when three">
+          <stringProp name="IfController.condition">${{__jexl3("${{count}}" == "3")}}</stringProp>
+          <boolProp name="IfController.evaluateAll">false</boolProp>
+          <boolProp name="IfController.useExpression">true</boolProp>
+        </IfController>
+        <hashTree>{if_true}</hashTree>
+        <IfController guiclass="IfControllerPanel" testclass="IfController" testname="Never">
+          <stringProp name="IfController.condition">"${{count}}" == "4"</stringProp>
+          <boolProp name="IfController.useExpression">false</boolProp>
+        </IfController>
+        <hashTree>{if_false}</hashTree>
+        <TransactionController guiclass="TransactionControllerGui" testclass="TransactionController" testname="Checkout">
+          <boolProp name="TransactionController.includeTimers">false</boolProp>
+          <boolProp name="TransactionController.parent">false</boolProp>
+        </TransactionController>
+        <hashTree>{items}</hashTree>
+        <ForeachController guiclass="ForeachControlPanel" testclass="ForeachController" testname="Each id">
+          <stringProp name="ForeachController.inputVal">id</stringProp>
+          <stringProp name="ForeachController.returnVal">one</stringProp>
+          <boolProp name="ForeachController.useSeparator">true</boolProp>
+        </ForeachController>
+        <hashTree>{each}</hashTree>
+        <GenericController guiclass="LogicControllerGui" testclass="GenericController" testname="Disabled block" enabled="false"/>
+        <hashTree>{never}</hashTree>
+        <ModuleController guiclass="ModuleControllerGui" testclass="ModuleController" testname="Reuse">
+          <collectionProp name="ModuleController.node_path">
+            <stringProp name="764597751">Test Plan</stringProp>
+            <stringProp name="764597751">Test Plan</stringProp>
+            <stringProp name="-1">Shared steps</stringProp>
+          </collectionProp>
+        </ModuleController>
+        <hashTree/>"#,
+        once = sampler("First", "GET", "/first", ""),
+        looped = sampler("Looped", "GET", "/loop/${__counter(TRUE,count)}", ""),
+        if_true = sampler("Three", "GET", "/three", ""),
+        if_false = sampler("Four", "GET", "/four", ""),
+        items = sampler(
+            "Items",
+            "GET",
+            "/items",
+            r#"<JSONPostProcessor guiclass="JSONPostProcessorGui" testclass="JSONPostProcessor" testname="Ids">
+            <stringProp name="JSONPostProcessor.referenceNames">id</stringProp>
+            <stringProp name="JSONPostProcessor.jsonPathExprs">$[*].id</stringProp>
+            <stringProp name="JSONPostProcessor.match_numbers">-1</stringProp>
+          </JSONPostProcessor>
+          <hashTree/>"#
+        ),
+        each = sampler("Item", "GET", "/item/${one}", ""),
+        never = sampler("Never", "GET", "/never", ""),
+    );
+    let fragment = format!(
+        r#"<TestFragmentController guiclass="TestFragmentControllerGui" testclass="TestFragmentController" testname="Shared steps"/>
+      <hashTree>{}</hashTree>
+      {}"#,
+        sampler("Shared", "GET", "/shared", ""),
+        thread_group(1, 2)
+    );
+    let text = plan_text(&fragment, &body);
+    let (_dir, file) = written("controllers.jmx", &text);
+    let plan = plan_for(&[file], &app);
+    assert_eq!(plan.executions.len(), 1, "the fragment is no thread group");
+    let report = run(&plan).await;
+    let sent = targets(&app.recorded());
+    let first_pass = [
+        "/first", "/loop/1", "/loop/2", "/loop/3", "/three", "/items", "/item/1", "/item/2",
+        "/item/3", "/shared",
+    ];
+    assert_eq!(&sent[..first_pass.len()], first_pass, "{sent:?}");
+    // The second pass: no Once Only request, the counter goes on (so no "three").
+    assert_eq!(
+        &sent[first_pass.len()..],
+        [
+            "/loop/4", "/loop/5", "/loop/6", "/items", "/item/1", "/item/2", "/item/3", "/shared"
+        ],
+        "{sent:?}"
+    );
+    assert_eq!(count(&report, "Checkout"), 2);
+    assert_eq!(count(&report, "Never"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_timer_is_cut_at_the_scheduled_end() {
+    let app = LoginApp::start().await;
+    let group = r#"<ThreadGroup guiclass="ThreadGroupGui" testclass="ThreadGroup" testname="Timed">
+        <elementProp name="ThreadGroup.main_controller" elementType="LoopController" guiclass="LoopControlPanel" testclass="LoopController" testname="Loop Controller">
+          <boolProp name="LoopController.continue_forever">false</boolProp>
+          <intProp name="LoopController.loops">-1</intProp>
+        </elementProp>
+        <stringProp name="ThreadGroup.num_threads">1</stringProp>
+        <stringProp name="ThreadGroup.ramp_time">0</stringProp>
+        <boolProp name="ThreadGroup.scheduler">true</boolProp>
+        <stringProp name="ThreadGroup.duration">1</stringProp>
+        <stringProp name="ThreadGroup.delay"></stringProp>
+      </ThreadGroup>"#;
+    let body = format!(
+        r#"{}
+        <ConstantTimer guiclass="ConstantTimerGui" testclass="ConstantTimer" testname="Think">
+          <stringProp name="ConstantTimer.delay">20000</stringProp>
+        </ConstantTimer>
+        <hashTree/>"#,
+        sampler("Slow", "GET", "/slow", "")
+    );
+    let (_dir, file) = written("timer.jmx", &plan_text(group, &body));
+    let plan = plan_for(&[file], &app);
+    let execution = &plan.executions[0];
+    assert_eq!(execution.hold_for, Duration::from_secs(1));
+    assert_eq!(execution.iterations, None);
+    assert_eq!(
+        execution.scenario.requests[0].think_time,
+        Duration::from_secs(20)
+    );
+    let started = Instant::now();
+    let report = run(&plan).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The timer runs before the sampler: the pause is cut before anything is sent.
+    assert_eq!(count(&report, "Slow"), 0);
+    assert!(app.recorded().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_basic_auth_form_posts_and_timers_are_sent() {
+    let app = LoginApp::start().await;
+    let upload = r#"<HTTPSamplerProxy guiclass="HttpTestSampleGui" testclass="HTTPSamplerProxy" testname="Upload">
+          <elementProp name="HTTPsampler.Files" elementType="HTTPFileArgs">
+            <collectionProp name="HTTPFileArgs.files">
+              <elementProp name="users.csv" elementType="HTTPFileArg">
+                <stringProp name="File.path">users.csv</stringProp>
+                <stringProp name="File.paramname">data</stringProp>
+                <stringProp name="File.mimetype">text/csv</stringProp>
+              </elementProp>
+            </collectionProp>
+          </elementProp>
+          <elementProp name="HTTPsampler.Arguments" elementType="Arguments">
+            <collectionProp name="Arguments.arguments">
+              <elementProp name="kind" elementType="HTTPArgument">
+                <stringProp name="Argument.name">kind</stringProp>
+                <stringProp name="Argument.value">users</stringProp>
+              </elementProp>
+            </collectionProp>
+          </elementProp>
+          <stringProp name="HTTPSampler.path">/upload</stringProp>
+          <stringProp name="HTTPSampler.method">POST</stringProp>
+          <boolProp name="HTTPSampler.DO_MULTIPART_POST">true</boolProp>
+        </HTTPSamplerProxy>
+        <hashTree/>"#;
+    let form = r#"<HTTPSampler guiclass="HttpTestSampleGui" testclass="HTTPSampler" testname="Old form">
+          <elementProp name="HTTPsampler.Arguments" elementType="Arguments">
+            <collectionProp name="Arguments.arguments">
+              <elementProp name="q" elementType="HTTPArgument">
+                <boolProp name="HTTPArgument.always_encode">true</boolProp>
+                <stringProp name="Argument.name">q</stringProp>
+                <stringProp name="Argument.value">a&amp;b c</stringProp>
+              </elementProp>
+              <elementProp name="n" elementType="HTTPArgument">
+                <stringProp name="Argument.name">n</stringProp>
+                <stringProp name="Argument.value">${__threadNum}</stringProp>
+              </elementProp>
+            </collectionProp>
+          </elementProp>
+          <stringProp name="HTTPSampler.path">/form</stringProp>
+          <stringProp name="HTTPSampler.method">POST</stringProp>
+        </HTTPSampler>
+        <hashTree/>"#;
+    let body = format!(
+        r#"<AuthManager guiclass="AuthPanel" testclass="AuthManager" testname="HTTP Authorization Manager">
+          <collectionProp name="AuthManager.auth_list">
+            <elementProp name="" elementType="Authorization">
+              <stringProp name="Authorization.url">http://127.0.0.1</stringProp>
+              <stringProp name="Authorization.username">user</stringProp>
+              <stringProp name="Authorization.password">pass</stringProp>
+              <stringProp name="Authorization.mechanism">BASIC</stringProp>
+            </elementProp>
+          </collectionProp>
+        </AuthManager>
+        <hashTree/>
+        <UniformRandomTimer guiclass="UniformRandomTimerGui" testclass="UniformRandomTimer" testname="Think">
+          <stringProp name="ConstantTimer.delay">100</stringProp>
+          <stringProp name="RandomTimer.range">100</stringProp>
+        </UniformRandomTimer>
+        <hashTree/>
+        {upload}{form}"#
+    );
+    let (_dir, file) = written("forms.jmx", &plan_text(&thread_group(1, 1), &body));
+    let plan = plan_for(&[file], &app);
+    let started = Instant::now();
+    let report = run(&plan).await;
+    // Two pauses of 100-200 ms each.
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    let recorded = app.recorded();
+    assert_eq!(targets(&recorded), ["/upload", "/form"]);
+    assert!(
+        recorded
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("Basic dXNlcjpwYXNz")),
+        "{recorded:?}"
+    );
+    let upload = &recorded[0].body;
+    assert!(
+        upload.contains("name=\"kind\"\r\n\r\nusers\r\n")
+            && upload.contains("name=\"data\"; filename=\"users.csv\"\r\nContent-Type: text/csv\r\n\r\nuser\nalice\nbob\n"),
+        "{upload}"
+    );
+    // Encoded as Java's URLEncoder does (a space is `+`).
+    assert_eq!(recorded[1].body, "q=a%26b+c&n=1");
+    assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
+}
+
+#[test]
+fn hostile_and_broken_files_are_refused_naming_the_file() {
+    let entity = r#"<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>
+<jmeterTestPlan version="1.2"><hashTree><TestPlan testname="&lol2;"/><hashTree/></hashTree></jmeterTestPlan>"#;
+    for (name, text, expected) in [
+        ("entity.jmx", entity, "DTD"),
+        (
+            "broken.jmx",
+            "<jmeterTestPlan><hashTree>",
+            "not a readable JMX",
+        ),
+        ("other.jmx", "<project/>", "not a JMeter test plan"),
+        (
+            "empty.jmx",
+            &plan_text(&thread_group(1, 1), ""),
+            "nothing to run",
+        ),
+    ] {
+        let (_dir, file) = written(name, text);
+        let message = read_plan(&[file], &[]).map(|_| ()).unwrap_err().to_string();
+        assert!(
+            message.contains(name) && message.contains(expected),
+            "{message}"
+        );
+    }
+}
