@@ -497,3 +497,158 @@ fn hostile_and_broken_files_are_refused_naming_the_file() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jmx_plan_and_its_yaml_equivalent_compile_to_the_same_plan() {
+    let app = LoginApp::start().await;
+    let from_jmx = plan_for(&[fixture("shop.jmx")], &app);
+    let from_yaml = plan_for(&[fixture("shop.yml")], &app);
+    assert_eq!(from_jmx.labels, ["Items", "Item", "Page"]);
+    assert_eq!(from_jmx.labels, from_yaml.labels);
+    assert_eq!(
+        format!("{:?}", from_jmx.executions),
+        format!("{:?}", from_yaml.executions)
+    );
+    // And so they send the same requests.
+    run(&from_jmx).await;
+    let jmx_sent = targets(&app.recorded());
+    assert_eq!(jmx_sent.len(), 18, "{jmx_sent:?}");
+    assert!(
+        jmx_sent
+            .iter()
+            .all(|t| ["/items", "/items/1", "/page"].contains(&t.as_str()))
+    );
+    run(&from_yaml).await;
+    let all = targets(&app.recorded());
+    let mut yaml_sent = all[jmx_sent.len()..].to_vec();
+    let mut jmx_sorted = jmx_sent.clone();
+    yaml_sent.sort();
+    jmx_sorted.sort();
+    assert_eq!(jmx_sorted, yaml_sent);
+}
+
+/// Two thread groups of 3 and 1 threads, and a setUp group of 1.
+fn two_groups() -> String {
+    let group = |name: &str, class: &str, threads: u32| {
+        thread_group(threads, 1)
+            .replace("testname=\"Thread Group\"", &format!("testname=\"{name}\""))
+            .replace("<ThreadGroup ", &format!("<{class} "))
+            .replace("</ThreadGroup>", &format!("</{class}>"))
+    };
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<jmeterTestPlan version="1.2" properties="5.0" jmeter="5.6.3">
+  <hashTree>
+    <TestPlan guiclass="TestPlanGui" testclass="TestPlan" testname="Test Plan"/>
+    <hashTree>
+      {setup}
+      <hashTree>{prepare}</hashTree>
+      {big}
+      <hashTree>{browse}</hashTree>
+      {small}
+      <hashTree>{buy}</hashTree>
+    </hashTree>
+  </hashTree>
+</jmeterTestPlan>"#,
+        setup = group("Prepare", "SetupThreadGroup", 1),
+        big = group("Browsers", "ThreadGroup", 3),
+        small = group("Buyers", "ThreadGroup", 1),
+        prepare = sampler(
+            "Prepare",
+            "GET",
+            "http://127.0.0.1:${__P(port,80)}/prepare",
+            ""
+        ),
+        browse = sampler(
+            "Browse",
+            "GET",
+            "http://127.0.0.1:${__P(port,80)}/browse",
+            ""
+        ),
+        buy = sampler("Buy", "GET", "http://127.0.0.1:${__P(port,80)}/buy", ""),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taurus_execution_spreads_its_load_over_the_plans_thread_groups() {
+    let app = LoginApp::start().await;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(dir.path().join("groups.jmx"), two_groups()).unwrap_or_else(|e| panic!("{e}"));
+    let yaml = dir.path().join("test.yml");
+    std::fs::write(
+        &yaml,
+        "execution:\n- concurrency: 10\n  hold-for: 1s\n  throughput: 40\n  scenario: groups\nscenarios:\n  groups:\n    script: groups.jmx\n    variables: {extra: 1}\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let plan = plan_for(&[yaml], &app);
+    let names: Vec<&str> = plan
+        .executions
+        .iter()
+        .map(|e| e.scenario.name.as_str())
+        .collect();
+    assert_eq!(names, ["Prepare", "Browsers", "Buyers"]);
+    let users: Vec<u32> = plan.executions.iter().map(|e| e.concurrency).collect();
+    // 10 over 3 + 1 threads: 7.5 rounds to 8 and 2.5 to 2 (Python's rounding, as Taurus);
+    // the setUp group keeps its own.
+    assert_eq!(users, [1, 8, 2]);
+    for execution in &plan.executions[1..] {
+        assert_eq!(execution.hold_for, Duration::from_secs(1));
+        assert_eq!(execution.ramp_up, Duration::ZERO);
+        assert_eq!(execution.iterations, None);
+    }
+    assert_eq!(plan.executions[0].iterations, Some(1));
+    let rates: Vec<Option<f64>> = plan.executions.iter().map(|e| e.throughput).collect();
+    assert_eq!(rates, [None, Some(30.0), Some(10.0)]);
+    let report = run(&plan).await;
+    assert_eq!(count(&report, "Prepare"), 1);
+    // Capped at 40/s over one second (a little over for the first second's burst).
+    let sent = count(&report, "Browse") + count(&report, "Buy");
+    assert!((20..=60).contains(&sent), "{sent}");
+    assert!(count(&report, "Buy") > 0);
+
+    // Without an execution's settings, each group runs as the plan says.
+    let own = plan_for(&[dir.path().join("groups.jmx")], &app);
+    let users: Vec<u32> = own.executions.iter().map(|e| e.concurrency).collect();
+    assert_eq!(users, [1, 3, 1]);
+    assert!(own.executions.iter().all(|e| e.iterations == Some(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loops_with_a_ramp_up_end_when_the_loops_are_done() {
+    let app = LoginApp::start().await;
+    let group = thread_group(2, 2).replace(
+        "<stringProp name=\"ThreadGroup.ramp_time\">0</stringProp>",
+        "<stringProp name=\"ThreadGroup.ramp_time\">1</stringProp>",
+    );
+    let body = sampler("Next", "GET", "/n/${__V(prefix_${__threadNum})}", "");
+    let body = format!(
+        r#"<Arguments guiclass="ArgumentsPanel" testclass="Arguments" testname="Names">
+          <collectionProp name="Arguments.arguments">
+            <elementProp name="prefix_1" elementType="Argument">
+              <stringProp name="Argument.name">prefix_1</stringProp>
+              <stringProp name="Argument.value">one</stringProp>
+            </elementProp>
+            <elementProp name="prefix_2" elementType="Argument">
+              <stringProp name="Argument.name">prefix_2</stringProp>
+              <stringProp name="Argument.value">two</stringProp>
+            </elementProp>
+          </collectionProp>
+        </Arguments>
+        <hashTree/>{body}"#
+    );
+    let (_dir, file) = written("ramp.jmx", &plan_text(&group, &body));
+    let plan = plan_for(&[file], &app);
+    let started = Instant::now();
+    let report = tokio::time::timeout(Duration::from_secs(20), run(&plan))
+        .await
+        .unwrap_or_else(|_| panic!("the run did not end with its loops"));
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(count(&report, "Next"), 4);
+    let mut sent = targets(&app.recorded());
+    sent.sort();
+    assert_eq!(sent, ["/n/one", "/n/one", "/n/two", "/n/two"]);
+}

@@ -340,6 +340,12 @@ impl<'t> Reader<'t> {
                 format!("scenarios.{name}"),
                 format!("{}: {}", self.file.display(), group.path),
             ));
+            if ["SetupThreadGroup", "PostThreadGroup"].contains(&group.class.as_str()) {
+                self.warn(
+                    group,
+                    "setUp and tearDown groups run alongside the other groups, not before or after them",
+                );
+            }
             let load = self.group_load(group);
             built.push((*group, name, scenario_doc, load));
         }
@@ -384,7 +390,20 @@ impl<'t> Reader<'t> {
         built: &[(&Element, String, GroupScenario, groups::Load)],
     ) -> Vec<Map<String, Value>> {
         let given = |key: &str| execution.get(key).filter(|v| !v.is_null()).cloned();
-        let threads: Vec<u64> = built.iter().map(|b| b.3.threads().unwrap_or(1)).collect();
+        // setUp and tearDown groups keep their own settings, as under Taurus.
+        let main = |group: &Element| {
+            !["SetupThreadGroup", "PostThreadGroup"].contains(&group.class.as_str())
+        };
+        let threads: Vec<u64> = built
+            .iter()
+            .map(|b| {
+                if main(b.0) {
+                    b.3.threads().unwrap_or(1)
+                } else {
+                    0
+                }
+            })
+            .collect();
         let concurrency = given("concurrency");
         let divided = concurrency
             .as_ref()
@@ -395,8 +414,11 @@ impl<'t> Reader<'t> {
         built
             .iter()
             .enumerate()
-            .map(|(i, (_, _, doc, load))| {
+            .map(|(i, (group, _, doc, load))| {
                 let mut keys = load.keys();
+                if !main(group) {
+                    return keys;
+                }
                 match (&divided, &concurrency) {
                     (Some(divided), _) => {
                         keys.insert("concurrency".into(), json!(divided[i]));

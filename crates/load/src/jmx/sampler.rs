@@ -64,7 +64,7 @@ impl<'t> Reader<'t> {
         let raw_body = sampler.flag("HTTPSampler.postBodyRaw", false);
         let mut headers = self.headers(scope, &group.variables);
         let mut request = Map::new();
-        let mut url = self.url(sampler, &field)?;
+        let mut url = self.url(sampler, &|name| substitute(&field(name), &group.variables))?;
         let body_method = BODY_METHODS.contains(&method.as_str());
         let files = self.files(sampler)?;
         if raw_body {
@@ -123,12 +123,7 @@ impl<'t> Reader<'t> {
         sampler: &Element,
         field: &dyn Fn(&str) -> String,
     ) -> Result<String, ConfigError> {
-        let own_path = sampler.string("HTTPSampler.path").trim().to_owned();
-        let path = if own_path.is_empty() {
-            field("HTTPSampler.path")
-        } else {
-            own_path
-        };
+        let path = field("HTTPSampler.path");
         if path.starts_with("http://") || path.starts_with("https://") {
             return Ok(path);
         }
