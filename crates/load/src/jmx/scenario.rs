@@ -365,14 +365,16 @@ impl<'t> Reader<'t> {
         Ok(())
     }
 
-    /// User Defined Variables, in order: a value may use the ones before it.
+    /// User Defined Variables, in order: a value may use the ones before it, and its
+    /// functions are evaluated now.
     pub(super) fn add_variables(&mut self, items: &[Prop], group: &mut GroupScenario) {
         for item in items {
             let name = item.string("Argument.name").trim();
             if name.is_empty() {
                 continue;
             }
-            let value = substitute(item.string("Argument.value"), &group.variables);
+            // JMeter evaluates them once, at the start: `${__P(host,localhost)}` is fixed.
+            let value = self.evaluate(&substitute(item.string("Argument.value"), &group.variables));
             group.variables.insert(name.to_owned(), value);
         }
     }
