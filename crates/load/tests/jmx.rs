@@ -652,3 +652,53 @@ async fn loops_with_a_ramp_up_end_when_the_loops_are_done() {
     sent.sort();
     assert_eq!(sent, ["/n/one", "/n/one", "/n/two", "/n/two"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleave_random_and_runtime_controllers_pick_their_children() {
+    let app = LoginApp::start().await;
+    let body = format!(
+        r#"<InterleaveControl guiclass="InterleaveControlGui" testclass="InterleaveControl" testname="Take turns">
+          <intProp name="InterleaveControl.style">1</intProp>
+          <boolProp name="InterleaveControl.accrossThreads">false</boolProp>
+        </InterleaveControl>
+        <hashTree>{a}{b}{c}</hashTree>
+        <RandomController guiclass="RandomControlGui" testclass="RandomController" testname="One of">
+          <intProp name="InterleaveControl.style">1</intProp>
+        </RandomController>
+        <hashTree>{x}{y}</hashTree>
+        <RuntimeController guiclass="RunTimeGui" testclass="RuntimeController" testname="For a moment">
+          <stringProp name="RuntimeController.seconds">0.3</stringProp>
+        </RuntimeController>
+        <hashTree>{tick}
+          <ConstantTimer guiclass="ConstantTimerGui" testclass="ConstantTimer" testname="Wait">
+            <stringProp name="ConstantTimer.delay">100</stringProp>
+          </ConstantTimer>
+          <hashTree/>
+        </hashTree>"#,
+        a = sampler("A", "GET", "/a", ""),
+        b = sampler("B", "GET", "/b", ""),
+        c = sampler("C", "GET", "/c", ""),
+        x = sampler("X", "GET", "/x", ""),
+        y = sampler("Y", "GET", "/y", ""),
+        tick = sampler("Tick", "GET", "/tick", ""),
+    );
+    let (_dir, file) = written("pick.jmx", &plan_text(&thread_group(1, 4), &body));
+    let plan = plan_for(&[file], &app);
+    assert!(
+        plan.warnings.iter().all(|w| !w.contains("not supported")),
+        "{:?}",
+        plan.warnings
+    );
+    let report = run(&plan).await;
+    let sent = targets(&app.recorded());
+    let turns: Vec<&str> = sent
+        .iter()
+        .map(String::as_str)
+        .filter(|t| ["/a", "/b", "/c"].contains(t))
+        .collect();
+    assert_eq!(turns, ["/a", "/b", "/c", "/a"], "{sent:?}");
+    assert_eq!(count(&report, "X") + count(&report, "Y"), 4);
+    // 0.3 s of 100 ms pauses before each tick: about three per pass.
+    let ticks = count(&report, "Tick");
+    assert!((4 * 2..=4 * 4).contains(&ticks), "{ticks}");
+}

@@ -66,54 +66,62 @@ impl<'t> Reader<'t> {
         out: &mut Vec<Value>,
         group: &mut GroupScenario,
     ) -> Result<(), ConfigError> {
-        let mut inner = scope.clone();
-        inner.extend(
-            container
-                .enabled_children()
-                .filter(|c| kind(&c.class) == Kind::Scoped),
-        );
+        let inner = scope_of(container, scope);
         for child in container.enabled_children() {
-            match kind(&child.class) {
-                Kind::HttpSampler => {
-                    let mut own = inner.clone();
-                    own.extend(
-                        child
-                            .enabled_children()
-                            .filter(|c| kind(&c.class) == Kind::Scoped),
-                    );
-                    for element in child.enabled_children() {
-                        self.scoped_once(element, group)?;
-                    }
-                    let request = self.request(child, &own, group)?;
-                    self.record(prefix, out.len(), child);
-                    out.push(request);
+            self.step(child, &inner, prefix, out, group)?;
+        }
+        Ok(())
+    }
+
+    /// Reads one child of a container, with `inner` the scope inside the container.
+    fn step(
+        &mut self,
+        child: &'t Element,
+        inner: &Scope<'t>,
+        prefix: &str,
+        out: &mut Vec<Value>,
+        group: &mut GroupScenario,
+    ) -> Result<(), ConfigError> {
+        match kind(&child.class) {
+            Kind::HttpSampler => {
+                let mut own = inner.clone();
+                own.extend(
+                    child
+                        .enabled_children()
+                        .filter(|c| kind(&c.class) == Kind::Scoped),
+                );
+                for element in child.enabled_children() {
+                    self.scoped_once(element, group)?;
                 }
-                Kind::Action => {
-                    if let Some(action) = self.action(child) {
-                        self.record(prefix, out.len(), child);
-                        out.push(action);
-                    }
-                }
-                Kind::OtherSampler => {
-                    return Err(invalid(
-                        self.where_(child),
-                        format!(
-                            "{} is not an HTTP sampler: Peregrine sends HTTP requests only, so this plan cannot run (disable the element to run the rest)",
-                            child.class
-                        ),
-                    ));
-                }
-                Kind::Controller => self.controller(child, &inner, prefix, out, group)?,
-                Kind::Scoped => self.scoped_once(child, group)?,
-                Kind::Fragment | Kind::Listener | Kind::Plan => {}
-                Kind::ThreadGroup => {
-                    self.warn(child, "a thread group inside another element is skipped")
-                }
-                Kind::Unknown => self.warn(
-                    child,
-                    &format!("{} is not supported by Peregrine; skipped", child.class),
-                ),
+                let request = self.request(child, &own, group)?;
+                self.record(prefix, out.len(), child);
+                out.push(request);
             }
+            Kind::Action => {
+                if let Some(action) = self.action(child) {
+                    self.record(prefix, out.len(), child);
+                    out.push(action);
+                }
+            }
+            Kind::OtherSampler => {
+                return Err(invalid(
+                    self.where_(child),
+                    format!(
+                        "{} is not an HTTP sampler: Peregrine sends HTTP requests only, so this plan cannot run (disable the element to run the rest)",
+                        child.class
+                    ),
+                ));
+            }
+            Kind::Controller => self.controller(child, inner, prefix, out, group)?,
+            Kind::Scoped => self.scoped_once(child, group)?,
+            Kind::Fragment | Kind::Listener | Kind::Plan => {}
+            Kind::ThreadGroup => {
+                self.warn(child, "a thread group inside another element is skipped")
+            }
+            Kind::Unknown => self.warn(
+                child,
+                &format!("{} is not supported by Peregrine; skipped", child.class),
+            ),
         }
         Ok(())
     }
@@ -188,6 +196,34 @@ impl<'t> Reader<'t> {
             "OnceOnlyController" => {
                 self.steps(element, scope, &format!("{here}.once"), &mut body, group)?;
                 json!({"once": body})
+            }
+            "RandomController" | "InterleaveControl" => {
+                let key = if class == "RandomController" {
+                    "jmx-random"
+                } else {
+                    "jmx-interleave"
+                };
+                let inner = scope_of(element, scope);
+                let mut choices = Vec::new();
+                for child in element.enabled_children() {
+                    let mut unit = Vec::new();
+                    let at = format!("{here}.{key}.{}", choices.len());
+                    self.step(child, &inner, &at, &mut unit, group)?;
+                    if !unit.is_empty() {
+                        choices.push(Value::Array(unit));
+                    }
+                }
+                json!({ key: choices })
+            }
+            "RuntimeController" => {
+                self.steps(element, scope, &format!("{here}.do"), &mut body, group)?;
+                let seconds = self
+                    .evaluate(element.string("RuntimeController.seconds"))
+                    .trim()
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+                    .max(0.0);
+                json!({"jmx-runtime": format!("{}ms", (seconds * 1000.0).round()), "do": body})
             }
             "ForeachController" => {
                 self.steps(element, scope, &format!("{here}.do"), &mut body, group)?;
@@ -435,6 +471,18 @@ impl<'t> Reader<'t> {
     }
 }
 
+/// The scope inside `container`: the outer scope and its config elements, timers,
+/// assertions and extractors.
+fn scope_of<'t>(container: &'t Element, scope: &Scope<'t>) -> Scope<'t> {
+    let mut inner = scope.clone();
+    inner.extend(
+        container
+            .enabled_children()
+            .filter(|c| kind(&c.class) == Kind::Scoped),
+    );
+    inner
+}
+
 /// An HTTP Request Defaults element (a `ConfigTestElement` holding HTTP sampler fields).
 pub(super) fn is_http_defaults(element: &Element) -> bool {
     element.class == "ConfigTestElement"
@@ -459,10 +507,12 @@ pub(super) fn substitute(text: &str, variables: &BTreeMap<String, String>) -> St
 
 /// A block whose body is empty (Taurus refuses those, and they send nothing).
 fn block_is_empty(block: &Value) -> bool {
-    ["do", "then", "once"].iter().any(|key| {
-        block
-            .get(key)
-            .and_then(Value::as_array)
-            .is_some_and(Vec::is_empty)
-    })
+    ["do", "then", "once", "jmx-random", "jmx-interleave"]
+        .iter()
+        .any(|key| {
+            block
+                .get(key)
+                .and_then(Value::as_array)
+                .is_some_and(Vec::is_empty)
+        })
 }

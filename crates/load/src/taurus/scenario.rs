@@ -109,6 +109,7 @@ impl Builder {
             requests: Vec::new(),
             has_blocks: false,
             onces: 0,
+            picks: 0,
             including: vec![name.clone()],
             scenarios,
         };
@@ -131,6 +132,7 @@ impl Builder {
                 variables: defaults.runtime_variables.clone(),
                 data_sources,
                 onces: out.onces,
+                picks: out.picks,
                 cookies,
                 properties: Arc::new(self.properties_with(child(node, "properties"))),
                 environment: Arc::clone(&self.environment),
