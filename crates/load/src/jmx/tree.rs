@@ -116,9 +116,11 @@ pub(super) fn parse(file: &Path, text: &str) -> Result<Element, ConfigError> {
         file: file.to_path_buf(),
         message,
     };
-    let mut options = roxmltree::ParsingOptions::default();
-    options.allow_dtd = false;
-    options.nodes_limit = MAX_NODES;
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: false,
+        nodes_limit: MAX_NODES,
+        ..roxmltree::ParsingOptions::default()
+    };
     let document = roxmltree::Document::parse_with_options(text, options)
         .map_err(|e| syntax(format!("not a readable JMX (XML) file: {e}")))?;
     let root = document.root_element();
