@@ -702,3 +702,74 @@ async fn interleave_random_and_runtime_controllers_pick_their_children() {
     let ticks = count(&report, "Tick");
     assert!((4 * 2..=4 * 4).contains(&ticks), "{ticks}");
 }
+
+#[test]
+fn the_plugin_thread_groups_taurus_writes_are_read() {
+    let groups = r#"<com.blazemeter.jmeter.threads.concurrency.ConcurrencyThreadGroup guiclass="com.blazemeter.jmeter.threads.concurrency.ConcurrencyThreadGroupGui" testclass="com.blazemeter.jmeter.threads.concurrency.ConcurrencyThreadGroup" testname="Concurrency">
+        <elementProp name="ThreadGroup.main_controller" elementType="com.blazemeter.jmeter.control.VirtualUserController"/>
+        <stringProp name="ThreadGroup.on_sample_error">continue</stringProp>
+        <stringProp name="TargetLevel">6</stringProp>
+        <stringProp name="RampUp">1</stringProp>
+        <stringProp name="Steps">3</stringProp>
+        <stringProp name="Hold">2</stringProp>
+        <stringProp name="LogFilename"></stringProp>
+        <stringProp name="Iterations"></stringProp>
+        <stringProp name="Unit">M</stringProp>
+      </com.blazemeter.jmeter.threads.concurrency.ConcurrencyThreadGroup>
+      <hashTree>SAMPLER</hashTree>
+      <kg.apc.jmeter.threads.UltimateThreadGroup guiclass="kg.apc.jmeter.threads.UltimateThreadGroupGui" testclass="kg.apc.jmeter.threads.UltimateThreadGroup" testname="Ultimate">
+        <collectionProp name="ultimatethreadgroupdata">
+          <collectionProp name="1400">
+            <stringProp name="1567">4</stringProp>
+            <stringProp name="0">0</stringProp>
+            <stringProp name="1568">10</stringProp>
+            <stringProp name="1569">30</stringProp>
+            <stringProp name="1570">5</stringProp>
+          </collectionProp>
+        </collectionProp>
+        <elementProp name="ThreadGroup.main_controller" elementType="LoopController" guiclass="LoopControlPanel" testclass="LoopController" testname="Loop Controller">
+          <boolProp name="LoopController.continue_forever">false</boolProp>
+          <intProp name="LoopController.loops">-1</intProp>
+        </elementProp>
+        <stringProp name="ThreadGroup.on_sample_error">continue</stringProp>
+      </kg.apc.jmeter.threads.UltimateThreadGroup>
+      <hashTree>SAMPLER</hashTree>
+      <kg.apc.jmeter.threads.SteppingThreadGroup guiclass="kg.apc.jmeter.threads.SteppingThreadGroupGui" testclass="kg.apc.jmeter.threads.SteppingThreadGroup" testname="Stepping">
+        <stringProp name="ThreadGroup.num_threads">10</stringProp>
+        <stringProp name="Threads initial delay">0</stringProp>
+        <stringProp name="Start users count">5</stringProp>
+        <stringProp name="Start users count burst">0</stringProp>
+        <stringProp name="Start users period">4</stringProp>
+        <stringProp name="Stop users count">5</stringProp>
+        <stringProp name="Stop users period">1</stringProp>
+        <stringProp name="flighttime">20</stringProp>
+        <stringProp name="rampUp">1</stringProp>
+      </kg.apc.jmeter.threads.SteppingThreadGroup>
+      <hashTree>SAMPLER</hashTree>"#
+        .replace("SAMPLER", &sampler("Home", "GET", "/", ""));
+    // plan_text's trailing tree follows the Stepping group's own: an empty extra tree.
+    let text = plan_text(&groups, "");
+    let (_dir, file) = written("plugins.jmx", &text);
+    let plan = read_plan(&[file], &[]).unwrap_or_else(|e| panic!("{e} {:?}", e.warnings));
+    let loads: Vec<(u32, u64, u64, Option<u32>)> = plan
+        .executions
+        .iter()
+        .map(|e| {
+            (
+                e.concurrency,
+                e.ramp_up.as_secs(),
+                e.hold_for.as_secs(),
+                e.steps,
+            )
+        })
+        .collect();
+    assert_eq!(
+        loads,
+        [
+            (6, 60, 120, Some(3)),
+            (4, 10, 30, None),
+            (10, 8, 16, Some(2))
+        ]
+    );
+    assert!(plan.executions.iter().all(|e| e.iterations.is_none()));
+}

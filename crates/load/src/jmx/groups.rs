@@ -181,7 +181,11 @@ impl Reader<'_> {
         Load {
             concurrency: json!(total as u64),
             ramp_up: steps * period,
-            hold_for: Some(self.number(group.string("flighttime")).unwrap_or(0.0)),
+            // The last stair starts one period before the ramp-up ends: full load lasts
+            // the flight time from there, as in JMeter.
+            hold_for: Some(
+                (self.number(group.string("flighttime")).unwrap_or(0.0) - period).max(0.0),
+            ),
             iterations: None,
             steps: Some(steps as u64),
         }
