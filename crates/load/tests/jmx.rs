@@ -773,3 +773,24 @@ fn the_plugin_thread_groups_taurus_writes_are_read() {
     );
     assert!(plan.executions.iter().all(|e| e.iterations.is_none()));
 }
+
+#[test]
+fn errors_found_in_generated_requests_name_the_jmx_element() {
+    let body = sampler("Bad method", "GE T", "/", "");
+    let (dir, file) = written("bad.jmx", &plan_text(&thread_group(1, 1), &body));
+    let message = read_plan(&[file], &[]).map(|_| ()).unwrap_err().to_string();
+    assert!(
+        message.contains("bad.jmx: Test Plan > Thread Group > Bad method (method)")
+            && message.contains("invalid HTTP method"),
+        "{message}"
+    );
+    // A config naming a plan that is not there stops, naming the execution.
+    let yaml = dir.path().join("test.yml");
+    std::fs::write(&yaml, "execution:\n- scenario: {script: missing.jmx}\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let message = read_plan(&[yaml], &[]).map(|_| ()).unwrap_err().to_string();
+    assert!(
+        message.contains("execution.0.scenario") && message.contains("\"missing.jmx\" not found"),
+        "{message}"
+    );
+}

@@ -128,8 +128,8 @@ impl<'t> Reader<'t> {
 
     /// Remembers that Taurus key path `prefix.index` came from `element`, for messages.
     fn record(&mut self, prefix: &str, index: usize, element: &Element) {
-        self.origins
-            .push((format!("{prefix}.{index}"), element.path.clone()));
+        let origin = self.where_(element);
+        self.origins.push((format!("{prefix}.{index}"), origin));
     }
 
     fn controller(
