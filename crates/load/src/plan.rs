@@ -337,6 +337,10 @@ pub struct Request {
     pub think: ThinkTime,
     /// Follow redirects (in programs only), as one sample.
     pub follow_redirects: bool,
+    /// JMeter's Duration Assertion: a sample slower than this fails.
+    pub max_duration: Option<Duration>,
+    /// JMeter's Size Assertion on the response body.
+    pub size_check: Option<crate::assertion::SizeCheck>,
 }
 
 /// A think-time: constant, or one of Taurus's random timers.

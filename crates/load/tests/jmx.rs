@@ -794,3 +794,59 @@ fn errors_found_in_generated_requests_name_the_jmx_element() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duration_and_size_assertions_fail_the_samples_they_should() {
+    let app = LoginApp::start().await;
+    let size = |op: u32, bytes: u32| {
+        format!(
+            r#"<SizeAssertion guiclass="SizeAssertionGui" testclass="SizeAssertion" testname="Size">
+            <stringProp name="Assertion.test_field">SizeAssertion.response_data</stringProp>
+            <stringProp name="SizeAssertion.size">{bytes}</stringProp>
+            <intProp name="SizeAssertion.operator">{op}</intProp>
+          </SizeAssertion>
+          <hashTree/>"#
+        )
+    };
+    let duration = r#"<DurationAssertion guiclass="DurationAssertionGui" testclass="DurationAssertion" testname="Fast enough">
+            <stringProp name="DurationAssertion.duration">60000</stringProp>
+          </DurationAssertion>
+          <hashTree/>"#;
+    // /items answers `[{"id":1},{"id":2},{"id":3}]`: 28 bytes.
+    let body = [
+        sampler(
+            "Exact",
+            "GET",
+            "/items",
+            &format!("{}{duration}", size(1, 28)),
+        ),
+        sampler("Too small", "GET", "/items", &size(4, 5)),
+        sampler("Big enough", "GET", "/items", &size(5, 28)),
+    ]
+    .concat();
+    let (_dir, file) = written("sizes.jmx", &plan_text(&thread_group(1, 1), &body));
+    let plan = plan_for(&[file], &app);
+    assert_eq!(
+        plan.executions[0].scenario.requests[0].max_duration,
+        Some(Duration::from_secs(60))
+    );
+    let report = run(&plan).await;
+    let failures = |label: &str| {
+        report
+            .labels
+            .iter()
+            .find(|l| l.label == label)
+            .map_or(u64::MAX, |l| l.summary.failures)
+    };
+    assert_eq!(failures("Exact"), 0, "{:?}", report.errors);
+    assert_eq!(failures("Too small"), 1, "{:?}", report.errors);
+    assert_eq!(failures("Big enough"), 0, "{:?}", report.errors);
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.message.contains("the body is 28 bytes, expected < 5")),
+        "{:?}",
+        report.errors
+    );
+}

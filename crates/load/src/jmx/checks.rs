@@ -23,6 +23,39 @@ pub(super) fn apply(reader: &mut Reader<'_>, scope: &Scope<'_>, request: &mut Ma
         match element.class.as_str() {
             "ResponseAssertion" => asserts.extend(reader.response_assertion(element)),
             "JSONPathAssertion" => json_asserts.push(json_assertion(element)),
+            "DurationAssertion" => {
+                // 0 (or blank) disables the check, as in JMeter.
+                let limit = element
+                    .string("DurationAssertion.duration")
+                    .trim()
+                    .parse::<u64>();
+                if let Ok(limit) = limit
+                    .map_err(|_| ())
+                    .and_then(|l| if l > 0 { Ok(l) } else { Err(()) })
+                {
+                    let tighter = request
+                        .get("jmx-max-duration")
+                        .and_then(Value::as_str)
+                        .and_then(|t| t.trim_end_matches("ms").parse::<u64>().ok())
+                        .is_none_or(|current| limit < current);
+                    if tighter {
+                        request.insert("jmx-max-duration".into(), json!(format!("{limit}ms")));
+                    }
+                }
+            }
+            "SizeAssertion" => {
+                let op = match element.string("SizeAssertion.operator").trim() {
+                    "2" => "!=",
+                    "3" => ">",
+                    "4" => "<",
+                    "5" => ">=",
+                    "6" => "<=",
+                    _ => "=",
+                };
+                if let Ok(bytes) = element.string("SizeAssertion.size").trim().parse::<u64>() {
+                    request.insert("jmx-size".into(), json!({"op": op, "bytes": bytes}));
+                }
+            }
             _ => {}
         }
         if let Some((key, variable, spec)) = extractor(element) {

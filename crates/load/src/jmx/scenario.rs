@@ -392,10 +392,6 @@ impl<'t> Reader<'t> {
                 element,
                 "XPath assertions are not checked by Peregrine; skipped",
             ),
-            "DurationAssertion" | "SizeAssertion" => self.warn(
-                element,
-                &format!("{} is not checked by Peregrine; skipped", element.class),
-            ),
             _ => {}
         }
         Ok(())
