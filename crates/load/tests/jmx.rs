@@ -1,6 +1,7 @@
 //! JMeter test plans (JMX, as JMeter 5 saves them) run end to end against a real app on
 //! 127.0.0.1: what the server received proves what the plan sent, the report what was
-//! counted. Fixtures are in tests/jmx/.
+//! counted. Fixtures are in tests/jmx/. Over 600 lines: JMeter's XML is verbose, and the
+//! small plans are written inline beside the assertions on what they send.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
