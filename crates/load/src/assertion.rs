@@ -187,3 +187,40 @@ pub fn check_assertions(
     }
     None
 }
+
+/// JMeter's Size Assertion: the response body's size compared with a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeCheck {
+    /// The comparison: `=`, `!=`, `>`, `<`, `>=` or `<=`.
+    pub op: &'static str,
+    /// The size compared with.
+    pub bytes: u64,
+}
+
+impl SizeCheck {
+    /// The check for JMeter's operator text, if it is one.
+    pub fn new(op: &str, bytes: u64) -> Option<Self> {
+        let op = ["=", "!=", ">", "<", ">=", "<="]
+            .into_iter()
+            .find(|o| *o == op.trim())?;
+        Some(Self { op, bytes })
+    }
+
+    /// `None` when a body of `size` bytes passes; otherwise why it failed.
+    pub fn check(&self, size: u64) -> Option<String> {
+        let passes = match self.op {
+            "=" => size == self.bytes,
+            "!=" => size != self.bytes,
+            ">" => size > self.bytes,
+            "<" => size < self.bytes,
+            ">=" => size >= self.bytes,
+            _ => size <= self.bytes,
+        };
+        (!passes).then(|| {
+            format!(
+                "assertion failed: the body is {size} bytes, expected {} {}",
+                self.op, self.bytes
+            )
+        })
+    }
+}

@@ -16,6 +16,7 @@ pub mod exit_code;
 pub mod extract;
 pub mod files;
 mod http1;
+mod jmx;
 pub mod plan;
 pub mod quick;
 pub mod report;

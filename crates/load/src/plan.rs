@@ -196,6 +196,8 @@ pub struct Program {
     pub data_sources: Vec<Arc<DataSource>>,
     /// How many `once` blocks there are.
     pub onces: usize,
+    /// How many [`Step::Pick`] steps there are (each interleave keeps its turn per user).
+    pub picks: usize,
     /// Cookies every user's jar starts with (`cookies`).
     pub cookies: Vec<(String, String)>,
     /// JMeter properties for `${__P(name)}`: `modules.jmeter.properties` and the scenario's
@@ -260,6 +262,23 @@ pub enum Step {
         include_timers: bool,
         /// The steps.
         body: Vec<Step>,
+    },
+    /// JMeter's Random and Interleave Controllers: one of the choices per pass, at random
+    /// or in turn (each user keeps its own turn).
+    Pick {
+        /// Its index among the program's picks.
+        id: usize,
+        /// In turn (Interleave) rather than at random.
+        interleave: bool,
+        /// The choices, each one child of the controller.
+        choices: Vec<Vec<Step>>,
+    },
+    /// JMeter's Runtime Controller: the body again and again until `limit` has passed.
+    Runtime {
+        /// How long.
+        limit: Duration,
+        /// The body.
+        body: Block,
     },
     /// `action`.
     Action(Action),
@@ -365,6 +384,10 @@ pub struct Request {
     pub think: ThinkTime,
     /// Follow redirects (in programs only), as one sample.
     pub follow_redirects: bool,
+    /// JMeter's Duration Assertion: a sample slower than this fails.
+    pub max_duration: Option<Duration>,
+    /// JMeter's Size Assertion on the response body.
+    pub size_check: Option<crate::assertion::SizeCheck>,
 }
 
 /// A think-time: constant, or one of Taurus's random timers.

@@ -66,6 +66,7 @@ pub const FUNCTIONS: &[&str] = &[
     "__jexl3",
     "__groovy",
     "__javaScript",
+    "__V",
 ];
 
 impl Template {
@@ -394,6 +395,11 @@ fn call(function: &Function, user: &mut UserVariables) -> String {
             Err(_) => return function.written.clone(),
         },
         "__urlencode" => url_encode(args.first().map_or("", String::as_str)),
+        // `${__V(name_${i})}`: the variable whose name the argument renders to.
+        "__V" => match user.values.get(arg(0)) {
+            Some(value) => value.clone(),
+            None => default_or(args.get(1), arg(0)),
+        },
         "__intSum" | "__longSum" => sum(&args),
         "__chooseRandom" if args.len() >= 2 => {
             let choices = &args[..args.len() - 1];

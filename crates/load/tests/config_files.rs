@@ -174,7 +174,7 @@ fn documents_of_one_file_and_included_configs_merge_as_in_taurus() {
 #[test]
 fn executions_peregrine_cannot_run_are_skipped_with_one_warning_each() {
     let yaml = format!(
-        "settings:\n  default-executor: selenium\nmodules:\n  heavy:\n    class: bzt.modules.jmeter.JMeterExecutor\nexecution:\n- executor: heavy\n  iterations: 1\n  scenario: api\n- executor: locust\n  scenario: {{script: locustfile.py}}\n- scenario: api\n- executor: jmeter\n  scenario: plan.jmx\n- executor: gatling\n  iterations: 1\n  scenario: api\nscenarios:\n  api:\n    requests: ['{REQUEST}']\n"
+        "settings:\n  default-executor: selenium\nmodules:\n  heavy:\n    class: bzt.modules.jmeter.JMeterExecutor\nexecution:\n- executor: heavy\n  iterations: 1\n  scenario: api\n- executor: locust\n  scenario: {{script: locustfile.py}}\n- scenario: api\n- executor: gatling\n  scenario: BasicSimulation.scala\n- executor: gatling\n  iterations: 1\n  scenario: api\nscenarios:\n  api:\n    requests: ['{REQUEST}']\n"
     );
     let plan =
         read(&yaml.replace("    requests:", "    store-cache: true\n    requests:")).unwrap();
@@ -197,7 +197,7 @@ fn executions_peregrine_cannot_run_are_skipped_with_one_warning_each() {
     let expected = [
         (1, "locustfile.py"),
         (2, "\"selenium\""),
-        (3, "plan.jmx"),
+        (3, "BasicSimulation.scala"),
         (4, "Peregrine's own engine runs"),
     ];
     for (index, note) in expected {

@@ -358,3 +358,81 @@ async fn average_times_print_with_the_same_decimals_down_to_a_microsecond() {
         "{line}"
     );
 }
+
+/// `peregrine load plan.jmx` runs a JMeter plan as `jmeter -n -t plan.jmx` would (its own
+/// thread group, JMeter properties from `-o modules.jmeter.properties.NAME=…`), and a plan
+/// with a non-HTTP sampler stops with exit 1 naming the element by its path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jmeter_plan_runs_from_the_command_line() {
+    let server = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior::default()).await;
+    let port = server
+        .url("/")
+        .split(':')
+        .nth(2)
+        .unwrap_or_default()
+        .trim_end_matches('/')
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/users.jmx");
+    let out = tokio::task::spawn_blocking({
+        let dir = dir.path().to_path_buf();
+        move || {
+            Command::new(BINARY)
+                .arg("load")
+                .arg(&plan)
+                .args([
+                    "-o",
+                    &format!("modules.jmeter.properties.port={port}"),
+                    "-o",
+                    "modules.jmeter.properties.duration=1",
+                    "--report",
+                    "out",
+                ])
+                .current_dir(dir)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/report.json")).unwrap())
+            .unwrap();
+    let listed = report["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["label"] == "List users")
+        .map(|l| l["samples"].as_u64().unwrap_or(0))
+        .unwrap_or(0);
+    assert!(
+        listed > 0 && server.received() >= listed,
+        "{listed} {}",
+        server.received()
+    );
+
+    let jdbc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/users.jmx"),
+    )
+    .unwrap()
+    .replace(
+        "<HTTPSamplerProxy guiclass=\"HttpTestSampleGui\" testclass=\"HTTPSamplerProxy\" testname=\"Get user\"",
+        "<JDBCSampler guiclass=\"TestBeanGUI\" testclass=\"JDBCSampler\" testname=\"Get user\"",
+    )
+    .replace("</HTTPSamplerProxy>\n          <hashTree>\n            <ResponseAssertion", "</JDBCSampler>\n          <hashTree>\n            <ResponseAssertion");
+    std::fs::write(dir.path().join("db.jmx"), jdbc).unwrap();
+    let out = Command::new(BINARY)
+        .args(["load", "db.jmx"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("db.jmx: Users API > Readers > When there is a user > Get user")
+            && stderr.contains("JDBCSampler is not an HTTP sampler"),
+        "{stderr}"
+    );
+}

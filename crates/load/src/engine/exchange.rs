@@ -72,6 +72,23 @@ pub async fn measure(
         error = check(request, status, &headers, &body);
         check_time = ended.elapsed();
     }
+    // JMeter's Duration and Size Assertions, on what was measured.
+    if error.is_none() {
+        let took = ended - sent;
+        let slow = request
+            .max_duration
+            .filter(|limit| took > *limit)
+            .map(|limit| {
+                format!(
+                    "assertion failed: the response took {} ms, over {} ms",
+                    took.as_millis(),
+                    limit.as_millis()
+                )
+            });
+        error = slow
+            .or_else(|| request.size_check.and_then(|c| c.check(bytes)))
+            .map(|m| (ErrorKind::Assertion, Arc::from(m)));
+    }
     let sample = Sample {
         label: request.label,
         due: due.saturating_duration_since(start),

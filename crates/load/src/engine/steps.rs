@@ -85,6 +85,8 @@ struct ProgramUser<'a> {
     state: &'a ProgramState,
     user: u32,
     variables: UserVariables,
+    /// The next choice of each interleave.
+    pick_next: Vec<usize>,
     once_done: Vec<bool>,
     connections: Connections,
     outbox: Outbox<'a>,
@@ -111,6 +113,7 @@ pub async fn run_program<'a>(
         user,
         variables: fresh_variables(program, user, state),
         once_done: vec![false; program.onces],
+        pick_next: vec![0; program.picks],
         connections: Connections::default(),
         outbox: Outbox::new(&shared.samples),
         stop,
@@ -166,6 +169,7 @@ impl<'a> ProgramUser<'a> {
     fn restart(&mut self) {
         self.variables = fresh_variables(self.program, self.user, self.state);
         self.once_done.fill(false);
+        self.pick_next.fill(0);
         self.connections = Connections::default();
         self.jar = CookieJar::with(&self.program.cookies);
     }
@@ -303,6 +307,30 @@ impl<'a> ProgramUser<'a> {
             } => {
                 self.transaction(*label, *force_parent, *include_timers, body)
                     .await
+            }
+            Step::Pick {
+                id,
+                interleave,
+                choices,
+            } => {
+                let count = choices.len().max(1);
+                let index = if *interleave {
+                    self.pick_next.get_mut(*id).map_or(0, |next| {
+                        let index = *next % count;
+                        *next = index + 1;
+                        index
+                    })
+                } else {
+                    usize::try_from(self.variables.random_below(count as u64)).unwrap_or(0)
+                };
+                match choices.get(index) {
+                    Some(steps) => self.run_steps(steps).await,
+                    None => Flow::Next,
+                }
+            }
+            Step::Runtime { limit, body } => {
+                let end = at(Instant::now(), *limit);
+                self.repeat(body, None, move |_| Instant::now() < end).await
             }
             Step::Action(action) => self.action(*action).await,
             Step::SetVariables(pairs) => {

@@ -26,6 +26,11 @@ const BLOCK_KEYS: &[&str] = &[
     "include-scenario",
     "action",
     "set-variables",
+    // Peregrine's own, written by the JMX reader for JMeter's Random, Interleave and
+    // Runtime Controllers (no Taurus config uses these names).
+    "jmx-random",
+    "jmx-interleave",
+    "jmx-runtime",
 ];
 
 /// Deepest nesting of blocks and included scenarios.
@@ -43,6 +48,8 @@ pub(super) struct Steps<'s> {
     pub(super) has_blocks: bool,
     /// `once` blocks so far.
     pub(super) onces: usize,
+    /// `jmx-random` and `jmx-interleave` blocks so far.
+    pub(super) picks: usize,
     /// Names of the scenarios being read, to refuse `include-scenario` recursion.
     pub(super) including: Vec<String>,
     /// The config's `scenarios`.
@@ -187,6 +194,23 @@ impl Builder {
             "include-scenario" => self.include(node, defaults, out)?,
             "action" => Step::Action(action(node)?),
             "set-variables" => Step::SetVariables(assignments(&get("set-variables"))?),
+            "jmx-random" | "jmx-interleave" => {
+                let list = get(key).ok_or_else(|| node.error(format!("{key} needs a list")))?;
+                let mut choices = Vec::new();
+                for choice in list.items(" of choices")? {
+                    choices.push(self.steps(&choice, defaults, out)?);
+                }
+                out.picks += 1;
+                Step::Pick {
+                    id: out.picks - 1,
+                    interleave: key == "jmx-interleave",
+                    choices,
+                }
+            }
+            "jmx-runtime" => Step::Runtime {
+                limit: optional(get("jmx-runtime"), duration)?.unwrap_or_default(),
+                body: loop_block(body(self, out, "do")?),
+            },
             _ => return Err(node.error(format!("unknown block {key}"))),
         })
     }
@@ -314,6 +338,11 @@ fn loop_block(steps: Vec<Step>) -> Block {
                     collect(otherwise, onces);
                 }
                 Step::Transaction { body, .. } => collect(body, onces),
+                Step::Pick { choices, .. } => {
+                    for choice in choices {
+                        collect(choice, onces);
+                    }
+                }
                 _ => {}
             }
         }

@@ -66,6 +66,12 @@ impl Builder {
         let names = match option("variable-names").and_then(|v| v.value.as_str().map(str::to_owned))
         {
             Some(names) if !names.trim().is_empty() => {
+                // A JMeter CSV Data Set may name its columns and skip a header line too.
+                if optional(option("ignore-first-line"), boolean)?.unwrap_or(false)
+                    && !rows.is_empty()
+                {
+                    rows.remove(0);
+                }
                 names.split(',').map(|n| n.trim().to_owned()).collect()
             }
             _ if rows.is_empty() => return Err(path_node.error("is empty: no header line")),

@@ -13,7 +13,14 @@ use crate::ConfigError;
 pub fn load(files: &[PathBuf], overrides: &[String]) -> Result<(Value, Vec<String>), ConfigError> {
     let mut sources = Vec::with_capacity(files.len());
     for file in files {
-        sources.push((file.clone(), read(file)?));
+        // `peregrine load plan.jmx` is Taurus's `bzt plan.jmx`: an execution running the
+        // plan with its own thread-group settings.
+        let text = if crate::jmx::is_jmx(&file.to_string_lossy()) {
+            serde_json::json!({"execution": [{"scenario": {"script": file}}]}).to_string()
+        } else {
+            read(file)?
+        };
+        sources.push((file.clone(), text));
     }
     let mut merged = merge_files(&sources)?;
     let notes = include_configs(&mut merged, files)?;

@@ -50,11 +50,16 @@ pub fn from_taurus_files(document: &Value, files: &[PathBuf]) -> Result<Plan, Re
         ..Builder::default()
     };
     let environment = env::resolved_environment(document)?;
-    let document = &env::substitute_settings_env(document, &environment)?;
+    let mut document = env::substitute_settings_env(document, &environment)?;
+    // JMX plans are read after settings.env is put in (it may name the script), so that
+    // their own `${…}` are left for JMeter's rules.
+    let jmx = crate::jmx::expand(&mut document, &builder.config_dirs)?;
+    builder.warnings.extend(jmx.warnings.iter().cloned());
+    let document = &document;
     blocks::runtime_names(document, &mut builder.runtime_names);
     builder.properties = properties::jmeter_properties(document);
     builder.environment = Arc::new(env::as_run_time(&environment));
-    match read(&mut builder, document) {
+    let result = match read(&mut builder, document) {
         Ok(()) => {
             let mut plan = builder.finish().map_err(|error| Rejected {
                 error,
@@ -67,6 +72,31 @@ pub fn from_taurus_files(document: &Value, files: &[PathBuf]) -> Result<Plan, Re
             error,
             warnings: builder.warnings,
         }),
+    };
+    result
+        .map(|mut plan| {
+            rename_warnings(&mut plan.warnings, &jmx);
+            plan
+        })
+        .map_err(|mut rejected| {
+            rename_warnings(&mut rejected.warnings, &jmx);
+            if let ConfigError::Invalid { path, .. } = &mut rejected.error
+                && let Some(renamed) = jmx.rename(path)
+            {
+                *path = renamed;
+            }
+            rejected
+        })
+}
+
+/// Warnings about generated scenarios renamed to the JMX elements they came from.
+fn rename_warnings(warnings: &mut [String], jmx: &crate::jmx::Expanded) {
+    for warning in warnings {
+        if let Some((path, note)) = warning.split_once(": ")
+            && let Some(renamed) = jmx.rename(path)
+        {
+            *warning = format!("{renamed}: {note}");
+        }
     }
 }
 

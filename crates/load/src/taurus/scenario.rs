@@ -57,6 +57,9 @@ const REQUEST_KEYS: &[&str] = &[
     "extract-xpath",
     "extract-css-jquery",
     "follow-redirects",
+    // Written by the JMX reader for JMeter's Duration and Size Assertions.
+    "jmx-max-duration",
+    "jmx-size",
 ];
 
 impl Builder {
@@ -109,6 +112,7 @@ impl Builder {
             requests: Vec::new(),
             has_blocks: false,
             onces: 0,
+            picks: 0,
             including: vec![name.clone()],
             scenarios,
             entries: 0,
@@ -133,6 +137,7 @@ impl Builder {
                 variables: defaults.runtime_variables.clone(),
                 data_sources,
                 onces: out.onces,
+                picks: out.picks,
                 cookies,
                 properties: Arc::new(self.properties_with(child(node, "properties"))),
                 environment: Arc::clone(&self.environment),
@@ -317,7 +322,21 @@ impl Builder {
         let follow_redirects =
             optional(get("follow-redirects"), boolean)?.unwrap_or(defaults.follow_redirects);
         let extractors = self.extractors(node)?;
+        let max_duration = optional(get("jmx-max-duration"), duration)?;
+        let size_check = match get("jmx-size") {
+            Some(size) => Some(
+                size.value
+                    .get("op")
+                    .and_then(Value::as_str)
+                    .zip(size.value.get("bytes").and_then(Value::as_u64))
+                    .and_then(|(op, bytes)| crate::assertion::SizeCheck::new(op, bytes))
+                    .ok_or_else(|| size.error("needs op (=, !=, >, <, >=, <=) and bytes"))?,
+            ),
+            None => None,
+        };
         Ok(Request {
+            max_duration,
+            size_check,
             dynamic,
             extractors,
             think,

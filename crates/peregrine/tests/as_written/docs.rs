@@ -230,6 +230,17 @@ fn specs() -> Vec<Spec> {
             .stdout_has("exit 0"),
         spec("docs/exit-codes.md", "peregrine tune --memory 8GB --no-such-flag; echo \"exit $?\"")
             .stdout_has("exit 1"),
+        // JMeter properties carry the port without a colon: the test's port is added as a
+        // later override.
+        spec(
+            "docs/jmeter.md",
+            "peregrine load examples/users.jmx -o modules.jmeter.properties.port=8000 -o execution.0.hold-for=2s",
+        )
+        .add("-o modules.jmeter.properties.port={port}")
+        .stdout_has("Samples count"),
+        spec("docs/jmeter.md", "peregrine load examples/users-jmx.yml -o modules.jmeter.properties.port=8000")
+            .add("-o modules.jmeter.properties.port={port}")
+            .stdout_has("Samples count"),
         spec("docs/limits.md", "peregrine report compare base new").exits(&[0, 3]).stdout_has("p99"),
         spec("docs/serve.md", "curl -i -X DELETE localhost:8000/users/21 -H 'Authorization: Bearer s3cret'")
             .stdout_has("204 No Content"),
@@ -479,6 +490,7 @@ page_tests! {
     tune_page_commands_work_as_printed => "docs/tune.md",
     exit_codes_page_commands_work_as_printed => "docs/exit-codes.md",
     limits_page_commands_work_as_printed => "docs/limits.md",
+    jmeter_page_commands_work_as_printed => "docs/jmeter.md",
 }
 
 #[test]
