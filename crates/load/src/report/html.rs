@@ -18,6 +18,7 @@ const MAX_CHART_LABELS: usize = 10;
 pub fn page(report: &Report) -> String {
     let mut body = String::from("<h1>Peregrine load report</h1>\n");
     body.push_str(&banner(report));
+    body.push_str(&crate::capacity::html::section(report.capacity.as_ref()));
     body.push_str(&run_description(report));
     body.push_str(&tiles(report));
     body.push_str(&timeline_charts(report));
