@@ -39,11 +39,12 @@ fn demo_connections(url: &DatabaseUrl) -> usize {
 
 /// The SLO the demo's capacity search holds each setup to.
 const DEMO_SLO: [&str; 2] = ["p99<100ms", "errors<1%"];
-/// The capacity search's first rate: a tenth of the tutorial's ~1000 req/s.
-const DEMO_START_RATE: f64 = 100.0;
+/// The capacity search's first rate: under the tutorial's ~1000 req/s, so the answer is
+/// bracketed from below.
+const DEMO_START_RATE: f64 = 400.0;
 /// Short steps: the demo's search is a first answer, `load --find-capacity` the careful one.
-const DEMO_WARM_UP: Duration = Duration::from_secs(1);
-const DEMO_STEP: Duration = Duration::from_secs(2);
+const DEMO_WARM_UP: Duration = Duration::from_millis(500);
+const DEMO_STEP: Duration = Duration::from_millis(1500);
 const DEMO_TOLERANCE: f64 = 0.10;
 
 /// The capacity search's answer for one setup.

@@ -146,7 +146,7 @@ impl Capacity {
                 )
             }
             (Outcome::NotReached, Some(held), _) => format!(
-                "Capacity: at least {held} req/s ({slo}): no step broke the SLO before --max-duration ran out"
+                "Capacity: at least {held} req/s ({slo}): no step broke the SLO within the time budget"
             ),
             (Outcome::LowestStepBroke, _, Some(broke)) => format!(
                 "No capacity: even the lowest step, {broke} req/s, broke the SLO ({slo}); try a lower --start-rate"
