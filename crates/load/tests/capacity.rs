@@ -151,7 +151,8 @@ async fn a_stricter_slo_finds_a_lower_capacity() {
         strict.answer(),
         loose.answer()
     );
-    assert!(loose_rate <= 400.0 * 1.1, "{}", loose.answer());
+    // A 400 ms bound in steps of 2 s only sees overloads of about 20 % and more.
+    assert!(loose_rate <= 400.0 * 1.3, "{}", loose.answer());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -204,7 +205,11 @@ async fn an_overloaded_first_step_breaks_early_and_there_is_no_capacity() {
         "twice the capacity ran {} s of 6",
         step.seconds
     );
-    assert!(found.seconds < 5.0, "{}", found.seconds);
+    assert!(
+        found.seconds < 9.0,
+        "a break and its repeat, both early: {}",
+        found.seconds
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

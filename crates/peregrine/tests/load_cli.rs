@@ -178,7 +178,9 @@ async fn load_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     .unwrap_or_else(|e| panic!("cannot run peregrine: {e}"))
 }
 
-/// Short steps: the whole search takes seconds.
+/// Short steps: the whole search takes seconds. A step of 1.5 s only sees an overload that
+/// pushes the queue past the bound within it (here about 10 %), so the answers are checked
+/// to ±15 % of the truth; the accuracy itself is tested in peregrine-load's tests/capacity.rs.
 const SHORT_STEPS: [&str; 6] = [
     "--step-duration",
     "1s",
@@ -227,7 +229,7 @@ async fn find_capacity_answers_with_the_bracket_and_writes_the_search_to_the_rep
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{answer}"));
-    assert!((180.0..=220.0).contains(&rate), "{answer}");
+    assert!((170.0..=230.0).contains(&rate), "{answer}");
     assert!(
         answer.contains(" req/s (p99<200ms, errors<1%): held at ")
             && answer.contains(", broke at "),
@@ -285,7 +287,7 @@ async fn find_capacity_on_a_config_holds_each_step_to_its_criteria() {
         .next()
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{answer}"));
-    assert!((160.0..=220.0).contains(&rate), "{answer}");
+    assert!((170.0..=230.0).contains(&rate), "{answer}");
     assert!(
         stdout.contains("broke: Failed: p99>200ms"),
         "a broken step names the criterion: {stdout}"
@@ -293,8 +295,8 @@ async fn find_capacity_on_a_config_holds_each_step_to_its_criteria() {
 }
 
 /// Exit codes: 3 when even the lowest step breaks the SLO, 1 when the generator (1
-/// connection) cannot offer the rate, 1 for a malformed SLO or flags that do not go
-/// together.
+/// connection) cannot offer the rate, 1 when the target refuses connections, 1 for a
+/// malformed SLO or flags that do not go together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn find_capacity_exits_3_when_the_lowest_step_breaks_and_1_at_the_generators_limit() {
     let _machine = MACHINE.lock().await;
@@ -332,6 +334,21 @@ async fn find_capacity_exits_3_when_the_lowest_step_breaks_and_1_at_the_generato
     );
     assert!(!stdout.contains("Capacity: "), "{stdout}");
 
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("http://{closed}/");
+    let mut args = vec![url.as_str(), "--find-capacity"];
+    args.extend(SHORT_STEPS);
+    let out = load_in(dir.path(), &args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("No capacity: every request failed to connect"),
+        "an unreachable target is an error, not a capacity: {stdout}"
+    );
+
+    let url = fast.url("/");
     for (args, expected) in [
         (
             vec![url.as_str(), "--find-capacity", "--slo", "p99>10ms"],

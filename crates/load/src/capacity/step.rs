@@ -81,8 +81,8 @@ pub struct Step {
     pub stopped_early: bool,
     /// Measured wall time, seconds (the warm-up excluded).
     pub seconds: f64,
-    /// A repeat of the step before at the same rate, whose break was marginal (not certain
-    /// before its end) and so possibly the machine's noise; the repeat's verdict stands.
+    /// A repeat of the step before at the same rate, whose break may have been the
+    /// machine's noise; the repeat's verdict stands.
     pub repeat: bool,
 }
 
@@ -93,8 +93,8 @@ impl Step {
             |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{:.1}", s * 1000.0));
         let outcome = match (self.verdict, &self.reason) {
             (Verdict::Held, _) => "held".to_owned(),
-            (Verdict::Broke, Some(reason)) if !self.stopped_early && !self.repeat => {
-                format!("broke: {reason}; marginal, repeating")
+            (Verdict::Broke, Some(reason)) if !self.repeat => {
+                format!("broke: {reason}; repeating to confirm")
             }
             (Verdict::Broke, Some(reason)) => format!("broke: {reason}"),
             (Verdict::Broke, None) => "broke".to_owned(),
@@ -222,8 +222,27 @@ impl Setup<'_> {
                 .unwrap_or_else(|| "the run was aborted".into());
             return Err(Unfinished::Aborted(problem));
         }
+        if let Some(problem) = unreachable(&report) {
+            return Err(Unfinished::Aborted(problem));
+        }
         Ok((report, watcher.broken))
     }
+}
+
+/// Why a step says nothing about the service: every request failed to connect (a step
+/// shorter than the engine's own give-up time ends before it would say so).
+fn unreachable(report: &Report) -> Option<String> {
+    let connect = report
+        .errors
+        .iter()
+        .filter(|e| e.kind == crate::stats::ErrorKind::Connect);
+    let failed: u64 = connect.clone().map(|e| e.count).sum();
+    let first = connect.map(|e| e.message.as_str()).next()?;
+    (failed == report.overall.samples).then(|| {
+        format!(
+            "every request failed to connect ({first}): is the target running, and is its address right?"
+        )
+    })
 }
 
 /// `base` offered at `rate` (split over its executions as their own rates are, else
