@@ -42,7 +42,7 @@ for workers in $WORKERS; do
     # shellcheck disable=SC2086 # EXTRA is a list of flags
     "$PEREGRINE" load "http://127.0.0.1:$port/users/" --find-capacity $EXTRA \
         --report "$work/report-$workers" | tee "$work/search-$workers.txt" || true
-    log "$workers worker(s): $(grep -E '^(Capacity|No capacity)' "$work/search-$workers.txt") [wall $((SECONDS - started)) s]"
+    log "$workers worker(s): $(grep -E '^(Capacity: |No capacity)' "$work/search-$workers.txt") [wall $((SECONDS - started)) s]"
     stop_pid "$server_pid"
     server_pid=
 done
