@@ -138,12 +138,13 @@ async fn a_stricter_slo_finds_a_lower_capacity() {
     // Exponential busy times: latency rises well before the 400 req/s capacity.
     let server = BusyServer::start_exponential(8, Duration::from_millis(20)).await;
     let plan = quick_plan(&server.url("/"));
-    let loose = search(&plan, &short(slo(&["p99<400ms"]), 50.0))
-        .await
-        .capacity;
-    let strict = search(&plan, &short(slo(&["p99<150ms"]), 50.0))
-        .await
-        .capacity;
+    // A comparison needs no fine bracket: 15 % keeps the two searches short.
+    let coarse = |terms: &[&str]| Options {
+        tolerance: 0.15,
+        ..short(slo(terms), 100.0)
+    };
+    let loose = search(&plan, &coarse(&["p99<400ms"])).await.capacity;
+    let strict = search(&plan, &coarse(&["p99<150ms"])).await.capacity;
     let (loose_rate, strict_rate) = (loose.rate.unwrap_or(0.0), strict.rate.unwrap_or(0.0));
     assert!(
         strict_rate > 0.0 && strict_rate < loose_rate,
