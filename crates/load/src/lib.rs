@@ -8,6 +8,7 @@
 //! reports; [`Report::new`] builds the report from it and the plan.
 
 pub mod assertion;
+pub mod capacity;
 pub mod condition;
 pub mod criteria;
 pub mod duration;

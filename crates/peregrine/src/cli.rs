@@ -137,6 +137,38 @@ pub struct LoadArgs {
     /// Quick form: open a new connection for every request.
     #[arg(long)]
     pub no_keepalive: bool,
+    /// Capacity search options (`--find-capacity`).
+    #[command(flatten)]
+    pub capacity: CapacityArgs,
+}
+
+/// `peregrine load --find-capacity`: the highest rate the target holds within its SLO.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Capacity search")]
+pub struct CapacityArgs {
+    /// Find the highest request rate the target holds within its SLO: open-model steps
+    /// doubling from --start-rate until one breaks, then bisected (see docs/capacity.md).
+    #[arg(long, conflicts_with_all = ["rate", "throughput", "iterations", "ramp_up", "hold_for", "shard", "shard_from_job_index", "start_at"])]
+    pub find_capacity: bool,
+    /// An SLO term every step must hold, e.g. p99<100ms, p95<=250ms, avg-rt<50ms, errors<1%
+    /// (repeatable) [default: the config's pass/fail criteria, else p99<100ms and errors<1%]
+    #[arg(long, value_name = "EXPR", requires = "find_capacity", value_parser = slo_flag)]
+    pub slo: Vec<peregrine_load::capacity::Term>,
+    /// Stop when the lowest rate that broke is within this much of the highest that held.
+    #[arg(long, value_name = "PERCENT", default_value = "5%", requires = "find_capacity", value_parser = tolerance_flag)]
+    pub capacity_tolerance: f64,
+    /// The first, lowest rate offered (req/s).
+    #[arg(long, value_name = "R", default_value = "50", requires = "find_capacity", value_parser = rate_flag)]
+    pub start_rate: f64,
+    /// Measured time of each step.
+    #[arg(long, value_name = "DURATION", default_value = "5s", requires = "find_capacity", value_parser = step_flag)]
+    pub step_duration: Duration,
+    /// Unmeasured warm-up at the start of each step.
+    #[arg(long, value_name = "DURATION", default_value = "2s", requires = "find_capacity", value_parser = duration_flag)]
+    pub warm_up: Duration,
+    /// The whole search's time budget: no step starts that could not end within it.
+    #[arg(long, value_name = "DURATION", default_value = "3m", requires = "find_capacity", value_parser = duration_flag)]
+    pub max_duration: Duration,
 }
 
 /// `peregrine report …`
@@ -559,6 +591,31 @@ fn start_at_flag(text: &str) -> Result<std::time::SystemTime, String> {
     })
 }
 
+/// An SLO term for the capacity search.
+fn slo_flag(text: &str) -> Result<peregrine_load::capacity::Term, String> {
+    peregrine_load::capacity::slo::parse(text)
+}
+
+/// The capacity search's tolerance: a percentage above 0 and at most 100, as a fraction.
+fn tolerance_flag(text: &str) -> Result<f64, String> {
+    match percent_flag(text) {
+        Ok(value) if value > 0.0 && value <= 100.0 => Ok(value / 100.0),
+        _ => Err("must be a percentage above 0% and at most 100%, e.g. 5%".to_owned()),
+    }
+}
+
+/// A step of the capacity search: at least a second, so that it has a whole second to
+/// measure its achieved rate on.
+fn step_flag(text: &str) -> Result<Duration, String> {
+    let step = duration_flag(text)?;
+    if step < Duration::from_secs(1) {
+        return Err(format!(
+            "{text:?} is under a second: a step needs at least 1s"
+        ));
+    }
+    Ok(step)
+}
+
 /// A shard, I/N.
 fn shard_flag(text: &str) -> Result<peregrine_load::shard::Shard, String> {
     text.parse()
@@ -602,6 +659,10 @@ pub struct DemoArgs {
     /// Where to put the database file and the reports [default: a new temporary directory]
     #[arg(long, value_name = "DIR")]
     pub dir: Option<std::path::PathBuf>,
+    /// Time budget of each of the two capacity searches (1 worker, all cores) at
+    /// p99 < 100 ms; 0s skips them.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration_flag)]
+    pub capacity_for: Duration,
 }
 
 /// Warnings for secrets given as flags, which every user of the machine can read in

@@ -1,6 +1,8 @@
 //! `peregrine demo`: the tutorial's story, measured here. The API runs in-process on a free
 //! port with 1 worker, then with all cores; the tutorial's load test runs at 100 and 500
-//! users against each; the results are set beside the tutorial's published figures.
+//! users against each; the results are set beside the tutorial's published figures. Then
+//! it answers the tutorial's real question, how many requests per second each setup takes
+//! within p99 < 100 ms, with the capacity search.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use peregrine_api::{ApiSettings, Limits, ServeConfig};
+use peregrine_load::capacity::{self, Capacity, Slo};
 use peregrine_load::report::progress_line;
 use peregrine_load::{Report, exit_code};
 use peregrine_store::{DatabaseUrl, PostgresAdmin, UserStore};
@@ -33,6 +36,29 @@ const FULL_HOLD_FOR: Duration = Duration::from_secs(150);
 /// kind of database, so that the demo measures what `serve` runs.
 fn demo_connections(url: &DatabaseUrl) -> usize {
     crate::cli::default_pool_size(url)
+}
+
+/// The SLO the demo's capacity search holds each setup to.
+const DEMO_SLO: [&str; 2] = ["p99<100ms", "errors<1%"];
+/// The capacity search's first rate: under the tutorial's ~1000 req/s, so the answer is
+/// bracketed from below.
+const DEMO_START_RATE: f64 = 400.0;
+/// Short steps: the demo's search is a first answer, `load --find-capacity` the careful one.
+const DEMO_WARM_UP: Duration = Duration::from_millis(500);
+const DEMO_STEP: Duration = Duration::from_millis(1500);
+const DEMO_TOLERANCE: f64 = 0.10;
+
+/// The capacity search's answer for one setup.
+struct CapacityRow {
+    workers: usize,
+    capacity: Capacity,
+}
+
+/// What the story measured.
+#[derive(Default)]
+struct Measured {
+    rows: Vec<Row>,
+    capacities: Vec<CapacityRow>,
 }
 
 /// One measured run: a row of the final table.
@@ -66,10 +92,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let interrupted = watch_ctrl_c();
     let database = Database::prepare(args.database_url.as_deref(), &dir).await?;
-    let result = tell_the_story(&database, &dir, ramp_up, hold_for, interrupted.clone()).await;
+    let budget = args.capacity_for;
+    let durations = (ramp_up, hold_for, budget);
+    let result = tell_the_story(&database, &dir, durations, interrupted.clone()).await;
     database.clean_up().await;
-    let rows = result?;
+    let Measured { rows, capacities } = result?;
     print_table(&rows);
+    print_capacities(&capacities);
     if let Some(url) = &args.database_url {
         say!("\nPgTune's recommendations for this host (peregrine tune --detect):\n");
         match tune::detected_conf_text(Some(url)).await {
@@ -93,14 +122,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code::process(exit_code::OK))
 }
 
+/// `durations`: each load run's ramp-up and hold, and each capacity search's budget (zero:
+/// no search).
 async fn tell_the_story(
     database: &Database,
     dir: &Path,
-    ramp_up: Duration,
-    hold_for: Duration,
+    durations: (Duration, Duration, Duration),
     interrupted: watch::Receiver<bool>,
-) -> anyhow::Result<Vec<Row>> {
-    let steps = 2 + 2 * USER_LEVELS.len();
+) -> anyhow::Result<Measured> {
+    let (ramp_up, hold_for, budget) = durations;
+    let searches = if budget.is_zero() { 0 } else { 2 };
+    let steps = 2 + 2 * USER_LEVELS.len() + searches;
     let mut step = 0;
     let mut announce = |text: String| {
         step += 1;
@@ -120,12 +152,12 @@ async fn tell_the_story(
     }
     drop(store);
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let mut rows = Vec::new();
+    let mut measured = Measured::default();
     for workers in [1, cores] {
         let server = InProcessServer::start(&database.url, workers).await?;
         for users in USER_LEVELS {
             if *interrupted.borrow() {
-                return Ok(rows);
+                return Ok(measured);
             }
             announce(format!(
                 "load: GET /users/ at {users} users (ramp-up {}, hold {}), API on http://{} with {workers} worker(s)",
@@ -143,16 +175,84 @@ async fn tell_the_story(
             .await?;
             let reports = dir.join(format!("report-{users}-users-{workers}-workers"));
             report.write_dir(&reports)?;
-            rows.push(Row {
+            measured.rows.push(Row {
                 users,
                 workers,
                 report,
                 html: reports.join("report.html"),
             });
         }
+        if searches > 0 && !*interrupted.borrow() {
+            announce(format!(
+                "capacity: the highest rate of GET /users/ within {} with {workers} worker(s), steps of {} (at most {})",
+                DEMO_SLO.join(", "),
+                humantime::format_duration(DEMO_STEP),
+                humantime::format_duration(budget)
+            ));
+            let capacity = find_capacity(server.address, budget, interrupted.clone()).await?;
+            if capacity.outcome != capacity::Outcome::Interrupted {
+                measured.capacities.push(CapacityRow { workers, capacity });
+            }
+        }
         server.stop().await;
     }
-    Ok(rows)
+    Ok(measured)
+}
+
+/// The capacity search on the tutorial's request, within `budget`.
+async fn find_capacity(
+    address: SocketAddr,
+    budget: Duration,
+    interrupted: watch::Receiver<bool>,
+) -> anyhow::Result<Capacity> {
+    let overrides = [format!(
+        "execution.0.scenario.requests.0.url=http://{address}/users/"
+    )];
+    let plan =
+        peregrine_load::plan_from_str("examples/bzt-config.yml", TUTORIAL_CONFIG, &overrides)?;
+    let terms = DEMO_SLO
+        .iter()
+        .map(|t| capacity::slo::parse(t).map_err(anyhow::Error::msg))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let options = capacity::Options {
+        slo: Some(Slo { terms }),
+        tolerance: DEMO_TOLERANCE,
+        start_rate: DEMO_START_RATE,
+        warm_up: DEMO_WARM_UP,
+        step: DEMO_STEP,
+        max_duration: budget,
+        connections: None,
+    };
+    let search = capacity::find(&plan, &options, interrupted, |step| {
+        println!("      {}", step.line());
+    })
+    .await;
+    Ok(search.capacity)
+}
+
+/// The capacity of each setup beside the tutorial's figure.
+fn print_capacities(capacities: &[CapacityRow]) {
+    if capacities.is_empty() {
+        return;
+    }
+    println!(
+        "\nCapacity within {} (GET /users/, open model, latency from when each request was due):\n",
+        DEMO_SLO.join(", ")
+    );
+    for row in capacities {
+        let tutorial = if row.workers == 1 {
+            "tutorial: ~1000 req/s (1 gunicorn worker, 100 users, ~100 ms avg)"
+        } else {
+            "tutorial: ~1500 req/s (20 gunicorn workers, 500 users, 270 ms avg, some errors)"
+        };
+        println!(
+            "{:>2} worker(s): {}  ({} steps in {:.0} s)\n              {tutorial}",
+            row.workers,
+            row.capacity.answer(),
+            row.capacity.steps.len(),
+            row.capacity.seconds
+        );
+    }
 }
 
 async fn load(

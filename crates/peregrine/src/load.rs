@@ -43,6 +43,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     for warning in &plan.warnings {
         note!("warning: {warning}");
     }
+    if args.capacity.find_capacity {
+        return crate::capacity::run(&plan, &args).await;
+    }
     let show_progress = args.progress || std::io::stderr().is_terminal();
     let late = match args.start_at {
         Some(at) => match wait_until(at).await? {
@@ -154,7 +157,7 @@ async fn wait_until(at: std::time::SystemTime) -> anyhow::Result<Waited> {
 }
 
 /// Completes on Ctrl-C (SIGINT) or SIGTERM: Taurus treats both as an interruption.
-async fn interrupted() {
+pub(crate) async fn interrupted() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -1,6 +1,7 @@
 //! The `peregrine` binary: parses the command line, sets up logging and the runtime, and
 //! hands each subcommand to its function. All the work lives in the library crates.
 
+mod capacity;
 mod cli;
 mod db;
 mod demo;

@@ -1187,14 +1187,17 @@ fn demo_tells_the_tutorials_story_with_measurements_and_reports() {
             "1s",
             "--dir",
             "out",
+            "--capacity-for",
+            "6s",
         ],
     );
     assert!(status.success(), "{stdout}\n{stderr}");
     for step in [
-        "[1/6] schema: table orguser in a new SQLite file",
-        "[2/6] 20 users",
-        "[3/6] load: GET /users/ at 100 users",
-        "[6/6] load: GET /users/ at 500 users",
+        "[1/8] schema: table orguser in a new SQLite file",
+        "[2/8] 20 users",
+        "[3/8] load: GET /users/ at 100 users",
+        "[5/8] capacity: the highest rate of GET /users/ within p99<100ms, errors<1% with 1 worker(s)",
+        "[8/8] capacity: the highest rate of GET /users/ within p99<100ms, errors<1%",
     ] {
         assert!(stdout.contains(step), "{step}\n{stdout}");
     }
@@ -1233,6 +1236,24 @@ fn demo_tells_the_tutorials_story_with_measurements_and_reports() {
     assert!(
         stdout.contains("~40 % errors (1 gunicorn worker)"),
         "the tutorial's figures stand beside: {stdout}"
+    );
+    let capacities: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Capacity within p99<100ms, errors<1%"))
+        .filter(|l| l.contains(" worker(s): Capacity") || l.contains(" worker(s): No capacity"))
+        .collect();
+    assert_eq!(capacities.len(), 2, "1 worker and all cores: {stdout}");
+    for line in &capacities {
+        // 6 s is too short to bracket the API: the answer is a lower bound, or a capacity.
+        assert!(
+            line.contains("Capacity: at least ")
+                || line.contains(" req/s (p99<100ms, errors<1%): held at "),
+            "{line}"
+        );
+    }
+    assert!(
+        stdout.contains("tutorial: ~1000 req/s (1 gunicorn worker"),
+        "the tutorial's ~1000 req/s stands beside: {stdout}"
     );
     for users in [100, 500] {
         for workers in [1, cores] {
@@ -1274,6 +1295,8 @@ async fn demo_on_postgres_uses_a_fresh_database_and_leaves_existing_rows_alone()
             "500ms",
             "--dir",
             "out",
+            "--capacity-for",
+            "0s",
         ],
     )
     .await;

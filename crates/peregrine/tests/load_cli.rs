@@ -436,3 +436,226 @@ async fn a_jmeter_plan_runs_from_the_command_line() {
         "{stderr}"
     );
 }
+
+/// Held by each capacity search test while it measures: two at once would each see the
+/// other's load on this machine's cores.
+static MACHINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs `peregrine load ARGS` in `dir` without blocking the test's runtime (the server of
+/// known capacity runs on it).
+async fn load_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let dir = dir.to_owned();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(BINARY)
+            .arg("load")
+            .args(&args)
+            .current_dir(dir)
+            .output()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap_or_else(|e| panic!("cannot run peregrine: {e}"))
+}
+
+/// Short steps: the whole search takes seconds. A step of 1.5 s only sees an overload that
+/// pushes the queue past the bound within it (here about 10 %), so the answers are checked
+/// to ±15 % of the truth; the accuracy itself is tested in peregrine-load's tests/capacity.rs.
+const SHORT_STEPS: [&str; 6] = [
+    "--step-duration",
+    "1s",
+    "--warm-up",
+    "500ms",
+    "--max-duration",
+    "40s",
+];
+
+/// The capacity of a server of 10 workers busy 50 ms each (200 req/s by construction), found
+/// through the CLI: a line per step, the answer with its bracket, exit 0, and report.json
+/// carrying the search.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_capacity_answers_with_the_bracket_and_writes_the_search_to_the_report() {
+    let _machine = MACHINE.lock().await;
+    let server = peregrine_testkit::BusyServer::start(10, Duration::from_millis(50)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let url = server.url("/");
+    let mut args = vec![
+        url.as_str(),
+        "--find-capacity",
+        "--slo",
+        "p99<200ms",
+        "--slo",
+        "errors<1%",
+        "--start-rate",
+        "60",
+        "--report",
+        "out",
+    ];
+    args.extend(SHORT_STEPS);
+    let out = load_in(dir.path(), &args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("step  1  offered      60.0 req/s  achieved "),
+        "{stdout}"
+    );
+    let answer = stdout
+        .lines()
+        .find(|l| l.starts_with("Capacity: "))
+        .unwrap_or_else(|| panic!("no answer: {stdout}"));
+    let rate: f64 = answer
+        .trim_start_matches("Capacity: ")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!((170.0..=230.0).contains(&rate), "{answer}");
+    assert!(
+        answer.contains(" req/s (p99<200ms, errors<1%): held at ")
+            && answer.contains(", broke at "),
+        "{answer}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("out/report.json")).unwrap())
+            .unwrap();
+    let capacity = &report["capacity"];
+    assert_eq!(capacity["outcome"], "found");
+    assert_eq!(
+        capacity["slo"],
+        serde_json::json!(["p99<200ms", "errors<1%"])
+    );
+    let reported = capacity["rate"].as_f64().unwrap_or(0.0);
+    assert!((reported - rate).abs() <= 1.0, "{reported} vs {answer}");
+    let steps = capacity["steps"].as_array().map_or(0, Vec::len);
+    assert_eq!(
+        steps,
+        stdout.lines().filter(|l| l.starts_with("step ")).count()
+    );
+}
+
+/// A config's pass/fail criteria are the SLO when no --slo is given: its scenario is offered
+/// at each rate, and a rate holds when no criterion fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_capacity_on_a_config_holds_each_step_to_its_criteria() {
+    let _machine = MACHINE.lock().await;
+    let server = peregrine_testkit::BusyServer::start(10, Duration::from_millis(50)).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("slo.yml"),
+        format!(
+            "execution:\n- concurrency: 3\n  hold-for: 1m\n  scenario:\n    requests:\n    - url: {}\n      label: busy\nreporting:\n- module: passfail\n  criteria:\n  - p99>200ms, continue as failed\n  - fail>1%, continue as failed\n",
+            server.url("/")
+        ),
+    )
+    .unwrap();
+    let mut args = vec!["slo.yml", "--find-capacity", "--start-rate", "60"];
+    args.extend(SHORT_STEPS);
+    let out = load_in(dir.path(), &args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let answer = stdout
+        .lines()
+        .find(|l| l.starts_with("Capacity: "))
+        .unwrap_or_else(|| panic!("no answer: {stdout}"));
+    assert!(
+        answer.contains("(not p99>200ms, not fail>1%)"),
+        "the criteria are the SLO: {answer}"
+    );
+    let rate: f64 = answer
+        .trim_start_matches("Capacity: ")
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{answer}"));
+    assert!((170.0..=230.0).contains(&rate), "{answer}");
+    assert!(
+        stdout.contains("broke: Failed: p99>200ms"),
+        "a broken step names the criterion: {stdout}"
+    );
+}
+
+/// Exit codes: 3 when even the lowest step breaks the SLO, 1 when the generator (1
+/// connection) cannot offer the rate, 1 when the target refuses connections, 1 for a
+/// malformed SLO or flags that do not go together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn find_capacity_exits_3_when_the_lowest_step_breaks_and_1_at_the_generators_limit() {
+    let _machine = MACHINE.lock().await;
+    let dir = tempfile::tempdir().unwrap();
+    let slow = peregrine_testkit::BusyServer::start(4, Duration::from_millis(20)).await;
+    let url = slow.url("/");
+    let mut args = vec![url.as_str(), "--find-capacity", "--slo", "p99<10ms"];
+    args.extend(SHORT_STEPS);
+    let out = load_in(dir.path(), &args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains("No capacity: even the lowest step, 50.0 req/s, broke the SLO (p99<10ms)"),
+        "{stdout}"
+    );
+
+    let fast = peregrine_testkit::BusyServer::start(16, Duration::from_millis(20)).await;
+    let url = fast.url("/");
+    let mut args = vec![
+        url.as_str(),
+        "--find-capacity",
+        "-c",
+        "1",
+        "--start-rate",
+        "20",
+    ];
+    args.extend(SHORT_STEPS);
+    let out = load_in(dir.path(), &args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("generator limit: all 1 connections were busy")
+            && stdout.contains("No capacity: the load generator could not offer the rate"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("Capacity: "), "{stdout}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let url = format!("http://{closed}/");
+    let mut args = vec![url.as_str(), "--find-capacity"];
+    args.extend(SHORT_STEPS);
+    let out = load_in(dir.path(), &args).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("No capacity: every request failed to connect"),
+        "an unreachable target is an error, not a capacity: {stdout}"
+    );
+
+    let url = fast.url("/");
+    for (args, expected) in [
+        (
+            vec![url.as_str(), "--find-capacity", "--slo", "p99>10ms"],
+            "expected a subject under a bound",
+        ),
+        (vec![url.as_str(), "--slo", "p99<10ms"], "--find-capacity"),
+        (
+            vec![url.as_str(), "--find-capacity", "--rate", "10"],
+            "cannot be used with",
+        ),
+        (
+            vec![
+                url.as_str(),
+                "--find-capacity",
+                "--capacity-tolerance",
+                "0%",
+            ],
+            "above 0%",
+        ),
+        (
+            vec![url.as_str(), "--find-capacity", "--max-duration", "3s"],
+            "leaves no time for one step",
+        ),
+    ] {
+        let out = load_in(dir.path(), &args).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}

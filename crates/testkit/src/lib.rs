@@ -1,9 +1,10 @@
 //! Test support for Peregrine: private PostgreSQL clusters that tests start and stop
 //! themselves (initdb into a temp dir, a free port, the socket in that dir; optionally with
 //! TLS and a CA made for it), fresh databases
-//! in them, streaming replicas of them, PgBouncer in front of them, HAProxy in front of HTTP servers, and tiny HTTP servers for the load generator's tests. A dev-dependency only.
+//! in them, streaming replicas of them, PgBouncer in front of them, HAProxy in front of HTTP servers, tiny HTTP servers for the load generator's tests, and servers of known capacity for its capacity search. A dev-dependency only.
 
 mod app;
+mod busy;
 mod haproxy;
 mod http;
 mod pgbouncer;
@@ -11,6 +12,7 @@ mod postgres;
 mod tls;
 
 pub use app::{LoginApp, Recorded};
+pub use busy::BusyServer;
 pub use haproxy::HaProxy;
 pub use http::{Behavior, TinyServer};
 pub use pgbouncer::PgBouncer;

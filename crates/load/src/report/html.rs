@@ -24,6 +24,7 @@ pub fn page(report: &Report) -> String {
         );
     }
     body.push_str(&banner(report));
+    body.push_str(&crate::capacity::html::section(report.capacity.as_ref()));
     body.push_str(&run_description(report));
     body.push_str(&tiles(report));
     body.push_str(&timeline_charts(report));

@@ -89,6 +89,10 @@ pub struct Report {
     pub fingerprint: String,
     /// The raw response-time distributions, for exact merges of shards.
     pub distributions: Distributions,
+    /// A capacity search's answer and steps (`load --find-capacity`); this report is then
+    /// the run of the step at the capacity.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::capacity::Capacity>,
     #[serde(skip)]
     exit_code: i32,
 }
@@ -181,6 +185,7 @@ impl Report {
             merged_shards: None,
             fingerprint: plan.fingerprint.clone(),
             distributions: Distributions::of(&plan.labels, &collector),
+            capacity: None,
             exit_code,
         }
     }

@@ -1,0 +1,371 @@
+//! The capacity section of the HTML report: p50/p99 and errors against the offered rate,
+//! with the SLO's bounds as dashed lines and the capacity marked, then the steps' table.
+
+use std::fmt::Write as _;
+
+use super::slo::Subject;
+use super::{Capacity, Verdict, rate_text};
+
+const WIDTH: f64 = 860.0;
+const HEIGHT: f64 = 240.0;
+const LEFT: f64 = 72.0;
+const RIGHT: f64 = 16.0;
+const TOP: f64 = 12.0;
+const BOTTOM: f64 = 36.0;
+/// A latency axis reaches at most this many times the SLO's largest bound, so one broken
+/// step's seconds-long queue does not flatten the lines that matter; higher points are drawn
+/// at the top.
+const CLIP_OVER_BOUND: f64 = 4.0;
+
+/// The section, or nothing for a report without a capacity search.
+pub(crate) fn section(capacity: Option<&Capacity>) -> String {
+    let Some(capacity) = capacity else {
+        return String::new();
+    };
+    let mut html = String::from("<h2 id=\"capacity\">Capacity</h2>\n");
+    let _ = writeln!(
+        html,
+        "<p class=\"meta\" id=\"capacity-answer\" data-outcome=\"{}\">{}</p>",
+        serde_json::to_value(capacity.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        escape(&capacity.answer())
+    );
+    if capacity.steps.is_empty() {
+        return html;
+    }
+    html.push_str(&latency_chart(capacity));
+    html.push_str(&error_chart(capacity));
+    html.push_str(&steps_table(capacity));
+    html
+}
+
+/// One series of points (x: offered rate, y: value), `None` where a step has no value.
+struct Series<'a> {
+    name: &'a str,
+    color: &'a str,
+    points: Vec<(f64, Option<f64>, Verdict)>,
+}
+
+/// A horizontal dashed line: an SLO bound.
+struct Bound {
+    name: String,
+    value: f64,
+}
+
+fn latency_chart(capacity: &Capacity) -> String {
+    let bounds: Vec<Bound> = capacity
+        .terms
+        .iter()
+        .filter(|t| t.subject != Subject::Errors)
+        .map(|t| Bound {
+            name: t.text.clone(),
+            value: t.bound * 1000.0,
+        })
+        .collect();
+    let ms = |v: Option<f64>| v.map(|s| s * 1000.0);
+    let series = [
+        Series {
+            name: "p50",
+            color: "#2b7bb9",
+            points: sorted(capacity, |s| ms(s.p50)),
+        },
+        Series {
+            name: "p99",
+            color: "#d9822b",
+            points: sorted(capacity, |s| ms(s.p99)),
+        },
+    ];
+    figure(
+        "capacity-latency",
+        "Response time (corrected) against offered rate, ms",
+        capacity,
+        &series,
+        &bounds,
+    )
+}
+
+fn error_chart(capacity: &Capacity) -> String {
+    let bounds: Vec<Bound> = capacity
+        .terms
+        .iter()
+        .filter(|t| t.subject == Subject::Errors)
+        .map(|t| Bound {
+            name: t.text.clone(),
+            value: t.bound,
+        })
+        .collect();
+    let series = [Series {
+        name: "errors %",
+        color: "#c0392b",
+        points: sorted(capacity, |s| Some(s.error_percent)),
+    }];
+    figure(
+        "capacity-errors",
+        "Errors against offered rate, %",
+        capacity,
+        &series,
+        &bounds,
+    )
+}
+
+/// The steps' values by offered rate.
+fn sorted(
+    capacity: &Capacity,
+    value: impl Fn(&super::Step) -> Option<f64>,
+) -> Vec<(f64, Option<f64>, Verdict)> {
+    let mut points: Vec<_> = capacity
+        .steps
+        .iter()
+        .map(|s| (s.offered, value(s), s.verdict))
+        .collect();
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    points
+}
+
+fn figure(
+    id: &str,
+    title: &str,
+    capacity: &Capacity,
+    series: &[Series<'_>],
+    bounds: &[Bound],
+) -> String {
+    let x_max = capacity.steps.iter().map(|s| s.offered).fold(0.0, f64::max) * 1.05;
+    let highest = series
+        .iter()
+        .flat_map(|s| s.points.iter().filter_map(|p| p.1))
+        .chain(bounds.iter().map(|b| b.value))
+        .fold(0.0, f64::max);
+    let clip = bounds
+        .iter()
+        .map(|b| b.value * CLIP_OVER_BOUND)
+        .reduce(f64::max)
+        .unwrap_or(f64::INFINITY);
+    let y_max = nice_top(highest.min(clip));
+    let x = Axis::new(x_max, LEFT, WIDTH - RIGHT);
+    let y = Axis::new(y_max, HEIGHT - BOTTOM, TOP);
+    let mut svg = format!(
+        "<figure data-chart=\"{id}\">\n<figcaption>{title}</figcaption>\n<svg class=\"chart\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\">\n"
+    );
+    grid(&mut svg, &x, &y);
+    for bound in bounds {
+        let py = y.px(bound.value.min(y_max));
+        let _ = writeln!(
+            svg,
+            "<line class=\"slo\" data-slo=\"{}\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{py:.1}\" y2=\"{py:.1}\" stroke=\"#b00\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"11\" fill=\"#b00\" text-anchor=\"end\">{}</text>",
+            escape(&bound.name),
+            WIDTH - RIGHT,
+            WIDTH - RIGHT - 4.0,
+            py - 4.0,
+            escape(&bound.name)
+        );
+    }
+    if let Some(rate) = capacity.rate {
+        let px = x.px(rate);
+        let _ = writeln!(
+            svg,
+            "<line class=\"capacity\" x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"{TOP}\" y2=\"{}\" stroke=\"#080\" stroke-width=\"2\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"11\" fill=\"#080\">capacity {} req/s</text>",
+            HEIGHT - BOTTOM,
+            px + 4.0,
+            TOP + 12.0,
+            rate_text(rate)
+        );
+    }
+    for line in series {
+        draw(&mut svg, line, &x, &y);
+    }
+    svg.push_str("</svg>\n<div class=\"legend\">");
+    for line in series {
+        let _ = write!(
+            svg,
+            "<span><i style=\"background:{}\"></i>{}</span>",
+            line.color, line.name
+        );
+    }
+    svg.push_str("<span>filled: held, hollow: broke or the generator's limit</span>");
+    if highest > clip {
+        let _ = write!(
+            svg,
+            "<span>values above {} are drawn at the top</span>",
+            tick_text(y_max)
+        );
+    }
+    svg.push_str("</div>\n</figure>\n");
+    svg
+}
+
+fn draw(svg: &mut String, line: &Series<'_>, x: &Axis, y: &Axis) {
+    let points: Vec<(f64, f64, Verdict)> = line
+        .points
+        .iter()
+        .filter_map(|&(rate, value, verdict)| {
+            value.map(|v| (x.px(rate), y.px(v.min(y.max)), verdict))
+        })
+        .collect();
+    let path: Vec<String> = points
+        .iter()
+        .map(|(px, py, _)| format!("{px:.1},{py:.1}"))
+        .collect();
+    let _ = writeln!(
+        svg,
+        "<polyline data-series=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
+        line.name,
+        line.color,
+        path.join(" ")
+    );
+    for (px, py, verdict) in points {
+        let fill = if verdict == Verdict::Held {
+            line.color
+        } else {
+            "#fff"
+        };
+        let _ = writeln!(
+            svg,
+            "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"4\" fill=\"{fill}\" stroke=\"{}\" stroke-width=\"2\"/>",
+            line.color
+        );
+    }
+}
+
+/// A linear axis from 0 to `max`, mapped onto pixels `from`..`to`.
+struct Axis {
+    max: f64,
+    from: f64,
+    to: f64,
+}
+
+impl Axis {
+    fn new(max: f64, from: f64, to: f64) -> Self {
+        Self {
+            max: if max > 0.0 { max } else { 1.0 },
+            from,
+            to,
+        }
+    }
+
+    fn px(&self, value: f64) -> f64 {
+        self.from + (self.to - self.from) * (value / self.max).clamp(0.0, 1.0)
+    }
+
+    /// About five round ticks.
+    fn ticks(&self) -> Vec<f64> {
+        let step = nice_step(self.max / 5.0);
+        (0..=((self.max / step).floor() as usize))
+            .map(|i| i as f64 * step)
+            .collect()
+    }
+}
+
+fn grid(svg: &mut String, x: &Axis, y: &Axis) {
+    for tick in y.ticks() {
+        let py = y.px(tick);
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{py:.1}\" y2=\"{py:.1}\" stroke=\"#e4e4e4\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"11\" fill=\"#666\" text-anchor=\"end\">{}</text>",
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            py + 4.0,
+            tick_text(tick)
+        );
+    }
+    for tick in x.ticks() {
+        let px = x.px(tick);
+        let _ = writeln!(
+            svg,
+            "<text x=\"{px:.1}\" y=\"{}\" font-size=\"11\" fill=\"#666\" text-anchor=\"middle\">{}</text>",
+            HEIGHT - BOTTOM + 16.0,
+            tick_text(tick)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#666\" text-anchor=\"middle\">offered rate, req/s</text>",
+        (LEFT + WIDTH - RIGHT) / 2.0,
+        HEIGHT - 4.0
+    );
+}
+
+/// 1, 2 or 5 times a power of ten, at least `rough`.
+fn nice_step(rough: f64) -> f64 {
+    if !(rough.is_finite() && rough > 0.0) {
+        return 1.0;
+    }
+    let power = 10f64.powf(rough.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * power)
+        .find(|step| *step >= rough)
+        .unwrap_or(10.0 * power)
+}
+
+/// A round top at or above `value`.
+fn nice_top(value: f64) -> f64 {
+    let step = nice_step(value / 5.0);
+    (value / step).ceil().max(1.0) * step
+}
+
+fn tick_text(value: f64) -> String {
+    if value >= 10.0 || value == 0.0 {
+        format!("{value:.0}")
+    } else {
+        let text = format!("{value:.2}");
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+fn steps_table(capacity: &Capacity) -> String {
+    let mut html = String::from(
+        "<table id=\"capacity-steps\"><tr><th>step</th><th>offered req/s</th><th>achieved req/s</th><th>connections</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th class=\"text\">outcome</th></tr>\n",
+    );
+    let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{:.1}", s * 1000.0));
+    for (i, step) in capacity.steps.iter().enumerate() {
+        let outcome = match step.verdict {
+            Verdict::Held => "held".to_owned(),
+            Verdict::Broke => format!("broke: {}", step.reason.as_deref().unwrap_or_default()),
+            Verdict::GeneratorLimit => format!(
+                "generator limit: {}",
+                step.reason.as_deref().unwrap_or_default()
+            ),
+        };
+        let _ = writeln!(
+            html,
+            "<tr data-verdict=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td><td class=\"text\">{}</td></tr>",
+            serde_json::to_value(step.verdict)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            i + 1,
+            rate_text(step.offered),
+            rate_text(step.achieved),
+            step.connections,
+            ms(step.p50),
+            ms(step.p99),
+            step.error_percent,
+            escape(&outcome)
+        );
+    }
+    html.push_str("</table>\n");
+    html
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_tick_in_round_steps() {
+        assert_eq!(nice_step(18.0), 20.0);
+        assert_eq!(nice_step(0.3), 0.5);
+        assert_eq!(nice_top(430.0), 500.0);
+        assert_eq!(tick_text(0.25), "0.25");
+        assert_eq!(tick_text(1.5), "1.5");
+    }
+}
