@@ -465,3 +465,42 @@ async fn off_a_terminal_plain_lines_go_to_stderr() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("req/s"), "no line before 10 s: {stderr}");
 }
+
+/// A dashboard address that is taken, or not IP:PORT, fails before any request is sent,
+/// naming the flag; a non-loopback one is allowed and said so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_addresses_are_checked_before_the_run() {
+    let server = TinyServer::start(Behavior::default()).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = taken.local_addr().unwrap().to_string();
+    let url = server.url("/");
+    let load = |dashboard: String| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(BINARY)
+                .args(["load", &url, "-c", "1", "--hold-for", "1s", "-q"])
+                .args(["--dashboard", &dashboard])
+                .output()
+                .unwrap()
+        })
+    };
+    let output = load(taken.clone()).await.unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("--dashboard {taken}: cannot listen: ")),
+        "{stderr}"
+    );
+    assert_eq!(server.received(), 0, "nothing was sent");
+    let output = load("dashboard.example:80".into()).await.unwrap();
+    assert!(!output.status.success(), "a usage error");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is not IP:PORT"));
+    let output = load("0.0.0.0:0".into()).await.unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("warning: the dashboard listens on 0.0.0.0:")
+            && stderr.contains("reachable from other machines"),
+        "{stderr}"
+    );
+}
