@@ -18,6 +18,7 @@ pub mod extract;
 pub mod files;
 mod http1;
 mod jmx;
+pub mod live;
 pub mod plan;
 pub mod quick;
 pub mod report;
@@ -78,7 +79,19 @@ pub async fn run(
     interrupt: impl Future<Output = ()> + Send,
     progress: impl FnMut(&Progress),
 ) -> Report {
+    run_watched(plan, interrupt, progress, |_| {}).await
+}
+
+/// [`run`], and `at_end` hears the final counts before the report is made (the live views'
+/// last update: what the report counts).
+pub async fn run_watched(
+    plan: &Plan,
+    interrupt: impl Future<Output = ()> + Send,
+    progress: impl FnMut(&Progress),
+    at_end: impl FnOnce(live::Totals),
+) -> Report {
     let finished = engine::run(plan, interrupt, progress).await;
+    at_end(live::Totals::of(&finished.collector, &finished.monitor));
     Report::new(plan, finished)
 }
 

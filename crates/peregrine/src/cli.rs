@@ -76,9 +76,21 @@ pub struct LoadArgs {
     /// Write report.json, timeline.csv, junit.xml and report.html into DIR.
     #[arg(long, value_name = "DIR")]
     pub report: Option<std::path::PathBuf>,
-    /// Print a progress line every second even when stderr is not a terminal.
-    #[arg(long)]
+    /// Print a plain progress line every second on stderr instead of the live view (without
+    /// it: the live view when stdout is a terminal, else a line every 10 s).
+    #[arg(long, conflicts_with = "quiet")]
     pub progress: bool,
+    /// Show nothing while the test runs (the final stats and reports are unchanged).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Serve a live web dashboard and Prometheus /metrics on ADDR, e.g. 127.0.0.1:5665
+    /// (port 0: any free port, printed on stderr).
+    #[arg(long, value_name = "ADDR", value_parser = dashboard_flag)]
+    pub dashboard: Option<SocketAddr>,
+    /// Keep serving the dashboard, /metrics and the HTML report this long after the run
+    /// ends (Ctrl-C stops waiting); by default it closes once the page has the verdict.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = duration_flag, requires = "dashboard")]
+    pub dashboard_keep: Duration,
     /// Trust the CA certificate(s) in this PEM file for https targets, beside the system's
     /// roots (repeatable; also modules.peregrine.ca-cert in a config).
     #[arg(long, value_name = "FILE")]
@@ -564,6 +576,18 @@ pub enum TuneFormat {
 /// `2m30s`, `1h`, `500ms`, `1.5s` or bare seconds.
 fn duration_flag(text: &str) -> Result<Duration, String> {
     peregrine_load::duration::parse_duration(text).map_err(|err| err.to_string())
+}
+
+/// A dashboard address: `IP:PORT` (`localhost:PORT` reads as 127.0.0.1), since a name could
+/// resolve to an address the user did not mean to expose.
+fn dashboard_flag(text: &str) -> Result<SocketAddr, String> {
+    let text = text.trim();
+    let local = text
+        .strip_prefix("localhost:")
+        .map(|port| format!("127.0.0.1:{port}"));
+    local.as_deref().unwrap_or(text).parse().map_err(|_| {
+        format!("{text:?} is not IP:PORT, e.g. 127.0.0.1:5665 (or 0.0.0.0:5665 to be reachable from other machines)")
+    })
 }
 
 /// A percentage, `10%` or `10`, from 0 to 10000, as a number of percent.

@@ -1,12 +1,13 @@
-//! `peregrine load`: builds a plan from config files or the quick URL form, runs it with a
-//! progress line, prints Taurus-style final stats and writes the reports.
+//! `peregrine load`: builds a plan from config files or the quick URL form, runs it with its
+//! live views (terminal, dashboard, /metrics), prints Taurus-style final stats and writes the reports.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use peregrine_load::report::{final_stats_of, progress_line};
+use peregrine_load::live::{Console, Live, Options};
+use peregrine_load::report::final_stats_of;
 use peregrine_load::shard::Shard;
 use peregrine_load::{Plan, QuickTest, exit_code};
 
@@ -46,7 +47,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if args.capacity.find_capacity {
         return crate::capacity::run(&plan, &args).await;
     }
-    let show_progress = args.progress || std::io::stderr().is_terminal();
+    let mut live = start_live(&plan, &args).await?;
     let late = match args.start_at {
         Some(at) => match wait_until(at).await? {
             Waited::Interrupted => {
@@ -59,13 +60,16 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let interrupt = interrupted();
-    let mut report = peregrine_load::run(&plan, interrupt, |progress| {
-        if show_progress {
-            note!("{}", progress_line(progress));
-        }
-    })
+    let mut totals = None;
+    let mut report = peregrine_load::run_watched(
+        &plan,
+        interrupt,
+        |progress| live.update(progress),
+        |at_end| totals = Some(at_end),
+    )
     .await;
     report.late_start_seconds = late.map(|l| l.as_secs_f64());
+    live.end(totals.unwrap_or_default(), &report).await;
     // The files first: a closed stdout (`| head -0`) must not cost the report.
     let mut written = report.write_configured(&plan)?;
     if let Some(dir) = &args.report {
@@ -90,6 +94,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     for path in written {
         note!("wrote {}", path.display());
     }
+    live.close(interrupted()).await;
     let code = report.exit_code();
     if code == exit_code::INTERRUPTED {
         note!("interrupted: the results above are partial");
@@ -98,6 +103,45 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         note!("error: the run was stopped: {problem}");
     }
     Ok(exit_code::process(code))
+}
+
+/// A plain line every 10 s when stdout is not a terminal (a CI log).
+const LOG_LINE_EVERY: Duration = Duration::from_secs(10);
+
+/// The live views the flags ask for: the console's (`--quiet`, `--progress`, or by whether
+/// stdout is a terminal) and the dashboard, bound before the run so a busy port fails early.
+async fn start_live(plan: &Plan, args: &LoadArgs) -> anyhow::Result<Live> {
+    let console = if args.quiet {
+        Console::Off
+    } else if args.progress {
+        Console::Lines(Duration::from_secs(1))
+    } else if std::io::stdout().is_terminal()
+        && std::env::var("TERM").map_or(true, |term| term != "dumb")
+    {
+        Console::View
+    } else {
+        Console::Lines(LOG_LINE_EVERY)
+    };
+    let options = Options {
+        console,
+        dashboard: args.dashboard,
+        keep: args.dashboard_keep,
+    };
+    let live = Live::start(plan, &options).await.map_err(|err| {
+        anyhow::anyhow!(
+            "--dashboard {}: cannot listen: {err}",
+            args.dashboard.map(|a| a.to_string()).unwrap_or_default()
+        )
+    })?;
+    if let Some(address) = live.dashboard_address() {
+        if !address.ip().is_loopback() {
+            eprintln!(
+                "warning: the dashboard listens on {address}, reachable from other machines: it shows the targets' URLs and figures to anyone who can connect"
+            );
+        }
+        eprintln!("dashboard: http://{address}/ (metrics: http://{address}/metrics)");
+    }
+    Ok(live)
 }
 
 /// The slice of the plan to run: --shard (or PEREGRINE_SHARD), or --shard-from-job-index

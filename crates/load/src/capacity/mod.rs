@@ -16,8 +16,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::plan::Plan;
 use crate::exit_code;
+use crate::plan::Plan;
 use crate::report::Report;
 pub use search::{Bracket, GROWTH, Next};
 pub use slo::{Slo, Term};

@@ -220,6 +220,13 @@ impl Monitor {
         stop
     }
 
+    /// Each criterion with its outcome if it has triggered already: for live views.
+    pub fn states(&self) -> impl Iterator<Item = (&Criterion, Option<&Outcome>)> {
+        self.criteria
+            .iter()
+            .zip(self.outcomes.iter().map(Option::as_ref))
+    }
+
     /// Checks the criteria without a timeframe on the final totals; returns every outcome.
     pub fn finish(mut self, overall: &Summary, per_label: &[Summary]) -> Vec<Outcome> {
         for (i, criterion) in self.criteria.iter().enumerate() {

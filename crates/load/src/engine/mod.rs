@@ -75,6 +75,8 @@ pub struct Progress {
     pub users: u64,
     /// The second that just ended.
     pub second: Second,
+    /// Counts since the start and the criteria's state, for live views.
+    pub totals: Arc<crate::live::Totals>,
 }
 
 /// What a run measured.
@@ -328,12 +330,13 @@ pub async fn run(
             _ = ticker.tick() => {
                 let elapsed = start.elapsed();
                 users_at.push(users.load(Ordering::Relaxed));
-                let closed = collector.close_until(elapsed.as_secs(), &users_at).to_vec();
-                if let Some(last) = closed.last() {
-                    progress(&Progress { elapsed, total, users: last.users, second: last.clone() });
-                }
+                let closed = collector.close_until(elapsed.as_secs(), &users_at).last().cloned();
                 if monitor.on_seconds(collector.timeline()) {
                     stopper.stop(Ending::StoppedByCriterion);
+                }
+                if let Some(last) = closed {
+                    let totals = Arc::new(crate::live::Totals::of(&collector, &monitor));
+                    progress(&Progress { elapsed, total, users: last.users, second: last, totals });
                 }
                 if let Some(give_up) = hopeless.verdict(elapsed, &connects) {
                     problem.get_or_insert(give_up.reason);

@@ -208,6 +208,11 @@ impl Report {
         self.exit_code
     }
 
+    /// The self-contained HTML page of this report (as `report.html`).
+    pub fn html_page(&self) -> String {
+        html::page(self)
+    }
+
     /// What the response-time percentiles mean in this report.
     pub fn latency_note(&self) -> &'static str {
         if self.rate.is_some() {

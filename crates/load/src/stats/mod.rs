@@ -521,6 +521,16 @@ impl Collector {
         &self.per_label
     }
 
+    /// Errors counted per label and kind, in that order: for live views, without copying
+    /// the messages.
+    pub fn errors_by_kind(&self) -> BTreeMap<(usize, ErrorKind), u64> {
+        let mut totals = BTreeMap::new();
+        for ((label, kind, _), count) in &self.errors {
+            *totals.entry((*label, *kind)).or_default() += count;
+        }
+        totals
+    }
+
     /// Errors by label, kind and message, most frequent first.
     pub fn errors(&self, labels: &[String]) -> Vec<ErrorCount> {
         let mut errors: Vec<ErrorCount> = self
