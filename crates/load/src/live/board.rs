@@ -297,7 +297,8 @@ impl Board {
     }
 }
 
-/// The name an error kind has in reports: `connect`, `timeout`, `http`, `assertion`, `io`.
+/// The name an error kind has in reports (its serde name): `connect`, `timeout`, `http`,
+/// `assertion`, `io`, `render`, `resources`.
 pub fn kind_name(kind: ErrorKind) -> &'static str {
     match kind {
         ErrorKind::Connect => "connect",
@@ -305,6 +306,8 @@ pub fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Http => "http",
         ErrorKind::Assertion => "assertion",
         ErrorKind::Io => "io",
+        ErrorKind::Render => "render",
+        ErrorKind::Resources => "resources",
     }
 }
 

@@ -3,7 +3,8 @@
 //! Blocks are found with pulldown-cmark. `sh` blocks run command by command, in order, in a
 //! temporary directory holding a copy of `examples/`, with the `peregrine` under test first on
 //! the PATH and a `peregrine serve` (SQLite, 20 users, token `s3cret`) listening where the
-//! docs say, 127.0.0.1:8000, which the test replaces by a free port in every command. A command
+//! docs say, 127.0.0.1:8000, which the test replaces by a free port in every command (and the
+//! live dashboard's 127.0.0.1:5665 by another). A command
 //! ending in `&` runs in the background until the page is done. What a command needs beyond
 //! that is named in [`specs`], and only there: flags added to shorten a run, a directory, an
 //! environment, an expected exit code or output. A block that cannot run here is preceded by
@@ -241,6 +242,31 @@ fn specs() -> Vec<Spec> {
         spec("docs/jmeter.md", "peregrine load examples/users-jmx.yml -o modules.jmeter.properties.port=8000")
             .add("-o modules.jmeter.properties.port={port}")
             .stdout_has("Samples count"),
+        // A search's answer depends on this machine: a capacity (0), the lowest step broken
+        // (3) or the generator's own limit (1) are each a right answer; each prints its steps.
+        spec(
+            "docs/capacity.md",
+            "peregrine load http://127.0.0.1:8000/users/ --find-capacity --slo 'p99<100ms' --slo 'errors<1%' --start-rate 200 --step-duration 1s --warm-up 500ms --max-duration 6s",
+        )
+        .exits(&[0, 1, 3])
+        .stdout_has("req/s"),
+        spec(
+            "docs/capacity.md",
+            "peregrine load examples/capacity.yml --find-capacity --start-rate 200 --step-duration 1s --warm-up 500ms --max-duration 6s -o execution.0.scenario.requests.0.url=http://127.0.0.1:8000/users/",
+        )
+        .exits(&[0, 1, 3])
+        .stdout_has("req/s"),
+        spec(
+            "docs/capacity.md",
+            "peregrine load http://127.0.0.1:8000/users/ --find-capacity --start-rate 200 --step-duration 1s --warm-up 500ms --max-duration 6s --report capacity-report",
+        )
+        .exits(&[0, 1, 3])
+        .stdout_has("req/s"),
+        spec(
+            "docs/live.md",
+            "peregrine load http://127.0.0.1:8000/users/ -c 4 --hold-for 2s -q --dashboard 127.0.0.1:5665 --dashboard-keep 3s & sleep 3.5; curl -s http://127.0.0.1:5665/metrics | grep '^peregrine_load_requests_total'; wait",
+        )
+        .stdout_has("peregrine_load_requests_total"),
         spec("docs/limits.md", "peregrine report compare base new").exits(&[0, 3]).stdout_has("p99"),
         spec("docs/serve.md", "curl -i -X DELETE localhost:8000/users/21 -H 'Authorization: Bearer s3cret'")
             .stdout_has("204 No Content"),
@@ -262,6 +288,8 @@ fn run_page(file: &str) {
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).must("logs directory");
     let port = free_port();
+    // The live dashboard's address in the docs, moved to a free port too.
+    let dashboard_port = free_port();
     copy_dir(&root.join("examples"), &dir.join("examples"), port);
     let path = format!(
         "{}:{}",
@@ -329,7 +357,9 @@ fn run_page(file: &str) {
                 Some(head) => (head.trim_end().to_string(), true),
                 None => (printed.to_string(), false),
             };
-            let mut script = script.replace(":8000", &format!(":{port}"));
+            let mut script = script
+                .replace(":8000", &format!(":{port}"))
+                .replace(":5665", &format!(":{dashboard_port}"));
             let mut env = base_env.clone();
             let mut workdir = dir.clone();
             if let Some(spec) = spec {
@@ -491,6 +521,8 @@ page_tests! {
     exit_codes_page_commands_work_as_printed => "docs/exit-codes.md",
     limits_page_commands_work_as_printed => "docs/limits.md",
     jmeter_page_commands_work_as_printed => "docs/jmeter.md",
+    live_page_commands_work_as_printed => "docs/live.md",
+    capacity_page_commands_work_as_printed => "docs/capacity.md",
 }
 
 #[test]
