@@ -200,14 +200,14 @@ fn specs() -> Vec<Spec> {
         )
         .add("-o execution.0.ramp-up=1s -o execution.0.hold-for=2s")
         .stdout_has("Samples count"),
-        spec("README.md", "peregrine demo").add("--ramp-up 1s --hold-for 1s"),
+        spec("README.md", "peregrine demo").add("--ramp-up 1s --hold-for 1s --capacity-for 4s"),
         spec("README.md", "peregrine health --url http://127.0.0.1:8000/healthz"),
         // Either verdict is right: two short runs on a busy machine may differ beyond their
         // noise. A crash or a usage error is not.
         spec("README.md", "peregrine report compare out after --max-p99-regression 20%")
             .exits(&[0, 3])
             .stdout_has("p99"),
-        spec("docs/demo.md", "cargo run --release -- demo").cargo().add("--ramp-up 1s --hold-for 1s"),
+        spec("docs/demo.md", "cargo run --release -- demo").cargo().add("--ramp-up 1s --hold-for 1s --capacity-for 4s"),
         spec(
             "docs/load.md",
             "peregrine load examples/bzt-config.yml -o execution.0.scenario.requests.0.url=http://127.0.0.1:8000/users/",
