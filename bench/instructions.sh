@@ -31,7 +31,7 @@ one_server_on_postgres
 
 log "building peregrine (profiling profile) and the yardstick (release)"
 cargo build --profile profiling --quiet --bin peregrine || fail "cargo build --profile profiling failed"
-cargo build --release --quiet --bin minimal-server || fail "cargo build --release failed"
+cargo build --release --quiet -p peregrine-bench-minimal --bin minimal-server || fail "cargo build --release failed"
 tutorial_database "$ROOT/target/profiling/peregrine"
 users_up_to 20
 mkdir -p "$OUT"

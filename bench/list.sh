@@ -174,7 +174,7 @@ PY
 }
 
 log "building peregrine and the yardstick (release)"
-cargo build --release --quiet --bin peregrine --bin minimal-server || fail "cargo build --release failed"
+cargo build --release --quiet -p peregrine -p peregrine-bench-minimal || fail "cargo build --release failed"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 read -r load1 _ </proc/loadavg
 log "load average before the run: $load1 on $(nproc) cores (other work on the machine makes figures noisy)"
