@@ -5,13 +5,10 @@ use std::fmt::Write as _;
 
 use super::slo::Subject;
 use super::{Capacity, Verdict, rate_text};
+use crate::report::chart::{BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH};
+use crate::report::describe::nice_step;
+use crate::report::xml::escape;
 
-const WIDTH: f64 = 860.0;
-const HEIGHT: f64 = 240.0;
-const LEFT: f64 = 72.0;
-const RIGHT: f64 = 16.0;
-const TOP: f64 = 12.0;
-const BOTTOM: f64 = 36.0;
 /// A latency axis reaches at most this many times the SLO's largest bound, so one broken
 /// step's seconds-long queue does not flatten the lines that matter; higher points are drawn
 /// at the top.
@@ -286,19 +283,6 @@ fn grid(svg: &mut String, x: &Axis, y: &Axis) {
     );
 }
 
-/// 1, 2 or 5 times a power of ten, at least `rough`.
-fn nice_step(rough: f64) -> f64 {
-    if !(rough.is_finite() && rough > 0.0) {
-        return 1.0;
-    }
-    let power = 10f64.powf(rough.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
-        .iter()
-        .map(|m| m * power)
-        .find(|step| *step >= rough)
-        .unwrap_or(10.0 * power)
-}
-
 /// A round top at or above `value`.
 fn nice_top(value: f64) -> f64 {
     let step = nice_step(value / 5.0);
@@ -347,13 +331,6 @@ fn steps_table(capacity: &Capacity) -> String {
     }
     html.push_str("</table>\n");
     html
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

@@ -6,12 +6,14 @@ use std::fmt::Write as _;
 use crate::report::describe::{HistogramBin, nice_step};
 use crate::report::xml::escape;
 
-const WIDTH: f64 = 860.0;
-const HEIGHT: f64 = 240.0;
-const LEFT: f64 = 72.0;
-const RIGHT: f64 = 16.0;
-const TOP: f64 = 12.0;
-const BOTTOM: f64 = 36.0;
+/// A chart's size and margins, shared by every chart of the report (the capacity section's
+/// too), in SVG user units.
+pub(crate) const WIDTH: f64 = 860.0;
+pub(crate) const HEIGHT: f64 = 240.0;
+pub(crate) const LEFT: f64 = 72.0;
+pub(crate) const RIGHT: f64 = 16.0;
+pub(crate) const TOP: f64 = 12.0;
+pub(crate) const BOTTOM: f64 = 36.0;
 
 /// Ticks wanted on an axis, about.
 const Y_TICKS: f64 = 5.0;

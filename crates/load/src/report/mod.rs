@@ -1,10 +1,10 @@
 //! Reports read finished statistics only: the [`Report`] built once at the end, written as
 //! console text, JSON, CSV, JUnit XML, Taurus's dump formats and a self-contained HTML page.
 
-mod chart;
+pub(crate) mod chart;
 pub mod compare;
 mod console;
-mod describe;
+pub(crate) mod describe;
 mod html;
 pub mod merge;
 mod tables;
