@@ -57,8 +57,10 @@ fn quick(url: String) -> QuickTest {
     }
 }
 
+/// Measures to 2 ms: runs while no other test of this binary does (`quiet::measuring`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_50ms_server_gives_p50_between_50_and_52ms() {
+    let _quiet = peregrine_testkit::quiet::measuring().await;
     let server = TinyServer::start(Behavior {
         delay: Duration::from_millis(50),
         ..Behavior::default()
@@ -73,6 +75,7 @@ async fn a_fixed_50ms_server_gives_p50_between_50_and_52ms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samples_equal_the_requests_the_server_received() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior {
         delay: Duration::from_millis(2),
         ..Behavior::default()
@@ -97,6 +100,7 @@ async fn samples_equal_the_requests_the_server_received() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn iterations_bound_the_passes_per_user() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior::default()).await;
     let report = run(plan(&format!(
         "execution:\n  concurrency: 3\n  iterations: 4\n  scenario:\n    requests: ['{}', '{}']\n",
@@ -111,6 +115,7 @@ async fn iterations_bound_the_passes_per_user() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ramp_up_then_hold_for_sets_users_and_duration() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior {
         delay: Duration::from_millis(5),
         ..Behavior::default()
@@ -136,6 +141,7 @@ async fn ramp_up_then_hold_for_sets_users_and_duration() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_raise_users_in_stairs() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior {
         delay: Duration::from_millis(5),
         ..Behavior::default()
@@ -153,6 +159,7 @@ async fn steps_raise_users_in_stairs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput_caps_the_request_rate() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior::default()).await;
     let report = run(plan(&format!(
         "execution:\n- concurrency: 20\n  hold-for: 3s\n  throughput: 50\n  scenario:\n    requests: ['{}']\n",
@@ -169,6 +176,7 @@ async fn throughput_caps_the_request_rate() {
 /// Open model: a 1 s stall shows in the corrected percentiles, not in the service times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_model_run_shows_a_stall_in_corrected_latency_only() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior {
         stall: Some((Duration::from_millis(1500), Duration::from_secs(1))),
         ..Behavior::default()
@@ -197,6 +205,7 @@ async fn an_open_model_run_shows_a_stall_in_corrected_latency_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_model_that_cannot_keep_up_says_so() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior {
         delay: Duration::from_millis(100),
         ..Behavior::default()
@@ -212,6 +221,7 @@ async fn an_open_model_that_cannot_keep_up_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_target_completes_with_connect_errors() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let port = peregrine_testkit::free_port().unwrap();
     let mut test = quick(format!("http://127.0.0.1:{port}/"));
     test.hold_for = Duration::from_secs(1);
@@ -232,6 +242,7 @@ async fn an_unreachable_target_completes_with_connect_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeouts_statuses_and_assertions_are_errors_by_kind() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let slow = TinyServer::start(Behavior {
         delay: Duration::from_millis(400),
         ..Behavior::default()
@@ -285,6 +296,7 @@ async fn timeouts_statuses_and_assertions_are_errors_by_kind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_criterion_with_a_timeframe_stops_the_test_with_exit_code_3() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior {
         delay: Duration::from_millis(30),
         ..Behavior::default()
@@ -313,6 +325,7 @@ async fn a_criterion_with_a_timeframe_stops_the_test_with_exit_code_3() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn final_criteria_and_continue_as_non_failed() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior {
         status: 500,
         ..Behavior::default()
@@ -332,6 +345,7 @@ async fn final_criteria_and_continue_as_non_failed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupt_stops_cleanly_with_partial_results() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior::default()).await;
     let mut test = quick(server.url("/"));
     test.hold_for = Duration::from_secs(30);
@@ -352,6 +366,7 @@ async fn an_interrupt_stops_cleanly_with_partial_results() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reporter_writes_what_it_promises() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior {
         delay: Duration::from_millis(1),
         ..Behavior::default()
@@ -563,6 +578,7 @@ fn files_merge_as_taurus_merges_them() {
 /// every measured time is (before, they read `0.000` and `0.0`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_summary_shows_a_fast_service_with_non_zero_figures() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior::default()).await;
     let mut test = quick(server.url("/"));
     test.concurrency = Some(1);
@@ -601,6 +617,7 @@ async fn the_console_summary_shows_a_fast_service_with_non_zero_figures() {
 /// and no criterion was set: the verdict is "passed, with errors", not a plain pass.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_html_report_leaves_the_partial_last_second_out_and_flags_errors() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior {
         delay: Duration::from_millis(5),
         status: 503,
@@ -643,6 +660,7 @@ async fn the_html_report_leaves_the_partial_last_second_out_and_flags_errors() {
 /// With 12 labels the per-label charts draw the 10 with the most samples and say so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_html_report_caps_its_per_label_charts_at_ten_and_says_so() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior::default()).await;
     let requests: String = (0..12)
         .map(|i| {
@@ -714,6 +732,7 @@ fn chromium(dir: &std::path::Path, page: &str, args: &[&str]) -> std::process::O
 /// codes and the latency histogram are on the page.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_html_report_renders_its_charts_in_chromium() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior {
         delay: Duration::from_millis(2),
         ..Behavior::default()
@@ -772,6 +791,7 @@ async fn the_html_report_renders_its_charts_in_chromium() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_keepalive_connection_per_user_or_one_per_request_without_keepalive() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior::default()).await;
     let yaml = |keepalive: bool| {
         format!(
@@ -789,6 +809,7 @@ async fn one_keepalive_connection_per_user_or_one_per_request_without_keepalive(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_reconnect_when_the_server_closes_connections() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior {
         close_connections: true,
         ..Behavior::default()
@@ -807,6 +828,7 @@ async fn users_reconnect_when_the_server_closes_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jsonpath_assertions_check_the_body() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
     let server = TinyServer::start(Behavior::default()).await;
     let report = run(plan(&format!(
         "execution:\n  concurrency: 1\n  iterations: 2\n  scenario:\n    default-address: {}\n    requests:\n    - url: /ok\n      label: ok\n      assert-jsonpath:\n      - $[0].id\n      - jsonpath: $[0].username\n        expected-value: e6.*\n    - url: /missing\n      label: missing\n      assert-jsonpath: ['$[0].email']\n    - url: /wrong\n      label: wrong\n      assert-jsonpath:\n      - jsonpath: $[0].id\n        validate: true\n        expected-value: '2'\n    - url: /inverted\n      label: inverted\n      assert-jsonpath:\n      - jsonpath: $[0].id\n        invert: true\n",

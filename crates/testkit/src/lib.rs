@@ -9,6 +9,7 @@ mod haproxy;
 mod http;
 mod pgbouncer;
 mod postgres;
+pub mod quiet;
 mod tls;
 
 pub use app::{LoginApp, Recorded};
