@@ -2081,6 +2081,9 @@ async fn serve_behind_an_unseen_pgbouncer_switches_to_unnamed_and_warns_once() {
         "ignore_startup_parameters = extra_float_digits, options\nserver_round_robin = 1",
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    // Both server connections open before the server starts: round robin then alternates
+    // between them even when the machine is too busy for the requests to overlap.
+    bouncer.open_server_connections(&database, 2).await;
     let dir = temp_dir();
     let url = bouncer.url(&database);
     let args = ["--database-url", &url, "--seed", "20", "--workers", "2"];

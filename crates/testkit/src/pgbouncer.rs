@@ -119,6 +119,28 @@ impl PgBouncer {
         format!("postgres://postgres@127.0.0.1:{}/{dbname}", self.port)
     }
 
+    /// Makes PgBouncer open `count` server connections to `dbname` now, by holding that many
+    /// transactions at once through it. PgBouncer opens server connections only when
+    /// transactions overlap: on a busy machine a test's requests may never overlap, and a
+    /// single server connection would hide what happens when consecutive transactions land
+    /// on different ones.
+    pub async fn open_server_connections(&self, dbname: &str, count: usize) {
+        let url = self.url(dbname);
+        let mut clients = Vec::with_capacity(count);
+        for _ in 0..count {
+            let client = crate::connect(&url).await;
+            if let Err(err) = client.batch_execute("BEGIN; SELECT 1").await {
+                panic!("cannot begin a transaction through PgBouncer: {err}");
+            }
+            clients.push(client);
+        }
+        for client in clients {
+            if let Err(err) = client.batch_execute("COMMIT").await {
+                panic!("cannot commit through PgBouncer: {err}");
+            }
+        }
+    }
+
     /// The directory of its Unix socket (when started with [`PgBouncer::start_on_socket`]).
     pub fn socket_dir(&self) -> &Path {
         self.root.path()
