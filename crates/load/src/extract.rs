@@ -216,37 +216,110 @@ fn css_matches(page: &str, selector: &scraper::Selector, attribute: Option<&str>
         .collect()
 }
 
-/// Whether `expression` compiles as XPath; `Err` says why not.
+/// Whether `expression` compiles as XPath 1.0 (what JMeter's XPath Extractor evaluates);
+/// `Err` says why not.
 pub fn check_xpath(expression: &str) -> Result<(), String> {
-    xee_xpath::Queries::default()
-        .sequence(expression)
-        .map(drop)
-        .map_err(|e| e.to_string())
+    match sxd_xpath::Factory::new().build(expression) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the expression is empty".to_owned()),
+        Err(err) => Err(err.to_string()),
+    }
 }
 
+/// Deeper documents are not searched: evaluating XPath walks the tree recursively, and a
+/// target answering with a million nested elements must not overflow the stack.
+const MAX_XML_DEPTH: usize = 512;
+
 /// The string value of each item `expression` selects (an element's text content, an
-/// attribute's value, a computed string); nothing when the page does not parse.
+/// attribute's value, a computed string or number); nothing when the page does not parse or
+/// nests deeper than [`MAX_XML_DEPTH`].
 fn xpath_matches(page: &str, expression: &str, tolerant: bool) -> Vec<String> {
-    use xee_xpath::Query;
     let xml = if tolerant {
+        // The HTML parser's work grows with the square of the nesting (it looks through the
+        // open elements at each new one): a hostile page must not make it take minutes.
+        if nesting_depth(page) > MAX_HTML_DEPTH {
+            return Vec::new();
+        }
         html_as_xml(page)
     } else {
         page.to_owned()
     };
-    let mut documents = xee_xpath::Documents::new();
-    let Ok(document) = documents.add_string_without_uri(&xml) else {
+    if nesting_depth(&xml) > MAX_XML_DEPTH {
+        return Vec::new();
+    }
+    let Ok(package) = sxd_document::parser::parse(&xml) else {
         return Vec::new();
     };
-    let Ok(query) = xee_xpath::Queries::default().sequence(expression) else {
+    let document = package.as_document();
+    let Ok(Some(xpath)) = sxd_xpath::Factory::new().build(expression) else {
         return Vec::new();
     };
-    let Ok(sequence) = query.execute(&mut documents, document) else {
-        return Vec::new();
-    };
-    sequence
+    match xpath.evaluate(&sxd_xpath::Context::new(), document.root()) {
+        Ok(sxd_xpath::Value::Nodeset(nodes)) => nodes
+            .document_order()
+            .iter()
+            .map(sxd_xpath::nodeset::Node::string_value)
+            .collect(),
+        Ok(value) => vec![value.into_string()],
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Pages nesting deeper than this (by [`nesting_depth`], which counts HTML's unclosed
+/// `<p>` and `<li>` as nesting too) are not parsed for `use-tolerant-parser`.
+const MAX_HTML_DEPTH: usize = 4096;
+
+/// HTML's void elements: they never have a closing tag, so they open no level.
+const VOID_ELEMENTS: [&[u8]; 14] = [
+    b"area", b"base", b"br", b"col", b"embed", b"hr", b"img", b"input", b"link", b"meta", b"param",
+    b"source", b"track", b"wbr",
+];
+
+/// An upper bound of how deep a document's elements nest: every `<` that opens an element
+/// (not a closing tag, a comment, a declaration or an HTML void element) counts one level
+/// down until its `/>` or a closing tag.
+fn nesting_depth(text: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    // Whether the tag being read opened a level (its `/>` closes it again).
+    let mut opened = false;
+    let bytes = text.as_bytes();
+    for (at, byte) in bytes.iter().enumerate() {
+        match byte {
+            b'<' => {
+                opened = false;
+                match bytes.get(at + 1) {
+                    Some(b'/') => depth = depth.saturating_sub(1),
+                    Some(b'!' | b'?') => {}
+                    _ if is_void_element(&bytes[at + 1..]) => {}
+                    _ => {
+                        depth += 1;
+                        deepest = deepest.max(depth);
+                        opened = true;
+                    }
+                }
+            }
+            b'>' => {
+                if opened && at > 0 && bytes[at - 1] == b'/' {
+                    depth = depth.saturating_sub(1);
+                }
+                opened = false;
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Whether `tag` (what follows a `<`) starts with the name of an HTML void element.
+fn is_void_element(tag: &[u8]) -> bool {
+    let name_end = tag
         .iter()
-        .filter_map(|item| item.string_value(documents.xot()).ok())
-        .collect()
+        .position(|b| !b.is_ascii_alphanumeric())
+        .unwrap_or(tag.len());
+    let name = &tag[..name_end];
+    VOID_ELEMENTS
+        .iter()
+        .any(|void| void.eq_ignore_ascii_case(name))
 }
 
 /// An HTML page parsed as browsers parse it, written back as well-formed XML without
@@ -255,11 +328,13 @@ fn xpath_matches(page: &str, expression: &str, tolerant: bool) -> Vec<String> {
 fn html_as_xml(page: &str) -> String {
     let document = scraper::Html::parse_document(page);
     let mut out = String::with_capacity(page.len() + 64);
-    write_element(document.root_element(), &mut out);
+    write_element(document.root_element(), &mut out, 1);
     out
 }
 
-fn write_element(element: scraper::ElementRef<'_>, out: &mut String) {
+/// Writes `element` at nesting level `depth`; below [`MAX_XML_DEPTH`] its children are left
+/// out (the writing is recursive).
+fn write_element(element: scraper::ElementRef<'_>, out: &mut String, depth: usize) {
     let name = element.value().name();
     out.push('<');
     out.push_str(name);
@@ -281,8 +356,10 @@ fn write_element(element: scraper::ElementRef<'_>, out: &mut String) {
         match child.value() {
             scraper::Node::Text(text) => out.push_str(&crate::report::xml::escape(text)),
             scraper::Node::Element(_) => {
-                if let Some(inner) = scraper::ElementRef::wrap(child) {
-                    write_element(inner, out);
+                if let Some(inner) = scraper::ElementRef::wrap(child)
+                    && depth < MAX_XML_DEPTH
+                {
+                    write_element(inner, out, depth + 1);
                 }
             }
             _ => {}
@@ -379,6 +456,31 @@ mod tests {
         jsonpath("missing", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
         assert_eq!(u.values["v"], NOT_FOUND);
         assert_eq!(normalize_jsonpath("$."), ("$".into(), true));
+    }
+
+    #[test]
+    fn xpath_is_xpath_1_and_a_deep_document_is_not_searched() {
+        let xml = "<shop><book id='b1'><t>Rust</t></book><book id='b2'><t>Go</t></book></shop>";
+        assert_eq!(xpath_matches(xml, "count(//book)", false), ["2"]);
+        assert_eq!(xpath_matches(xml, "//book/@id", false), ["b1", "b2"]);
+        assert_eq!(xpath_matches(xml, "//book[2]/t", false), ["Go"]);
+        assert_eq!(xpath_matches(xml, "string(//t)", false), ["Rust"]);
+        assert_eq!(xpath_matches(xml, "//t = 'Go'", false), ["true"]);
+        assert!(xpath_matches("<a><b></a>", "//b", false).is_empty());
+        assert!(check_xpath("//a[@").is_err());
+        assert!(check_xpath("").is_err());
+        // A million nested elements: no match and no stack overflow, strict or tolerant.
+        let deep = format!("{}{}", "<a>".repeat(1_000_000), "</a>".repeat(1_000_000));
+        assert_eq!(nesting_depth(&deep), 1_000_000);
+        assert!(xpath_matches(&deep, "//a", false).is_empty());
+        let deep_html = format!("<html><body>{}x</body></html>", "<div>".repeat(1_000_000));
+        assert!(xpath_matches(&deep_html, "count(/html)", true).is_empty());
+        let html = format!("<html><body>{}x</body></html>", "<div>".repeat(2_000));
+        assert_eq!(xpath_matches(&html, "count(/html)", true), ["1"]);
+        assert_eq!(
+            nesting_depth("<a><br/><b>x</b><!-- c --><br><img src=x></a>"),
+            2
+        );
     }
 
     #[test]
