@@ -194,13 +194,18 @@ impl Report {
     /// its verdict.
     pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
         let mut report: Self = serde_json::from_str(json)?;
-        report.exit_code = match report.verdict {
+        report.set_exit_code_of_verdict();
+        Ok(report)
+    }
+
+    /// Makes the exit code follow the verdict (a report read or merged, not run).
+    fn set_exit_code_of_verdict(&mut self) {
+        self.exit_code = match self.verdict {
             Verdict::Passed => exit_code::OK,
             Verdict::Failed => exit_code::CRITERIA_FAILED,
             Verdict::Interrupted => exit_code::INTERRUPTED,
             Verdict::Aborted => exit_code::TOOL_ERROR,
         };
-        Ok(report)
     }
 
     /// The process exit code this result calls for.
