@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -13,15 +13,16 @@ use tokio::time::Instant;
 
 use super::PreparedRequest;
 use super::exchange::Connections;
-use super::session::{CookieJar, send_following_redirects};
-use super::users::{
-    CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until, take_arrival, until_cancelled,
+use super::execution::{
+    CONNECT_RETRY_PAUSE, ExecutionState, Outbox, ProgramState, at, sleep_until, take_arrival,
+    until_cancelled,
 };
+use super::session::{CookieJar, send_following_redirects};
 use crate::condition;
 use crate::plan::{Action, Block, LoopCount, Program, Request, Step, ThinkTime};
 use crate::stats::{ErrorKind, Sample};
 use crate::variables::{
-    MAX_RENDERED_BYTES, MAX_VARIABLE_BYTES, Random, SharedCounters, UserVariables, encode_target,
+    MAX_RENDERED_BYTES, MAX_VARIABLE_BYTES, Random, UserVariables, encode_target,
 };
 
 /// Longest request target or header value: `http::Uri` holds at most 64 KiB.
@@ -29,31 +30,6 @@ const MAX_URL_BYTES: usize = 65_534;
 
 /// The variable JMeter sets after every sample.
 const LAST_SAMPLE_OK: &str = "JMeterThread.last_sample_ok";
-
-/// What the users of one execution running a program share.
-#[derive(Debug, Default)]
-pub struct ProgramState {
-    /// An `action: stop` with `target: all-threads` ran.
-    pub halted: AtomicBool,
-    /// The global `__counter`.
-    pub counters: Arc<SharedCounters>,
-    /// The next row of each data source.
-    pub cursors: Vec<AtomicU64>,
-}
-
-impl ProgramState {
-    /// State for `program`.
-    pub fn new(program: &Program) -> Self {
-        Self {
-            cursors: program
-                .data_sources
-                .iter()
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            ..Self::default()
-        }
-    }
-}
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +56,7 @@ struct OpenTransaction {
 
 /// One user running a program.
 struct ProgramUser<'a> {
-    shared: &'a Shared,
+    shared: &'a ExecutionState,
     program: &'a Program,
     state: &'a ProgramState,
     user: u32,
@@ -99,7 +75,7 @@ struct ProgramUser<'a> {
 
 /// Runs `program` as user `user` until its iterations are done or the run ends.
 pub async fn run_program<'a>(
-    shared: &'a Shared,
+    shared: &'a ExecutionState,
     program: &'a Program,
     state: &'a ProgramState,
     user: u32,

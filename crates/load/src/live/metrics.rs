@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use super::board::{Board, kind_name};
-use super::totals::BUCKETS_MICROS;
+use crate::totals::BUCKETS_MICROS;
 
 /// The content type Prometheus expects for the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -140,7 +140,7 @@ pub fn render(board: &Board) -> String {
         "1 when a pass/fail criterion has failed the test, per criterion.",
     );
     for criterion in &totals.criteria {
-        let failed = criterion.status == super::totals::CriterionStatus::Failed;
+        let failed = criterion.status == crate::totals::CriterionStatus::Failed;
         let _ = writeln!(
             out,
             "peregrine_load_criterion_failed{{criterion=\"{}\"}} {}",

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
+use crate::markup::escape;
 use crate::report::describe::{HistogramBin, nice_step};
-use crate::report::xml::escape;
 
 /// A chart's size and margins, shared by every chart of the report (the capacity section's
 /// too), in SVG user units.

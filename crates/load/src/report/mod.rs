@@ -1,6 +1,7 @@
 //! Reports read finished statistics only: the [`Report`] built once at the end, written as
 //! console text, JSON, CSV, JUnit XML, Taurus's dump formats and a self-contained HTML page.
 
+pub mod capacity;
 pub(crate) mod chart;
 pub mod compare;
 mod console;
@@ -92,7 +93,7 @@ pub struct Report {
     /// A capacity search's answer and steps (`load --find-capacity`); this report is then
     /// the run of the step at the capacity.
     #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
-    pub capacity: Option<crate::capacity::Capacity>,
+    pub capacity: Option<capacity::Capacity>,
     #[serde(skip)]
     exit_code: i32,
 }

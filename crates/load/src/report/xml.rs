@@ -2,25 +2,9 @@
 
 use std::fmt::Write as _;
 
+use crate::markup::escape;
 use crate::report::Report;
 use crate::stats::Summary;
-
-/// Escapes text for XML content and attributes.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if c.is_control() && !matches!(c, '\n' | '\t') => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// JUnit XML: a test case per label (`sample-labels`), or per criterion (`pass-fail`).
 pub fn junit(report: &Report, pass_fail: bool) -> String {
