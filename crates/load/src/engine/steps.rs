@@ -618,53 +618,26 @@ fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Result<R
 
 /// The pause before `request`: its think-time, drawn from its distribution.
 pub fn think_pause(request: &Request, variables: &mut UserVariables) -> Duration {
-    let mut unit = || variables.random_unit();
-    draw(request.think, request.think_time, &mut unit)
+    draw(request.think, request.think_time, variables.random())
 }
 
 /// A think-time drawn as JMeter's timers draw it (Taurus `think-time` formulas).
-pub fn draw(think: ThinkTime, constant: Duration, unit: &mut impl FnMut() -> f64) -> Duration {
+pub fn draw(think: ThinkTime, constant: Duration, random: &mut Random) -> Duration {
     let millis = |d: Duration| d.as_secs_f64() * 1000.0;
     let drawn_ms = match think {
         ThinkTime::Constant => return constant,
         ThinkTime::Uniform { mean, spread } => {
-            (millis(mean) - millis(spread) + unit() * 2.0 * millis(spread)).abs()
+            (millis(mean) - millis(spread) + random.unit() * 2.0 * millis(spread)).abs()
         }
         ThinkTime::Gaussian { mean, deviation } => {
-            (millis(mean) + normal(unit) * millis(deviation)).abs()
+            random.normal(millis(mean), millis(deviation)).abs()
         }
         ThinkTime::Poisson { mean, offset } => {
             let lambda = (millis(mean) - millis(offset)).round().max(0.0);
-            millis(offset) + poisson(lambda, unit)
+            millis(offset) + random.poisson(lambda)
         }
     };
     Duration::from_secs_f64((drawn_ms / 1000.0).clamp(0.0, crate::plan::MAX_DURATION.as_secs_f64()))
-}
-
-/// A standard normal deviate (Box–Muller).
-fn normal(unit: &mut impl FnMut() -> f64) -> f64 {
-    let u1 = unit().max(f64::MIN_POSITIVE);
-    let u2 = unit();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
-/// A Poisson deviate: Knuth's method for small means, the normal approximation above 30
-/// (where Knuth's product underflows and costs a draw per unit of the mean).
-fn poisson(lambda: f64, unit: &mut impl FnMut() -> f64) -> f64 {
-    if lambda <= 0.0 {
-        return 0.0;
-    }
-    if lambda > 30.0 {
-        return (lambda + lambda.sqrt() * normal(unit)).round().max(0.0);
-    }
-    let limit = (-lambda).exp();
-    let mut product = unit();
-    let mut count = 0.0;
-    while product > limit {
-        product *= unit();
-        count += 1.0;
-    }
-    count
 }
 
 /// The pause before `request` on the fast path: the constant think-time unless it has a
@@ -673,7 +646,7 @@ pub fn think_pause_fast(request: &Request, random: &mut Random) -> Duration {
     if request.think == ThinkTime::Constant {
         return request.think_time;
     }
-    draw(request.think, request.think_time, &mut || random.unit())
+    draw(request.think, request.think_time, random)
 }
 
 /// A random source for the fast path's think-times.
@@ -687,9 +660,8 @@ mod tests {
 
     fn stats(think: ThinkTime) -> (f64, f64) {
         let mut random = Random::seeded(7);
-        let mut unit = || random.unit();
         let draws: Vec<f64> = (0..20_000)
-            .map(|_| draw(think, Duration::ZERO, &mut unit).as_secs_f64() * 1000.0)
+            .map(|_| draw(think, Duration::ZERO, &mut random).as_secs_f64() * 1000.0)
             .collect();
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;
         let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64;
