@@ -1,4 +1,8 @@
 //! XML outputs: JUnit (per label or per criterion) and Taurus's final-stats `dump-xml`.
+//!
+//! Two fixed shapes of a few elements each, written with `format!` and [`escape`] (which
+//! also removes the control characters XML cannot hold); an XML writer crate (quick-xml)
+//! would not change the output and was left for when these shapes grow.
 
 use std::fmt::Write as _;
 
