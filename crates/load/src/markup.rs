@@ -19,3 +19,14 @@ pub fn escape(text: &str) -> String {
     }
     out
 }
+
+/// `text` with the control characters XML cannot hold (all but line feed and tab) as
+/// spaces, for a writer that escapes the markup characters itself.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unholdable = |c: char| c.is_control() && !matches!(c, '\n' | '\t');
+    if text.contains(unholdable) {
+        text.replace(unholdable, " ").into()
+    } else {
+        text.into()
+    }
+}
