@@ -1,4 +1,8 @@
 //! Durations as Taurus writes them: `2m30s`, `1h`, `500ms`, `1.5s`, `1d 2h`, bare seconds.
+//!
+//! Hand-written: humantime (a dependency already, for dates) reads neither fractions (`1.5s`)
+//! nor bare numbers of seconds, both of which Taurus configs use; the grammar is a dozen
+//! lines.
 
 use std::time::Duration;
 

@@ -347,14 +347,14 @@ fn write_element(element: scraper::ElementRef<'_>, out: &mut String, depth: usiz
             out.push(' ');
             out.push_str(attribute);
             out.push_str("=\"");
-            out.push_str(&crate::report::xml::escape(value));
+            out.push_str(&crate::markup::escape(value));
             out.push('"');
         }
     }
     out.push('>');
     for child in element.children() {
         match child.value() {
-            scraper::Node::Text(text) => out.push_str(&crate::report::xml::escape(text)),
+            scraper::Node::Text(text) => out.push_str(&crate::markup::escape(text)),
             scraper::Node::Element(_) => {
                 if let Some(inner) = scraper::ElementRef::wrap(child)
                     && depth < MAX_XML_DEPTH

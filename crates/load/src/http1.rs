@@ -97,7 +97,7 @@ pub struct Connection<S = TcpStream> {
 }
 
 /// A parsed response head.
-struct Head {
+struct ResponseHead {
     status: u16,
     framing: Framing,
     reusable: bool,
@@ -186,7 +186,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         &mut self,
         first_read: &mut bool,
         keep: &ResponseParts,
-    ) -> Result<Head, ExchangeError> {
+    ) -> Result<ResponseHead, ExchangeError> {
         loop {
             if !self.buffer.is_empty() {
                 let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -355,7 +355,7 @@ fn describe(
     parsed: &httparse::Response<'_, '_>,
     length: usize,
     keep: &ResponseParts,
-) -> Result<Head, ExchangeError> {
+) -> Result<ResponseHead, ExchangeError> {
     let status = parsed
         .code
         .ok_or_else(|| ExchangeError::Malformed("response without a status code".into()))?;
@@ -403,7 +403,7 @@ fn describe(
             headers.append(name, value);
         }
     }
-    Ok(Head {
+    Ok(ResponseHead {
         status,
         framing,
         reusable,

@@ -10,6 +10,7 @@
 pub mod assertion;
 pub mod capacity;
 pub mod condition;
+mod config_error;
 pub mod criteria;
 pub mod duration;
 mod engine;
@@ -19,58 +20,27 @@ pub mod files;
 mod http1;
 mod jmx;
 pub mod live;
+mod markup;
+#[cfg(test)]
+mod module_cycles;
 pub mod plan;
 pub mod quick;
 pub mod report;
 pub mod shard;
+pub mod slo;
 pub mod stats;
 mod taurus;
 mod tls;
+mod totals;
 pub mod variables;
 
 use std::path::PathBuf;
 
+pub use config_error::{ConfigError, Rejected};
 pub use engine::{Ending, Finished, Progress};
 pub use plan::Plan;
 pub use quick::{QuickTest, from_quick};
 pub use report::{LatencyKind, Report};
-
-/// Why a config cannot be run; each names the file and position, or the key path.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum ConfigError {
-    /// A file could not be read.
-    #[error("cannot read {}: {message}", file.display())]
-    Read {
-        /// The file.
-        file: PathBuf,
-        /// Why.
-        message: String,
-    },
-    /// A file is not valid YAML/JSON.
-    #[error("{}: {message}", file.display())]
-    Syntax {
-        /// The file.
-        file: PathBuf,
-        /// The parser's message, with line and column.
-        message: String,
-    },
-    /// A value is not acceptable.
-    #[error("{path}: {message}")]
-    Invalid {
-        /// The key path, e.g. `execution.0.hold-for`.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A `-o` override is malformed.
-    #[error("-o {text}: {message}")]
-    Override {
-        /// The override as given.
-        text: String,
-        /// What is wrong.
-        message: String,
-    },
-}
 
 /// Runs `plan` until it ends or `interrupt` completes (`progress` hears every second) and
 /// reports on it.
@@ -93,26 +63,6 @@ pub async fn run_watched(
     let finished = engine::run(plan, interrupt, progress).await;
     at_end(live::Totals::of(&finished.collector, &finished.monitor));
     Report::new(plan, finished)
-}
-
-/// A config that failed validation, with the warnings gathered before the error (they are
-/// often the reason: a misspelt key is ignored with a warning, then a required one is missing).
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{error}")]
-pub struct Rejected {
-    /// What is wrong.
-    pub error: ConfigError,
-    /// Warnings gathered before it.
-    pub warnings: Vec<String>,
-}
-
-impl From<ConfigError> for Rejected {
-    fn from(error: ConfigError) -> Self {
-        Self {
-            error,
-            warnings: Vec::new(),
-        }
-    }
 }
 
 /// Reads Taurus config files with overrides into a plan; a rejected config keeps the

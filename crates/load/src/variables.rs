@@ -7,6 +7,10 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use rand::rngs::SmallRng;
+use rand::{Rng as _, SeedableRng as _};
+use rand_distr::{Distribution as _, Normal, Poisson};
+
 /// Most nesting of `${…}` inside function arguments.
 const MAX_NESTING: usize = 8;
 /// Longest string `__RandomString` makes, so a config cannot ask for gigabytes per request.
@@ -339,9 +343,9 @@ impl UserVariables {
         self.random.below(bound)
     }
 
-    /// A random number in [0, 1).
-    pub fn random_unit(&mut self) -> f64 {
-        self.random.unit()
+    /// The user's random source.
+    pub fn random(&mut self) -> &mut Random {
+        &mut self.random
     }
 }
 
@@ -469,35 +473,29 @@ fn random_string(user: &mut UserVariables, length: &str, chars: Option<&String>)
         .collect()
 }
 
-/// A type-4 UUID.
+/// A type-4 UUID from the user's random source.
 fn uuid(random: &mut Random) -> String {
     let mut bytes = [0u8; 16];
     for chunk in bytes.chunks_mut(8) {
         chunk.copy_from_slice(&random.bits().to_le_bytes()[..chunk.len()]);
     }
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
 }
 
 /// `__time`: epoch milliseconds, `/1000` seconds, or a date format (UTC): `YMD`, `HMS`,
 /// `YMDHMS` or the SimpleDateFormat letters `yyyy MM dd HH mm ss SSS`.
 fn time(format: &str) -> String {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let millis = now.as_millis();
+    format_time(SystemTime::now(), format)
+}
+
+/// [`time`] at `now`.
+fn format_time(now: SystemTime, format: &str) -> String {
+    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     match format {
-        "" => return millis.to_string(),
-        "/1000" => return now.as_secs().to_string(),
+        "" => return since_epoch.as_millis().to_string(),
+        "/1000" => return since_epoch.as_secs().to_string(),
         _ => {}
     }
     let format = match format {
@@ -506,33 +504,17 @@ fn time(format: &str) -> String {
         "YMDHMS" => "yyyyMMdd-HHmmss",
         other => other,
     };
-    let seconds = now.as_secs();
-    let (year, month, day) = civil_date(seconds / 86_400);
-    let of_day = seconds % 86_400;
+    // `YYYY-MM-DDTHH:MM:SS.mmmZ`: the calendar is humantime's.
+    let stamp = humantime::format_rfc3339_millis(now).to_string();
+    let part = |range: std::ops::Range<usize>| stamp.get(range).unwrap_or("00").to_owned();
     format
-        .replace("yyyy", &format!("{year:04}"))
-        .replace("MM", &format!("{month:02}"))
-        .replace("dd", &format!("{day:02}"))
-        .replace("HH", &format!("{:02}", of_day / 3600))
-        .replace("mm", &format!("{:02}", of_day / 60 % 60))
-        .replace("ss", &format!("{:02}", of_day % 60))
-        .replace("SSS", &format!("{:03}", millis % 1000))
-}
-
-/// Year, month and day of a count of days since 1970-01-01 (the proleptic Gregorian
-/// calendar, counting 400-year eras from 0000-03-01 as in Howard Hinnant's method).
-pub(crate) fn civil_date(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let day_of_era = z % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+        .replace("yyyy", &part(0..4))
+        .replace("MM", &part(5..7))
+        .replace("dd", &part(8..10))
+        .replace("HH", &part(11..13))
+        .replace("mm", &part(14..16))
+        .replace("ss", &part(17..19))
+        .replace("SSS", &part(20..23))
 }
 
 /// Percent-encodes everything but unreserved characters, as a form value.
@@ -567,10 +549,11 @@ pub fn encode_target(text: &str) -> String {
     if out.is_empty() { "/".to_owned() } else { out }
 }
 
-/// A small fast random source (SplitMix64), seeded per user from the clock: load
-/// generation needs spread, not secrecy.
+/// The load generator's random source: rand's small fast generator, seeded per user from
+/// the clock (load generation needs spread, not secrecy), with rand_distr's samplers for
+/// think-times.
 #[derive(Debug, Clone)]
-pub struct Random(u64);
+pub struct Random(SmallRng);
 
 impl Random {
     /// A source seeded from the clock and `salt`.
@@ -578,26 +561,42 @@ impl Random {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        Self(nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        Self(SmallRng::seed_from_u64(
+            nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ))
     }
 
     /// The next 64 random bits.
     pub fn bits(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.random()
     }
 
     /// A number from 0 to `bound - 1` (0 when `bound` is 0).
     pub fn below(&mut self, bound: u64) -> u64 {
-        if bound == 0 { 0 } else { self.bits() % bound }
+        if bound == 0 {
+            0
+        } else {
+            self.0.random_range(0..bound)
+        }
     }
 
     /// A number in [0, 1).
     pub fn unit(&mut self) -> f64 {
-        (self.bits() >> 11) as f64 / (1u64 << 53) as f64
+        self.0.random()
+    }
+
+    /// A normal deviate of `mean` and standard deviation `deviation` (the mean when the
+    /// deviation is not a finite, non-negative number).
+    pub fn normal(&mut self, mean: f64, deviation: f64) -> f64 {
+        Normal::new(mean, deviation).map_or(mean, |normal| normal.sample(&mut self.0))
+    }
+
+    /// A Poisson deviate of mean `lambda` (0 for a mean of 0 or less).
+    pub fn poisson(&mut self, lambda: f64) -> f64 {
+        if lambda <= 0.0 {
+            return 0.0;
+        }
+        Poisson::new(lambda).map_or(lambda, |poisson| poisson.sample(&mut self.0))
     }
 }
 
@@ -636,6 +635,11 @@ mod tests {
             Template::parse("${__intSum(2,${id},s)}").render(&mut u),
             "44"
         );
-        assert_eq!(civil_date(19_723), (2024, 1, 1));
+        let new_year_2024 = UNIX_EPOCH + std::time::Duration::from_secs(19_723 * 86_400 + 3_723);
+        assert_eq!(
+            format_time(new_year_2024, "yyyy-MM-dd HH:mm:ss.SSS"),
+            "2024-01-01 01:02:03.000"
+        );
+        assert_eq!(format_time(new_year_2024, "YMDHMS"), "20240101-010203");
     }
 }

@@ -219,12 +219,12 @@ pub(crate) async fn interrupted() {
 }
 
 /// The plan, or why there is none (with the warnings gathered before the error).
-struct Rejected {
+struct PlanFailure {
     error: anyhow::Error,
     warnings: Vec<String>,
 }
 
-impl<E: Into<anyhow::Error>> From<E> for Rejected {
+impl<E: Into<anyhow::Error>> From<E> for PlanFailure {
     fn from(error: E) -> Self {
         Self {
             error: error.into(),
@@ -233,7 +233,7 @@ impl<E: Into<anyhow::Error>> From<E> for Rejected {
     }
 }
 
-fn plan(args: &LoadArgs) -> Result<Plan, Rejected> {
+fn plan(args: &LoadArgs) -> Result<Plan, PlanFailure> {
     let is_url = |t: &String| t.starts_with("http://") || t.starts_with("https://");
     let quick_flags = args.concurrency.is_some()
         || args.ramp_up.is_some()
@@ -260,9 +260,11 @@ fn plan(args: &LoadArgs) -> Result<Plan, Rejected> {
             ))?;
         }
         let files: Vec<PathBuf> = args.targets.iter().map(PathBuf::from).collect();
-        return peregrine_load::read_plan(&files, &args.overrides).map_err(|rejected| Rejected {
-            error: rejected.error.into(),
-            warnings: rejected.warnings,
+        return peregrine_load::read_plan(&files, &args.overrides).map_err(|rejected| {
+            PlanFailure {
+                error: rejected.error.into(),
+                warnings: rejected.warnings,
+            }
         });
     }
     let [url] = args.targets.as_slice() else {

@@ -4,11 +4,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::Context as _;
+use peregrine_load::exit_code;
 use peregrine_load::report::compare::{CompareInput, Thresholds, compare};
 use peregrine_load::report::final_stats_of;
 use peregrine_load::report::merge::{evaluate_criteria, merge_dirs};
-use peregrine_load::{Report, exit_code};
 
 use crate::cli::{CompareArgs, MergeArgs, ReportCommand};
 use crate::out::note;
@@ -32,8 +31,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
         failed = outcomes.iter().any(|o| o.failed);
         plan = Some(config);
     }
-    let report = Report::from_json(&merged.to_string())
-        .context("the merged report does not read back as a report")?;
+    let report = merged;
     let parts = plan
         .as_ref()
         .map(|plan| plan.outputs.final_stats)

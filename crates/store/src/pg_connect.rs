@@ -11,14 +11,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
+use peregrine_tls::ServerCheck;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{CertificateError, ClientConfig, RootCertStore};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use tokio_postgres::{Client, Socket};
@@ -315,18 +311,17 @@ pub(crate) fn tls_config(
         },
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let chain = match roots {
-        Some(roots) => Some(
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&provider))
-                .build()
-                .map_err(|err| format!("cannot use the root certificates: {err}"))?,
-        ),
-        None => None,
+    // The chain when roots are known, the host name only for `verify-full`; without a root
+    // (prefer/require), encrypted, not authenticated, as libpq does.
+    let check = match roots {
+        Some(roots) => ServerCheck::chained(roots, Vec::new(), Arc::clone(&provider))
+            .map_err(|err| format!("cannot use the root certificates: {err}"))?,
+        None => ServerCheck::any(Arc::clone(&provider)),
     };
-    let verifier = Arc::new(CertificateCheck {
-        chain,
-        check_name: mode == SslMode::VerifyFull,
-        provider: Arc::clone(&provider),
+    let verifier = Arc::new(if mode == SslMode::VerifyFull {
+        check
+    } else {
+        check.without_name_check()
     });
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -366,72 +361,6 @@ fn system_roots() -> Result<RootCertStore, String> {
         return Err("sslrootcert=system: this system has no trusted root certificates (install the ca-certificates package)".to_owned());
     }
     Ok(roots)
-}
-
-/// Checks the server's certificate as the sslmode asks: the chain when roots are known,
-/// the host name only for `verify-full`; handshake signatures always.
-#[derive(Debug)]
-struct CertificateCheck {
-    chain: Option<Arc<WebPkiServerVerifier>>,
-    check_name: bool,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for CertificateCheck {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let Some(chain) = &self.chain else {
-            // prefer/require without a root certificate: encrypted, not authenticated (libpq).
-            return Ok(ServerCertVerified::assertion());
-        };
-        // webpki checks the chain before the name, so a name error means the chain is good.
-        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
-            Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) if !self.check_name => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }
 
 /// tokio-postgres's hook for TLS, over rustls; `None` when the sslmode is `disable`.

@@ -5,23 +5,20 @@
 //! whether the generator rather than the service was the limit; the whole search keeps to
 //! a time budget.
 
-pub(crate) mod html;
 mod search;
-pub mod slo;
 mod step;
 
 use std::time::Duration;
 
-use serde::Serialize;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::exit_code;
 use crate::plan::Plan;
 use crate::report::Report;
+pub use crate::report::capacity::{Capacity, Outcome, Step, Verdict, rate_text};
+pub use crate::slo::{self, Slo, Term};
 pub use search::{Bracket, GROWTH, Next};
-pub use slo::{Slo, Term};
-pub use step::{Objective, Step, Verdict, plan_at, rate_text};
+pub use step::{Objective, plan_at};
 
 /// Defaults, chosen for a stable answer on a noisy machine in under three minutes: see
 /// docs/capacity.md.
@@ -71,110 +68,6 @@ impl Default for Options {
             connections: None,
         }
     }
-}
-
-/// How the search ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// A rate held and one above it broke: the capacity is the held one.
-    Found,
-    /// The time ran out before any step broke: the capacity is at least the last held rate.
-    NotReached,
-    /// Even the first, lowest step broke the SLO.
-    LowestStepBroke,
-    /// The generator could not offer a step's rate: no capacity is reported.
-    GeneratorLimit,
-    /// Stopped by Ctrl-C.
-    Interrupted,
-    /// A step could not run (see `problem`).
-    Aborted,
-}
-
-/// The search's answer, as report.json carries it under `capacity`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Capacity {
-    /// The highest rate that held, req/s: the capacity when `outcome` is `found`.
-    pub rate: Option<f64>,
-    /// `[held, broke]`: the highest rate that held and the lowest that broke.
-    pub bracket: [Option<f64>; 2],
-    /// The objective: each SLO term, or the config's criteria.
-    pub slo: Vec<String>,
-    /// How the search ended.
-    pub outcome: Outcome,
-    /// The tolerance asked for.
-    pub tolerance: f64,
-    /// Why there is no capacity, or what limits it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub problem: Option<String>,
-    /// The search's wall time, seconds.
-    pub seconds: f64,
-    /// Every step, in the order run.
-    pub steps: Vec<Step>,
-    /// The SLO's terms, for drawing their bounds.
-    #[serde(skip)]
-    pub terms: Vec<Term>,
-}
-
-impl Capacity {
-    /// The exit code: 0 with a capacity, 3 when the lowest step broke, 1 when the
-    /// generator was the limit or a step could not run, 2 when interrupted.
-    pub fn exit_code(&self) -> i32 {
-        match self.outcome {
-            Outcome::Found | Outcome::NotReached => exit_code::OK,
-            Outcome::LowestStepBroke => exit_code::CRITERIA_FAILED,
-            Outcome::Interrupted => exit_code::INTERRUPTED,
-            Outcome::GeneratorLimit | Outcome::Aborted => exit_code::TOOL_ERROR,
-        }
-    }
-
-    /// The answer in one line: `Capacity: 1,000 req/s (p99<100ms, errors<1%): held at …`.
-    pub fn answer(&self) -> String {
-        let slo = self.slo.join(", ");
-        let [held, broke] = self.bracket.map(|r| r.map(rate_text));
-        match (self.outcome, held, broke) {
-            (Outcome::Found, Some(held), Some(broke)) => {
-                let wide = if within(self.bracket, self.tolerance) {
-                    String::new()
-                } else {
-                    format!(
-                        "; the time ran out before the bracket was within {}%",
-                        self.tolerance * 100.0
-                    )
-                };
-                format!(
-                    "Capacity: {held} req/s ({slo}): held at {held}, broke at {broke} req/s{wide}"
-                )
-            }
-            (Outcome::NotReached, Some(held), _) => format!(
-                "Capacity: at least {held} req/s ({slo}): no step broke the SLO within the time budget"
-            ),
-            (Outcome::LowestStepBroke, _, Some(broke)) => format!(
-                "No capacity: even the lowest step, {broke} req/s, broke the SLO ({slo}); try a lower --start-rate"
-            ),
-            (Outcome::GeneratorLimit, held, _) => format!(
-                "No capacity: the load generator could not offer the rate{}: {}",
-                held.map(|h| format!(" (the service held {h} req/s)"))
-                    .unwrap_or_default(),
-                self.problem.as_deref().unwrap_or("see the steps above")
-            ),
-            (Outcome::Interrupted, ..) => "No capacity: the search was interrupted".to_owned(),
-            _ => format!(
-                "No capacity: {}",
-                self.problem
-                    .as_deref()
-                    .unwrap_or("the search could not run")
-            ),
-        }
-    }
-}
-
-fn within(bracket: [Option<f64>; 2], tolerance: f64) -> bool {
-    Bracket {
-        held: bracket[0],
-        broke: bracket[1],
-    }
-    .within(tolerance)
 }
 
 /// What a search produced: its answer, and the report of the step at the capacity (or the

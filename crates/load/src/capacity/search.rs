@@ -48,7 +48,7 @@ impl Bracket {
 
     /// Whether the bracket is within `tolerance`.
     pub fn within(&self, tolerance: f64) -> bool {
-        matches!((self.held, self.broke), (Some(h), Some(b)) if b <= h * (1.0 + tolerance))
+        crate::report::capacity::within([self.held, self.broke], tolerance)
     }
 }
 

@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
 use tokio::sync::watch;
 
-use super::slo::{Figures, Slo, Subject, Term, figure_text};
 use crate::plan::{MAX_CONCURRENCY, Plan};
 use crate::report::Report;
+use crate::report::capacity::{Step, Verdict, rate_text};
+use crate::slo::{Figures, Slo, Subject, Term, figure_text};
 use crate::stats::{Second, hdr};
 use crate::{Ending, Progress};
 
@@ -38,88 +38,6 @@ impl Objective {
             Self::Slo(slo) => slo.text(),
             Self::Criteria(criteria) => format!("no criterion fails: {}", criteria.join(", ")),
         }
-    }
-}
-
-/// How a step ended for the search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    /// The service held the objective at this rate.
-    Held,
-    /// The service broke it.
-    Broke,
-    /// The generator could not offer the rate: the step says nothing about the service.
-    GeneratorLimit,
-}
-
-/// One measured step, as the console, report.json and the HTML report show it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Step {
-    /// Requests per second offered.
-    pub offered: f64,
-    /// Requests per second completed while the step held its rate.
-    pub achieved: f64,
-    /// Connections open for the step.
-    pub connections: u32,
-    /// Requests completed in the measured part.
-    pub samples: u64,
-    /// Median response time, seconds (corrected: from when each request was due).
-    pub p50: Option<f64>,
-    /// 99th percentile response time, seconds (corrected).
-    pub p99: Option<f64>,
-    /// 99th percentile service time, seconds (from the actual send: uncorrected).
-    pub service_p99: Option<f64>,
-    /// Failed requests, percent.
-    pub error_percent: f64,
-    /// Held, broke, or the generator's limit.
-    pub verdict: Verdict,
-    /// Why it broke, or what limited the generator.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// It was stopped before its end, once certainly broken.
-    pub stopped_early: bool,
-    /// Measured wall time, seconds (the warm-up excluded).
-    pub seconds: f64,
-    /// A repeat of the step before at the same rate, whose break may have been the
-    /// machine's noise; the repeat's verdict stands.
-    pub repeat: bool,
-}
-
-impl Step {
-    /// The console line: offered and achieved rate, p50, p99, errors, held or broke.
-    pub fn line(&self) -> String {
-        let ms =
-            |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{:.1}", s * 1000.0));
-        let outcome = match (self.verdict, &self.reason) {
-            (Verdict::Held, _) => "held".to_owned(),
-            (Verdict::Broke, Some(reason)) if !self.repeat => {
-                format!("broke: {reason}; repeating to confirm")
-            }
-            (Verdict::Broke, Some(reason)) => format!("broke: {reason}"),
-            (Verdict::Broke, None) => "broke".to_owned(),
-            (Verdict::GeneratorLimit, reason) => format!(
-                "generator limit: {}",
-                reason.as_deref().unwrap_or("could not offer the rate")
-            ),
-        };
-        format!(
-            "offered {:>9} req/s  achieved {:>9} req/s  p50 {:>7} ms  p99 {:>7} ms  errors {:>6.2}%  {outcome}",
-            rate_text(self.offered),
-            rate_text(self.achieved),
-            ms(self.p50),
-            ms(self.p99),
-            self.error_percent,
-        )
-    }
-}
-
-/// A rate as people read it: whole numbers from 100 up, one decimal below.
-pub fn rate_text(rate: f64) -> String {
-    if rate >= 100.0 {
-        format!("{rate:.0}")
-    } else {
-        format!("{rate:.1}")
     }
 }
 

@@ -5,6 +5,7 @@
 //! knows nothing of reports.
 
 mod exchange;
+mod execution;
 pub(crate) mod pacing;
 mod session;
 mod steps;
@@ -27,7 +28,8 @@ use crate::criteria::Monitor;
 use crate::http1;
 use crate::plan::{Execution, Plan, Request};
 use crate::stats::{Collector, ErrorKind, Second};
-use users::{Batch, Pacer, Shared, closed_model_user, open_model_user};
+use execution::{Batch, ExecutionState, Pacer, ProgramState};
+use users::{closed_model_user, open_model_user};
 
 /// How long every request may fail for a reason waiting cannot fix before the run gives up.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(3);
@@ -76,7 +78,7 @@ pub struct Progress {
     /// The second that just ended.
     pub second: Second,
     /// Counts since the start and the criteria's state, for live views.
-    pub totals: Arc<crate::live::Totals>,
+    pub totals: Arc<crate::totals::Totals>,
 }
 
 /// What a run measured.
@@ -294,9 +296,9 @@ pub async fn run(
     } = launch(executions, start, &stop, (&cancel, &cancelled));
     // Requests in flight are given up at the end of the schedule plus its grace, or
     // shortly after a stop: the run's end never waits on a stuck target.
-    let mut cancel_at =
-        (!total.is_zero()).then(|| users::at(users::at(start, total), plan.grace_after_schedule()));
-    let far = users::at(start, crate::plan::MAX_DURATION);
+    let mut cancel_at = (!total.is_zero())
+        .then(|| execution::at(execution::at(start, total), plan.grace_after_schedule()));
+    let far = execution::at(start, crate::plan::MAX_DURATION);
     let cancel_timer = tokio::time::sleep_until(cancel_at.unwrap_or(far));
     tokio::pin!(cancel_timer);
     let mut collector = collector_for(plan);
@@ -335,7 +337,7 @@ pub async fn run(
                     stopper.stop(Ending::StoppedByCriterion);
                 }
                 if let Some(last) = closed {
-                    let totals = Arc::new(crate::live::Totals::of(&collector, &monitor));
+                    let totals = Arc::new(crate::totals::Totals::of(&collector, &monitor));
                     progress(&Progress { elapsed, total, users: last.users, second: last, totals });
                 }
                 if let Some(give_up) = hopeless.verdict(elapsed, &connects) {
@@ -430,7 +432,7 @@ fn launch(
     let users = Arc::new(AtomicU64::new(0));
     let open_model = executions.iter().any(|e| e.plan.arrival_rate.is_some());
     let timer = open_model.then(timer::PreciseTimer::start).flatten();
-    let shared: Vec<Arc<Shared>> = executions
+    let shared: Vec<Arc<ExecutionState>> = executions
         .into_iter()
         .map(|execution| {
             let program = execution
@@ -438,8 +440,8 @@ fn launch(
                 .scenario
                 .program
                 .as_deref()
-                .map(steps::ProgramState::new);
-            Arc::new(Shared {
+                .map(ProgramState::new);
+            Arc::new(ExecutionState {
                 pacer: execution.plan.throughput.map(|rate| {
                     Pacer::new(
                         execution.plan.shard.rate(rate),
@@ -552,7 +554,7 @@ struct GiveUp {
 /// thread: a user and its connection stay on one thread, with no work stealing or
 /// cross-thread wake-ups per request. A user that panics is reported on `problems`.
 fn spawn_workers(
-    shared: &[Arc<Shared>],
+    shared: &[Arc<ExecutionState>],
     stop: &watch::Receiver<bool>,
     problems: &mpsc::UnboundedSender<String>,
 ) {
@@ -566,7 +568,7 @@ fn spawn_workers(
     let fallback = tokio::runtime::Handle::current();
     for worker in 0..workers {
         // Worker `w` runs the users whose running number is `w` modulo `workers`.
-        let share: Vec<(Arc<Shared>, u32)> = shared
+        let share: Vec<(Arc<ExecutionState>, u32)> = shared
             .iter()
             .scan(0usize, |first, execution| {
                 let from = *first;
@@ -606,7 +608,7 @@ fn spawn_workers(
 /// Runs every user of `share` on the current runtime until all have finished; a user's
 /// panic becomes a problem that ends the run.
 async fn run_users(
-    share: Vec<(Arc<Shared>, u32)>,
+    share: Vec<(Arc<ExecutionState>, u32)>,
     stop: watch::Receiver<bool>,
     problems: mpsc::UnboundedSender<String>,
 ) {

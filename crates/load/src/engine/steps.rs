@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -13,15 +13,16 @@ use tokio::time::Instant;
 
 use super::PreparedRequest;
 use super::exchange::Connections;
-use super::session::{CookieJar, send_following_redirects};
-use super::users::{
-    CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until, take_arrival, until_cancelled,
+use super::execution::{
+    CONNECT_RETRY_PAUSE, ExecutionState, Outbox, ProgramState, at, sleep_until, take_arrival,
+    until_cancelled,
 };
+use super::session::{CookieJar, send_following_redirects};
 use crate::condition;
 use crate::plan::{Action, Block, LoopCount, Program, Request, Step, ThinkTime};
 use crate::stats::{ErrorKind, Sample};
 use crate::variables::{
-    MAX_RENDERED_BYTES, MAX_VARIABLE_BYTES, Random, SharedCounters, UserVariables, encode_target,
+    MAX_RENDERED_BYTES, MAX_VARIABLE_BYTES, Random, UserVariables, encode_target,
 };
 
 /// Longest request target or header value: `http::Uri` holds at most 64 KiB.
@@ -29,31 +30,6 @@ const MAX_URL_BYTES: usize = 65_534;
 
 /// The variable JMeter sets after every sample.
 const LAST_SAMPLE_OK: &str = "JMeterThread.last_sample_ok";
-
-/// What the users of one execution running a program share.
-#[derive(Debug, Default)]
-pub struct ProgramState {
-    /// An `action: stop` with `target: all-threads` ran.
-    pub halted: AtomicBool,
-    /// The global `__counter`.
-    pub counters: Arc<SharedCounters>,
-    /// The next row of each data source.
-    pub cursors: Vec<AtomicU64>,
-}
-
-impl ProgramState {
-    /// State for `program`.
-    pub fn new(program: &Program) -> Self {
-        Self {
-            cursors: program
-                .data_sources
-                .iter()
-                .map(|_| AtomicU64::new(0))
-                .collect(),
-            ..Self::default()
-        }
-    }
-}
 
 /// How a step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +56,7 @@ struct OpenTransaction {
 
 /// One user running a program.
 struct ProgramUser<'a> {
-    shared: &'a Shared,
+    shared: &'a ExecutionState,
     program: &'a Program,
     state: &'a ProgramState,
     user: u32,
@@ -99,7 +75,7 @@ struct ProgramUser<'a> {
 
 /// Runs `program` as user `user` until its iterations are done or the run ends.
 pub async fn run_program<'a>(
-    shared: &'a Shared,
+    shared: &'a ExecutionState,
     program: &'a Program,
     state: &'a ProgramState,
     user: u32,
@@ -642,53 +618,26 @@ fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Result<R
 
 /// The pause before `request`: its think-time, drawn from its distribution.
 pub fn think_pause(request: &Request, variables: &mut UserVariables) -> Duration {
-    let mut unit = || variables.random_unit();
-    draw(request.think, request.think_time, &mut unit)
+    draw(request.think, request.think_time, variables.random())
 }
 
 /// A think-time drawn as JMeter's timers draw it (Taurus `think-time` formulas).
-pub fn draw(think: ThinkTime, constant: Duration, unit: &mut impl FnMut() -> f64) -> Duration {
+pub fn draw(think: ThinkTime, constant: Duration, random: &mut Random) -> Duration {
     let millis = |d: Duration| d.as_secs_f64() * 1000.0;
     let drawn_ms = match think {
         ThinkTime::Constant => return constant,
         ThinkTime::Uniform { mean, spread } => {
-            (millis(mean) - millis(spread) + unit() * 2.0 * millis(spread)).abs()
+            (millis(mean) - millis(spread) + random.unit() * 2.0 * millis(spread)).abs()
         }
         ThinkTime::Gaussian { mean, deviation } => {
-            (millis(mean) + normal(unit) * millis(deviation)).abs()
+            random.normal(millis(mean), millis(deviation)).abs()
         }
         ThinkTime::Poisson { mean, offset } => {
             let lambda = (millis(mean) - millis(offset)).round().max(0.0);
-            millis(offset) + poisson(lambda, unit)
+            millis(offset) + random.poisson(lambda)
         }
     };
     Duration::from_secs_f64((drawn_ms / 1000.0).clamp(0.0, crate::plan::MAX_DURATION.as_secs_f64()))
-}
-
-/// A standard normal deviate (Box–Muller).
-fn normal(unit: &mut impl FnMut() -> f64) -> f64 {
-    let u1 = unit().max(f64::MIN_POSITIVE);
-    let u2 = unit();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
-/// A Poisson deviate: Knuth's method for small means, the normal approximation above 30
-/// (where Knuth's product underflows and costs a draw per unit of the mean).
-fn poisson(lambda: f64, unit: &mut impl FnMut() -> f64) -> f64 {
-    if lambda <= 0.0 {
-        return 0.0;
-    }
-    if lambda > 30.0 {
-        return (lambda + lambda.sqrt() * normal(unit)).round().max(0.0);
-    }
-    let limit = (-lambda).exp();
-    let mut product = unit();
-    let mut count = 0.0;
-    while product > limit {
-        product *= unit();
-        count += 1.0;
-    }
-    count
 }
 
 /// The pause before `request` on the fast path: the constant think-time unless it has a
@@ -697,7 +646,7 @@ pub fn think_pause_fast(request: &Request, random: &mut Random) -> Duration {
     if request.think == ThinkTime::Constant {
         return request.think_time;
     }
-    draw(request.think, request.think_time, &mut || random.unit())
+    draw(request.think, request.think_time, random)
 }
 
 /// A random source for the fast path's think-times.
@@ -711,9 +660,8 @@ mod tests {
 
     fn stats(think: ThinkTime) -> (f64, f64) {
         let mut random = Random::seeded(7);
-        let mut unit = || random.unit();
         let draws: Vec<f64> = (0..20_000)
-            .map(|_| draw(think, Duration::ZERO, &mut unit).as_secs_f64() * 1000.0)
+            .map(|_| draw(think, Duration::ZERO, &mut random).as_secs_f64() * 1000.0)
             .collect();
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;
         let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64;

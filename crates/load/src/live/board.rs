@@ -11,11 +11,11 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use super::totals::{CriterionState, Totals};
 use crate::engine::Progress;
 use crate::plan::{Execution, Plan};
 use crate::report::{Report, Verdict};
 use crate::stats::{ErrorKind, Second, hdr};
+use crate::totals::{CriterionState, Totals};
 
 /// Seconds the current percentiles are taken over.
 pub const RECENT_SECONDS: usize = 5;

@@ -2,11 +2,15 @@
 //! and kind as counters, response-time histograms per label, active users, offered and
 //! achieved rates. Each process (each shard of a distributed run) exposes its own; a
 //! `sum()` over the shards' series is the whole test.
+//!
+//! Written by hand rather than with a metrics crate: every figure already exists in the
+//! once-a-second totals the live views read (nothing is counted per request here), and a
+//! registry crate would keep a second copy of the same counts to print these few lines.
 
 use std::fmt::Write as _;
 
 use super::board::{Board, kind_name};
-use super::totals::BUCKETS_MICROS;
+use crate::totals::BUCKETS_MICROS;
 
 /// The content type Prometheus expects for the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -140,7 +144,7 @@ pub fn render(board: &Board) -> String {
         "1 when a pass/fail criterion has failed the test, per criterion.",
     );
     for criterion in &totals.criteria {
-        let failed = criterion.status == super::totals::CriterionStatus::Failed;
+        let failed = criterion.status == crate::totals::CriterionStatus::Failed;
         let _ = writeln!(
             out,
             "peregrine_load_criterion_failed{{criterion=\"{}\"}} {}",

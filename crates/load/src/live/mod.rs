@@ -7,15 +7,16 @@ mod board;
 mod dashboard;
 pub mod metrics;
 pub mod terminal;
-mod totals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::totals::{
+    BUCKETS_MICROS, CriterionState, CriterionStatus, KindCount, LabelTotals, Totals,
+};
 pub use board::{Board, End, LabelRow, Now, Point, kind_name, offered_rate};
 pub use dashboard::Dashboard;
-pub use totals::{BUCKETS_MICROS, CriterionState, CriterionStatus, KindCount, LabelTotals, Totals};
 
 use crate::engine::Progress;
 use crate::plan::Plan;

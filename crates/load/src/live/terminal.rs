@@ -8,8 +8,8 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use super::board::{Board, LabelRow, Now, Point, RECENT_SECONDS};
-use super::totals::CriterionStatus;
 use crate::duration::format_clock;
+use crate::totals::CriterionStatus;
 
 /// Seconds of history the sparklines show.
 const SPARK_SECONDS: usize = 40;

@@ -1,10 +1,15 @@
 //! Inline SVG charts for `report.html`: lines over time and a histogram's bars, with axes
 //! ticked in round steps (1, 2 or 5 × 10^n) and numbers grouped in thousands.
+//!
+//! The grouping ([`thousands`], [`format_number`]) is hand-written: it groups the whole part
+//! of a number with the decimals its axis step needs, which indicatif's `HumanCount` (whole
+//! numbers) and `HumanFloatCount` (its own decimals) do not do, and this crate would
+//! otherwise not depend on a progress-bar crate.
 
 use std::fmt::Write as _;
 
+use crate::markup::escape;
 use crate::report::describe::{HistogramBin, nice_step};
-use crate::report::xml::escape;
 
 /// A chart's size and margins, shared by every chart of the report (the capacity section's
 /// too), in SVG user units.

@@ -26,9 +26,8 @@ use hdrhistogram::Histogram;
 use serde::Deserialize;
 
 use super::SCHEMA;
-use super::merge::value_at;
 use crate::files::{MAX_REPORT_BYTES, Source, read_limited};
-use crate::stats::hdr::decode;
+use crate::stats::hdr::{decode, value_at};
 
 /// What a comparison reads of a report.json: the figures, the encoded distributions and the
 /// timeline's encoded per-second histograms (for the noise), not the errors; histograms are

@@ -132,16 +132,10 @@ fn describe_execution(execution: &Execution) -> ExecutionDescription {
     }
 }
 
-/// Seconds since 1970 as `YYYY-MM-DDTHH:MM:SSZ` (the proleptic Gregorian calendar).
+/// Seconds since 1970 as `YYYY-MM-DDTHH:MM:SSZ` (UTC).
 fn rfc3339(unix_seconds: u64) -> String {
-    let of_day = unix_seconds % 86_400;
-    let (year, month, day) = crate::variables::civil_date(unix_seconds / 86_400);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_seconds);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// One bar of the response-time histogram: samples in `[from_seconds, to_seconds)`. The last

@@ -4,10 +4,10 @@
 
 use std::fmt::Write as _;
 
+use crate::markup::escape;
 use crate::report::chart::{self, Line, PALETTE, format_number, thousands};
 use crate::report::console::decimals_for;
 use crate::report::describe::{ExecutionDescription, Model};
-use crate::report::xml::escape;
 use crate::report::{Report, Verdict, kind_name};
 use crate::stats::{Second, Window};
 
@@ -24,7 +24,7 @@ pub fn page(report: &Report) -> String {
         );
     }
     body.push_str(&banner(report));
-    body.push_str(&crate::capacity::html::section(report.capacity.as_ref()));
+    body.push_str(&super::capacity::section(report.capacity.as_ref()));
     body.push_str(&run_description(report));
     body.push_str(&tiles(report));
     body.push_str(&timeline_charts(report));

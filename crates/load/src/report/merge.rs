@@ -6,27 +6,34 @@
 //! sums counts, bytes, sums of times and codes per second, and its percentiles, overall and
 //! per label, come from the merged per-second histograms. Given the plan,
 //! [`evaluate_criteria`] evaluates its pass/fail criteria on the merged figures.
+//!
+//! Shards are read into the typed [`Report`]; only the schema and the counts are first read
+//! as written ([`Guard`]), so that a hostile or hand-edited file is refused with its own
+//! value quoted back rather than a bare "invalid type". About 600 lines in one file: reading,
+//! checking and summing shards are one concern, in short functions.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
-use serde_json::{Map, Value, json};
+use serde::Deserialize;
+use serde_json::Value;
 
-use super::SCHEMA;
 use super::describe::histogram_bins;
+use super::{LabelSummary, RateCheck, Report, SCHEMA, Verdict, kind_name};
 use crate::criteria::{Monitor, Outcome};
-use crate::stats::LatencyHistogram;
-use crate::stats::hdr::{self, decode, encode};
-use crate::stats::{PERCENTILES, Second, Summary};
+use crate::engine::Ending;
+use crate::shard::Shard;
+use crate::stats::hdr::{self, LabelDistribution, decode, encode, value_at};
+use crate::stats::{
+    ErrorCount, ErrorKind, LabelWindow, LatencyHistogram, PERCENTILES, Percentile, Second, Summary,
+    Window,
+};
 
 /// One shard's report as read.
 struct ShardReport {
     file: PathBuf,
-    index: u64,
-    count: u64,
-    fingerprint: String,
-    json: Value,
+    report: Report,
 }
 
 /// Why shards cannot be merged; each names the file.
@@ -47,8 +54,8 @@ fn fail(file: &Path, message: impl Into<String>) -> MergeError {
 }
 
 /// Reads `DIR/report.json` of every shard directory, checks that they are all the shards
-/// of one plan, and merges them into one report.json document.
-pub fn merge_dirs(dirs: &[PathBuf]) -> Result<Value, MergeError> {
+/// of one plan, and merges them into one report.
+pub fn merge_dirs(dirs: &[PathBuf]) -> Result<Report, MergeError> {
     let mut budget = MAX_MERGE_INPUT_BYTES;
     let shards = dirs
         .iter()
@@ -59,8 +66,28 @@ pub fn merge_dirs(dirs: &[PathBuf]) -> Result<Value, MergeError> {
 }
 
 /// Most bytes of report.json all shards together may hold: merging keeps every shard's
-/// document in memory, at about 20 times its size.
+/// report in memory, at several times its size.
 pub const MAX_MERGE_INPUT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// What a shard's file says before it is trusted: its schema and counts as written.
+#[derive(Deserialize)]
+struct Guard {
+    #[serde(default)]
+    schema: Value,
+    #[serde(default)]
+    overall: Counts,
+    #[serde(default)]
+    labels: Vec<Counts>,
+}
+
+/// A summary's counts as written (any JSON value, to quote a wrong one back).
+#[derive(Default, Deserialize)]
+struct Counts {
+    #[serde(default)]
+    samples: Value,
+    #[serde(default)]
+    failures: Value,
+}
 
 fn read_shard(file: &Path, budget: &mut u64) -> Result<ShardReport, MergeError> {
     let bytes = crate::files::read_limited(file, *budget, crate::files::Source::RegularFile)
@@ -73,47 +100,52 @@ fn read_shard(file: &Path, budget: &mut u64) -> Result<ShardReport, MergeError> 
             )
         })?;
     *budget -= bytes.len() as u64;
-    let json: Value =
-        serde_json::from_slice(&bytes).map_err(|err| fail(file, format!("not JSON: {err}")))?;
-    drop(bytes);
-    if json["schema"] != SCHEMA {
+    let unreadable = |err: serde_json::Error| match err.classify() {
+        serde_json::error::Category::Data => fail(file, format!("not a report.json: {err}")),
+        _ => fail(file, format!("not JSON: {err}")),
+    };
+    let guard: Guard = serde_json::from_slice(&bytes).map_err(unreadable)?;
+    if guard.schema != SCHEMA {
         return Err(fail(
             file,
-            format!("a {} report, not a {SCHEMA} one", json["schema"]),
+            format!("a {} report, not a {SCHEMA} one", guard.schema),
         ));
     }
-    check_counts(&json).map_err(|message| fail(file, message))?;
-    let field = |name: &str| {
-        json["shard"][name]
-            .as_u64()
-            .ok_or_else(|| fail(file, format!("has no shard.{name}")))
-    };
-    let (index, count) = (field("index")?, field("count")?);
-    let fingerprint = json["fingerprint"]
-        .as_str()
-        .filter(|f| !f.is_empty())
-        .ok_or_else(|| fail(file, "has no plan fingerprint"))?
-        .to_owned();
+    let samples = check_counts(&guard).map_err(|message| fail(file, message))?;
+    let report: Report = serde_json::from_slice(&bytes).map_err(unreadable)?;
+    drop(bytes);
+    let recorded = decode(&report.distributions.overall)
+        .map_err(|err| fail(file, err))?
+        .len();
+    if recorded != samples {
+        return Err(fail(
+            file,
+            format!(
+                "overall.samples ({samples}) disagrees with its response-time distribution ({recorded} samples)"
+            ),
+        ));
+    }
+    if report.fingerprint.is_empty() {
+        return Err(fail(file, "has no plan fingerprint"));
+    }
     Ok(ShardReport {
         file: file.to_path_buf(),
-        index,
-        count,
-        fingerprint,
-        json,
+        report,
     })
 }
 
 /// Whether a shard's counts can be what a run recorded: whole numbers, failures within
-/// samples, the labels adding up to the whole and the whole agreeing with its recorded
-/// distribution. A hand-edited or corrupt report is refused, not merged into nonsense.
-fn check_counts(json: &Value) -> Result<(), String> {
-    let counts = |part: &Value, path: &str| -> Result<(u64, u64), String> {
-        let count = |key: &str| {
-            part[key]
+/// samples, the labels adding up to the whole. A hand-edited or corrupt report is refused,
+/// not merged into nonsense. The whole's samples when they can.
+fn check_counts(guard: &Guard) -> Result<u64, String> {
+    let counts = |part: &Counts, path: &str| -> Result<(u64, u64), String> {
+        let count = |value: &Value, key: &str| {
+            value
                 .as_u64()
-                .ok_or_else(|| format!("{path}.{key} is {}, not a whole number", part[key]))
+                .ok_or_else(|| format!("{path}.{key} is {value}, not a whole number"))
         };
-        let (samples, failures) = (count("samples")?, count("failures")?);
+        let samples = count(&part.samples, "samples")?;
+        let failures = count(&part.failures, "failures")?;
         if failures > samples {
             return Err(format!(
                 "{path}.failures ({failures}) is more than its samples ({samples})"
@@ -121,33 +153,18 @@ fn check_counts(json: &Value) -> Result<(), String> {
         }
         Ok((samples, failures))
     };
-    let (samples, _) = counts(&json["overall"], "overall")?;
-    let recorded = json["distributions"]["overall"]
-        .as_str()
-        .map(|text| decode(text).map(|h| h.len()))
-        .transpose()?;
-    if let Some(recorded) = recorded
-        && recorded != samples
-    {
-        return Err(format!(
-            "overall.samples ({samples}) disagrees with its response-time distribution ({recorded} samples)"
-        ));
-    }
+    let (samples, _) = counts(&guard.overall, "overall")?;
     let mut total = 0u64;
-    let labels = json["labels"]
-        .as_array()
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    for (i, label) in labels.iter().enumerate() {
+    for (i, label) in guard.labels.iter().enumerate() {
         let (label_samples, _) = counts(label, &format!("labels.{i}"))?;
         total = total.saturating_add(label_samples);
     }
-    if !labels.is_empty() && total != samples {
+    if !guard.labels.is_empty() && total != samples {
         return Err(format!(
             "the labels' samples add up to {total}, not overall.samples ({samples})"
         ));
     }
-    Ok(())
+    Ok(samples)
 }
 
 /// Same plan, same N, distinct indexes covering 0..N.
@@ -155,136 +172,121 @@ fn check_complete(shards: &[ShardReport]) -> Result<(), MergeError> {
     let Some(first) = shards.first() else {
         return Err(fail(Path::new("."), "no shard directories given"));
     };
-    let mut seen: BTreeMap<u64, &Path> = BTreeMap::new();
+    let (fingerprint, count) = (&first.report.fingerprint, first.report.shard.count);
+    let mut seen: BTreeMap<u32, &Path> = BTreeMap::new();
     for shard in shards {
-        if shard.fingerprint != first.fingerprint {
+        let Shard {
+            index: this_index,
+            count: this_count,
+        } = shard.report.shard;
+        if shard.report.fingerprint != *fingerprint {
             return Err(fail(
                 &shard.file,
                 format!(
-                    "is a different plan (fingerprint {}) from {} ({})",
-                    shard.fingerprint,
+                    "is a different plan (fingerprint {}) from {} ({fingerprint})",
+                    shard.report.fingerprint,
                     first.file.display(),
-                    first.fingerprint
                 ),
             ));
         }
-        if shard.count != first.count {
+        if this_count != count {
             return Err(fail(
                 &shard.file,
                 format!(
-                    "is shard {}/{} but {} is of {} shards",
-                    shard.index,
-                    shard.count,
+                    "is shard {this_index}/{this_count} but {} is of {count} shards",
                     first.file.display(),
-                    first.count
                 ),
             ));
         }
-        if let Some(other) = seen.insert(shard.index, &shard.file) {
+        if let Some(other) = seen.insert(this_index, &shard.file) {
             return Err(fail(
                 &shard.file,
                 format!(
-                    "is shard {}/{} again (also {})",
-                    shard.index,
-                    shard.count,
+                    "is shard {this_index}/{this_count} again (also {})",
                     other.display()
                 ),
             ));
         }
     }
-    if let Some(missing) = (0..first.count).find(|i| !seen.contains_key(i)) {
+    if let Some(missing) = (0..count).find(|i| !seen.contains_key(i)) {
         return Err(fail(
             &first.file,
-            format!(
-                "shard {missing}/{} is missing: give all {} shard directories",
-                first.count, first.count
-            ),
+            format!("shard {missing}/{count} is missing: give all {count} shard directories"),
         ));
     }
     Ok(())
 }
 
-fn merge(shards: &[ShardReport]) -> Result<Value, MergeError> {
-    let first = &shards[0];
+fn merge(shards: &[ShardReport]) -> Result<Report, MergeError> {
+    let first = &shards[0].report;
     let duration = shards
         .iter()
-        .filter_map(|s| s.json["duration_seconds"].as_f64())
+        .map(|s| s.report.duration_seconds)
         .fold(0.0, f64::max);
-    let overall = Times::merged(shards, |json| &json["distributions"], "overall")?;
-    let mut report = first.json.clone();
-    report["duration_seconds"] = json!(duration);
-    report["overall"] = merged_summary(
-        shards.iter().map(|s| &s.json["overall"]),
-        &overall,
-        duration,
-    );
-    let labels = first.json["labels"].as_array().cloned().unwrap_or_default();
-    let mut merged_labels = Vec::new();
+    let overall = Times::merged(shards, |r| Some((&r.overall, &r.service)))?;
+    let mut labels = Vec::new();
     let mut distributions = Vec::new();
-    for (i, label) in labels.iter().enumerate() {
-        let times = Times::merged(
-            shards,
-            |json| &json["distributions"]["labels"][i],
-            "response",
-        )?;
-        let mut summary = merged_summary(
-            shards.iter().map(|s| &s.json["labels"][i]),
-            &times,
-            duration,
-        );
-        summary["label"] = label["label"].clone();
-        merged_labels.push(summary);
-        let mut distribution = times.encoded("response");
-        distribution["label"] = label["label"].clone();
-        distributions.push(distribution);
+    for (i, label) in first.labels.iter().enumerate() {
+        let times = Times::merged(shards, |r| {
+            r.labels
+                .get(i)
+                .map(|l: &LabelDistribution| (&l.response, &l.service))
+        })?;
+        let parts = shards.iter().filter_map(|s| s.report.labels.get(i));
+        labels.push(LabelSummary {
+            label: label.label.clone(),
+            summary: merged_summary(parts.map(|l| &l.summary), &times, duration),
+        });
+        distributions.push(LabelDistribution {
+            label: label.label.clone(),
+            response: encode(&times.response),
+            service: times.service.as_ref().map(encode).unwrap_or_default(),
+        });
     }
-    report["labels"] = Value::Array(merged_labels);
-    let mut encoded = overall.encoded("overall");
-    encoded["unit"] = json!("us");
-    encoded["labels"] = Value::Array(distributions);
-    report["distributions"] = encoded;
-    report["errors"] = merged_errors(shards);
-    report["timeline"] = merged_timeline(shards);
-    report["shard"] = json!({"index": 0, "count": 1});
-    report["merged_shards"] = json!(first.count);
-    report["criteria"] = json!([]);
-    let cancelled: u64 = shards
+    let mut report = first.clone();
+    report.duration_seconds = duration;
+    report.overall = merged_summary(shards.iter().map(|s| &s.report.overall), &overall, duration);
+    report.labels = labels;
+    report.distributions = hdr::Distributions {
+        unit: "us".to_owned(),
+        overall: encode(&overall.response),
+        service: overall.service.as_ref().map(encode).unwrap_or_default(),
+        labels: distributions,
+    };
+    report.errors = merged_errors(shards);
+    report.timeline = merged_timeline(shards);
+    report.shard = Shard::WHOLE;
+    report.merged_shards = Some(first.shard.count);
+    report.criteria = Vec::new();
+    report.cancelled_in_flight = shards
         .iter()
-        .filter_map(|s| s.json["cancelled_in_flight"].as_u64())
-        .sum();
-    report["cancelled_in_flight"] = json!(cancelled);
-    let late = shards
+        .map(|s| s.report.cancelled_in_flight)
+        .fold(0, u64::saturating_add);
+    report.late_start_seconds = shards
         .iter()
-        .filter_map(|s| s.json["late_start_seconds"].as_f64())
+        .filter_map(|s| s.report.late_start_seconds)
         .reduce(f64::max);
-    report["late_start_seconds"] = json!(late);
-    let (verdict, ending) = merged_verdict(shards);
-    report["verdict"] = json!(verdict);
-    report["ending"] = json!(ending);
-    report["rate"] = merged_rate(shards);
+    (report.verdict, report.ending) = merged_verdict(shards);
+    report.rate = merged_rate(shards);
     // The earliest start (RFC 3339 UTC texts of one format sort as times).
-    if let Some(started) = shards
-        .iter()
-        .filter_map(|s| s.json["run"]["started_at"].as_str())
-        .min()
-    {
-        report["run"]["started_at"] = json!(started);
+    if let Some(started) = shards.iter().map(|s| &s.report.run.started_at).min() {
+        report.run.started_at = started.clone();
     }
-    report["latency_histogram"] =
-        serde_json::to_value(histogram_bins(&to_compact(&overall.response))).unwrap_or_default();
+    report.latency_histogram = histogram_bins(&to_compact(&overall.response));
+    report.set_exit_code_of_verdict();
     Ok(report)
 }
 
 /// The merged run's verdict and ending before criteria: aborted or interrupted when any
 /// shard was, else passed and completed (the shards' own criteria judged slices only).
-fn merged_verdict(shards: &[ShardReport]) -> (&'static str, &'static str) {
-    let any = |verdict: &str| shards.iter().any(|s| s.json["verdict"] == verdict);
-    if any("aborted") {
-        ("aborted", "aborted")
-    } else if any("interrupted") {
-        ("interrupted", "interrupted")
+fn merged_verdict(shards: &[ShardReport]) -> (Verdict, Ending) {
+    let any = |verdict: Verdict| shards.iter().any(|s| s.report.verdict == verdict);
+    if any(Verdict::Aborted) {
+        (Verdict::Aborted, Ending::Aborted)
+    } else if any(Verdict::Interrupted) {
+        (Verdict::Interrupted, Ending::Interrupted)
     } else {
-        ("passed", "completed")
+        (Verdict::Passed, Ending::Completed)
     }
 }
 
@@ -300,23 +302,17 @@ fn to_compact(histogram: &Histogram<u64>) -> LatencyHistogram {
 /// The open model's rates: the shards' requested and achieved rates summed (each shard
 /// counts the same seconds of the plan, so the sum of their averages is the average of the
 /// sums); none when a shard has none.
-fn merged_rate(shards: &[ShardReport]) -> Value {
-    let rates: Option<Vec<(f64, f64)>> = shards
+fn merged_rate(shards: &[ShardReport]) -> Option<RateCheck> {
+    let rates: Vec<RateCheck> = shards
         .iter()
-        .map(|s| {
-            let rate = &s.json["rate"];
-            Some((rate["requested"].as_f64()?, rate["achieved"].as_f64()?))
-        })
-        .collect();
-    let Some(rates) = rates else {
-        return Value::Null;
-    };
-    let requested: f64 = rates.iter().map(|r| r.0).sum();
-    let achieved: f64 = rates.iter().map(|r| r.1).sum();
-    json!({
-        "requested": requested,
-        "achieved": achieved,
-        "below_target": achieved < super::BELOW_TARGET * requested,
+        .map(|s| s.report.rate)
+        .collect::<Option<_>>()?;
+    let requested: f64 = rates.iter().map(|r| r.requested).sum();
+    let achieved: f64 = rates.iter().map(|r| r.achieved).sum();
+    Some(RateCheck {
+        requested,
+        achieved,
+        below_target: achieved < super::BELOW_TARGET * requested,
     })
 }
 
@@ -328,43 +324,33 @@ struct Times {
 }
 
 impl Times {
-    /// The sums of the shards' `RESPONSE_KEY` and `service` histograms in the object `pick`
-    /// finds.
+    /// The sums of the shards' response-time and service-time histograms that `pick` finds
+    /// in each report's distributions (encoded; an empty service text: none).
     fn merged(
         shards: &[ShardReport],
-        pick: impl Fn(&Value) -> &Value,
-        response_key: &str,
+        pick: impl Fn(&hdr::Distributions) -> Option<(&String, &String)>,
     ) -> Result<Self, MergeError> {
-        let has = |key: &str| shards.iter().all(|s| pick(&s.json)[key].is_string());
-        let response = merged_histogram(shards, |json| pick(json)[response_key].as_str())?;
-        let service = if has("service") {
-            Some(merged_histogram(shards, |json| {
-                pick(json)["service"].as_str()
-            })?)
+        let has_service = shards
+            .iter()
+            .all(|s| pick(&s.report.distributions).is_some_and(|(_, service)| !service.is_empty()));
+        let response = merged_histogram(shards, |d| pick(d).map(|p| p.0))?;
+        let service = if has_service {
+            Some(merged_histogram(shards, |d| pick(d).map(|p| p.1))?)
         } else {
             None
         };
         Ok(Self { response, service })
-    }
-
-    /// `{RESPONSE_KEY: …, "service": …}` encoded.
-    fn encoded(&self, response_key: &str) -> Value {
-        let mut value = json!({ response_key: encode(&self.response) });
-        if let Some(service) = &self.service {
-            value["service"] = json!(encode(service));
-        }
-        value
     }
 }
 
 /// The sum of the shards' histograms picked by `pick`.
 fn merged_histogram<'a>(
     shards: &'a [ShardReport],
-    pick: impl Fn(&'a Value) -> Option<&'a str>,
+    pick: impl Fn(&'a hdr::Distributions) -> Option<&'a String>,
 ) -> Result<Histogram<u64>, MergeError> {
     let mut merged = hdr::empty();
     for shard in shards {
-        let text = pick(&shard.json)
+        let text = pick(&shard.report.distributions)
             .ok_or_else(|| fail(&shard.file, "has no response-time distribution"))?;
         let histogram = decode(text).map_err(|err| fail(&shard.file, err))?;
         merged
@@ -374,29 +360,17 @@ fn merged_histogram<'a>(
     Ok(merged)
 }
 
-fn number(value: &Value, key: &str) -> f64 {
-    value[key].as_f64().unwrap_or(0.0)
-}
-
 /// A summary from the shards' summaries and the merged histograms.
 fn merged_summary<'a>(
-    parts: impl Iterator<Item = &'a Value> + Clone,
+    parts: impl Iterator<Item = &'a Summary> + Clone,
     times: &Times,
     duration: f64,
-) -> Value {
+) -> Summary {
     let histogram = &times.response;
-    let sum = |key: &str| {
-        parts
-            .clone()
-            .map(|p| p[key].as_u64().unwrap_or(0))
-            .fold(0u64, u64::saturating_add)
-    };
-    let (samples, failures) = (sum("samples"), sum("failures"));
-    let weighted = |key: &str| {
-        let total: f64 = parts
-            .clone()
-            .map(|p| number(p, key) * number(p, "samples"))
-            .sum();
+    let sum = |count: fn(&Summary) -> u64| parts.clone().map(count).fold(0u64, u64::saturating_add);
+    let (samples, failures) = (sum(|p| p.samples), sum(|p| p.failures));
+    let weighted = |average: fn(&Summary) -> f64| {
+        let total: f64 = parts.clone().map(|p| average(p) * p.samples as f64).sum();
         if samples == 0 {
             0.0
         } else {
@@ -405,68 +379,83 @@ fn merged_summary<'a>(
     };
     let mut codes: BTreeMap<String, u64> = BTreeMap::new();
     for part in parts.clone() {
-        for (code, count) in part["codes"].as_object().into_iter().flatten() {
-            *codes.entry(code.clone()).or_default() += count.as_u64().unwrap_or(0);
+        for (code, count) in &part.codes {
+            *codes.entry(code.clone()).or_default() += count;
         }
     }
-    json!({
-        "samples": samples,
-        "failures": failures,
-        "failure_percent": if samples == 0 { 0.0 } else { failures as f64 * 100.0 / samples as f64 },
-        "bytes": sum("bytes"),
-        "throughput": if duration > 0.0 { samples as f64 / duration } else { 0.0 },
-        "avg_rt": if histogram.is_empty() { 0.0 } else { histogram.mean() / 1e6 },
-        "avg_lt": weighted("avg_lt"),
-        "avg_ct": weighted("avg_ct"),
-        "avg_tls": weighted("avg_tls"),
-        "avg_check": weighted("avg_check"),
-        "stdev_rt": if histogram.is_empty() { 0.0 } else { histogram.stdev() / 1e6 },
-        "percentiles": percentile_table(histogram, &PERCENTILES),
-        "service_percentiles": times
+    Summary {
+        samples,
+        failures,
+        failure_percent: if samples == 0 {
+            0.0
+        } else {
+            failures as f64 * 100.0 / samples as f64
+        },
+        bytes: sum(|p| p.bytes),
+        throughput: if duration > 0.0 {
+            samples as f64 / duration
+        } else {
+            0.0
+        },
+        avg_rt: if histogram.is_empty() {
+            0.0
+        } else {
+            histogram.mean() / 1e6
+        },
+        avg_lt: weighted(|p| p.avg_lt),
+        avg_ct: weighted(|p| p.avg_ct),
+        avg_tls: weighted(|p| p.avg_tls),
+        avg_check: weighted(|p| p.avg_check),
+        stdev_rt: if histogram.is_empty() {
+            0.0
+        } else {
+            histogram.stdev() / 1e6
+        },
+        percentiles: percentile_table(histogram, &PERCENTILES),
+        service_percentiles: times
             .service
             .as_ref()
-            .map_or_else(|| json!([]), |service| percentile_table(service, &PERCENTILES)),
-        "codes": codes,
-    })
+            .map(|service| percentile_table(service, &PERCENTILES))
+            .unwrap_or_default(),
+        codes,
+    }
 }
 
 /// The percentiles of `histogram` at `levels`, as a report holds them (seconds).
-fn percentile_table(histogram: &Histogram<u64>, levels: &[f64]) -> Value {
+fn percentile_table(histogram: &Histogram<u64>, levels: &[f64]) -> Vec<Percentile> {
     levels
         .iter()
-        .map(|&level| json!({"level": level, "seconds": value_at(histogram, level) / 1e6}))
+        .map(|&level| Percentile {
+            level,
+            seconds: value_at(histogram, level) / 1e6,
+        })
         .collect()
 }
 
-/// The value at percentile `level` (0 = minimum, 100 = maximum), µs.
-pub fn value_at(histogram: &Histogram<u64>, level: f64) -> f64 {
-    if histogram.is_empty() {
-        return 0.0;
+/// Errors summed by label, kind and message; the most frequent first, then by label, kind
+/// (as the report spells it) and message.
+fn merged_errors(shards: &[ShardReport]) -> Vec<ErrorCount> {
+    let mut counts: BTreeMap<(&str, ErrorKind, &str), u64> = BTreeMap::new();
+    for error in shards.iter().flat_map(|s| &s.report.errors) {
+        let count = counts
+            .entry((&error.label, error.kind, &error.message))
+            .or_default();
+        *count = count.saturating_add(error.count);
     }
-    match level {
-        l if l <= 0.0 => histogram.min() as f64,
-        l if l >= 100.0 => histogram.max() as f64,
-        l => histogram.value_at_quantile(l / 100.0) as f64,
-    }
-}
-
-/// Errors summed by label, kind and message.
-fn merged_errors(shards: &[ShardReport]) -> Value {
-    let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-    for error in shards
-        .iter()
-        .flat_map(|s| s.json["errors"].as_array().into_iter().flatten())
-    {
-        let text = |key: &str| error[key].as_str().unwrap_or_default().to_owned();
-        *counts
-            .entry((text("label"), text("kind"), text("message")))
-            .or_default() += error["count"].as_u64().unwrap_or(0);
-    }
-    let mut rows: Vec<_> = counts.into_iter().collect();
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let mut rows: Vec<_> = counts
+        .into_iter()
+        .map(|((label, kind, message), count)| (count, label, kind_name(kind), kind, message))
+        .collect();
+    rows.sort_by(|a, b| {
+        b.0.cmp(&a.0)
+            .then_with(|| (a.1, &a.2, a.4).cmp(&(b.1, &b.2, b.4)))
+    });
     rows.into_iter()
-        .map(|((label, kind, message), count)| {
-            json!({"label": label, "kind": kind, "message": message, "count": count})
+        .map(|(count, label, _, kind, message)| ErrorCount {
+            label: label.to_owned(),
+            kind,
+            message: message.to_owned(),
+            count,
         })
         .collect()
 }
@@ -474,17 +463,16 @@ fn merged_errors(shards: &[ShardReport]) -> Value {
 /// One window (overall or a label's) of one second being summed.
 #[derive(Default)]
 struct MergedWindow {
-    window: Map<String, Value>,
+    window: Window,
     histogram: Option<Histogram<u64>>,
     /// A part with samples had no histogram (an older report): no percentiles then.
     incomplete: bool,
 }
 
 impl MergedWindow {
-    fn add(&mut self, window: &Value, histogram: &Value) {
+    fn add(&mut self, window: &Window, histogram: &str) {
         add_window(&mut self.window, window);
-        let decoded = histogram
-            .as_str()
+        let decoded = Some(histogram)
             .filter(|h| !h.is_empty())
             .and_then(|h| decode(h).ok());
         match decoded {
@@ -492,17 +480,16 @@ impl MergedWindow {
             Some(histogram) => {
                 let _ = self.histogram.get_or_insert_with(hdr::empty).add(histogram);
             }
-            None => self.incomplete |= window["hits"].as_u64().unwrap_or(0) > 0,
+            None => self.incomplete |= window.hits > 0,
         }
     }
 
     /// The summed window with its percentiles at `levels` from the merged histogram, and the
     /// merged histogram encoded.
-    fn finish(mut self, levels: &[f64]) -> (Map<String, Value>, String) {
+    fn finish(mut self, levels: &[f64]) -> (Window, String) {
         match self.histogram.filter(|_| !self.incomplete) {
             Some(histogram) => {
-                let table = percentile_table(&histogram, levels);
-                self.window.insert("percentiles".to_owned(), table);
+                self.window.percentiles = percentile_table(&histogram, levels);
                 (self.window, encode(&histogram))
             }
             None => (self.window, String::new()),
@@ -515,82 +502,74 @@ impl MergedWindow {
 struct MergedSecond {
     users: u64,
     overall: MergedWindow,
-    labels: BTreeMap<u64, MergedWindow>,
+    labels: BTreeMap<usize, MergedWindow>,
 }
 
 /// Seconds summed by second and label; their percentiles, overall and per label, come from
 /// the merged per-second histograms.
-fn merged_timeline(shards: &[ShardReport]) -> Value {
-    let mut seconds: BTreeMap<u64, MergedSecond> = BTreeMap::new();
+fn merged_timeline(shards: &[ShardReport]) -> Vec<Second> {
+    let all_seconds = || shards.iter().flat_map(|s| &s.report.timeline);
     // The levels a shard's seconds carry: the standard ones plus those its criteria watch.
-    let levels: Vec<f64> = shards
-        .iter()
-        .flat_map(|s| s.json["timeline"].as_array().into_iter().flatten())
-        .find_map(|second| {
-            let table = second["overall"]["percentiles"].as_array()?;
-            (!table.is_empty()).then(|| table.iter().filter_map(|p| p["level"].as_f64()).collect())
-        })
-        .unwrap_or_else(|| PERCENTILES.to_vec());
-    for second in shards
-        .iter()
-        .flat_map(|s| s.json["timeline"].as_array().into_iter().flatten())
-    {
-        let at = second["second"].as_u64().unwrap_or(0);
-        let entry = seconds.entry(at).or_default();
-        entry.users += second["users"].as_u64().unwrap_or(0);
-        entry.overall.add(&second["overall"], &second["histogram"]);
-        for label in second["labels"].as_array().into_iter().flatten() {
-            let index = label["label"].as_u64().unwrap_or(0);
+    let levels: Vec<f64> = all_seconds()
+        .map(|second| &second.overall.percentiles)
+        .find(|table| !table.is_empty())
+        .map_or_else(
+            || PERCENTILES.to_vec(),
+            |table| table.iter().map(|p| p.level).collect(),
+        );
+    let mut seconds: BTreeMap<u64, MergedSecond> = BTreeMap::new();
+    for second in all_seconds() {
+        let entry = seconds.entry(second.second).or_default();
+        entry.users = entry.users.saturating_add(second.users);
+        entry.overall.add(&second.overall, &second.histogram);
+        for label in &second.labels {
             entry
                 .labels
-                .entry(index)
+                .entry(label.label)
                 .or_default()
-                .add(label, &label["histogram"]);
+                .add(&label.window, &label.histogram);
         }
     }
     seconds
         .into_iter()
         .map(|(second, merged)| {
             let (overall, histogram) = merged.overall.finish(&levels);
-            let labels: Vec<Value> = merged
+            let labels = merged
                 .labels
                 .into_iter()
-                .map(|(index, window)| {
-                    let (mut window, histogram) = window.finish(&levels);
-                    window.insert("label".to_owned(), json!(index));
-                    if !histogram.is_empty() {
-                        window.insert("histogram".to_owned(), json!(histogram));
+                .map(|(label, window)| {
+                    let (window, histogram) = window.finish(&levels);
+                    LabelWindow {
+                        label,
+                        window,
+                        histogram,
                     }
-                    Value::Object(window)
                 })
                 .collect();
-            json!({"second": second, "users": merged.users, "overall": overall, "labels": labels, "histogram": histogram})
+            Second {
+                second,
+                users: merged.users,
+                overall,
+                histogram,
+                labels,
+            }
         })
         .collect()
 }
 
 /// Adds the counts and sums of `window` into `into`.
-fn add_window(into: &mut Map<String, Value>, window: &Value) {
-    for key in ["hits", "failures", "bytes"] {
-        let total =
-            into.get(key).and_then(Value::as_u64).unwrap_or(0) + window[key].as_u64().unwrap_or(0);
-        into.insert(key.to_owned(), json!(total));
-    }
-    for key in ["sum_rt", "sum_lt", "sum_ct", "sum_sq_rt"] {
-        let total = into.get(key).and_then(Value::as_f64).unwrap_or(0.0) + number(window, key);
-        into.insert(key.to_owned(), json!(total));
-    }
-    into.insert("percentiles".to_owned(), json!([]));
-    let codes = into
-        .entry("codes")
-        .or_insert_with(|| json!({}))
-        .as_object_mut();
-    if let Some(codes) = codes {
-        for (code, count) in window["codes"].as_object().into_iter().flatten() {
-            let total =
-                codes.get(code).and_then(Value::as_u64).unwrap_or(0) + count.as_u64().unwrap_or(0);
-            codes.insert(code.clone(), json!(total));
-        }
+fn add_window(into: &mut Window, window: &Window) {
+    into.hits = into.hits.saturating_add(window.hits);
+    into.failures = into.failures.saturating_add(window.failures);
+    into.bytes = into.bytes.saturating_add(window.bytes);
+    into.sum_rt += window.sum_rt;
+    into.sum_lt += window.sum_lt;
+    into.sum_ct += window.sum_ct;
+    into.sum_sq_rt += window.sum_sq_rt;
+    into.percentiles.clear();
+    for (code, count) in &window.codes {
+        let total = into.codes.entry(*code).or_default();
+        *total = total.saturating_add(*count);
     }
 }
 
@@ -598,41 +577,29 @@ fn add_window(into: &mut Map<String, Value>, window: &Value) {
 /// shards ran: same fingerprint), stores the outcomes in it and returns them. Timeframe
 /// criteria see the merged timeline second by second, as a single run's monitor does.
 pub fn evaluate_criteria(
-    merged: &mut Value,
+    merged: &mut Report,
     plan: &crate::Plan,
     config: &Path,
 ) -> Result<Vec<Outcome>, MergeError> {
-    if merged["fingerprint"] != plan.fingerprint.as_str() {
+    if merged.fingerprint != plan.fingerprint {
         return Err(fail(
             config,
             format!(
-                "is not the plan the shards ran (fingerprint {} against {}): give the same files and -o overrides",
-                plan.fingerprint, merged["fingerprint"]
+                "is not the plan the shards ran (fingerprint {} against {:?}): give the same files and -o overrides",
+                plan.fingerprint, merged.fingerprint
             ),
         ));
     }
-    let read = |value: &Value, what: &str| {
-        serde_json::from_value::<Summary>(value.clone())
-            .map_err(|err| fail(config, format!("cannot read the merged {what}: {err}")))
-    };
-    let overall = read(&merged["overall"], "overall figures")?;
-    let labels = merged["labels"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|label| read(label, "label figures"))
-        .collect::<Result<Vec<_>, _>>()?;
-    // From text: status codes are map keys, which only the text reader turns into numbers.
-    let timeline: Vec<Second> = serde_json::from_str(&merged["timeline"].to_string())
-        .map_err(|err| fail(config, format!("cannot read the merged timeline: {err}")))?;
     let mut monitor = Monitor::new(plan.criteria.clone(), plan.labels.clone());
-    for end in 1..=timeline.len() {
-        monitor.on_seconds(&timeline[..end]);
+    for end in 1..=merged.timeline.len() {
+        monitor.on_seconds(&merged.timeline[..end]);
     }
-    let outcomes = monitor.finish(&overall, &labels);
-    merged["criteria"] = serde_json::to_value(&outcomes).unwrap_or_default();
+    let labels: Vec<Summary> = merged.labels.iter().map(|l| l.summary.clone()).collect();
+    let outcomes = monitor.finish(&merged.overall, &labels);
+    merged.criteria.clone_from(&outcomes);
     if outcomes.iter().any(|o| o.failed) {
-        merged["verdict"] = json!("failed");
+        merged.verdict = Verdict::Failed;
+        merged.set_exit_code_of_verdict();
     }
     Ok(outcomes)
 }

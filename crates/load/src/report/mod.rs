@@ -1,6 +1,7 @@
 //! Reports read finished statistics only: the [`Report`] built once at the end, written as
 //! console text, JSON, CSV, JUnit XML, Taurus's dump formats and a self-contained HTML page.
 
+pub mod capacity;
 pub(crate) mod chart;
 pub mod compare;
 mod console;
@@ -92,7 +93,7 @@ pub struct Report {
     /// A capacity search's answer and steps (`load --find-capacity`); this report is then
     /// the run of the step at the capacity.
     #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
-    pub capacity: Option<crate::capacity::Capacity>,
+    pub capacity: Option<capacity::Capacity>,
     #[serde(skip)]
     exit_code: i32,
 }
@@ -194,13 +195,18 @@ impl Report {
     /// its verdict.
     pub fn from_json(json: &str) -> Result<Self, serde_json::Error> {
         let mut report: Self = serde_json::from_str(json)?;
-        report.exit_code = match report.verdict {
+        report.set_exit_code_of_verdict();
+        Ok(report)
+    }
+
+    /// Makes the exit code follow the verdict (a report read or merged, not run).
+    fn set_exit_code_of_verdict(&mut self) {
+        self.exit_code = match self.verdict {
             Verdict::Passed => exit_code::OK,
             Verdict::Failed => exit_code::CRITERIA_FAILED,
             Verdict::Interrupted => exit_code::INTERRUPTED,
             Verdict::Aborted => exit_code::TOOL_ERROR,
         };
-        Ok(report)
     }
 
     /// The process exit code this result calls for.

@@ -121,6 +121,18 @@ pub fn decode(text: &str) -> Result<Histogram<u64>, String> {
         .map_err(|err| format!("not an HDR histogram: {err:?}"))
 }
 
+/// The value at percentile `level` (0 = minimum, 100 = maximum), µs.
+pub fn value_at(histogram: &Histogram<u64>, level: f64) -> f64 {
+    if histogram.is_empty() {
+        return 0.0;
+    }
+    match level {
+        l if l <= 0.0 => histogram.min() as f64,
+        l if l >= 100.0 => histogram.max() as f64,
+        l => histogram.value_at_quantile(l / 100.0) as f64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

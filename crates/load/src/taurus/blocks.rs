@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::Builder;
 use super::scenario::ScenarioDefaults;
 use super::values::{ConfigValue, boolean, child, duration, optional};
+use super::{Builder, Steps};
 use crate::ConfigError;
-use crate::plan::{Action, Block, LoopCount, Request, Step};
+use crate::plan::{Action, Block, LoopCount, Step};
 use crate::variables::Template;
 
 /// Block keys, in the order Taurus tries them.
@@ -39,26 +39,6 @@ const MAX_DEPTH: usize = 32;
 /// scenario it names, so a few nested includes can ask for billions (30 levels, each
 /// including the next twice: 2^30); every entry is held in memory for the run.
 pub const MAX_SCENARIO_ENTRIES: usize = 250_000;
-
-/// What reading one scenario's request list builds up.
-pub(super) struct Steps<'s> {
-    /// Every request, in the order written.
-    pub(super) requests: Vec<Arc<Request>>,
-    /// Whether any entry is a block (the scenario then needs a program).
-    pub(super) has_blocks: bool,
-    /// `once` blocks so far.
-    pub(super) onces: usize,
-    /// `jmx-random` and `jmx-interleave` blocks so far.
-    pub(super) picks: usize,
-    /// Names of the scenarios being read, to refuse `include-scenario` recursion.
-    pub(super) including: Vec<String>,
-    /// The config's `scenarios`.
-    pub(super) scenarios: &'s Value,
-    /// Requests and blocks read so far, included copies too (see [`MAX_SCENARIO_ENTRIES`]).
-    pub(super) entries: usize,
-    /// How many entries each scenario expands to, once counted.
-    pub(super) sizes: HashMap<String, usize>,
-}
 
 /// How many requests and blocks `list` expands to, includes copied in (saturating; a name
 /// being counted counts 0, so recursion ends here and is refused where it is read).

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::criteria::Criterion;
-use crate::plan::{DEFAULT_OPEN_CONNECTIONS, Execution, Outputs, Plan};
+use crate::plan::{DEFAULT_OPEN_CONNECTIONS, Execution, Outputs, Plan, Request};
 use crate::{ConfigError, Rejected};
 use values::{
     ConfigValue, boolean, child, count, duration, optional, path_value, provisioned_count,
@@ -157,6 +157,26 @@ fn read(builder: &mut Builder, document: &Value) -> Result<(), ConfigError> {
         })?;
     }
     Ok(())
+}
+
+/// What reading one scenario's request list builds up.
+pub(super) struct Steps<'s> {
+    /// Every request, in the order written.
+    pub(super) requests: Vec<Arc<Request>>,
+    /// Whether any entry is a block (the scenario then needs a program).
+    pub(super) has_blocks: bool,
+    /// `once` blocks so far.
+    pub(super) onces: usize,
+    /// `jmx-random` and `jmx-interleave` blocks so far.
+    pub(super) picks: usize,
+    /// Names of the scenarios being read, to refuse `include-scenario` recursion.
+    pub(super) including: Vec<String>,
+    /// The config's `scenarios`.
+    pub(super) scenarios: &'s Value,
+    /// Requests and blocks read so far, included copies too (see [`blocks::MAX_SCENARIO_ENTRIES`]).
+    pub(super) entries: usize,
+    /// How many entries each scenario expands to, once counted.
+    pub(super) sizes: HashMap<String, usize>,
 }
 
 #[derive(Default)]

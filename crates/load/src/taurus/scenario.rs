@@ -12,9 +12,8 @@ use http::{Method, Uri};
 use serde_json::{Map, Value};
 
 use super::assertions::{assertions, json_assertions};
-use super::blocks::Steps;
 use super::values::{ConfigValue, boolean, byte_size, child, duration, duration_text, optional};
-use super::{Builder, keys};
+use super::{Builder, Steps, keys};
 use crate::ConfigError;
 use crate::plan::{
     DEFAULT_ASSERT_BODY_LIMIT, DEFAULT_TIMEOUT, DynamicRequest, Program, Request, Scenario,

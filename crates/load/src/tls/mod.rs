@@ -7,7 +7,8 @@
 //! that signs the server's certificate, and also as the server's own certificate when the
 //! server presents exactly it (a self-signed certificate, which `openssl req -x509` makes
 //! with CA:TRUE, a shape webpki alone refuses as a server's). The host name and the
-//! validity dates are checked either way. Why a handshake failed is told in words by
+//! validity dates are checked either way: the check is `peregrine_tls::ServerCheck`, which
+//! the PostgreSQL connection uses too. Why a handshake failed is told in words by
 //! [`failure`].
 
 mod failure;
@@ -15,15 +16,10 @@ mod failure;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
+use peregrine_tls::ServerCheck;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::ParsedCertificate;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
-};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, RootCertStore};
 
 pub use failure::handshake_failure;
 
@@ -48,7 +44,7 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, String> 
     let mut config = if options.insecure {
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny { provider }))
+            .with_custom_certificate_verifier(Arc::new(ServerCheck::any(provider)))
             .with_no_client_auth()
     } else {
         let mut roots = system_roots();
@@ -59,12 +55,11 @@ pub fn client_config(options: &TlsOptions) -> Result<Arc<ClientConfig>, String> 
         if roots.is_empty() {
             return Err("no trusted root certificates: this system has none (install the ca-certificates package); trust the server's CA with --ca-cert FILE (or modules.peregrine.ca-cert in the config), or skip verification with --insecure".to_owned());
         }
-        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
-            .build()
+        let check = ServerCheck::chained(roots, given, provider)
             .map_err(|err| format!("cannot use the trusted certificates: {err}"))?;
         builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(GivenOrChained { chain, given }))
+            .with_custom_certificate_verifier(Arc::new(check))
             .with_no_client_auth()
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -102,131 +97,4 @@ fn add_ca_file(
         ));
     }
     Ok(certs)
-}
-
-/// Trusts a server presenting exactly a certificate given with `--ca-cert` (its name and
-/// dates still checked), and otherwise any certificate that chains to a trusted root.
-#[derive(Debug)]
-struct GivenOrChained {
-    chain: Arc<WebPkiServerVerifier>,
-    given: Vec<CertificateDer<'static>>,
-}
-
-impl ServerCertVerifier for GivenOrChained {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if !self.given.iter().any(|c| c.as_ref() == end_entity.as_ref()) {
-            return self.chain.verify_server_cert(
-                end_entity,
-                intermediates,
-                server_name,
-                ocsp_response,
-                now,
-            );
-        }
-        let parsed = ParsedCertificate::try_from(end_entity)?;
-        check_dates(end_entity, now)?;
-        rustls::client::verify_server_name(&parsed, server_name)?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.chain.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.chain.supported_verify_schemes()
-    }
-}
-
-/// The certificate's notBefore..notAfter holds `now`, as webpki checks it for a chain.
-fn check_dates(der: &CertificateDer<'_>, now: UnixTime) -> Result<(), CertificateError> {
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(der).map_err(|_| CertificateError::BadEncoding)?;
-    let validity = cert.validity();
-    let at = |seconds: i64| {
-        UnixTime::since_unix_epoch(std::time::Duration::from_secs(
-            u64::try_from(seconds).unwrap_or(0),
-        ))
-    };
-    let time = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-    if time < validity.not_before.timestamp() {
-        return Err(CertificateError::NotValidYetContext {
-            time: now,
-            not_before: at(validity.not_before.timestamp()),
-        });
-    }
-    if time > validity.not_after.timestamp() {
-        return Err(CertificateError::ExpiredContext {
-            time: now,
-            not_after: at(validity.not_after.timestamp()),
-        });
-    }
-    Ok(())
-}
-
-/// Accepts every certificate but still checks the handshake's signatures (so the session
-/// keys belong to whoever sent the certificate).
-#[derive(Debug)]
-struct AcceptAny {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
 }

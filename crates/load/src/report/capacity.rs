@@ -1,13 +1,201 @@
-//! The capacity section of the HTML report: p50/p99 and errors against the offered rate,
-//! with the SLO's bounds as dashed lines and the capacity marked, then the steps' table.
+//! A capacity search's answer as a report carries it: the types report.json writes under
+//! `capacity` (re-exported by `capacity`, which runs the search) and the HTML section that
+//! draws them: p50/p99 and errors against the offered rate, with the SLO's bounds as dashed
+//! lines and the capacity marked, then the steps' table. They live on the report's side
+//! because a [`super::Report`] holds them while the search runs reports.
 
 use std::fmt::Write as _;
 
-use super::slo::Subject;
-use super::{Capacity, Verdict, rate_text};
-use crate::report::chart::{BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH};
-use crate::report::describe::nice_step;
-use crate::report::xml::escape;
+use serde::Serialize;
+
+use super::chart::{BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH};
+use super::describe::nice_step;
+use crate::exit_code;
+use crate::markup::escape;
+use crate::slo::{Subject, Term};
+
+/// How the search ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// A rate held and one above it broke: the capacity is the held one.
+    Found,
+    /// The time ran out before any step broke: the capacity is at least the last held rate.
+    NotReached,
+    /// Even the first, lowest step broke the SLO.
+    LowestStepBroke,
+    /// The generator could not offer a step's rate: no capacity is reported.
+    GeneratorLimit,
+    /// Stopped by Ctrl-C.
+    Interrupted,
+    /// A step could not run (see `problem`).
+    Aborted,
+}
+
+/// The search's answer, as report.json carries it under `capacity`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capacity {
+    /// The highest rate that held, req/s: the capacity when `outcome` is `found`.
+    pub rate: Option<f64>,
+    /// `[held, broke]`: the highest rate that held and the lowest that broke.
+    pub bracket: [Option<f64>; 2],
+    /// The objective: each SLO term, or the config's criteria.
+    pub slo: Vec<String>,
+    /// How the search ended.
+    pub outcome: Outcome,
+    /// The tolerance asked for.
+    pub tolerance: f64,
+    /// Why there is no capacity, or what limits it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// The search's wall time, seconds.
+    pub seconds: f64,
+    /// Every step, in the order run.
+    pub steps: Vec<Step>,
+    /// The SLO's terms, for drawing their bounds.
+    #[serde(skip)]
+    pub terms: Vec<Term>,
+}
+
+impl Capacity {
+    /// The exit code: 0 with a capacity, 3 when the lowest step broke, 1 when the
+    /// generator was the limit or a step could not run, 2 when interrupted.
+    pub fn exit_code(&self) -> i32 {
+        match self.outcome {
+            Outcome::Found | Outcome::NotReached => exit_code::OK,
+            Outcome::LowestStepBroke => exit_code::CRITERIA_FAILED,
+            Outcome::Interrupted => exit_code::INTERRUPTED,
+            Outcome::GeneratorLimit | Outcome::Aborted => exit_code::TOOL_ERROR,
+        }
+    }
+
+    /// The answer in one line: `Capacity: 1,000 req/s (p99<100ms, errors<1%): held at …`.
+    pub fn answer(&self) -> String {
+        let slo = self.slo.join(", ");
+        let [held, broke] = self.bracket.map(|r| r.map(rate_text));
+        match (self.outcome, held, broke) {
+            (Outcome::Found, Some(held), Some(broke)) => {
+                let wide = if within(self.bracket, self.tolerance) {
+                    String::new()
+                } else {
+                    format!(
+                        "; the time ran out before the bracket was within {}%",
+                        self.tolerance * 100.0
+                    )
+                };
+                format!(
+                    "Capacity: {held} req/s ({slo}): held at {held}, broke at {broke} req/s{wide}"
+                )
+            }
+            (Outcome::NotReached, Some(held), _) => format!(
+                "Capacity: at least {held} req/s ({slo}): no step broke the SLO within the time budget"
+            ),
+            (Outcome::LowestStepBroke, _, Some(broke)) => format!(
+                "No capacity: even the lowest step, {broke} req/s, broke the SLO ({slo}); try a lower --start-rate"
+            ),
+            (Outcome::GeneratorLimit, held, _) => format!(
+                "No capacity: the load generator could not offer the rate{}: {}",
+                held.map(|h| format!(" (the service held {h} req/s)"))
+                    .unwrap_or_default(),
+                self.problem.as_deref().unwrap_or("see the steps above")
+            ),
+            (Outcome::Interrupted, ..) => "No capacity: the search was interrupted".to_owned(),
+            _ => format!(
+                "No capacity: {}",
+                self.problem
+                    .as_deref()
+                    .unwrap_or("the search could not run")
+            ),
+        }
+    }
+}
+
+/// Whether the lowest rate that broke is within `tolerance` above the highest that held.
+pub fn within(bracket: [Option<f64>; 2], tolerance: f64) -> bool {
+    matches!(bracket, [Some(held), Some(broke)] if broke <= held * (1.0 + tolerance))
+}
+
+/// How a step ended for the search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The service held the objective at this rate.
+    Held,
+    /// The service broke it.
+    Broke,
+    /// The generator could not offer the rate: the step says nothing about the service.
+    GeneratorLimit,
+}
+
+/// One measured step, as the console, report.json and the HTML report show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// Requests per second offered.
+    pub offered: f64,
+    /// Requests per second completed while the step held its rate.
+    pub achieved: f64,
+    /// Connections open for the step.
+    pub connections: u32,
+    /// Requests completed in the measured part.
+    pub samples: u64,
+    /// Median response time, seconds (corrected: from when each request was due).
+    pub p50: Option<f64>,
+    /// 99th percentile response time, seconds (corrected).
+    pub p99: Option<f64>,
+    /// 99th percentile service time, seconds (from the actual send: uncorrected).
+    pub service_p99: Option<f64>,
+    /// Failed requests, percent.
+    pub error_percent: f64,
+    /// Held, broke, or the generator's limit.
+    pub verdict: Verdict,
+    /// Why it broke, or what limited the generator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// It was stopped before its end, once certainly broken.
+    pub stopped_early: bool,
+    /// Measured wall time, seconds (the warm-up excluded).
+    pub seconds: f64,
+    /// A repeat of the step before at the same rate, whose break may have been the
+    /// machine's noise; the repeat's verdict stands.
+    pub repeat: bool,
+}
+
+impl Step {
+    /// The console line: offered and achieved rate, p50, p99, errors, held or broke.
+    pub fn line(&self) -> String {
+        let ms =
+            |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{:.1}", s * 1000.0));
+        let outcome = match (self.verdict, &self.reason) {
+            (Verdict::Held, _) => "held".to_owned(),
+            (Verdict::Broke, Some(reason)) if !self.repeat => {
+                format!("broke: {reason}; repeating to confirm")
+            }
+            (Verdict::Broke, Some(reason)) => format!("broke: {reason}"),
+            (Verdict::Broke, None) => "broke".to_owned(),
+            (Verdict::GeneratorLimit, reason) => format!(
+                "generator limit: {}",
+                reason.as_deref().unwrap_or("could not offer the rate")
+            ),
+        };
+        format!(
+            "offered {:>9} req/s  achieved {:>9} req/s  p50 {:>7} ms  p99 {:>7} ms  errors {:>6.2}%  {outcome}",
+            rate_text(self.offered),
+            rate_text(self.achieved),
+            ms(self.p50),
+            ms(self.p99),
+            self.error_percent,
+        )
+    }
+}
+
+/// A rate as people read it: whole numbers from 100 up, one decimal below.
+pub fn rate_text(rate: f64) -> String {
+    if rate >= 100.0 {
+        format!("{rate:.0}")
+    } else {
+        format!("{rate:.1}")
+    }
+}
 
 /// A latency axis reaches at most this many times the SLO's largest bound, so one broken
 /// step's seconds-long queue does not flatten the lines that matter; higher points are drawn
@@ -110,7 +298,7 @@ fn error_chart(capacity: &Capacity) -> String {
 /// The steps' values by offered rate.
 fn sorted(
     capacity: &Capacity,
-    value: impl Fn(&super::Step) -> Option<f64>,
+    value: impl Fn(&Step) -> Option<f64>,
 ) -> Vec<(f64, Option<f64>, Verdict)> {
     let mut points: Vec<_> = capacity
         .steps
