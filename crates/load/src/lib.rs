@@ -26,6 +26,7 @@ pub mod shard;
 pub mod stats;
 mod taurus;
 mod tls;
+pub mod url;
 pub mod variables;
 
 use std::path::PathBuf;

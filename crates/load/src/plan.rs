@@ -334,6 +334,10 @@ pub struct DataSource {
 /// Parts of a request holding run-time `${…}`, rendered per send.
 #[derive(Debug, Clone)]
 pub struct DynamicRequest {
+    /// The scheme and host when a run-time variable gives them (`${url}`,
+    /// `http://${host}`): rendered before [`Self::target`], the whole URL is then taken
+    /// apart and its host resolved per user. `None`: the request's own address.
+    pub origin: Option<Template>,
     /// Path and query.
     pub target: Template,
     /// Headers whose value has references.
@@ -388,6 +392,14 @@ pub struct Request {
     pub max_duration: Option<Duration>,
     /// JMeter's Size Assertion on the response body.
     pub size_check: Option<crate::assertion::SizeCheck>,
+}
+
+impl Request {
+    /// Whether its scheme and host are only known once rendered: its `host` and `port`
+    /// are then placeholders, and its `authority` the origin as written.
+    pub fn origin_at_run_time(&self) -> bool {
+        self.dynamic.as_ref().is_some_and(|d| d.origin.is_some())
+    }
 }
 
 /// A think-time: constant, or one of Taurus's random timers.

@@ -851,3 +851,30 @@ async fn duration_and_size_assertions_fail_the_samples_they_should() {
         report.errors
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_url_from_a_csv_column_goes_to_the_server_it_names() {
+    let (app, other) = (LoginApp::start().await, LoginApp::start().await);
+    let csv = r#"<CSVDataSet guiclass="TestBeanGUI" testclass="CSVDataSet" testname="URLs">
+          <stringProp name="filename">urls.csv</stringProp>
+          <stringProp name="variableNames">url</stringProp>
+          <stringProp name="delimiter">,</stringProp>
+          <boolProp name="recycle">true</boolProp>
+        </CSVDataSet>
+        <hashTree/>"#;
+    // A path holding a whole URL replaces the defaults' server, as in JMeter.
+    let body = format!("{csv}{}", sampler("Visit", "GET", "${url}", ""));
+    let (dir, file) = written("urls.jmx", &plan_text(&thread_group(1, 3), &body));
+    let rows = format!(
+        "{}/one\n{}/two?q=a b\n{}/three\n",
+        app.base(),
+        other.base(),
+        other.base()
+    );
+    std::fs::write(dir.path().join("urls.csv"), rows).unwrap_or_else(|e| panic!("{e}"));
+    let plan = plan_for(&[file], &app);
+    let report = run(&plan).await;
+    assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
+    assert_eq!(targets(&app.recorded()), ["/one"]);
+    assert_eq!(targets(&other.recorded()), ["/two?q=a%20b", "/three"]);
+}

@@ -751,3 +751,75 @@ async fn a_flat_mapping_body_is_posted_as_a_form_unless_the_content_type_is_json
         Some(r#"{"user":"a b","remember":true}"#)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_from_a_csv_row_choose_their_server_per_request() {
+    let (a, b) = (LoginApp::start().await, LoginApp::start().await);
+    let port = |app: &LoginApp| app.base().rsplit(':').next().unwrap_or_default().to_owned();
+    let csv = format!(
+        "url,port,page\n{}/first,{},/p1?n=1\n{}/second,{},/p2\n",
+        a.base(),
+        port(&b),
+        b.base(),
+        port(&a)
+    );
+    let plan = plan_in_dir(
+        "execution:\n- iterations: 2\n  scenario:\n    data-sources: [urls.csv]\n    requests:\n    - ${url}\n    - url: http://127.0.0.1:${port}${page}\n      label: page\n    - url: ${nothing}/x\n      label: no-scheme\n",
+        &[("urls.csv", &csv)],
+    );
+    let report = run(&plan).await;
+    assert_eq!(targets(&a.recorded()), ["/first", "/p2"]);
+    assert_eq!(targets(&b.recorded()), ["/p1?n=1", "/second"]);
+    assert_eq!(summary(&report, "page").failures, 0, "{:?}", report.errors);
+    // A URL that renders without a scheme is a failed sample, not a panic or a stop.
+    assert_eq!(summary(&report, "no-scheme").failures, 2);
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.label == "no-scheme" && e.message.contains("http:// or https://")),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(failures(&report), 2, "{:?}", report.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_from_an_extractor_sends_the_next_request_to_another_server() {
+    let b = LoginApp::start().await;
+    let body: &'static str = Box::leak(
+        format!(
+            r#"{{"next":"{}/found?x=1","host":"{}"}}"#,
+            b.base(),
+            b.base()
+        )
+        .into_boxed_str(),
+    );
+    let a = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior {
+        body,
+        ..Default::default()
+    })
+    .await;
+    let plan = plan_in_dir(
+        &format!(
+            "execution:\n- iterations: 3\n  scenario:\n    default-address: {}\n    requests:\n    - url: /start\n      extract-jsonpath:\n        next: $.next\n        host: $.host\n    - url: ${{next}}\n      label: next\n    - url: ${{host}}/items\n      label: items\n    - url: /again\n      label: again\n",
+            a.url("")
+        ),
+        &[],
+    );
+    let report = run(&plan).await;
+    assert_eq!(failures(&report), 0, "{:?}", report.errors);
+    // The default address stays the fixed one; the extracted URLs go to the other server.
+    assert_eq!(a.received(), 6);
+    assert_eq!(
+        targets(&b.recorded()),
+        [
+            "/found?x=1",
+            "/items",
+            "/found?x=1",
+            "/items",
+            "/found?x=1",
+            "/items"
+        ]
+    );
+}

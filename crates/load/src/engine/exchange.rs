@@ -146,6 +146,9 @@ pub enum Link {
 /// Where a connection goes: the address and, over TLS, the server name it was opened for.
 type Destination = (Option<SocketAddr>, Option<ServerName<'static>>);
 
+/// Most connections a user keeps open at once.
+const MAX_OPEN: usize = 16;
+
 /// A user's connections, one per destination (scenarios usually have one).
 #[derive(Default)]
 pub struct Connections {
@@ -163,6 +166,10 @@ impl Connections {
         {
             Some(index) => index,
             None => {
+                // URLs decided at run time may name many hosts: keep the latest few open.
+                if self.open.len() == MAX_OPEN {
+                    self.open.remove(0);
+                }
                 self.open.push(((step.address, name.cloned()), None));
                 self.open.len() - 1
             }

@@ -95,6 +95,8 @@ struct ProgramUser<'a> {
     deadline: Option<Instant>,
     transactions: Vec<OpenTransaction>,
     jar: CookieJar,
+    /// Hosts of URLs decided at run time, resolved.
+    resolved: super::relocate::Resolved,
 }
 
 /// Runs `program` as user `user` until its iterations are done or the run ends.
@@ -121,6 +123,7 @@ pub async fn run_program<'a>(
         deadline,
         transactions: Vec::new(),
         jar: CookieJar::with(&program.cookies),
+        resolved: super::relocate::Resolved::default(),
     };
     let iterations = shared.execution.plan.iterations;
     let mut iteration = 0;
@@ -486,14 +489,23 @@ impl<'a> ProgramUser<'a> {
         let with_cookies = store_cookie && !self.jar.is_empty();
         let rendered;
         let step = if prepared.request.dynamic.is_some() || with_cookies {
-            let mut request = match render(prepared, &mut self.variables) {
-                Ok(request) => request,
+            let (mut request, relocated) = match render(prepared, &mut self.variables) {
+                Ok(rendered) => rendered,
                 Err(why) => return self.unrenderable(prepared, due, why),
             };
             if store_cookie {
                 self.jar.add_to(&mut request.headers);
             }
-            rendered = prepared.with_request(request, prepared.address, prepared.tls.clone());
+            let (address, tls) = if relocated {
+                match self.destination(prepared, &request).await {
+                    Ok(Some(destination)) => destination,
+                    Ok(None) => return Flow::End,
+                    Err(why) => return self.unrenderable(prepared, due, why),
+                }
+            } else {
+                (prepared.address, prepared.tls.clone())
+            };
+            rendered = prepared.with_request(request, address, tls);
             &rendered
         } else {
             prepared
@@ -526,6 +538,27 @@ impl<'a> ProgramUser<'a> {
             tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
         }
         Flow::Next
+    }
+
+    /// Where a request whose rendered URL names its host goes: its address (resolved once
+    /// per user and host) and, over https, its TLS target; `None` when the run was
+    /// cancelled meanwhile.
+    async fn destination(
+        &mut self,
+        prepared: &PreparedRequest,
+        request: &Request,
+    ) -> Result<Option<(Option<std::net::SocketAddr>, Option<super::TlsTarget>)>, String> {
+        let lookup = self.resolved.address(&request.host, request.port);
+        let Some(address) = until_cancelled(self.shared, &mut self.cancel, lookup).await else {
+            return Ok(None);
+        };
+        let tls = if request.https {
+            let setup = prepared.run_time_tls.as_deref();
+            Some(super::relocate::tls_target(setup, &request.host)?)
+        } else {
+            None
+        };
+        Ok(Some((address, tls)))
     }
 
     /// A request whose template could not be made into a valid request: a failed sample of
@@ -591,30 +624,55 @@ impl<'a> ProgramUser<'a> {
     }
 }
 
-/// The request with its `${…}` rendered for this user, or why it cannot be sent. The
-/// messages never quote the rendered value: one error row per cause, not per value.
-fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Result<Request, String> {
+/// The request with its `${…}` rendered for this user, and whether its URL named its own
+/// host; or why it cannot be sent. The messages never quote the rendered value: one error
+/// row per cause, not per value.
+fn render(
+    prepared: &PreparedRequest,
+    variables: &mut UserVariables,
+) -> Result<(Request, bool), String> {
     let mut request: Request = (*prepared.request).clone();
     let Some(dynamic) = prepared.request.dynamic.as_deref() else {
-        return Ok(request);
+        return Ok((request, false));
     };
-    if dynamic.target.is_dynamic() {
-        let rendered = dynamic
+    let mut relocated = false;
+    if dynamic.target.is_dynamic() || dynamic.origin.is_some() {
+        let mut rendered = dynamic
             .target
             .try_render(variables, MAX_URL_BYTES)
             .map_err(|too| format!("the rendered URL is over {} bytes", too.limit))?;
+        if let Some(origin) = &dynamic.origin {
+            let mut full = origin
+                .try_render(variables, MAX_URL_BYTES)
+                .map_err(|too| format!("the rendered URL is over {} bytes", too.limit))?;
+            full.push_str(&rendered);
+            rendered = full;
+        }
         // `url: ${path}` was joined to the default address with a `/`; a value that brings
         // its own (`/items/1`) must not double it, as JMeter adds one only when missing.
         let path = rendered.strip_prefix('/').filter(|p| p.starts_with('/'));
-        let target = encode_target(path.unwrap_or(&rendered));
-        if target.len() > MAX_URL_BYTES {
-            return Err(format!(
-                "the rendered URL is over {MAX_URL_BYTES} bytes once encoded"
-            ));
+        // A full URL, in place of the path as JMeter takes one or as the origin gave it.
+        let absolute = Some(rendered.strip_prefix('/').unwrap_or(&rendered))
+            .filter(|text| crate::url::is_absolute(text));
+        if let Some(full) = absolute {
+            relocate(&mut request, full)?;
+            relocated = true;
+        } else if dynamic.origin.is_some() {
+            return Err(
+                "the rendered URL does not start with http:// or https:// (its host is decided at run time)"
+                    .to_owned(),
+            );
+        } else {
+            let target = encode_target(path.unwrap_or(&rendered));
+            if target.len() > MAX_URL_BYTES {
+                return Err(format!(
+                    "the rendered URL is over {MAX_URL_BYTES} bytes once encoded"
+                ));
+            }
+            request.target = target
+                .parse()
+                .map_err(|_| "the rendered URL is not a valid request target".to_owned())?;
         }
-        request.target = target
-            .parse()
-            .map_err(|_| "the rendered URL is not a valid request target".to_owned())?;
     }
     for (name, template) in &dynamic.headers {
         let value = template
@@ -637,7 +695,26 @@ fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Result<R
             .map_err(|too| format!("the rendered body is over {} bytes", too.limit))?;
         request.body = body.into();
     }
-    Ok(request)
+    Ok((request, relocated))
+}
+
+/// Points `request` at the rendered absolute URL `full`: its scheme, host, port, `Host`
+/// header and target.
+fn relocate(request: &mut Request, full: &str) -> Result<(), String> {
+    if full.len() > MAX_URL_BYTES {
+        return Err(format!("the rendered URL is over {MAX_URL_BYTES} bytes"));
+    }
+    let url = crate::url::parse_rendered(full)
+        .map_err(|_| "the rendered URL is not a valid http:// or https:// URL".to_owned())?;
+    let host = http::HeaderValue::from_str(&url.authority)
+        .map_err(|_| "the rendered URL's host is not a valid Host header".to_owned())?;
+    request.headers.insert(http::header::HOST, host);
+    request.https = url.https;
+    request.host = url.host;
+    request.port = url.port;
+    request.authority = url.authority;
+    request.target = url.target;
+    Ok(())
 }
 
 /// The pause before `request`: its think-time, drawn from its distribution.
