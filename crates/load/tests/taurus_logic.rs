@@ -823,3 +823,54 @@ async fn a_url_from_an_extractor_sends_the_next_request_to_another_server() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn included_scenarios_inherit_the_address_variables_and_headers_of_the_includer() {
+    let (a, b) = (LoginApp::start().await, LoginApp::start().await);
+    let yaml = format!(
+        r#"
+execution:
+- iterations: 2
+  scenario: main
+scenarios:
+  part:
+    variables: {{who: ignored}}
+    headers: {{Authorization: ignored}}
+    data-sources: [ids.csv]
+    requests:
+    - /part?who=${{who}}
+    - url: /item/${{id}}
+      label: item
+  elsewhere:
+    default-address: {b}
+    requests: [/b]
+  main:
+    default-address: {a}
+    headers: {{Authorization: top}}
+    variables: {{who: alice}}
+    requests:
+    - include-scenario: part
+    - include-scenario: elsewhere
+"#,
+        a = a.base(),
+        b = b.base()
+    );
+    let plan = plan_in_dir(&yaml, &[("ids.csv", "id\n7\n8\n")]);
+    let report = run(&plan).await;
+    assert_eq!(failures(&report), 0, "{:?}", report.errors);
+    let received = a.recorded();
+    // `- /part` is relative to the includer's address; the includer's variables apply,
+    // and its headers; the included scenario's data source gives a row per iteration.
+    assert_eq!(
+        targets(&received),
+        ["/part?who=alice", "/item/7", "/part?who=alice", "/item/8"]
+    );
+    assert!(
+        received
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("top")),
+        "{received:?}"
+    );
+    // An included scenario with its own address keeps it.
+    assert_eq!(targets(&b.recorded()), ["/b", "/b"]);
+}

@@ -58,6 +58,12 @@ pub(super) struct Steps<'s> {
     pub(super) entries: usize,
     /// How many entries each scenario expands to, once counted.
     pub(super) sizes: HashMap<String, usize>,
+    /// Data sources of included scenarios (each scenario's once, however often included):
+    /// in Taurus they become CSV Data Sets in the plan, and JMeter advances every one each
+    /// iteration wherever it sits.
+    pub(super) data_sources: Vec<Arc<crate::plan::DataSource>>,
+    /// Included scenarios whose data sources are read.
+    pub(super) sourced: Vec<String>,
 }
 
 /// How many requests and blocks `list` expands to, includes copied in (saturating; a name
@@ -275,9 +281,16 @@ impl Builder {
                 "scenario {top:?} expands to over {MAX_SCENARIO_ENTRIES} requests and blocks: {name} alone is {size}, and each include-scenario copies the scenario it names, so nested includes multiply"
             )));
         }
+        if !out.sourced.contains(&name) {
+            let sources = self.data_sources(&scenario)?;
+            for source in &sources {
+                self.runtime_names.extend(source.names.iter().cloned());
+            }
+            out.data_sources.extend(sources);
+            out.sourced.push(name.clone());
+        }
         let mut defaults = ScenarioDefaults::read(&scenario, &self.runtime_names)?;
-        // Taurus applies only the top scenario's headers, to included requests too.
-        defaults.headers = outer.headers.clone();
+        defaults.inherit(outer);
         if let Some(last) = out.including.last_mut() {
             *last = name;
         }

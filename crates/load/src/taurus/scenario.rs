@@ -117,9 +117,13 @@ impl Builder {
             scenarios,
             entries: 0,
             sizes: Default::default(),
+            data_sources: Vec::new(),
+            sourced: Vec::new(),
         };
         let steps = self.steps(&requests_node, &defaults, &mut out)?;
         self.note_undefined(&node.path, &defaults);
+        let mut data_sources = data_sources;
+        data_sources.append(&mut out.data_sources);
         let store_cookie = optional(child(node, "store-cookie"), boolean)?.unwrap_or(true);
         let cookies = cookies(child(node, "cookies"))?;
         // The fast path keeps cookies and follows redirects itself; preset cookies need
@@ -458,6 +462,21 @@ impl ScenarioDefaults {
             }
         }
         Ok(defaults)
+    }
+
+    /// Takes what an included scenario gets from the one including it, as Taurus's
+    /// generated plan gives it: the top scenario's variables and headers (Taurus puts them
+    /// on the whole test plan and ignores an included scenario's own), and its default
+    /// address unless the included scenario names its own (the nearer HTTP Request
+    /// Defaults win in JMeter). Timeouts, think-times and the other request defaults stay
+    /// the included scenario's, as Taurus reads them from the request's own scenario.
+    pub(super) fn inherit(&mut self, outer: &ScenarioDefaults) {
+        self.headers = outer.headers.clone();
+        self.variables = outer.variables.clone();
+        self.runtime_variables = outer.runtime_variables.clone();
+        if self.address.is_none() {
+            self.address = outer.address.clone();
+        }
     }
 
     /// Replaces `${name}` with the variable's value; unknown names stay as written, and are
