@@ -21,7 +21,7 @@ pub struct JsonAssertion {
     /// The path as written, e.g. `$.id`.
     pub text: String,
     /// The parsed path.
-    pub path: serde_json_path::JsonPath,
+    pub path: crate::jsonpath::JaywayPath,
     /// The value the first match must have (`expected-value`, checked when `validate` or given).
     pub expected: Option<Pattern>,
     /// The first match must be `null`.
@@ -36,7 +36,7 @@ impl JsonAssertion {
         let failure = match serde_json::from_slice::<Value>(body) {
             Err(_) => Some("the body is not JSON".to_owned()),
             Ok(document) => {
-                let nodes = self.path.query(&document).all();
+                let nodes = self.path.query(&document);
                 match nodes.first() {
                     None => Some(format!("{} not found", self.text)),
                     Some(found) if self.expect_null && !found.is_null() => {

@@ -2,9 +2,9 @@
 //! JSONPath, text between two boundaries, a CSS selector over HTML or an XPath) into the user's variables, with JMeter's
 //! defaults and `match-no` rules. Only requests with extractors keep their response body.
 
+use crate::jsonpath::JaywayPath;
 use regex::Regex;
 use serde_json::Value;
-use serde_json_path::JsonPath;
 
 use crate::variables::UserVariables;
 
@@ -51,7 +51,7 @@ pub enum ExtractorKind {
     /// `extract-jsonpath`.
     JsonPath {
         /// The compiled path.
-        path: JsonPath,
+        path: JaywayPath,
         /// With `match-no: -1`, also write `var_ALL` joined by commas.
         concat: bool,
     },
@@ -105,7 +105,7 @@ impl Extractor {
                 .map(|c| fill_template(template, &c))
                 .collect(),
             ExtractorKind::JsonPath { path, .. } => match serde_json::from_slice::<Value>(body) {
-                Ok(json) => path.query(&json).all().into_iter().map(json_text).collect(),
+                Ok(json) => path.query(&json).iter().map(|v| json_text(v)).collect(),
                 Err(_) => Vec::new(),
             },
             ExtractorKind::Boundary { left, right } => boundary_matches(&text, left, right),
@@ -314,28 +314,6 @@ fn boundary_matches(text: &str, left: &str, right: &str) -> Vec<String> {
     found
 }
 
-/// Rewrites a Jayway/JMeter JSONPath into the RFC 9535 form `serde_json_path` reads:
-/// `token` → `$.token`, `$.[0]` → `$[0]`, `$.` → `$`, `[?(@.x)]` → `[?@.x]`. The second
-/// value says whether `$.` was rewritten (worth a warning: Jayway itself rejects it).
-pub fn normalize_jsonpath(path: &str) -> (String, bool) {
-    let trimmed = path.trim();
-    let mut text = if trimmed.starts_with('$') {
-        trimmed.to_owned()
-    } else {
-        format!("$.{trimmed}")
-    };
-    let trailing_dot = text.ends_with('.') && !text.ends_with("..");
-    if trailing_dot {
-        text.pop();
-    }
-    text = text
-        .replace("..[", "\u{0}")
-        .replace(".[", "[")
-        .replace('\u{0}', "..[");
-    text = text.replace("[?(", "[?").replace(")]", "]");
-    (text, trailing_dot)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,14 +323,15 @@ mod tests {
     }
 
     fn jsonpath(text: &str, match_no: i64) -> Extractor {
-        let (path, _) = normalize_jsonpath(text);
         Extractor {
             variable: "v".into(),
             default: NOT_FOUND.into(),
             match_no,
             subject: ExtractSubject::Body,
             kind: ExtractorKind::JsonPath {
-                path: JsonPath::parse(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+                path: JaywayPath::parse(text)
+                    .unwrap_or_else(|e| panic!("{text}: {e}"))
+                    .0,
                 concat: true,
             },
         }
@@ -378,7 +357,6 @@ mod tests {
         assert_eq!(u.values["v"], "2");
         jsonpath("missing", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
         assert_eq!(u.values["v"], NOT_FOUND);
-        assert_eq!(normalize_jsonpath("$."), ("$".into(), true));
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod extract;
 pub mod files;
 mod http1;
 mod jmx;
+pub mod jsonpath;
 pub mod live;
 pub mod plan;
 pub mod quick;

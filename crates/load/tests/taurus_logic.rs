@@ -874,3 +874,39 @@ scenarios:
     // An included scenario with its own address keeps it.
     assert_eq!(targets(&b.recorded()), ["/b", "/b"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jayway_jsonpaths_extract_and_assert_on_a_real_response() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- iterations: 1
+  scenario:
+    default-address: {base}
+    requests:
+    - url: /items
+      extract-jsonpath:
+        first: $.[0].id
+        count: $.length()
+        last: $[(@.length-1)].id
+        big: {{jsonpath: "$[?(@.id > 1)].id", match-no: 1}}
+        sum: $..id.sum()
+        none: {{jsonpath: "$[?(@.id in [7, 8])].id", default: nothing}}
+      assert-jsonpath:
+      - jsonpath: $.[-1].id
+        expected-value: "3"
+      - jsonpath: $.length()
+        expected-value: "3"
+    - /next?f=${{first}}&c=${{count}}&l=${{last}}&b=${{big}}&s=${{sum}}&n=${{none}}
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    let report = run(&plan).await;
+    assert_eq!(failures(&report), 0, "{:?}", report.errors);
+    assert_eq!(
+        targets(&app.recorded()),
+        ["/items", "/next?f=1&c=3&l=3&b=2&s=6.0&n=nothing"]
+    );
+}

@@ -73,7 +73,7 @@ pub(super) fn json_assertions(node: &ConfigValue<'_>) -> Result<Vec<JsonAssertio
                 .ok_or_else(|| item.error("needs jsonpath"))?,
             _ => return Err(item.error("must be a JSONPath or a mapping with jsonpath")),
         };
-        let path = serde_json_path::JsonPath::parse(&text)
+        let (path, _) = crate::jsonpath::JaywayPath::parse(&text)
             .map_err(|e| item.error(format!("invalid JSONPath {text:?}: {e}")))?;
         let flag =
             |key: &'static str| optional(child(item, key), boolean).map(Option::unwrap_or_default);
