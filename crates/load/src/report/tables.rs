@@ -44,7 +44,7 @@ pub fn final_stats_csv(report: &Report) -> String {
         let _ = write!(header, ",rc_{code}");
     }
     let mut out = header + "\n";
-    let users = report.timeline.iter().map(|s| s.users).max().unwrap_or(0);
+    let users = peak_users(report);
     let mut row = |label: &str, s: &Summary| {
         let _ = write!(
             out,
@@ -73,6 +73,12 @@ pub fn final_stats_csv(report: &Report) -> String {
     }
     row("", &report.overall);
     out
+}
+
+/// Taurus's `concurrency` KPI in the final stats: the most users active in any second (as
+/// the cumulative figure Taurus prints, from JMeter's active-threads count).
+pub(super) fn peak_users(report: &Report) -> u64 {
+    report.timeline.iter().map(|s| s.users).max().unwrap_or(0)
 }
 
 fn csv_field(text: &str) -> String {

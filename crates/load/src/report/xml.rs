@@ -95,15 +95,16 @@ pub fn final_status(report: &Report) -> String {
         "  <TestDuration>{:.3}</TestDuration>",
         report.duration_seconds
     );
+    let users = super::tables::peak_users(report);
     for label in &report.labels {
-        group(&mut out, &label.label, &label.summary);
+        group(&mut out, &label.label, &label.summary, users);
     }
-    group(&mut out, "", &report.overall);
+    group(&mut out, "", &report.overall, users);
     out.push_str("</FinalStatus>\n");
     out
 }
 
-fn group(out: &mut String, label: &str, s: &Summary) {
+fn group(out: &mut String, label: &str, s: &Summary, users: u64) {
     let _ = writeln!(out, "  <Group label=\"{}\">", escape(label));
     let kpi = |out: &mut String, name: &str, value: String| {
         let _ = writeln!(
@@ -115,6 +116,7 @@ fn group(out: &mut String, label: &str, s: &Summary) {
     kpi(out, "avg_lt", format!("{:.5}", s.avg_lt));
     kpi(out, "avg_rt", format!("{:.5}", s.avg_rt));
     kpi(out, "bytes", s.bytes.to_string());
+    kpi(out, "concurrency", users.to_string());
     kpi(out, "fail", s.failures.to_string());
     kpi(out, "stdev_rt", format!("{:.5}", s.stdev_rt));
     kpi(out, "succ", (s.samples - s.failures).to_string());
