@@ -69,6 +69,36 @@ impl JsonAssertion {
     }
 }
 
+/// A Taurus `assert-xpath` item (JMeter's XPath Assertion).
+#[derive(Debug, Clone)]
+pub struct XPathAssertion {
+    /// The XPath, checked when the config was read.
+    pub expression: String,
+    /// Parse the body as HTML, as browsers do (`use-tolerant-parser`).
+    pub tolerant: bool,
+    /// Pass when the XPath does not hold instead.
+    pub invert: bool,
+}
+
+impl XPathAssertion {
+    /// `None` when `body` passes; otherwise why it failed.
+    pub fn check(&self, body: &[u8]) -> Option<String> {
+        let page = String::from_utf8_lossy(body);
+        match crate::extract::xpath_holds(&page, &self.expression, self.tolerant) {
+            Err(why) => Some(format!("assertion failed: {}: {why}", self.expression)),
+            Ok(holds) if holds == self.invert => Some(if self.invert {
+                format!(
+                    "assertion failed: {} matched, and invert is set",
+                    self.expression
+                )
+            } else {
+                format!("assertion failed: {} matched nothing", self.expression)
+            }),
+            Ok(_) => None,
+        }
+    }
+}
+
 /// The part of the response an assertion reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject {
@@ -123,7 +153,7 @@ impl Pattern {
 pub struct ResponseParts {
     /// The headers, for header assertions.
     pub headers: bool,
-    /// The body, for body and JSONPath assertions.
+    /// The body, for body, JSONPath and XPath assertions.
     pub body: bool,
     /// Only `Set-Cookie` and `Location`, for the cookie jar and redirects: two name
     /// comparisons per header, so a response without them costs nothing more.

@@ -224,6 +224,31 @@ pub fn check_xpath(expression: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Whether `expression` holds on `page`, as JMeter's XPath Assertion reads it: a node set
+/// that is not empty, or a true boolean (XPath's effective boolean value). `Err` when the
+/// page does not parse (JMeter fails such a sample too) or the query fails.
+pub fn xpath_holds(page: &str, expression: &str, tolerant: bool) -> Result<bool, String> {
+    let xml = if tolerant {
+        html_as_xml(page)
+    } else {
+        page.to_owned()
+    };
+    let mut documents = xee_xpath::Documents::new();
+    let document = documents
+        .add_string_without_uri(&xml)
+        .map_err(|_| "the response is not well-formed XML".to_owned())?;
+    let query = xee_xpath::Queries::default()
+        .sequence(expression)
+        .map_err(|e| e.to_string())?;
+    use xee_xpath::Query;
+    let sequence = query
+        .execute(&mut documents, document)
+        .map_err(|e| e.to_string())?;
+    sequence
+        .effective_boolean_value()
+        .map_err(|e| e.to_string())
+}
+
 /// The string value of each item `expression` selects (an element's text content, an
 /// attribute's value, a computed string); nothing when the page does not parse.
 fn xpath_matches(page: &str, expression: &str, tolerant: bool) -> Vec<String> {

@@ -377,6 +377,8 @@ pub struct Request {
     pub assertions: Vec<Assertion>,
     /// JSONPath checks on the response body (`assert-jsonpath`).
     pub json_assertions: Vec<JsonAssertion>,
+    /// XPath checks on the response body (`assert-xpath`).
+    pub xpath_assertions: Vec<crate::assertion::XPathAssertion>,
     /// The largest response body an assertion may read (`assert-body-limit`); a larger one
     /// fails the request.
     pub assert_body_limit: usize,

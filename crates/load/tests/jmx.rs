@@ -878,3 +878,83 @@ async fn a_full_url_from_a_csv_column_goes_to_the_server_it_names() {
     assert_eq!(targets(&app.recorded()), ["/one"]);
     assert_eq!(targets(&other.recorded()), ["/two?q=a%20b", "/three"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xpath_assertions_check_the_response() {
+    let app = LoginApp::start().await;
+    let assertion = |name: &str, class: &str, xpath: &str, negate: bool, tolerant: bool| {
+        format!(
+            r#"<{class} guiclass="XPathAssertionGui" testclass="{class}" testname="{name}">
+            <stringProp name="XPath.xpath">{xpath}</stringProp>
+            <boolProp name="XPath.negate">{negate}</boolProp>
+            <boolProp name="XPath.tolerant">{tolerant}</boolProp>
+          </{class}>
+          <hashTree/>"#
+        )
+    };
+    let body = [
+        sampler(
+            "Catalog",
+            "GET",
+            "/catalog.xml",
+            &assertion(
+                "Has Go",
+                "XPathAssertion",
+                "//book[title='Go']",
+                false,
+                false,
+            ),
+        ),
+        sampler(
+            "No magazine",
+            "GET",
+            "/catalog.xml",
+            &assertion("None", "XPath2Assertion", "//magazine", true, false),
+        ),
+        sampler(
+            "Wrong",
+            "GET",
+            "/catalog.xml",
+            &assertion("Missing", "XPath2Assertion", "//magazine", false, false),
+        ),
+        sampler(
+            "Page",
+            "GET",
+            "/page",
+            &assertion(
+                "Form",
+                "XPathAssertion",
+                "//form[@action='/buy']",
+                false,
+                true,
+            ),
+        ),
+    ]
+    .concat();
+    let (_dir, file) = written("xpath.jmx", &plan_text(&thread_group(1, 2), &body));
+    let plan = plan_for(&[file], &app);
+    assert!(
+        !plan.warnings.iter().any(|w| w.contains("XPath")),
+        "{:?}",
+        plan.warnings
+    );
+    let report = run(&plan).await;
+    let failed = |label: &str| {
+        report
+            .labels
+            .iter()
+            .find(|l| l.label == label)
+            .map_or(u64::MAX, |l| l.summary.failures)
+    };
+    assert_eq!(
+        (
+            failed("Catalog"),
+            failed("No magazine"),
+            failed("Wrong"),
+            failed("Page")
+        ),
+        (0, 0, 2, 0),
+        "{:?}",
+        report.errors
+    );
+}

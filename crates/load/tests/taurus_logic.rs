@@ -910,3 +910,59 @@ execution:
         ["/items", "/next?f=1&c=3&l=3&b=2&s=6.0&n=nothing"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xpath_assertions_pass_and_fail_the_samples_they_should() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- iterations: 2
+  scenario:
+    default-address: {base}
+    requests:
+    - url: /catalog.xml
+      label: holds
+      assert-xpath:
+      - //book[@id='b2']/title
+      - xpath: count(//book) = 2
+      - xpath: //magazine
+        invert: true
+    - url: /catalog.xml
+      label: missing
+      assert-xpath: ['//magazine']
+    - url: /page
+      label: html
+      assert-xpath:
+      - xpath: //input[@name='csrf']
+        use-tolerant-parser: true
+    - url: /page
+      label: not-xml
+      assert-xpath: ['//title']
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    let report = run(&plan).await;
+    assert_eq!(summary(&report, "holds").failures, 0, "{:?}", report.errors);
+    assert_eq!(summary(&report, "html").failures, 0, "{:?}", report.errors);
+    assert_eq!(summary(&report, "missing").failures, 2);
+    // An HTML page is not well-formed XML: without the tolerant parser the check fails.
+    assert_eq!(summary(&report, "not-xml").failures, 2);
+    let messages: Vec<&str> = report.errors.iter().map(|e| e.message.as_str()).collect();
+    assert!(
+        messages.contains(&"assertion failed: //magazine matched nothing")
+            && messages.contains(&"assertion failed: //title: the response is not well-formed XML"),
+        "{messages:?}"
+    );
+    let bad = peregrine_load::plan_from_str(
+        "bad.yml",
+        "execution:\n- iterations: 1\n  scenario:\n    requests:\n    - url: http://127.0.0.1:9/\n      assert-xpath: ['//a[@']\n",
+        &[],
+    );
+    let error = bad.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.contains("assert-xpath.0") && error.contains("invalid XPath"),
+        "{error}"
+    );
+}

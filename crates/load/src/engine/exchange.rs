@@ -68,7 +68,11 @@ pub async fn measure(
     // Assertions are checked after the response is complete: the time they take (a JSON
     // path over a large body can take seconds) is the generator's, not the server's.
     let mut check_time = Duration::ZERO;
-    if error.is_none() && (!request.assertions.is_empty() || !request.json_assertions.is_empty()) {
+    if error.is_none()
+        && (!request.assertions.is_empty()
+            || !request.json_assertions.is_empty()
+            || !request.xpath_assertions.is_empty())
+    {
         error = check(request, status, &headers, &body);
         check_time = ended.elapsed();
     }
@@ -119,6 +123,7 @@ fn check(
 ) -> Option<(ErrorKind, Arc<str>)> {
     check_assertions(&request.assertions, status, headers, body)
         .or_else(|| request.json_assertions.iter().find_map(|a| a.check(body)))
+        .or_else(|| request.xpath_assertions.iter().find_map(|a| a.check(body)))
         .map(|m| (ErrorKind::Assertion, Arc::from(m)))
 }
 

@@ -232,7 +232,9 @@ pub async fn prepare(
                 tls,
                 wire: http1::wire_bytes(request),
                 parts: ResponseParts {
-                    body: parts.body || !request.extractors.is_empty(),
+                    body: parts.body
+                        || !request.extractors.is_empty()
+                        || !request.xpath_assertions.is_empty(),
                     headers: parts.headers || extracts_headers(request),
                     session_headers: execution.scenario.store_cookie || request.follow_redirects,
                     ..parts

@@ -388,10 +388,6 @@ impl<'t> Reader<'t> {
                 element,
                 &format!("{} is not supported by Peregrine; skipped", element.gui),
             ),
-            "XPathAssertion" | "XPath2Assertion" => self.warn(
-                element,
-                "XPath assertions are not checked by Peregrine; skipped",
-            ),
             _ => {}
         }
         Ok(())

@@ -104,3 +104,34 @@ pub(super) fn json_assertions(node: &ConfigValue<'_>) -> Result<Vec<JsonAssertio
     }
     Ok(out)
 }
+
+/// `assert-xpath`: each item an XPath, or a mapping with `xpath`, `invert` and
+/// `use-tolerant-parser` (`validate-xml`, `ignore-whitespace` and `use-namespaces` are
+/// accepted and do not change the check).
+pub(super) fn xpath_assertions(
+    node: &ConfigValue<'_>,
+) -> Result<Vec<crate::assertion::XPathAssertion>, ConfigError> {
+    let items = node.items("")?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in &items {
+        let expression = match item.value {
+            Value::String(path) => path.clone(),
+            Value::Object(map) => map
+                .get("xpath")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| item.error("needs xpath"))?,
+            _ => return Err(item.error("must be an XPath or a mapping with xpath")),
+        };
+        crate::extract::check_xpath(&expression)
+            .map_err(|e| item.error(format!("invalid XPath {expression:?}: {e}")))?;
+        let flag =
+            |key: &'static str| optional(child(item, key), boolean).map(Option::unwrap_or_default);
+        out.push(crate::assertion::XPathAssertion {
+            expression,
+            tolerant: flag("use-tolerant-parser")?,
+            invert: flag("invert")?,
+        });
+    }
+    Ok(out)
+}

@@ -41,6 +41,7 @@ const SCENARIO_KEYS: &[&str] = &[
 const REQUEST_KEYS: &[&str] = &[
     "assert-body-limit",
     "assert-jsonpath",
+    "assert-xpath",
     "url",
     "method",
     "label",
@@ -200,6 +201,7 @@ impl Builder {
             child(node, "assert-jsonpath").as_ref(),
             &keys::ASSERT_JSONPATH,
         )?;
+        self.check_item_keys(child(node, "assert-xpath").as_ref(), &keys::ASSERT_XPATH)?;
         let get = |key: &'static str| child(node, key);
         let url_node = get("url").ok_or_else(|| node.error("has no url"))?;
         let url_text = defaults.substitute(
@@ -325,6 +327,10 @@ impl Builder {
             Some(a) => json_assertions(&a)?,
             None => Vec::new(),
         };
+        let xpath_assertions = match get("assert-xpath") {
+            Some(a) => super::assertions::xpath_assertions(&a)?,
+            None => Vec::new(),
+        };
         let dynamic = dynamic_parts(origin, path_and_query, &headers, &body);
         let follow_redirects =
             optional(get("follow-redirects"), boolean)?.unwrap_or(defaults.follow_redirects);
@@ -363,6 +369,7 @@ impl Builder {
             assert_body_limit,
             assertions,
             json_assertions,
+            xpath_assertions,
         })
     }
 
