@@ -263,13 +263,13 @@ pub enum Step {
         /// The steps.
         body: Vec<Step>,
     },
-    /// JMeter's Random and Interleave Controllers: one of the choices per pass, at random
-    /// or in turn (each user keeps its own turn).
+    /// JMeter's Random, Interleave, Switch and Random Order Controllers: which of its
+    /// children run on a pass (each user keeps its own interleave turn).
     Pick {
         /// Its index among the program's picks.
         id: usize,
-        /// In turn (Interleave) rather than at random.
-        interleave: bool,
+        /// How the children are chosen.
+        mode: PickMode,
         /// The choices, each one child of the controller.
         choices: Vec<Vec<Step>>,
     },
@@ -284,6 +284,26 @@ pub enum Step {
     Action(Action),
     /// `set-variables`: values rendered and assigned each time.
     SetVariables(Vec<(String, Template)>),
+}
+
+/// How a [`Step::Pick`] chooses among its children.
+#[derive(Debug, Clone)]
+pub enum PickMode {
+    /// One child at random (Random Controller).
+    Random,
+    /// One child in turn (Interleave Controller).
+    Interleave,
+    /// The child the rendered value names (Switch Controller): an index (out of range or
+    /// blank: the first), else a child's name, else one named `default` (any case), else
+    /// none.
+    Switch {
+        /// The switch value.
+        value: Template,
+        /// Each choice's name.
+        names: Vec<String>,
+    },
+    /// Every child, in a new random order each pass (Random Order Controller).
+    Shuffled,
 }
 
 /// The steps of a loop, with the `once` blocks that run again each time the loop starts.

@@ -958,3 +958,67 @@ async fn xpath_assertions_check_the_response() {
         report.errors
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_and_random_order_controllers_choose_as_jmeter_does() {
+    let app = LoginApp::start().await;
+    let body = format!(
+        r#"<CSVDataSet guiclass="TestBeanGUI" testclass="CSVDataSet" testname="Switch values">
+          <stringProp name="filename">switch.csv</stringProp>
+          <stringProp name="variableNames">pick</stringProp>
+          <stringProp name="delimiter">,</stringProp>
+          <boolProp name="recycle">true</boolProp>
+        </CSVDataSet>
+        <hashTree/>
+        <SwitchController guiclass="SwitchControllerGui" testclass="SwitchController" testname="Switch">
+          <stringProp name="SwitchController.value">${{pick}}</stringProp>
+        </SwitchController>
+        <hashTree>{a}{b}{named}{default}</hashTree>
+        <RandomOrderController guiclass="RandomOrderControllerGui" testclass="RandomOrderController" testname="Shuffle"/>
+        <hashTree>{p}{q}{r}</hashTree>"#,
+        a = sampler("A", "GET", "/a", ""),
+        b = sampler("B", "GET", "/b", ""),
+        named = sampler("Named", "GET", "/named", ""),
+        default = sampler("Default", "GET", "/default", ""),
+        p = sampler("P", "GET", "/p", ""),
+        q = sampler("Q", "GET", "/q", ""),
+        r = sampler("R", "GET", "/r", ""),
+    );
+    let (dir, file) = written("switch.jmx", &plan_text(&thread_group(1, 10), &body));
+    // An index, a name, an index out of range (the first), no such name (`default`), 0.
+    std::fs::write(dir.path().join("switch.csv"), "1\nNamed\n7\nnomatch\n0\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = plan_for(&[file], &app);
+    assert!(
+        plan.warnings.iter().all(|w| !w.contains("not supported")),
+        "{:?}",
+        plan.warnings
+    );
+    run(&plan).await;
+    let sent = targets(&app.recorded());
+    let switched: Vec<&str> = sent
+        .iter()
+        .map(String::as_str)
+        .filter(|t| ["/a", "/b", "/named", "/default"].contains(t))
+        .collect();
+    let pass = ["/b", "/named", "/a", "/default", "/a"];
+    assert_eq!(switched, [pass, pass].concat(), "{sent:?}");
+    let shuffled: Vec<&str> = sent
+        .iter()
+        .map(String::as_str)
+        .filter(|t| ["/p", "/q", "/r"].contains(t))
+        .collect();
+    assert_eq!(shuffled.len(), 30, "{sent:?}");
+    let passes: Vec<Vec<&str>> = shuffled.chunks(3).map(<[&str]>::to_vec).collect();
+    for order in &passes {
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            ["/p", "/q", "/r"],
+            "each pass runs every child once"
+        );
+    }
+    // Ten passes in one order would be a chance of one in 10 million.
+    assert!(passes.iter().any(|o| *o != passes[0]), "{passes:?}");
+}

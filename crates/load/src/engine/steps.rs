@@ -18,7 +18,7 @@ use super::users::{
     CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until, take_arrival, until_cancelled,
 };
 use crate::condition;
-use crate::plan::{Action, Block, LoopCount, Program, Request, Step, ThinkTime};
+use crate::plan::{Action, Block, LoopCount, PickMode, Program, Request, Step, ThinkTime};
 use crate::stats::{ErrorKind, Sample};
 use crate::variables::{
     MAX_RENDERED_BYTES, MAX_VARIABLE_BYTES, Random, SharedCounters, UserVariables, encode_target,
@@ -224,6 +224,25 @@ impl<'a> ProgramUser<'a> {
         })
     }
 
+    /// Every choice once, in a random order (Fisher-Yates with the user's random source).
+    async fn run_shuffled(&mut self, choices: &'a [Vec<Step>]) -> Flow {
+        let mut order: Vec<usize> = (0..choices.len()).collect();
+        for i in (1..order.len()).rev() {
+            let j = usize::try_from(self.variables.random_below(i as u64 + 1)).unwrap_or(0);
+            order.swap(i, j);
+        }
+        for index in order {
+            if self.should_end() {
+                return Flow::End;
+            }
+            let flow = self.run_steps(&choices[index]).await;
+            if flow != Flow::Next {
+                return flow;
+            }
+        }
+        Flow::Next
+    }
+
     async fn run_step(&mut self, step: &'a Step) -> Flow {
         match step {
             Step::Request(index) => self.request(*index).await,
@@ -311,20 +330,25 @@ impl<'a> ProgramUser<'a> {
                 self.transaction(*label, *force_parent, *include_timers, body)
                     .await
             }
-            Step::Pick {
-                id,
-                interleave,
-                choices,
-            } => {
+            Step::Pick { id, mode, choices } => {
                 let count = choices.len().max(1);
-                let index = if *interleave {
-                    self.pick_next.get_mut(*id).map_or(0, |next| {
+                let index = match mode {
+                    PickMode::Interleave => self.pick_next.get_mut(*id).map_or(0, |next| {
                         let index = *next % count;
                         *next = index + 1;
                         index
-                    })
-                } else {
-                    usize::try_from(self.variables.random_below(count as u64)).unwrap_or(0)
+                    }),
+                    PickMode::Random => {
+                        usize::try_from(self.variables.random_below(count as u64)).unwrap_or(0)
+                    }
+                    PickMode::Switch { value, names } => {
+                        let value = value.render(&mut self.variables);
+                        match switch_choice(value.trim(), names) {
+                            Some(index) => index,
+                            None => return Flow::Next,
+                        }
+                    }
+                    PickMode::Shuffled => return self.run_shuffled(choices).await,
                 };
                 match choices.get(index) {
                     Some(steps) => self.run_steps(steps).await,
@@ -622,6 +646,23 @@ impl<'a> ProgramUser<'a> {
             self.outbox.push(sample, ended - self.shared.start, ended);
         }
     }
+}
+
+/// The child a Switch Controller runs for `value`, as JMeter chooses it: an index (out of
+/// range or blank: the first), else the child of that name, else one named `default` in
+/// any case; `None`: no child runs.
+fn switch_choice(value: &str, names: &[String]) -> Option<usize> {
+    if value.is_empty() {
+        return (!names.is_empty()).then_some(0);
+    }
+    if let Ok(index) = value.parse::<i64>() {
+        let index = usize::try_from(index).ok().filter(|i| *i < names.len());
+        return index.or((!names.is_empty()).then_some(0));
+    }
+    names
+        .iter()
+        .position(|name| name == value)
+        .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case("default")))
 }
 
 /// The request with its `${…}` rendered for this user, and whether its URL named its own

@@ -12,7 +12,7 @@ use super::Builder;
 use super::scenario::ScenarioDefaults;
 use super::values::{ConfigValue, boolean, child, duration, optional};
 use crate::ConfigError;
-use crate::plan::{Action, Block, LoopCount, Request, Step};
+use crate::plan::{Action, Block, LoopCount, PickMode, Request, Step};
 use crate::variables::Template;
 
 /// Block keys, in the order Taurus tries them.
@@ -30,6 +30,8 @@ const BLOCK_KEYS: &[&str] = &[
     // Runtime Controllers (no Taurus config uses these names).
     "jmx-random",
     "jmx-interleave",
+    "jmx-switch",
+    "jmx-random-order",
     "jmx-runtime",
 ];
 
@@ -200,16 +202,30 @@ impl Builder {
             "include-scenario" => self.include(node, defaults, out)?,
             "action" => Step::Action(action(node)?),
             "set-variables" => Step::SetVariables(assignments(&get("set-variables"))?),
-            "jmx-random" | "jmx-interleave" => {
+            "jmx-random" | "jmx-interleave" | "jmx-switch" | "jmx-random-order" => {
                 let list = get(key).ok_or_else(|| node.error(format!("{key} needs a list")))?;
                 let mut choices = Vec::new();
                 for choice in list.items(" of choices")? {
                     choices.push(self.steps(&choice, defaults, out)?);
                 }
+                let mode = match key {
+                    "jmx-random" => PickMode::Random,
+                    "jmx-interleave" => PickMode::Interleave,
+                    "jmx-random-order" => PickMode::Shuffled,
+                    _ => PickMode::Switch {
+                        value: template(&get("value"))?,
+                        names: get("names")
+                            .and_then(|n| n.value.as_array().cloned())
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|n| n.as_str().unwrap_or_default().to_owned())
+                            .collect(),
+                    },
+                };
                 out.picks += 1;
                 Step::Pick {
                     id: out.picks - 1,
-                    interleave: key == "jmx-interleave",
+                    mode,
                     choices,
                 }
             }
