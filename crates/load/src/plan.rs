@@ -198,6 +198,9 @@ pub struct Program {
     pub onces: usize,
     /// How many [`Step::Pick`] steps there are (each interleave keeps its turn per user).
     pub picks: usize,
+    /// How many [`Step::Throttle`] steps there are (each keeps counts, per user or
+    /// shared).
+    pub throttles: usize,
     /// Cookies every user's jar starts with (`cookies`).
     pub cookies: Vec<(String, String)>,
     /// JMeter properties for `${__P(name)}`: `modules.jmeter.properties` and the scenario's
@@ -273,6 +276,17 @@ pub enum Step {
         /// The choices, each one child of the controller.
         choices: Vec<Vec<Step>>,
     },
+    /// JMeter's Throughput Controller: its steps on some of the passes that reach it.
+    Throttle {
+        /// Its index among the program's throttles.
+        id: usize,
+        /// How many passes run the steps.
+        limit: ThrottleLimit,
+        /// Counted per user ("Per User"), else across the execution's users.
+        per_user: bool,
+        /// The steps.
+        body: Vec<Step>,
+    },
     /// JMeter's Runtime Controller: the body again and again until `limit` has passed.
     Runtime {
         /// How long.
@@ -284,6 +298,26 @@ pub enum Step {
     Action(Action),
     /// `set-variables`: values rendered and assigned each time.
     SetVariables(Vec<(String, Template)>),
+}
+
+/// How many passes through a [`Step::Throttle`] run its steps.
+#[derive(Debug, Clone, Copy)]
+pub enum ThrottleLimit {
+    /// The first N ("Total Executions").
+    Total(u64),
+    /// This percentage of them, spread evenly ("Percent Executions").
+    Percent(f64),
+}
+
+impl ThrottleLimit {
+    /// Whether the pass that is the `reached`-th (from 1) runs, `runs` having run before.
+    pub fn allows(self, reached: u64, runs: u64) -> bool {
+        match self {
+            Self::Total(limit) => runs < limit,
+            // As JMeter: run while the share so far, rounded, stays under the percentage.
+            Self::Percent(percent) => (100.0 * runs as f64 + 50.0) / (reached as f64) < percent,
+        }
+    }
 }
 
 /// How a [`Step::Pick`] chooses among its children.

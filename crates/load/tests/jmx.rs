@@ -1022,3 +1022,49 @@ async fn switch_and_random_order_controllers_choose_as_jmeter_does() {
     // Ten passes in one order would be a chance of one in 10 million.
     assert!(passes.iter().any(|o| *o != passes[0]), "{passes:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_controllers_run_their_share_of_the_passes() {
+    let app = LoginApp::start().await;
+    let controller = |name: &str, style: u8, per_thread: bool, total: u32, percent: f64| {
+        format!(
+            r#"<ThroughputController guiclass="ThroughputControllerGui" testclass="ThroughputController" testname="{name}">
+          <intProp name="ThroughputController.style">{style}</intProp>
+          <boolProp name="ThroughputController.perThread">{per_thread}</boolProp>
+          <intProp name="ThroughputController.maxThroughput">{total}</intProp>
+          <FloatProperty>
+            <name>ThroughputController.percentThroughput</name>
+            <value>{percent}</value>
+            <savedValue>0.0</savedValue>
+          </FloatProperty>
+        </ThroughputController>"#
+        )
+    };
+    let body = format!(
+        "{}<hashTree>{}</hashTree>{}<hashTree>{}</hashTree>{}<hashTree>{}</hashTree>",
+        controller("Half", 1, true, 1, 50.0),
+        sampler("Half", "GET", "/half", ""),
+        controller("Three in all", 0, false, 3, 0.0),
+        sampler("Three", "GET", "/three", ""),
+        controller("Two each", 0, true, 2, 0.0),
+        sampler("Two", "GET", "/two", ""),
+    );
+    // Two threads of 10 passes each.
+    let (_dir, file) = written("throughput.jmx", &plan_text(&thread_group(2, 10), &body));
+    let plan = plan_for(&[file], &app);
+    assert!(
+        plan.warnings.iter().all(|w| !w.contains("not supported")),
+        "{:?}",
+        plan.warnings
+    );
+    let report = run(&plan).await;
+    // 50 % per thread: 5 of each thread's 10; 3 in all across the threads; 2 per thread.
+    assert_eq!(
+        (
+            count(&report, "Half"),
+            count(&report, "Three"),
+            count(&report, "Two")
+        ),
+        (10, 3, 4)
+    );
+}

@@ -18,7 +18,9 @@ use super::users::{
     CONNECT_RETRY_PAUSE, Outbox, Shared, at, sleep_until, take_arrival, until_cancelled,
 };
 use crate::condition;
-use crate::plan::{Action, Block, LoopCount, PickMode, Program, Request, Step, ThinkTime};
+use crate::plan::{
+    Action, Block, LoopCount, PickMode, Program, Request, Step, ThinkTime, ThrottleLimit,
+};
 use crate::stats::{ErrorKind, Sample};
 use crate::variables::{
     MAX_RENDERED_BYTES, MAX_VARIABLE_BYTES, Random, SharedCounters, UserVariables, encode_target,
@@ -39,6 +41,8 @@ pub struct ProgramState {
     pub counters: Arc<SharedCounters>,
     /// The next row of each data source.
     pub cursors: Vec<AtomicU64>,
+    /// Each Throughput Controller's passes and runs, across the users.
+    pub throttles: Vec<(AtomicU64, AtomicU64)>,
 }
 
 impl ProgramState {
@@ -49,6 +53,9 @@ impl ProgramState {
                 .data_sources
                 .iter()
                 .map(|_| AtomicU64::new(0))
+                .collect(),
+            throttles: (0..program.throttles)
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
                 .collect(),
             ..Self::default()
         }
@@ -87,6 +94,8 @@ struct ProgramUser<'a> {
     variables: UserVariables,
     /// The next choice of each interleave.
     pick_next: Vec<usize>,
+    /// Each per-user Throughput Controller's passes and runs.
+    throttled: Vec<(u64, u64)>,
     once_done: Vec<bool>,
     connections: Connections,
     outbox: Outbox<'a>,
@@ -116,6 +125,7 @@ pub async fn run_program<'a>(
         variables: fresh_variables(program, user, state),
         once_done: vec![false; program.onces],
         pick_next: vec![0; program.picks],
+        throttled: vec![(0, 0); program.throttles],
         connections: Connections::default(),
         outbox: Outbox::new(&shared.samples),
         stop,
@@ -222,6 +232,28 @@ impl<'a> ProgramUser<'a> {
             }
             Flow::Next
         })
+    }
+
+    /// Whether this pass through Throughput Controller `id` runs its steps, counting it.
+    fn throttle_allows(&mut self, id: usize, limit: ThrottleLimit, per_user: bool) -> bool {
+        if per_user {
+            let Some((reached, runs)) = self.throttled.get_mut(id) else {
+                return false;
+            };
+            *reached += 1;
+            let allowed = limit.allows(*reached, *runs);
+            *runs += u64::from(allowed);
+            return allowed;
+        }
+        let Some((reached, runs)) = self.state.throttles.get(id) else {
+            return false;
+        };
+        let reached = reached.fetch_add(1, Ordering::Relaxed) + 1;
+        // Taken only when allowed: concurrent users cannot both take the last run.
+        runs.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |done| {
+            limit.allows(reached, done).then_some(done + 1)
+        })
+        .is_ok()
     }
 
     /// Every choice once, in a random order (Fisher-Yates with the user's random source).
@@ -353,6 +385,18 @@ impl<'a> ProgramUser<'a> {
                 match choices.get(index) {
                     Some(steps) => self.run_steps(steps).await,
                     None => Flow::Next,
+                }
+            }
+            Step::Throttle {
+                id,
+                limit,
+                per_user,
+                body,
+            } => {
+                if self.throttle_allows(*id, *limit, *per_user) {
+                    self.run_steps(body).await
+                } else {
+                    Flow::Next
                 }
             }
             Step::Runtime { limit, body } => {

@@ -217,6 +217,23 @@ impl<'t> Reader<'t> {
                     "names": names,
                 })
             }
+            "ThroughputController" => {
+                self.steps(element, scope, &format!("{here}.do"), &mut body, group)?;
+                let number = |name: &str| {
+                    self.evaluate(element.string(name))
+                        .trim()
+                        .parse::<f64>()
+                        .unwrap_or(0.0)
+                };
+                let per_user = element.flag("ThroughputController.perThread", false);
+                // Style 1 is "Percent Executions", anything else "Total Executions".
+                let spec = if element.string("ThroughputController.style").trim() == "1" {
+                    json!({"percent": number("ThroughputController.percentThroughput"), "per-user": per_user})
+                } else {
+                    json!({"total": number("ThroughputController.maxThroughput"), "per-user": per_user})
+                };
+                json!({"jmx-throughput": spec, "do": body})
+            }
             "RuntimeController" => {
                 self.steps(element, scope, &format!("{here}.do"), &mut body, group)?;
                 let seconds = self

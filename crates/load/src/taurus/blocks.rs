@@ -12,7 +12,7 @@ use super::Builder;
 use super::scenario::ScenarioDefaults;
 use super::values::{ConfigValue, boolean, child, duration, optional};
 use crate::ConfigError;
-use crate::plan::{Action, Block, LoopCount, PickMode, Request, Step};
+use crate::plan::{Action, Block, LoopCount, PickMode, Request, Step, ThrottleLimit};
 use crate::variables::Template;
 
 /// Block keys, in the order Taurus tries them.
@@ -32,6 +32,7 @@ const BLOCK_KEYS: &[&str] = &[
     "jmx-interleave",
     "jmx-switch",
     "jmx-random-order",
+    "jmx-throughput",
     "jmx-runtime",
 ];
 
@@ -52,6 +53,8 @@ pub(super) struct Steps<'s> {
     pub(super) onces: usize,
     /// `jmx-random` and `jmx-interleave` blocks so far.
     pub(super) picks: usize,
+    /// `jmx-throughput` blocks so far.
+    pub(super) throttles: usize,
     /// Names of the scenarios being read, to refuse `include-scenario` recursion.
     pub(super) including: Vec<String>,
     /// The config's `scenarios`.
@@ -229,6 +232,32 @@ impl Builder {
                     choices,
                 }
             }
+            "jmx-throughput" => {
+                let spec = get("jmx-throughput");
+                let number = |key: &str| {
+                    spec.as_ref()
+                        .and_then(|s| s.value.get(key))
+                        .and_then(Value::as_f64)
+                };
+                let limit = match (number("total"), number("percent")) {
+                    (Some(total), _) => ThrottleLimit::Total(total.max(0.0) as u64),
+                    (None, Some(percent)) => ThrottleLimit::Percent(percent),
+                    _ => return Err(node.error("jmx-throughput needs total or percent")),
+                };
+                let per_user = spec
+                    .as_ref()
+                    .and_then(|s| s.value.get("per-user"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let body = body(self, out, "do")?;
+                out.throttles += 1;
+                Step::Throttle {
+                    id: out.throttles - 1,
+                    limit,
+                    per_user,
+                    body,
+                }
+            }
             "jmx-runtime" => Step::Runtime {
                 limit: optional(get("jmx-runtime"), duration)?.unwrap_or_default(),
                 body: loop_block(body(self, out, "do")?),
@@ -366,7 +395,9 @@ fn loop_block(steps: Vec<Step>) -> Block {
                     collect(then, onces);
                     collect(otherwise, onces);
                 }
-                Step::Transaction { body, .. } => collect(body, onces),
+                Step::Transaction { body, .. } | Step::Throttle { body, .. } => {
+                    collect(body, onces);
+                }
                 Step::Pick { choices, .. } => {
                     for choice in choices {
                         collect(choice, onces);
