@@ -1,5 +1,6 @@
 //! Taurus variables, extractors, data sources and logic blocks end to end against a real
-//! login app on 127.0.0.1: what the server received proves what the users sent.
+//! login app on 127.0.0.1: what the server received proves what the users sent. Over 600
+//! lines: each config is written inline beside the assertions on what it sent.
 
 use std::path::Path;
 

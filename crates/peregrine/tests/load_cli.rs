@@ -1,4 +1,5 @@
 //! `peregrine load` through its command line: signals and messages about what was typed.
+//! Over 600 lines: each test drives the real binary and reads what it printed and wrote.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

@@ -3,6 +3,8 @@
 //! hold-for, iterations, throughput cap or open-model arrival rate. Samples go to one
 //! collector over a channel; the engine returns what it measured as a [`Finished`] and
 //! knows nothing of reports.
+//! Over 600 lines: the run's loop, its preparation and its early stop share the state
+//! kept here.
 
 mod exchange;
 pub(crate) mod pacing;

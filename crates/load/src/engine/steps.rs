@@ -1,6 +1,8 @@
 //! A virtual user running a scenario's [`Program`]: logic blocks, per-user variables,
 //! extractors and CSV rows. Only scenarios with such features come here; a plain list of
-//! requests stays on the fast path in `users`.
+//! requests stays on the fast path in `users`. Over 600 lines: the interpreter of every
+//! step kind, kept together so each one ends its flow (next, next iteration, stop, end)
+//! alike.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -870,6 +872,26 @@ pub fn user_random(user: u32) -> Random {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_switch_value_chooses_as_jmeters_switch_controller() {
+        let names: Vec<String> = ["A", "Named", "DEFAULT"].map(str::to_owned).to_vec();
+        let choose = |value: &str| switch_choice(value, &names);
+        assert_eq!(
+            [
+                choose("1"),
+                choose(""),
+                choose("9"),
+                choose("-1"),
+                choose("Named")
+            ],
+            [Some(1), Some(0), Some(0), Some(0), Some(1)]
+        );
+        // No such name: the child named default (any case); without one, none.
+        assert_eq!(choose("other"), Some(2));
+        assert_eq!(switch_choice("other", &names[..2]), None);
+        assert_eq!(switch_choice("", &[]), None);
+    }
 
     fn stats(think: ThinkTime) -> (f64, f64) {
         let mut random = Random::seeded(7);

@@ -1,5 +1,6 @@
 //! Scenarios and their requests: defaults a scenario gives its requests, URLs, headers,
-//! bodies and think-times.
+//! bodies and think-times. Over 600 lines: a request has many keys, each read here with
+//! its error naming the key path.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
