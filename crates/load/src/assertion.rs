@@ -21,7 +21,7 @@ pub struct JsonAssertion {
     /// The path as written, e.g. `$.id`.
     pub text: String,
     /// The parsed path.
-    pub path: serde_json_path::JsonPath,
+    pub path: crate::jsonpath::JaywayPath,
     /// The value the first match must have (`expected-value`, checked when `validate` or given).
     pub expected: Option<Pattern>,
     /// The first match must be `null`.
@@ -36,7 +36,7 @@ impl JsonAssertion {
         let failure = match serde_json::from_slice::<Value>(body) {
             Err(_) => Some("the body is not JSON".to_owned()),
             Ok(document) => {
-                let nodes = self.path.query(&document).all();
+                let nodes = self.path.query(&document);
                 match nodes.first() {
                     None => Some(format!("{} not found", self.text)),
                     Some(found) if self.expect_null && !found.is_null() => {
@@ -65,6 +65,36 @@ impl JsonAssertion {
                 self.text
             )),
             _ => None,
+        }
+    }
+}
+
+/// A Taurus `assert-xpath` item (JMeter's XPath Assertion).
+#[derive(Debug, Clone)]
+pub struct XPathAssertion {
+    /// The XPath, checked when the config was read.
+    pub expression: String,
+    /// Parse the body as HTML, as browsers do (`use-tolerant-parser`).
+    pub tolerant: bool,
+    /// Pass when the XPath does not hold instead.
+    pub invert: bool,
+}
+
+impl XPathAssertion {
+    /// `None` when `body` passes; otherwise why it failed.
+    pub fn check(&self, body: &[u8]) -> Option<String> {
+        let page = String::from_utf8_lossy(body);
+        match crate::extract::xpath_holds(&page, &self.expression, self.tolerant) {
+            Err(why) => Some(format!("assertion failed: {}: {why}", self.expression)),
+            Ok(holds) if holds == self.invert => Some(if self.invert {
+                format!(
+                    "assertion failed: {} matched, and invert is set",
+                    self.expression
+                )
+            } else {
+                format!("assertion failed: {} matched nothing", self.expression)
+            }),
+            Ok(_) => None,
         }
     }
 }
@@ -123,7 +153,7 @@ impl Pattern {
 pub struct ResponseParts {
     /// The headers, for header assertions.
     pub headers: bool,
-    /// The body, for body and JSONPath assertions.
+    /// The body, for body, JSONPath and XPath assertions.
     pub body: bool,
     /// Only `Set-Cookie` and `Location`, for the cookie jar and redirects: two name
     /// comparisons per header, so a response without them costs nothing more.

@@ -2,9 +2,9 @@
 //! JSONPath, text between two boundaries, a CSS selector over HTML or an XPath) into the user's variables, with JMeter's
 //! defaults and `match-no` rules. Only requests with extractors keep their response body.
 
+use crate::jsonpath::JaywayPath;
 use regex::Regex;
 use serde_json::Value;
-use serde_json_path::JsonPath;
 
 use crate::variables::UserVariables;
 
@@ -51,7 +51,7 @@ pub enum ExtractorKind {
     /// `extract-jsonpath`.
     JsonPath {
         /// The compiled path.
-        path: JsonPath,
+        path: JaywayPath,
         /// With `match-no: -1`, also write `var_ALL` joined by commas.
         concat: bool,
     },
@@ -105,7 +105,7 @@ impl Extractor {
                 .map(|c| fill_template(template, &c))
                 .collect(),
             ExtractorKind::JsonPath { path, .. } => match serde_json::from_slice::<Value>(body) {
-                Ok(json) => path.query(&json).all().into_iter().map(json_text).collect(),
+                Ok(json) => path.query(&json).iter().map(|v| json_text(v)).collect(),
                 Err(_) => Vec::new(),
             },
             ExtractorKind::Boundary { left, right } => boundary_matches(&text, left, right),
@@ -230,23 +230,47 @@ pub fn check_xpath(expression: &str) -> Result<(), String> {
 /// target answering with a million nested elements must not overflow the stack.
 const MAX_XML_DEPTH: usize = 512;
 
-/// The string value of each item `expression` selects (an element's text content, an
-/// attribute's value, a computed string or number); nothing when the page does not parse or
-/// nests deeper than [`MAX_XML_DEPTH`].
-fn xpath_matches(page: &str, expression: &str, tolerant: bool) -> Vec<String> {
+/// Whether `expression` holds on `page`, as JMeter's XPath Assertion reads it: a node set
+/// that is not empty, or a true boolean (XPath 1.0's `boolean()`). `Err` when the page does
+/// not parse or nests too deep (JMeter fails such a sample too) or the query fails.
+pub fn xpath_holds(page: &str, expression: &str, tolerant: bool) -> Result<bool, String> {
+    let xml = xml_of(page, tolerant).ok_or_else(|| "the response nests too deep".to_owned())?;
+    let package = sxd_document::parser::parse(&xml)
+        .map_err(|_| "the response is not well-formed XML".to_owned())?;
+    let document = package.as_document();
+    let xpath = sxd_xpath::Factory::new()
+        .build(expression)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the expression is empty".to_owned())?;
+    xpath
+        .evaluate(&sxd_xpath::Context::new(), document.root())
+        .map(|value| value.boolean())
+        .map_err(|e| e.to_string())
+}
+
+/// The page as XML to search: as it is, or (`tolerant`) parsed as browsers parse HTML and
+/// written back as XML; `None` when it nests deeper than the parsers are let go.
+fn xml_of(page: &str, tolerant: bool) -> Option<String> {
     let xml = if tolerant {
         // The HTML parser's work grows with the square of the nesting (it looks through the
         // open elements at each new one): a hostile page must not make it take minutes.
         if nesting_depth(page) > MAX_HTML_DEPTH {
-            return Vec::new();
+            return None;
         }
         html_as_xml(page)
     } else {
         page.to_owned()
     };
-    if nesting_depth(&xml) > MAX_XML_DEPTH {
+    (nesting_depth(&xml) <= MAX_XML_DEPTH).then_some(xml)
+}
+
+/// The string value of each item `expression` selects (an element's text content, an
+/// attribute's value, a computed string or number); nothing when the page does not parse or
+/// nests deeper than [`MAX_XML_DEPTH`].
+fn xpath_matches(page: &str, expression: &str, tolerant: bool) -> Vec<String> {
+    let Some(xml) = xml_of(page, tolerant) else {
         return Vec::new();
-    }
+    };
     let Ok(package) = sxd_document::parser::parse(&xml) else {
         return Vec::new();
     };
@@ -391,28 +415,6 @@ fn boundary_matches(text: &str, left: &str, right: &str) -> Vec<String> {
     found
 }
 
-/// Rewrites a Jayway/JMeter JSONPath into the RFC 9535 form `serde_json_path` reads:
-/// `token` → `$.token`, `$.[0]` → `$[0]`, `$.` → `$`, `[?(@.x)]` → `[?@.x]`. The second
-/// value says whether `$.` was rewritten (worth a warning: Jayway itself rejects it).
-pub fn normalize_jsonpath(path: &str) -> (String, bool) {
-    let trimmed = path.trim();
-    let mut text = if trimmed.starts_with('$') {
-        trimmed.to_owned()
-    } else {
-        format!("$.{trimmed}")
-    };
-    let trailing_dot = text.ends_with('.') && !text.ends_with("..");
-    if trailing_dot {
-        text.pop();
-    }
-    text = text
-        .replace("..[", "\u{0}")
-        .replace(".[", "[")
-        .replace('\u{0}', "..[");
-    text = text.replace("[?(", "[?").replace(")]", "]");
-    (text, trailing_dot)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -422,14 +424,15 @@ mod tests {
     }
 
     fn jsonpath(text: &str, match_no: i64) -> Extractor {
-        let (path, _) = normalize_jsonpath(text);
         Extractor {
             variable: "v".into(),
             default: NOT_FOUND.into(),
             match_no,
             subject: ExtractSubject::Body,
             kind: ExtractorKind::JsonPath {
-                path: JsonPath::parse(&path).unwrap_or_else(|e| panic!("{path}: {e}")),
+                path: JaywayPath::parse(text)
+                    .unwrap_or_else(|e| panic!("{text}: {e}"))
+                    .0,
                 concat: true,
             },
         }
@@ -455,7 +458,6 @@ mod tests {
         assert_eq!(u.values["v"], "2");
         jsonpath("missing", 1).apply(200, &http::HeaderMap::new(), body, &mut u);
         assert_eq!(u.values["v"], NOT_FOUND);
-        assert_eq!(normalize_jsonpath("$."), ("$".into(), true));
     }
 
     #[test]

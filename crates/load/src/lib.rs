@@ -19,6 +19,7 @@ pub mod extract;
 pub mod files;
 mod http1;
 mod jmx;
+pub mod jsonpath;
 pub mod live;
 mod markup;
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub mod stats;
 mod taurus;
 mod tls;
 mod totals;
+pub mod url;
 pub mod variables;
 
 use std::path::PathBuf;

@@ -198,6 +198,9 @@ pub struct Program {
     pub onces: usize,
     /// How many [`Step::Pick`] steps there are (each interleave keeps its turn per user).
     pub picks: usize,
+    /// How many [`Step::Throttle`] steps there are (each keeps counts, per user or
+    /// shared).
+    pub throttles: usize,
     /// Cookies every user's jar starts with (`cookies`).
     pub cookies: Vec<(String, String)>,
     /// JMeter properties for `${__P(name)}`: `modules.jmeter.properties` and the scenario's
@@ -263,15 +266,26 @@ pub enum Step {
         /// The steps.
         body: Vec<Step>,
     },
-    /// JMeter's Random and Interleave Controllers: one of the choices per pass, at random
-    /// or in turn (each user keeps its own turn).
+    /// JMeter's Random, Interleave, Switch and Random Order Controllers: which of its
+    /// children run on a pass (each user keeps its own interleave turn).
     Pick {
         /// Its index among the program's picks.
         id: usize,
-        /// In turn (Interleave) rather than at random.
-        interleave: bool,
+        /// How the children are chosen.
+        mode: PickMode,
         /// The choices, each one child of the controller.
         choices: Vec<Vec<Step>>,
+    },
+    /// JMeter's Throughput Controller: its steps on some of the passes that reach it.
+    Throttle {
+        /// Its index among the program's throttles.
+        id: usize,
+        /// How many passes run the steps.
+        limit: ThrottleLimit,
+        /// Counted per user ("Per User"), else across the execution's users.
+        per_user: bool,
+        /// The steps.
+        body: Vec<Step>,
     },
     /// JMeter's Runtime Controller: the body again and again until `limit` has passed.
     Runtime {
@@ -284,6 +298,46 @@ pub enum Step {
     Action(Action),
     /// `set-variables`: values rendered and assigned each time.
     SetVariables(Vec<(String, Template)>),
+}
+
+/// How many passes through a [`Step::Throttle`] run its steps.
+#[derive(Debug, Clone, Copy)]
+pub enum ThrottleLimit {
+    /// The first N ("Total Executions").
+    Total(u64),
+    /// This percentage of them, spread evenly ("Percent Executions").
+    Percent(f64),
+}
+
+impl ThrottleLimit {
+    /// Whether the pass that is the `reached`-th (from 1) runs, `runs` having run before.
+    pub fn allows(self, reached: u64, runs: u64) -> bool {
+        match self {
+            Self::Total(limit) => runs < limit,
+            // As JMeter: run while the share so far, rounded, stays under the percentage.
+            Self::Percent(percent) => (100.0 * runs as f64 + 50.0) / (reached as f64) < percent,
+        }
+    }
+}
+
+/// How a [`Step::Pick`] chooses among its children.
+#[derive(Debug, Clone)]
+pub enum PickMode {
+    /// One child at random (Random Controller).
+    Random,
+    /// One child in turn (Interleave Controller).
+    Interleave,
+    /// The child the rendered value names (Switch Controller): an index (out of range or
+    /// blank: the first), else a child's name, else one named `default` (any case), else
+    /// none.
+    Switch {
+        /// The switch value.
+        value: Template,
+        /// Each choice's name.
+        names: Vec<String>,
+    },
+    /// Every child, in a new random order each pass (Random Order Controller).
+    Shuffled,
 }
 
 /// The steps of a loop, with the `once` blocks that run again each time the loop starts.
@@ -334,6 +388,10 @@ pub struct DataSource {
 /// Parts of a request holding run-time `${…}`, rendered per send.
 #[derive(Debug, Clone)]
 pub struct DynamicRequest {
+    /// The scheme and host when a run-time variable gives them (`${url}`,
+    /// `http://${host}`): rendered before [`Self::target`], the whole URL is then taken
+    /// apart and its host resolved per user. `None`: the request's own address.
+    pub origin: Option<Template>,
     /// Path and query.
     pub target: Template,
     /// Headers whose value has references.
@@ -373,6 +431,8 @@ pub struct Request {
     pub assertions: Vec<Assertion>,
     /// JSONPath checks on the response body (`assert-jsonpath`).
     pub json_assertions: Vec<JsonAssertion>,
+    /// XPath checks on the response body (`assert-xpath`).
+    pub xpath_assertions: Vec<crate::assertion::XPathAssertion>,
     /// The largest response body an assertion may read (`assert-body-limit`); a larger one
     /// fails the request.
     pub assert_body_limit: usize,
@@ -388,6 +448,14 @@ pub struct Request {
     pub max_duration: Option<Duration>,
     /// JMeter's Size Assertion on the response body.
     pub size_check: Option<crate::assertion::SizeCheck>,
+}
+
+impl Request {
+    /// Whether its scheme and host are only known once rendered: its `host` and `port`
+    /// are then placeholders, and its `authority` the origin as written.
+    pub fn origin_at_run_time(&self) -> bool {
+        self.dynamic.as_ref().is_some_and(|d| d.origin.is_some())
+    }
 }
 
 /// A think-time: constant, or one of Taurus's random timers.

@@ -277,3 +277,43 @@ async fn an_untrusted_certificate_is_explained_in_words_and_a_given_ca_is_not_su
     );
     in_words(&message);
 }
+
+/// An https URL decided at run time (a CSV column) gets its TLS session from the run's
+/// setup, made when the first one is sent, with the config's CA and SNI for its host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_url_from_a_csv_column_is_verified_with_the_configs_ca() {
+    // Listen where `localhost` resolves first, as the engine connects there.
+    let ip = tokio::net::lookup_host(("localhost", 0))
+        .await
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .map(|address| address.ip())
+        .unwrap();
+    let server = TinyServer::start_tls_on(Behavior::default(), ip).await;
+    let port = server
+        .url("")
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let plain = TinyServer::start(Behavior::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("urls.csv"),
+        format!(
+            "url\nhttps://localhost:{port}/secure\n{}\n",
+            plain.url("/plain")
+        ),
+    )
+    .unwrap();
+    let yaml = "execution:\n- iterations: 4\n  scenario:\n    data-sources: [urls.csv]\n    requests: ['${url}']\nmodules:\n  peregrine:\n    ca-cert: ca.pem\n";
+    let plan = plan_in(dir.path(), yaml, server.ca_pem());
+    let report = run(&plan).await;
+    assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
+    assert_eq!((server.received(), plain.received()), (2, 2));
+    assert!(
+        server.server_names().iter().all(|n| n == "localhost") && !server.server_names().is_empty(),
+        "{:?}",
+        server.server_names()
+    );
+}

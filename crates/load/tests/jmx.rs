@@ -851,3 +851,220 @@ async fn duration_and_size_assertions_fail_the_samples_they_should() {
         report.errors
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_url_from_a_csv_column_goes_to_the_server_it_names() {
+    let (app, other) = (LoginApp::start().await, LoginApp::start().await);
+    let csv = r#"<CSVDataSet guiclass="TestBeanGUI" testclass="CSVDataSet" testname="URLs">
+          <stringProp name="filename">urls.csv</stringProp>
+          <stringProp name="variableNames">url</stringProp>
+          <stringProp name="delimiter">,</stringProp>
+          <boolProp name="recycle">true</boolProp>
+        </CSVDataSet>
+        <hashTree/>"#;
+    // A path holding a whole URL replaces the defaults' server, as in JMeter.
+    let body = format!("{csv}{}", sampler("Visit", "GET", "${url}", ""));
+    let (dir, file) = written("urls.jmx", &plan_text(&thread_group(1, 3), &body));
+    let rows = format!(
+        "{}/one\n{}/two?q=a b\n{}/three\n",
+        app.base(),
+        other.base(),
+        other.base()
+    );
+    std::fs::write(dir.path().join("urls.csv"), rows).unwrap_or_else(|e| panic!("{e}"));
+    let plan = plan_for(&[file], &app);
+    let report = run(&plan).await;
+    assert_eq!(report.overall.failures, 0, "{:?}", report.errors);
+    assert_eq!(targets(&app.recorded()), ["/one"]);
+    assert_eq!(targets(&other.recorded()), ["/two?q=a%20b", "/three"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xpath_assertions_check_the_response() {
+    let app = LoginApp::start().await;
+    let assertion = |name: &str, class: &str, xpath: &str, negate: bool, tolerant: bool| {
+        format!(
+            r#"<{class} guiclass="XPathAssertionGui" testclass="{class}" testname="{name}">
+            <stringProp name="XPath.xpath">{xpath}</stringProp>
+            <boolProp name="XPath.negate">{negate}</boolProp>
+            <boolProp name="XPath.tolerant">{tolerant}</boolProp>
+          </{class}>
+          <hashTree/>"#
+        )
+    };
+    let body = [
+        sampler(
+            "Catalog",
+            "GET",
+            "/catalog.xml",
+            &assertion(
+                "Has Go",
+                "XPathAssertion",
+                "//book[title='Go']",
+                false,
+                false,
+            ),
+        ),
+        sampler(
+            "No magazine",
+            "GET",
+            "/catalog.xml",
+            &assertion("None", "XPath2Assertion", "//magazine", true, false),
+        ),
+        sampler(
+            "Wrong",
+            "GET",
+            "/catalog.xml",
+            &assertion("Missing", "XPath2Assertion", "//magazine", false, false),
+        ),
+        sampler(
+            "Page",
+            "GET",
+            "/page",
+            &assertion(
+                "Form",
+                "XPathAssertion",
+                "//form[@action='/buy']",
+                false,
+                true,
+            ),
+        ),
+    ]
+    .concat();
+    let (_dir, file) = written("xpath.jmx", &plan_text(&thread_group(1, 2), &body));
+    let plan = plan_for(&[file], &app);
+    assert!(
+        !plan.warnings.iter().any(|w| w.contains("XPath")),
+        "{:?}",
+        plan.warnings
+    );
+    let report = run(&plan).await;
+    let failed = |label: &str| {
+        report
+            .labels
+            .iter()
+            .find(|l| l.label == label)
+            .map_or(u64::MAX, |l| l.summary.failures)
+    };
+    assert_eq!(
+        (
+            failed("Catalog"),
+            failed("No magazine"),
+            failed("Wrong"),
+            failed("Page")
+        ),
+        (0, 0, 2, 0),
+        "{:?}",
+        report.errors
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_and_random_order_controllers_choose_as_jmeter_does() {
+    let app = LoginApp::start().await;
+    let body = format!(
+        r#"<CSVDataSet guiclass="TestBeanGUI" testclass="CSVDataSet" testname="Switch values">
+          <stringProp name="filename">switch.csv</stringProp>
+          <stringProp name="variableNames">pick</stringProp>
+          <stringProp name="delimiter">,</stringProp>
+          <boolProp name="recycle">true</boolProp>
+        </CSVDataSet>
+        <hashTree/>
+        <SwitchController guiclass="SwitchControllerGui" testclass="SwitchController" testname="Switch">
+          <stringProp name="SwitchController.value">${{pick}}</stringProp>
+        </SwitchController>
+        <hashTree>{a}{b}{named}{default}</hashTree>
+        <RandomOrderController guiclass="RandomOrderControllerGui" testclass="RandomOrderController" testname="Shuffle"/>
+        <hashTree>{p}{q}{r}</hashTree>"#,
+        a = sampler("A", "GET", "/a", ""),
+        b = sampler("B", "GET", "/b", ""),
+        named = sampler("Named", "GET", "/named", ""),
+        default = sampler("Default", "GET", "/default", ""),
+        p = sampler("P", "GET", "/p", ""),
+        q = sampler("Q", "GET", "/q", ""),
+        r = sampler("R", "GET", "/r", ""),
+    );
+    let (dir, file) = written("switch.jmx", &plan_text(&thread_group(1, 10), &body));
+    // An index, a name, an index out of range (the first), no such name (`default`), 0.
+    std::fs::write(dir.path().join("switch.csv"), "1\nNamed\n7\nnomatch\n0\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let plan = plan_for(&[file], &app);
+    assert!(
+        plan.warnings.iter().all(|w| !w.contains("not supported")),
+        "{:?}",
+        plan.warnings
+    );
+    run(&plan).await;
+    let sent = targets(&app.recorded());
+    let switched: Vec<&str> = sent
+        .iter()
+        .map(String::as_str)
+        .filter(|t| ["/a", "/b", "/named", "/default"].contains(t))
+        .collect();
+    let pass = ["/b", "/named", "/a", "/default", "/a"];
+    assert_eq!(switched, [pass, pass].concat(), "{sent:?}");
+    let shuffled: Vec<&str> = sent
+        .iter()
+        .map(String::as_str)
+        .filter(|t| ["/p", "/q", "/r"].contains(t))
+        .collect();
+    assert_eq!(shuffled.len(), 30, "{sent:?}");
+    let passes: Vec<Vec<&str>> = shuffled.chunks(3).map(<[&str]>::to_vec).collect();
+    for order in &passes {
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(
+            sorted,
+            ["/p", "/q", "/r"],
+            "each pass runs every child once"
+        );
+    }
+    // Ten passes in one order would be a chance of one in 10 million.
+    assert!(passes.iter().any(|o| *o != passes[0]), "{passes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_controllers_run_their_share_of_the_passes() {
+    let app = LoginApp::start().await;
+    let controller = |name: &str, style: u8, per_thread: bool, total: u32, percent: f64| {
+        format!(
+            r#"<ThroughputController guiclass="ThroughputControllerGui" testclass="ThroughputController" testname="{name}">
+          <intProp name="ThroughputController.style">{style}</intProp>
+          <boolProp name="ThroughputController.perThread">{per_thread}</boolProp>
+          <intProp name="ThroughputController.maxThroughput">{total}</intProp>
+          <FloatProperty>
+            <name>ThroughputController.percentThroughput</name>
+            <value>{percent}</value>
+            <savedValue>0.0</savedValue>
+          </FloatProperty>
+        </ThroughputController>"#
+        )
+    };
+    let body = format!(
+        "{}<hashTree>{}</hashTree>{}<hashTree>{}</hashTree>{}<hashTree>{}</hashTree>",
+        controller("Half", 1, true, 1, 50.0),
+        sampler("Half", "GET", "/half", ""),
+        controller("Three in all", 0, false, 3, 0.0),
+        sampler("Three", "GET", "/three", ""),
+        controller("Two each", 0, true, 2, 0.0),
+        sampler("Two", "GET", "/two", ""),
+    );
+    // Two threads of 10 passes each.
+    let (_dir, file) = written("throughput.jmx", &plan_text(&thread_group(2, 10), &body));
+    let plan = plan_for(&[file], &app);
+    assert!(
+        plan.warnings.iter().all(|w| !w.contains("not supported")),
+        "{:?}",
+        plan.warnings
+    );
+    let report = run(&plan).await;
+    // 50 % per thread: 5 of each thread's 10; 3 in all across the threads; 2 per thread.
+    assert_eq!(
+        (
+            count(&report, "Half"),
+            count(&report, "Three"),
+            count(&report, "Two")
+        ),
+        (10, 3, 4)
+    );
+}

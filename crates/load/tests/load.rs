@@ -438,6 +438,14 @@ async fn every_reporter_writes_what_it_promises() {
         final_xml.contains("<name>perc/95.0</name>") && final_xml.contains("<rc value="),
         "{final_xml}"
     );
+    // Taurus's `concurrency` KPI: the 2 users, in every group (two labels and the total).
+    assert_eq!(
+        final_xml
+            .matches("<concurrency value=\"2\">\n      <name>concurrency</name>\n      <value>2</value>\n    </concurrency>")
+            .count(),
+        3,
+        "{final_xml}"
+    );
     let final_csv = read(dir.path().join("final.csv"));
     let header = final_csv.lines().next().unwrap_or_default();
     assert!(header.starts_with("label,avg_ct,avg_lt,avg_rt,bytes,concurrency,fail,stdev_rt,succ,throughput,perc_0.0,perc_50.0"), "{header}");

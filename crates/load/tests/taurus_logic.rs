@@ -1,5 +1,6 @@
 //! Taurus variables, extractors, data sources and logic blocks end to end against a real
-//! login app on 127.0.0.1: what the server received proves what the users sent.
+//! login app on 127.0.0.1: what the server received proves what the users sent. Over 600
+//! lines: each config is written inline beside the assertions on what it sent.
 
 use std::path::Path;
 
@@ -749,5 +750,220 @@ async fn a_flat_mapping_body_is_posted_as_a_form_unless_the_content_type_is_json
             .map(|r| r.body.clone())
             .as_deref(),
         Some(r#"{"user":"a b","remember":true}"#)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urls_from_a_csv_row_choose_their_server_per_request() {
+    let (a, b) = (LoginApp::start().await, LoginApp::start().await);
+    let port = |app: &LoginApp| app.base().rsplit(':').next().unwrap_or_default().to_owned();
+    let csv = format!(
+        "url,port,page\n{}/first,{},/p1?n=1\n{}/second,{},/p2\n",
+        a.base(),
+        port(&b),
+        b.base(),
+        port(&a)
+    );
+    let plan = plan_in_dir(
+        "execution:\n- iterations: 2\n  scenario:\n    data-sources: [urls.csv]\n    requests:\n    - ${url}\n    - url: http://127.0.0.1:${port}${page}\n      label: page\n    - url: ${nothing}/x\n      label: no-scheme\n",
+        &[("urls.csv", &csv)],
+    );
+    let report = run(&plan).await;
+    assert_eq!(targets(&a.recorded()), ["/first", "/p2"]);
+    assert_eq!(targets(&b.recorded()), ["/p1?n=1", "/second"]);
+    assert_eq!(summary(&report, "page").failures, 0, "{:?}", report.errors);
+    // A URL that renders without a scheme is a failed sample, not a panic or a stop.
+    assert_eq!(summary(&report, "no-scheme").failures, 2);
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.label == "no-scheme" && e.message.contains("http:// or https://")),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(failures(&report), 2, "{:?}", report.errors);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_from_an_extractor_sends_the_next_request_to_another_server() {
+    let b = LoginApp::start().await;
+    let body: &'static str = Box::leak(
+        format!(
+            r#"{{"next":"{}/found?x=1","host":"{}"}}"#,
+            b.base(),
+            b.base()
+        )
+        .into_boxed_str(),
+    );
+    let a = peregrine_testkit::TinyServer::start(peregrine_testkit::Behavior {
+        body,
+        ..Default::default()
+    })
+    .await;
+    let plan = plan_in_dir(
+        &format!(
+            "execution:\n- iterations: 3\n  scenario:\n    default-address: {}\n    requests:\n    - url: /start\n      extract-jsonpath:\n        next: $.next\n        host: $.host\n    - url: ${{next}}\n      label: next\n    - url: ${{host}}/items\n      label: items\n    - url: /again\n      label: again\n",
+            a.url("")
+        ),
+        &[],
+    );
+    let report = run(&plan).await;
+    assert_eq!(failures(&report), 0, "{:?}", report.errors);
+    // The default address stays the fixed one; the extracted URLs go to the other server.
+    assert_eq!(a.received(), 6);
+    assert_eq!(
+        targets(&b.recorded()),
+        [
+            "/found?x=1",
+            "/items",
+            "/found?x=1",
+            "/items",
+            "/found?x=1",
+            "/items"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn included_scenarios_inherit_the_address_variables_and_headers_of_the_includer() {
+    let (a, b) = (LoginApp::start().await, LoginApp::start().await);
+    let yaml = format!(
+        r#"
+execution:
+- iterations: 2
+  scenario: main
+scenarios:
+  part:
+    variables: {{who: ignored}}
+    headers: {{Authorization: ignored}}
+    data-sources: [ids.csv]
+    requests:
+    - /part?who=${{who}}
+    - url: /item/${{id}}
+      label: item
+  elsewhere:
+    default-address: {b}
+    requests: [/b]
+  main:
+    default-address: {a}
+    headers: {{Authorization: top}}
+    variables: {{who: alice}}
+    requests:
+    - include-scenario: part
+    - include-scenario: elsewhere
+"#,
+        a = a.base(),
+        b = b.base()
+    );
+    let plan = plan_in_dir(&yaml, &[("ids.csv", "id\n7\n8\n")]);
+    let report = run(&plan).await;
+    assert_eq!(failures(&report), 0, "{:?}", report.errors);
+    let received = a.recorded();
+    // `- /part` is relative to the includer's address; the includer's variables apply,
+    // and its headers; the included scenario's data source gives a row per iteration.
+    assert_eq!(
+        targets(&received),
+        ["/part?who=alice", "/item/7", "/part?who=alice", "/item/8"]
+    );
+    assert!(
+        received
+            .iter()
+            .all(|r| r.authorization.as_deref() == Some("top")),
+        "{received:?}"
+    );
+    // An included scenario with its own address keeps it.
+    assert_eq!(targets(&b.recorded()), ["/b", "/b"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jayway_jsonpaths_extract_and_assert_on_a_real_response() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- iterations: 1
+  scenario:
+    default-address: {base}
+    requests:
+    - url: /items
+      extract-jsonpath:
+        first: $.[0].id
+        count: $.length()
+        last: $[(@.length-1)].id
+        big: {{jsonpath: "$[?(@.id > 1)].id", match-no: 1}}
+        sum: $..id.sum()
+        none: {{jsonpath: "$[?(@.id in [7, 8])].id", default: nothing}}
+      assert-jsonpath:
+      - jsonpath: $.[-1].id
+        expected-value: "3"
+      - jsonpath: $.length()
+        expected-value: "3"
+    - /next?f=${{first}}&c=${{count}}&l=${{last}}&b=${{big}}&s=${{sum}}&n=${{none}}
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    let report = run(&plan).await;
+    assert_eq!(failures(&report), 0, "{:?}", report.errors);
+    assert_eq!(
+        targets(&app.recorded()),
+        ["/items", "/next?f=1&c=3&l=3&b=2&s=6.0&n=nothing"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xpath_assertions_pass_and_fail_the_samples_they_should() {
+    let app = LoginApp::start().await;
+    let yaml = format!(
+        r#"
+execution:
+- iterations: 2
+  scenario:
+    default-address: {base}
+    requests:
+    - url: /catalog.xml
+      label: holds
+      assert-xpath:
+      - //book[@id='b2']/title
+      - xpath: count(//book) = 2
+      - xpath: //magazine
+        invert: true
+    - url: /catalog.xml
+      label: missing
+      assert-xpath: ['//magazine']
+    - url: /page
+      label: html
+      assert-xpath:
+      - xpath: //input[@name='csrf']
+        use-tolerant-parser: true
+    - url: /page
+      label: not-xml
+      assert-xpath: ['//title']
+"#,
+        base = app.base()
+    );
+    let plan = plan_in_dir(&yaml, &[]);
+    let report = run(&plan).await;
+    assert_eq!(summary(&report, "holds").failures, 0, "{:?}", report.errors);
+    assert_eq!(summary(&report, "html").failures, 0, "{:?}", report.errors);
+    assert_eq!(summary(&report, "missing").failures, 2);
+    // An HTML page is not well-formed XML: without the tolerant parser the check fails.
+    assert_eq!(summary(&report, "not-xml").failures, 2);
+    let messages: Vec<&str> = report.errors.iter().map(|e| e.message.as_str()).collect();
+    assert!(
+        messages.contains(&"assertion failed: //magazine matched nothing")
+            && messages.contains(&"assertion failed: //title: the response is not well-formed XML"),
+        "{messages:?}"
+    );
+    let bad = peregrine_load::plan_from_str(
+        "bad.yml",
+        "execution:\n- iterations: 1\n  scenario:\n    requests:\n    - url: http://127.0.0.1:9/\n      assert-xpath: ['//a[@']\n",
+        &[],
+    );
+    let error = bad.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        error.contains("assert-xpath.0") && error.contains("invalid XPath"),
+        "{error}"
     );
 }

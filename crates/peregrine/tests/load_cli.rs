@@ -1,4 +1,5 @@
 //! `peregrine load` through its command line: signals and messages about what was typed.
+//! Over 600 lines: each test drives the real binary and reads what it printed and wrote.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -658,4 +659,44 @@ async fn find_capacity_exits_3_when_the_lowest_step_breaks_and_1_at_the_generato
         assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?}: {stderr}");
     }
+}
+
+/// Data-source paths resolve as Taurus resolves them: `~/` in the home directory, the path
+/// as written from the working directory first, then beside the config.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_sources_are_found_in_the_working_directory_then_beside_the_config() {
+    let app = peregrine_testkit::LoginApp::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let conf = work.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    std::fs::write(work.path().join("ids.csv"), "id\nfrom-cwd\n").unwrap();
+    std::fs::write(conf.join("ids.csv"), "id\nfrom-conf\n").unwrap();
+    std::fs::write(conf.join("other.csv"), "o\nbeside\n").unwrap();
+    std::fs::write(home.path().join("h.csv"), "h\nat-home\n").unwrap();
+    std::fs::write(
+        conf.join("test.yml"),
+        format!(
+            "execution:\n- iterations: 1\n  scenario:\n    data-sources: [ids.csv, other.csv, '~/h.csv']\n    requests: ['{}/x?id=${{id}}&o=${{o}}&h=${{h}}']\n",
+            app.base()
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking({
+        let (work, home) = (work.path().to_owned(), home.path().to_owned());
+        move || {
+            Command::new(BINARY)
+                .args(["load", "conf/test.yml"])
+                .current_dir(work)
+                .env("HOME", home)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let targets: Vec<String> = app.recorded().into_iter().map(|r| r.target).collect();
+    assert_eq!(targets, ["/x?id=from-cwd&o=beside&h=at-home"]);
 }

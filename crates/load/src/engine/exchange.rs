@@ -68,7 +68,11 @@ pub async fn measure(
     // Assertions are checked after the response is complete: the time they take (a JSON
     // path over a large body can take seconds) is the generator's, not the server's.
     let mut check_time = Duration::ZERO;
-    if error.is_none() && (!request.assertions.is_empty() || !request.json_assertions.is_empty()) {
+    if error.is_none()
+        && (!request.assertions.is_empty()
+            || !request.json_assertions.is_empty()
+            || !request.xpath_assertions.is_empty())
+    {
         error = check(request, status, &headers, &body);
         check_time = ended.elapsed();
     }
@@ -119,6 +123,7 @@ fn check(
 ) -> Option<(ErrorKind, Arc<str>)> {
     check_assertions(&request.assertions, status, headers, body)
         .or_else(|| request.json_assertions.iter().find_map(|a| a.check(body)))
+        .or_else(|| request.xpath_assertions.iter().find_map(|a| a.check(body)))
         .map(|m| (ErrorKind::Assertion, Arc::from(m)))
 }
 
@@ -146,6 +151,9 @@ pub enum Link {
 /// Where a connection goes: the address and, over TLS, the server name it was opened for.
 type Destination = (Option<SocketAddr>, Option<ServerName<'static>>);
 
+/// Most connections a user keeps open at once.
+const MAX_OPEN: usize = 16;
+
 /// A user's connections, one per destination (scenarios usually have one).
 #[derive(Default)]
 pub struct Connections {
@@ -163,6 +171,10 @@ impl Connections {
         {
             Some(index) => index,
             None => {
+                // URLs decided at run time may name many hosts: keep the latest few open.
+                if self.open.len() == MAX_OPEN {
+                    self.open.remove(0);
+                }
                 self.open.push(((step.address, name.cloned()), None));
                 self.open.len() - 1
             }

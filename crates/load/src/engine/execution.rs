@@ -234,6 +234,8 @@ pub struct ProgramState {
     pub counters: Arc<SharedCounters>,
     /// The next row of each data source.
     pub cursors: Vec<AtomicU64>,
+    /// Each Throughput Controller's passes and runs, across the users.
+    pub throttles: Vec<(AtomicU64, AtomicU64)>,
 }
 
 impl ProgramState {
@@ -244,6 +246,9 @@ impl ProgramState {
                 .data_sources
                 .iter()
                 .map(|_| AtomicU64::new(0))
+                .collect(),
+            throttles: (0..program.throttles)
+                .map(|_| (AtomicU64::new(0), AtomicU64::new(0)))
                 .collect(),
             ..Self::default()
         }

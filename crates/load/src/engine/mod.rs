@@ -3,10 +3,13 @@
 //! hold-for, iterations, throughput cap or open-model arrival rate. Samples go to one
 //! collector over a channel; the engine returns what it measured as a [`Finished`] and
 //! knows nothing of reports.
+//! Over 600 lines: the run's loop, its preparation and its early stop share the state
+//! kept here.
 
 mod exchange;
 mod execution;
 pub(crate) mod pacing;
+mod relocate;
 mod session;
 mod steps;
 mod timer;
@@ -113,6 +116,9 @@ pub struct PreparedRequest {
     pub tls: Option<TlsTarget>,
     /// The run's count of TCP connects (shared by every request).
     pub connects: Arc<ConnectWatch>,
+    /// For a request whose rendered URL may name its own host (see
+    /// [`crate::plan::DynamicRequest::origin`]): how an https one opens its session.
+    pub run_time_tls: Option<Arc<relocate::RunTimeTls>>,
 }
 
 /// The TCP connects of a run so far: the early stop tells a target that never completes a
@@ -154,6 +160,7 @@ impl PreparedRequest {
             tls,
             request: Arc::new(request),
             connects: Arc::clone(&self.connects),
+            run_time_tls: self.run_time_tls.clone(),
         }
     }
 }
@@ -177,7 +184,8 @@ pub async fn prepare(
         .executions
         .iter()
         .flat_map(|e| &e.scenario.requests)
-        .any(|r| r.https);
+        .any(|r| r.https && !r.origin_at_run_time());
+    let run_time_tls = Arc::new(relocate::RunTimeTls::new(&plan.tls));
     let connector = if any_https {
         Some(tokio_rustls::TlsConnector::from(crate::tls::client_config(
             &plan.tls,
@@ -193,6 +201,8 @@ pub async fn prepare(
         for request in &execution.scenario.requests {
             let key = (request.host.clone(), request.port);
             let address = match resolved.get(&key) {
+                // Resolved per user once rendered.
+                _ if request.origin_at_run_time() => None,
                 Some(address) => *address,
                 None => {
                     let lookup = tokio::net::lookup_host((key.0.as_str(), key.1));
@@ -210,7 +220,7 @@ pub async fn prepare(
                 }
             };
             let tls = match (&connector, request.https) {
-                (Some(connector), true) => Some(TlsTarget {
+                (Some(connector), true) if !request.origin_at_run_time() => Some(TlsTarget {
                     connector: connector.clone(),
                     name: crate::tls::server_name(&request.host)?,
                     ca_certs: Arc::clone(&ca_certs),
@@ -226,7 +236,9 @@ pub async fn prepare(
                 tls,
                 wire: http1::wire_bytes(request),
                 parts: ResponseParts {
-                    body: parts.body || !request.extractors.is_empty(),
+                    body: parts.body
+                        || !request.extractors.is_empty()
+                        || !request.xpath_assertions.is_empty(),
                     headers: parts.headers || extracts_headers(request),
                     session_headers: execution.scenario.store_cookie || request.follow_redirects,
                     ..parts
@@ -234,6 +246,12 @@ pub async fn prepare(
                 request: Arc::clone(request),
                 address,
                 connects: Arc::clone(connects),
+                // Any rendered target may be a full URL, as JMeter takes one.
+                run_time_tls: request
+                    .dynamic
+                    .as_ref()
+                    .filter(|d| d.origin.is_some() || d.target.is_dynamic())
+                    .map(|_| Arc::clone(&run_time_tls)),
             });
         }
         prepared.push(PreparedExecution {

@@ -1,6 +1,8 @@
 //! A virtual user running a scenario's [`Program`]: logic blocks, per-user variables,
 //! extractors and CSV rows. Only scenarios with such features come here; a plain list of
-//! requests stays on the fast path in `users`.
+//! requests stays on the fast path in `users`. Over 600 lines: the interpreter of every
+//! step kind, kept together so each one ends its flow (next, next iteration, stop, end)
+//! alike.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -19,7 +21,9 @@ use super::execution::{
 };
 use super::session::{CookieJar, send_following_redirects};
 use crate::condition;
-use crate::plan::{Action, Block, LoopCount, Program, Request, Step, ThinkTime};
+use crate::plan::{
+    Action, Block, LoopCount, PickMode, Program, Request, Step, ThinkTime, ThrottleLimit,
+};
 use crate::stats::{ErrorKind, Sample};
 use crate::variables::{
     MAX_RENDERED_BYTES, MAX_VARIABLE_BYTES, Random, UserVariables, encode_target,
@@ -63,6 +67,8 @@ struct ProgramUser<'a> {
     variables: UserVariables,
     /// The next choice of each interleave.
     pick_next: Vec<usize>,
+    /// Each per-user Throughput Controller's passes and runs.
+    throttled: Vec<(u64, u64)>,
     once_done: Vec<bool>,
     connections: Connections,
     outbox: Outbox<'a>,
@@ -71,6 +77,8 @@ struct ProgramUser<'a> {
     deadline: Option<Instant>,
     transactions: Vec<OpenTransaction>,
     jar: CookieJar,
+    /// Hosts of URLs decided at run time, resolved.
+    resolved: super::relocate::Resolved,
 }
 
 /// Runs `program` as user `user` until its iterations are done or the run ends.
@@ -90,6 +98,7 @@ pub async fn run_program<'a>(
         variables: fresh_variables(program, user, state),
         once_done: vec![false; program.onces],
         pick_next: vec![0; program.picks],
+        throttled: vec![(0, 0); program.throttles],
         connections: Connections::default(),
         outbox: Outbox::new(&shared.samples),
         stop,
@@ -97,6 +106,7 @@ pub async fn run_program<'a>(
         deadline,
         transactions: Vec::new(),
         jar: CookieJar::with(&program.cookies),
+        resolved: super::relocate::Resolved::default(),
     };
     let iterations = shared.execution.plan.iterations;
     let mut iteration = 0;
@@ -197,6 +207,47 @@ impl<'a> ProgramUser<'a> {
         })
     }
 
+    /// Whether this pass through Throughput Controller `id` runs its steps, counting it.
+    fn throttle_allows(&mut self, id: usize, limit: ThrottleLimit, per_user: bool) -> bool {
+        if per_user {
+            let Some((reached, runs)) = self.throttled.get_mut(id) else {
+                return false;
+            };
+            *reached += 1;
+            let allowed = limit.allows(*reached, *runs);
+            *runs += u64::from(allowed);
+            return allowed;
+        }
+        let Some((reached, runs)) = self.state.throttles.get(id) else {
+            return false;
+        };
+        let reached = reached.fetch_add(1, Ordering::Relaxed) + 1;
+        // Taken only when allowed: concurrent users cannot both take the last run.
+        runs.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |done| {
+            limit.allows(reached, done).then_some(done + 1)
+        })
+        .is_ok()
+    }
+
+    /// Every choice once, in a random order (Fisher-Yates with the user's random source).
+    async fn run_shuffled(&mut self, choices: &'a [Vec<Step>]) -> Flow {
+        let mut order: Vec<usize> = (0..choices.len()).collect();
+        for i in (1..order.len()).rev() {
+            let j = usize::try_from(self.variables.random_below(i as u64 + 1)).unwrap_or(0);
+            order.swap(i, j);
+        }
+        for index in order {
+            if self.should_end() {
+                return Flow::End;
+            }
+            let flow = self.run_steps(&choices[index]).await;
+            if flow != Flow::Next {
+                return flow;
+            }
+        }
+        Flow::Next
+    }
+
     async fn run_step(&mut self, step: &'a Step) -> Flow {
         match step {
             Step::Request(index) => self.request(*index).await,
@@ -284,24 +335,41 @@ impl<'a> ProgramUser<'a> {
                 self.transaction(*label, *force_parent, *include_timers, body)
                     .await
             }
-            Step::Pick {
-                id,
-                interleave,
-                choices,
-            } => {
+            Step::Pick { id, mode, choices } => {
                 let count = choices.len().max(1);
-                let index = if *interleave {
-                    self.pick_next.get_mut(*id).map_or(0, |next| {
+                let index = match mode {
+                    PickMode::Interleave => self.pick_next.get_mut(*id).map_or(0, |next| {
                         let index = *next % count;
                         *next = index + 1;
                         index
-                    })
-                } else {
-                    usize::try_from(self.variables.random_below(count as u64)).unwrap_or(0)
+                    }),
+                    PickMode::Random => {
+                        usize::try_from(self.variables.random_below(count as u64)).unwrap_or(0)
+                    }
+                    PickMode::Switch { value, names } => {
+                        let value = value.render(&mut self.variables);
+                        match switch_choice(value.trim(), names) {
+                            Some(index) => index,
+                            None => return Flow::Next,
+                        }
+                    }
+                    PickMode::Shuffled => return self.run_shuffled(choices).await,
                 };
                 match choices.get(index) {
                     Some(steps) => self.run_steps(steps).await,
                     None => Flow::Next,
+                }
+            }
+            Step::Throttle {
+                id,
+                limit,
+                per_user,
+                body,
+            } => {
+                if self.throttle_allows(*id, *limit, *per_user) {
+                    self.run_steps(body).await
+                } else {
+                    Flow::Next
                 }
             }
             Step::Runtime { limit, body } => {
@@ -462,14 +530,23 @@ impl<'a> ProgramUser<'a> {
         let with_cookies = store_cookie && !self.jar.is_empty();
         let rendered;
         let step = if prepared.request.dynamic.is_some() || with_cookies {
-            let mut request = match render(prepared, &mut self.variables) {
-                Ok(request) => request,
+            let (mut request, relocated) = match render(prepared, &mut self.variables) {
+                Ok(rendered) => rendered,
                 Err(why) => return self.unrenderable(prepared, due, why),
             };
             if store_cookie {
                 self.jar.add_to(&mut request.headers);
             }
-            rendered = prepared.with_request(request, prepared.address, prepared.tls.clone());
+            let (address, tls) = if relocated {
+                match self.destination(prepared, &request).await {
+                    Ok(Some(destination)) => destination,
+                    Ok(None) => return Flow::End,
+                    Err(why) => return self.unrenderable(prepared, due, why),
+                }
+            } else {
+                (prepared.address, prepared.tls.clone())
+            };
+            rendered = prepared.with_request(request, address, tls);
             &rendered
         } else {
             prepared
@@ -502,6 +579,27 @@ impl<'a> ProgramUser<'a> {
             tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
         }
         Flow::Next
+    }
+
+    /// Where a request whose rendered URL names its host goes: its address (resolved once
+    /// per user and host) and, over https, its TLS target; `None` when the run was
+    /// cancelled meanwhile.
+    async fn destination(
+        &mut self,
+        prepared: &PreparedRequest,
+        request: &Request,
+    ) -> Result<Option<(Option<std::net::SocketAddr>, Option<super::TlsTarget>)>, String> {
+        let lookup = self.resolved.address(&request.host, request.port);
+        let Some(address) = until_cancelled(self.shared, &mut self.cancel, lookup).await else {
+            return Ok(None);
+        };
+        let tls = if request.https {
+            let setup = prepared.run_time_tls.as_deref();
+            Some(super::relocate::tls_target(setup, &request.host)?)
+        } else {
+            None
+        };
+        Ok(Some((address, tls)))
     }
 
     /// A request whose template could not be made into a valid request: a failed sample of
@@ -567,30 +665,72 @@ impl<'a> ProgramUser<'a> {
     }
 }
 
-/// The request with its `${…}` rendered for this user, or why it cannot be sent. The
-/// messages never quote the rendered value: one error row per cause, not per value.
-fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Result<Request, String> {
+/// The child a Switch Controller runs for `value`, as JMeter chooses it: an index (out of
+/// range or blank: the first), else the child of that name, else one named `default` in
+/// any case; `None`: no child runs.
+fn switch_choice(value: &str, names: &[String]) -> Option<usize> {
+    if value.is_empty() {
+        return (!names.is_empty()).then_some(0);
+    }
+    if let Ok(index) = value.parse::<i64>() {
+        let index = usize::try_from(index).ok().filter(|i| *i < names.len());
+        return index.or((!names.is_empty()).then_some(0));
+    }
+    names
+        .iter()
+        .position(|name| name == value)
+        .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case("default")))
+}
+
+/// The request with its `${…}` rendered for this user, and whether its URL named its own
+/// host; or why it cannot be sent. The messages never quote the rendered value: one error
+/// row per cause, not per value.
+fn render(
+    prepared: &PreparedRequest,
+    variables: &mut UserVariables,
+) -> Result<(Request, bool), String> {
     let mut request: Request = (*prepared.request).clone();
     let Some(dynamic) = prepared.request.dynamic.as_deref() else {
-        return Ok(request);
+        return Ok((request, false));
     };
-    if dynamic.target.is_dynamic() {
-        let rendered = dynamic
+    let mut relocated = false;
+    if dynamic.target.is_dynamic() || dynamic.origin.is_some() {
+        let mut rendered = dynamic
             .target
             .try_render(variables, MAX_URL_BYTES)
             .map_err(|too| format!("the rendered URL is over {} bytes", too.limit))?;
+        if let Some(origin) = &dynamic.origin {
+            let mut full = origin
+                .try_render(variables, MAX_URL_BYTES)
+                .map_err(|too| format!("the rendered URL is over {} bytes", too.limit))?;
+            full.push_str(&rendered);
+            rendered = full;
+        }
         // `url: ${path}` was joined to the default address with a `/`; a value that brings
         // its own (`/items/1`) must not double it, as JMeter adds one only when missing.
         let path = rendered.strip_prefix('/').filter(|p| p.starts_with('/'));
-        let target = encode_target(path.unwrap_or(&rendered));
-        if target.len() > MAX_URL_BYTES {
-            return Err(format!(
-                "the rendered URL is over {MAX_URL_BYTES} bytes once encoded"
-            ));
+        // A full URL, in place of the path as JMeter takes one or as the origin gave it.
+        let absolute = Some(rendered.strip_prefix('/').unwrap_or(&rendered))
+            .filter(|text| crate::url::is_absolute(text));
+        if let Some(full) = absolute {
+            relocate(&mut request, full)?;
+            relocated = true;
+        } else if dynamic.origin.is_some() {
+            return Err(
+                "the rendered URL does not start with http:// or https:// (its host is decided at run time)"
+                    .to_owned(),
+            );
+        } else {
+            let target = encode_target(path.unwrap_or(&rendered));
+            if target.len() > MAX_URL_BYTES {
+                return Err(format!(
+                    "the rendered URL is over {MAX_URL_BYTES} bytes once encoded"
+                ));
+            }
+            request.target = target
+                .parse()
+                .map_err(|_| "the rendered URL is not a valid request target".to_owned())?;
         }
-        request.target = target
-            .parse()
-            .map_err(|_| "the rendered URL is not a valid request target".to_owned())?;
     }
     for (name, template) in &dynamic.headers {
         let value = template
@@ -613,7 +753,26 @@ fn render(prepared: &PreparedRequest, variables: &mut UserVariables) -> Result<R
             .map_err(|too| format!("the rendered body is over {} bytes", too.limit))?;
         request.body = body.into();
     }
-    Ok(request)
+    Ok((request, relocated))
+}
+
+/// Points `request` at the rendered absolute URL `full`: its scheme, host, port, `Host`
+/// header and target.
+fn relocate(request: &mut Request, full: &str) -> Result<(), String> {
+    if full.len() > MAX_URL_BYTES {
+        return Err(format!("the rendered URL is over {MAX_URL_BYTES} bytes"));
+    }
+    let url = crate::url::parse_rendered(full)
+        .map_err(|_| "the rendered URL is not a valid http:// or https:// URL".to_owned())?;
+    let host = http::HeaderValue::from_str(&url.authority)
+        .map_err(|_| "the rendered URL's host is not a valid Host header".to_owned())?;
+    request.headers.insert(http::header::HOST, host);
+    request.https = url.https;
+    request.host = url.host;
+    request.port = url.port;
+    request.authority = url.authority;
+    request.target = url.target;
+    Ok(())
 }
 
 /// The pause before `request`: its think-time, drawn from its distribution.
@@ -657,6 +816,26 @@ pub fn user_random(user: u32) -> Random {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_switch_value_chooses_as_jmeters_switch_controller() {
+        let names: Vec<String> = ["A", "Named", "DEFAULT"].map(str::to_owned).to_vec();
+        let choose = |value: &str| switch_choice(value, &names);
+        assert_eq!(
+            [
+                choose("1"),
+                choose(""),
+                choose("9"),
+                choose("-1"),
+                choose("Named")
+            ],
+            [Some(1), Some(0), Some(0), Some(0), Some(1)]
+        );
+        // No such name: the child named default (any case); without one, none.
+        assert_eq!(choose("other"), Some(2));
+        assert_eq!(switch_choice("other", &names[..2]), None);
+        assert_eq!(switch_choice("", &[]), None);
+    }
 
     fn stats(think: ThinkTime) -> (f64, f64) {
         let mut random = Random::seeded(7);

@@ -19,10 +19,18 @@ const OR: u32 = 32;
 pub(super) fn apply(reader: &mut Reader<'_>, scope: &Scope<'_>, request: &mut Map<String, Value>) {
     let mut asserts = Vec::new();
     let mut json_asserts = Vec::new();
+    let mut xpath_asserts = Vec::new();
     for element in scope {
         match element.class.as_str() {
             "ResponseAssertion" => asserts.extend(reader.response_assertion(element)),
             "JSONPathAssertion" => json_asserts.push(json_assertion(element)),
+            // XPath2 reads XML only; the first one may parse HTML as browsers do.
+            "XPathAssertion" | "XPath2Assertion" => xpath_asserts.push(json!({
+                "xpath": element.string("XPath.xpath").trim(),
+                "invert": element.flag("XPath.negate", false),
+                "use-tolerant-parser": element.class == "XPathAssertion"
+                    && element.flag("XPath.tolerant", false),
+            })),
             "DurationAssertion" => {
                 // 0 (or blank) disables the check, as in JMeter.
                 let limit = element
@@ -82,6 +90,9 @@ pub(super) fn apply(reader: &mut Reader<'_>, scope: &Scope<'_>, request: &mut Ma
     }
     if !json_asserts.is_empty() {
         request.insert("assert-jsonpath".into(), Value::Array(json_asserts));
+    }
+    if !xpath_asserts.is_empty() {
+        request.insert("assert-xpath".into(), Value::Array(xpath_asserts));
     }
 }
 

@@ -128,6 +128,10 @@ impl<'t> Reader<'t> {
             return Ok(path);
         }
         let domain = field("HTTPSampler.domain");
+        // `${url}` as the path and no server: the whole URL comes at run time.
+        if domain.is_empty() && path.starts_with("${") {
+            return Ok(path);
+        }
         if domain.is_empty() {
             return Err(super::invalid(
                 self.where_(sampler),

@@ -197,23 +197,42 @@ impl<'t> Reader<'t> {
                 self.steps(element, scope, &format!("{here}.once"), &mut body, group)?;
                 json!({"once": body})
             }
-            "RandomController" | "InterleaveControl" => {
-                let key = if class == "RandomController" {
-                    "jmx-random"
-                } else {
-                    "jmx-interleave"
+            "RandomController" | "InterleaveControl" | "RandomOrderController" => {
+                let key = match class {
+                    "RandomController" => "jmx-random",
+                    "InterleaveControl" => "jmx-interleave",
+                    _ => "jmx-random-order",
                 };
-                let inner = scope_of(element, scope);
-                let mut choices = Vec::new();
-                for child in element.enabled_children() {
-                    let mut unit = Vec::new();
-                    let at = format!("{here}.{key}.{}", choices.len());
-                    self.step(child, &inner, &at, &mut unit, group)?;
-                    if !unit.is_empty() {
-                        choices.push(Value::Array(unit));
-                    }
-                }
+                let (choices, _) =
+                    self.choices(element, scope, &format!("{here}.{key}"), group, false)?;
                 json!({ key: choices })
+            }
+            "SwitchController" => {
+                // JMeter counts its samplers and controllers, empty ones too, by index.
+                let at = format!("{here}.jmx-switch");
+                let (choices, names) = self.choices(element, scope, &at, group, true)?;
+                json!({
+                    "jmx-switch": choices,
+                    "value": element.string("SwitchController.value"),
+                    "names": names,
+                })
+            }
+            "ThroughputController" => {
+                self.steps(element, scope, &format!("{here}.do"), &mut body, group)?;
+                let number = |name: &str| {
+                    self.evaluate(element.string(name))
+                        .trim()
+                        .parse::<f64>()
+                        .unwrap_or(0.0)
+                };
+                let per_user = element.flag("ThroughputController.perThread", false);
+                // Style 1 is "Percent Executions", anything else "Total Executions".
+                let spec = if element.string("ThroughputController.style").trim() == "1" {
+                    json!({"percent": number("ThroughputController.percentThroughput"), "per-user": per_user})
+                } else {
+                    json!({"total": number("ThroughputController.maxThroughput"), "per-user": per_user})
+                };
+                json!({"jmx-throughput": spec, "do": body})
             }
             "RuntimeController" => {
                 self.steps(element, scope, &format!("{here}.do"), &mut body, group)?;
@@ -245,6 +264,34 @@ impl<'t> Reader<'t> {
         self.record(prefix, index, element);
         out.push(block);
         Ok(())
+    }
+
+    /// Each child of a choosing controller as one choice, with its name; `keep_empty`
+    /// keeps a sampler or controller that sends nothing (a Switch counts it).
+    fn choices(
+        &mut self,
+        element: &'t Element,
+        scope: &Scope<'t>,
+        at: &str,
+        group: &mut GroupScenario,
+        keep_empty: bool,
+    ) -> Result<(Vec<Value>, Vec<String>), ConfigError> {
+        let inner = scope_of(element, scope);
+        let (mut choices, mut names) = (Vec::new(), Vec::new());
+        for child in element.enabled_children() {
+            let mut unit = Vec::new();
+            let here = format!("{at}.{}", choices.len());
+            self.step(child, &inner, &here, &mut unit, group)?;
+            let counted = matches!(
+                kind(&child.class),
+                Kind::HttpSampler | Kind::Controller | Kind::Action
+            );
+            if !unit.is_empty() || (keep_empty && counted) {
+                choices.push(Value::Array(unit));
+                names.push(child.name.clone());
+            }
+        }
+        Ok((choices, names))
     }
 
     fn foreach(&mut self, element: &Element, body: Vec<Value>) -> Value {
@@ -388,10 +435,6 @@ impl<'t> Reader<'t> {
                 element,
                 &format!("{} is not supported by Peregrine; skipped", element.gui),
             ),
-            "XPathAssertion" | "XPath2Assertion" => self.warn(
-                element,
-                "XPath assertions are not checked by Peregrine; skipped",
-            ),
             _ => {}
         }
         Ok(())
@@ -503,12 +546,20 @@ pub(super) fn substitute(text: &str, variables: &BTreeMap<String, String>) -> St
 
 /// A block whose body is empty (Taurus refuses those, and they send nothing).
 fn block_is_empty(block: &Value) -> bool {
-    ["do", "then", "once", "jmx-random", "jmx-interleave"]
-        .iter()
-        .any(|key| {
-            block
-                .get(key)
-                .and_then(Value::as_array)
-                .is_some_and(Vec::is_empty)
-        })
+    [
+        "do",
+        "then",
+        "once",
+        "jmx-random",
+        "jmx-interleave",
+        "jmx-switch",
+        "jmx-random-order",
+    ]
+    .iter()
+    .any(|key| {
+        block
+            .get(key)
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+    })
 }

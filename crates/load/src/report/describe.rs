@@ -106,10 +106,21 @@ fn describe_execution(execution: &Execution) -> ExecutionDescription {
             break;
         }
         let scheme = if request.https { "https" } else { "http" };
-        let text = format!(
-            "{} {scheme}://{}{}",
-            request.method, request.authority, request.target
-        );
+        let text = if request.origin_at_run_time() {
+            // The URL as written: its host is only known per request.
+            let path = Some(request.target.to_string()).filter(|t| t != "/");
+            format!(
+                "{} {}{}",
+                request.method,
+                request.authority,
+                path.unwrap_or_default()
+            )
+        } else {
+            format!(
+                "{} {scheme}://{}{}",
+                request.method, request.authority, request.target
+            )
+        };
         if seen.insert(text.clone()) {
             targets.push(text);
         }

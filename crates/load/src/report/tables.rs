@@ -73,7 +73,7 @@ pub fn final_stats_csv(report: &Report) -> String {
             .map(|p| format!("perc_{:.1}", p.level)),
     );
     header.extend(codes.iter().map(|code| format!("rc_{code}")));
-    let users = report.timeline.iter().map(|s| s.users).max().unwrap_or(0);
+    let users = peak_users(report);
     let row = |label: &str, s: &Summary| {
         let mut row = vec![
             label.to_owned(),
@@ -104,4 +104,10 @@ pub fn final_stats_csv(report: &Report) -> String {
             .chain(labels)
             .chain(std::iter::once(row("", &report.overall))),
     )
+}
+
+/// Taurus's `concurrency` KPI in the final stats: the most users active in any second (as
+/// the cumulative figure Taurus prints, from JMeter's active-threads count).
+pub(super) fn peak_users(report: &Report) -> u64 {
+    report.timeline.iter().map(|s| s.users).max().unwrap_or(0)
 }

@@ -166,16 +166,17 @@ pub fn final_status(report: &Report) -> String {
                     "TestDuration",
                     &format!("{:.3}", report.duration_seconds),
                 )?;
+                let users = super::tables::peak_users(report);
                 for label in &report.labels {
-                    group(writer, &label.label, &label.summary)?;
+                    group(writer, &label.label, &label.summary, users)?;
                 }
-                group(writer, "", &report.overall)
+                group(writer, "", &report.overall, users)
             })?;
         Ok(())
     })
 }
 
-fn group(writer: &mut Xml, label: &str, s: &Summary) -> io::Result<()> {
+fn group(writer: &mut Xml, label: &str, s: &Summary, users: u64) -> io::Result<()> {
     let label = printable(label);
     writer
         .create_element("Group")
@@ -186,6 +187,7 @@ fn group(writer: &mut Xml, label: &str, s: &Summary) -> io::Result<()> {
                 ("avg_lt", format!("{:.5}", s.avg_lt)),
                 ("avg_rt", format!("{:.5}", s.avg_rt)),
                 ("bytes", s.bytes.to_string()),
+                ("concurrency", users.to_string()),
                 ("fail", s.failures.to_string()),
                 ("stdev_rt", format!("{:.5}", s.stdev_rt)),
                 ("succ", (s.samples - s.failures).to_string()),

@@ -73,7 +73,7 @@ pub(super) fn json_assertions(node: &ConfigValue<'_>) -> Result<Vec<JsonAssertio
                 .ok_or_else(|| item.error("needs jsonpath"))?,
             _ => return Err(item.error("must be a JSONPath or a mapping with jsonpath")),
         };
-        let path = serde_json_path::JsonPath::parse(&text)
+        let (path, _) = crate::jsonpath::JaywayPath::parse(&text)
             .map_err(|e| item.error(format!("invalid JSONPath {text:?}: {e}")))?;
         let flag =
             |key: &'static str| optional(child(item, key), boolean).map(Option::unwrap_or_default);
@@ -99,6 +99,37 @@ pub(super) fn json_assertions(node: &ConfigValue<'_>) -> Result<Vec<JsonAssertio
             path,
             expected,
             expect_null: flag("expect-null")?,
+            invert: flag("invert")?,
+        });
+    }
+    Ok(out)
+}
+
+/// `assert-xpath`: each item an XPath, or a mapping with `xpath`, `invert` and
+/// `use-tolerant-parser` (`validate-xml`, `ignore-whitespace` and `use-namespaces` are
+/// accepted and do not change the check).
+pub(super) fn xpath_assertions(
+    node: &ConfigValue<'_>,
+) -> Result<Vec<crate::assertion::XPathAssertion>, ConfigError> {
+    let items = node.items("")?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in &items {
+        let expression = match item.value {
+            Value::String(path) => path.clone(),
+            Value::Object(map) => map
+                .get("xpath")
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| item.error("needs xpath"))?,
+            _ => return Err(item.error("must be an XPath or a mapping with xpath")),
+        };
+        crate::extract::check_xpath(&expression)
+            .map_err(|e| item.error(format!("invalid XPath {expression:?}: {e}")))?;
+        let flag =
+            |key: &'static str| optional(child(item, key), boolean).map(Option::unwrap_or_default);
+        out.push(crate::assertion::XPathAssertion {
+            expression,
+            tolerant: flag("use-tolerant-parser")?,
             invert: flag("invert")?,
         });
     }

@@ -12,7 +12,7 @@ use super::scenario::ScenarioDefaults;
 use super::values::{ConfigValue, boolean, child, duration, optional};
 use super::{Builder, Steps};
 use crate::ConfigError;
-use crate::plan::{Action, Block, LoopCount, Step};
+use crate::plan::{Action, Block, LoopCount, PickMode, Step, ThrottleLimit};
 use crate::variables::Template;
 
 /// Block keys, in the order Taurus tries them.
@@ -30,6 +30,9 @@ const BLOCK_KEYS: &[&str] = &[
     // Runtime Controllers (no Taurus config uses these names).
     "jmx-random",
     "jmx-interleave",
+    "jmx-switch",
+    "jmx-random-order",
+    "jmx-throughput",
     "jmx-runtime",
 ];
 
@@ -174,17 +177,57 @@ impl Builder {
             "include-scenario" => self.include(node, defaults, out)?,
             "action" => Step::Action(action(node)?),
             "set-variables" => Step::SetVariables(assignments(&get("set-variables"))?),
-            "jmx-random" | "jmx-interleave" => {
+            "jmx-random" | "jmx-interleave" | "jmx-switch" | "jmx-random-order" => {
                 let list = get(key).ok_or_else(|| node.error(format!("{key} needs a list")))?;
                 let mut choices = Vec::new();
                 for choice in list.items(" of choices")? {
                     choices.push(self.steps(&choice, defaults, out)?);
                 }
+                let mode = match key {
+                    "jmx-random" => PickMode::Random,
+                    "jmx-interleave" => PickMode::Interleave,
+                    "jmx-random-order" => PickMode::Shuffled,
+                    _ => PickMode::Switch {
+                        value: template(&get("value"))?,
+                        names: get("names")
+                            .and_then(|n| n.value.as_array().cloned())
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|n| n.as_str().unwrap_or_default().to_owned())
+                            .collect(),
+                    },
+                };
                 out.picks += 1;
                 Step::Pick {
                     id: out.picks - 1,
-                    interleave: key == "jmx-interleave",
+                    mode,
                     choices,
+                }
+            }
+            "jmx-throughput" => {
+                let spec = get("jmx-throughput");
+                let number = |key: &str| {
+                    spec.as_ref()
+                        .and_then(|s| s.value.get(key))
+                        .and_then(Value::as_f64)
+                };
+                let limit = match (number("total"), number("percent")) {
+                    (Some(total), _) => ThrottleLimit::Total(total.max(0.0) as u64),
+                    (None, Some(percent)) => ThrottleLimit::Percent(percent),
+                    _ => return Err(node.error("jmx-throughput needs total or percent")),
+                };
+                let per_user = spec
+                    .as_ref()
+                    .and_then(|s| s.value.get("per-user"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let body = body(self, out, "do")?;
+                out.throttles += 1;
+                Step::Throttle {
+                    id: out.throttles - 1,
+                    limit,
+                    per_user,
+                    body,
                 }
             }
             "jmx-runtime" => Step::Runtime {
@@ -255,9 +298,16 @@ impl Builder {
                 "scenario {top:?} expands to over {MAX_SCENARIO_ENTRIES} requests and blocks: {name} alone is {size}, and each include-scenario copies the scenario it names, so nested includes multiply"
             )));
         }
+        if !out.sourced.contains(&name) {
+            let sources = self.data_sources(&scenario)?;
+            for source in &sources {
+                self.runtime_names.extend(source.names.iter().cloned());
+            }
+            out.data_sources.extend(sources);
+            out.sourced.push(name.clone());
+        }
         let mut defaults = ScenarioDefaults::read(&scenario, &self.runtime_names)?;
-        // Taurus applies only the top scenario's headers, to included requests too.
-        defaults.headers = outer.headers.clone();
+        defaults.inherit(outer);
         if let Some(last) = out.including.last_mut() {
             *last = name;
         }
@@ -317,7 +367,9 @@ fn loop_block(steps: Vec<Step>) -> Block {
                     collect(then, onces);
                     collect(otherwise, onces);
                 }
-                Step::Transaction { body, .. } => collect(body, onces),
+                Step::Transaction { body, .. } | Step::Throttle { body, .. } => {
+                    collect(body, onces);
+                }
                 Step::Pick { choices, .. } => {
                     for choice in choices {
                         collect(choice, onces);

@@ -90,8 +90,14 @@ impl Builder {
         })
     }
 
+    /// Where a data source's file is, as Taurus finds it: `~/` is the home directory; the
+    /// path as written (from the working directory) first, then beside each config file.
     fn find_file(&self, written: &str) -> Option<PathBuf> {
-        let path = PathBuf::from(written);
+        let home = written
+            .strip_prefix("~/")
+            .zip(std::env::var_os("HOME"))
+            .map(|(rest, home)| PathBuf::from(home).join(rest));
+        let path = home.unwrap_or_else(|| PathBuf::from(written));
         if path.is_absolute() || path.is_file() {
             return path.is_file().then_some(path);
         }

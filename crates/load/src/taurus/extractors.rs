@@ -3,12 +3,12 @@
 
 use regex::Regex;
 use serde_json::Value;
-use serde_json_path::JsonPath;
 
 use super::Builder;
 use super::values::{ConfigValue, child};
 use crate::ConfigError;
-use crate::extract::{ExtractSubject, Extractor, ExtractorKind, NOT_FOUND, normalize_jsonpath};
+use crate::extract::{ExtractSubject, Extractor, ExtractorKind, NOT_FOUND};
+use crate::jsonpath::JaywayPath;
 
 impl Builder {
     /// The extractors of a request.
@@ -80,19 +80,16 @@ impl Builder {
                 },
             },
             "extract-jsonpath" => {
-                let (path, rewrote) = normalize_jsonpath(&expression);
-                if rewrote {
+                let (path, read) = JaywayPath::parse(&expression)
+                    .map_err(|e| node.error(format!("invalid JSONPath {expression:?}: {e}")))?;
+                if read.trailing_dot {
                     self.warn(
                         &node.path,
                         "JSONPath `$.` is read as `$` (the whole document)",
                     );
                 }
                 ExtractorKind::JsonPath {
-                    path: JsonPath::parse(&path).map_err(|e| {
-                        node.error(format!(
-                            "invalid JSONPath {expression:?} (read as {path:?}): {e}"
-                        ))
-                    })?,
+                    path,
                     concat: field("concat").is_some_and(|c| c == "true"),
                 }
             }

@@ -84,7 +84,6 @@ pub(super) const REQUEST: Section = Section {
         "upload-files",
         "content-encoding",
         "jsr223",
-        "assert-xpath",
         "random-source-ip",
     ],
     strict: false,
@@ -93,6 +92,19 @@ pub(super) const REQUEST: Section = Section {
 pub(super) const ASSERT: Section = Section {
     known: &["contains", "subject", "regexp", "not"],
     taurus_only: &["assume-success"],
+    strict: true,
+};
+
+pub(super) const ASSERT_XPATH: Section = Section {
+    known: &[
+        "xpath",
+        "invert",
+        "use-tolerant-parser",
+        "validate-xml",
+        "ignore-whitespace",
+        "use-namespaces",
+    ],
+    taurus_only: &[],
     strict: true,
 };
 

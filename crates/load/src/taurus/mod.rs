@@ -169,6 +169,8 @@ pub(super) struct Steps<'s> {
     pub(super) onces: usize,
     /// `jmx-random` and `jmx-interleave` blocks so far.
     pub(super) picks: usize,
+    /// `jmx-throughput` blocks so far.
+    pub(super) throttles: usize,
     /// Names of the scenarios being read, to refuse `include-scenario` recursion.
     pub(super) including: Vec<String>,
     /// The config's `scenarios`.
@@ -177,6 +179,12 @@ pub(super) struct Steps<'s> {
     pub(super) entries: usize,
     /// How many entries each scenario expands to, once counted.
     pub(super) sizes: HashMap<String, usize>,
+    /// Data sources of included scenarios (each scenario's once, however often included):
+    /// in Taurus they become CSV Data Sets in the plan, and JMeter advances every one each
+    /// iteration wherever it sits.
+    pub(super) data_sources: Vec<Arc<crate::plan::DataSource>>,
+    /// Included scenarios whose data sources are read.
+    pub(super) sourced: Vec<String>,
 }
 
 #[derive(Default)]

@@ -1,5 +1,6 @@
 //! Scenarios and their requests: defaults a scenario gives its requests, URLs, headers,
-//! bodies and think-times.
+//! bodies and think-times. Over 600 lines: a request has many keys, each read here with
+//! its error naming the key path.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -40,6 +41,7 @@ const SCENARIO_KEYS: &[&str] = &[
 const REQUEST_KEYS: &[&str] = &[
     "assert-body-limit",
     "assert-jsonpath",
+    "assert-xpath",
     "url",
     "method",
     "label",
@@ -112,13 +114,18 @@ impl Builder {
             has_blocks: false,
             onces: 0,
             picks: 0,
+            throttles: 0,
             including: vec![name.clone()],
             scenarios,
             entries: 0,
             sizes: Default::default(),
+            data_sources: Vec::new(),
+            sourced: Vec::new(),
         };
         let steps = self.steps(&requests_node, &defaults, &mut out)?;
         self.note_undefined(&node.path, &defaults);
+        let mut data_sources = data_sources;
+        data_sources.append(&mut out.data_sources);
         let store_cookie = optional(child(node, "store-cookie"), boolean)?.unwrap_or(true);
         let cookies = cookies(child(node, "cookies"))?;
         // The fast path keeps cookies and follows redirects itself; preset cookies need
@@ -137,6 +144,7 @@ impl Builder {
                 data_sources,
                 onces: out.onces,
                 picks: out.picks,
+                throttles: out.throttles,
                 cookies,
                 properties: Arc::new(self.properties_with(child(node, "properties"))),
                 environment: Arc::clone(&self.environment),
@@ -195,6 +203,7 @@ impl Builder {
             child(node, "assert-jsonpath").as_ref(),
             &keys::ASSERT_JSONPATH,
         )?;
+        self.check_item_keys(child(node, "assert-xpath").as_ref(), &keys::ASSERT_XPATH)?;
         let get = |key: &'static str| child(node, key);
         let url_node = get("url").ok_or_else(|| node.error("has no url"))?;
         let url_text = defaults.substitute(
@@ -207,17 +216,18 @@ impl Builder {
             .map_err(|message| url_node.error(message))?;
         let (base, path_and_query) = split_url(&full);
         let base = functions_at_load_time(base, &mut self.load_time_user());
-        if base.contains("${") {
-            return Err(url_node.error(format!(
-                "{full:?}: a ${{…}} in the scheme or host must be a settings.env key or a \
-                 scenario variable (the host is resolved before the run)"
-            )));
-        }
-        let url = resolve_url(
-            &format!("{base}{}", crate::variables::encode_target(path_and_query)),
-            None,
-        )
-        .map_err(|message| url_node.error(message))?;
+        // A scheme or host from a run-time variable (a CSV column, an extractor): the URL
+        // is rendered and its host resolved per request; every other request keeps its
+        // address resolved once before the run.
+        let origin = base.contains("${").then(|| Template::parse(&base));
+        let url = match &origin {
+            Some(_) => run_time_placeholder(&base, path_and_query),
+            None => resolve_url(
+                &format!("{base}{}", crate::variables::encode_target(path_and_query)),
+                None,
+            )
+            .map_err(|message| url_node.error(message))?,
+        };
         let method = match get("method") {
             Some(m) => {
                 let text = m
@@ -285,9 +295,11 @@ impl Builder {
             }
             (None, None) => Bytes::new(),
         };
-        let host_header =
-            HeaderValue::from_str(&url.authority).map_err(|_| url_node.error("invalid host"))?;
-        headers.insert(HOST, host_header);
+        if origin.is_none() {
+            let host_header = HeaderValue::from_str(&url.authority)
+                .map_err(|_| url_node.error("invalid host"))?;
+            headers.insert(HOST, host_header);
+        }
         let timeout = optional(get("timeout"), duration)?.unwrap_or(defaults.timeout);
         if timeout.is_zero() {
             return Err(get("timeout").map_or_else(
@@ -317,7 +329,11 @@ impl Builder {
             Some(a) => json_assertions(&a)?,
             None => Vec::new(),
         };
-        let dynamic = dynamic_parts(path_and_query, &headers, &body);
+        let xpath_assertions = match get("assert-xpath") {
+            Some(a) => super::assertions::xpath_assertions(&a)?,
+            None => Vec::new(),
+        };
+        let dynamic = dynamic_parts(origin, path_and_query, &headers, &body);
         let follow_redirects =
             optional(get("follow-redirects"), boolean)?.unwrap_or(defaults.follow_redirects);
         let extractors = self.extractors(node)?;
@@ -355,6 +371,7 @@ impl Builder {
             assert_body_limit,
             assertions,
             json_assertions,
+            xpath_assertions,
         })
     }
 
@@ -456,6 +473,21 @@ impl ScenarioDefaults {
         Ok(defaults)
     }
 
+    /// Takes what an included scenario gets from the one including it, as Taurus's
+    /// generated plan gives it: the top scenario's variables and headers (Taurus puts them
+    /// on the whole test plan and ignores an included scenario's own), and its default
+    /// address unless the included scenario names its own (the nearer HTTP Request
+    /// Defaults win in JMeter). Timeouts, think-times and the other request defaults stay
+    /// the included scenario's, as Taurus reads them from the request's own scenario.
+    pub(super) fn inherit(&mut self, outer: &ScenarioDefaults) {
+        self.headers = outer.headers.clone();
+        self.variables = outer.variables.clone();
+        self.runtime_variables = outer.runtime_variables.clone();
+        if self.address.is_none() {
+            self.address = outer.address.clone();
+        }
+    }
+
     /// Replaces `${name}` with the variable's value; unknown names stay as written, and are
     /// remembered for a warning.
     pub(super) fn substitute(&self, text: &str) -> String {
@@ -478,61 +510,12 @@ impl ScenarioDefaults {
     }
 }
 
-struct ResolvedUrl {
-    authority: String,
-    host: String,
-    port: u16,
-    https: bool,
-    target: Uri,
-}
-
-fn resolve_url(text: &str, default_address: Option<&str>) -> Result<ResolvedUrl, String> {
-    let full = if text.contains("://") {
-        text.to_owned()
-    } else {
-        let base = default_address.ok_or_else(|| {
-            format!("{text:?} is not an absolute URL and the scenario has no default-address")
-        })?;
-        format!(
-            "{}/{}",
-            base.trim_end_matches('/'),
-            text.trim_start_matches('/')
-        )
-    };
-    let uri: Uri = full
-        .parse()
-        .map_err(|e| format!("invalid URL {full:?}: {e}"))?;
-    let https = match uri.scheme_str() {
-        Some("http") => false,
-        Some("https") => true,
-        _ => {
-            return Err(format!(
-                "{full:?}: the URL must start with http:// or https://"
-            ));
-        }
-    };
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| format!("{full:?} has no host"))?;
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_owned();
-    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let authority = uri.authority().map(ToString::to_string).unwrap_or_default();
-    let target: Uri = uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .parse()
-        .map_err(|e| format!("invalid path: {e}"))?;
-    Ok(ResolvedUrl {
-        authority,
-        host,
-        port,
-        https,
-        target,
-    })
+/// `text` (joined to the default address when relative) taken apart.
+fn resolve_url(
+    text: &str,
+    default_address: Option<&str>,
+) -> Result<crate::url::AbsoluteUrl, String> {
+    crate::url::parse(&full_url(text, default_address)?)
 }
 
 fn header_pairs(node: &ConfigValue<'_>) -> Result<Vec<(HeaderName, HeaderValue)>, ConfigError> {
@@ -608,7 +591,8 @@ fn form_encoded(fields: &serde_json::Map<String, Value>) -> String {
 
 /// The URL with the scenario's `default-address` in front when it has no scheme.
 fn full_url(text: &str, default_address: Option<&str>) -> Result<String, String> {
-    if text.contains("://") {
+    // `- ${url}` without a default address: the whole URL comes at run time.
+    if text.contains("://") || (default_address.is_none() && text.starts_with("${")) {
         return Ok(text.to_owned());
     }
     let base = default_address.ok_or_else(|| {
@@ -619,6 +603,22 @@ fn full_url(text: &str, default_address: Option<&str>) -> Result<String, String>
         base.trim_end_matches('/'),
         text.trim_start_matches('/')
     ))
+}
+
+/// What a request whose scheme or host is decided at run time holds until it is rendered:
+/// its origin as written (shown by the run's description), nothing to connect to.
+fn run_time_placeholder(base: &str, path_and_query: &str) -> crate::url::AbsoluteUrl {
+    crate::url::AbsoluteUrl {
+        authority: base.to_owned(),
+        host: String::new(),
+        port: 0,
+        https: base
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://")),
+        target: crate::variables::encode_target(path_and_query)
+            .parse()
+            .unwrap_or_else(|_| Uri::from_static("/")),
+    }
 }
 
 /// `scheme://authority` and the rest (path and query).
@@ -632,6 +632,7 @@ fn split_url(full: &str) -> (&str, &str) {
 
 /// The run-time `${…}` parts of a request, if it has any.
 fn dynamic_parts(
+    origin: Option<Template>,
     path_and_query: &str,
     headers: &HeaderMap,
     body: &Bytes,
@@ -645,13 +646,16 @@ fn dynamic_parts(
         })
         .collect();
     let body = std::str::from_utf8(body).map_or_else(|_| Template::default(), Template::parse);
-    (target.is_dynamic() || !headers.is_empty() || body.is_dynamic()).then(|| {
-        Arc::new(DynamicRequest {
-            target,
-            headers,
-            body,
-        })
-    })
+    (origin.is_some() || target.is_dynamic() || !headers.is_empty() || body.is_dynamic()).then(
+        || {
+            Arc::new(DynamicRequest {
+                origin,
+                target,
+                headers,
+                body,
+            })
+        },
+    )
 }
 
 /// A think-time: a duration, or `uniform|gaussian|poisson(mean, second)`; the first value
