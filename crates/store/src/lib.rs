@@ -27,7 +27,7 @@ pub use model::{
 pub use pg_config::{PgConfig, PgOptions, SslMode};
 pub use postgres::{DEFAULT_DB_TIMEOUT, PostgresAdmin, PostgresStore, StatementMode};
 pub use seed::Progress;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, Synchronous};
 
 /// Receives the users of a page one at a time, borrowed from the database's row.
 pub trait UserSink: Send + 'static {
@@ -121,6 +121,28 @@ impl UserStore {
             }
         }
         Ok(self)
+    }
+
+    /// Sets how SQLite syncs commits (default [`Synchronous::Full`]) and returns the
+    /// setting read back; `None` on PostgreSQL, whose durability is its server's
+    /// (`synchronous_commit`, `fsync`).
+    pub async fn set_sqlite_synchronous(
+        &self,
+        mode: Synchronous,
+    ) -> Result<Option<Synchronous>, StoreError> {
+        match self {
+            Self::Postgres(_) => Ok(None),
+            Self::Sqlite(store) => store.set_synchronous(mode).await.map(Some),
+        }
+    }
+
+    /// How SQLite syncs commits, read back from its writer connection; `None` on
+    /// PostgreSQL.
+    pub async fn sqlite_synchronous(&self) -> Result<Option<Synchronous>, StoreError> {
+        match self {
+            Self::Postgres(_) => Ok(None),
+            Self::Sqlite(store) => store.synchronous().await.map(Some),
+        }
     }
 
     /// The backend's name, for logs: `postgres` or `sqlite`.
