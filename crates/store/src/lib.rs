@@ -21,8 +21,8 @@ pub use db_stats::{DbFailure, DbStats, PIPELINE_DEPTH_BUCKETS, db_stats};
 pub use error::{BoxError, StoreError, error_chain};
 pub use migrations::MigrationReport;
 pub use model::{
-    InvalidUserId, InvalidUsername, Page, USERNAME_MAX_CHARS, USERNAME_PATTERN, User, UserId,
-    Username,
+    InvalidUserId, InvalidUsername, Page, USERNAME_MAX_CHARS, User, UserId, Username,
+    username_pattern,
 };
 pub use pg_config::{PgConfig, PgOptions, SslMode};
 pub use postgres::{DEFAULT_DB_TIMEOUT, PostgresAdmin, PostgresStore, StatementMode};
