@@ -29,6 +29,10 @@ pub use postgres::{DEFAULT_DB_TIMEOUT, PostgresAdmin, PostgresStore, StatementMo
 pub use seed::Progress;
 pub use sqlite::{SqliteStore, Synchronous};
 
+/// How late a request's database call may fail past its deadline (`--db-timeout`): the
+/// PostgreSQL watchdog's two ticks, SQLite's waits for a running job. Documented.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
+
 /// Receives the users of a page one at a time, borrowed from the database's row.
 pub trait UserSink: Send + 'static {
     /// One user, in id order.

@@ -215,8 +215,10 @@ impl PostgresStore {
 
     /// Sets the deadline of every call that serves a request. The server's own
     /// `statement_timeout` and `lock_timeout` of the serving connections are set to it, so
-    /// the database stops the work too; this side waits a little longer, so that the server
-    /// usually answers first and the connection can be kept.
+    /// the database stops the work too; this side gives up at the deadline plus at most two
+    /// ticks of the connection's watchdog (see [`crate::watchdog`]), so that the server
+    /// usually answers first and the connection can be kept, and a call that gets no answer
+    /// fails by the deadline plus 100 ms.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
         let deadline = self.deadline();
@@ -303,9 +305,10 @@ impl PostgresStore {
         }
     }
 
-    /// The deadline of one call: a little past the server's own statement timeout.
+    /// The deadline of one call: the server's own statement timeout; the watchdog gives up
+    /// on a call within two of its ticks after it.
     fn deadline(&self) -> Duration {
-        self.timeout + self.timeout / 4
+        self.timeout
     }
 
     /// Runs a read on a replica, taken in turn, when there are any and this process has

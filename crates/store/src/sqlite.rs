@@ -308,8 +308,9 @@ async fn run_on<T: Send + 'static>(
     };
     match deadline {
         None => answer.await,
-        // A little past the deadline: the worker itself answers at the deadline.
-        Some((_, timeout)) => tokio::time::timeout(timeout + timeout / 4, answer)
+        // A little past the deadline: the worker itself answers at the deadline, unless a
+        // job that started before it runs on (then the caller is told 503 at the margin).
+        Some((_, timeout)) => tokio::time::timeout(timeout + crate::DEADLINE_MARGIN / 2, answer)
             .await
             .unwrap_or_else(|_| Err(StoreError::timed_out(timeout))),
     }
