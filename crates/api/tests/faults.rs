@@ -242,6 +242,75 @@ async fn reads_do_not_queue_behind_a_write_waiting_on_a_lock() {
     assert_eq!(rename.await.unwrap().unwrap().status(), StatusCode::OK);
 }
 
+/// The case: with a row locked by another session, a PUT to it waits for the lock
+/// (503 at the deadline), while a PUT to another row and a POST, sent after it to the same
+/// store, whose one write connection it used, answer at once; once the lock is released
+/// the PUT goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waiting_on_a_lock_holds_up_no_write_to_another_row() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
+    let timeout = Duration::from_secs(3);
+    let url = PgCluster::shared().fresh_database().await;
+    let app = serve(&url, timeout, Limits::default()).await;
+    let locked = create(&app, "locked").await["id"].as_i64().unwrap();
+    let other = create(&app, "other").await["id"].as_i64().unwrap();
+    let put = |id: i64, name: String| {
+        client()
+            .put(format!("{}/users/{id}", app.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "username": name }))
+            .send()
+    };
+
+    let mut locker = peregrine_testkit::connect(&url).await;
+    let lock = locker.transaction().await.unwrap();
+    lock.execute(
+        "SELECT 1 FROM orguser WHERE id = $1 FOR UPDATE",
+        &[&i32::try_from(locked).unwrap()],
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let stuck = tokio::spawn(put(locked, "renamed".into()));
+    peregrine_testkit::wait_for_a_lock_waiter(&lock).await;
+    for round in 0..3 {
+        let sent = Instant::now();
+        let (renamed, created) = tokio::join!(
+            put(other, format!("other{round}")),
+            client()
+                .post(format!("{}/users", app.base))
+                .bearer_auth(TOKEN)
+                .json(&json!({ "username": format!("new{round}") }))
+                .send()
+        );
+        assert_eq!(renamed.unwrap().status(), StatusCode::OK);
+        assert_eq!(created.unwrap().status(), StatusCode::CREATED);
+        // Behind the locked write they would wait for the deadline (3 s); the bound is
+        // loose because the machine may be busy.
+        assert!(
+            sent.elapsed() < Duration::from_secs(1),
+            "round {round}: {:?} behind the locked write",
+            sent.elapsed()
+        );
+    }
+    assert!(!stuck.is_finished(), "the locked write should still wait");
+    assert_unavailable(stuck.await.unwrap().unwrap()).await;
+    let waited = started.elapsed();
+    assert!(waited >= timeout - Duration::from_millis(50), "{waited:?}");
+    assert!(
+        waited <= timeout + peregrine_store::DEADLINE_MARGIN + Duration::from_millis(500),
+        "{waited:?}"
+    );
+
+    // Released, the row can be written again at once.
+    let again = tokio::spawn(put(locked, "renamed".into()));
+    peregrine_testkit::wait_for_a_lock_waiter(&lock).await;
+    lock.rollback().await.unwrap();
+    assert_eq!(again.await.unwrap().unwrap().status(), StatusCode::OK);
+    let users: Value = get(&app, "/users/").await.json().await.unwrap();
+    assert_eq!(users.as_array().map(Vec::len), Some(5), "{users}");
+}
+
 /// While another connection holds SQLite's write lock, a write gets 503 at the deadline,
 /// not after the busy waits of every write queued before it; and the work is not done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
