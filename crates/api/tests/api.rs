@@ -993,20 +993,35 @@ async fn names_that_display_alike_anywhere_in_unicode_are_422_and_every_script_p
     let list = json_of(app.get("/users").await).await;
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     let ordinary = [
-        "Дмитрий", "محمد", "דוד", "हिन्दी", "தமிழ்", "ไทย", "한국어", "日本語", "ქართული",
-        "Ἀθῆναι", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "🦀", "👍🏽", "Zoë",
+        "Дмитрий",
+        "محمد",
+        "דוד",
+        "हिन्दी",
+        "தமிழ்",
+        "ไทย",
+        "한국어",
+        "日本語",
+        "ქართული",
+        "Ἀθῆναι",
+        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+        "🦀",
+        "👍🏽",
+        "Zoë",
     ];
     for name in ordinary {
         assert_eq!(app.create(name).await["username"], name);
     }
     let renamed = app
-        .write(Method::PUT, &format!("/users/{id}"), json!({ "username": "𓂀 admin" }))
+        .write(
+            Method::PUT,
+            &format!("/users/{id}"),
+            json!({ "username": "𓂀 admin" }),
+        )
         .await;
     assert_eq!(renamed.status(), StatusCode::OK);
 
     let doc = json_of(app.get("/openapi.json").await).await;
-    let pattern = doc["components"]["schemas"]["UsernameBody"]["properties"]["username"]
-        ["pattern"]
+    let pattern = doc["components"]["schemas"]["UsernameBody"]["properties"]["username"]["pattern"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
