@@ -824,7 +824,7 @@ impl Endpoint {
         self.writing = self.plain.clone();
         self.writing
             .client
-            .options(&format!("{options} -c lock_timeout={probe}"));
+            .options(format!("{options} -c lock_timeout={probe}"));
     }
 
     /// A read connection, taken in turn.
