@@ -38,8 +38,8 @@ token=bench-token
 
 # One fresh name per request: thread id, then a counter (no 409s, so every POST commits).
 cat >"$work/post.lua" <<'LUA'
+-- thread_id is a global that setup() sets in each thread's own Lua state.
 local counter = 0
-local thread_id = 0
 local threads = 0
 function setup(thread)
     thread:set("thread_id", threads)
@@ -47,7 +47,7 @@ function setup(thread)
 end
 function request()
     counter = counter + 1
-    local body = string.format('{"username":"b%d-%d-%d"}', thread_id, counter, math.random(1e9))
+    local body = string.format('{"username":"b%d-%d"}', thread_id, counter)
     return wrk.format("POST", "/users", nil, body)
 end
 function done(summary, latency, requests)
@@ -59,8 +59,8 @@ LUA
 # run MODE ROUND: one turn on a fresh file; sets `r` (POST/s) and `l` (mean latency, ms).
 run() {
     local mode=$1 round=$2 db="$work/$1-$2.db"
-    "$peregrine" serve --database-url "sqlite://$db" --bind "127.0.0.1:$port" \
-        --api-token "$token" --sqlite-synchronous "$mode" >"$work/server-$mode-$round.log" 2>&1 &
+    PEREGRINE_API_TOKEN=$token "$peregrine" serve --database-url "sqlite://$db" \
+        --bind "127.0.0.1:$port" --sqlite-synchronous "$mode" >"$work/server-$mode-$round.log" 2>&1 &
     server_pid=$!
     wait_for_http "http://127.0.0.1:$port/readyz" "$server_pid" "$work/server-$mode-$round.log" 30
     grep -q "synchronous=${mode^^}" "$work/server-$mode-$round.log" ||
