@@ -49,7 +49,7 @@ pub fn document(max_page_size: u32) -> Bytes {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
     if let Some(username) = doc.pointer_mut("/components/schemas/UsernameBody/properties/username")
     {
-        username["pattern"] = peregrine_store::USERNAME_PATTERN.into();
+        username["pattern"] = peregrine_store::username_pattern().into();
     }
     let parameters = doc
         .pointer_mut("/paths/~1users/get/parameters")

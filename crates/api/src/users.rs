@@ -49,9 +49,11 @@ pub struct UserBody {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UsernameBody {
-    /// 1 to 255 characters; no control or invisible format characters (zero-width,
-    /// bidirectional controls, byte-order mark) and no white space at either end. Stored in
-    /// Unicode normalization form C; case-sensitive (`Alice` and `alice` are two users).
+    /// 1 to 255 characters; none of general category Cc, Cf, Zl or Zp nor
+    /// Default_Ignorable_Code_Point, anywhere in Unicode (zero-width, bidirectional and tag
+    /// characters, variation selectors, the byte-order mark…), and no white space at either
+    /// end. Stored in Unicode normalization form C; case-sensitive (`Alice` and `alice` are
+    /// two users). The pattern writes code points above U+FFFF as the characters themselves.
     #[schema(example = "e60202a4", min_length = 1, max_length = 255)]
     username: String,
 }

@@ -151,6 +151,7 @@ on_both_backends!(
     client_mistakes_never_get_a_5xx,
     numeric_parameters_follow_one_rule,
     spoofing_usernames_are_422_and_spellings_of_one_name_are_one_user,
+    names_that_display_alike_anywhere_in_unicode_are_422_and_every_script_passes,
 );
 
 async fn list_returns_users_ordered_by_id_with_or_without_trailing_slash(backend: Backend) {
@@ -960,6 +961,102 @@ async fn spoofing_usernames_are_422_and_spellings_of_one_name_are_one_user(backe
         .cloned()
         .unwrap_or_default();
     assert_eq!(limit["schema"]["maximum"], 1000, "{limit}");
+}
+
+/// Format and default-ignorable characters above U+FFFF and in combining blocks (the
+/// look-alikes of "admin" an adversarial run created as six users) are 422 on POST and PUT;
+/// names in many scripts pass; the published pattern, read by Python's `re` as schemathesis
+/// reads it, says the same of each.
+async fn names_that_display_alike_anywhere_in_unicode_are_422_and_every_script_passes(
+    backend: Backend,
+) {
+    let app = TestApp::with_token(backend).await;
+    let admin = app.create("admin").await;
+    let id = admin["id"].as_i64().unwrap_or_default();
+    let look_alikes = [
+        "admin\u{e0061}\u{e0062}",
+        "\u{e0001}admin",
+        "ad\u{1bca0}min",
+        "ad\u{34f}min",
+        "admin\u{fe0f}",
+        "ad\u{e0100}min",
+        "ad\u{115f}min",
+    ];
+    for name in look_alikes {
+        let body = json!({ "username": name });
+        let created = app.write(Method::POST, "/users", body.clone()).await;
+        let detail = assert_problem(created, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(detail.contains("U+"), "{name:?}: {detail}");
+        let renamed = app.write(Method::PUT, &format!("/users/{id}"), body).await;
+        assert_problem(renamed, StatusCode::UNPROCESSABLE_ENTITY).await;
+    }
+    let list = json_of(app.get("/users").await).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let ordinary = [
+        "Дмитрий",
+        "محمد",
+        "דוד",
+        "हिन्दी",
+        "தமிழ்",
+        "ไทย",
+        "한국어",
+        "日本語",
+        "ქართული",
+        "Ἀθῆναι",
+        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
+        "🦀",
+        "👍🏽",
+        "Zoë",
+    ];
+    for name in ordinary {
+        assert_eq!(app.create(name).await["username"], name);
+    }
+    let renamed = app
+        .write(
+            Method::PUT,
+            &format!("/users/{id}"),
+            json!({ "username": "𓂀 admin" }),
+        )
+        .await;
+    assert_eq!(renamed.status(), StatusCode::OK);
+
+    let doc = json_of(app.get("/openapi.json").await).await;
+    let pattern = doc["components"]["schemas"]["UsernameBody"]["properties"]["username"]["pattern"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let verdicts = python_re_verdicts(&pattern, &[&look_alikes[..], &ordinary[..]].concat());
+    let expected: Vec<bool> = look_alikes
+        .iter()
+        .map(|_| false)
+        .chain(ordinary.iter().map(|_| true))
+        .collect();
+    assert_eq!(verdicts, expected, "Python re on {pattern:?}");
+}
+
+/// Whether Python's `re` (what schemathesis generates and checks with) full-matches each
+/// name against `pattern`.
+fn python_re_verdicts(pattern: &str, names: &[&str]) -> Vec<bool> {
+    let script = "import json, re, sys\n\
+                  data = json.loads(sys.stdin.buffer.read().decode('utf-8'))\n\
+                  rx = re.compile(data['pattern'])\n\
+                  print(json.dumps([rx.search(n) is not None for n in data['names']]))";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("python3 (which schemathesis needs too): {e}"));
+    let input = json!({ "pattern": pattern, "names": names }).to_string();
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write;
+        stdin
+            .write_all(input.as_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let output = child.wait_with_output().unwrap_or_else(|e| panic!("{e}"));
+    assert!(output.status.success(), "python3 failed on {pattern:?}");
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Values PostgreSQL cannot store as configured are the client's 422, not a 500: more bytes

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use peregrine_store::{DatabaseUrl, PgConfig, PgOptions, SslMode, StatementMode};
+use peregrine_store::{DatabaseUrl, PgConfig, PgOptions, SslMode, StatementMode, Synchronous};
 
 /// A fast users REST API on PostgreSQL or SQLite.
 #[derive(Debug, Parser)]
@@ -380,6 +380,16 @@ pub struct ServeArgs {
     /// PostgreSQL's statement_timeout and lock_timeout of the server's connections.
     #[arg(long, env = "PEREGRINE_DB_TIMEOUT", default_value = "5s", value_parser = duration_flag)]
     pub db_timeout: Duration,
+    /// How SQLite syncs each commit: `full` (an acknowledged write survives a power loss or
+    /// an OS crash) or `normal` (faster commits; the last acknowledged ones may be lost on
+    /// a power loss or an OS crash, not on a crash of the process). SQLite only.
+    #[arg(
+        long,
+        env = "PEREGRINE_SQLITE_SYNCHRONOUS",
+        default_value = "full",
+        value_name = "full|normal"
+    )]
+    pub sqlite_synchronous: Synchronous,
     /// How PostgreSQL statements are sent: `prepared` (named, parsed once per connection),
     /// `unnamed` (parsed on each call, in the same round trip: works behind PgBouncer in
     /// transaction mode), or `auto`: unnamed when the server looks like a pooler.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use peregrine_api::{ApiSettings, Limits, ServeConfig};
+use peregrine_store::Synchronous;
 
 use crate::cli::ServeArgs;
 use crate::db;
@@ -50,6 +51,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("metrics on http://{metrics}/metrics");
     }
     let store = db::open_url(&url, pool_size, args.database.db_wait).await?;
+    sqlite_durability(&store, args.sqlite_synchronous).await?;
     let store = Arc::new(serving.apply(store)?);
     if let Some(wanted) = args.seed {
         let existing = store.count().await?;
@@ -88,6 +90,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Sets `--sqlite-synchronous` on a SQLite store and says what SQLite reads back: the
+/// durability of acknowledged writes is worth a line at start. On PostgreSQL only the
+/// default is accepted, so that a relaxed setting is never silently ignored.
+async fn sqlite_durability(
+    store: &peregrine_store::UserStore,
+    mode: Synchronous,
+) -> anyhow::Result<()> {
+    match store.set_sqlite_synchronous(mode).await? {
+        Some(Synchronous::Full) => tracing::info!(
+            "SQLite commits with synchronous=FULL: an acknowledged write survives a power loss"
+        ),
+        Some(Synchronous::Normal) => tracing::warn!(
+            "SQLite commits with synchronous=NORMAL (--sqlite-synchronous normal): the last \
+             acknowledged writes may be lost on a power loss or an OS crash"
+        ),
+        None if mode != Synchronous::Full => {
+            anyhow::bail!("--sqlite-synchronous applies to SQLite only, not to PostgreSQL")
+        }
+        None => {}
+    }
     Ok(())
 }
 

@@ -212,6 +212,47 @@ async fn quickstart_serve_seed_20_on_the_default_sqlite_file_serves_20_users() {
     assert_eq!(users.as_array().map(Vec::len), Some(25));
 }
 
+/// SQLite commits are durable unless `--sqlite-synchronous normal` (or its variable) says
+/// otherwise; the server says which at start, as SQLite reads the setting back.
+#[tokio::test]
+async fn sqlite_durability_is_full_by_default_and_the_flag_relaxes_it() {
+    let dir = temp_dir();
+    let server = Served::start(dir.path(), &[]);
+    server.wait_for_log("synchronous=FULL");
+    drop(server);
+    let relaxed = Served::start(dir.path(), &["--sqlite-synchronous", "normal"]);
+    let logs = relaxed.wait_for_log("synchronous=NORMAL");
+    assert!(logs.contains("power loss"), "{logs}");
+    assert!(!logs.contains("synchronous=FULL"), "{logs}");
+    drop(relaxed);
+    let mut command = Command::new(BINARY);
+    command
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("PEREGRINE_SQLITE_SYNCHRONOUS", "normal");
+    let from_env = Served::spawn(command, dir.path(), "info");
+    from_env.wait_for_log("synchronous=NORMAL");
+    drop(from_env);
+
+    let (status, _, stderr) = run(dir.path(), &["serve", "--sqlite-synchronous", "off"]);
+    assert!(!status.success());
+    assert!(stderr.contains("--sqlite-synchronous"), "{stderr}");
+    let postgres = PgCluster::shared().fresh_database().await;
+    let (status, _, stderr) = run(
+        dir.path(),
+        &[
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            &postgres,
+            "--sqlite-synchronous",
+            "normal",
+        ],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("SQLite only"), "{stderr}");
+}
+
 #[tokio::test]
 async fn db_init_is_idempotent_and_db_seed_adds_exactly_n_on_sqlite() {
     let dir = temp_dir();

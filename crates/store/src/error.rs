@@ -73,6 +73,22 @@ impl StoreError {
         ))
     }
 
+    /// Whether PostgreSQL ended the call at its `lock_timeout` (SQLSTATE 55P03): a row
+    /// lock was held longer than the session waits for one.
+    pub(crate) fn is_lock_timeout(&self) -> bool {
+        let Self::Unavailable {
+            source: Some(source),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        source
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(tokio_postgres::Error::code)
+            .is_some_and(|code| *code == tokio_postgres::error::SqlState::LOCK_NOT_AVAILABLE)
+    }
+
     /// Whether the caller may succeed by retrying later (a 503 rather than a 500).
     pub fn is_transient(&self) -> bool {
         matches!(self, Self::Unavailable { .. } | Self::ReadOnly)

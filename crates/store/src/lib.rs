@@ -21,13 +21,17 @@ pub use db_stats::{DbFailure, DbStats, PIPELINE_DEPTH_BUCKETS, db_stats};
 pub use error::{BoxError, StoreError, error_chain};
 pub use migrations::MigrationReport;
 pub use model::{
-    InvalidUserId, InvalidUsername, Page, USERNAME_MAX_CHARS, USERNAME_PATTERN, User, UserId,
-    Username,
+    InvalidUserId, InvalidUsername, Page, USERNAME_MAX_CHARS, User, UserId, Username,
+    username_pattern,
 };
 pub use pg_config::{PgConfig, PgOptions, SslMode};
 pub use postgres::{DEFAULT_DB_TIMEOUT, PostgresAdmin, PostgresStore, StatementMode};
 pub use seed::Progress;
-pub use sqlite::SqliteStore;
+pub use sqlite::{SqliteStore, Synchronous};
+
+/// How late a request's database call may fail past its deadline (`--db-timeout`): the
+/// PostgreSQL watchdog's two ticks, SQLite's waits for a running job. Documented.
+pub const DEADLINE_MARGIN: Duration = Duration::from_millis(100);
 
 /// Receives the users of a page one at a time, borrowed from the database's row.
 pub trait UserSink: Send + 'static {
@@ -121,6 +125,28 @@ impl UserStore {
             }
         }
         Ok(self)
+    }
+
+    /// Sets how SQLite syncs commits (default [`Synchronous::Full`]) and returns the
+    /// setting read back; `None` on PostgreSQL, whose durability is its server's
+    /// (`synchronous_commit`, `fsync`).
+    pub async fn set_sqlite_synchronous(
+        &self,
+        mode: Synchronous,
+    ) -> Result<Option<Synchronous>, StoreError> {
+        match self {
+            Self::Postgres(_) => Ok(None),
+            Self::Sqlite(store) => store.set_synchronous(mode).await.map(Some),
+        }
+    }
+
+    /// How SQLite syncs commits, read back from its writer connection; `None` on
+    /// PostgreSQL.
+    pub async fn sqlite_synchronous(&self) -> Result<Option<Synchronous>, StoreError> {
+        match self {
+            Self::Postgres(_) => Ok(None),
+            Self::Sqlite(store) => store.synchronous().await.map(Some),
+        }
     }
 
     /// The backend's name, for logs: `postgres` or `sqlite`.

@@ -1,6 +1,9 @@
 //! PostgreSQL backend: a few long-lived connections shared by all reads, so concurrent
 //! queries pipeline on each socket, and one connection of their own for writes, so that a
-//! write waiting on a row lock never holds up the reads queued behind it. Statements are
+//! write waiting on a row lock never holds up the reads queued behind it. A write waits for
+//! a row lock on the write connection only [`LOCK_PROBE`] long; then it goes on waiting on a
+//! third connection, for lock waits, so that it does not hold up the writes to other rows
+//! pipelined behind it either. Statements are
 //! prepared once per connection, or sent unnamed behind a connection pooler (PgBouncer in
 //! transaction mode keeps nothing between transactions); reads may go to streaming replicas,
 //! the primary answering when they do not. Every call has a deadline, past which the
@@ -23,6 +26,14 @@ use crate::pg_connect;
 use crate::seed::{self, Progress};
 use crate::watchdog::Watch;
 use crate::{Page, StoreError, User, UserId, UserSink, Username};
+
+/// How long a write waits for a row lock on the write connection (its server-side
+/// `lock_timeout`) before it moves to the connection for lock waits: what a write to a
+/// locked row costs the writes pipelined behind it.
+const LOCK_PROBE: Duration = Duration::from_millis(10);
+/// How long past the deadline a write waiting for a lock waits for the server's own
+/// `lock_timeout` to end it (the connection is kept then) before giving up on its own.
+const LOCK_WAIT_SLACK: Duration = Duration::from_millis(50);
 
 /// How long a failed reconnect makes a slot answer "unavailable" at once instead of retrying.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
@@ -74,7 +85,11 @@ pub struct PostgresStore {
     config: PgConfig,
     /// The primary: every write, and reads when no replica answers.
     primary: Endpoint,
+    /// The primary's connection for writes: waits for a row lock [`LOCK_PROBE`] at most.
     writer: Slot,
+    /// The primary's connection for writes that met a held row lock: they wait for it
+    /// here, up to the deadline, out of the way of the other writes.
+    lock_waits: Slot,
     /// Streaming replicas that serve reads, taken in turn.
     replicas: Box<[Endpoint]>,
     next_replica: AtomicUsize,
@@ -95,6 +110,8 @@ struct Endpoint {
     base: PgConfig,
     /// For the serving connections: the server stops a statement at the deadline too.
     serving: PgConfig,
+    /// `serving` for the write connection: a row lock is waited for [`LOCK_PROBE`] only.
+    writing: PgConfig,
     /// `serving` without the server-side timeouts, for a server that refuses them.
     plain: PgConfig,
     /// Set once the server refused the `options` startup parameter (PgBouncer does unless
@@ -108,12 +125,23 @@ struct Endpoint {
 
 /// One shared connection, replaced when it dies.
 struct Slot {
+    /// Which server-side timeouts its connections get.
+    role: Role,
     live: ArcSwapOption<Connection>,
     reconnecting: tokio::sync::Mutex<()>,
     /// Milliseconds since [`epoch`] of the last failed connect, plus one (0 = never failed).
     failed_at: AtomicU64,
     /// Whether a connection was ever opened here: the next one is a reconnect.
     opened: AtomicBool,
+}
+
+/// What a connection is for, which sets its server-side `lock_timeout`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Reads, and writes waiting for a row lock: `lock_timeout` is the deadline.
+    Serving,
+    /// Writes: `lock_timeout` is [`LOCK_PROBE`].
+    Writing,
 }
 
 /// The statements the server runs for requests.
@@ -200,7 +228,8 @@ impl PostgresStore {
         let mut store = Self {
             primary: Endpoint::new(config.clone(), connections),
             config,
-            writer: Slot::default(),
+            writer: Slot::new(Role::Writing),
+            lock_waits: Slot::default(),
             replicas: Box::new([]),
             next_replica: AtomicUsize::new(0),
             statements: StatementMode::default(),
@@ -215,8 +244,10 @@ impl PostgresStore {
 
     /// Sets the deadline of every call that serves a request. The server's own
     /// `statement_timeout` and `lock_timeout` of the serving connections are set to it, so
-    /// the database stops the work too; this side waits a little longer, so that the server
-    /// usually answers first and the connection can be kept.
+    /// the database stops the work too; this side gives up at the deadline plus at most two
+    /// ticks of the connection's watchdog (see [`crate::watchdog`]), so that the server
+    /// usually answers first and the connection can be kept, and a call that gets no answer
+    /// fails by the deadline plus 100 ms.
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.timeout = timeout;
         let deadline = self.deadline();
@@ -303,9 +334,10 @@ impl PostgresStore {
         }
     }
 
-    /// The deadline of one call: a little past the server's own statement timeout.
+    /// The deadline of one call: the server's own statement timeout; the watchdog gives up
+    /// on a call within two of its ticks after it.
     fn deadline(&self) -> Duration {
-        self.timeout + self.timeout / 4
+        self.timeout
     }
 
     /// Runs a read on a replica, taken in turn, when there are any and this process has
@@ -347,15 +379,56 @@ impl PostgresStore {
             .await
     }
 
-    /// Runs a write on the primary's write connection, noting when it happened.
+    /// Runs a write on the primary's write connection, noting when it happened; one that
+    /// meets a row lock held longer than [`LOCK_PROBE`] waits for it on the connection for
+    /// lock waits, within what is left of the deadline.
     async fn write(&self, query: Query, params: &Params<'_>) -> Result<Answer, StoreError> {
-        let result = self
-            .within_deadline(&self.primary, &self.writer, self.deadline(), query, params)
+        let started = Instant::now();
+        let deadline = self.deadline();
+        let mut result = self
+            .within_deadline(&self.primary, &self.writer, deadline, query, params)
             .await;
+        if result.as_ref().is_err_and(StoreError::is_lock_timeout) {
+            result = match deadline.checked_sub(started.elapsed()) {
+                Some(left) if !left.is_zero() => self.wait_for_lock(left, query, params).await,
+                _ => Err(StoreError::timed_out(deadline)),
+            };
+        }
         if !self.replicas.is_empty() {
             LAST_WRITE_MS.store(elapsed_ms() + 1, Ordering::Relaxed);
         }
         result
+    }
+
+    /// Runs a write that met a held row lock on the connection for lock waits. The server
+    /// ends the wait at its `lock_timeout` (the deadline, counted from a little later than
+    /// the call's); past `left` and [`LOCK_WAIT_SLACK`] the call gives up by itself and the
+    /// connection is replaced (its session still waits for the lock until then).
+    async fn wait_for_lock(
+        &self,
+        left: Duration,
+        query: Query,
+        params: &Params<'_>,
+    ) -> Result<Answer, StoreError> {
+        let attempt = async {
+            let conn = self.connection_of(&self.primary, &self.lock_waits).await?;
+            self.run_on(&conn, left, query, params).await
+        };
+        match tokio::time::timeout(left + LOCK_WAIT_SLACK, attempt).await {
+            Ok(Err(err)) if err.is_lock_timeout() => Err(StoreError::unavailable(format!(
+                "no answer within the deadline of {} ms (another session holds the row's lock)",
+                self.deadline().as_millis()
+            ))),
+            Ok(result) => result,
+            Err(_) => {
+                self.stats.failed(DbFailure::Timeout);
+                self.lock_waits.live.store(None);
+                Err(StoreError::unavailable(format!(
+                    "no answer within the deadline of {} ms (waiting for a row lock)",
+                    self.deadline().as_millis()
+                )))
+            }
+        }
     }
 
     /// Whether this process wrote within `window`.
@@ -675,7 +748,7 @@ impl PostgresStore {
             true => StatementMode::Unnamed,
             false => self.statements,
         };
-        match endpoint.open(mode).await {
+        match endpoint.open(mode, slot.role).await {
             Ok(conn) => {
                 if slot.opened.swap(true, Ordering::Relaxed) {
                     self.stats.reconnected();
@@ -719,6 +792,7 @@ impl Endpoint {
     fn new(base: PgConfig, connections: usize) -> Self {
         Self {
             serving: base.clone(),
+            writing: base.clone(),
             plain: base.clone(),
             base,
             options_refused: AtomicBool::new(false),
@@ -746,6 +820,11 @@ impl Endpoint {
             .connect_timeout(connect.map_or(timeout, |given| given.min(timeout)));
         self.serving = self.plain.clone();
         self.serving.client.options(&options);
+        let probe = LOCK_PROBE.as_millis().min(millis);
+        self.writing = self.plain.clone();
+        self.writing
+            .client
+            .options(format!("{options} -c lock_timeout={probe}"));
     }
 
     /// A read connection, taken in turn.
@@ -755,8 +834,8 @@ impl Endpoint {
     }
 
     /// Opens a serving connection, statements sent as `mode` says, watched by a watchdog.
-    async fn open(&self, mode: StatementMode) -> Result<Arc<Connection>, StoreError> {
-        let (client, driver) = self.connect().await?;
+    async fn open(&self, mode: StatementMode, role: Role) -> Result<Arc<Connection>, StoreError> {
+        let (client, driver) = self.connect(role).await?;
         let prepared = match mode {
             StatementMode::Prepared => true,
             StatementMode::Unnamed => false,
@@ -771,9 +850,13 @@ impl Endpoint {
 
     /// Connects with the server-side timeouts in `options`, or without them once the
     /// server refused them (a pooler), saying so once.
-    async fn connect(&self) -> Result<(Client, tokio::task::AbortHandle), StoreError> {
+    async fn connect(&self, role: Role) -> Result<(Client, tokio::task::AbortHandle), StoreError> {
+        let config = match role {
+            Role::Serving => &self.serving,
+            Role::Writing => &self.writing,
+        };
         if !self.options_refused.load(Ordering::Relaxed) {
-            match pg_connect::connect(&self.serving).await {
+            match pg_connect::connect(config).await {
                 Err(failure) if failure.refused_parameter => {
                     self.options_refused.store(true, Ordering::Relaxed);
                     tracing::warn!(
@@ -1013,14 +1096,22 @@ impl Slot {
     }
 }
 
-impl Default for Slot {
-    fn default() -> Self {
+impl Slot {
+    /// An empty slot whose connections are for `role`.
+    fn new(role: Role) -> Self {
         Self {
+            role,
             live: ArcSwapOption::empty(),
             reconnecting: tokio::sync::Mutex::new(()),
             failed_at: AtomicU64::new(0),
             opened: AtomicBool::new(false),
         }
+    }
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Self::new(Role::Serving)
     }
 }
 

@@ -2,7 +2,7 @@
 //! threads, each owning its connection; async callers hand them closures over channels.
 //! A request's call has a deadline covering its wait in the queue and for another
 //! process's write lock: past it the caller gets [`StoreError::Unavailable`] and the work
-//! is not done.
+//! is not done. Commits are durable by default (`synchronous = FULL`): see [`Synchronous`].
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,59 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long [`wait_for_lock`] sleeps between two tries of a held lock.
 const LOCK_NAP: Duration = Duration::from_millis(2);
+
+/// How SQLite syncs the write-ahead log on commit: its `synchronous` setting (PRAGMA
+/// synchronous), which trades the durability of acknowledged writes for their speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// `FULL`: every commit is synced to disk before it is acknowledged, so an
+    /// acknowledged write survives a power loss or an operating-system crash. The default.
+    #[default]
+    Full,
+    /// `NORMAL`: the log is synced only at checkpoints; faster commits, but the last
+    /// acknowledged ones may be lost on a power loss or an OS crash (not when only the
+    /// process is killed).
+    Normal,
+}
+
+impl Synchronous {
+    /// The name SQLite gives the setting: `FULL` or `NORMAL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+
+    /// The setting as `PRAGMA synchronous` reads it back (0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA).
+    fn from_pragma(value: i64) -> Result<Self, StoreError> {
+        match value {
+            1 => Ok(Self::Normal),
+            2 => Ok(Self::Full),
+            other => Err(StoreError::internal(format!(
+                "SQLite reports synchronous = {other}, neither NORMAL (1) nor FULL (2)"
+            ))),
+        }
+    }
+}
+
+impl std::str::FromStr for Synchronous {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.to_ascii_lowercase().as_str() {
+            "full" => Ok(Self::Full),
+            "normal" => Ok(Self::Normal),
+            _ => Err(format!("expected full or normal, got {text:?}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Synchronous {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The SQLite user store.
 pub struct SqliteStore {
@@ -191,6 +244,21 @@ impl SqliteStore {
         .await
     }
 
+    /// Sets how the writer connection syncs commits and returns the setting as SQLite
+    /// reads it back. Only the writer commits (and checkpoints), so only its setting counts.
+    pub async fn set_synchronous(&self, mode: Synchronous) -> Result<Synchronous, StoreError> {
+        run_on(&self.writer, None, move |conn| {
+            conn.pragma_update(None, "synchronous", mode.as_str())?;
+            read_synchronous(conn)
+        })
+        .await
+    }
+
+    /// How the writer connection syncs commits, as `PRAGMA synchronous` reads it back.
+    pub async fn synchronous(&self) -> Result<Synchronous, StoreError> {
+        run_on(&self.writer, None, |conn| read_synchronous(conn)).await
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -240,8 +308,9 @@ async fn run_on<T: Send + 'static>(
     };
     match deadline {
         None => answer.await,
-        // A little past the deadline: the worker itself answers at the deadline.
-        Some((_, timeout)) => tokio::time::timeout(timeout + timeout / 4, answer)
+        // A little past the deadline: the worker itself answers at the deadline, unless a
+        // job that started before it runs on (then the caller is told 503 at the margin).
+        Some((_, timeout)) => tokio::time::timeout(timeout + crate::DEADLINE_MARGIN / 2, answer)
             .await
             .unwrap_or_else(|_| Err(StoreError::timed_out(timeout))),
     }
@@ -316,9 +385,14 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     })?;
     conn.busy_handler(Some(wait_for_lock))?;
     with_lock_deadline(Instant::now() + BUSY_TIMEOUT, || {
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
     })?;
     Ok(conn)
+}
+
+fn read_synchronous(conn: &Connection) -> Result<Synchronous, StoreError> {
+    let value: i64 = conn.query_row("PRAGMA synchronous", [], |row| row.get(0))?;
+    Synchronous::from_pragma(value)
 }
 
 fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<User> {

@@ -5,18 +5,21 @@
 //! watchdog task per connection ticks a few times per deadline, and each query only counts
 //! itself in the tick it was sent in: two relaxed atomic additions, no clock read. At every
 //! tick the watchdog looks at the tick one deadline back: a query still counted there has
-//! waited at least the deadline (and at most the deadline and one tick), so the connection
-//! is taken for hung and its queries fail at once.
+//! waited at least the deadline (and at most the deadline and two ticks: one of rounding the
+//! deadline up to whole ticks, one of the tick it was sent in), so the connection is taken
+//! for hung and its queries fail at once. A tick is at most 50 ms (for deadlines up to
+//! 51.2 s; a 1024th of the deadline above), so a call fails by its deadline plus 100 ms.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Shortest and longest tick: shorter would wake an idle server often for nothing; longer
-/// would let a call overrun a short deadline by much.
+/// would let a call overrun its deadline by more than the documented margin (two ticks).
 const SHORTEST_TICK: Duration = Duration::from_millis(5);
-const LONGEST_TICK: Duration = Duration::from_millis(250);
-/// Ticks per deadline at most, so that a long deadline (up to an hour) keeps a small ring.
-const MOST_TICKS: u32 = 64;
+pub(crate) const LONGEST_TICK: Duration = Duration::from_millis(50);
+/// Ticks per deadline at most, so that a long deadline (up to an hour) keeps a small ring
+/// (4 KiB per connection at most).
+const MOST_TICKS: u32 = 1024;
 
 /// The queries in flight on one connection, by the tick they were sent in.
 pub(crate) struct Watch {
@@ -121,9 +124,9 @@ mod tests {
 
     #[test]
     fn a_query_is_given_up_after_its_deadline_and_within_one_tick_more() {
-        let deadline = Duration::from_millis(1250);
+        let deadline = Duration::from_millis(400);
         let watch = Watch::new(deadline);
-        assert_eq!(watch.tick(), Duration::from_nanos(156_250_000));
+        assert_eq!(watch.tick(), Duration::from_millis(50));
         // Sent at the very start of tick 0: hung once it is 8 ticks (the deadline) old,
         // found at the start of tick 9, so it waited between 8 and 9 ticks.
         let sent = watch.sent();
@@ -145,7 +148,7 @@ mod tests {
 
     #[test]
     fn a_query_sent_later_in_the_pipeline_keeps_its_own_deadline() {
-        let watch = Watch::new(Duration::from_millis(800));
+        let watch = Watch::new(Duration::from_millis(400));
         let first = watch.sent();
         assert_eq!(first_hung_tick(&watch, 1..=3), None);
         let second = watch.sent();
@@ -157,13 +160,24 @@ mod tests {
     }
 
     #[test]
+    fn two_ticks_fit_in_the_documented_margin() {
+        assert!(2 * LONGEST_TICK <= crate::DEADLINE_MARGIN);
+        let watch = Watch::new(Duration::from_millis(1234));
+        let ticks = watch.sent_in.len() as u32 - 1;
+        // The deadline rounded up to whole ticks, plus the tick a query was sent in.
+        assert!(watch.tick() * (ticks + 1) <= Duration::from_millis(1234) + crate::DEADLINE_MARGIN);
+    }
+
+    #[test]
     fn ticks_stay_within_their_bounds_and_rings_small() {
         for (deadline_ms, tick_ms) in [
             (1, 5),
             (40, 5),
-            (800, 100),
-            (6250, 250),
-            (4_500_000, 70_312),
+            (400, 50),
+            (800, 50),
+            (6250, 50),
+            (51_200, 50),
+            (4_500_000, 4_394),
         ] {
             let watch = Watch::new(Duration::from_millis(deadline_ms));
             assert_eq!(watch.tick().as_millis(), tick_ms, "{deadline_ms} ms");

@@ -354,3 +354,33 @@ fn sqlite_in_a_missing_directory_is_a_clear_error() {
         Ok(_) => panic!("opening must fail"),
     }
 }
+
+/// SQLite commits are durable by default (synchronous = FULL, read back from the writer
+/// connection), and `normal` relaxes them; PostgreSQL has no such setting here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_commits_are_full_synchronous_unless_relaxed() {
+    use peregrine_store::Synchronous;
+    let fixture = sqlite().await;
+    let store = &fixture.store;
+    assert_eq!(
+        store.sqlite_synchronous().await.ok(),
+        Some(Some(Synchronous::Full))
+    );
+    let relaxed = store.set_sqlite_synchronous(Synchronous::Normal).await;
+    assert_eq!(relaxed.ok(), Some(Some(Synchronous::Normal)));
+    assert_eq!(
+        store.sqlite_synchronous().await.ok(),
+        Some(Some(Synchronous::Normal))
+    );
+    // Writes still work under either setting.
+    assert!(store.create(&name("after-relaxing")).await.is_ok());
+    let back = store.set_sqlite_synchronous(Synchronous::Full).await;
+    assert_eq!(back.ok(), Some(Some(Synchronous::Full)));
+    assert!(store.create(&name("after-restoring")).await.is_ok());
+    assert_eq!(store.count().await.ok(), Some(2));
+    assert_eq!("NORMAL".parse::<Synchronous>(), Ok(Synchronous::Normal));
+    assert!("off".parse::<Synchronous>().is_err());
+
+    let postgres = postgres().await;
+    assert_eq!(postgres.store.sqlite_synchronous().await.ok(), Some(None));
+}

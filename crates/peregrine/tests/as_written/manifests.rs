@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::support::{Must, repo_root};
 
 /// The one statement of the connection arithmetic, word for word wherever it is given.
-const FORMULA: &str = "instances × workers × (db-pool-size + 1)";
+const FORMULA: &str = "instances × workers × (db-pool-size + 2)";
 
 /// Every manifest: its path and its parsed document.
 fn manifests() -> Vec<(PathBuf, String, Value)> {
@@ -207,8 +207,8 @@ fn one_connection_formula_in_the_manifests_and_the_docs_and_its_figure_is_right(
     let pool = setting("PEREGRINE_DB_POOL_SIZE", 1);
     let max = hpa.2["spec"]["maxReplicas"].as_u64().must("maxReplicas");
     let figure = format!(
-        "{max} × {workers} × ({pool} + 1) = {}",
-        max * workers * (pool + 1)
+        "{max} × {workers} × ({pool} + 2) = {}",
+        max * workers * (pool + 2)
     );
     assert!(
         hpa.1.contains(&figure),
