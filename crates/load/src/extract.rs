@@ -471,6 +471,9 @@ mod tests {
         assert!(xpath_matches("<a><b></a>", "//b", false).is_empty());
         assert!(check_xpath("//a[@").is_err());
         assert!(check_xpath("").is_err());
+        // XPath 1.0: later syntax is refused when read, a later function selects nothing.
+        assert!(check_xpath("for $b in //book return $b").is_err());
+        assert!(xpath_matches(xml, "upper-case(//t)", false).is_empty());
         // A million nested elements: no match and no stack overflow, strict or tolerant.
         let deep = format!("{}{}", "<a>".repeat(1_000_000), "</a>".repeat(1_000_000));
         assert_eq!(nesting_depth(&deep), 1_000_000);

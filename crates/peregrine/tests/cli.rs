@@ -1285,10 +1285,13 @@ fn demo_tells_the_tutorials_story_with_measurements_and_reports() {
         .collect();
     assert_eq!(capacities.len(), 2, "1 worker and all cores: {stdout}");
     for line in &capacities {
-        // 6 s is too short to bracket the API: the answer is a lower bound, or a capacity.
+        // 6 s is too short to bracket the API: the answer is a lower bound or a capacity,
+        // or, on a machine busy with other tests, that even the lowest step broke; each
+        // names its figures.
         assert!(
             line.contains("Capacity: at least ")
-                || line.contains(" req/s (p99<100ms, errors<1%): held at "),
+                || line.contains(" req/s (p99<100ms, errors<1%): held at ")
+                || line.contains("No capacity: even the lowest step, "),
             "{line}"
         );
     }
