@@ -5,6 +5,7 @@
 //! follow (readiness fails at once, new connections are still taken for a grace period,
 //! in-flight requests finish within a deadline and those that cannot are counted).
 
+mod admission;
 mod bare_errors;
 mod connections;
 mod front;
@@ -30,12 +31,15 @@ pub use metrics_endpoint::MAX_SCRAPE_CONNECTIONS;
 /// The default limits' values.
 pub mod connections_defaults {
     pub use super::connections::{
-        DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES,
+        DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENT_BODIES, DEFAULT_MAX_CLIENT_CONNECTIONS,
+        DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_UNSENT_BYTES,
     };
 }
 
 /// Pending connections the kernel may queue (capped by `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;
+/// Kernel send buffer per connection, as asked for (Linux doubles it for its bookkeeping).
+const SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// Pause after an accept error such as running out of file descriptors.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// How often the shutdown looks whether the last connection has closed.
@@ -313,9 +317,9 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
         // new connections is taken off the kernel's queue at once rather than 128 per
         // round of all other tasks: the queue is capped (net.core.somaxconn), and a
         // client whose connection overflows it waits for a SYN retransmission (1 s+).
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = tokio::task::unconstrained(listener.accept()) => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     pause_after_accept_error(&err).await;
                     continue;
@@ -323,12 +327,16 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
             },
             () = until_true(&mut control.closing) => break,
         };
-        let Some(tracked) = control.shared.admit(&in_flight, &worker_metrics) else {
+        let Some(tracked) = control.shared.admit(peer.ip(), &in_flight, &worker_metrics) else {
             // Over the limit with no idle connection to shed: closed at once.
             continue;
         };
         // Small responses must not wait for Nagle's algorithm.
         let _ = tcp.set_nodelay(true);
+        // A fixed send buffer: left to autotuning, the kernel takes up to 4 MiB of answers
+        // per connection from a client that does not read (tcp_wmem), memory a container
+        // is charged for; past this the connection's own bound applies (see `front`).
+        let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
         tokio::spawn(serve_connection(
             http.clone(),
             tcp,
