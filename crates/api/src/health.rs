@@ -55,7 +55,9 @@ pub async fn readyz(
         ));
     }
     state.store.ping().await.map_err(|err| {
-        tracing::warn!(error = %peregrine_store::error_chain(&err), "readiness check failed");
+        if crate::repeats::NOT_READY.first() {
+            tracing::warn!(error = %peregrine_store::error_chain(&err), "readiness check failed");
+        }
         Problem::unavailable()
     })?;
     Ok(Json(Health {

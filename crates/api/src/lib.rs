@@ -10,6 +10,7 @@ mod json_body;
 mod openapi;
 mod plain_read;
 mod problem;
+mod repeats;
 mod request_id;
 mod server;
 mod users;
@@ -23,6 +24,7 @@ use peregrine_store::UserStore;
 pub use cors::{MIN_COMPRESSED_BYTES, check_origin as check_cors_origin};
 pub use json_body::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES};
 pub use problem::{PROBLEM_JSON, Problem};
+pub use repeats::REPEATS_INTERVAL;
 pub use request_id::{MAX_REQUEST_ID_LEN, X_REQUEST_ID, current as current_request_id};
 pub use server::connections_defaults::{
     DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENT_BODIES, DEFAULT_MAX_CLIENT_CONNECTIONS,

@@ -214,6 +214,7 @@ impl Bound {
             }
         };
         tokio::spawn(Arc::clone(&shared).sweep_idle(closing.clone()));
+        tokio::spawn(crate::repeats::summarise_until(closing.clone()));
         if let Some(listener) = metrics_listener {
             tokio::spawn(metrics_endpoint::serve(listener, control()));
         }
@@ -259,6 +260,8 @@ async fn shutdown_in_phases(
         tokio::time::sleep(DRAIN_POLL).await;
     }
     let dropped = shared.in_flight();
+    // Repeats counted since the last summary are not lost with the process.
+    crate::repeats::summarise_all(true);
     if dropped > 0 {
         tracing::error!(
             dropped,

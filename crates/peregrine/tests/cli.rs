@@ -2168,6 +2168,75 @@ async fn clients_that_never_read_hold_bounded_memory_and_readers_are_served() {
     );
 }
 
+/// A private PostgreSQL with a database `name`, and its URL.
+async fn own_cluster(name: &str) -> (PgCluster, String) {
+    let cluster = PgCluster::start().unwrap();
+    let admin = peregrine_testkit::connect(&cluster.url("postgres")).await;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let url = cluster.url(name);
+    (cluster, url)
+}
+
+/// During a database outage every failed request gets its 503, but the log warns once and
+/// then counts (one line per interval, and the rest at the shutdown) instead of one WARN per
+/// request; the access log keeps each request with its `db_error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_warns_once_and_counts_the_repeats() {
+    const N: u64 = 200;
+    let (cluster, url) = own_cluster("outage").await;
+    let dir = temp_dir();
+    let args = ["--database-url", &url, "--seed", "3", "--workers", "2"];
+    let mut server = Served::start(dir.path(), &[&args[..], &["--access-log"]].concat());
+    assert_eq!(get_json(&server.url("/users/1")).await.0, 200);
+    cluster.stop().unwrap();
+    let client = reqwest::Client::new();
+    for _ in 0..N {
+        let response = client.get(server.url("/users/1")).send().await.unwrap();
+        assert_eq!(response.status(), 503);
+    }
+    server.signal("TERM");
+    server.wait(Duration::from_secs(20));
+    let logs = server.logs();
+    let warnings: Vec<&str> = logs
+        .lines()
+        .filter(|line| line.contains("WARN"))
+        .filter(|line| {
+            line.contains("database unavailable error=")
+                || line.contains("database unavailable: ") && line.contains("repeats=")
+        })
+        .collect();
+    let counted: u64 = warnings
+        .iter()
+        .filter_map(|line| {
+            line.split("repeats=")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum();
+    let full = warnings.iter().filter(|l| !l.contains("repeats=")).count() as u64;
+    assert!(
+        warnings.len() <= 4 && full >= 1,
+        "{} warnings for {N} failed requests:\n{logs}",
+        warnings.len()
+    );
+    assert_eq!(full + counted, N, "{logs}");
+    let failed = logs
+        .lines()
+        .filter(|line| {
+            line.contains("status=503")
+                && line.contains("db_error=")
+                && line.contains("unavailable")
+        })
+        .count();
+    assert_eq!(failed as u64, N, "{logs}");
+}
+
 /// Sends `count` requests at once to `server`: a third creates users, the others read one
 /// user or a page. Returns the statuses.
 async fn mixed_requests(server: &Served, token: &str, count: usize) -> Vec<u16> {

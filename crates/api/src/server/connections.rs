@@ -495,7 +495,7 @@ impl Exchange {
         }
         if self.shared().access_log {
             request_id::sync_scope(self.id.clone(), || {
-                access_log(self.route, self.method, status, elapsed);
+                access_log(self.route, self.method, status, elapsed, db_error);
             });
         }
         self.id
@@ -555,17 +555,29 @@ fn answer(
     }
 }
 
-/// One access log line: no user data beyond the route's template.
-fn access_log(route: Route, method: usize, status: axum::http::StatusCode, elapsed: Duration) {
-    tracing::info!(
-        target: "peregrine::access",
-        method = metrics::METHODS[method],
-        route = route.label(),
-        status = status.as_u16(),
-        // Whole microseconds print as short decimals (0.836, not 0.8364940000000001).
-        duration_ms = elapsed.as_micros() as f64 / 1000.0,
-        "answered"
-    );
+/// One access log line: no user data beyond the route's template; a database failure's
+/// kind when the database failed the request (the warning about it is summarised, see
+/// `repeats`).
+fn access_log(
+    route: Route,
+    method: usize,
+    status: axum::http::StatusCode,
+    elapsed: Duration,
+    db_error: Option<DbErrorKind>,
+) {
+    // Whole microseconds print as short decimals (0.836, not 0.8364940000000001).
+    let duration_ms = elapsed.as_micros() as f64 / 1000.0;
+    let (method, route, status) = (metrics::METHODS[method], route.label(), status.as_u16());
+    match db_error {
+        None => tracing::info!(
+            target: "peregrine::access",
+            method, route, status, duration_ms, "answered"
+        ),
+        Some(kind) => tracing::info!(
+            target: "peregrine::access",
+            method, route, status, duration_ms, db_error = kind.label(), "answered"
+        ),
+    }
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request without exactly one `Host` header is a 400; so is
