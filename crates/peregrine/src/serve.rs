@@ -62,6 +62,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         api_token,
         max_page_size: args.max_page_size,
         cors_origins: args.cors_origins.clone(),
+        ..ApiSettings::default()
     };
     if settings.api_token.is_none() {
         tracing::info!(

@@ -2237,6 +2237,49 @@ async fn an_outage_warns_once_and_counts_the_repeats() {
     assert_eq!(failed as u64, N, "{logs}");
 }
 
+/// After an outage `/readyz` turns 200 once and stays so: it waits until no check has
+/// failed on any worker for a second (each worker's connection comes back on its own,
+/// and without the wait probes saw 200, 503, 503, 200 within 300 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_does_not_flap_after_the_database_recovers() {
+    let (cluster, url) = own_cluster("flaps").await;
+    let dir = temp_dir();
+    let server = Served::start(dir.path(), &["--database-url", &url, "--workers", "2"]);
+    // A connection per probe: the kernel spreads them over the workers' listeners.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let probe = async || {
+        let response = client.get(server.url("/readyz")).send().await;
+        response.map_or(0, |r| r.status().as_u16())
+    };
+    assert_eq!(probe().await, 200);
+    cluster.stop().unwrap();
+    for _ in 0..20 {
+        assert_eq!(probe().await, 503);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.start_again().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut before = Vec::new();
+    while before.last() != Some(&200) {
+        assert!(Instant::now() < deadline, "never ready again: {before:?}");
+        before.push(probe().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut after = Vec::new();
+    for _ in 0..60 {
+        after.push(probe().await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        after.iter().all(|&status| status == 200),
+        "/readyz flapped once ready: {after:?} (before: {before:?})"
+    );
+}
+
 /// Sends `count` requests at once to `server`: a third creates users, the others read one
 /// user or a page. Returns the statuses.
 async fn mixed_requests(server: &Served, token: &str, count: usize) -> Vec<u16> {
