@@ -154,7 +154,8 @@ impl Tracked {
     /// and past it the connections that have not read for longest are closed (this one too,
     /// if it is among them).
     pub(super) fn set_unsent(&self, bytes: usize, progressed: bool) {
-        if self.is_aborted() {
+        // Nothing held before or now (nearly every write): the shared total is not touched.
+        if self.is_aborted() || (bytes == 0 && self.unsent.load(Ordering::Relaxed) == 0) {
             return;
         }
         let before = self.unsent.swap(bytes, Ordering::Relaxed);
