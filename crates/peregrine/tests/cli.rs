@@ -344,6 +344,56 @@ async fn sigterm_fails_readiness_at_once_and_serves_through_the_grace_period() {
     );
 }
 
+/// A request sent on a connection the server accepted is answered, even as the listeners
+/// close at the end of --shutdown-grace: clients connecting and sending at a steady pace
+/// across that instant are refused or answered, never reset or closed without an answer
+/// (which the exit code 0 would not own up to); connections the kernel completed but the
+/// server had not accepted yet are taken before the listeners close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_sent_as_the_listeners_close_are_answered() {
+    let dir = temp_dir();
+    let args = ["--seed", "2", "--workers", "2", "--shutdown-grace", "1s"];
+    let mut server = Served::start(dir.path(), &args);
+    let address: std::net::SocketAddr = server.base.trim_start_matches("http://").parse().unwrap();
+    server.signal("TERM");
+    let clients = (0..4).map(|_| {
+        tokio::spawn(async move {
+            let (mut answered, mut lost) = (0, Vec::new());
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                let Ok(mut stream) = tokio::net::TcpStream::connect(address).await else {
+                    break;
+                };
+                let request = b"GET /users/ HTTP/1.1\r\nHost: a\r\n\r\n";
+                let sent = tokio::io::AsyncWriteExt::write_all(&mut stream, request).await;
+                let mut response = Vec::new();
+                let read = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut response),
+                )
+                .await;
+                if response.starts_with(b"HTTP/1.1 200") {
+                    answered += 1;
+                } else {
+                    let response = String::from_utf8_lossy(&response).into_owned();
+                    lost.push(format!("sent {sent:?}, read {read:?}: {response:?}"));
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            (answered, lost)
+        })
+    });
+    let (mut answered, mut lost) = (0, Vec::new());
+    for client in clients.collect::<Vec<_>>() {
+        let (some, unanswered) = client.await.unwrap();
+        answered += some;
+        lost.extend(unanswered);
+    }
+    assert!(answered > 0, "nothing was answered during the grace period");
+    assert!(lost.is_empty(), "{} answered; lost: {lost:#?}", answered);
+    assert_eq!(server.wait(Duration::from_secs(15)).code(), Some(0));
+}
+
 /// A request that cannot finish within --shutdown-timeout is dropped, logged, and the exit
 /// code says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -112,6 +112,9 @@ pub(super) struct Shared {
     /// Whether every request gets an access log line.
     access_log: bool,
     pub(super) open: AtomicUsize,
+    /// Listeners still open: the shutdown counts the connections left once every worker
+    /// has taken the last ones its listener had and closed it.
+    pub(super) listening: AtomicUsize,
     /// Bytes of answers waiting for their clients to read them (see
     /// [`Tracked::set_unsent`]); may dip below 0 for an instant.
     pub(super) unsent: AtomicI64,
@@ -169,6 +172,7 @@ impl Shared {
             metrics_here,
             access_log,
             open: AtomicUsize::new(0),
+            listening: AtomicUsize::new(0),
             unsent: AtomicI64::new(0),
             in_flight: Mutex::new(Vec::new()),
             registry: Mutex::new(Connections::default()),

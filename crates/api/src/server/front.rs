@@ -42,6 +42,8 @@ use crate::request_id::X_REQUEST_ID;
 
 /// Bytes read at once: heads larger than this are hyper's to read.
 const READ_BYTES: usize = 8 * 1024;
+/// How long a connection told to close before its first request still waits for it.
+const FIRST_REQUEST_AT_CLOSE: Duration = Duration::from_millis(100);
 /// Headers a plain read may have; more go to hyper (which allows 100).
 const MAX_HEADERS: usize = 64;
 /// Answers to pipelined requests are gathered into one write up to this size.
@@ -63,11 +65,13 @@ pub(super) enum Ended {
 pub(super) async fn serve(tcp: &mut TcpStream, state: &AppState, tracked: &Arc<Tracked>) -> Ended {
     // Bytes read and not yet answered.
     let mut carried;
+    let mut first = true;
     loop {
-        match read(tcp, tracked).await {
+        match read(tcp, tracked, first).await {
             Some(bytes) => carried = bytes,
             None => return Ended::Closed,
         }
+        first = false;
         // Boxed: while the connection idles, its future holds only the wait for bytes.
         match Box::pin(answer_all(tcp, state, tracked, &mut carried)).await {
             After::Idle => {}
@@ -186,16 +190,44 @@ async fn answer(
 }
 
 /// Waits for the next bytes of the connection (idle meanwhile, for the sweep) and reads
-/// them; `None` when it closed, failed or was told to close.
-async fn read(tcp: &mut TcpStream, tracked: &Tracked) -> Option<Vec<u8>> {
+/// them; `None` when it closed, failed or was told to close with nothing sent. A request
+/// already sent when it is told to close (by the shutdown, say) is still read and answered
+/// (with `Connection: close`): the client cannot know it came too late. So is the first
+/// request of a `first` one (accepted in the instant the listeners closed) that comes
+/// within [`FIRST_REQUEST_AT_CLOSE`].
+async fn read(tcp: &mut TcpStream, tracked: &Tracked, first: bool) -> Option<Vec<u8>> {
     tracked.set_idle(true);
     let read = tokio::select! {
         biased;
         read = std::future::poll_fn(|cx| read_into_scratch(tcp, cx)) => read.ok(),
-        () = tracked.closed() => None,
+        () = tracked.closed() => match (tracked.is_aborted(), first) {
+            (true, _) => None,
+            (false, true) => {
+                let read = std::future::poll_fn(|cx| read_into_scratch(tcp, cx));
+                tokio::time::timeout(FIRST_REQUEST_AT_CLOSE, read).await.ok().and_then(Result::ok)
+            }
+            (false, false) => already_sent(tcp),
+        },
     };
     tracked.set_idle(false);
     read.filter(|bytes| !bytes.is_empty())
+}
+
+/// What the client has sent and the connection not read, if anything: a read of the
+/// socket itself, since the runtime may not have seen those bytes arrive yet.
+fn already_sent(tcp: &TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let socket = socket2::SockRef::from(tcp);
+    let mut socket: &socket2::Socket = &socket;
+    SCRATCH.with_borrow_mut(|scratch| {
+        if scratch.len() < READ_BYTES {
+            scratch.resize(READ_BYTES, 0);
+        }
+        match socket.read(scratch) {
+            Ok(read) if read > 0 => scratch.get(..read).map(<[u8]>::to_vec),
+            _ => None,
+        }
+    })
 }
 
 thread_local! {
