@@ -1,6 +1,9 @@
 //! One connection's life under the process's limits: admitted or shed (see `admission`),
 //! its requests counted (for idle shedding and for the shutdown's tally), readiness and
 //! `Connection: close` while draining, the body deadline and the `Host` rule of RFC 9112.
+//!
+//! Over 600 lines with its tests: what a connection is to the limits ([`Tracked`]) and what
+//! a request is to the server ([`Exchange`]) are used by both the front and hyper's path.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};

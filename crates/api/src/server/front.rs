@@ -21,6 +21,9 @@
 //! it enforces applies to everything but the plain reads. The answer itself comes from the
 //! same code as hyper's path ([`PlainRead::answer`], [`Exchange`]); only its bytes are
 //! written here (with `content-length`, and hyper's `date`).
+//!
+//! Over 600 lines: parsing, answering, writing and the hand-over to hyper are one
+//! connection's life, and each part's bounds are stated in terms of the others.
 
 use std::cell::RefCell;
 use std::io;
