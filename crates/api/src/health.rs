@@ -1,10 +1,12 @@
-//! Liveness and readiness probes. Readiness has hysteresis: after a failed check it stays
-//! 503 until the database has answered for [`READY_AFTER`] with no check failing on any
-//! worker, so that a load balancer polling it right after an outage does not see it flap
-//! (200, 503, 503, 200) while the workers' connections come back one by one.
+//! Liveness and readiness probes. Readiness does not flap after an outage: the workers'
+//! connections come back one by one (each retries at its own pace), so for
+//! [`READY_AFTER`] after the database answered again, a check that fails on a worker whose
+//! connection is not back yet does not turn the process's readiness back to 503 (the
+//! probes saw 200, 503, 503, 200 within 300 ms). Going from ready to 503 otherwise, and
+//! from 503 to ready, is at once.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -23,33 +25,57 @@ pub fn router() -> Router {
         .route("/readyz", get(readyz))
 }
 
-/// How long after the last failed readiness check `/readyz` says 503 although the
-/// database answers.
+/// How long after the database answered again a failed readiness check is taken for a
+/// worker whose connection is still coming back rather than for a new outage.
 pub const READY_AFTER: Duration = Duration::from_secs(1);
 
-/// When a readiness check last failed, shared by every worker's app.
+/// The process's readiness as every worker's `/readyz` shares it.
 #[derive(Debug, Clone)]
-pub struct Readiness(Arc<(Instant, AtomicU64)>);
+pub struct Readiness(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    epoch: Instant,
+    /// Whether the last check that counted succeeded.
+    ready: AtomicBool,
+    /// When the process last became ready after a failed check (milliseconds since
+    /// `epoch`, plus one; 0: never).
+    recovered: AtomicU64,
+}
 
 impl Default for Readiness {
     fn default() -> Self {
-        Self(Arc::new((Instant::now(), AtomicU64::new(0))))
+        Self(Arc::new(Shared {
+            epoch: Instant::now(),
+            ready: AtomicBool::new(true),
+            recovered: AtomicU64::new(0),
+        }))
     }
 }
 
 impl Readiness {
     fn millis(&self) -> u64 {
-        u64::try_from(self.0.0.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+        u64::try_from(self.0.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
     }
 
-    fn failed(&self) {
-        self.0.1.store(self.millis(), Ordering::Relaxed);
+    /// Notes a successful check.
+    fn succeeded(&self) {
+        if !self.0.ready.swap(true, Ordering::Relaxed) {
+            self.0.recovered.store(self.millis(), Ordering::Relaxed);
+        }
     }
 
-    /// Whether no check failed in the last [`READY_AFTER`].
-    fn settled(&self) -> bool {
-        let failed = self.0.1.load(Ordering::Relaxed);
-        failed == 0 || self.millis().saturating_sub(failed) >= READY_AFTER.as_millis() as u64
+    /// Notes a failed check; whether it counts (the process is not ready), rather than
+    /// being taken for a straggler just after a recovery.
+    fn failed(&self) -> bool {
+        let recovered = self.0.recovered.load(Ordering::Relaxed);
+        let straggler = recovered != 0
+            && self.0.ready.load(Ordering::Relaxed)
+            && self.millis().saturating_sub(recovered) < READY_AFTER.as_millis() as u64;
+        if !straggler {
+            self.0.ready.store(false, Ordering::Relaxed);
+        }
+        !straggler
     }
 }
 
@@ -92,22 +118,16 @@ pub async fn readyz(
         ));
     }
     let readiness = &state.settings.readiness;
-    state.store.ping().await.map_err(|err| {
-        readiness.failed();
-        if crate::repeats::NOT_READY.first() {
-            tracing::warn!(error = %peregrine_store::error_chain(&err), "readiness check failed");
+    match state.store.ping().await {
+        Ok(()) => readiness.succeeded(),
+        Err(err) => {
+            if crate::repeats::NOT_READY.first() {
+                tracing::warn!(error = %peregrine_store::error_chain(&err), "readiness check failed");
+            }
+            if readiness.failed() {
+                return Err(Problem::unavailable());
+            }
         }
-        Problem::unavailable()
-    })?;
-    if !readiness.settled() {
-        return Err(Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "the database answers again; ready once no check has failed for 1 s",
-        )
-        .with_header(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from_static("1"),
-        ));
     }
     Ok(Json(Health {
         status: "ready",
