@@ -328,6 +328,44 @@ async fn one_address_with_slow_bodies_cannot_take_every_connection_slot() {
     );
 }
 
+/// With every slot of the process taken by bodies being sent slowly (no idle connection to
+/// close), a newcomer is served: the connection that has been sending its body longest is
+/// closed for it, rather than the newcomer refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_process_closes_its_slowest_body_for_a_newcomer() {
+    let limits = Limits {
+        max_connections: 10,
+        ..Limits::default()
+    };
+    let (app, _dir, _) = serve_sqlite(Duration::from_secs(5), limits).await;
+    let head = format!(
+        "POST /users HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    let mut slow = Vec::new();
+    for _ in 0..10 {
+        let mut stream = TcpStream::connect(app.address).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    // Time for the server's one worker to take each head (then each connection is busy
+    // receiving its body, not idle): microseconds each.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let read = other.get(format!("{}/healthz", app.base)).send().await;
+    assert_eq!(read.unwrap().status(), StatusCode::OK);
+    let closed = closed_ones(&mut slow).await;
+    assert!(
+        closed[0],
+        "the oldest body was not the one closed: {closed:?}"
+    );
+    assert_eq!(closed.iter().filter(|&&c| c).count(), 1, "{closed:?}");
+}
+
 /// Sends raw bytes and returns the raw response (until the server closes or 5 s pass).
 async fn raw(address: std::net::SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(address).await.unwrap();
