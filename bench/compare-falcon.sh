@@ -214,8 +214,9 @@ if has many; then
     start_peregrine "$PEREGRINE_PORT" "$DB_URL"
     wrk_run "peregrine-rss500 /users/7" "http://127.0.0.1:$PEREGRINE_PORT/users/7" 500
     echo "rss500_kb $(peak_rss_kb "$peregrine_pid")" >>"$work/extra"
-    # Past --max-connections (4096 by default) serve sheds connections by design.
-    start_peregrine "$PEREGRINE_PORT" "$DB_URL" --max-connections 12000
+    # Past --max-connections (4096 by default) serve sheds connections by design, and
+    # past --max-client-connections per address: every connection here is 127.0.0.1's.
+    start_peregrine "$PEREGRINE_PORT" "$DB_URL" --max-connections 12000 --max-client-connections 12000
     DURATION_SAVED=$DURATION
     DURATION=$MANY_DURATION
     wrk_run "peregrine-10k /users/7" "http://127.0.0.1:$PEREGRINE_PORT/users/7" 10000 2

@@ -34,9 +34,10 @@ cargo build --profile profiling --quiet --bin peregrine || fail "cargo build --p
 peregrine=$ROOT/target/profiling/peregrine
 tutorial_database "$peregrine"
 users_up_to 20
-# Room for every connection (serve sheds past --max-connections, 4,096 by default).
+# Room for every connection (serve sheds past --max-connections, 4,096 by default, and
+# past --max-client-connections from one address, 1,024).
 "$peregrine" serve --bind "127.0.0.1:$PORT" --database-url "$DB_URL" \
-    --max-connections "$((CONNECTIONS + 2000))" >"$work/server.log" 2>&1 &
+    --max-connections "$((CONNECTIONS + 2000))" --max-client-connections "$((CONNECTIONS + 2000))" >"$work/server.log" 2>&1 &
 server_pid=$!
 wait_for_http "http://127.0.0.1:$PORT/readyz" "$server_pid" "$work/server.log" 30
 wrk -t1 -c"$CONNECTIONS" -d2s "http://127.0.0.1:$PORT$ROUTE" >/dev/null 2>&1 || true

@@ -10,6 +10,7 @@ mod json_body;
 mod openapi;
 mod plain_read;
 mod problem;
+mod repeats;
 mod request_id;
 mod server;
 mod users;
@@ -21,11 +22,14 @@ use axum::routing::get;
 use peregrine_store::UserStore;
 
 pub use cors::{MIN_COMPRESSED_BYTES, check_origin as check_cors_origin};
+pub use health::{READY_AFTER, Readiness};
 pub use json_body::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES};
 pub use problem::{PROBLEM_JSON, Problem};
+pub use repeats::REPEATS_INTERVAL;
 pub use request_id::{MAX_REQUEST_ID_LEN, X_REQUEST_ID, current as current_request_id};
 pub use server::connections_defaults::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENT_BODIES, DEFAULT_MAX_CLIENT_CONNECTIONS,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_UNSENT_BYTES,
 };
 pub use server::{
     BindError, Bound, Draining, Limits, MAX_SCRAPE_CONNECTIONS, ServeConfig, Server, Stopped, bind,
@@ -57,6 +61,8 @@ pub struct ApiSettings {
     /// Origins allowed by CORS (`*` for any), each checked by [`check_cors_origin`];
     /// none: no CORS headers, `OPTIONS` is 405.
     pub cors_origins: Vec<String>,
+    /// When `/readyz` last failed, shared by the apps of every worker (clones share it).
+    pub readiness: Readiness,
 }
 
 /// The token is a secret: `Debug` says only whether one is set.
@@ -76,6 +82,7 @@ impl Default for ApiSettings {
             api_token: None,
             max_page_size: DEFAULT_MAX_PAGE_SIZE,
             cors_origins: Vec::new(),
+            readiness: Readiness::default(),
         }
     }
 }

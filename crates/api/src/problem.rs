@@ -124,7 +124,9 @@ impl From<StoreError> for Problem {
                 Self::unprocessable(format!("the database cannot store this username: {reason}"))
             }
             StoreError::ReadOnly => {
-                tracing::warn!("the database is read-only: writes are refused");
+                if crate::repeats::READ_ONLY.first() {
+                    tracing::warn!("the database is read-only: writes are refused");
+                }
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the database accepts no writes right now (it is read-only); retry later",
@@ -136,7 +138,9 @@ impl From<StoreError> for Problem {
                 .counted_as(DbErrorKind::ReadOnly)
             }
             err @ StoreError::Unavailable { .. } => {
-                tracing::warn!(error = %error_chain(&err), "database unavailable");
+                if crate::repeats::DATABASE_UNAVAILABLE.first() {
+                    tracing::warn!(error = %error_chain(&err), "database unavailable");
+                }
                 Self::unavailable().counted_as(DbErrorKind::Unavailable)
             }
             err @ (StoreError::Config(_) | StoreError::Internal { .. }) => {

@@ -5,6 +5,7 @@
 //! follow (readiness fails at once, new connections are still taken for a grace period,
 //! in-flight requests finish within a deadline and those that cannot are counted).
 
+mod admission;
 mod bare_errors;
 mod connections;
 mod front;
@@ -15,12 +16,13 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioTimer;
 use peregrine_store::StoreError;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch};
 
 pub use connections::{Draining, Limits};
@@ -30,12 +32,15 @@ pub use metrics_endpoint::MAX_SCRAPE_CONNECTIONS;
 /// The default limits' values.
 pub mod connections_defaults {
     pub use super::connections::{
-        DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES,
+        DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENT_BODIES, DEFAULT_MAX_CLIENT_CONNECTIONS,
+        DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_UNSENT_BYTES,
     };
 }
 
 /// Pending connections the kernel may queue (capped by `net.core.somaxconn`).
 const LISTEN_BACKLOG: u32 = 4096;
+/// Kernel send buffer per connection, as asked for (Linux doubles it for its bookkeeping).
+const SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// Pause after an accept error such as running out of file descriptors.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// How often the shutdown looks whether the last connection has closed.
@@ -210,6 +215,7 @@ impl Bound {
             }
         };
         tokio::spawn(Arc::clone(&shared).sweep_idle(closing.clone()));
+        tokio::spawn(crate::repeats::summarise_until(closing.clone()));
         if let Some(listener) = metrics_listener {
             tokio::spawn(metrics_endpoint::serve(listener, control()));
         }
@@ -251,10 +257,16 @@ async fn shutdown_in_phases(
         "finishing in-flight requests"
     );
     let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    // Connections taken from a listener's queue as it closes count too.
+    while shared.listening.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(DRAIN_POLL).await;
+    }
     while shared.open_connections() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(DRAIN_POLL).await;
     }
     let dropped = shared.in_flight();
+    // Repeats counted since the last summary are not lost with the process.
+    crate::repeats::summarise_all(true);
     if dropped > 0 {
         tracing::error!(
             dropped,
@@ -306,16 +318,35 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
         .max_header_size(limits.max_head_bytes)
         .max_buf_size(limits.max_head_bytes.max(8192) + crate::MAX_BODY_BYTES);
     let handlers = connections::Handlers::new(app);
+    control.shared.listening.fetch_add(1, Ordering::Relaxed);
     let in_flight = control.shared.worker_counter();
     let worker_metrics = control.shared.metrics.worker();
+    let take = |tcp: TcpStream, peer: SocketAddr| {
+        let Some(tracked) = control.shared.admit(peer.ip(), &in_flight, &worker_metrics) else {
+            // Over the limit with no idle connection to shed: closed at once.
+            return;
+        };
+        // Small responses must not wait for Nagle's algorithm.
+        let _ = tcp.set_nodelay(true);
+        // A fixed send buffer: left to autotuning, the kernel takes up to 4 MiB of answers
+        // per connection from a client that does not read (tcp_wmem), memory a container
+        // is charged for; past this the connection's own bound applies (see `front`).
+        let _ = socket2::SockRef::from(&tcp).set_send_buffer_size(SEND_BUFFER_BYTES);
+        tokio::spawn(serve_connection(
+            http.clone(),
+            tcp,
+            handlers.clone(),
+            tracked,
+        ));
+    };
     loop {
         // Accepting is exempt from the scheduler's fairness budget, so that a burst of
         // new connections is taken off the kernel's queue at once rather than 128 per
         // round of all other tasks: the queue is capped (net.core.somaxconn), and a
         // client whose connection overflows it waits for a SYN retransmission (1 s+).
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = tokio::task::unconstrained(listener.accept()) => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 Err(err) => {
                     pause_after_accept_error(&err).await;
                     continue;
@@ -323,20 +354,28 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
             },
             () = until_true(&mut control.closing) => break,
         };
-        let Some(tracked) = control.shared.admit(&in_flight, &worker_metrics) else {
-            // Over the limit with no idle connection to shed: closed at once.
-            continue;
+        take(tcp, peer);
+    }
+    // Connections the kernel completed before the listener closes are taken (and their
+    // requests answered): closing the listener would reset them, requests and all. Taken
+    // by the system call itself: the runtime may not have seen the last ones arrive.
+    let backlog = socket2::SockRef::from(&listener);
+    loop {
+        let (socket, peer) = match backlog.accept() {
+            Ok(accepted) => accepted,
+            Err(err) if err.kind() == io::ErrorKind::ConnectionAborted => continue,
+            Err(_) => break,
         };
-        // Small responses must not wait for Nagle's algorithm.
-        let _ = tcp.set_nodelay(true);
-        tokio::spawn(serve_connection(
-            http.clone(),
-            tcp,
-            handlers.clone(),
-            tracked,
-        ));
+        let std = std::net::TcpStream::from(socket);
+        let tcp = std
+            .set_nonblocking(true)
+            .and_then(|()| TcpStream::from_std(std));
+        if let (Ok(tcp), Some(peer)) = (tcp, peer.as_socket()) {
+            take(tcp, peer);
+        }
     }
     drop(listener);
+    control.shared.listening.fetch_sub(1, Ordering::Relaxed);
     until_true(&mut control.stopped).await;
 }
 

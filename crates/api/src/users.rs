@@ -220,13 +220,11 @@ struct JsonPage {
 
 impl JsonPage {
     fn new(limit: u32) -> Self {
-        let limit = limit as usize;
-        // About 40 bytes per user in the tutorial's data.
-        let mut buffer = Vec::with_capacity(2 + 40 * limit.min(1024));
-        buffer.push(b'[');
+        // Allocated at the first row, not while the request waits for the database: a
+        // request queued behind others holds no page.
         Self {
-            buffer,
-            limit,
+            buffer: Vec::new(),
+            limit: limit as usize,
             written: 0,
             last: None,
             more: false,
@@ -234,6 +232,9 @@ impl JsonPage {
     }
 
     fn finish(mut self) -> Vec<u8> {
+        if self.buffer.is_empty() {
+            self.buffer.push(b'[');
+        }
         self.buffer.push(b']');
         self.buffer
     }
@@ -245,7 +246,11 @@ impl UserSink for JsonPage {
             self.more = true;
             return;
         }
-        if self.written > 0 {
+        if self.buffer.is_empty() {
+            // About 40 bytes per user in the tutorial's data.
+            self.buffer.reserve(2 + 40 * self.limit.min(1024));
+            self.buffer.push(b'[');
+        } else {
             self.buffer.push(b',');
         }
         self.buffer.extend_from_slice(b"{\"id\":");

@@ -376,6 +376,119 @@ async fn a_connection_flood_sheds_idle_connections_and_the_probe_is_served() {
     assert_eq!(closed, 10);
 }
 
+/// Which of `streams` the server has closed: a read that ends or fails (an open one
+/// waits, here for 200 ms).
+async fn closed_ones(streams: &mut [TcpStream]) -> Vec<bool> {
+    let mut closed = Vec::new();
+    for stream in streams {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_millis(200), stream.read(&mut byte)).await;
+        closed.push(matches!(read, Ok(Ok(0) | Err(_))));
+    }
+    closed
+}
+
+/// One client address opening more slow-body POSTs (with a valid token) and idle
+/// connections than its share cannot lock others out: past its bodies' limit its
+/// connection that has been sending longest is closed, past its connections' limit its
+/// oldest idle one, and another address (127.0.0.2) is served throughout. Before these
+/// limits the 60 slow POSTs took all 40 slots and the other address was refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_with_slow_bodies_cannot_take_every_connection_slot() {
+    let limits = Limits {
+        max_connections: 40,
+        max_client_connections: 10,
+        max_client_bodies: 4,
+        ..Limits::default()
+    };
+    let (app, _dir, _) = serve_sqlite(Duration::from_secs(5), limits).await;
+    let head = format!(
+        "POST /users HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    let mut slow = Vec::new();
+    for _ in 0..60 {
+        let mut stream = TcpStream::connect(app.address).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for i in 0..5 {
+        let created = other
+            .post(format!("{}/users", app.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "username": format!("other{i}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(created.status(), StatusCode::CREATED);
+        let read = other.get(format!("{}/users/", app.base)).send().await;
+        assert_eq!(read.unwrap().status(), StatusCode::OK);
+    }
+    // At most 4 bodies of the address are being received, and the first ones sent are
+    // among those closed.
+    let closed = closed_ones(&mut slow).await;
+    let open: Vec<usize> = (0..slow.len()).filter(|&i| !closed[i]).collect();
+    assert!(
+        open.len() <= 4 && closed[..10].iter().all(|&c| c),
+        "slow bodies still open: {open:?}"
+    );
+    // Idle connections of the address past its 10: its oldest are closed.
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        idle.push(TcpStream::connect(app.address).await.unwrap());
+    }
+    let read = other.get(format!("{}/healthz", app.base)).send().await;
+    assert_eq!(read.unwrap().status(), StatusCode::OK);
+    let closed = closed_ones(&mut idle).await;
+    assert!(
+        closed[..10].iter().all(|&c| c) && closed[14..].iter().all(|&c| !c),
+        "idle connections closed: {closed:?}"
+    );
+}
+
+/// With every slot of the process taken by bodies being sent slowly (no idle connection to
+/// close), a newcomer is served: the connection that has been sending its body longest is
+/// closed for it, rather than the newcomer refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_process_closes_its_slowest_body_for_a_newcomer() {
+    let limits = Limits {
+        max_connections: 10,
+        ..Limits::default()
+    };
+    let (app, _dir, _) = serve_sqlite(Duration::from_secs(5), limits).await;
+    let head = format!(
+        "POST /users HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{"
+    );
+    let mut slow = Vec::new();
+    for _ in 0..10 {
+        let mut stream = TcpStream::connect(app.address).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    // Time for the server's one worker to take each head (then each connection is busy
+    // receiving its body, not idle): microseconds each.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let other = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let read = other.get(format!("{}/healthz", app.base)).send().await;
+    assert_eq!(read.unwrap().status(), StatusCode::OK);
+    let closed = closed_ones(&mut slow).await;
+    assert!(
+        closed[0],
+        "the oldest body was not the one closed: {closed:?}"
+    );
+    assert_eq!(closed.iter().filter(|&&c| c).count(), 1, "{closed:?}");
+}
+
 /// Sends raw bytes and returns the raw response (until the server closes or 5 s pass).
 async fn raw(address: std::net::SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(address).await.unwrap();

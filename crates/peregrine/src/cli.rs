@@ -420,6 +420,23 @@ pub struct ServeArgs {
     #[arg(long, env = "PEREGRINE_MAX_CONNECTIONS", default_value_t = peregrine_api::DEFAULT_MAX_CONNECTIONS as u64,
           value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
+    /// Most open connections per client address (a quarter of --max-connections by
+    /// default); past it that address's oldest idle connection is closed, else the one that
+    /// has been sending its body longest, else the new one. Behind a proxy every client has
+    /// the proxy's address: raise it to --max-connections there.
+    #[arg(long, env = "PEREGRINE_MAX_CLIENT_CONNECTIONS", default_value_t = peregrine_api::DEFAULT_MAX_CLIENT_CONNECTIONS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_client_connections: u64,
+    /// Most request bodies one client address may be sending at once; past it the one that
+    /// has been sending longest is closed.
+    #[arg(long, env = "PEREGRINE_MAX_CLIENT_BODIES", default_value_t = peregrine_api::DEFAULT_MAX_CLIENT_BODIES as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_client_bodies: u64,
+    /// Most bytes of answers waiting for clients that do not read them, in total; past it
+    /// the connections whose clients have not read for longest are closed.
+    #[arg(long, env = "PEREGRINE_MAX_UNSENT_BYTES", default_value_t = peregrine_api::DEFAULT_MAX_UNSENT_BYTES as u64,
+          value_parser = clap::value_parser!(u64).range(1_048_576..=68_719_476_736))]
+    pub max_unsent_bytes: u64,
     /// Largest request head (request line and headers) in bytes; larger ones get 431.
     #[arg(long, env = "PEREGRINE_MAX_HEADER_BYTES", default_value_t = peregrine_api::DEFAULT_MAX_HEAD_BYTES as u64,
           value_parser = clap::value_parser!(u64).range(1024..=1_048_576))]

@@ -64,6 +64,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         api_token,
         max_page_size: args.max_page_size,
         cors_origins: args.cors_origins.clone(),
+        ..ApiSettings::default()
     };
     if settings.api_token.is_none() {
         tracing::info!(
@@ -131,6 +132,9 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<ServeConfig> {
             "--body-timeout",
             Duration::from_millis(1),
         )?,
+        max_client_connections: usize::try_from(args.max_client_connections).unwrap_or(usize::MAX),
+        max_client_bodies: usize::try_from(args.max_client_bodies).unwrap_or(usize::MAX),
+        max_unsent_bytes: usize::try_from(args.max_unsent_bytes).unwrap_or(usize::MAX),
     };
     Ok(ServeConfig {
         bind: args.bind,

@@ -1,11 +1,13 @@
-//! One connection's life under the process's limits: admitted or shed, its requests
-//! counted (for idle shedding and for the shutdown's tally), readiness and `Connection:
-//! close` while draining, the body deadline and the `Host` rule of RFC 9112.
+//! One connection's life under the process's limits: admitted or shed (see `admission`),
+//! its requests counted (for idle shedding and for the shutdown's tally), readiness and
+//! `Connection: close` while draining, the body deadline and the `Host` rule of RFC 9112.
+//!
+//! Over 600 lines with its tests: what a connection is to the limits ([`Tracked`]) and what
+//! a request is to the server ([`Exchange`]) are used by both the front and hyper's path.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderValue, Method, Request, Response, Version, header};
@@ -18,6 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 
+use super::admission::{Client, Registry as Connections, WatchedBody};
 use super::bare_errors::WithProblemBodies;
 use super::front;
 use super::metrics::{self, DbErrorKind, Gauges, Registry, Route, WorkerMetrics};
@@ -35,6 +38,14 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 pub const DEFAULT_MAX_HEAD_BYTES: usize = 16 * 1024;
 /// How long a connection may wait to send a request head unless configured otherwise.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Open connections per client address unless configured otherwise: a quarter of the
+/// process's, so that one address cannot take every slot.
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = DEFAULT_MAX_CONNECTIONS / 4;
+/// Request bodies being received at once per client address unless configured otherwise.
+pub const DEFAULT_MAX_CLIENT_BODIES: usize = 64;
+/// Bytes of answers waiting for clients that do not read them, in total, unless configured
+/// otherwise.
+pub const DEFAULT_MAX_UNSENT_BYTES: usize = 64 * 1024 * 1024;
 /// How often idle connections are looked for, at least and at most (an eighth of the
 /// idle timeout in between).
 const SWEEP_MIN: Duration = Duration::from_millis(10);
@@ -53,6 +64,16 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// How long a client may take to send a request body once its head arrived (408 past).
     pub body_timeout: Duration,
+    /// Open connections per client address; past it that address's oldest idle connection
+    /// is closed to make room, else the one that has been sending its body longest, else
+    /// the new one.
+    pub max_client_connections: usize,
+    /// Request bodies one client address may be sending at once; past it the one of them
+    /// that has been sending longest is closed.
+    pub max_client_bodies: usize,
+    /// Bytes of answers written and waiting for their clients to read them, in total; past
+    /// it the connections that have not read for longest are closed.
+    pub max_unsent_bytes: usize,
 }
 
 impl Default for Limits {
@@ -62,6 +83,9 @@ impl Default for Limits {
             max_head_bytes: DEFAULT_MAX_HEAD_BYTES,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            max_client_connections: DEFAULT_MAX_CLIENT_CONNECTIONS,
+            max_client_bodies: DEFAULT_MAX_CLIENT_BODIES,
+            max_unsent_bytes: DEFAULT_MAX_UNSENT_BYTES,
         }
     }
 }
@@ -90,32 +114,52 @@ pub(super) struct Shared {
     metrics_here: bool,
     /// Whether every request gets an access log line.
     access_log: bool,
-    open: AtomicUsize,
+    pub(super) open: AtomicUsize,
+    /// Listeners still open: the shutdown counts the connections left once every worker
+    /// has taken the last ones its listener had and closed it.
+    pub(super) listening: AtomicUsize,
+    /// Bytes of answers waiting for their clients to read them (see
+    /// [`Tracked::set_unsent`]); may dip below 0 for an instant.
+    pub(super) unsent: AtomicI64,
     /// Requests in flight, one counter per worker so that workers do not contend for one
     /// cache line on every request.
     in_flight: Mutex<Vec<Arc<AtomicUsize>>>,
-    /// Every open connection, oldest first (entries of closed ones are pruned lazily).
-    registry: Mutex<VecDeque<Weak<Tracked>>>,
+    /// Every open connection, oldest first (entries of closed ones are pruned lazily), and
+    /// every client address with open connections.
+    pub(super) registry: Mutex<Connections>,
     /// Set (under the registry's lock) once every connection was told to close: a worker
     /// that accepts one more before it sees the listeners close must close that one too,
     /// or it would hold the shutdown until the timeout.
-    all_closed: AtomicBool,
+    pub(super) all_closed: AtomicBool,
     /// Where the idle stamps of [`Tracked`] count from.
     epoch: std::time::Instant,
 }
 
 /// One open connection as the limits see it, and what its requests need to reach.
 pub(super) struct Tracked {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
+    /// Its client address's counters.
+    pub(super) client: Arc<Client>,
     /// The in-flight counter of the connection's worker.
     worker_in_flight: Arc<AtomicUsize>,
     /// The metrics of the connection's worker.
     worker_metrics: Arc<WorkerMetrics>,
     /// Requests being answered on it.
-    busy: AtomicUsize,
+    pub(super) busy: AtomicUsize,
     /// Told to close (shed, or the shutdown).
-    closing: AtomicBool,
+    pub(super) closing: AtomicBool,
     close: Notify,
+    /// Told to close at once, whatever it is doing (shed while it holds a slot or memory
+    /// that others need).
+    pub(super) aborted: AtomicBool,
+    abort: Notify,
+    /// While it receives a request body: since when (milliseconds since [`Shared::epoch`]
+    /// plus one); 0 otherwise.
+    pub(super) body_since: AtomicU64,
+    /// Bytes of answers it holds that its client has not read yet.
+    pub(super) unsent: AtomicUsize,
+    /// While it holds such bytes: since its client last read (as `body_since`).
+    pub(super) stalled_since: AtomicU64,
     /// While the front waits for a request: when it began to wait, in milliseconds since
     /// [`Shared::epoch`] plus one; 0 when it is not waiting (busy, or served by hyper,
     /// which keeps its own header-read timer).
@@ -131,8 +175,10 @@ impl Shared {
             metrics_here,
             access_log,
             open: AtomicUsize::new(0),
+            listening: AtomicUsize::new(0),
+            unsent: AtomicI64::new(0),
             in_flight: Mutex::new(Vec::new()),
-            registry: Mutex::new(VecDeque::new()),
+            registry: Mutex::new(Connections::default()),
             all_closed: AtomicBool::new(false),
             epoch: std::time::Instant::now(),
         })
@@ -165,45 +211,7 @@ impl Shared {
         counter
     }
 
-    /// Takes a new connection, making room by closing the oldest idle one when at the
-    /// limit; `None` when the limit is reached and every connection is busy.
-    pub(super) fn admit(
-        self: &Arc<Self>,
-        worker_in_flight: &Arc<AtomicUsize>,
-        worker_metrics: &Arc<WorkerMetrics>,
-    ) -> Option<Arc<Tracked>> {
-        let Ok(mut registry) = self.registry.lock() else {
-            return None;
-        };
-        if self.open.load(Ordering::Relaxed) >= self.limits.max_connections {
-            registry.retain(|entry| entry.strong_count() > 0);
-            let idle = registry.iter().filter_map(Weak::upgrade).find(|c| {
-                c.busy.load(Ordering::Relaxed) == 0 && !c.closing.load(Ordering::Relaxed)
-            });
-            idle?.shut();
-        }
-        let tracked = Arc::new(Tracked {
-            shared: Arc::clone(self),
-            worker_in_flight: Arc::clone(worker_in_flight),
-            worker_metrics: Arc::clone(worker_metrics),
-            busy: AtomicUsize::new(0),
-            closing: AtomicBool::new(false),
-            close: Notify::new(),
-            idle_since: AtomicU64::new(0),
-        });
-        if registry.len() >= self.limits.max_connections.saturating_mul(2) {
-            registry.retain(|entry| entry.strong_count() > 0);
-        }
-        registry.push_back(Arc::downgrade(&tracked));
-        self.open.fetch_add(1, Ordering::Relaxed);
-        if self.all_closed.load(Ordering::Relaxed) {
-            // Admitted after the shutdown closed everything: closed like an idle one.
-            tracked.shut();
-        }
-        Some(tracked)
-    }
-
-    fn millis(&self) -> u64 {
+    pub(super) fn millis(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
     }
 
@@ -224,8 +232,8 @@ impl Shared {
             let Ok(mut registry) = self.registry.lock() else {
                 return;
             };
-            registry.retain(|entry| entry.strong_count() > 0);
-            for connection in registry.iter().filter_map(Weak::upgrade) {
+            registry.prune();
+            for connection in registry.live() {
                 let since = connection.idle_since.load(Ordering::Relaxed);
                 if since != 0 && now.saturating_sub(since) >= timeout {
                     connection.shut();
@@ -238,19 +246,58 @@ impl Shared {
     pub(super) fn close_all_connections(&self) {
         if let Ok(registry) = self.registry.lock() {
             self.all_closed.store(true, Ordering::Relaxed);
-            registry
-                .iter()
-                .filter_map(Weak::upgrade)
-                .for_each(|c| c.shut());
+            registry.live().for_each(|c| c.shut());
         }
     }
 }
 
 impl Tracked {
+    pub(super) fn new(
+        shared: &Arc<Shared>,
+        client: Arc<Client>,
+        worker_in_flight: &Arc<AtomicUsize>,
+        worker_metrics: &Arc<WorkerMetrics>,
+    ) -> Self {
+        Self {
+            shared: Arc::clone(shared),
+            client,
+            worker_in_flight: Arc::clone(worker_in_flight),
+            worker_metrics: Arc::clone(worker_metrics),
+            busy: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            close: Notify::new(),
+            aborted: AtomicBool::new(false),
+            abort: Notify::new(),
+            body_since: AtomicU64::new(0),
+            unsent: AtomicUsize::new(0),
+            stalled_since: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+        }
+    }
+
     /// Tells the connection to close once its in-flight request is answered.
-    fn shut(&self) {
+    pub(super) fn shut(&self) {
         self.closing.store(true, Ordering::Relaxed);
         self.close.notify_one();
+    }
+
+    /// Tells the connection to close at once, dropping what it holds; what it held no
+    /// longer counts against the process's total of unsent bytes from now on.
+    pub(super) fn abort(&self) {
+        self.aborted.store(true, Ordering::Relaxed);
+        self.release_unsent();
+        self.shut();
+        self.abort.notify_one();
+    }
+
+    /// Whether the connection was told to close at once.
+    pub(super) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the connection was told to close at once.
+    pub(super) async fn aborted(&self) {
+        self.abort.notified().await;
     }
 
     /// Whether the connection was told to close.
@@ -307,7 +354,7 @@ pub(super) async fn serve_connection(
     handlers: Handlers,
     tracked: Arc<Tracked>,
 ) {
-    let _open = OpenConnection(Arc::clone(&tracked.shared));
+    let _open = OpenConnection(Arc::clone(&tracked));
     let carried = match &handlers.plain_reads {
         Some(state) => match front::serve(&mut tcp, state, &tracked).await {
             front::Ended::Closed => return,
@@ -315,7 +362,8 @@ pub(super) async fn serve_connection(
         },
         None => Vec::new(),
     };
-    let io = TokioIo::new(WithProblemBodies::new(front::Rewind::new(carried, tcp)));
+    let rewind = front::Rewind::new(carried, tcp, Arc::clone(&tracked));
+    let io = TokioIo::new(WithProblemBodies::new(rewind));
     // Boxed: a connection the front serves does not carry hyper's state while it idles.
     Box::pin(with_hyper(http, io, handlers, tracked)).await;
 }
@@ -334,20 +382,28 @@ async fn with_hyper(
     let connection = http.serve_connection(io, service);
     tokio::pin!(connection);
     // A client that goes away mid-request is the client's business: errors are ignored.
+    // An aborted connection is dropped, which closes its socket and drops its request.
     tokio::select! {
         _ = connection.as_mut() => return,
         () = tracked.close.notified() => {}
+        () = tracked.aborted() => return,
     }
     connection.as_mut().graceful_shutdown();
-    let _ = connection.await;
+    tokio::select! {
+        _ = connection => {}
+        () = tracked.aborted() => {}
+    }
 }
 
-/// Counts the connection open while it lives.
-struct OpenConnection(Arc<Shared>);
+/// Counts the connection open (in the process and for its client) while it lives.
+struct OpenConnection(Arc<Tracked>);
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::Relaxed);
+        let tracked = &self.0;
+        tracked.release_unsent();
+        tracked.client.connections.fetch_sub(1, Ordering::Relaxed);
+        tracked.shared.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -446,7 +502,7 @@ impl Exchange {
         }
         if self.shared().access_log {
             request_id::sync_scope(self.id.clone(), || {
-                access_log(self.route, self.method, status, elapsed);
+                access_log(self.route, self.method, status, elapsed, db_error);
             });
         }
         self.id
@@ -456,15 +512,17 @@ impl Exchange {
 /// Answers one request hyper parsed through the app, with what only the server knows
 /// added (see [`Exchange`]), and `/metrics` itself.
 fn answer(
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
     handlers: &Handlers,
     tracked: Arc<Tracked>,
 ) -> impl Future<Output = Result<Response<axum::body::Body>, Infallible>> + use<> {
     let route = Route::of(request.uri().path(), tracked.shared.metrics_here);
     let method = metrics::method_index(request.method());
+    let has_body = has_body(&request);
+    let watched = has_body.then(|| Arc::clone(&tracked));
+    let mut request = request.map(|body| WatchedBody::new(body, watched));
     let exchange = Exchange::begin(tracked, route, method, request.headers().get(X_REQUEST_ID));
     let shared = exchange.shared();
-    let has_body = has_body(&request);
     if has_body {
         let deadline = Instant::now() + shared.limits.body_timeout;
         request.extensions_mut().insert(BodyDeadline(deadline));
@@ -504,17 +562,29 @@ fn answer(
     }
 }
 
-/// One access log line: no user data beyond the route's template.
-fn access_log(route: Route, method: usize, status: axum::http::StatusCode, elapsed: Duration) {
-    tracing::info!(
-        target: "peregrine::access",
-        method = metrics::METHODS[method],
-        route = route.label(),
-        status = status.as_u16(),
-        // Whole microseconds print as short decimals (0.836, not 0.8364940000000001).
-        duration_ms = elapsed.as_micros() as f64 / 1000.0,
-        "answered"
-    );
+/// One access log line: no user data beyond the route's template; a database failure's
+/// kind when the database failed the request (the warning about it is summarised, see
+/// `repeats`).
+fn access_log(
+    route: Route,
+    method: usize,
+    status: axum::http::StatusCode,
+    elapsed: Duration,
+    db_error: Option<DbErrorKind>,
+) {
+    // Whole microseconds print as short decimals (0.836, not 0.8364940000000001).
+    let duration_ms = elapsed.as_micros() as f64 / 1000.0;
+    let (method, route, status) = (metrics::METHODS[method], route.label(), status.as_u16());
+    match db_error {
+        None => tracing::info!(
+            target: "peregrine::access",
+            method, route, status, duration_ms, "answered"
+        ),
+        Some(kind) => tracing::info!(
+            target: "peregrine::access",
+            method, route, status, duration_ms, db_error = kind.label(), "answered"
+        ),
+    }
 }
 
 /// RFC 9112 §3.2: an HTTP/1.1 request without exactly one `Host` header is a 400; so is
@@ -549,6 +619,8 @@ fn has_body<B>(request: &Request<B>) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     #[test]
@@ -556,10 +628,11 @@ mod tests {
         let shared = Shared::new(Limits::default(), true, false);
         let in_flight = shared.worker_counter();
         let metrics = shared.metrics.worker();
-        let before = shared.admit(&in_flight, &metrics);
+        let peer = IpAddr::from([127, 0, 0, 1]);
+        let before = shared.admit(peer, &in_flight, &metrics);
         assert!(before.is_some_and(|c| !c.closing.load(Ordering::Relaxed)));
         shared.close_all_connections();
-        let late = shared.admit(&in_flight, &metrics);
+        let late = shared.admit(peer, &in_flight, &metrics);
         assert!(
             late.is_some_and(|c| c.closing.load(Ordering::Relaxed)),
             "a connection taken after the close must be told to close too"
@@ -576,7 +649,11 @@ mod tests {
         let (tcp, _) = listener.accept().await.unwrap();
         let shared = Shared::new(Limits::default(), true, false);
         let tracked = shared
-            .admit(&shared.worker_counter(), &shared.metrics.worker())
+            .admit(
+                IpAddr::from([127, 0, 0, 1]),
+                &shared.worker_counter(),
+                &shared.metrics.worker(),
+            )
             .unwrap();
         let handlers = Handlers {
             router: TowerToHyperService::new(axum::Router::new()),

@@ -5,6 +5,14 @@
 //! its answer is written from a buffer freed once it is sent, and the idle timeout is kept
 //! by the server's sweep rather than by a timer per request.
 //!
+//! What a connection holds is bounded whether or not its client reads: it reads its next
+//! bytes (at most 8 KiB) only once the answers to the last ones are written, and it gathers
+//! answers into one write up to 32 KiB (64 KiB with the last one), writing what it has
+//! gathered before adding an answer that would take it past 64 KiB; so a client that
+//! never reads holds at most 64 KiB, or 32 KiB and one answer, counted against the
+//! process's total of unsent bytes while it waits (the kernel holds at most its fixed
+//! send buffer besides).
+//!
 //! Only a request whose whole head has arrived and that is plain in every way is answered
 //! here: `GET`, HTTP/1.1, exactly one `Host`, no `Content-Length`, `Transfer-Encoding`,
 //! `Expect` or `Upgrade`, no `Connection` but `keep-alive`, a head within the limit, and a
@@ -13,6 +21,9 @@
 //! it enforces applies to everything but the plain reads. The answer itself comes from the
 //! same code as hyper's path ([`PlainRead::answer`], [`Exchange`]); only its bytes are
 //! written here (with `content-length`, and hyper's `date`).
+//!
+//! Over 600 lines: parsing, answering, writing and the hand-over to hyper are one
+//! connection's life, and each part's bounds are stated in terms of the others.
 
 use std::cell::RefCell;
 use std::io;
@@ -21,8 +32,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use axum::body::Body;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -35,6 +45,8 @@ use crate::request_id::X_REQUEST_ID;
 
 /// Bytes read at once: heads larger than this are hyper's to read.
 const READ_BYTES: usize = 8 * 1024;
+/// How long a connection told to close before its first request still waits for it.
+const FIRST_REQUEST_AT_CLOSE: Duration = Duration::from_millis(100);
 /// Headers a plain read may have; more go to hyper (which allows 100).
 const MAX_HEADERS: usize = 64;
 /// Answers to pipelined requests are gathered into one write up to this size.
@@ -56,11 +68,13 @@ pub(super) enum Ended {
 pub(super) async fn serve(tcp: &mut TcpStream, state: &AppState, tracked: &Arc<Tracked>) -> Ended {
     // Bytes read and not yet answered.
     let mut carried;
+    let mut first = true;
     loop {
-        match read(tcp, tracked).await {
+        match read(tcp, tracked, first).await {
             Some(bytes) => carried = bytes,
             None => return Ended::Closed,
         }
+        first = false;
         // Boxed: while the connection idles, its future holds only the wait for bytes.
         match Box::pin(answer_all(tcp, state, tracked, &mut carried)).await {
             After::Idle => {}
@@ -98,7 +112,7 @@ async fn answer_all(
             state.settings.max_page_size,
         ) else {
             // Answers already made go first: hyper answers what comes after them.
-            return match write_all(tcp, &out, write_deadline).await {
+            return match write_all(tcp, &out, write_deadline, tracked).await {
                 Ok(()) => After::HandOff,
                 Err(_) => After::Close,
             };
@@ -108,21 +122,24 @@ async fn answer_all(
             true => *carried = Vec::new(),
             false => drop(carried.drain(..head.len)),
         }
-        let Some(close) = answer(head, state, tracked, &mut out).await else {
+        let Some(close) = answer(head, state, tracked, tcp, &mut out).await else {
             return After::Close;
         };
         if close {
-            let _ = write_all(tcp, &out, write_deadline).await;
+            let _ = write_all(tcp, &out, write_deadline, tracked).await;
             return After::Close;
         }
-        if out.len() >= GATHER_BYTES {
-            if write_all(tcp, &out, write_deadline).await.is_err() {
+        // Written at half the gathering size, so that the next answer does not wait with
+        // more than that beside it (see `gather_room`).
+        if out.len() >= GATHER_BYTES / 2 {
+            if write_all(tcp, &out, write_deadline, tracked).await.is_err() {
                 return After::Close;
             }
-            out.clear();
+            // Not kept at its size for the next answers: a large answer's buffer goes.
+            out = Vec::new();
         }
     }
-    if write_all(tcp, &out, write_deadline).await.is_err() || tracked.is_closing() {
+    if write_all(tcp, &out, write_deadline, tracked).await.is_err() || tracked.is_closing() {
         return After::Close;
     }
     After::Idle
@@ -134,6 +151,7 @@ async fn answer(
     head: Head,
     state: &AppState,
     tracked: &Arc<Tracked>,
+    tcp: &TcpStream,
     out: &mut Vec<u8>,
 ) -> Option<bool> {
     let exchange = Exchange::begin(
@@ -153,6 +171,7 @@ async fn answer(
         {
             let close = closing || exchange.draining();
             let id = exchange.record(StatusCode::OK, None);
+            gather_room(tcp, out, body.len(), tracked).await.ok()?;
             write_json(out, &body, link.as_ref(), &id, close);
             Some(close)
         }
@@ -164,23 +183,54 @@ async fn answer(
                 response.headers_mut().insert(header::CONNECTION, close);
             }
             let close = says_close(response.headers());
-            encode(response, out).await.ok()?;
+            let (parts, body) = response.into_parts();
+            let body = body.collect().await.ok()?.to_bytes();
+            gather_room(tcp, out, body.len(), tracked).await.ok()?;
+            encode(&parts, &body, out);
             Some(close)
         }
     }
 }
 
 /// Waits for the next bytes of the connection (idle meanwhile, for the sweep) and reads
-/// them; `None` when it closed, failed or was told to close.
-async fn read(tcp: &mut TcpStream, tracked: &Tracked) -> Option<Vec<u8>> {
+/// them; `None` when it closed, failed or was told to close with nothing sent. A request
+/// already sent when it is told to close (by the shutdown, say) is still read and answered
+/// (with `Connection: close`): the client cannot know it came too late. So is the first
+/// request of a `first` one (accepted in the instant the listeners closed) that comes
+/// within [`FIRST_REQUEST_AT_CLOSE`].
+async fn read(tcp: &mut TcpStream, tracked: &Tracked, first: bool) -> Option<Vec<u8>> {
     tracked.set_idle(true);
     let read = tokio::select! {
         biased;
         read = std::future::poll_fn(|cx| read_into_scratch(tcp, cx)) => read.ok(),
-        () = tracked.closed() => None,
+        () = tracked.closed() => match (tracked.is_aborted(), first) {
+            (true, _) => None,
+            (false, true) => {
+                let read = std::future::poll_fn(|cx| read_into_scratch(tcp, cx));
+                tokio::time::timeout(FIRST_REQUEST_AT_CLOSE, read).await.ok().and_then(Result::ok)
+            }
+            (false, false) => already_sent(tcp),
+        },
     };
     tracked.set_idle(false);
     read.filter(|bytes| !bytes.is_empty())
+}
+
+/// What the client has sent and the connection not read, if anything: a read of the
+/// socket itself, since the runtime may not have seen those bytes arrive yet.
+fn already_sent(tcp: &TcpStream) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    let socket = socket2::SockRef::from(tcp);
+    let mut socket: &socket2::Socket = &socket;
+    SCRATCH.with_borrow_mut(|scratch| {
+        if scratch.len() < READ_BYTES {
+            scratch.resize(READ_BYTES, 0);
+        }
+        match socket.read(scratch) {
+            Ok(read) if read > 0 => scratch.get(..read).map(<[u8]>::to_vec),
+            _ => None,
+        }
+    })
 }
 
 thread_local! {
@@ -207,17 +257,70 @@ fn read_into_scratch(tcp: &mut TcpStream, cx: &mut Context<'_>) -> Poll<io::Resu
     })
 }
 
+/// Writes what `out` gathered first when adding an answer of `adding` bytes would take it
+/// past [`GATHER_BYTES`]: a client that does not read holds one answer or the gathered
+/// ones, never both.
+async fn gather_room(
+    tcp: &TcpStream,
+    out: &mut Vec<u8>,
+    adding: usize,
+    tracked: &Tracked,
+) -> io::Result<()> {
+    if out.is_empty() || out.len() + adding <= GATHER_BYTES {
+        return Ok(());
+    }
+    // The answer waits in hand meanwhile: it is counted as unsent too.
+    let written = write_tracked(tcp, out, adding, tracked.limits().idle_timeout, tracked).await;
+    tracked.set_unsent(0, false);
+    *out = Vec::new();
+    written
+}
+
 /// Writes all of `bytes`, waiting at most `deadline` each time the socket is full (a
-/// client that stops reading is not waited for forever).
-async fn write_all(tcp: &TcpStream, mut bytes: &[u8], deadline: Duration) -> io::Result<()> {
+/// client that stops reading is not waited for forever). While it waits, the bytes count
+/// against the process's total of unsent bytes, and the wait ends when the connection is
+/// aborted (shed to bring that total back within its limit).
+async fn write_all(
+    tcp: &TcpStream,
+    bytes: &[u8],
+    deadline: Duration,
+    tracked: &Tracked,
+) -> io::Result<()> {
+    let written = write_tracked(tcp, bytes, 0, deadline, tracked).await;
+    tracked.set_unsent(0, false);
+    written
+}
+
+/// [`write_all`], with `beside` bytes more held while it waits.
+async fn write_tracked(
+    tcp: &TcpStream,
+    mut bytes: &[u8],
+    beside: usize,
+    deadline: Duration,
+    tracked: &Tracked,
+) -> io::Result<()> {
+    // The whole buffer is held until it is all written.
+    let held = bytes.len() + beside;
+    let mut progressed = true;
     while !bytes.is_empty() {
         match tcp.try_write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(written) => bytes = &bytes[written..],
+            Ok(written) => {
+                bytes = &bytes[written..];
+                progressed = true;
+            }
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                tokio::time::timeout(deadline, tcp.writable())
-                    .await
-                    .map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+                tracked.set_unsent(held, progressed);
+                progressed = false;
+                if tracked.is_aborted() {
+                    return Err(io::ErrorKind::ConnectionAborted.into());
+                }
+                tokio::select! {
+                    writable = tokio::time::timeout(deadline, tcp.writable()) => {
+                        writable.map_err(|_| io::Error::from(io::ErrorKind::TimedOut))??;
+                    }
+                    () = tracked.aborted() => return Err(io::ErrorKind::ConnectionAborted.into()),
+                }
             }
             Err(err) => return Err(err),
         }
@@ -344,11 +447,9 @@ fn write_length(out: &mut Vec<u8>, length: usize) {
     out.extend_from_slice(b"\r\n\r\n");
 }
 
-/// Appends `response` to `out` as HTTP/1.1: its status line and headers, `date` (as hyper
-/// adds it), `content-length`, and its whole body.
-async fn encode(response: Response<Body>, out: &mut Vec<u8>) -> Result<(), axum::Error> {
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await?.to_bytes();
+/// Appends a response of `parts` and `body` to `out` as HTTP/1.1: its status line and
+/// headers, `date` (as hyper adds it), `content-length`, and its body.
+fn encode(parts: &axum::http::response::Parts, body: &[u8], out: &mut Vec<u8>) {
     let status = parts.status;
     out.reserve(256 + body.len());
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -368,8 +469,7 @@ async fn encode(response: Response<Body>, out: &mut Vec<u8>) -> Result<(), axum:
         write_date(out);
     }
     write_length(out, body.len());
-    out.extend_from_slice(&body);
-    Ok(())
+    out.extend_from_slice(body);
 }
 
 thread_local! {
@@ -395,19 +495,32 @@ fn write_date(out: &mut Vec<u8>) {
 }
 
 /// A connection handed to hyper: the bytes the front read and did not answer come first.
+/// What hyper could not write counts against the process's total of unsent bytes while it
+/// waits (hyper holds it: at most one answer being written and one made).
 pub(super) struct Rewind {
     carried: Vec<u8>,
     at: usize,
     tcp: TcpStream,
+    tracked: Arc<Tracked>,
 }
 
 impl Rewind {
-    pub(super) fn new(carried: Vec<u8>, tcp: TcpStream) -> Self {
+    pub(super) fn new(carried: Vec<u8>, tcp: TcpStream, tracked: Arc<Tracked>) -> Self {
         Self {
             carried,
             at: 0,
             tcp,
+            tracked,
         }
+    }
+
+    /// Counts `waiting` bytes as unsent while a write is pending.
+    fn note(&self, polled: Poll<io::Result<usize>>, waiting: usize) -> Poll<io::Result<usize>> {
+        match &polled {
+            Poll::Pending => self.tracked.set_unsent(waiting, false),
+            Poll::Ready(_) => self.tracked.set_unsent(0, false),
+        }
+        polled
     }
 }
 
@@ -439,7 +552,9 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        this.note(polled, buf.len())
     }
 
     fn poll_write_vectored(
@@ -447,7 +562,9 @@ impl AsyncWrite for Rewind {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().tcp).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        this.note(polled, bufs.iter().map(|buf| buf.len()).sum())
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -144,6 +144,13 @@ pub enum DbErrorKind {
 
 const DB_ERROR_KINDS: [&str; 3] = ["unavailable", "read_only", "internal"];
 
+impl DbErrorKind {
+    /// Its name in metrics and logs.
+    pub fn label(self) -> &'static str {
+        DB_ERROR_KINDS[self as usize]
+    }
+}
+
 /// One latency histogram: counts per bucket (not cumulative) and the sum in nanoseconds.
 #[derive(Default)]
 struct Histogram {
