@@ -556,7 +556,13 @@ async fn serve_starts_on_a_read_only_database_and_writes_get_503() {
         .unwrap();
     let server = Served::start(
         dir.path(),
-        &["--database-url", &url, "--api-token", "t0k3n-ro"],
+        &[
+            "--database-url",
+            &url,
+            "--api-token",
+            "t0k3n-ro",
+            "--access-log",
+        ],
     );
     let (status, users) = get_json(&server.url("/users/")).await;
     assert_eq!(status, 200);
@@ -570,7 +576,9 @@ async fn serve_starts_on_a_read_only_database_and_writes_get_503() {
         .unwrap();
     assert_eq!(refused.status(), 503);
     assert!(refused.headers().contains_key("retry-after"));
-    // The warning logged while answering names the request's id, and the metrics count it.
+    // The first refusal is warned about in full, naming its request's id; a repeat is
+    // counted rather than logged again (a worker that has not met it yet warns once too),
+    // and each request's access-log line carries its database error. The metrics count both.
     let refused_again = reqwest::Client::new()
         .post(server.url("/users"))
         .bearer_auth("t0k3n-ro")
@@ -580,7 +588,21 @@ async fn serve_starts_on_a_read_only_database_and_writes_get_503() {
         .await
         .unwrap();
     assert_eq!(refused_again.status(), 503);
-    server.wait_for_log(r#"request{request_id="ro-write-2"}: the database is read-only"#);
+    let logs = server.wait_for_log("the database is read-only");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("WARN request{request_id=") && l.contains("read-only")),
+        "{logs}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !server.logs().lines().any(|line| {
+        line.contains(r#"request_id="ro-write-2""#)
+            && line.contains("status=503")
+            && line.contains("db_error=")
+    }) {
+        assert!(Instant::now() < deadline, "{}", server.logs());
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let metrics = reqwest::get(server.url("/metrics"))
         .await
         .unwrap()
