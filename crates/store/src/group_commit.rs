@@ -25,7 +25,7 @@ pub(crate) enum WriterJob {
 
 /// A request's write, ready to run.
 pub(crate) struct Write {
-    /// Until when the caller waits; the batch waits for the write lock until the latest.
+    /// Until when the caller waits; a batch waits for the write lock until the earliest.
     pub(crate) deadline: Instant,
     /// Runs the write on the connection (in autocommit mode when alone, inside a
     /// savepoint in a batch) and keeps its answer for later. Given no connection, it
@@ -108,13 +108,14 @@ fn run_batch(conn: &mut Connection, batch: Vec<Write>) {
         batch.into_iter().for_each(|write| write.run_alone(conn));
         return;
     }
-    let latest = batch.iter().map(|write| write.deadline).max();
-    let begun = crate::sqlite::with_lock_deadline(latest.unwrap_or_else(Instant::now), || {
+    let earliest = batch.iter().map(|write| write.deadline).min();
+    let begun = crate::sqlite::with_lock_deadline(earliest.unwrap_or_else(Instant::now), || {
         conn.execute_batch("BEGIN IMMEDIATE")
     });
     if begun.is_err() {
-        // No lock by the latest deadline (or the file fails): each write alone meets its
-        // own deadline or error, exactly as without batching.
+        // No lock by the earliest deadline (or the file fails): each write alone waits
+        // for the lock until its own deadline, or meets its own error, as without batching,
+        // so no caller is answered later than its deadline because of the others.
         batch.into_iter().for_each(|write| write.run_alone(conn));
         return;
     }
