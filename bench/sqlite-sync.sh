@@ -65,7 +65,8 @@ run() {
     wait_for_http "http://127.0.0.1:$port/readyz" "$server_pid" "$work/server-$mode-$round.log" 30
     grep -q "synchronous=${mode^^}" "$work/server-$mode-$round.log" ||
         fail "the server did not report synchronous=${mode^^} (log: $work/server-$mode-$round.log)"
-    wrk -t 2 -c "$CONNECTIONS" -d "${DURATION}s" -s "$work/post.lua" \
+    # wrk wants at least one connection per thread.
+    wrk -t "$((CONNECTIONS < 2 ? CONNECTIONS : 2))" -c "$CONNECTIONS" -d "${DURATION}s" -s "$work/post.lua" \
         -H "Authorization: Bearer $token" -H "Content-Type: application/json" \
         "http://127.0.0.1:$port" >"$work/wrk-$mode-$round.txt" 2>&1
     stop_pid "$server_pid"

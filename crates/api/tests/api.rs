@@ -1105,3 +1105,61 @@ async fn values_the_database_encoding_cannot_store_are_422() {
         }
     }
 }
+
+/// SQLite writes that queue up together (here behind another connection's write lock)
+/// share one commit: each POST still gets its own answer (one 201 per name, 409 for the
+/// repeats), and every 201 is on disk when answered, as a new connection to the file reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_committed_together_each_get_their_own_answer_and_are_on_disk() {
+    let app = Arc::new(TestApp::with_token(Backend::Sqlite).await);
+    let path = app
+        ._dir
+        .as_ref()
+        .map(|dir| dir.path().join("api.db"))
+        .unwrap_or_else(|| panic!("no SQLite file"));
+    let holder = rusqlite::Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let requests: Vec<_> = (0..60)
+        .map(|i| {
+            let app = Arc::clone(&app);
+            let username = format!("batched-{}", i % 20);
+            tokio::spawn(async move {
+                let response = app
+                    .write(Method::POST, "/users", json!({ "username": username }))
+                    .await;
+                let status = response.status();
+                (username, status, json_of(response).await)
+            })
+        })
+        .collect();
+    // The writes queue behind the held lock (well within their deadline), then go together.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    holder
+        .execute_batch("ROLLBACK")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut created = std::collections::BTreeMap::new();
+    let mut conflicts = 0;
+    for request in requests {
+        let (username, status, body) = request.await.unwrap_or_else(|e| panic!("{e}"));
+        match status {
+            StatusCode::CREATED => {
+                assert_eq!(body["username"], username.as_str());
+                let earlier = created.insert(username, body["id"].as_i64());
+                assert_eq!(earlier, None, "two 201s for one name");
+            }
+            StatusCode::CONFLICT => conflicts += 1,
+            other => panic!("{username}: {other} {body}"),
+        }
+    }
+    assert_eq!((created.len(), conflicts), (20, 40));
+    let on_disk: std::collections::BTreeMap<String, Option<i64>> = holder
+        .prepare("SELECT username, id FROM orguser")
+        .and_then(|mut rows| {
+            rows.query_map([], |row| Ok((row.get(0)?, Some(row.get(1)?))))?
+                .collect()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(on_disk, created);
+}

@@ -5,6 +5,7 @@
 mod database_url;
 mod db_stats;
 mod error;
+mod group_commit;
 mod migrations;
 mod model;
 mod pg_config;

@@ -2,7 +2,8 @@
 //! threads, each owning its connection; async callers hand them closures over channels.
 //! A request's call has a deadline covering its wait in the queue and for another
 //! process's write lock: past it the caller gets [`StoreError::Unavailable`] and the work
-//! is not done. Commits are durable by default (`synchronous = FULL`): see [`Synchronous`].
+//! is not done. Commits are durable by default (`synchronous = FULL`): see [`Synchronous`];
+//! writes queued together share a commit (see [`crate::group_commit`]).
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::group_commit::{self, Ran, Write, WriterJob};
 use crate::migrations::{self, MigrationReport};
 use crate::seed::{self, Progress};
 use crate::{Page, StoreError, User, UserId, UserSink, Username};
@@ -80,7 +82,7 @@ impl std::fmt::Display for Synchronous {
 pub struct SqliteStore {
     path: PathBuf,
     readers: Sender<Job>,
-    writer: Sender<Job>,
+    writer: Sender<WriterJob>,
     timeout: Duration,
 }
 
@@ -88,14 +90,10 @@ impl SqliteStore {
     /// Opens (creating if missing) the database file at `path` with `readers` reader threads.
     pub fn open(path: &Path, readers: usize) -> Result<Self, StoreError> {
         let open = || open_connection(path);
-        let writer = spawn_worker("sqlite-writer", open()?, None);
+        let writer = group_commit::spawn_writer(open()?);
         let (reader_tx, reader_rx) = crossbeam_channel::unbounded();
         for i in 0..readers.max(1) {
-            spawn_worker(
-                &format!("sqlite-reader-{i}"),
-                open()?,
-                Some(reader_rx.clone()),
-            );
+            spawn_worker(&format!("sqlite-reader-{i}"), open()?, reader_rx.clone());
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -112,7 +110,7 @@ impl SqliteStore {
 
     /// Applies pending migrations in one immediate transaction.
     pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        run_on(&self.writer, None, |conn| {
+        run_alone(&self.writer, |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute_batch(migrations::HISTORY_DDL)?;
             let newest: Option<i64> =
@@ -222,7 +220,7 @@ impl SqliteStore {
 
     /// Adds exactly `count` new random users in one transaction, skipping names that exist.
     pub async fn seed(&self, count: u64, progress: Progress) -> Result<u64, StoreError> {
-        run_on(&self.writer, None, move |conn| {
+        run_alone(&self.writer, move |conn| {
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let mut added = 0;
             {
@@ -247,7 +245,7 @@ impl SqliteStore {
     /// Sets how the writer connection syncs commits and returns the setting as SQLite
     /// reads it back. Only the writer commits (and checkpoints), so only its setting counts.
     pub async fn set_synchronous(&self, mode: Synchronous) -> Result<Synchronous, StoreError> {
-        run_on(&self.writer, None, move |conn| {
+        run_alone(&self.writer, move |conn| {
             conn.pragma_update(None, "synchronous", mode.as_str())?;
             read_synchronous(conn)
         })
@@ -256,7 +254,7 @@ impl SqliteStore {
 
     /// How the writer connection syncs commits, as `PRAGMA synchronous` reads it back.
     pub async fn synchronous(&self) -> Result<Synchronous, StoreError> {
-        run_on(&self.writer, None, |conn| read_synchronous(conn)).await
+        run_alone(&self.writer, |conn| read_synchronous(conn)).await
     }
 
     /// The database file.
@@ -268,39 +266,109 @@ impl SqliteStore {
         &self,
         job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        run_on(&self.readers, Some(self.timeout), move |conn| job(conn)).await
+        let deadline = Deadline::after(self.timeout);
+        let (reply, result) = tokio::sync::oneshot::channel();
+        self.readers
+            .send(Box::new(move |conn| {
+                // The caller may have gone away (request cancelled); nothing to tell then.
+                let _ = reply.send(run_within(conn, Some(deadline), |conn| job(conn)));
+            }))
+            .map_err(|_| stopped())?;
+        answer_of(result, Some(deadline)).await
     }
 
+    /// Queues a request's write; it may share its commit with writes queued with it, and
+    /// its answer comes only once that commit has returned.
     async fn write<T: Send + 'static>(
         &self,
         job: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        run_on(&self.writer, Some(self.timeout), job).await
+        let deadline = Deadline::after(self.timeout);
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let run = move |conn: Option<&mut Connection>| {
+            let outcome = match conn {
+                Some(conn) => run_within(conn, Some(deadline), job),
+                None => Err(StoreError::unavailable(
+                    "the SQLite writer is stuck in a transaction it cannot end",
+                )),
+            };
+            Ran {
+                succeeded: outcome.is_ok(),
+                answer: Box::new(move |commit: Option<&StoreError>| {
+                    let outcome = match (outcome, commit) {
+                        (Ok(_), Some(err)) => Err(group_commit::commit_failed(err)),
+                        (outcome, _) => outcome,
+                    };
+                    let _ = reply.send(outcome);
+                }),
+            }
+        };
+        self.writer
+            .send(WriterJob::Write(Write {
+                deadline: deadline.at,
+                run: Box::new(run),
+            }))
+            .map_err(|_| stopped())?;
+        answer_of(result, Some(deadline)).await
     }
 }
 
-/// Sends `job` to a worker thread and waits for its result, for at most `timeout` in all
-/// when there is one: a job still queued at the deadline is skipped, and one that starts
-/// waits for another connection's lock only as long as is left.
-async fn run_on<T: Send + 'static>(
-    workers: &Sender<Job>,
-    timeout: Option<Duration>,
+/// When a call's time is up, and how long it had.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    timeout: Duration,
+}
+
+impl Deadline {
+    fn after(timeout: Duration) -> Self {
+        Self {
+            at: Instant::now() + timeout,
+            timeout,
+        }
+    }
+}
+
+/// Runs `job` on the writer thread on its own, without a deadline (migrations, seeding,
+/// settings: not a request's call), and waits for its result.
+async fn run_alone<T: Send + 'static>(
+    writer: &Sender<WriterJob>,
     job: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
-    let deadline = timeout.map(|timeout| (Instant::now() + timeout, timeout));
     let (reply, result) = tokio::sync::oneshot::channel();
-    workers
-        .send(Box::new(move |conn| {
-            let outcome = match deadline {
-                None => with_lock_deadline(Instant::now() + BUSY_TIMEOUT, || job(conn)),
-                Some((at, timeout)) if Instant::now() < at => with_lock_deadline(at, || job(conn))
-                    .map_err(|err| past_deadline(err, at, timeout)),
-                Some((_, timeout)) => Err(StoreError::timed_out(timeout)),
-            };
-            // The caller may have gone away (request cancelled); nothing to tell then.
-            let _ = reply.send(outcome);
-        }))
-        .map_err(|_| StoreError::unavailable("SQLite worker threads have stopped"))?;
+    writer
+        .send(WriterJob::Alone(Box::new(move |conn| {
+            let _ = reply.send(run_within(conn, None, job));
+        })))
+        .map_err(|_| stopped())?;
+    answer_of(result, None).await
+}
+
+/// Runs `job` now, within `deadline` when there is one: a job whose deadline has passed is
+/// skipped, and one that starts waits for another connection's lock only as long as is left.
+fn run_within<T>(
+    conn: &mut Connection,
+    deadline: Option<Deadline>,
+    job: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match deadline {
+        None => with_lock_deadline(Instant::now() + BUSY_TIMEOUT, || job(conn)),
+        Some(Deadline { at, timeout }) if Instant::now() < at => {
+            with_lock_deadline(at, || job(conn)).map_err(|err| past_deadline(err, at, timeout))
+        }
+        Some(Deadline { timeout, .. }) => Err(StoreError::timed_out(timeout)),
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::unavailable("SQLite worker threads have stopped")
+}
+
+/// Waits for a worker thread's answer, for at most the deadline when there is one.
+async fn answer_of<T>(
+    result: tokio::sync::oneshot::Receiver<Result<T, StoreError>>,
+    deadline: Option<Deadline>,
+) -> Result<T, StoreError> {
     let answer = async {
         result
             .await
@@ -310,9 +378,11 @@ async fn run_on<T: Send + 'static>(
         None => answer.await,
         // A little past the deadline: the worker itself answers at the deadline, unless a
         // job that started before it runs on (then the caller is told 503 at the margin).
-        Some((_, timeout)) => tokio::time::timeout(timeout + crate::DEADLINE_MARGIN / 2, answer)
-            .await
-            .unwrap_or_else(|_| Err(StoreError::timed_out(timeout))),
+        Some(Deadline { timeout, .. }) => {
+            tokio::time::timeout(timeout + crate::DEADLINE_MARGIN / 2, answer)
+                .await
+                .unwrap_or_else(|_| Err(StoreError::timed_out(timeout)))
+        }
     }
 }
 
@@ -323,7 +393,7 @@ thread_local! {
 }
 
 /// Runs `job` with [`wait_for_lock`] giving up on a held lock at `at`.
-fn with_lock_deadline<T>(at: Instant, job: impl FnOnce() -> T) -> T {
+pub(crate) fn with_lock_deadline<T>(at: Instant, job: impl FnOnce() -> T) -> T {
     LOCK_DEADLINE.set(Some(at));
     let result = job();
     LOCK_DEADLINE.set(None);
@@ -361,10 +431,8 @@ fn past_deadline(err: StoreError, at: Instant, timeout: Duration) -> StoreError 
     }
 }
 
-/// Starts a thread that runs jobs on `conn`: from its own new channel, or from `shared`.
-fn spawn_worker(name: &str, mut conn: Connection, shared: Option<Receiver<Job>>) -> Sender<Job> {
-    let (tx, own_rx) = crossbeam_channel::unbounded::<Job>();
-    let jobs = shared.unwrap_or(own_rx);
+/// Starts a reader thread that runs jobs on `conn` from the queue the readers share.
+fn spawn_worker(name: &str, mut conn: Connection, jobs: Receiver<Job>) {
     let spawned = thread::Builder::new().name(name.to_owned()).spawn(move || {
         for job in jobs {
             job(&mut conn);
@@ -373,7 +441,6 @@ fn spawn_worker(name: &str, mut conn: Connection, shared: Option<Receiver<Job>>)
     if let Err(err) = spawned {
         tracing::error!(error = %err, "cannot start SQLite worker thread");
     }
-    tx
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {

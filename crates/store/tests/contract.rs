@@ -384,3 +384,153 @@ async fn sqlite_commits_are_full_synchronous_unless_relaxed() {
     let postgres = postgres().await;
     assert_eq!(postgres.store.sqlite_synchronous().await.ok(), Some(None));
 }
+
+/// What a call answered, in a word: enough to compare many answers at once.
+fn verdict<T>(result: Result<T, StoreError>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(StoreError::Conflict) => "conflict",
+        Err(StoreError::NotFound) => "not found",
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+}
+
+type Call<'a> = std::pin::Pin<Box<dyn Future<Output = &'static str> + Send + 'a>>;
+
+/// SQLite writes queued together share one commit, each in its own savepoint: every write
+/// gets its own answer (a conflict or an absence undoes only that write, and a later write
+/// sees an earlier one of its batch), and what was acknowledged is in the file, as another
+/// connection opened afterwards reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_queued_together_commit_together_each_with_its_own_answer() {
+    let fixture = sqlite().await;
+    let store = &fixture.store;
+    let created = |text: &'static str| async move {
+        store
+            .create(&name(text))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .id
+    };
+    let (doomed, renamed) = (created("doomed").await, created("renamed-from").await);
+    created("taken").await;
+    let missing = id(999_999);
+
+    // The writer thread is held inside a seeding until every write below is queued, so
+    // they all reach it together and it takes them as one batch.
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let gate = std::sync::Mutex::new((started_tx, go_rx));
+    let progress: peregrine_store::Progress = Arc::new(move |_| {
+        let gate = gate.lock().unwrap_or_else(|e| panic!("{e}"));
+        let _ = gate.0.send(());
+        let _ = gate.1.recv_timeout(std::time::Duration::from_secs(10));
+    });
+    let mut seeding = Box::pin(store.seed(1, progress));
+    std::future::poll_fn(|cx| {
+        assert!(
+            seeding.as_mut().poll(cx).is_pending(),
+            "seeding answered early"
+        );
+        std::task::Poll::Ready(())
+    })
+    .await;
+    tokio::task::spawn_blocking(move || {
+        started_rx.recv_timeout(std::time::Duration::from_secs(10))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}"))
+    .unwrap_or_else(|e| panic!("seeding did not start: {e}"));
+
+    let fresh: Vec<String> = (0..20).map(|i| format!("fresh-{i}")).collect();
+    let dups: Vec<String> = (0..10).map(|i| format!("dup-{i}")).collect();
+    let mut calls: Vec<(String, &'static str, Call<'_>)> = Vec::new();
+    let mut create = |text: &str, expected| {
+        let username = name(text);
+        let call: Call<'_> = Box::pin(async move { verdict(store.create(&username).await) });
+        calls.push((format!("create {text}"), expected, call));
+    };
+    for text in &fresh {
+        create(text, "ok");
+    }
+    for text in &dups {
+        create(text, "ok");
+        create(text, "conflict");
+    }
+    for _ in 0..5 {
+        create("taken", "conflict");
+    }
+    let others: [(&str, &'static str, Call<'_>); 6] = [
+        (
+            "rename to taken",
+            "conflict",
+            Box::pin(async move { verdict(store.rename(renamed, &name("taken")).await) }),
+        ),
+        (
+            "rename",
+            "ok",
+            Box::pin(async move { verdict(store.rename(renamed, &name("renamed-to")).await) }),
+        ),
+        (
+            "delete",
+            "ok",
+            Box::pin(async move { verdict(store.delete(doomed).await) }),
+        ),
+        (
+            "delete again",
+            "not found",
+            Box::pin(async move { verdict(store.delete(doomed).await) }),
+        ),
+        (
+            "delete missing",
+            "not found",
+            Box::pin(async move { verdict(store.delete(missing).await) }),
+        ),
+        (
+            "rename missing",
+            "not found",
+            Box::pin(async move { verdict(store.rename(missing, &name("never")).await) }),
+        ),
+    ];
+    calls.extend(others.map(|(what, expected, call)| (what.to_owned(), expected, call)));
+    // One poll queues each write (in this order) and finds it unanswered: the writer is held.
+    std::future::poll_fn(|cx| {
+        for (what, _, call) in &mut calls {
+            assert!(call.as_mut().poll(cx).is_pending(), "{what} answered early");
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    go_tx.send(()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(seeding.await.ok(), Some(1));
+    for (what, expected, call) in calls {
+        assert_eq!(call.await, expected, "{what}");
+    }
+
+    // Another connection to the file sees exactly the acknowledged writes.
+    let url = format!("sqlite://{}", store_path(&fixture).display());
+    let other = open(&url).await;
+    let names: std::collections::BTreeSet<String> = other
+        .list(Page {
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .into_iter()
+        .map(|user| user.username.as_str().to_owned())
+        .collect();
+    let mut expected: std::collections::BTreeSet<String> = fresh.into_iter().chain(dups).collect();
+    expected.extend(["taken".to_owned(), "renamed-to".to_owned()]);
+    assert_eq!(names.len(), expected.len() + 1, "{names:?}"); // + the seeded user
+    assert!(names.is_superset(&expected), "{names:?}");
+    assert!(!names.contains("doomed") && !names.contains("renamed-from"));
+}
+
+fn store_path(fixture: &Fixture) -> std::path::PathBuf {
+    let dir = fixture
+        ._dir
+        .as_ref()
+        .unwrap_or_else(|| panic!("not SQLite"));
+    dir.path().join("test.db")
+}
