@@ -57,7 +57,7 @@ fn quick(url: String) -> QuickTest {
     }
 }
 
-/// Measures to 2 ms: runs while no other test of this binary does (`quiet::measuring`).
+/// Measures to 2 ms: runs while no other test of this module does (`quiet::measuring`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fixed_50ms_server_gives_p50_between_50_and_52ms() {
     let _quiet = peregrine_testkit::quiet::measuring().await;

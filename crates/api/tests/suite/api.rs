@@ -1,7 +1,7 @@
 //! The HTTP API end to end: the real router on a real socket, over a real SQLite file and a
 //! real private PostgreSQL cluster. Each scenario runs on both backends.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -6,7 +6,7 @@
     reason = "helpers of a test binary: a failed step should fail the test"
 )]
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -239,7 +239,7 @@ async fn missing_duplicate_and_mismatched_shards_are_clear_errors_naming_the_fil
 /// The three runs go at the same time, so a machine busy with other tests slows them alike:
 /// run one after another, a base that met a burst of other work read 1.43 ms at p50 and its
 /// twin 1.16 ms, a real difference between the two runs that compare rightly flagged. And no
-/// other test of this binary runs meanwhile (`quiet::measuring`).
+/// other test of this module runs meanwhile (`quiet::measuring`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn compare_measures_noise_from_the_runs_and_flags_a_50_percent_rise_of_a_sub_ms_p50() {
     let _quiet = peregrine_testkit::quiet::measuring().await;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::support::{Must, repo_root};
+use super::support::{Must, repo_root};
 
 /// The one statement of the connection arithmetic, word for word wherever it is given.
 const FORMULA: &str = "instances × workers × (db-pool-size + 2)";

@@ -461,7 +461,7 @@ async fn load_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 
 /// Short steps: the whole search takes seconds. A step of 1.5 s only sees an overload that
 /// pushes the queue past the bound within it (here about 10 %), so the answers are checked
-/// to ±15 % of the truth; the accuracy itself is tested in peregrine-load's tests/capacity.rs.
+/// to ±15 % of the truth; the accuracy itself is tested in peregrine-load's tests/suite/capacity.rs.
 const SHORT_STEPS: [&str; 6] = [
     "--step-duration",
     "1s",

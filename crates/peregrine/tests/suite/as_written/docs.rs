@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
 
-use crate::support::{
+use super::support::{
     Must, Shell, ShellSpec, free_port, peregrine_dir, quick_release_env, repo_root,
 };
 
@@ -322,7 +322,7 @@ fn run_page(file: &str) {
         };
         let mut server = Shell::start(&spec);
         assert!(
-            crate::support::wait_for_port(port, &mut server, Duration::from_secs(60)),
+            super::support::wait_for_port(port, &mut server, Duration::from_secs(60)),
             "{file}: the page's server did not start\n{}",
             server.tails()
         );
@@ -390,7 +390,7 @@ fn run_page(file: &str) {
             if spec.is_some_and(|spec| spec.server) {
                 let limit = spec.map_or(Duration::from_secs(60), |spec| spec.timeout);
                 assert!(
-                    crate::support::wait_for_port(port, &mut shell, limit),
+                    super::support::wait_for_port(port, &mut shell, limit),
                     "{where_}: the server did not start\n{}",
                     shell.tails()
                 );

@@ -2,7 +2,7 @@
 //! are the router's, a connection moves to hyper at its first request of another kind with
 //! nothing lost or reordered, and heads that arrive in pieces are still answered.
 
-mod common;
+use crate::common;
 
 use std::io::Read as _;
 use std::net::SocketAddr;

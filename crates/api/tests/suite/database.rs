@@ -8,7 +8,7 @@
     reason = "helpers of a test binary: a failed step should fail the test"
 )]
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use globset::{Glob, GlobMatcher};
 
-use crate::support::{
+use super::support::{
     Must, Shell, ShellSpec, free_port, quick_release_env, repo_root, wait_for_port,
 };
 
