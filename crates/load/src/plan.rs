@@ -35,7 +35,7 @@ pub const MAX_RATE: f64 = 10_000_000.0;
 /// A whole load test.
 #[derive(Debug, Clone)]
 pub struct Plan {
-    /// Executions, run side by side.
+    /// Executions, run side by side within their [`Phase`].
     pub executions: Vec<Execution>,
     /// Pass/fail criteria.
     pub criteria: Vec<Criterion>,
@@ -75,6 +75,17 @@ impl Plan {
         for execution in &mut self.executions {
             execution.shard = shard;
         }
+    }
+
+    /// How long the schedule lasts: each phase as long as its longest execution, the phases
+    /// one after another (zero for executions bounded by iterations only).
+    pub fn schedule(&self) -> Duration {
+        let mut longest: std::collections::BTreeMap<Phase, Duration> = Default::default();
+        for execution in &self.executions {
+            let phase = longest.entry(execution.phase).or_default();
+            *phase = (*phase).max(execution.duration());
+        }
+        longest.values().sum()
     }
 
     /// The slice of the plan this process runs.
@@ -154,6 +165,34 @@ pub struct Execution {
     pub scenario: Arc<Scenario>,
     /// The slice of this execution this process runs (`0/1`: all of it).
     pub shard: Shard,
+    /// When it runs: with the others, or before or after them (JMeter's setUp and tearDown
+    /// thread groups).
+    pub phase: Phase,
+}
+
+/// When an execution runs. The executions of a phase run side by side; phases run one after
+/// another in their order, each once every user of the one before has finished; after a stop
+/// (Ctrl-C, a criterion, an abort) no further phase starts. Every Taurus execution is in the
+/// one main phase; a JMeter plan's setUp and tearDown thread groups run before and after the
+/// others, and with "Run Thread Groups consecutively" each group has a turn of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Phase {
+    /// Before, during or after the test.
+    pub stage: Stage,
+    /// Its turn within the stage (0 unless the groups run one after another).
+    pub turn: u32,
+}
+
+/// The three stages of a test, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Stage {
+    /// Before the others (a JMeter setUp Thread Group).
+    Setup,
+    /// The test itself.
+    #[default]
+    Main,
+    /// After the others (a JMeter tearDown Thread Group).
+    Teardown,
 }
 
 impl Execution {

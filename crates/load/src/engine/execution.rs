@@ -30,7 +30,10 @@ pub type Batch = Vec<(Sample, Duration)>;
 /// What every virtual user of one execution shares.
 pub struct ExecutionState {
     pub execution: PreparedExecution,
+    /// When this execution's schedule starts: the run's start, or its phase's.
     pub start: Instant,
+    /// When the run started: samples are timed from it.
+    pub run_start: Instant,
     pub samples: mpsc::UnboundedSender<Batch>,
     pub users: Arc<AtomicU64>,
     pub pacer: Option<Pacer>,

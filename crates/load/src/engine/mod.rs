@@ -294,30 +294,25 @@ pub async fn run(
     // waiting on a slow resolver) must not eat into the hold-for.
     let start = Instant::now();
     let (stop_tx, stop) = watch::channel(false);
-    let (cancel_tx, cancel) = watch::channel(false);
     let mut stopper = Stopper {
         signal: stop_tx,
         ending: Ending::Completed,
         stopping: false,
     };
-    let total = plan
-        .executions
-        .iter()
-        .map(Execution::duration)
-        .max()
-        .unwrap_or_default();
-    let cancelled = Arc::new(AtomicU64::new(0));
-    let Launched {
-        mut samples,
-        mut problems,
-        users,
-    } = launch(executions, start, &stop, (&cancel, &cancelled));
-    // Requests in flight are given up at the end of the schedule plus its grace, or
-    // shortly after a stop: the run's end never waits on a stuck target.
-    let mut cancel_at = (!total.is_zero())
-        .then(|| execution::at(execution::at(start, total), plan.grace_after_schedule()));
+    let total = plan.schedule();
+    let (problems_tx, mut problems) = mpsc::unbounded_channel::<String>();
+    let run = RunShared {
+        start,
+        stop,
+        cancelled: Arc::new(AtomicU64::new(0)),
+        problems: problems_tx,
+        users: Arc::new(AtomicU64::new(0)),
+    };
+    let mut phases = phases(executions);
+    let first = phases.pop().unwrap_or_default();
+    let mut phase = launch(first, start, plan.grace_after_schedule(), &run);
     let far = execution::at(start, crate::plan::MAX_DURATION);
-    let cancel_timer = tokio::time::sleep_until(cancel_at.unwrap_or(far));
+    let cancel_timer = tokio::time::sleep_until(phase.cancel_at.unwrap_or(far));
     tokio::pin!(cancel_timer);
     let mut collector = collector_for(plan);
     let mut monitor = Monitor::new(plan.criteria.clone(), plan.labels.clone());
@@ -330,26 +325,34 @@ pub async fn run(
     let mut users_at: Vec<u64> = Vec::new();
     loop {
         tokio::select! {
-            received = samples.recv() => match received {
+            received = phase.samples.recv() => match received {
                 Some(batch) => {
                     for (sample, ended) in &batch {
                         collector.record(sample, *ended);
                         hopeless.record(sample, *ended);
                     }
                 }
-                None => break,
+                // Every user of the phase has finished: the next phase starts, unless the
+                // run is stopping.
+                None => match phases.pop() {
+                    Some(next) if !stopper.stopping => {
+                        phase = launch(next, Instant::now(), plan.grace_after_schedule(), &run);
+                        cancel_timer.as_mut().reset(phase.cancel_at.unwrap_or(far));
+                    }
+                    _ => break,
+                },
             },
             Some(message) = problems.recv() => {
                 problem.get_or_insert(message);
                 stopper.stop(Ending::Aborted);
             },
-            () = &mut cancel_timer, if cancel_at.is_some() => {
-                cancel_at = None;
-                let _ = cancel_tx.send(true);
+            () = &mut cancel_timer, if phase.cancel_at.is_some() => {
+                phase.cancel_at = None;
+                let _ = phase.cancel.send(true);
             },
             _ = ticker.tick() => {
                 let elapsed = start.elapsed();
-                users_at.push(users.load(Ordering::Relaxed));
+                users_at.push(run.users.load(Ordering::Relaxed));
                 let closed = collector.close_until(elapsed.as_secs(), &users_at).last().cloned();
                 if monitor.on_seconds(collector.timeline()) {
                     stopper.stop(Ending::StoppedByCriterion);
@@ -370,10 +373,10 @@ pub async fn run(
             },
             () = &mut interrupt, if !stopper.stopping => stopper.stop(Ending::Interrupted),
         }
-        if stopper.stopping && !*cancel_tx.borrow() {
+        if stopper.stopping && !*phase.cancel.borrow() {
             let soon = Instant::now() + STOP_GRACE;
-            if cancel_at.is_none_or(|at| at > soon) {
-                cancel_at = Some(soon);
+            if phase.cancel_at.is_none_or(|at| at > soon) {
+                phase.cancel_at = Some(soon);
                 cancel_timer.as_mut().reset(soon);
             }
         }
@@ -393,7 +396,7 @@ pub async fn run(
         duration,
         ending: stopper.ending,
         problem,
-        cancelled: cancelled.load(Ordering::Relaxed),
+        cancelled: run.cancelled.load(Ordering::Relaxed),
     }
 }
 
@@ -428,26 +431,63 @@ impl Stopper {
     }
 }
 
-/// What the orchestration hears from the running users.
-struct Launched {
-    /// Batches of finished samples; closed when every user has finished.
-    samples: mpsc::UnboundedReceiver<Batch>,
+/// What the users of every phase share with the orchestration.
+struct RunShared {
+    /// The run's start: samples are timed from it.
+    start: Instant,
+    /// Turns true when the users must stop.
+    stop: watch::Receiver<bool>,
+    /// Requests given up in flight, across the run.
+    cancelled: Arc<AtomicU64>,
     /// Why a user could not go on.
-    problems: mpsc::UnboundedReceiver<String>,
+    problems: mpsc::UnboundedSender<String>,
     /// Users active now.
     users: Arc<AtomicU64>,
 }
 
-/// Starts every execution's users on the worker threads.
+/// A phase's executions once launched.
+struct LaunchedPhase {
+    /// Batches of finished samples; closed when every user of the phase has finished.
+    samples: mpsc::UnboundedReceiver<Batch>,
+    /// Turns true when the phase's requests still in flight must be given up.
+    cancel: watch::Sender<bool>,
+    /// When that happens: the end of the phase's schedule plus its grace, or shortly after
+    /// a stop (`None`: a phase bounded by iterations only, until a stop).
+    cancel_at: Option<Instant>,
+}
+
+/// The prepared executions by phase, the first to run last (for `pop`).
+fn phases(executions: Vec<PreparedExecution>) -> Vec<Vec<PreparedExecution>> {
+    let mut by_phase: std::collections::BTreeMap<crate::plan::Phase, Vec<PreparedExecution>> =
+        std::collections::BTreeMap::new();
+    for execution in executions {
+        by_phase
+            .entry(execution.plan.phase)
+            .or_default()
+            .push(execution);
+    }
+    by_phase.into_values().rev().collect()
+}
+
+/// Starts the users of one phase's executions on the worker threads, their schedule from
+/// `phase_start`.
 fn launch(
     executions: Vec<PreparedExecution>,
-    start: Instant,
-    stop: &watch::Receiver<bool>,
-    (cancel, cancelled): (&watch::Receiver<bool>, &Arc<AtomicU64>),
-) -> Launched {
+    phase_start: Instant,
+    grace: Duration,
+    run: &RunShared,
+) -> LaunchedPhase {
     let (samples_tx, samples) = mpsc::unbounded_channel::<Batch>();
-    let (problems_tx, problems) = mpsc::unbounded_channel::<String>();
-    let users = Arc::new(AtomicU64::new(0));
+    let (cancel_tx, cancel) = watch::channel(false);
+    let length = executions
+        .iter()
+        .map(|e| e.plan.duration())
+        .max()
+        .unwrap_or_default();
+    // Requests in flight are given up at the end of the schedule plus its grace: the run's
+    // end never waits on a stuck target.
+    let cancel_at =
+        (!length.is_zero()).then(|| execution::at(execution::at(phase_start, length), grace));
     let open_model = executions.iter().any(|e| e.plan.arrival_rate.is_some());
     let timer = open_model.then(timer::PreciseTimer::start).flatten();
     let shared: Vec<Arc<ExecutionState>> = executions
@@ -464,27 +504,28 @@ fn launch(
                     Pacer::new(
                         execution.plan.shard.rate(rate),
                         execution.plan.ramp_up,
-                        start,
+                        phase_start,
                     )
                 }),
                 execution,
-                start,
+                start: phase_start,
+                run_start: run.start,
                 samples: samples_tx.clone(),
-                users: Arc::clone(&users),
+                users: Arc::clone(&run.users),
                 arrivals: AtomicU64::new(0),
                 timer: timer.clone(),
                 program,
                 cancel: cancel.clone(),
-                cancelled: Arc::clone(cancelled),
-                problems: problems_tx.clone(),
+                cancelled: Arc::clone(&run.cancelled),
+                problems: run.problems.clone(),
             })
         })
         .collect();
-    spawn_workers(&shared, stop, &problems_tx);
-    Launched {
+    spawn_workers(&shared, &run.stop, &run.problems);
+    LaunchedPhase {
         samples,
-        problems,
-        users,
+        cancel: cancel_tx,
+        cancel_at,
     }
 }
 

@@ -474,7 +474,9 @@ impl<'a> ProgramUser<'a> {
         });
         let sample = Sample {
             label,
-            due: open.started.saturating_duration_since(self.shared.start),
+            due: open
+                .started
+                .saturating_duration_since(self.shared.run_start),
             response_time: elapsed,
             service_time: elapsed,
             latency: elapsed,
@@ -552,7 +554,8 @@ impl<'a> ProgramUser<'a> {
             prepared
         };
         let jar = store_cookie.then_some(&mut self.jar);
-        let sent = send_following_redirects(&mut self.connections, jar, step, due, shared.start);
+        let sent =
+            send_following_redirects(&mut self.connections, jar, step, due, shared.run_start);
         let Some(measured) = until_cancelled(shared, &mut self.cancel, sent).await else {
             return Flow::End;
         };
@@ -611,7 +614,7 @@ impl<'a> ProgramUser<'a> {
             .insert(LAST_SAMPLE_OK.to_owned(), false.to_string());
         let sample = Sample {
             label: prepared.request.label,
-            due: due.saturating_duration_since(self.shared.start),
+            due: due.saturating_duration_since(self.shared.run_start),
             response_time: Duration::ZERO,
             service_time: Duration::ZERO,
             latency: Duration::ZERO,
@@ -660,7 +663,8 @@ impl<'a> ProgramUser<'a> {
             hidden |= open.force_parent;
         }
         if !hidden {
-            self.outbox.push(sample, ended - self.shared.start, ended);
+            self.outbox
+                .push(sample, ended - self.shared.run_start, ended);
         }
     }
 }

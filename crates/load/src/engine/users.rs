@@ -170,11 +170,11 @@ async fn send(
         }
         _ => step,
     };
-    let exchange = send_following_redirects(to.connections, to.jar, step, due, shared.start);
+    let exchange = send_following_redirects(to.connections, to.jar, step, due, shared.run_start);
     let measured = until_cancelled(shared, to.cancel, exchange).await?;
     let (sample, ended) = (measured.sample, measured.ended);
     let connect_failed = matches!(sample.error, Some((ErrorKind::Connect, _)));
-    outbox.push(sample, ended - shared.start, ended);
+    outbox.push(sample, ended - shared.run_start, ended);
     if connect_failed {
         tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
         return Some(Instant::now());

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::ConfigError;
+use crate::plan::{Phase, Stage};
 use kinds::{Kind, kind};
 use scenario::GroupScenario;
 use tree::Element;
@@ -42,6 +43,8 @@ pub(crate) struct Expanded {
     pub(crate) warnings: Vec<String>,
     /// Taurus key paths of generated entries and the JMX elements they came from.
     origins: Vec<(String, String)>,
+    /// The phase of each generated execution, by its index in `execution`.
+    pub(crate) phases: Vec<(usize, Phase)>,
 }
 
 impl Expanded {
@@ -115,10 +118,12 @@ pub(crate) fn expand(
             warned: HashSet::new(),
             origins: Vec::new(),
             modules: 0,
+            phases: Vec::new(),
         };
         let generated = reader.executions(&execution, &scenario, &mut scenarios, out.len())?;
         expanded.warnings.append(&mut reader.warnings);
         expanded.origins.append(&mut reader.origins);
+        expanded.phases.append(&mut reader.phases);
         out.extend(generated);
     }
     if changed {
@@ -126,6 +131,15 @@ pub(crate) fn expand(
         document["scenarios"] = Value::Object(scenarios);
     }
     Ok(expanded)
+}
+
+/// When a thread group runs: a setUp group before the others, a tearDown group after them.
+fn stage(group: &Element) -> Stage {
+    match group.class.as_str() {
+        "SetupThreadGroup" => Stage::Setup,
+        "PostThreadGroup" => Stage::Teardown,
+        _ => Stage::Main,
+    }
 }
 
 /// The JMX file an execution's scenario runs, with the scenario's other keys.
@@ -247,6 +261,8 @@ struct Reader<'t> {
     origins: Vec<(String, String)>,
     /// Module Controllers being expanded.
     modules: usize,
+    /// The phase of each generated execution, by its index in `execution`.
+    phases: Vec<(usize, Phase)>,
 }
 
 impl<'t> Reader<'t> {
@@ -299,12 +315,8 @@ impl<'t> Reader<'t> {
         first: usize,
     ) -> Result<Vec<Value>, ConfigError> {
         let root = self.root;
-        if root.flag("TestPlan.serialize_threadgroups", false) {
-            self.warn(
-                root,
-                "\"Run Thread Groups consecutively\" is not supported: the groups run side by side",
-            );
-        }
+        // "Run Thread Groups consecutively": each group of a stage waits for the one before.
+        let consecutive = root.flag("TestPlan.serialize_threadgroups", false);
         let mut plan_scope = GroupScenario::default();
         if let Some(udv) = root.prop("TestPlan.user_defined_variables") {
             let items = udv
@@ -340,12 +352,6 @@ impl<'t> Reader<'t> {
                 format!("scenarios.{name}"),
                 format!("{}: {}", self.file.display(), group.path),
             ));
-            if ["SetupThreadGroup", "PostThreadGroup"].contains(&group.class.as_str()) {
-                self.warn(
-                    group,
-                    "setUp and tearDown groups run alongside the other groups, not before or after them",
-                );
-            }
             let load = self.group_load(group);
             built.push((*group, name, scenario_doc, load));
         }
@@ -377,6 +383,13 @@ impl<'t> Reader<'t> {
                 format!("execution.{}", first + index),
                 format!("{}: {}", self.file.display(), group.path),
             ));
+            let phase = Phase {
+                stage: stage(group),
+                turn: if consecutive { index as u32 } else { 0 },
+            };
+            if phase != Phase::default() {
+                self.phases.push((first + index, phase));
+            }
             out.push(Value::Object(keys));
         }
         Ok(out)
@@ -391,9 +404,7 @@ impl<'t> Reader<'t> {
     ) -> Vec<Map<String, Value>> {
         let given = |key: &str| execution.get(key).filter(|v| !v.is_null()).cloned();
         // setUp and tearDown groups keep their own settings, as under Taurus.
-        let main = |group: &Element| {
-            !["SetupThreadGroup", "PostThreadGroup"].contains(&group.class.as_str())
-        };
+        let main = |group: &Element| stage(group) == Stage::Main;
         let threads: Vec<u64> = built
             .iter()
             .map(|b| {

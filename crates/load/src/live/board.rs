@@ -183,13 +183,7 @@ impl Board {
             meta: Meta {
                 tool: format!("peregrine {}", env!("CARGO_PKG_VERSION")),
                 labels: plan.labels.clone(),
-                planned: plan
-                    .executions
-                    .iter()
-                    .map(Execution::duration)
-                    .max()
-                    .unwrap_or_default()
-                    .as_secs_f64(),
+                planned: plan.schedule().as_secs_f64(),
                 shard: plan.shard().to_string(),
                 executions: plan.executions.clone(),
             },

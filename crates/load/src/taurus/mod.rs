@@ -66,6 +66,11 @@ pub fn from_taurus_files(document: &Value, files: &[PathBuf]) -> Result<Plan, Re
                 warnings: Vec::new(),
             })?;
             plan.fingerprint = fingerprint(document);
+            for (index, phase) in &jmx.phases {
+                if let Some(execution) = plan.executions.get_mut(*index) {
+                    execution.phase = *phase;
+                }
+            }
             Ok(plan)
         }
         Err(error) => Err(Rejected {
@@ -322,6 +327,7 @@ impl Builder {
             arrival_rate,
             scenario: Arc::new(scenario),
             shard: crate::plan::Shard::WHOLE,
+            phase: crate::plan::Phase::default(),
         })
     }
 

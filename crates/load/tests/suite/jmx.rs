@@ -1068,3 +1068,137 @@ async fn throughput_controllers_run_their_share_of_the_passes() {
         (10, 3, 4)
     );
 }
+
+/// A thread group of `class` named `name`: `threads` threads, `loops` passes.
+fn group_of(class: &str, name: &str, threads: u32, loops: i64) -> String {
+    thread_group(threads, loops)
+        .replace("testname=\"Thread Group\"", &format!("testname=\"{name}\""))
+        .replace("<ThreadGroup ", &format!("<{class} "))
+        .replace("</ThreadGroup>", &format!("</{class}>"))
+}
+
+/// A plan of `groups` (each a thread group and its tree), the groups run one after another
+/// when `consecutive`.
+fn plan_of_groups(groups: &[(String, String)], consecutive: bool) -> String {
+    let trees: String = groups
+        .iter()
+        .map(|(group, tree)| format!("{group}\n<hashTree>{tree}</hashTree>\n"))
+        .collect();
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<jmeterTestPlan version="1.2" properties="5.0" jmeter="5.6.3">
+  <hashTree>
+    <TestPlan guiclass="TestPlanGui" testclass="TestPlan" testname="Test Plan">
+      <boolProp name="TestPlan.serialize_threadgroups">{consecutive}</boolProp>
+    </TestPlan>
+    <hashTree>
+      <ConfigTestElement guiclass="HttpDefaultsGui" testclass="ConfigTestElement" testname="HTTP Request Defaults">
+        <stringProp name="HTTPSampler.domain">127.0.0.1</stringProp>
+        <stringProp name="HTTPSampler.port">${{__P(port,80)}}</stringProp>
+      </ConfigTestElement>
+      <hashTree/>
+      {trees}
+    </hashTree>
+  </hashTree>
+</jmeterTestPlan>"#
+    )
+}
+
+/// A sampler of `path` followed by a pause of `pause_ms`.
+fn paused(path: &str, pause_ms: u32) -> String {
+    sampler(
+        path,
+        "GET",
+        path,
+        &format!(
+            r#"<ConstantTimer guiclass="ConstantTimerGui" testclass="ConstantTimer" testname="Pause">
+              <stringProp name="ConstantTimer.delay">{pause_ms}</stringProp>
+            </ConstantTimer>
+            <hashTree/>"#
+        ),
+    )
+}
+
+/// Where each path first and last arrived in the recorded order.
+fn span(sent: &[String], path: &str) -> (usize, usize) {
+    let first = sent.iter().position(|t| t == path);
+    let last = sent.iter().rposition(|t| t == path);
+    match (first, last) {
+        (Some(first), Some(last)) => (first, last),
+        _ => panic!("{path} was never sent: {sent:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn setup_groups_run_before_the_others_and_teardown_groups_after() {
+    let app = LoginApp::start().await;
+    // Pauses make the groups overlap if they ran side by side: the setUp group's two
+    // requests are 300 ms apart, the main group's passes 100 ms.
+    let text = plan_of_groups(
+        &[
+            (
+                group_of("PostThreadGroup", "Clean up", 1, 1),
+                paused("/teardown", 0),
+            ),
+            (group_of("ThreadGroup", "Users", 2, 3), paused("/main", 100)),
+            (
+                group_of("SetupThreadGroup", "Prepare", 1, 2),
+                paused("/setup", 300),
+            ),
+        ],
+        false,
+    );
+    let (_dir, file) = written("phases.jmx", &text);
+    let plan = plan_for(&[file], &app);
+    assert!(
+        !plan.warnings.iter().any(|w| w.contains("setUp")),
+        "{:?}",
+        plan.warnings
+    );
+    let report = run(&plan).await;
+    assert_eq!(count(&report, "/setup"), 2);
+    assert_eq!(count(&report, "/main"), 6);
+    assert_eq!(count(&report, "/teardown"), 1);
+    let sent = targets(&app.recorded());
+    let (setup, main, teardown) = (
+        span(&sent, "/setup"),
+        span(&sent, "/main"),
+        span(&sent, "/teardown"),
+    );
+    assert!(setup.1 < main.0, "setUp before the main group: {sent:?}");
+    assert!(main.1 < teardown.0, "tearDown after it: {sent:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_thread_groups_consecutively_runs_each_group_after_the_one_before() {
+    let app = LoginApp::start().await;
+    let groups = [
+        (
+            group_of("ThreadGroup", "First", 2, 3),
+            paused("/first", 100),
+        ),
+        (
+            group_of("ThreadGroup", "Second", 1, 2),
+            paused("/second", 0),
+        ),
+    ];
+    let (_dir, file) = written("consecutive.jmx", &plan_of_groups(&groups, true));
+    let report = run(&plan_for(&[file], &app)).await;
+    assert_eq!(count(&report, "/first"), 6);
+    assert_eq!(count(&report, "/second"), 2);
+    let sent = targets(&app.recorded());
+    assert!(
+        span(&sent, "/first").1 < span(&sent, "/second").0,
+        "{sent:?}"
+    );
+
+    // Side by side (the default), the second group's requests go while the first pauses.
+    let app = LoginApp::start().await;
+    let (_dir, file) = written("side.jmx", &plan_of_groups(&groups, false));
+    run(&plan_for(&[file], &app)).await;
+    let sent = targets(&app.recorded());
+    assert!(
+        span(&sent, "/second").0 < span(&sent, "/first").1,
+        "{sent:?}"
+    );
+}
