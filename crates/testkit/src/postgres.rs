@@ -25,6 +25,17 @@ pub struct PgCluster {
     tls: bool,
 }
 
+/// How initdb makes every cluster's data directory (`-D` follows).
+const INITDB_ARGS: [&str; 7] = [
+    "--auth=trust",
+    "--username=postgres",
+    "--encoding=UTF8",
+    "--locale=C",
+    "--no-sync",
+    "--no-instructions",
+    "-D",
+];
+
 static SHARED: OnceLock<PgCluster> = OnceLock::new();
 static SHARED_TLS: OnceLock<PgCluster> = OnceLock::new();
 static DATABASES: AtomicU32 = AtomicU32::new(0);
@@ -100,11 +111,8 @@ impl PgCluster {
             tls,
         };
         let data = cluster.data_dir();
-        run(cluster
-            .command("initdb")
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8"])
-            .args(["--locale=C", "--no-sync", "--no-instructions", "-D"])
-            .arg(&data))?;
+        let template = cluster.template()?;
+        run(Command::new("cp").arg("-a").arg(&template).arg(&data))?;
         if tls {
             cluster.write_tls_files()?;
         }
@@ -119,6 +127,37 @@ impl PgCluster {
         }
         cluster.start_on_a_free_port()?;
         Ok(cluster)
+    }
+
+    /// A data directory as initdb makes it, made once per machine: initdb's work is the
+    /// same for every cluster, and nextest starts a cluster in most test processes, so each
+    /// copies this template (a copy costs a small part of an initdb's CPU). It lives in the
+    /// temp dir under a name that changes with the binaries and initdb's arguments, and is
+    /// moved into place whole, so a process never sees half of one.
+    fn template(&self) -> Result<PathBuf, String> {
+        use std::hash::{Hash, Hasher};
+        let mut key = std::collections::hash_map::DefaultHasher::new();
+        (&self.bindir, INITDB_ARGS, self.as_postgres_user).hash(&mut key);
+        let template =
+            std::env::temp_dir().join(format!("peregrine-pg-template-{:016x}", key.finish()));
+        if template.join("PG_VERSION").is_file() {
+            return Ok(template);
+        }
+        let build = private_dir("peregrine-pg-template-", self.as_postgres_user)?;
+        let data = build.path().join("data");
+        run(
+            command_as(&self.bindir.join("initdb"), self.as_postgres_user)
+                .args(INITDB_ARGS)
+                .arg(&data),
+        )?;
+        // Another process may have moved its own into place meanwhile: either one will do.
+        if std::fs::rename(&data, &template).is_err() && !template.join("PG_VERSION").is_file() {
+            return Err(format!(
+                "cannot move the template cluster to {}",
+                template.display()
+            ));
+        }
+        Ok(template)
     }
 
     /// Starts the server on a free port, trying another when one is taken meanwhile, with
