@@ -238,29 +238,6 @@ async fn the_search_keeps_to_its_time_budget() {
     );
 }
 
-/// Runs headless Chromium on `page` with `args`, in a fresh profile under `dir`.
-fn chromium(dir: &std::path::Path, page: &str, args: &[&str]) -> std::process::Output {
-    let profile = tempfile::tempdir_in(dir).unwrap_or_else(|e| panic!("{e}"));
-    std::process::Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(page)
-        .output()
-        .unwrap_or_else(|e| panic!("headless Chromium is needed (apt-get install chromium): {e}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_html_report_charts_the_steps_with_the_slo_and_the_capacity_in_chromium() {
     let _machine = MACHINE.lock().await;
@@ -279,7 +256,7 @@ async fn the_html_report_charts_the_steps_with_the_slo_and_the_capacity_in_chrom
     let dir = tempfile::tempdir().unwrap();
     report.write_dir(dir.path()).unwrap();
     let page = format!("file://{}", dir.path().join("report.html").display());
-    let output = chromium(
+    let output = peregrine_testkit::chromium::run(
         dir.path(),
         &page,
         &["--virtual-time-budget=5000", "--dump-dom"],

@@ -697,44 +697,6 @@ async fn the_html_report_caps_its_per_label_charts_at_ten_and_says_so() {
     assert_eq!(p90.matches("<span><i ").count(), 10, "{p90}");
 }
 
-/// Runs headless Chromium on `page` with `args`, in a fresh profile under `dir`.
-#[expect(
-    clippy::unwrap_used,
-    reason = "a test helper, outside the tests clippy.toml covers"
-)]
-fn chromium(dir: &std::path::Path, page: &str, args: &[&str]) -> std::process::Output {
-    let browser = ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|b| {
-            std::process::Command::new(b)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .unwrap_or_else(|| {
-            panic!("headless Chromium is needed: apt-get install chromium (.ci/run does)")
-        });
-    let profile = tempfile::tempdir_in(dir).unwrap();
-    std::process::Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(page)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {browser}: {e}"))
-}
-
 /// The HTML report opened in real headless Chromium: every chart is laid out with its lines
 /// or bars, and the verdict of a run a criterion failed (exit 3), what was run, the status
 /// codes and the latency histogram are on the page.
@@ -756,7 +718,7 @@ async fn the_html_report_renders_its_charts_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
     report.write_dir(dir.path()).unwrap();
     let page = format!("file://{}", dir.path().join("report.html").display());
-    let output = chromium(
+    let output = peregrine_testkit::chromium::run(
         dir.path(),
         &page,
         &["--virtual-time-budget=5000", "--dump-dom"],

@@ -5,10 +5,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::harness::BINARY;
 use peregrine_testkit::{Behavior, TinyServer};
 use serde_json::Value;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_peregrine");
 
 fn peregrine(dir: &Path, args: &[&str]) -> Output {
     Command::new(BINARY)

@@ -12,10 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
+use crate::harness::BINARY;
 use peregrine_testkit::{Behavior, TinyServer};
 use serde_json::Value;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_peregrine");
 
 /// A `peregrine load` running in the background, its stderr collected.
 struct Running {
@@ -86,31 +85,6 @@ impl Running {
     }
 }
 
-/// Runs headless Chromium on `page` with `args`, in a fresh profile under `dir`.
-fn chromium(dir: &Path, page: &str, args: &[&str]) -> std::process::Output {
-    let profile = tempfile::tempdir_in(dir).unwrap();
-    Command::new("timeout")
-        .args([
-            "60",
-            "chromium",
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-        ])
-        .args(["--disable-sync", "--no-first-run", "--disable-quic"])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(args)
-        .arg(page)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("headless Chromium is needed: apt-get install chromium (.ci/run does): {e}")
-        })
-}
-
 /// The value of attribute `name` on the page's `<body>`.
 fn body_attribute(dom: &str, name: &str) -> Option<String> {
     let body = &dom[dom.find("<body")?..];
@@ -154,7 +128,7 @@ async fn the_dashboard_page_draws_live_charts_in_chromium_and_shows_the_verdict(
     let dir_path = dir.path().to_path_buf();
     // Chromium's virtual time waits for the event stream, which ends with the verdict.
     let output = tokio::task::spawn_blocking(move || {
-        chromium(
+        peregrine_testkit::chromium::run(
             &dir_path,
             &page,
             &["--virtual-time-budget=30000", "--dump-dom"],

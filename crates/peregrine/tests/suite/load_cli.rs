@@ -1,10 +1,9 @@
 //! `peregrine load` through its command line: signals and messages about what was typed.
 //! Over 600 lines: each test drives the real binary and reads what it printed and wrote.
 
+use crate::harness::BINARY;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_peregrine");
 
 /// Taurus treats SIGTERM as Ctrl-C: both stop the run with partial results and exit 2.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

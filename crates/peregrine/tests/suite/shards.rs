@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use crate::harness::BINARY;
 use peregrine_testkit::{Behavior, TinyServer};
 use serde_json::Value;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_peregrine");
 
 /// Runs peregrine with `args` in `dir`, off the async runtime.
 #[cfg(test)]
@@ -354,7 +353,7 @@ async fn merge_evaluates_the_criteria_on_the_merged_figures_with_exit_3() {
     assert_eq!(stdout.matches("Failed: hits>15").count(), 1, "{stdout}");
     assert_eq!(stdout.matches("Passed: ").count(), 1, "{stdout}");
     // The merged page says so near the top, as Chromium shows it.
-    let dom = chromium_dom(&dir.path().join("merged/report.html"));
+    let dom = peregrine_testkit::chromium::dom(&dir.path().join("merged/report.html"));
     let merged_at = dom.find("id=\"merged\"").unwrap_or(usize::MAX);
     assert!(
         merged_at < dom.find("id=\"verdict\"").unwrap_or(0)
@@ -777,27 +776,4 @@ async fn shard_and_start_time_come_from_the_environment_or_the_job_index() {
         assert!(stderr.contains(message), "{message}: {stderr}");
         assert!(!dir.path().join("never").exists());
     }
-}
-
-/// The DOM of `page` as headless Chromium renders it.
-fn chromium_dom(page: &Path) -> String {
-    let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let output = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-        ])
-        .args([
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(["--virtual-time-budget=3000", "--dump-dom"])
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .unwrap_or_else(|e| panic!("headless Chromium is needed (apt-get install chromium): {e}"));
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }

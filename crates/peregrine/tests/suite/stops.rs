@@ -2,12 +2,11 @@
 //! (plus the graceful stop), within 2 s of SIGINT or SIGTERM, and always with its report
 //! written, even when stdout is closed. Real binary, real signals, real sockets on 127.0.0.1.
 
+use crate::harness::BINARY;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-const BINARY: &str = env!("CARGO_BIN_EXE_peregrine");
 
 /// A server on 127.0.0.1 that accepts every connection and never answers (nor closes it).
 /// Its thread lives as long as the test process.

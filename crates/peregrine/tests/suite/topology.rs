@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::harness::BINARY;
 use peregrine_testkit::{HaProxy, PgBouncer, PgCluster, free_port};
 use serde_json::Value;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_peregrine");
 /// Requests per second of the steady load.
 const RATE: u32 = 40;
 /// HAProxy's health-check interval.
