@@ -51,30 +51,7 @@ fn count(report: &Report, label: &str) -> u64 {
 /// A minimal JMeter 5 plan around `body` (the thread group's tree), with `loops` passes of
 /// one thread.
 fn plan_text(group: &str, body: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<jmeterTestPlan version="1.2" properties="5.0" jmeter="5.6.3">
-  <hashTree>
-    <TestPlan guiclass="TestPlanGui" testclass="TestPlan" testname="Test Plan">
-      <elementProp name="TestPlan.user_defined_variables" elementType="Arguments" guiclass="ArgumentsPanel" testclass="Arguments" testname="User Defined Variables">
-        <collectionProp name="Arguments.arguments"/>
-      </elementProp>
-    </TestPlan>
-    <hashTree>
-      <ConfigTestElement guiclass="HttpDefaultsGui" testclass="ConfigTestElement" testname="HTTP Request Defaults">
-        <stringProp name="HTTPSampler.domain">127.0.0.1</stringProp>
-        <stringProp name="HTTPSampler.port">${{__P(port,80)}}</stringProp>
-      </ConfigTestElement>
-      <hashTree/>
-      {group}
-      <hashTree>
-        {body}
-      </hashTree>
-    </hashTree>
-  </hashTree>
-</jmeterTestPlan>
-"#
-    )
+    plan_of_groups(&[(group.to_owned(), body.to_owned())], false)
 }
 
 fn thread_group(threads: u32, loops: i64) -> String {
@@ -530,43 +507,23 @@ async fn a_jmx_plan_and_its_yaml_equivalent_compile_to_the_same_plan() {
 
 /// Two thread groups of 3 and 1 threads, and a setUp group of 1.
 fn two_groups() -> String {
-    let group = |name: &str, class: &str, threads: u32| {
-        thread_group(threads, 1)
-            .replace("testname=\"Thread Group\"", &format!("testname=\"{name}\""))
-            .replace("<ThreadGroup ", &format!("<{class} "))
-            .replace("</ThreadGroup>", &format!("</{class}>"))
-    };
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<jmeterTestPlan version="1.2" properties="5.0" jmeter="5.6.3">
-  <hashTree>
-    <TestPlan guiclass="TestPlanGui" testclass="TestPlan" testname="Test Plan"/>
-    <hashTree>
-      {setup}
-      <hashTree>{prepare}</hashTree>
-      {big}
-      <hashTree>{browse}</hashTree>
-      {small}
-      <hashTree>{buy}</hashTree>
-    </hashTree>
-  </hashTree>
-</jmeterTestPlan>"#,
-        setup = group("Prepare", "SetupThreadGroup", 1),
-        big = group("Browsers", "ThreadGroup", 3),
-        small = group("Buyers", "ThreadGroup", 1),
-        prepare = sampler(
-            "Prepare",
-            "GET",
-            "http://127.0.0.1:${__P(port,80)}/prepare",
-            ""
-        ),
-        browse = sampler(
-            "Browse",
-            "GET",
-            "http://127.0.0.1:${__P(port,80)}/browse",
-            ""
-        ),
-        buy = sampler("Buy", "GET", "http://127.0.0.1:${__P(port,80)}/buy", ""),
+    let url = |path: &str| format!("http://127.0.0.1:${{__P(port,80)}}/{path}");
+    plan_of_groups(
+        &[
+            (
+                group_of("SetupThreadGroup", "Prepare", 1, 1),
+                sampler("Prepare", "GET", &url("prepare"), ""),
+            ),
+            (
+                group_of("ThreadGroup", "Browsers", 3, 1),
+                sampler("Browse", "GET", &url("browse"), ""),
+            ),
+            (
+                group_of("ThreadGroup", "Buyers", 1, 1),
+                sampler("Buy", "GET", &url("buy"), ""),
+            ),
+        ],
+        false,
     )
 }
 
@@ -1090,6 +1047,9 @@ fn plan_of_groups(groups: &[(String, String)], consecutive: bool) -> String {
   <hashTree>
     <TestPlan guiclass="TestPlanGui" testclass="TestPlan" testname="Test Plan">
       <boolProp name="TestPlan.serialize_threadgroups">{consecutive}</boolProp>
+      <elementProp name="TestPlan.user_defined_variables" elementType="Arguments" guiclass="ArgumentsPanel" testclass="Arguments" testname="User Defined Variables">
+        <collectionProp name="Arguments.arguments"/>
+      </elementProp>
     </TestPlan>
     <hashTree>
       <ConfigTestElement guiclass="HttpDefaultsGui" testclass="ConfigTestElement" testname="HTTP Request Defaults">
