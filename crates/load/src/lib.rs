@@ -70,7 +70,7 @@ pub async fn run_watched(
 /// Reads Taurus config files with overrides into a plan; a rejected config keeps the
 /// warnings gathered before the error.
 pub fn read_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, Rejected> {
-    let (document, notes) = taurus::merge::load(files, overrides)?;
+    let (document, notes) = taurus::document::load(files, overrides)?;
     match taurus::from_taurus_files(&document, files) {
         Ok(mut plan) => {
             plan.warnings.splice(0..0, notes);
@@ -86,7 +86,7 @@ pub fn read_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, Reject
 /// Reads one Taurus config given as text (`name` is used in error messages) into a plan.
 pub fn plan_from_str(name: &str, text: &str, overrides: &[String]) -> Result<Plan, ConfigError> {
     let document =
-        taurus::merge::merge_sources(&[(PathBuf::from(name), text.to_owned())], overrides)?;
+        taurus::document::merge_sources(&[(PathBuf::from(name), text.to_owned())], overrides)?;
     taurus::from_taurus(&document)
 }
 

@@ -4,11 +4,11 @@
 mod assertions;
 mod blocks;
 mod data_source;
+pub mod document;
 mod env;
 mod executors;
 mod extractors;
 mod keys;
-pub mod merge;
 mod properties;
 mod scenario;
 mod settings;
