@@ -12,6 +12,7 @@ pub(crate) mod pacing;
 mod relocate;
 mod session;
 mod steps;
+mod think;
 mod timer;
 mod users;
 

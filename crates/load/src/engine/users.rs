@@ -13,7 +13,8 @@ use super::execution::{
 };
 use super::pacing::start_offset;
 use super::session::{CookieJar, send_following_redirects};
-use super::steps::{run_program, think_pause_fast, user_random};
+use super::steps::run_program;
+use super::think::{think_pause_fast, user_random};
 use crate::stats::ErrorKind;
 
 /// One closed-model user: start at its offset in the ramp-up, then pass through the
