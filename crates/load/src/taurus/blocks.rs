@@ -301,12 +301,14 @@ impl Builder {
         if !out.sourced.contains(&name) {
             let sources = self.data_sources(&scenario)?;
             for source in &sources {
-                self.runtime_names.extend(source.names.iter().cloned());
+                self.context
+                    .runtime_names
+                    .extend(source.names.iter().cloned());
             }
             out.data_sources.extend(sources);
             out.sourced.push(name.clone());
         }
-        let mut defaults = ScenarioDefaults::read(&scenario, &self.runtime_names)?;
+        let mut defaults = ScenarioDefaults::read(&scenario, &self.context.runtime_names)?;
         defaults.inherit(outer);
         if let Some(last) = out.including.last_mut() {
             *last = name;

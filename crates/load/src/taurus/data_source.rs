@@ -101,7 +101,8 @@ impl Builder {
         if path.is_absolute() || path.is_file() {
             return path.is_file().then_some(path);
         }
-        self.config_dirs
+        self.context
+            .config_dirs
             .iter()
             .map(|dir| dir.join(&path))
             .find(|candidate| candidate.is_file())

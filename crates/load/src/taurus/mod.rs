@@ -42,23 +42,21 @@ pub fn from_taurus_with_warnings(document: &Value) -> Result<Plan, Rejected> {
 /// Builds a plan from a merged Taurus document read from `files`: relative data-source
 /// paths are looked up in the current directory, then next to each file.
 pub fn from_taurus_files(document: &Value, files: &[PathBuf]) -> Result<Plan, Rejected> {
-    let mut builder = Builder {
-        config_dirs: files
-            .iter()
-            .filter_map(|f| f.parent().map(std::path::Path::to_path_buf))
-            .collect(),
-        ..Builder::default()
-    };
+    let mut builder = Builder::default();
+    builder.context.config_dirs = files
+        .iter()
+        .filter_map(|f| f.parent().map(std::path::Path::to_path_buf))
+        .collect();
     let environment = env::resolved_environment(document)?;
     let mut document = env::substitute_settings_env(document, &environment)?;
     // JMX plans are read after settings.env is put in (it may name the script), so that
     // their own `${…}` are left for JMeter's rules.
-    let jmx = crate::jmx::expand(&mut document, &builder.config_dirs)?;
-    builder.warnings.extend(jmx.warnings.iter().cloned());
+    let jmx = crate::jmx::expand(&mut document, &builder.context.config_dirs)?;
+    builder.notes.warnings.extend(jmx.warnings.iter().cloned());
     let document = &document;
-    blocks::runtime_names(document, &mut builder.runtime_names);
-    builder.properties = properties::jmeter_properties(document);
-    builder.environment = Arc::new(env::as_run_time(&environment));
+    blocks::runtime_names(document, &mut builder.context.runtime_names);
+    builder.context.properties = properties::jmeter_properties(document);
+    builder.context.environment = Arc::new(env::as_run_time(&environment));
     let result = match read(&mut builder, document) {
         Ok(()) => {
             let mut plan = builder.finish().map_err(|error| Rejected {
@@ -75,7 +73,7 @@ pub fn from_taurus_files(document: &Value, files: &[PathBuf]) -> Result<Plan, Re
         }
         Err(error) => Err(Rejected {
             error,
-            warnings: builder.warnings,
+            warnings: builder.notes.warnings,
         }),
     };
     result
@@ -139,8 +137,11 @@ fn read(builder: &mut Builder, document: &Value) -> Result<(), ConfigError> {
             value: execution,
             path: format!("execution.{i}"),
         };
-        let executor =
-            executors::executor_of(execution, builder.default_executor.as_deref(), document);
+        let executor = executors::executor_of(
+            execution,
+            builder.context.default_executor.as_deref(),
+            document,
+        );
         if let Some(reason) = executors::skip_reason(&node, &executor, &scenarios) {
             builder.warn(&node.path, &reason);
             skipped.push(format!("{}: {reason}", node.path));
@@ -197,17 +198,21 @@ struct Builder {
     pub(super) executions: Vec<Execution>,
     pub(super) criteria: Vec<Criterion>,
     pub(super) outputs: Outputs,
-    pub(super) warnings: Vec<String>,
     pub(super) labels: Vec<String>,
     pub(super) inline_scenarios: usize,
     /// Where each label is in `labels`.
     pub(super) label_indexes: HashMap<String, usize>,
-    /// `${name}`s already warned about.
-    pub(super) undefined_variables: HashSet<String>,
     /// `modules.peregrine` TLS settings.
     pub(super) tls: crate::plan::TlsOptions,
-    /// Every warning given, to give each once.
-    pub(super) warned: HashSet<String>,
+    /// What the config says about reading the rest of it.
+    pub(super) context: Context,
+    /// What the reader has to say about the config.
+    pub(super) notes: Notes,
+}
+
+/// What the config says about reading the rest of it, known before its scenarios are read.
+#[derive(Default)]
+pub(super) struct Context {
     /// `settings.default-executor`: the executor of executions that name none.
     pub(super) default_executor: Option<String>,
     /// Variables the config writes at run time (extractors, set-variables, foreach, CSV).
@@ -218,6 +223,16 @@ struct Builder {
     pub(super) environment: Arc<HashMap<String, Option<String>>>,
     /// Directories of the config files, for relative data-source paths.
     pub(super) config_dirs: Vec<PathBuf>,
+}
+
+/// The warnings about a config, each given once.
+#[derive(Default)]
+pub(super) struct Notes {
+    pub(super) warnings: Vec<String>,
+    /// Every warning given, to give each once.
+    pub(super) warned: HashSet<String>,
+    /// `${name}`s already warned about.
+    pub(super) undefined_variables: HashSet<String>,
 }
 
 const EXECUTION_KEYS: &[&str] = &[
@@ -235,8 +250,8 @@ impl Builder {
     /// Adds a warning, once: a scenario that two executions run is read twice.
     pub(super) fn warn(&mut self, path: &str, note: &str) {
         let warning = format!("{path}: {note}");
-        if self.warned.insert(warning.clone()) {
-            self.warnings.push(warning);
+        if self.notes.warned.insert(warning.clone()) {
+            self.notes.warnings.push(warning);
         }
     }
 
@@ -258,7 +273,7 @@ impl Builder {
             executions: self.executions,
             criteria: self.criteria,
             outputs: self.outputs,
-            warnings: self.warnings,
+            warnings: self.notes.warnings,
             labels: self.labels,
             tls: self.tls,
             fingerprint: String::new(),

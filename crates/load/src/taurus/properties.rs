@@ -44,7 +44,7 @@ impl Builder {
         &self,
         scenario: Option<ConfigValue<'_>>,
     ) -> HashMap<String, String> {
-        let mut merged = self.properties.clone();
+        let mut merged = self.context.properties.clone();
         merged.extend(as_text_map(scenario.map(|s| s.value)));
         merged
     }
@@ -53,8 +53,8 @@ impl Builder {
     /// properties and `settings.env`, no variables.
     pub(super) fn load_time_user(&self) -> UserVariables {
         UserVariables::new(HashMap::new(), 1, Arc::default())
-            .with_properties(Arc::new(self.properties.clone()))
-            .with_environment(Arc::clone(&self.environment))
+            .with_properties(Arc::new(self.context.properties.clone()))
+            .with_environment(Arc::clone(&self.context.environment))
     }
 }
 

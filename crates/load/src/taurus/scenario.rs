@@ -102,9 +102,11 @@ impl Builder {
         self.check_keys(node, SCENARIO_KEYS, &keys::SCENARIO)?;
         let data_sources = self.data_sources(node)?;
         for source in &data_sources {
-            self.runtime_names.extend(source.names.iter().cloned());
+            self.context
+                .runtime_names
+                .extend(source.names.iter().cloned());
         }
-        let defaults = ScenarioDefaults::read(node, &self.runtime_names)?;
+        let defaults = ScenarioDefaults::read(node, &self.context.runtime_names)?;
         let requests_node = child(node, "requests").ok_or_else(|| node.error("has no requests"))?;
         if requests_node.items("")?.is_empty() {
             return Err(requests_node.error("is empty"));
@@ -147,7 +149,7 @@ impl Builder {
                 throttles: out.throttles,
                 cookies,
                 properties: Arc::new(self.properties_with(child(node, "properties"))),
-                environment: Arc::clone(&self.environment),
+                environment: Arc::clone(&self.context.environment),
             })
         });
         Ok(Scenario {
@@ -163,13 +165,16 @@ impl Builder {
         for variable in defaults.undefined.take() {
             let defined = variable.starts_with("__")
                 || variable.starts_with("JMeterThread.")
-                || self.runtime_names.contains(&variable)
-                || self.runtime_names.contains(match_list_base(&variable))
+                || self.context.runtime_names.contains(&variable)
+                || self
+                    .context
+                    .runtime_names
+                    .contains(match_list_base(&variable))
                 || defaults
                     .runtime_variables
                     .iter()
                     .any(|(n, _)| *n == variable);
-            if !defined && self.undefined_variables.insert(variable.clone()) {
+            if !defined && self.notes.undefined_variables.insert(variable.clone()) {
                 self.warn(
                     path,
                     &format!(

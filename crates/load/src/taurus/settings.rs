@@ -33,7 +33,7 @@ impl Builder {
                     .value
                     .as_str()
                     .ok_or_else(|| executor.error("must be an executor name"))?;
-                self.default_executor = Some(name.to_owned());
+                self.context.default_executor = Some(name.to_owned());
             }
         }
         if let Some(modules) = top("modules").filter(|m| m.value.is_object()) {
