@@ -89,8 +89,3 @@ pub fn plan_from_str(name: &str, text: &str, overrides: &[String]) -> Result<Pla
         taurus::document::merge_sources(&[(PathBuf::from(name), text.to_owned())], overrides)?;
     taurus::from_taurus(&document)
 }
-
-/// Reads Taurus config files with overrides into a plan.
-pub fn load_plan(files: &[PathBuf], overrides: &[String]) -> Result<Plan, ConfigError> {
-    read_plan(files, overrides).map_err(|rejected| rejected.error)
-}

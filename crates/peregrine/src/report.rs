@@ -25,7 +25,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<ExitCode> {
     let mut failed = false;
     let mut plan = None;
     if let Some(first) = args.config.first() {
-        let config = peregrine_load::load_plan(&args.config, &args.overrides)?;
+        let config = peregrine_load::read_plan(&args.config, &args.overrides)?;
         // The verdicts are printed once, with the final stats below.
         let outcomes = evaluate_criteria(&mut merged, &config, first)?;
         failed = outcomes.iter().any(|o| o.failed);

@@ -153,7 +153,7 @@ async fn a_request_that_cannot_be_rendered_is_a_render_error_and_never_sent() {
 fn files_a_config_names_are_read_within_limits() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let zero = peregrine_load::load_plan(&[Path::new("/dev/zero").to_path_buf()], &[])
+    let zero = peregrine_load::read_plan(&[Path::new("/dev/zero").to_path_buf()], &[])
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
@@ -164,7 +164,7 @@ fn files_a_config_names_are_read_within_limits() {
     let huge = dir.path().join("huge.yml");
     let file = std::fs::File::create(&huge).unwrap();
     file.set_len(1 << 30).unwrap();
-    let err = peregrine_load::load_plan(std::slice::from_ref(&huge), &[])
+    let err = peregrine_load::read_plan(std::slice::from_ref(&huge), &[])
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use peregrine_load::QuickTest;
-use peregrine_load::{ConfigError, Ending, LatencyKind, Plan, Report, exit_code, load_plan};
+use peregrine_load::{ConfigError, Ending, LatencyKind, Plan, Report, exit_code, read_plan};
 use peregrine_testkit::{Behavior, TinyServer};
 
 /// Writes `yaml` to a temp file and reads it as a plan.
@@ -17,7 +17,7 @@ fn plan_from(yaml: &str) -> Result<Plan, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("test.yml");
     std::fs::write(&file, yaml).unwrap();
-    load_plan(&[file], &[])
+    read_plan(&[file], &[]).map_err(|rejected| rejected.error)
 }
 
 #[expect(
@@ -544,7 +544,7 @@ fn unimplemented_keys_warn_by_path_and_the_run_goes_on() {
 #[test]
 fn the_tutorials_config_runs_unchanged_with_an_override() {
     let tutorial = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/bzt-config.yml");
-    let plan = load_plan(
+    let plan = read_plan(
         &[PathBuf::from(tutorial)],
         &["execution.0.scenario.requests.0.url=http://127.0.0.1:8000/users/".into()],
     )
@@ -572,7 +572,7 @@ fn files_merge_as_taurus_merges_them() {
     let extra = dir.path().join("extra.json");
     std::fs::write(&base, "execution:\n- concurrency: 5\n  scenario: s\nscenarios:\n  s:\n    variables: {id: 7}\n    default-address: http://127.0.0.1:9\n    requests: ['/users/${id}']\n").unwrap();
     std::fs::write(&extra, r#"{"execution": [{"concurrency": 2, "hold-for": "1s", "scenario": "s"}], "scenarios": {"s": {"headers": {"X-Test": "yes"}}}}"#).unwrap();
-    let plan = load_plan(&[base, extra], &[]).unwrap();
+    let plan = read_plan(&[base, extra], &[]).unwrap();
     assert_eq!(plan.executions.len(), 2, "lists concatenate");
     let request = &plan.executions[1].scenario.requests[0];
     assert_eq!(request.target.to_string(), "/users/7");
