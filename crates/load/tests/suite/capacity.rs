@@ -173,7 +173,13 @@ async fn a_starved_generator_is_reported_as_the_limit_not_as_a_capacity() {
     let last = found.steps.last().unwrap_or_else(|| panic!("no steps"));
     assert_eq!(last.verdict, Verdict::GeneratorLimit);
     let reason = last.reason.as_deref().unwrap_or_default();
-    assert!(reason.contains("all 1 connections were busy"), "{reason}");
+    // The one connection is the limit; on a machine busy with other work its CPU may fall
+    // behind the schedule first, which is the generator's limit too, and said so.
+    assert!(
+        reason.contains("all 1 connections were busy")
+            || reason.contains("this machine fell behind the schedule"),
+        "{reason}"
+    );
     assert!(
         found
             .answer()
