@@ -19,7 +19,9 @@ use futures_util::{SinkExt, TryStreamExt};
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, Statement};
 
+use crate::DEFAULT_DB_TIMEOUT;
 use crate::db_stats::{DbFailure, StoreStats};
+use crate::hub_state::HubState;
 use crate::migrations::{self, MigrationReport};
 use crate::pg_config::PgConfig;
 use crate::pg_connect;
@@ -44,9 +46,6 @@ const PRELOAD_NAMES_UP_TO: i64 = 5_000_000;
 const MIGRATION_LOCK: i64 = 0x7065_7265_6772_696e; // "peregrin"
 /// PostgreSQL's port when the URL names none.
 const DEFAULT_PORT: u16 = 5432;
-
-/// Deadline of each database call unless configured otherwise.
-pub const DEFAULT_DB_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the serving connections send their statements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -97,8 +96,10 @@ pub struct PostgresStore {
     /// Set when [`StatementMode::Auto`] met a pooler that loses named statements: every
     /// call is sent unnamed from then on.
     unnamed_forced: AtomicBool,
-    /// What `/metrics` shows of this store.
+    /// What `/metrics` shows of this store: its block of its hub's counters.
     stats: Arc<StoreStats>,
+    /// What it shares with the other stores of its hub: the clock, the last write.
+    hub: Arc<HubState>,
     /// After a write of this process, reads go to the primary for this long.
     read_primary_after_write: Duration,
     timeout: Duration,
@@ -129,7 +130,8 @@ struct Slot {
     role: Role,
     live: ArcSwapOption<Connection>,
     reconnecting: tokio::sync::Mutex<()>,
-    /// Milliseconds since [`epoch`] of the last failed connect, plus one (0 = never failed).
+    /// Milliseconds of the hub's clock at the last failed connect, plus one (0 = never
+    /// failed).
     failed_at: AtomicU64,
     /// Whether a connection was ever opened here: the next one is a reconnect.
     opened: AtomicBool,
@@ -223,8 +225,9 @@ struct Connection {
 
 impl PostgresStore {
     /// A store for `config` with `connections` shared read connections and one write
-    /// connection, opened on first use, with [`DEFAULT_DB_TIMEOUT`] as the deadline.
-    pub fn new(config: PgConfig, connections: usize) -> Self {
+    /// connection, opened on first use, with [`DEFAULT_DB_TIMEOUT`] as the deadline; one
+    /// of the stores of the hub whose state is `hub`.
+    pub(crate) fn new(config: PgConfig, connections: usize, hub: Arc<HubState>) -> Self {
         let mut store = Self {
             primary: Endpoint::new(config.clone(), connections),
             config,
@@ -234,7 +237,8 @@ impl PostgresStore {
             next_replica: AtomicUsize::new(0),
             statements: StatementMode::default(),
             unnamed_forced: AtomicBool::new(false),
-            stats: StoreStats::registered(),
+            stats: hub.counters.block(),
+            hub,
             read_primary_after_write: Duration::ZERO,
             timeout: DEFAULT_DB_TIMEOUT,
         };
@@ -345,7 +349,7 @@ impl PostgresStore {
     /// replica does not answer within half the deadline (then the primary has what is left
     /// of the deadline: the call as a whole keeps it).
     async fn read(&self, query: Query, params: &Params<'_>) -> Result<Answer, StoreError> {
-        if self.replicas.is_empty() || self.wrote_within(self.read_primary_after_write) {
+        if self.replicas.is_empty() || self.hub.wrote_within(self.read_primary_after_write) {
             return self.on_primary(self.deadline(), query, params).await;
         }
         let started = Instant::now();
@@ -395,7 +399,7 @@ impl PostgresStore {
             };
         }
         if !self.replicas.is_empty() {
-            LAST_WRITE_MS.store(elapsed_ms() + 1, Ordering::Relaxed);
+            self.hub.wrote();
         }
         result
     }
@@ -429,12 +433,6 @@ impl PostgresStore {
                 )))
             }
         }
-    }
-
-    /// Whether this process wrote within `window`.
-    fn wrote_within(&self, window: Duration) -> bool {
-        let last = LAST_WRITE_MS.load(Ordering::Relaxed);
-        last != 0 && elapsed_ms() + 1 - last < u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
     }
 
     /// Applies pending migrations on a connection of its own, holding an advisory lock so
@@ -711,11 +709,10 @@ impl PostgresStore {
         result
     }
 
-    /// Switches this store to unnamed statements, saying why once per process.
+    /// Switches this store to unnamed statements, saying why once per hub.
     fn fall_back_to_unnamed(&self, err: &tokio_postgres::Error) {
-        static WARNED: AtomicBool = AtomicBool::new(false);
         self.unnamed_forced.store(true, Ordering::Relaxed);
-        if !WARNED.swap(true, Ordering::Relaxed) {
+        if self.hub.first_unnamed_fallback() {
             tracing::warn!(
                 error = %err,
                 "the server lost a named prepared statement: a connection pooler in transaction \
@@ -737,7 +734,7 @@ impl PostgresStore {
         if let Some(conn) = slot.usable() {
             return Ok(conn);
         }
-        let now = elapsed_ms() + 1;
+        let now = self.hub.millis() + 1;
         let failed_at = slot.failed_at.load(Ordering::Relaxed);
         if failed_at != 0 && now - failed_at < RECONNECT_BACKOFF.as_millis() as u64 {
             return Err(StoreError::unavailable(
@@ -765,28 +762,14 @@ impl PostgresStore {
             Err(err) => {
                 self.stats.failed(DbFailure::Connect);
                 slot.live.store(None);
-                slot.failed_at.store(elapsed_ms() + 1, Ordering::Relaxed);
+                slot.failed_at
+                    .store(self.hub.millis() + 1, Ordering::Relaxed);
                 tracing::warn!(server = %endpoint.base, error = %err, "cannot connect to PostgreSQL");
                 Err(err)
             }
         }
     }
 }
-
-/// The moment [`elapsed_ms`] counts from: the first time it is asked for.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn elapsed_ms() -> u64 {
-    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// When this process last wrote to a primary that has replicas: milliseconds since
-/// [`epoch`], plus one (0 = never). Shared by the stores of every server thread, since a
-/// client's next request may reach another thread.
-static LAST_WRITE_MS: AtomicU64 = AtomicU64::new(0);
 
 impl Endpoint {
     fn new(base: PgConfig, connections: usize) -> Self {

@@ -6,7 +6,7 @@
 //! writes queued together share a commit (see [`crate::group_commit`]).
 
 use std::cell::Cell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -80,7 +80,6 @@ impl std::fmt::Display for Synchronous {
 
 /// The SQLite user store.
 pub struct SqliteStore {
-    path: PathBuf,
     readers: Sender<Job>,
     writer: Sender<WriterJob>,
     timeout: Duration,
@@ -96,7 +95,6 @@ impl SqliteStore {
             spawn_worker(&format!("sqlite-reader-{i}"), open()?, reader_rx.clone());
         }
         Ok(Self {
-            path: path.to_path_buf(),
             readers: reader_tx,
             writer,
             timeout: crate::DEFAULT_DB_TIMEOUT,
@@ -255,11 +253,6 @@ impl SqliteStore {
     /// How the writer connection syncs commits, as `PRAGMA synchronous` reads it back.
     pub async fn synchronous(&self) -> Result<Synchronous, StoreError> {
         run_alone(&self.writer, |conn| read_synchronous(conn)).await
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     async fn read<T: Send + 'static>(
