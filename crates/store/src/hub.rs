@@ -24,7 +24,8 @@ pub struct Serving {
     pub statements: StatementMode,
     /// Streaming replicas that serve reads.
     pub replicas: Vec<PgConfig>,
-    /// After a write of this process, reads go to the primary for this long.
+    /// After a write of a store of its hub (the process, in a server), reads go to the
+    /// primary for this long.
     pub read_primary_after_write: Duration,
 }
 

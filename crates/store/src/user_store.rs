@@ -93,7 +93,8 @@ impl UserStore {
     /// Sends PostgreSQL reads to these streaming replicas in turn, each with `connections`
     /// shared connections, falling back to the primary when the replica does not answer;
     /// writes stay on the primary. Reads go to the primary for `read_primary_after_write`
-    /// after a write of this process. SQLite has no replicas: an error.
+    /// after a write of a store of its hub (every store of a server). SQLite has no
+    /// replicas: an error.
     pub fn with_replicas(
         mut self,
         replicas: &[PgConfig],
