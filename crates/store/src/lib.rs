@@ -16,6 +16,7 @@ mod migrations;
 mod model;
 mod pg_config;
 mod pg_connect;
+mod pg_tls;
 mod postgres;
 mod seed;
 mod sqlite;

@@ -37,6 +37,7 @@ use self::endpoint::{Endpoint, Role, Slot};
 use crate::db_stats::StoreStats;
 use crate::hub_state::HubState;
 use crate::pg_config::PgConfig;
+use crate::pg_tls::PgTls;
 use crate::{DEFAULT_DB_TIMEOUT, Page, StoreError, User, UserId, UserSink, Username, pg_connect};
 
 /// How long a write waits for a row lock on the write connection (its server-side
@@ -75,10 +76,15 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// A store for `config` with `connections` shared read connections and one write
     /// connection, opened on first use, with [`DEFAULT_DB_TIMEOUT`] as the deadline; one
-    /// of the stores of the hub whose state is `hub`.
-    pub(crate) fn new(config: PgConfig, connections: usize, hub: Arc<HubState>) -> Self {
+    /// of the stores of the hub whose state is `hub`. Sets TLS up (reading the root
+    /// certificates) now.
+    pub(crate) fn new(
+        config: PgConfig,
+        connections: usize,
+        hub: Arc<HubState>,
+    ) -> Result<Self, StoreError> {
         let mut store = Self {
-            primary: Endpoint::new(config.clone(), connections),
+            primary: Endpoint::new(config.clone(), connections)?,
             config,
             writer: Slot::new(Role::Writing),
             lock_waits: Slot::default(),
@@ -92,7 +98,7 @@ impl PostgresStore {
             timeout: DEFAULT_DB_TIMEOUT,
         };
         store.set_timeout(DEFAULT_DB_TIMEOUT);
-        store
+        Ok(store)
     }
 
     /// Sets the deadline of every call that serves a request. The server's own
@@ -118,15 +124,20 @@ impl PostgresStore {
     /// Sends reads to these streaming replicas in turn (each with `connections` shared
     /// connections), falling back to the primary when the replica does not answer within
     /// half the deadline. Writes always go to the primary.
-    pub fn set_replicas(&mut self, replicas: &[PgConfig], connections: usize) {
+    pub fn set_replicas(
+        &mut self,
+        replicas: &[PgConfig],
+        connections: usize,
+    ) -> Result<(), StoreError> {
         self.replicas = replicas
             .iter()
             .map(|config| {
-                let mut endpoint = Endpoint::new(config.clone(), connections);
+                let mut endpoint = Endpoint::new(config.clone(), connections)?;
                 endpoint.set_timeout(self.timeout, self.timeout / 2);
-                endpoint
+                Ok(endpoint)
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
+        Ok(())
     }
 
     /// After a write made by a store of its hub (a server has one), reads go to the primary
@@ -218,7 +229,7 @@ impl PostgresStore {
     pub async fn probe(&self) -> Result<(), StoreError> {
         let deadline = self.deadline();
         let attempt = async {
-            let (client, _driver) = pg_connect::connect(&self.config)
+            let (client, _driver) = pg_connect::connect(&self.config, &self.primary.tls)
                 .await
                 .map_err(pg_connect::ConnectFailure::into_startup_error)?;
             client.simple_query("").await?;
@@ -232,8 +243,8 @@ impl PostgresStore {
 
 /// Opens one connection (TLS as the sslmode says) and drives it on a task of its own: for
 /// migrations, seeding and administration.
-async fn connect_raw(config: &PgConfig) -> Result<Client, StoreError> {
-    Ok(pg_connect::connect(config).await?.0)
+async fn connect_raw(config: &PgConfig, tls: &PgTls) -> Result<Client, StoreError> {
+    Ok(pg_connect::connect(config, tls).await?.0)
 }
 
 fn user_from_row(row: &Row) -> Result<User, StoreError> {

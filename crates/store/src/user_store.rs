@@ -59,7 +59,7 @@ impl UserStore {
                 (**config).clone(),
                 connections,
                 Arc::clone(&hub),
-            )),
+            )?),
             DatabaseUrl::Sqlite(path) => Backend::Sqlite(SqliteStore::open(path, connections)?),
         };
         Ok(Self { backend, hub })
@@ -103,7 +103,7 @@ impl UserStore {
     ) -> Result<Self, StoreError> {
         match &mut self.backend {
             Backend::Postgres(store) => {
-                store.set_replicas(replicas, connections);
+                store.set_replicas(replicas, connections)?;
                 store.set_read_primary_after_write(read_primary_after_write);
             }
             Backend::Sqlite(_) if replicas.is_empty() => {}

@@ -1,9 +1,12 @@
 //! Administering a PostgreSQL server rather than storing users: creating and dropping
 //! databases, reading the server's version.
 
+use tokio_postgres::Client;
+
 use super::connect_raw;
 use crate::StoreError;
 use crate::pg_config::PgConfig;
+use crate::pg_tls::PgTls;
 
 /// Administration of a PostgreSQL server, not user storage: creating and dropping
 /// databases, reading the server's version. Each call opens a connection of its own.
@@ -17,9 +20,14 @@ impl PostgresAdmin {
         Self { config }
     }
 
+    /// A connection of its own, TLS set up for it (its root certificates read now).
+    async fn connect(&self) -> Result<Client, StoreError> {
+        connect_raw(&self.config, &PgTls::for_config(&self.config)?).await
+    }
+
     /// Creates database `name` on this server; the name must be a plain identifier.
     pub async fn create_database(&self, name: &str) -> Result<(), StoreError> {
-        let client = connect_raw(&self.config).await?;
+        let client = self.connect().await?;
         client
             .batch_execute(&format!("CREATE DATABASE {}", identifier(name)?))
             .await?;
@@ -28,7 +36,7 @@ impl PostgresAdmin {
 
     /// Drops database `name` on this server (it must not be in use).
     pub async fn drop_database(&self, name: &str) -> Result<(), StoreError> {
-        let client = connect_raw(&self.config).await?;
+        let client = self.connect().await?;
         client
             .batch_execute(&format!("DROP DATABASE IF EXISTS {}", identifier(name)?))
             .await?;
@@ -37,7 +45,7 @@ impl PostgresAdmin {
 
     /// The server's major version, e.g. 15 (from `server_version_num` 150018).
     pub async fn server_major_version(&self) -> Result<u32, StoreError> {
-        let client = connect_raw(&self.config).await?;
+        let client = self.connect().await?;
         let rows = client.simple_query("SHOW server_version_num").await?;
         let number = rows.iter().find_map(|message| match message {
             tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),

@@ -14,6 +14,7 @@ use super::{LOCK_PROBE, PostgresStore};
 use crate::db_stats::DbFailure;
 use crate::pg_config::PgConfig;
 use crate::pg_connect;
+use crate::pg_tls::PgTls;
 use crate::{DEFAULT_DB_TIMEOUT, StatementMode, StoreError};
 
 /// How long a failed reconnect makes a slot answer "unavailable" at once instead of retrying.
@@ -26,6 +27,8 @@ pub(super) const DEFAULT_PORT: u16 = 5432;
 pub(super) struct Endpoint {
     /// What the URL says.
     pub(super) base: PgConfig,
+    /// The TLS setup of every connection to it.
+    pub(super) tls: PgTls,
     /// For the serving connections: the server stops a statement at the deadline too.
     pub(super) serving: PgConfig,
     /// `serving` for the write connection: a row lock is waited for [`LOCK_PROBE`] only.
@@ -126,8 +129,10 @@ impl PostgresStore {
 }
 
 impl Endpoint {
-    pub(super) fn new(base: PgConfig, connections: usize) -> Self {
-        Self {
+    /// The server `base` points at, TLS set up for it (its root certificates read now).
+    pub(super) fn new(base: PgConfig, connections: usize) -> Result<Self, StoreError> {
+        Ok(Self {
+            tls: PgTls::for_config(&base)?,
             serving: base.clone(),
             writing: base.clone(),
             plain: base.clone(),
@@ -136,7 +141,7 @@ impl Endpoint {
             deadline: DEFAULT_DB_TIMEOUT,
             readers: (0..connections.max(1)).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
-        }
+        })
     }
 
     /// The server's `statement_timeout` and `lock_timeout` for the serving connections, a
@@ -200,7 +205,7 @@ impl Endpoint {
             Role::Writing => &self.writing,
         };
         if !self.options_refused.load(Ordering::Relaxed) {
-            match pg_connect::connect(config).await {
+            match pg_connect::connect(config, &self.tls).await {
                 Err(failure) if failure.refused_parameter => {
                     self.options_refused.store(true, Ordering::Relaxed);
                     tracing::warn!(
@@ -215,7 +220,7 @@ impl Endpoint {
                 connected => return Ok(connected?),
             }
         }
-        Ok(pg_connect::connect(&self.plain).await?)
+        Ok(pg_connect::connect(&self.plain, &self.tls).await?)
     }
 
     /// Whether something forwards this connection: the server's `port` setting is none of

@@ -15,7 +15,7 @@ impl PostgresStore {
     /// Applies pending migrations on a connection of its own, holding an advisory lock so
     /// that servers starting together migrate once.
     pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        let mut client = connect_raw(&self.config).await?;
+        let mut client = connect_raw(&self.config, &self.primary.tls).await?;
         // Read first, without writing: a read-only database (a replica) whose schema is
         // current can be served.
         if let Some(newest) = newest_migration(&client).await?

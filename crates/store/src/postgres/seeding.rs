@@ -22,7 +22,7 @@ impl PostgresStore {
     /// are taken instead. Should a concurrent writer take a name meanwhile, the batch is
     /// rolled back to its savepoint and inserted again, skipping the taken names.
     pub async fn seed(&self, count: u64, progress: Progress) -> Result<u64, StoreError> {
-        let mut client = connect_raw(&self.config).await?;
+        let mut client = connect_raw(&self.config, &self.primary.tls).await?;
         let mut tx = client.transaction().await?;
         let insert = tx
             .prepare_typed(
