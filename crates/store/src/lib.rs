@@ -20,6 +20,7 @@ mod pg_tls;
 mod postgres;
 mod seed;
 mod sqlite;
+mod sqlite_lock_wait;
 mod user_store;
 mod watchdog;
 
