@@ -1567,7 +1567,8 @@ fn demo_interrupted_prints_the_partial_table_and_exits_2() {
 }
 
 /// Several server threads share the address; every request is answered, on PostgreSQL,
-/// and by default each thread holds one connection (no more than one backend per thread).
+/// and by default each thread holds one connection (no more than one backend per thread);
+/// `/metrics` counts the queries of every thread's store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_several_worker_threads_answers_every_request() {
     let url = PgCluster::shared().fresh_database().await;
@@ -1587,6 +1588,10 @@ async fn serve_with_several_worker_threads_answers_every_request() {
         assert_eq!(status.ok(), Some(200));
     }
     assert!(server.logs().contains("workers=3"), "{}", server.logs());
+    // The store hub counts the queries of every worker's store: each read is one query.
+    let metrics = metrics_text(&server).await;
+    assert!(metric(&metrics, "peregrine_db_queries_total ") >= 300.0, "{metrics}");
+    assert_eq!(metric(&metrics, "peregrine_db_queries_in_flight "), 0.0, "{metrics}");
     // Migration and seeding used connections of their own, which close on their own time.
     let admin = peregrine_testkit::connect(&url).await;
     let database = url.rsplit('/').next().unwrap_or_default().to_string();
