@@ -1590,8 +1590,15 @@ async fn serve_with_several_worker_threads_answers_every_request() {
     assert!(server.logs().contains("workers=3"), "{}", server.logs());
     // The store hub counts the queries of every worker's store: each read is one query.
     let metrics = metrics_text(&server).await;
-    assert!(metric(&metrics, "peregrine_db_queries_total ") >= 300.0, "{metrics}");
-    assert_eq!(metric(&metrics, "peregrine_db_queries_in_flight "), 0.0, "{metrics}");
+    assert!(
+        metric(&metrics, "peregrine_db_queries_total ") >= 300.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "peregrine_db_queries_in_flight "),
+        0.0,
+        "{metrics}"
+    );
     // Migration and seeding used connections of their own, which close on their own time.
     let admin = peregrine_testkit::connect(&url).await;
     let database = url.rsplit('/').next().unwrap_or_default().to_string();
