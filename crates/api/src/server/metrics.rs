@@ -306,6 +306,7 @@ impl Registry {
 }
 
 impl Registry {
+    /// The database figures summed over the store hubs of the workers.
     fn database_totals(&self) -> peregrine_store::DbStats {
         let mut total = peregrine_store::DbStats::default();
         if let Ok(databases) = self.databases.lock() {
