@@ -60,7 +60,7 @@ impl Query {
     }
 
     /// Whether the answer is a count of changed rows rather than rows.
-    pub(super) fn changes_rows(self) -> bool {
+    fn changes_rows(self) -> bool {
         matches!(self, Query::Rename | Query::Delete)
     }
 }
@@ -79,7 +79,7 @@ pub(super) struct Connection {
     /// The task that drives the socket: stopped when the connection is dropped, so that a
     /// connection given up as hung does not linger, and by the watchdog, which makes the
     /// queries on it fail at once.
-    pub(super) driver: tokio::task::AbortHandle,
+    driver: tokio::task::AbortHandle,
     /// Indexed by [`Query`]; `None` when statements are sent unnamed.
     pub(super) prepared: Option<Box<[Statement]>>,
     /// Queries sent on it and not answered yet: the pipeline's depth.
@@ -87,7 +87,7 @@ pub(super) struct Connection {
     /// Its queries by when they were sent, for the watchdog.
     pub(super) watch: Watch,
     /// The watchdog task, stopped with the connection.
-    pub(super) watchdog: OnceLock<tokio::task::AbortHandle>,
+    watchdog: OnceLock<tokio::task::AbortHandle>,
 }
 
 impl Connection {
@@ -141,7 +141,7 @@ impl Connection {
 
     /// Gives the connection up as hung: stops its socket's task, so that every query on it
     /// fails at once (as a timeout) and the next call opens a new connection.
-    pub(super) fn give_up(&self) {
+    fn give_up(&self) {
         self.watch.give_up();
         self.driver.abort();
         tracing::warn!(
@@ -201,7 +201,7 @@ impl Drop for Pipelined<'_> {
 }
 
 /// `params` paired with `query`'s parameter types, as unnamed statements take them.
-pub(super) fn typed<'a>(query: Query, params: &Params<'a>) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
+fn typed<'a>(query: Query, params: &Params<'a>) -> Vec<(&'a (dyn ToSql + Sync), Type)> {
     params
         .iter()
         .copied()
@@ -220,7 +220,7 @@ impl Drop for Connection {
 
 /// Looks at `conn`'s queries every tick, giving the connection up when one of them is past
 /// the deadline; ends with the connection.
-pub(super) async fn watch_over(conn: Weak<Connection>) {
+async fn watch_over(conn: Weak<Connection>) {
     let Some(tick) = conn.upgrade().map(|c| c.watch.tick()) else {
         return;
     };

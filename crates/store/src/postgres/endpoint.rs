@@ -18,43 +18,43 @@ use crate::pg_tls::PgTls;
 use crate::{DEFAULT_DB_TIMEOUT, StatementMode, StoreError};
 
 /// How long a failed reconnect makes a slot answer "unavailable" at once instead of retrying.
-pub(super) const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 
 /// PostgreSQL's port when the URL names none.
-pub(super) const DEFAULT_PORT: u16 = 5432;
+const DEFAULT_PORT: u16 = 5432;
 
 /// One server (the primary or a replica) and its shared read connections.
 pub(super) struct Endpoint {
     /// What the URL says.
-    pub(super) base: PgConfig,
+    base: PgConfig,
     /// The TLS setup of every connection to it.
     pub(super) tls: PgTls,
     /// For the serving connections: the server stops a statement at the deadline too.
-    pub(super) serving: PgConfig,
+    serving: PgConfig,
     /// `serving` for the write connection: a row lock is waited for [`LOCK_PROBE`] only.
-    pub(super) writing: PgConfig,
+    writing: PgConfig,
     /// `serving` without the server-side timeouts, for a server that refuses them.
-    pub(super) plain: PgConfig,
+    plain: PgConfig,
     /// Set once the server refused the `options` startup parameter (PgBouncer does unless
     /// told to ignore it): connect with `base`'s options only from then on.
-    pub(super) options_refused: AtomicBool,
+    options_refused: AtomicBool,
     /// The deadline of the calls on its connections (kept by their watchdogs).
     pub(super) deadline: Duration,
-    pub(super) readers: Box<[Slot]>,
-    pub(super) next: AtomicUsize,
+    readers: Box<[Slot]>,
+    next: AtomicUsize,
 }
 
 /// One shared connection, replaced when it dies.
 pub(super) struct Slot {
     /// Which server-side timeouts its connections get.
-    pub(super) role: Role,
+    role: Role,
     pub(super) live: ArcSwapOption<Connection>,
-    pub(super) reconnecting: tokio::sync::Mutex<()>,
+    reconnecting: tokio::sync::Mutex<()>,
     /// Milliseconds of the hub's clock at the last failed connect, plus one (0 = never
     /// failed).
-    pub(super) failed_at: AtomicU64,
+    failed_at: AtomicU64,
     /// Whether a connection was ever opened here: the next one is a reconnect.
-    pub(super) opened: AtomicBool,
+    opened: AtomicBool,
 }
 
 /// What a connection is for, which sets its server-side `lock_timeout`.
@@ -81,7 +81,7 @@ impl PostgresStore {
 }
 
 impl PostgresStore {
-    pub(super) async fn reconnect(
+    async fn reconnect(
         &self,
         endpoint: &Endpoint,
         slot: &Slot,
@@ -226,7 +226,7 @@ impl Endpoint {
     /// Whether something forwards this connection: the server's `port` setting is none of
     /// the ports connected to (a pooler, a proxy, a port mapping). One round trip, when
     /// the connection opens.
-    pub(super) async fn behind_a_proxy(&self, client: &Client) -> Result<bool, StoreError> {
+    async fn behind_a_proxy(&self, client: &Client) -> Result<bool, StoreError> {
         let messages = client.simple_query("SHOW port").await?;
         let port = messages.iter().find_map(|message| match message {
             tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0),

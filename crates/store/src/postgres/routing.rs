@@ -14,14 +14,14 @@ use crate::db_stats::DbFailure;
 
 /// How long past the deadline a write waiting for a lock waits for the server's own
 /// `lock_timeout` to end it (the connection is kept then) before giving up on its own.
-pub(super) const LOCK_WAIT_SLACK: Duration = Duration::from_millis(50);
+const LOCK_WAIT_SLACK: Duration = Duration::from_millis(50);
 
 impl PostgresStore {
     /// Runs `query` on a shared connection of `slot` within `deadline`; past it the
     /// connection is dropped (it may be hung: a stopped server, a lost network) so that the
     /// next call opens a new one. On a live connection, when `deadline` is its endpoint's,
     /// the connection's watchdog keeps it: no timer of the call's own.
-    pub(super) async fn within_deadline(
+    async fn within_deadline(
         &self,
         endpoint: &Endpoint,
         slot: &Slot,
@@ -49,7 +49,7 @@ impl PostgresStore {
 
     /// `attempt` (a call on `slot`) with a timer of its own: past `deadline`, the slot's
     /// connection is dropped.
-    pub(super) async fn timed(
+    async fn timed(
         &self,
         slot: &Slot,
         deadline: Duration,
@@ -147,7 +147,7 @@ impl PostgresStore {
     /// ends the wait at its `lock_timeout` (the deadline, counted from a little later than
     /// the call's); past `left` and [`LOCK_WAIT_SLACK`] the call gives up by itself and the
     /// connection is replaced (its session still waits for the lock until then).
-    pub(super) async fn wait_for_lock(
+    async fn wait_for_lock(
         &self,
         left: Duration,
         query: Query,

@@ -9,7 +9,7 @@ use crate::StoreError;
 use crate::migrations::{self, MigrationReport};
 
 /// Key of the advisory lock that serialises migrations between processes.
-pub(super) const MIGRATION_LOCK: i64 = 0x7065_7265_6772_696e; // "peregrin"
+const MIGRATION_LOCK: i64 = 0x7065_7265_6772_696e; // "peregrin"
 
 impl PostgresStore {
     /// Applies pending migrations on a connection of its own, holding an advisory lock so
@@ -52,7 +52,7 @@ impl PostgresStore {
 }
 
 /// The newest migration applied, read without writing; `None` before the first.
-pub(super) async fn newest_migration(client: &Client) -> Result<Option<i64>, StoreError> {
+async fn newest_migration(client: &Client) -> Result<Option<i64>, StoreError> {
     // Unnamed statements: outside a transaction, a named one may not survive a pooler.
     let exists: bool = client
         .query_typed_one(

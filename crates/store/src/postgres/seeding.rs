@@ -11,7 +11,7 @@ use crate::seed::{self, Progress};
 
 /// Seeding reads the names already taken up front in tables of at most this many rows
 /// (a few bytes of memory each), and asks per batch in larger ones.
-pub(super) const PRELOAD_NAMES_UP_TO: i64 = 5_000_000;
+const PRELOAD_NAMES_UP_TO: i64 = 5_000_000;
 
 impl PostgresStore {
     /// Adds exactly `count` new random users in one transaction, skipping names that exist.
@@ -92,7 +92,7 @@ impl PostgresStore {
 }
 
 /// Sends `names` through `COPY … FROM STDIN` (text format: one name per line, escaped).
-pub(super) async fn copy_names(
+async fn copy_names(
     tx: &tokio_postgres::Transaction<'_>,
     copy: &Statement,
     names: &[String],

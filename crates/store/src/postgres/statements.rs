@@ -100,7 +100,7 @@ impl PostgresStore {
     }
 
     /// Switches this store to unnamed statements, saying why once per hub.
-    pub(super) fn fall_back_to_unnamed(&self, err: &tokio_postgres::Error) {
+    fn fall_back_to_unnamed(&self, err: &tokio_postgres::Error) {
         self.unnamed_forced.store(true, Ordering::Relaxed);
         if self.hub.first_unnamed_fallback() {
             tracing::warn!(
@@ -117,7 +117,7 @@ impl PostgresStore {
 
 /// Whether `err` says the server does not know a named statement, or already has one of
 /// that name: what a pooler in transaction mode does to them.
-pub(super) fn lost_named_statement(err: &tokio_postgres::Error) -> bool {
+fn lost_named_statement(err: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     err.code().is_some_and(|code| {
         *code == SqlState::INVALID_SQL_STATEMENT_NAME || *code == SqlState::DUPLICATE_PSTATEMENT
