@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
-use peregrine_store::UserStore;
+use peregrine_store::{DbCounters, UserStore};
 
 pub use cors::{MIN_COMPRESSED_BYTES, check_origin as check_cors_origin};
 pub use health::{READY_AFTER, Readiness};
@@ -46,6 +46,8 @@ pub struct App {
     /// What the plain reads need (see `plain_read`); `None` when every request must go
     /// through the router (CORS is configured).
     plain_reads: Option<AppState>,
+    /// The counters of the store's hub, for `/metrics`.
+    database: Arc<DbCounters>,
 }
 
 /// Largest `limit` a list request may ask for unless configured otherwise.
@@ -98,6 +100,7 @@ struct AppState {
 pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
     let document = openapi::document(settings.max_page_size);
     let cors = cors::layer(&settings.cors_origins);
+    let database = store.counters();
     let state = AppState {
         store,
         settings: Arc::new(settings),
@@ -124,6 +127,7 @@ pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
     App {
         router,
         plain_reads,
+        database,
     }
 }
 

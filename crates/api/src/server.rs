@@ -317,6 +317,7 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
         .header_read_timeout(limits.idle_timeout)
         .max_header_size(limits.max_head_bytes)
         .max_buf_size(limits.max_head_bytes.max(8192) + crate::MAX_BODY_BYTES);
+    control.shared.metrics.database(&app.database);
     let handlers = connections::Handlers::new(app);
     control.shared.listening.fetch_add(1, Ordering::Relaxed);
     let in_flight = control.shared.worker_counter();

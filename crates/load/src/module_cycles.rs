@@ -1,5 +1,6 @@
 //! The crate's module rule, which the compiler does not hold: no module imports one that
-//! imports it back. A test reads every file under `src/` (with `syn`), draws which module
+//! imports it back. Held here for this crate and for the store (`crates/store`), whose
+//! rooms and hub have the same rule. A test reads every file under `src/` (with `syn`), draws which module
 //! each one reaches through `use` items and `crate::`/`super::`/`self::` paths (re-exports
 //! followed to where the item lives; `#[cfg(test)]` items left out), and fails naming any
 //! cycle.
@@ -367,6 +368,20 @@ fn no_module_of_the_crate_imports_one_that_imports_it_back() {
     // The check sees the stages' one-way flow: the engine reaches the plan.
     let engine = edges.get(&vec!["engine".to_owned()]);
     assert!(engine.is_some_and(|e| e.contains_key(&vec!["plan".to_owned()])));
+    let cycles = cycles(&edges);
+    assert!(cycles.is_empty(), "module cycles:\n{}", cycles.join("\n"));
+}
+
+#[test]
+fn no_module_of_the_store_imports_one_that_imports_it_back() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../store/src");
+    let mut files = Vec::new();
+    sources(&src, &src, &mut files).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+    assert!(files.len() > 20, "read only {} files", files.len());
+    let edges = edges(&files).unwrap_or_else(|e| panic!("{e}"));
+    // The check sees the hub make the stores: the hub reaches the user store.
+    let hub = edges.get(&vec!["hub".to_owned()]);
+    assert!(hub.is_some_and(|e| e.contains_key(&vec!["user_store".to_owned()])));
     let cycles = cycles(&edges);
     assert!(cycles.is_empty(), "module cycles:\n{}", cycles.join("\n"));
 }

@@ -1,4 +1,4 @@
-//! `peregrine db init` and `peregrine db seed`, and opening the database for `serve`.
+//! `peregrine db init` and `peregrine db seed`, and readying the database for `serve`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
-use peregrine_store::{DatabaseUrl, PgConfig, StatementMode, UserStore};
+use peregrine_store::{DatabaseUrl, UserStore};
 
 use crate::cli::{DatabaseArgs, SeedArgs};
 use crate::out::say;
@@ -26,7 +26,16 @@ pub async fn open_url(
     connections: usize,
     wait: Duration,
 ) -> anyhow::Result<UserStore> {
-    let store = UserStore::open(url, connections)?;
+    ready(UserStore::open(url, connections)?, url, wait).await
+}
+
+/// `store` (of the database at `url`) once it answers, within `wait`, and its schema is
+/// up to date.
+pub async fn ready(
+    store: UserStore,
+    url: &DatabaseUrl,
+    wait: Duration,
+) -> anyhow::Result<UserStore> {
     store
         .wait_until_ready(wait)
         .await
@@ -62,65 +71,6 @@ pub async fn open_url(
         );
     }
     Ok(store)
-}
-
-/// How each server thread's store serves: its connections, deadline, statements and
-/// read replicas.
-#[derive(Clone)]
-pub struct Serving {
-    /// Shared read connections per server thread (per replica too); SQLite: readers.
-    pub connections: usize,
-    /// Deadline of every database call of a request.
-    pub timeout: Duration,
-    /// How PostgreSQL statements are sent.
-    pub statements: StatementMode,
-    /// Streaming replicas that serve reads.
-    pub replicas: Vec<PgConfig>,
-    /// After a write of this process, reads go to the primary for this long.
-    pub read_primary_after_write: Duration,
-}
-
-impl Serving {
-    /// `connections` and `timeout` with the defaults for the rest: statements as
-    /// [`StatementMode::Auto`] decides, no replicas.
-    pub fn new(connections: usize, timeout: Duration) -> Self {
-        Self {
-            connections,
-            timeout,
-            statements: StatementMode::Auto,
-            replicas: Vec::new(),
-            read_primary_after_write: Duration::ZERO,
-        }
-    }
-
-    /// `store` set up to serve as these settings say.
-    pub fn apply(&self, store: UserStore) -> Result<UserStore, peregrine_store::StoreError> {
-        store
-            .with_timeout(self.timeout)
-            .with_statements(self.statements)
-            .with_replicas(
-                &self.replicas,
-                self.connections,
-                self.read_primary_after_write,
-            )
-    }
-}
-
-/// The store of serving worker `worker`: SQLite's store has its own threads and is shared
-/// by all workers; on PostgreSQL each worker but the first (which has `first`) gets
-/// connections of its own, so that a request never leaves its thread.
-pub fn worker_store(
-    first: &Arc<UserStore>,
-    url: &DatabaseUrl,
-    worker: usize,
-    serving: &Serving,
-) -> Result<Arc<UserStore>, peregrine_store::StoreError> {
-    Ok(match (url, worker) {
-        (DatabaseUrl::Sqlite(_), _) | (_, 0) => Arc::clone(first),
-        (DatabaseUrl::Postgres(_), _) => {
-            Arc::new(serving.apply(UserStore::open(url, serving.connections)?)?)
-        }
-    })
 }
 
 /// `db init`: creates the schema if missing.

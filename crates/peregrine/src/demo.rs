@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -15,7 +14,7 @@ use peregrine_api::{ApiSettings, Limits, ServeConfig};
 use peregrine_load::capacity::{self, Capacity, Slo};
 use peregrine_load::report::progress_line;
 use peregrine_load::{Report, exit_code};
-use peregrine_store::{DatabaseUrl, PostgresAdmin, UserStore};
+use peregrine_store::{DatabaseUrl, PostgresAdmin, Serving, StoreHub};
 use tokio::sync::{oneshot, watch};
 
 use crate::cli::DemoArgs;
@@ -350,13 +349,15 @@ impl InProcessServer {
             .name("peregrine-demo-api".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let first = match UserStore::open(&url, demo_connections(&url)) {
-                        Ok(store) => Arc::new(store),
-                        Err(err) => {
-                            let _ = ready_tx.send(Err(err.into()));
-                            return;
-                        }
-                    };
+                    // The hub makes each worker's store, as in `serve`.
+                    let hub = StoreHub::new(
+                        url.clone(),
+                        Serving::new(demo_connections(&url), peregrine_store::DEFAULT_DB_TIMEOUT),
+                    );
+                    if let Err(err) = hub.open().and_then(|store| hub.first_worker(store)) {
+                        let _ = ready_tx.send(Err(err.into()));
+                        return;
+                    }
                     let config = ServeConfig {
                         bind: ([127, 0, 0, 1], 0).into(),
                         workers,
@@ -380,13 +381,11 @@ impl InProcessServer {
                     };
                     let (bound, address) = bound;
                     let _ = ready_tx.send(Ok(address));
-                    let serving = db::Serving::new(
-                        demo_connections(&url),
-                        peregrine_store::DEFAULT_DB_TIMEOUT,
-                    );
                     let make_app = |worker| {
-                        let store = db::worker_store(&first, &url, worker, &serving)?;
-                        Ok(peregrine_api::app(store, ApiSettings::default()))
+                        Ok(peregrine_api::app(
+                            hub.worker_store(worker)?,
+                            ApiSettings::default(),
+                        ))
                     };
                     let shutdown = async {
                         let _ = stop_rx.await;

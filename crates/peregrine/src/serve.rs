@@ -2,12 +2,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use peregrine_api::{ApiSettings, Limits, ServeConfig};
-use peregrine_store::Synchronous;
+use peregrine_store::{Serving, StoreHub, Synchronous};
 
 use crate::cli::ServeArgs;
 use crate::db;
@@ -27,7 +26,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let api_token = args.api_token()?;
     let db_timeout = checked_duration(args.db_timeout, "--db-timeout", Duration::from_millis(1))?;
     let pool_size = args.database.pool_size(&url);
-    let serving = db::Serving {
+    let serving = Serving {
         statements: args.db_statements,
         replicas: args.read_replicas(&url)?,
         read_primary_after_write: checked_duration(
@@ -35,7 +34,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "--db-read-primary-after-write",
             Duration::ZERO,
         )?,
-        ..db::Serving::new(pool_size, db_timeout)
+        ..Serving::new(pool_size, db_timeout)
     };
     let config = serve_config(&args)?;
     let bound = peregrine_api::bind(config).map_err(|err| {
@@ -50,9 +49,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(metrics) = bound.metrics_addr() {
         tracing::info!("metrics on http://{metrics}/metrics");
     }
-    let store = db::open_url(&url, pool_size, args.database.db_wait).await?;
+    // The hub makes each worker's store and owns their counters (see `/metrics`).
+    let hub = StoreHub::new(url.clone(), serving);
+    let store = db::ready(hub.open()?, &url, args.database.db_wait).await?;
     sqlite_durability(&store, args.sqlite_synchronous).await?;
-    let store = Arc::new(serving.apply(store)?);
+    let store = hub.first_worker(store)?;
     if let Some(wanted) = args.seed {
         let existing = store.count().await?;
         if existing < wanted {
@@ -72,8 +73,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let make_app = move |worker: usize| {
-        let store = db::worker_store(&store, &url, worker, &serving)?;
-        Ok(peregrine_api::app(store, settings.clone()))
+        Ok(peregrine_api::app(
+            hub.worker_store(worker)?,
+            settings.clone(),
+        ))
     };
     let shutdown = shutdown_signal()?;
     tracing::info!(

@@ -1,8 +1,9 @@
 //! Counters of the PostgreSQL serving connections, for a server's `/metrics`: queries,
 //! queries in flight and pipeline depth (in flight on one connection when a query is sent),
 //! failures by kind, and reconnects. Each store writes a block of its own (a server's worker
-//! has its own store, so these cache lines are not contended); every block is kept for the
-//! life of the process, and [`db_stats`] sums them when scraped, so counters never go down.
+//! has its own store, so these cache lines are not contended); its hub's [`DbCounters`]
+//! keeps every block as long as the hub lives and sums them when scraped, so counters
+//! never go down.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,7 +45,7 @@ impl DbFailure {
     }
 }
 
-/// What every store of the process counted so far.
+/// What the stores of a hub counted so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DbStats {
     /// Queries sent on the serving connections.
@@ -62,31 +63,61 @@ pub struct DbStats {
     pub pipeline_depth_sum: u64,
 }
 
-/// The sums over every store of this process.
-pub fn db_stats() -> DbStats {
-    let mut total = DbStats::default();
-    let Ok(blocks) = registered().lock() else {
-        return total;
-    };
-    for block in blocks.iter() {
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
-        total.queries += read(&block.queries);
-        total.queries_in_flight += read(&block.in_flight);
-        total.reconnects += read(&block.reconnects);
-        for (sum, counter) in total.failures.iter_mut().zip(&block.failures) {
-            *sum += read(counter);
-        }
-        for (sum, counter) in total.pipeline_depth.iter_mut().zip(&block.depth) {
-            *sum += read(counter);
-        }
-        total.pipeline_depth_sum += read(&block.depth_sum);
-    }
-    total
+/// The blocks of counters of the stores of one hub (see [`crate::StoreHub`]), kept as long
+/// as the hub lives.
+#[derive(Default)]
+pub struct DbCounters {
+    blocks: Mutex<Vec<Arc<StoreStats>>>,
 }
 
-fn registered() -> &'static Mutex<Vec<Arc<StoreStats>>> {
-    static BLOCKS: Mutex<Vec<Arc<StoreStats>>> = Mutex::new(Vec::new());
-    &BLOCKS
+impl DbCounters {
+    /// The sums over every store of the hub.
+    pub fn totals(&self) -> DbStats {
+        let mut total = DbStats::default();
+        let Ok(blocks) = self.blocks.lock() else {
+            return total;
+        };
+        for block in blocks.iter() {
+            let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            total.queries += read(&block.queries);
+            total.queries_in_flight += read(&block.in_flight);
+            total.reconnects += read(&block.reconnects);
+            for (sum, counter) in total.failures.iter_mut().zip(&block.failures) {
+                *sum += read(counter);
+            }
+            for (sum, counter) in total.pipeline_depth.iter_mut().zip(&block.depth) {
+                *sum += read(counter);
+            }
+            total.pipeline_depth_sum += read(&block.depth_sum);
+        }
+        total
+    }
+
+    /// A new store's block, summed from now on.
+    pub(crate) fn block(&self) -> Arc<StoreStats> {
+        let block = Arc::new(StoreStats::default());
+        if let Ok(mut blocks) = self.blocks.lock() {
+            blocks.push(Arc::clone(&block));
+        }
+        block
+    }
+}
+
+/// Figures of several hubs added up (a server whose workers' stores came from more than
+/// one hub).
+impl std::ops::AddAssign for DbStats {
+    fn add_assign(&mut self, other: Self) {
+        self.queries += other.queries;
+        self.queries_in_flight += other.queries_in_flight;
+        self.reconnects += other.reconnects;
+        for (sum, part) in self.failures.iter_mut().zip(other.failures) {
+            *sum += part;
+        }
+        for (sum, part) in self.pipeline_depth.iter_mut().zip(other.pipeline_depth) {
+            *sum += part;
+        }
+        self.pipeline_depth_sum += other.pipeline_depth_sum;
+    }
 }
 
 /// One store's counters.
@@ -101,15 +132,6 @@ pub(crate) struct StoreStats {
 }
 
 impl StoreStats {
-    /// A new block, registered for [`db_stats`].
-    pub(crate) fn registered() -> Arc<Self> {
-        let block = Arc::new(Self::default());
-        if let Ok(mut blocks) = registered().lock() {
-            blocks.push(Arc::clone(&block));
-        }
-        block
-    }
-
     /// Counts a query sent on a connection that now has `depth` in flight (it included);
     /// the guard counts it answered (or abandoned) when dropped.
     pub(crate) fn sent(&self, depth: u64) -> InFlightQuery<'_> {

@@ -109,9 +109,10 @@ fn run_batch(conn: &mut Connection, batch: Vec<Write>) {
         return;
     }
     let earliest = batch.iter().map(|write| write.deadline).min();
-    let begun = crate::sqlite::with_lock_deadline(earliest.unwrap_or_else(Instant::now), || {
-        conn.execute_batch("BEGIN IMMEDIATE")
-    });
+    let begun =
+        crate::sqlite_lock_wait::with_lock_deadline(earliest.unwrap_or_else(Instant::now), || {
+            conn.execute_batch("BEGIN IMMEDIATE")
+        });
     if begun.is_err() {
         // No lock by the earliest deadline (or the file fails): each write alone waits
         // for the lock until its own deadline, or meets its own error, as without batching,

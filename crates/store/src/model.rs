@@ -236,6 +236,21 @@ pub struct Page {
     pub limit: u32,
 }
 
+/// Receives the users of a page one at a time, borrowed from the database's row.
+pub trait UserSink: Send + 'static {
+    /// One user, in id order.
+    fn user(&mut self, id: UserId, username: &str);
+}
+
+impl UserSink for Vec<User> {
+    fn user(&mut self, id: UserId, username: &str) {
+        self.push(User {
+            id,
+            username: Username::from_db(username.to_owned()),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,8 +5,7 @@
 //! is not done. Commits are durable by default (`synchronous = FULL`): see [`Synchronous`];
 //! writes queued together share a commit (see [`crate::group_commit`]).
 
-use std::cell::Cell;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -16,14 +15,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::group_commit::{self, Ran, Write, WriterJob};
 use crate::migrations::{self, MigrationReport};
 use crate::seed::{self, Progress};
+use crate::sqlite_lock_wait::{self as lock_wait, with_lock_deadline};
 use crate::{Page, StoreError, User, UserId, UserSink, Username};
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
 /// How long a statement of migrations or seeding waits for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long [`wait_for_lock`] sleeps between two tries of a held lock.
-const LOCK_NAP: Duration = Duration::from_millis(2);
 
 /// How SQLite syncs the write-ahead log on commit: its `synchronous` setting (PRAGMA
 /// synchronous), which trades the durability of acknowledged writes for their speed.
@@ -80,7 +78,6 @@ impl std::fmt::Display for Synchronous {
 
 /// The SQLite user store.
 pub struct SqliteStore {
-    path: PathBuf,
     readers: Sender<Job>,
     writer: Sender<WriterJob>,
     timeout: Duration,
@@ -96,7 +93,6 @@ impl SqliteStore {
             spawn_worker(&format!("sqlite-reader-{i}"), open()?, reader_rx.clone());
         }
         Ok(Self {
-            path: path.to_path_buf(),
             readers: reader_tx,
             writer,
             timeout: crate::DEFAULT_DB_TIMEOUT,
@@ -257,11 +253,6 @@ impl SqliteStore {
         run_alone(&self.writer, |conn| read_synchronous(conn)).await
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     async fn read<T: Send + 'static>(
         &self,
         job: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -386,37 +377,6 @@ async fn answer_of<T>(
     }
 }
 
-thread_local! {
-    /// Until when the job running on this worker thread may wait for another connection's
-    /// lock; read by [`wait_for_lock`].
-    static LOCK_DEADLINE: Cell<Option<Instant>> = const { Cell::new(None) };
-}
-
-/// Runs `job` with [`wait_for_lock`] giving up on a held lock at `at`.
-pub(crate) fn with_lock_deadline<T>(at: Instant, job: impl FnOnce() -> T) -> T {
-    LOCK_DEADLINE.set(Some(at));
-    let result = job();
-    LOCK_DEADLINE.set(None);
-    result
-}
-
-/// SQLite's busy handler: wait in short naps while the lock is held, until the running
-/// job's deadline by the wall clock. (SQLite's own busy timeout adds up the naps it asked
-/// for, not the time that passed, and so overran the deadline on a loaded machine: the
-/// caller had been told 503 while the write went on to commit.)
-fn wait_for_lock(_attempts: i32) -> bool {
-    let Some(at) = LOCK_DEADLINE.get() else {
-        return false;
-    };
-    match at.checked_duration_since(Instant::now()) {
-        Some(left) if !left.is_zero() => {
-            thread::sleep(left.min(LOCK_NAP));
-            true
-        }
-        _ => false,
-    }
-}
-
 /// A busy error at the deadline is the deadline's: say so.
 fn past_deadline(err: StoreError, at: Instant, timeout: Duration) -> StoreError {
     match err {
@@ -450,7 +410,7 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
             path.display()
         ))
     })?;
-    conn.busy_handler(Some(wait_for_lock))?;
+    conn.busy_handler(Some(lock_wait::wait_for_lock))?;
     with_lock_deadline(Instant::now() + BUSY_TIMEOUT, || {
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
     })?;

@@ -11,7 +11,10 @@
 //!   connection is encrypted, not authenticated.
 //!
 //! The handshake's signatures are always checked, so the session keys belong to whoever sent
-//! the certificate (and channel binding, which hashes that certificate, stays meaningful).
+//! the certificate (and channel binding, which hashes that certificate, stays meaningful:
+//! [`end_point_hash`]).
+
+mod end_point;
 
 use std::sync::Arc;
 
@@ -21,6 +24,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+pub use end_point::end_point_hash;
 
 /// Checks a server's certificate: see the crate's documentation.
 #[derive(Debug)]

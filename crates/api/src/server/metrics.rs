@@ -236,6 +236,8 @@ impl WorkerMetrics {
 /// Every worker's metrics, summed at scrape time.
 pub struct Registry {
     workers: Mutex<Vec<Arc<WorkerMetrics>>>,
+    /// The counters of the store hubs the workers' apps use (one, as a server makes them).
+    databases: Mutex<Vec<Arc<peregrine_store::DbCounters>>>,
     /// The per-process part of request ids: random, so ids of two runs or of two instances
     /// behind one balancer do not repeat each other.
     process_id: String,
@@ -256,6 +258,7 @@ impl Registry {
         let _ = getrandom::fill(&mut random);
         Self {
             workers: Mutex::new(Vec::new()),
+            databases: Mutex::new(Vec::new()),
             process_id: random.iter().fold(String::new(), |mut hex, byte| {
                 let _ = write!(hex, "{byte:02x}");
                 hex
@@ -277,6 +280,15 @@ impl Registry {
         block
     }
 
+    /// Counts `counters` (a worker's store hub's) in the database figures, once.
+    pub fn database(&self, counters: &Arc<peregrine_store::DbCounters>) {
+        if let Ok(mut databases) = self.databases.lock()
+            && !databases.iter().any(|known| Arc::ptr_eq(known, counters))
+        {
+            databases.push(Arc::clone(counters));
+        }
+    }
+
     /// The text exposition of every metric.
     pub fn render(&self, gauges: &Gauges) -> String {
         let workers = self
@@ -288,8 +300,21 @@ impl Registry {
         render_requests(&mut out, &workers);
         render_latency(&mut out, &workers);
         render_gauges(&mut out, &workers, gauges);
-        render_database(&mut out, &peregrine_store::db_stats());
+        render_database(&mut out, &self.database_totals());
         out
+    }
+}
+
+impl Registry {
+    /// The database figures summed over the store hubs of the workers.
+    fn database_totals(&self) -> peregrine_store::DbStats {
+        let mut total = peregrine_store::DbStats::default();
+        if let Ok(databases) = self.databases.lock() {
+            for counters in databases.iter() {
+                total += counters.totals();
+            }
+        }
+        total
     }
 }
 

@@ -255,6 +255,9 @@ async fn auto_statements_behind_an_unseen_pooler_switch_to_unnamed_without_a_fai
         "ignore_startup_parameters = extra_float_digits, options\nserver_round_robin = 1",
     )
     .unwrap_or_else(|e| panic!("{e}"));
+    // Both server connections open first: round robin then alternates between them even
+    // when the machine is too busy for the bursts' requests to overlap.
+    bouncer.open_server_connections(&name, 2).await;
 
     let prepared = Running::start(&bouncer.url(&name), StatementMode::Prepared).await;
     let mut failed = 0;

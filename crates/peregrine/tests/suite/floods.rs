@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{BINARY, Served, temp_dir};
+use crate::harness::{BINARY, Served, metric, metrics_text, temp_dir};
 use serde_json::Value;
 
 /// `peregrine serve` on one worker, with `extra` flags, under an open-file limit of 256.
@@ -111,24 +111,6 @@ async fn full_page(server: &Served) -> usize {
     assert_eq!(response.status(), 200);
     let page: Vec<Value> = response.json().await.unwrap();
     page.len()
-}
-
-/// The value of the metric line starting with `name` (labels included) in `metrics`.
-fn metric(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| line.starts_with(name))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-async fn metrics_text(server: &Served) -> String {
-    reqwest::get(server.url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 /// Clients that pipeline large pages on a small receive buffer and never read cost the

@@ -227,3 +227,21 @@ pub(crate) const PG_ENV: [&str; 8] = [
     "PGSSLROOTCERT",
     "PGCONNECT_TIMEOUT",
 ];
+
+/// The value of the metric line starting with `name` (labels included) in `metrics`.
+pub(crate) fn metric(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub(crate) async fn metrics_text(server: &Served) -> String {
+    reqwest::get(server.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::harness::{Served, free_port, get_json, run, run_env, temp_dir};
+use crate::harness::{Served, free_port, get_json, metric, metrics_text, run, run_env, temp_dir};
 use peregrine_testkit::PgCluster;
 use serde_json::Value;
 
@@ -443,7 +443,8 @@ async fn json_logs_are_one_object_per_line() {
 }
 
 /// Several server threads share the address; every request is answered, on PostgreSQL,
-/// and by default each thread holds one connection (no more than one backend per thread).
+/// and by default each thread holds one connection (no more than one backend per thread);
+/// `/metrics` counts the queries of every thread's store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_several_worker_threads_answers_every_request() {
     let url = PgCluster::shared().fresh_database().await;
@@ -463,6 +464,17 @@ async fn serve_with_several_worker_threads_answers_every_request() {
         assert_eq!(status.ok(), Some(200));
     }
     assert!(server.logs().contains("workers=3"), "{}", server.logs());
+    // The store hub counts the queries of every worker's store: each read is one query.
+    let metrics = metrics_text(&server).await;
+    assert!(
+        metric(&metrics, "peregrine_db_queries_total ") >= 300.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "peregrine_db_queries_in_flight "),
+        0.0,
+        "{metrics}"
+    );
     // Migration and seeding used connections of their own, which close on their own time.
     let admin = peregrine_testkit::connect(&url).await;
     let database = url.rsplit('/').next().unwrap_or_default().to_string();

@@ -242,3 +242,18 @@ async fn a_server_that_accepts_but_never_answers_fails_the_probe_at_its_deadline
     );
     drop(silent);
 }
+
+#[tokio::test]
+async fn a_missing_sslrootcert_file_is_refused_when_the_store_opens_naming_it() {
+    // Parsing reads no file; opening the store sets TLS up, before any connection.
+    let url = "postgres://u@127.0.0.1:1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem";
+    assert!(DatabaseUrl::parse(url, &PgOptions::default()).is_ok());
+    refused(
+        url,
+        &[
+            "cannot read sslrootcert file /nonexistent/ca.pem",
+            "sslrootcert from the database URL",
+        ],
+    )
+    .await;
+}

@@ -534,3 +534,48 @@ fn store_path(fixture: &Fixture) -> std::path::PathBuf {
         .unwrap_or_else(|| panic!("not SQLite"));
     dir.path().join("test.db")
 }
+
+/// A hub gives each PostgreSQL worker but the first a store (and connections) of its own
+/// and counts the queries of all of them, apart from any other hub's; on SQLite every
+/// worker shares the first store.
+#[tokio::test]
+async fn a_hub_makes_each_workers_store_and_counts_them_all() {
+    use peregrine_store::{Serving, StoreHub};
+    let serving = Serving::new(1, std::time::Duration::from_secs(5));
+    let text = PgCluster::shared().fresh_database().await;
+    let url: DatabaseUrl = text.parse().unwrap_or_else(|e| panic!("{e}"));
+    let hub = StoreHub::new(url, serving.clone());
+    assert!(
+        hub.worker_store(0).is_err(),
+        "no worker store before the first"
+    );
+    let opened = hub.open().unwrap_or_else(|e| panic!("{e}"));
+    opened.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+    let first = hub.first_worker(opened).unwrap_or_else(|e| panic!("{e}"));
+    let worker = |n| hub.worker_store(n).unwrap_or_else(|e| panic!("{e}"));
+    let second = worker(1);
+    assert!(Arc::ptr_eq(&worker(0), &first));
+    assert!(!Arc::ptr_eq(&second, &first));
+    assert!(Arc::ptr_eq(&second.counters(), &hub.counters()));
+    for store in [&first, &second] {
+        assert_eq!(store.count().await.unwrap_or_else(|e| panic!("{e}")), 0);
+    }
+    assert_eq!(hub.counters().totals().queries, 2);
+    assert_eq!(hub.counters().totals().queries_in_flight, 0);
+    // A store of its own counts apart.
+    let alone = open(&text).await;
+    alone.count().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(hub.counters().totals().queries, 2);
+
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let sqlite: DatabaseUrl = format!("sqlite://{}", dir.path().join("hub.db").display())
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let hub = StoreHub::new(sqlite, serving);
+    let first = hub
+        .open()
+        .and_then(|store| hub.first_worker(store))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let third = hub.worker_store(2).unwrap_or_else(|e| panic!("{e}"));
+    assert!(Arc::ptr_eq(&third, &first));
+}

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use peregrine_store::{DbFailure, StoreError, UserId, UserStore, Username, db_stats};
+use peregrine_store::{DbFailure, StoreError, UserId, UserStore, Username};
 use peregrine_testkit::PgCluster;
 
 /// Calls sent together on the one read connection while the server hangs.
@@ -18,8 +18,13 @@ fn open(url: &str, timeout: Duration) -> UserStore {
         .with_timeout(timeout)
 }
 
-fn timeouts() -> u64 {
-    db_stats().failures[DbFailure::Timeout as usize]
+/// The calls of `store` (and of its hub, which is its own) that got no answer in time.
+fn timeouts(store: &UserStore) -> u64 {
+    store.counters().totals().failures[DbFailure::Timeout as usize]
+}
+
+fn reconnects(store: &UserStore) -> u64 {
+    store.counters().totals().reconnects
 }
 
 /// Runs `call`, returning its result and how long it took.
@@ -45,7 +50,7 @@ async fn calls_pipelined_on_a_hung_connection_fail_at_the_deadline_and_the_next_
         .unwrap_or_else(|e| panic!("{e}"));
     // The read connection and the write connection are open: the server hangs mid-query.
     store.get(user.id).await.unwrap_or_else(|e| panic!("{e}"));
-    let (timeouts_before, reconnects_before) = (timeouts(), db_stats().reconnects);
+    let (timeouts_before, reconnects_before) = (timeouts(&store), reconnects(&store));
 
     cluster.freeze().unwrap_or_else(|e| panic!("{e}"));
     let reads = (0..PIPELINED).map(|_| timed(store.get(user.id)));
@@ -78,12 +83,12 @@ async fn calls_pipelined_on_a_hung_connection_fail_at_the_deadline_and_the_next_
             "gave up after {took:?}"
         );
     }
-    assert_eq!(timeouts() - timeouts_before, PIPELINED as u64 + 1);
+    assert_eq!(timeouts(&store) - timeouts_before, PIPELINED as u64 + 1);
 
     cluster.thaw().unwrap_or_else(|e| panic!("{e}"));
     let read = store.get(user.id).await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(read.username, user.username);
-    assert!(db_stats().reconnects > reconnects_before);
+    assert!(reconnects(&store) > reconnects_before);
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peregrine_store::{
-    DatabaseUrl, Page, PgConfig, PgOptions, StatementMode, StoreError, UserStore, Username,
+    DatabaseUrl, Page, PgConfig, PgOptions, Serving, StatementMode, StoreError, StoreHub,
+    UserStore, Username,
 };
 use peregrine_testkit::{PgBouncer, PgCluster};
 
@@ -125,7 +126,12 @@ async fn eventually(what: &str, probe: impl AsyncFn() -> bool) {
 async fn reads_go_to_the_replica_and_to_the_primary_when_it_stops() {
     let primary = PgCluster::start().unwrap_or_else(|e| panic!("{e}"));
     let database = primary.fresh_database_name().await;
-    let store = open(&primary.url(&database), StatementMode::Auto);
+    let url = DatabaseUrl::parse(&primary.url(&database), &PgOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    // The stores of one hub, as a server's workers have: what one writes steers where the
+    // others read.
+    let hub = StoreHub::new(url, Serving::new(2, Duration::from_secs(5)));
+    let store = hub.open().unwrap_or_else(|e| panic!("{e}"));
     store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
     let replica = primary.start_replica().unwrap_or_else(|e| panic!("{e}"));
     let replicas = [config(&replica.url(&database))];
@@ -159,14 +165,24 @@ async fn reads_go_to_the_replica_and_to_the_primary_when_it_stops() {
         Err(StoreError::NotFound)
     ));
 
-    // A store that reads from the primary right after this process's writes sees it.
-    let sticky = open(&primary.url(&database), StatementMode::Auto)
+    // A store of the hub that reads from the primary right after the hub's writes sees it.
+    let sticky = hub
+        .open()
+        .unwrap_or_else(|e| panic!("{e}"))
         .with_replicas(&replicas, 1, Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         sticky.get(second.id).await.ok().map(|u| u.username),
         Some(second.username.clone())
     );
+    // A store of another hub (its own) has seen no write: it reads from the replica.
+    let elsewhere = open(&primary.url(&database), StatementMode::Auto)
+        .with_replicas(&replicas, 1, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(matches!(
+        elsewhere.get(second.id).await,
+        Err(StoreError::NotFound)
+    ));
 
     replica_admin
         .batch_execute("SELECT pg_wal_replay_resume()")
