@@ -415,7 +415,9 @@ pub fn format_number(value: f64, step: f64) -> String {
     }
 }
 
-/// A count with thousands separators: `1,234,567`.
+/// A count with thousands separators: `1,234,567`. Hand-written (ten lines, shared with
+/// [`format_number`]'s grouping): indicatif's `HumanCount` does the same but lives in the
+/// binary, and this crate would take a progress-bar crate for it.
 pub fn thousands(count: u64) -> String {
     group(&count.to_string())
 }
