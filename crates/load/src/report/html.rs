@@ -498,3 +498,55 @@ fn error_row(e: &crate::stats::ErrorCount) -> ErrorRow<'_> {
         message: &e.message,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every template's file, under `dir`.
+    fn templates(dir: &Path, found: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                templates(&path, found);
+            } else if let Ok(text) = std::fs::read_to_string(&path) {
+                found.push((path.display().to_string(), text));
+            }
+        }
+    }
+
+    /// Labels, URLs, error messages and warnings are the user's text: the page is safe only
+    /// while every value goes through askama's HTML escaping, so no template turns it off.
+    #[test]
+    fn no_template_turns_escaping_off() {
+        let mut found = Vec::new();
+        templates(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"),
+            &mut found,
+        );
+        assert!(found.len() >= 6, "{found:?}");
+        for (path, text) in found {
+            for off in ["|safe", "| safe", "escape(", "|e(", "autoescape"] {
+                assert!(!text.contains(off), "{path} has {off}");
+            }
+        }
+        // Nor a template's derive: an escaper or an extension other than the file's `.html`.
+        let derives = [
+            include_str!("html.rs"),
+            include_str!("chart.rs"),
+            include_str!("capacity.rs"),
+        ];
+        let attributes: Vec<&str> = derives
+            .iter()
+            .flat_map(|source| source.lines())
+            .filter(|line| line.starts_with("#[template("))
+            .collect();
+        assert!(attributes.len() >= 6, "{attributes:?}");
+        for attribute in attributes {
+            let path_only = attribute.starts_with("#[template(path = \"")
+                && attribute.ends_with(".html\")]")
+                && attribute.matches('=').count() == 1;
+            assert!(path_only, "{attribute}");
+        }
+    }
+}
