@@ -1,5 +1,6 @@
-//! Escaping text for XML and HTML markup (reports, JUnit, the text an extractor rebuilds
-//! from HTML). Hand-written: besides the five markup characters it replaces control
+//! Escaping text for XML markup (the document an extractor rebuilds from HTML for XPath, the
+//! control characters JUnit's writer must drop; report.html is escaped by its askama
+//! templates). Hand-written: besides the five markup characters it replaces control
 //! characters, which XML 1.0 cannot hold at all and which the escapers of the XML crates
 //! (quick-xml's `escape`) pass through; a leaf every stage may use.
 

@@ -1,17 +1,17 @@
 //! A capacity search's answer as a report carries it: the types report.json writes under
 //! `capacity` (re-exported by `capacity`, which runs the search) and the HTML section that
 //! draws them: p50/p99 and errors against the offered rate, with the SLO's bounds as dashed
-//! lines and the capacity marked, then the steps' table. They live on the report's side
-//! because a [`super::Report`] holds them while the search runs reports.
+//! lines and the capacity marked, then the steps' table (markup in the askama templates
+//! `templates/report/capacity.html` and `templates/report/chart/capacity.html`). They live
+//! on the report's side because a [`super::Report`] holds them while the search runs reports.
 
-use std::fmt::Write as _;
-
+use askama::Template;
+use askama::filters::HtmlSafe;
 use serde::Serialize;
 
-use super::chart::{BOTTOM, HEIGHT, LEFT, RIGHT, TOP, WIDTH};
+use super::chart::{BOTTOM, HEIGHT, LEFT, Point, Px, RIGHT, TOP, WIDTH};
 use super::describe::nice_step;
 use crate::exit_code;
-use crate::markup::escape;
 use crate::slo::{Subject, Term};
 
 /// How the search ended.
@@ -202,28 +202,53 @@ pub fn rate_text(rate: f64) -> String {
 /// at the top.
 const CLIP_OVER_BOUND: f64 = 4.0;
 
+/// The section of the page: the `report/capacity.html` template.
+#[derive(Template)]
+#[template(path = "report/capacity.html")]
+pub(crate) struct Section {
+    outcome: String,
+    answer: String,
+    charts: Vec<Figure>,
+    steps: Vec<StepRow>,
+}
+
+// A template whose own fields are escaped: it goes into the page as it is.
+impl HtmlSafe for Section {}
+
+/// One row of the steps' table.
+struct StepRow {
+    verdict: String,
+    offered: String,
+    achieved: String,
+    connections: u32,
+    p50: String,
+    p99: String,
+    errors: String,
+    outcome: String,
+}
+
 /// The section, or nothing for a report without a capacity search.
-pub(crate) fn section(capacity: Option<&Capacity>) -> String {
-    let Some(capacity) = capacity else {
-        return String::new();
+pub(crate) fn section(capacity: Option<&Capacity>) -> Option<Section> {
+    let capacity = capacity?;
+    let charts = if capacity.steps.is_empty() {
+        Vec::new()
+    } else {
+        vec![latency_chart(capacity), error_chart(capacity)]
     };
-    let mut html = String::from("<h2 id=\"capacity\">Capacity</h2>\n");
-    let _ = writeln!(
-        html,
-        "<p class=\"meta\" id=\"capacity-answer\" data-outcome=\"{}\">{}</p>",
-        serde_json::to_value(capacity.outcome)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-        escape(&capacity.answer())
-    );
-    if capacity.steps.is_empty() {
-        return html;
-    }
-    html.push_str(&latency_chart(capacity));
-    html.push_str(&error_chart(capacity));
-    html.push_str(&steps_table(capacity));
-    html
+    Some(Section {
+        outcome: json_name(capacity.outcome),
+        answer: capacity.answer(),
+        charts,
+        steps: capacity.steps.iter().map(step_row).collect(),
+    })
+}
+
+/// A value's name as report.json writes it (`found`, `generator-limit`).
+fn json_name(value: impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// One series of points (x: offered rate, y: value), `None` where a step has no value.
@@ -239,7 +264,7 @@ struct Bound {
     value: f64,
 }
 
-fn latency_chart(capacity: &Capacity) -> String {
+fn latency_chart(capacity: &Capacity) -> Figure {
     let bounds: Vec<Bound> = capacity
         .terms
         .iter()
@@ -271,7 +296,7 @@ fn latency_chart(capacity: &Capacity) -> String {
     )
 }
 
-fn error_chart(capacity: &Capacity) -> String {
+fn error_chart(capacity: &Capacity) -> Figure {
     let bounds: Vec<Bound> = capacity
         .terms
         .iter()
@@ -309,13 +334,64 @@ fn sorted(
     points
 }
 
+/// A chart of values against the offered rate: the `report/chart/capacity.html` template.
+#[derive(Template)]
+#[template(path = "report/chart/capacity.html")]
+struct Figure {
+    id: &'static str,
+    title: &'static str,
+    /// Value lines across, and their values.
+    y_ticks: Vec<Level>,
+    /// The rates under the x axis.
+    x_ticks: Vec<Label>,
+    /// The x axis's name, centred under it.
+    axis_name: Label,
+    /// The SLO's bounds, dashed.
+    bounds: Vec<Level>,
+    capacity: Option<CapacityLine>,
+    lines: Vec<SeriesMarks>,
+    /// The y axis's top, when higher values were drawn at the top.
+    clipped_at: Option<String>,
+}
+
+impl HtmlSafe for Figure {}
+
+/// A text at `(x, y)`.
+struct Label {
+    x: Px,
+    y: Px,
+    text: String,
+}
+
+/// A line across at height `y`, its text above it at `text_y`.
+struct Level {
+    text: String,
+    y: Px,
+    text_y: Px,
+}
+
+/// The vertical line at the capacity.
+struct CapacityLine {
+    x: Px,
+    text_x: Px,
+    rate: String,
+}
+
+/// A series drawn: its polyline and a circle per step, filled where the step held.
+struct SeriesMarks {
+    name: String,
+    color: String,
+    points: Vec<Point>,
+    dots: Vec<(Px, Px, bool)>,
+}
+
 fn figure(
-    id: &str,
-    title: &str,
+    id: &'static str,
+    title: &'static str,
     capacity: &Capacity,
     series: &[Series<'_>],
     bounds: &[Bound],
-) -> String {
+) -> Figure {
     let x_max = capacity.steps.iter().map(|s| s.offered).fold(0.0, f64::max) * 1.05;
     let highest = series
         .iter()
@@ -330,86 +406,71 @@ fn figure(
     let y_max = nice_top(highest.min(clip));
     let x = Axis::new(x_max, LEFT, WIDTH - RIGHT);
     let y = Axis::new(y_max, HEIGHT - BOTTOM, TOP);
-    let mut svg = format!(
-        "<figure data-chart=\"{id}\">\n<figcaption>{title}</figcaption>\n<svg class=\"chart\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\">\n"
-    );
-    grid(&mut svg, &x, &y);
-    for bound in bounds {
-        let py = y.px(bound.value.min(y_max));
-        let _ = writeln!(
-            svg,
-            "<line class=\"slo\" data-slo=\"{}\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{py:.1}\" y2=\"{py:.1}\" stroke=\"#b00\" stroke-dasharray=\"6 4\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"11\" fill=\"#b00\" text-anchor=\"end\">{}</text>",
-            escape(&bound.name),
-            WIDTH - RIGHT,
-            WIDTH - RIGHT - 4.0,
-            py - 4.0,
-            escape(&bound.name)
-        );
+    Figure {
+        id,
+        title,
+        y_ticks: y
+            .ticks()
+            .into_iter()
+            .map(|tick| Level {
+                text: tick_text(tick),
+                y: Px(y.px(tick)),
+                text_y: Px(y.px(tick) + 4.0),
+            })
+            .collect(),
+        x_ticks: x
+            .ticks()
+            .into_iter()
+            .map(|tick| Label {
+                x: Px(x.px(tick)),
+                y: Px(HEIGHT - BOTTOM + 16.0),
+                text: tick_text(tick),
+            })
+            .collect(),
+        axis_name: Label {
+            x: Px((LEFT + WIDTH - RIGHT) / 2.0),
+            y: Px(HEIGHT - 4.0),
+            text: "offered rate, req/s".to_owned(),
+        },
+        bounds: bounds
+            .iter()
+            .map(|bound| {
+                let py = y.px(bound.value.min(y_max));
+                Level {
+                    text: bound.name.clone(),
+                    y: Px(py),
+                    text_y: Px(py - 4.0),
+                }
+            })
+            .collect(),
+        capacity: capacity.rate.map(|rate| CapacityLine {
+            x: Px(x.px(rate)),
+            text_x: Px(x.px(rate) + 4.0),
+            rate: rate_text(rate),
+        }),
+        lines: series.iter().map(|line| marks(line, &x, &y)).collect(),
+        clipped_at: (highest > clip).then(|| tick_text(y_max)),
     }
-    if let Some(rate) = capacity.rate {
-        let px = x.px(rate);
-        let _ = writeln!(
-            svg,
-            "<line class=\"capacity\" x1=\"{px:.1}\" x2=\"{px:.1}\" y1=\"{TOP}\" y2=\"{}\" stroke=\"#080\" stroke-width=\"2\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"11\" fill=\"#080\">capacity {} req/s</text>",
-            HEIGHT - BOTTOM,
-            px + 4.0,
-            TOP + 12.0,
-            rate_text(rate)
-        );
-    }
-    for line in series {
-        draw(&mut svg, line, &x, &y);
-    }
-    svg.push_str("</svg>\n<div class=\"legend\">");
-    for line in series {
-        let _ = write!(
-            svg,
-            "<span><i style=\"background:{}\"></i>{}</span>",
-            line.color, line.name
-        );
-    }
-    svg.push_str("<span>filled: held, hollow: broke or the generator's limit</span>");
-    if highest > clip {
-        let _ = write!(
-            svg,
-            "<span>values above {} are drawn at the top</span>",
-            tick_text(y_max)
-        );
-    }
-    svg.push_str("</div>\n</figure>\n");
-    svg
 }
 
-fn draw(svg: &mut String, line: &Series<'_>, x: &Axis, y: &Axis) {
-    let points: Vec<(f64, f64, Verdict)> = line
+fn marks(line: &Series<'_>, x: &Axis, y: &Axis) -> SeriesMarks {
+    let points: Vec<(Point, bool)> = line
         .points
         .iter()
         .filter_map(|&(rate, value, verdict)| {
-            value.map(|v| (x.px(rate), y.px(v.min(y.max)), verdict))
+            let value = value?;
+            let point = Point(x.px(rate), y.px(value.min(y.max)));
+            Some((point, verdict == Verdict::Held))
         })
         .collect();
-    let path: Vec<String> = points
-        .iter()
-        .map(|(px, py, _)| format!("{px:.1},{py:.1}"))
-        .collect();
-    let _ = writeln!(
-        svg,
-        "<polyline data-series=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>",
-        line.name,
-        line.color,
-        path.join(" ")
-    );
-    for (px, py, verdict) in points {
-        let fill = if verdict == Verdict::Held {
-            line.color
-        } else {
-            "#fff"
-        };
-        let _ = writeln!(
-            svg,
-            "<circle cx=\"{px:.1}\" cy=\"{py:.1}\" r=\"4\" fill=\"{fill}\" stroke=\"{}\" stroke-width=\"2\"/>",
-            line.color
-        );
+    SeriesMarks {
+        name: line.name.to_owned(),
+        color: line.color.to_owned(),
+        points: points.iter().map(|(point, _)| *point).collect(),
+        dots: points
+            .iter()
+            .map(|&(Point(x, y), held)| (Px(x), Px(y), held))
+            .collect(),
     }
 }
 
@@ -442,35 +503,6 @@ impl Axis {
     }
 }
 
-fn grid(svg: &mut String, x: &Axis, y: &Axis) {
-    for tick in y.ticks() {
-        let py = y.px(tick);
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{py:.1}\" y2=\"{py:.1}\" stroke=\"#e4e4e4\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"11\" fill=\"#666\" text-anchor=\"end\">{}</text>",
-            WIDTH - RIGHT,
-            LEFT - 6.0,
-            py + 4.0,
-            tick_text(tick)
-        );
-    }
-    for tick in x.ticks() {
-        let px = x.px(tick);
-        let _ = writeln!(
-            svg,
-            "<text x=\"{px:.1}\" y=\"{}\" font-size=\"11\" fill=\"#666\" text-anchor=\"middle\">{}</text>",
-            HEIGHT - BOTTOM + 16.0,
-            tick_text(tick)
-        );
-    }
-    let _ = writeln!(
-        svg,
-        "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"#666\" text-anchor=\"middle\">offered rate, req/s</text>",
-        (LEFT + WIDTH - RIGHT) / 2.0,
-        HEIGHT - 4.0
-    );
-}
-
 /// A round top at or above `value`.
 fn nice_top(value: f64) -> f64 {
     let step = nice_step(value / 5.0);
@@ -486,39 +518,26 @@ fn tick_text(value: f64) -> String {
     }
 }
 
-fn steps_table(capacity: &Capacity) -> String {
-    let mut html = String::from(
-        "<table id=\"capacity-steps\"><tr><th>step</th><th>offered req/s</th><th>achieved req/s</th><th>connections</th><th>p50 ms</th><th>p99 ms</th><th>errors</th><th class=\"text\">outcome</th></tr>\n",
-    );
+fn step_row(step: &Step) -> StepRow {
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |s| format!("{:.1}", s * 1000.0));
-    for (i, step) in capacity.steps.iter().enumerate() {
-        let outcome = match step.verdict {
-            Verdict::Held => "held".to_owned(),
-            Verdict::Broke => format!("broke: {}", step.reason.as_deref().unwrap_or_default()),
-            Verdict::GeneratorLimit => format!(
-                "generator limit: {}",
-                step.reason.as_deref().unwrap_or_default()
-            ),
-        };
-        let _ = writeln!(
-            html,
-            "<tr data-verdict=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td><td class=\"text\">{}</td></tr>",
-            serde_json::to_value(step.verdict)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
-            i + 1,
-            rate_text(step.offered),
-            rate_text(step.achieved),
-            step.connections,
-            ms(step.p50),
-            ms(step.p99),
-            step.error_percent,
-            escape(&outcome)
-        );
+    let outcome = match step.verdict {
+        Verdict::Held => "held".to_owned(),
+        Verdict::Broke => format!("broke: {}", step.reason.as_deref().unwrap_or_default()),
+        Verdict::GeneratorLimit => format!(
+            "generator limit: {}",
+            step.reason.as_deref().unwrap_or_default()
+        ),
+    };
+    StepRow {
+        verdict: json_name(step.verdict),
+        offered: rate_text(step.offered),
+        achieved: rate_text(step.achieved),
+        connections: step.connections,
+        p50: ms(step.p50),
+        p99: ms(step.p99),
+        errors: format!("{:.2}%", step.error_percent),
+        outcome,
     }
-    html.push_str("</table>\n");
-    html
 }
 
 #[cfg(test)]

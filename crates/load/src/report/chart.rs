@@ -1,14 +1,17 @@
 //! Inline SVG charts for `report.html`: lines over time and a histogram's bars, with axes
-//! ticked in round steps (1, 2 or 5 × 10^n) and numbers grouped in thousands.
+//! ticked in round steps (1, 2 or 5 × 10^n) and numbers grouped in thousands. This file
+//! computes the geometry; the markup is in the askama templates under `templates/report/chart/`.
 //!
 //! The grouping ([`thousands`], [`format_number`]) is hand-written: it groups the whole part
 //! of a number with the decimals its axis step needs, which indicatif's `HumanCount` (whole
 //! numbers) and `HumanFloatCount` (its own decimals) do not do, and this crate would
 //! otherwise not depend on a progress-bar crate.
 
-use std::fmt::Write as _;
+use std::fmt;
 
-use crate::markup::escape;
+use askama::Template;
+use askama::filters::HtmlSafe;
+
 use crate::report::describe::{HistogramBin, nice_step};
 
 /// A chart's size and margins, shared by every chart of the report (the capacity section's
@@ -19,6 +22,27 @@ pub(crate) const LEFT: f64 = 72.0;
 pub(crate) const RIGHT: f64 = 16.0;
 pub(crate) const TOP: f64 = 12.0;
 pub(crate) const BOTTOM: f64 = 36.0;
+
+/// The same, as the templates draw with them: the whole chart's size and the plot area's
+/// edges.
+pub(crate) struct Frame {
+    pub width: f64,
+    pub height: f64,
+    pub left: f64,
+    pub right: f64,
+    pub top: f64,
+    pub bottom: f64,
+}
+
+/// [`Frame`] of every chart.
+pub(crate) const FRAME: Frame = Frame {
+    width: WIDTH,
+    height: HEIGHT,
+    left: LEFT,
+    right: WIDTH - RIGHT,
+    top: TOP,
+    bottom: HEIGHT - BOTTOM,
+};
 
 /// Ticks wanted on an axis, about.
 const Y_TICKS: f64 = 5.0;
@@ -40,8 +64,36 @@ pub struct Line {
     pub points: Vec<(u64, Option<f64>)>,
 }
 
+/// A figure of lines over time: the `report/chart/lines.html` template.
+#[derive(Template)]
+#[template(path = "report/chart/lines.html")]
+pub struct LineChart {
+    id: String,
+    title: String,
+    grid: Grid,
+    marks: Vec<Mark>,
+    legend: Vec<LegendItem>,
+}
+
+/// One unbroken run of a line's points: a dot when it is a single point.
+struct Mark {
+    name: String,
+    color: &'static str,
+    shape: Shape,
+}
+
+enum Shape {
+    Dot(Px, Px),
+    Path(Vec<Point>),
+}
+
+struct LegendItem {
+    name: String,
+    color: &'static str,
+}
+
 /// The figure of `lines` over `seconds` seconds, values in `unit`.
-pub fn lines(id: &str, title: &str, unit: &str, seconds: u64, lines: &[Line]) -> String {
+pub fn lines(id: &str, title: &str, unit: &str, seconds: u64, lines: &[Line]) -> LineChart {
     let top_value = lines
         .iter()
         .flat_map(|l| l.points.iter().filter_map(|p| p.1))
@@ -53,52 +105,83 @@ pub fn lines(id: &str, title: &str, unit: &str, seconds: u64, lines: &[Line]) ->
         x: x_axis,
         y: y_axis,
     };
-    let mut svg = open_figure(id, title);
-    plot.grid(&mut svg, unit, " s");
-    for line in lines {
-        for segment in line.points.split(|p| p.1.is_none()) {
-            let points: Vec<(f64, f64)> = segment
-                .iter()
-                .filter_map(|&(s, v)| Some((plot.px(s as f64 + 0.5), plot.py(v?))))
-                .collect();
-            draw_segment(&mut svg, line, &points);
-        }
+    let marks = lines
+        .iter()
+        .flat_map(|line| {
+            line.points
+                .split(|p| p.1.is_none())
+                .filter_map(|segment| mark(&plot, line, segment))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    LineChart {
+        id: id.to_owned(),
+        title: title.to_owned(),
+        grid: plot.grid(unit, " s"),
+        marks,
+        legend: lines
+            .iter()
+            .map(|l| LegendItem {
+                name: l.name.clone(),
+                color: l.color,
+            })
+            .collect(),
     }
-    svg.push_str("</svg>\n");
-    svg.push_str(&legend(lines));
-    svg.push_str("</figure>\n");
-    svg
 }
 
-fn draw_segment(svg: &mut String, line: &Line, points: &[(f64, f64)]) {
-    if let [(x, y)] = points {
-        let _ = writeln!(
-            svg,
-            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.5\" fill=\"{}\"><title>{}</title></circle>",
-            line.color,
-            escape(&line.name)
-        );
-    } else if !points.is_empty() {
-        let text: Vec<String> = points
-            .iter()
-            .map(|(x, y)| format!("{x:.1},{y:.1}"))
-            .collect();
-        let _ = writeln!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.8\" points=\"{}\"><title>{}</title></polyline>",
-            line.color,
-            text.join(" "),
-            escape(&line.name)
-        );
-    }
+/// The mark of one segment of `line` (points without a gap), none for an empty one.
+fn mark(plot: &Plot, line: &Line, segment: &[(u64, Option<f64>)]) -> Option<Mark> {
+    let points: Vec<Point> = segment
+        .iter()
+        .filter_map(|&(s, v)| Some(Point(plot.px(s as f64 + 0.5), plot.py(v?))))
+        .collect();
+    let shape = match points.as_slice() {
+        [] => return None,
+        [Point(x, y)] => Shape::Dot(Px(*x), Px(*y)),
+        _ => Shape::Path(points),
+    };
+    Some(Mark {
+        name: line.name.clone(),
+        color: line.color,
+        shape,
+    })
+}
+
+/// The histogram of response times: the `report/chart/histogram.html` template.
+#[derive(Template)]
+#[template(path = "report/chart/histogram.html")]
+pub struct HistogramChart {
+    id: String,
+    title: String,
+    grid: Grid,
+    bars: Vec<Bar>,
+    /// The note on the last, wider bin.
+    tail: Option<TailNote>,
+}
+
+/// Where the note on the slowest bin goes, and the bin's bounds in ms.
+struct TailNote {
+    x: Px,
+    y: Px,
+    from: String,
+    to: String,
+}
+
+struct Bar {
+    x: Px,
+    y: Px,
+    width: Px,
+    height: Px,
+    color: &'static str,
+    from: String,
+    to: String,
+    count: String,
 }
 
 /// The histogram of response times: even bars, and the last (slowest) bin set apart when it
-/// is wider than the others.
-pub fn histogram(id: &str, title: &str, bins: &[HistogramBin]) -> String {
-    let Some(first) = bins.first() else {
-        return String::new();
-    };
+/// is wider than the others. None without samples.
+pub fn histogram(id: &str, title: &str, bins: &[HistogramBin]) -> Option<HistogramChart> {
+    let first = bins.first()?;
     let width_ms = (first.to_seconds - first.from_seconds) * 1000.0;
     let start_ms = first.from_seconds * 1000.0;
     // The slowest bin is drawn as one more slot, marked, when it is wider than the rest.
@@ -106,12 +189,11 @@ pub fn histogram(id: &str, title: &str, bins: &[HistogramBin]) -> String {
         .last()
         .filter(|b| (b.to_seconds - b.from_seconds) * 1000.0 > width_ms * 1.001 && bins.len() > 1);
     let even = if tail.is_some() {
-        &bins[..bins.len() - 1]
+        bins.len() - 1
     } else {
-        bins
+        bins.len()
     };
-    let slots = bins.len() as f64;
-    let end_ms = start_ms + slots * width_ms;
+    let end_ms = start_ms + bins.len() as f64 * width_ms;
     let plot = Plot {
         x: Axis::span(start_ms, end_ms, X_TICKS),
         y: Axis::new(
@@ -119,60 +201,90 @@ pub fn histogram(id: &str, title: &str, bins: &[HistogramBin]) -> String {
             Y_TICKS,
         ),
     };
-    let mut svg = open_figure(id, title);
-    plot.grid(&mut svg, "", " ms");
-    for (i, bin) in bins.iter().enumerate() {
-        let x0 = plot.px(start_ms + i as f64 * width_ms);
-        let x1 = plot.px(start_ms + (i + 1) as f64 * width_ms);
-        let y = plot.py(bin.count as f64);
-        let slow = i >= even.len();
-        let _ = writeln!(
-            svg,
-            "<rect class=\"bar\" x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\"><title>{} to {} ms: {} samples</title></rect>",
-            (x1 - x0 - 1.0).max(0.5),
-            (plot.py(0.0) - y).max(0.0),
-            if slow { "#d62728" } else { PALETTE[0] },
-            format_number(bin.from_seconds * 1000.0, width_ms / 10.0),
-            format_number(bin.to_seconds * 1000.0, width_ms / 10.0),
-            thousands(bin.count)
-        );
-    }
-    if let Some(tail) = tail {
-        let _ = writeln!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"#b00\">last bar (red): the slowest, {} to {} ms</text>",
-            WIDTH - RIGHT - 4.0,
-            TOP + 12.0,
-            format_number(tail.from_seconds * 1000.0, width_ms / 10.0),
-            format_number(tail.to_seconds * 1000.0, width_ms / 10.0),
-        );
-    }
-    svg.push_str("</svg></figure>\n");
-    svg
-}
-
-fn open_figure(id: &str, title: &str) -> String {
-    format!(
-        "<figure><figcaption>{}</figcaption><svg class=\"chart\" data-chart=\"{}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{}\">\n",
-        escape(title),
-        escape(id),
-        escape(title)
-    )
-}
-
-fn legend(lines: &[Line]) -> String {
-    let items: String = lines
+    let bound = |seconds: f64| format_number(seconds * 1000.0, width_ms / 10.0);
+    let bars = bins
         .iter()
-        .map(|l| {
-            format!(
-                "<span><i style=\"background:{}\"></i>{}</span>",
-                l.color,
-                escape(&l.name)
-            )
+        .enumerate()
+        .map(|(i, bin)| {
+            let x0 = plot.px(start_ms + i as f64 * width_ms);
+            let x1 = plot.px(start_ms + (i + 1) as f64 * width_ms);
+            let y = plot.py(bin.count as f64);
+            Bar {
+                x: Px(x0),
+                y: Px(y),
+                width: Px((x1 - x0 - 1.0).max(0.5)),
+                height: Px((plot.py(0.0) - y).max(0.0)),
+                color: if i >= even { SLOWEST } else { PALETTE[0] },
+                from: bound(bin.from_seconds),
+                to: bound(bin.to_seconds),
+                count: thousands(bin.count),
+            }
         })
         .collect();
-    format!("<div class=\"legend\">{items}</div>")
+    Some(HistogramChart {
+        id: id.to_owned(),
+        title: title.to_owned(),
+        grid: plot.grid("", " ms"),
+        bars,
+        tail: tail.map(|t| TailNote {
+            x: Px(WIDTH - RIGHT - 4.0),
+            y: Px(TOP + 12.0),
+            from: bound(t.from_seconds),
+            to: bound(t.to_seconds),
+        }),
+    })
 }
+
+/// The colour of the slowest, wider bin.
+const SLOWEST: &str = "#d62728";
+
+/// A chart's grid: horizontal lines with their values, and the x axis's ticks.
+#[derive(Template)]
+#[template(path = "report/chart/grid.html")]
+struct Grid {
+    y_ticks: Vec<Tick>,
+    x_ticks: Vec<Tick>,
+}
+
+/// A grid line or tick from `(x1, y1)` to `(x2, y2)`, its text at `(tx, ty)`.
+struct Tick {
+    x1: Px,
+    y1: Px,
+    x2: Px,
+    y2: Px,
+    tx: Px,
+    ty: Px,
+    text: String,
+}
+
+// The charts are templates whose own fields are escaped: they go into the page as they are.
+impl HtmlSafe for LineChart {}
+impl HtmlSafe for HistogramChart {}
+impl HtmlSafe for Grid {}
+
+/// An SVG coordinate, written to one decimal.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Px(pub f64);
+
+impl fmt::Display for Px {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1}", self.0)
+    }
+}
+
+impl HtmlSafe for Px {}
+
+/// A point of a polyline, as its `points` attribute lists them: `x,y`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Point(pub f64, pub f64);
+
+impl fmt::Display for Point {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.1},{:.1}", self.0, self.1)
+    }
+}
+
+impl HtmlSafe for Point {}
 
 /// An axis from `low` to a round top, ticked every `step`.
 struct Axis {
@@ -240,29 +352,44 @@ impl Plot {
     }
 
     /// Horizontal grid lines with their values, and the x axis's ticks.
-    fn grid(&self, svg: &mut String, y_unit: &str, x_unit: &str) {
-        for value in self.y.ticks() {
-            let y = self.py(value);
-            let _ = writeln!(
-                svg,
-                "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#e4e4e4\"/><text x=\"{:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"end\" fill=\"#666\">{}{y_unit}</text>",
-                WIDTH - RIGHT,
-                LEFT - 6.0,
-                y + 4.0,
-                format_number(value, self.y.step),
-            );
-        }
+    fn grid(&self, y_unit: &str, x_unit: &str) -> Grid {
+        let text = |value: f64, axis: &Axis, unit: &str| {
+            format!("{}{unit}", format_number(value, axis.step))
+        };
+        let y_ticks = self
+            .y
+            .ticks()
+            .map(|value| {
+                let y = self.py(value);
+                Tick {
+                    x1: Px(LEFT),
+                    y1: Px(y),
+                    x2: Px(WIDTH - RIGHT),
+                    y2: Px(y),
+                    tx: Px(LEFT - 6.0),
+                    ty: Px(y + 4.0),
+                    text: text(value, &self.y, y_unit),
+                }
+            })
+            .collect();
         let baseline = self.py(self.y.low);
-        for value in self.x.ticks() {
-            let x = self.px(value);
-            let _ = writeln!(
-                svg,
-                "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{baseline:.1}\" y2=\"{:.1}\" stroke=\"#999\"/><text x=\"{x:.1}\" y=\"{:.1}\" font-size=\"11\" text-anchor=\"middle\" fill=\"#666\">{}{x_unit}</text>",
-                baseline + 4.0,
-                HEIGHT - 14.0,
-                format_number(value, self.x.step),
-            );
-        }
+        let x_ticks = self
+            .x
+            .ticks()
+            .map(|value| {
+                let x = self.px(value);
+                Tick {
+                    x1: Px(x),
+                    y1: Px(baseline),
+                    x2: Px(x),
+                    y2: Px(baseline + 4.0),
+                    tx: Px(x),
+                    ty: Px(HEIGHT - 14.0),
+                    text: text(value, &self.x, x_unit),
+                }
+            })
+            .collect();
+        Grid { y_ticks, x_ticks }
     }
 }
 
@@ -288,7 +415,9 @@ pub fn format_number(value: f64, step: f64) -> String {
     }
 }
 
-/// A count with thousands separators: `1,234,567`.
+/// A count with thousands separators: `1,234,567`. Hand-written (ten lines, shared with
+/// [`format_number`]'s grouping): indicatif's `HumanCount` does the same but lives in the
+/// binary, and this crate would take a progress-bar crate for it.
 pub fn thousands(count: u64) -> String {
     group(&count.to_string())
 }

@@ -1,11 +1,18 @@
 //! `report.html`: one self-contained file (inline CSS and SVG, no network): the verdict, what
 //! was run, charts over time (overall and per label), the response-time histogram, and the
-//! summary tables (status codes, percentiles, labels, errors, criteria).
+//! summary tables (status codes, percentiles, labels, errors, criteria). This file decides
+//! what the page says, in figures as read; the markup is the askama template
+//! `templates/report/page.html` (the charts' in `templates/report/chart/`), which escapes
+//! every value it is given.
 
 use std::fmt::Write as _;
 
-use crate::markup::escape;
-use crate::report::chart::{self, Line, PALETTE, format_number, thousands};
+use askama::Template;
+
+use crate::report::capacity;
+use crate::report::chart::{
+    self, HistogramChart, Line, LineChart, PALETTE, format_number, thousands,
+};
 use crate::report::console::decimals_for;
 use crate::report::describe::{ExecutionDescription, Model};
 use crate::report::{Report, Verdict, kind_name};
@@ -16,52 +23,126 @@ const MAX_CHART_LABELS: usize = 10;
 
 /// The whole page.
 pub fn page(report: &Report) -> String {
-    let mut body = String::from("<h1>Peregrine load report</h1>\n");
-    if let Some(shards) = report.merged_shards {
-        let _ = writeln!(
-            body,
-            "<p class=\"meta\" id=\"merged\">Merged from {shards} shards by <code>peregrine report merge</code>: counts summed, percentiles from the shards' merged histograms.</p>"
-        );
-    }
-    body.push_str(&banner(report));
-    body.push_str(&super::capacity::section(report.capacity.as_ref()));
-    body.push_str(&run_description(report));
-    body.push_str(&tiles(report));
-    body.push_str(&timeline_charts(report));
-    body.push_str(&chart::histogram(
-        "histogram",
-        "Response times: samples per bin",
-        &report.latency_histogram,
-    ));
-    body.push_str(&label_charts(report));
-    body.push_str(&status_codes(report));
-    body.push_str(&tables(report));
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Peregrine load report</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{body}<script>{SCRIPT}</script>\n</body>\n</html>\n"
-    )
+    let (seconds, cut) = whole_seconds(report);
+    let page = Page {
+        merged_shards: report.merged_shards,
+        banner: banner(report),
+        capacity: capacity::section(report.capacity.as_ref()),
+        run: run_description(report),
+        tiles: tiles(report),
+        rate: report.rate.as_ref().map(|rate| RateLine {
+            below_target: rate.below_target,
+            requested: format_number(rate.requested, 0.1),
+            achieved: format_number(rate.achieved, 0.1),
+        }),
+        partial_second: cut.map(|part| format_number(part, 0.01)),
+        timeline: timeline_charts(seconds),
+        histogram: chart::histogram(
+            "histogram",
+            "Response times: samples per bin",
+            &report.latency_histogram,
+        ),
+        per_label: label_charts(report, seconds),
+        status_codes: status_codes(report),
+        percentiles: percentiles(report),
+        labels: report.labels.iter().map(label_row).collect(),
+        errors: report.errors.iter().map(error_row).collect(),
+        criteria: report
+            .criteria
+            .iter()
+            .map(|c| (c.failed, c.verdict.as_str()))
+            .collect(),
+        warnings: &report.warnings,
+    };
+    // Rendering into a String fails only if a value's Display fails, and none of these does.
+    page.render()
+        .unwrap_or_else(|e| format!("report.html could not be rendered: {e}"))
 }
 
-const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:24px auto;max-width:900px;color:#222}\
-h1{font-size:22px;margin:0 0 8px}h2{font-size:16px;margin:24px 0 8px}.meta{color:#666;margin:4px 0 12px}\
-.warn{color:#b00}.ok{color:#080}.tiles{display:flex;gap:12px;margin:12px 0}\
-.banner{padding:10px 14px;border-radius:6px;margin:8px 0 12px;border:1px solid}.banner b{font-size:18px;margin-right:8px}\
-.banner.passed{background:#e9f7ec;border-color:#7bc38c}.banner.failed,.banner.aborted{background:#fdecec;border-color:#e08a8a}\
-.banner.interrupted,.banner.errors{background:#fff6e0;border-color:#e0b860}.banner ul{margin:6px 0 0;padding-left:20px}\
-.tiles div{flex:1;border:1px solid #ddd;border-radius:6px;padding:8px;color:#666}.tiles b{display:block;font-size:20px;color:#222}\
-dl.run{display:grid;grid-template-columns:max-content 1fr;gap:2px 16px;margin:0}dl.run dt{color:#666}dl.run dd{margin:0}\
-figure{margin:16px 0}figcaption{font-weight:600;margin-bottom:4px}svg{width:100%;height:auto;background:#fafafa;border:1px solid #eee}\
-.legend{font-size:12px;display:flex;flex-wrap:wrap;gap:4px 14px;margin-top:4px}.legend i{display:inline-block;width:10px;height:10px;margin-right:4px}\
-table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:4px 8px;text-align:right}\
-td:first-child,th:first-child{text-align:left;overflow-wrap:anywhere}.text{text-align:left}";
+/// The page's figures, each as the reader sees it.
+#[derive(Template)]
+#[template(path = "report/page.html")]
+struct Page<'a> {
+    merged_shards: Option<u32>,
+    banner: Banner<'a>,
+    capacity: Option<capacity::Section>,
+    /// "What was run": a name and its value per line.
+    run: Vec<(String, String)>,
+    tiles: Tiles,
+    rate: Option<RateLine>,
+    /// How much of the run's last, cut second ran, when it was left out of the charts.
+    partial_second: Option<String>,
+    /// The charts over time; none for a run shorter than a second.
+    timeline: Vec<LineChart>,
+    histogram: Option<HistogramChart>,
+    per_label: Option<PerLabel>,
+    status_codes: Vec<StatusRow>,
+    percentiles: Vec<[String; 3]>,
+    labels: Vec<LabelRow<'a>>,
+    errors: Vec<ErrorRow<'a>>,
+    /// Each criterion: failed, and its verdict.
+    criteria: Vec<(bool, &'a str)>,
+    warnings: &'a [String],
+}
 
-/// Marks the page once the browser has laid out every chart's lines or bars, so a test can
-/// tell the charts rendered (not just that the markup exists).
-const SCRIPT: &str = "window.addEventListener('load',function(){var n=0;document.querySelectorAll('svg.chart').forEach(function(s){\
-var ok=Array.prototype.some.call(s.querySelectorAll('polyline,circle,rect.bar'),function(p){var b=p.getBBox();return b.width>0||b.height>0;});\
-if(ok){n++;}});document.body.setAttribute('data-charts-rendered',String(n));});";
+/// The outcome in one coloured line, with the failed criteria under it.
+struct Banner<'a> {
+    class: &'static str,
+    verdict: &'static str,
+    title: &'static str,
+    detail: String,
+    exit_code: i32,
+    failed: Vec<&'a str>,
+}
 
-/// The outcome in one coloured line, with the reasons under it.
-fn banner(report: &Report) -> String {
+/// The headline figures.
+struct Tiles {
+    samples: String,
+    failures: String,
+    throughput: String,
+    average: String,
+    p99: String,
+}
+
+/// An open model's requested and achieved rates.
+struct RateLine {
+    below_target: bool,
+    requested: String,
+    achieved: String,
+}
+
+/// The per-label charts, and the note when they leave labels out.
+struct PerLabel {
+    /// How many labels are drawn and how many there are, when not all are drawn.
+    capped: Option<(usize, String)>,
+    charts: [LineChart; 2],
+}
+
+struct StatusRow {
+    name: String,
+    count: String,
+    share: String,
+}
+
+struct LabelRow<'a> {
+    label: &'a str,
+    samples: String,
+    failures: String,
+    average: String,
+    p50: String,
+    p90: String,
+    p99: String,
+    throughput: String,
+}
+
+struct ErrorRow<'a> {
+    label: &'a str,
+    kind: String,
+    count: String,
+    message: &'a str,
+}
+
+fn banner(report: &Report) -> Banner<'_> {
     let o = &report.overall;
     let failed: Vec<&str> = report
         .criteria
@@ -72,7 +153,7 @@ fn banner(report: &Report) -> String {
     let (class, title, detail) = match report.verdict {
         Verdict::Passed if o.failures > 0 => (
             "errors",
-            "Passed, with errors".to_owned(),
+            "Passed, with errors",
             format!(
                 "{} of {} requests failed ({:.2}%); no pass/fail criterion failed",
                 thousands(o.failures),
@@ -82,17 +163,17 @@ fn banner(report: &Report) -> String {
         ),
         Verdict::Passed if report.criteria.is_empty() => (
             "passed",
-            "Passed".to_owned(),
+            "Passed",
             "the test ran to its end without errors (no pass/fail criteria were set)".to_owned(),
         ),
         Verdict::Passed => (
             "passed",
-            "Passed".to_owned(),
+            "Passed",
             format!("all {} pass/fail criteria held", report.criteria.len()),
         ),
         Verdict::Failed => (
             "failed",
-            "Failed".to_owned(),
+            "Failed",
             format!(
                 "{} of {} pass/fail criteria failed{}",
                 failed.len(),
@@ -106,33 +187,26 @@ fn banner(report: &Report) -> String {
         ),
         Verdict::Interrupted => (
             "interrupted",
-            "Interrupted".to_owned(),
+            "Interrupted",
             "stopped by Ctrl-C or SIGTERM: the figures cover the part that ran".to_owned(),
         ),
         Verdict::Aborted => (
             "aborted",
-            "Aborted".to_owned(),
+            "Aborted",
             format!(
                 "the run could not go on: {}",
                 report.problem.as_deref().unwrap_or("see the log")
             ),
         ),
     };
-    let mut html = format!(
-        "<div class=\"banner {class}\" id=\"verdict\" data-verdict=\"{}\"><b>{title}</b>{} <span class=\"meta\">(exit code {})</span>",
-        verdict_name(report.verdict),
-        escape(&detail),
-        report.exit_code()
-    );
-    if !failed.is_empty() {
-        html.push_str("<ul>");
-        for verdict in failed {
-            let _ = write!(html, "<li>{}</li>", escape(verdict));
-        }
-        html.push_str("</ul>");
+    Banner {
+        class,
+        verdict: verdict_name(report.verdict),
+        title,
+        detail,
+        exit_code: report.exit_code(),
+        failed,
     }
-    html.push_str("</div>\n");
-    html
 }
 
 fn verdict_name(verdict: Verdict) -> &'static str {
@@ -145,11 +219,8 @@ fn verdict_name(verdict: Verdict) -> &'static str {
 }
 
 /// What was run: targets, load model, durations, start time, tool.
-fn run_description(report: &Report) -> String {
-    let mut rows = String::new();
-    let mut row = |name: &str, value: String| {
-        let _ = write!(rows, "<dt>{name}</dt><dd>{}</dd>", escape(&value));
-    };
+fn run_description(report: &Report) -> Vec<(String, String)> {
+    let mut rows = Vec::new();
     for (i, execution) in report.run.executions.iter().enumerate() {
         let prefix = if report.run.executions.len() > 1 {
             format!("Execution {} ", i + 1)
@@ -161,22 +232,28 @@ fn run_description(report: &Report) -> String {
         if more > 0 {
             let _ = write!(targets, " and {} more requests", thousands(more as u64));
         }
-        row(&format!("{prefix}Target"), targets);
-        row(&format!("{prefix}Load"), load_text(execution));
-        row(&format!("{prefix}Schedule"), schedule_text(execution));
+        rows.push((format!("{prefix}Target"), targets));
+        rows.push((format!("{prefix}Load"), load_text(execution)));
+        rows.push((format!("{prefix}Schedule"), schedule_text(execution)));
     }
-    row("Started", report.run.started_at.replace('T', " "));
-    row(
-        "Ran for",
-        format!(
-            "{} s ({})",
-            format_number(report.duration_seconds, 0.1),
-            report.ending.as_str()
-        ),
+    let ran_for = format!(
+        "{} s ({})",
+        format_number(report.duration_seconds, 0.1),
+        report.ending.as_str()
     );
-    row("Tool", report.tool.clone());
-    row("Response times", report.latency_note().to_owned());
-    format!("<h2>What was run</h2>\n<dl class=\"run\" id=\"run\">{rows}</dl>\n")
+    rows.extend([
+        (
+            "Started".to_owned(),
+            report.run.started_at.replace('T', " "),
+        ),
+        ("Ran for".to_owned(), ran_for),
+        ("Tool".to_owned(), report.tool.clone()),
+        (
+            "Response times".to_owned(),
+            report.latency_note().to_owned(),
+        ),
+    ]);
+    rows
 }
 
 fn load_text(execution: &ExecutionDescription) -> String {
@@ -221,27 +298,15 @@ fn trimmed(value: f64) -> String {
     }
 }
 
-fn tiles(report: &Report) -> String {
+fn tiles(report: &Report) -> Tiles {
     let o = &report.overall;
-    let mut html = format!(
-        "<div class=\"tiles\"><div><b>{}</b>samples</div><div><b>{:.2}%</b>failures</div><div><b>{}</b>req/s</div>\
-         <div><b>{}</b>average</div><div><b>{}</b>p99</div></div>\n",
-        thousands(o.samples),
-        o.failure_percent,
-        format_number(o.throughput, 0.1),
-        ms_unit(o.avg_rt),
-        ms_unit(o.percentile(99.0).unwrap_or(0.0)),
-    );
-    if let Some(rate) = &report.rate {
-        let _ = writeln!(
-            html,
-            "<p class=\"{}\">Request rate: requested {}/s, achieved {}/s</p>",
-            if rate.below_target { "warn" } else { "meta" },
-            format_number(rate.requested, 0.1),
-            format_number(rate.achieved, 0.1)
-        );
+    Tiles {
+        samples: thousands(o.samples),
+        failures: format!("{:.2}%", o.failure_percent),
+        throughput: format_number(o.throughput, 0.1),
+        average: ms_unit(o.avg_rt),
+        p99: ms_unit(o.percentile(99.0).unwrap_or(0.0)),
     }
-    html
 }
 
 /// Milliseconds with three significant digits (more decimals for small values).
@@ -273,19 +338,9 @@ fn whole_seconds(report: &Report) -> (&[Second], Option<f64>) {
     (&report.timeline[..whole], cut)
 }
 
-fn timeline_charts(report: &Report) -> String {
-    let (seconds, cut) = whole_seconds(report);
-    let mut html = String::from("<h2>Over time</h2>\n");
-    if let Some(part) = cut {
-        let _ = writeln!(
-            html,
-            "<p class=\"meta\" id=\"partial-second\">Each point is one whole second; the run's last second, cut short ({} s of it ran), is left out of these charts but counted everywhere else.</p>",
-            format_number(part, 0.01)
-        );
-    }
+fn timeline_charts(seconds: &[Second]) -> Vec<LineChart> {
     if seconds.is_empty() {
-        html.push_str("<p class=\"meta\">The run was shorter than one second: there is no timeline to draw.</p>\n");
-        return html;
+        return Vec::new();
     }
     let span = seconds.len() as u64;
     let overall = |f: &dyn Fn(&Second) -> Option<f64>| -> Vec<(u64, Option<f64>)> {
@@ -297,7 +352,7 @@ fn timeline_charts(report: &Report) -> String {
         points,
     };
     let level = |l: f64| overall(&|s: &Second| s.overall.percentile(l).map(|v| v * 1000.0));
-    let charts = [
+    vec![
         chart::lines(
             "users",
             "Active users",
@@ -338,14 +393,11 @@ fn timeline_charts(report: &Report) -> String {
                 overall(&|s| Some(s.overall.failures as f64)),
             )],
         ),
-    ];
-    html.extend(charts);
-    html
+    ]
 }
 
 /// Requests per second and p90 per label, for the labels with the most samples.
-fn label_charts(report: &Report) -> String {
-    let (seconds, _) = whole_seconds(report);
+fn label_charts(report: &Report, seconds: &[Second]) -> Option<PerLabel> {
     let mut in_timeline = vec![false; report.labels.len()];
     for window in seconds.iter().flat_map(|s| &s.labels) {
         if let Some(seen) = in_timeline.get_mut(window.label) {
@@ -356,20 +408,13 @@ fn label_charts(report: &Report) -> String {
         .filter(|&i| in_timeline[i])
         .collect();
     if drawn.len() < 2 {
-        return String::new();
+        return None;
     }
     let with_timeline = drawn.len();
     drawn.sort_by_key(|&i| std::cmp::Reverse(report.labels[i].summary.samples));
     drawn.truncate(MAX_CHART_LABELS);
-    let mut html = String::from("<h2>Per label</h2>\n");
-    if with_timeline > drawn.len() || report.labels.len() > with_timeline {
-        let _ = writeln!(
-            html,
-            "<p class=\"meta\" id=\"labels-capped\">Showing the {} labels with the most samples, of {}.</p>",
-            drawn.len(),
-            thousands(report.labels.len() as u64)
-        );
-    }
+    let capped = (with_timeline > drawn.len() || report.labels.len() > with_timeline)
+        .then(|| (drawn.len(), thousands(report.labels.len() as u64)));
     let lines = |value: &dyn Fn(&Window) -> Option<f64>| -> Vec<Line> {
         drawn
             .iter()
@@ -385,124 +430,123 @@ fn label_charts(report: &Report) -> String {
             .collect()
     };
     let span = seconds.len() as u64;
-    html.push_str(&chart::lines(
-        "label-throughput",
-        "Requests per second, per label",
-        "",
-        span,
-        &lines(&|w| Some(w.hits as f64)),
-    ));
-    html.push_str(&chart::lines(
-        "label-p90",
-        "p90 response time, per label",
-        " ms",
-        span,
-        &lines(&|w| w.percentile(90.0).map(|v| v * 1000.0)),
-    ));
-    html
+    let charts = [
+        chart::lines(
+            "label-throughput",
+            "Requests per second, per label",
+            "",
+            span,
+            &lines(&|w| Some(w.hits as f64)),
+        ),
+        chart::lines(
+            "label-p90",
+            "p90 response time, per label",
+            " ms",
+            span,
+            &lines(&|w| w.percentile(90.0).map(|v| v * 1000.0)),
+        ),
+    ];
+    Some(PerLabel { capped, charts })
 }
 
-fn status_codes(report: &Report) -> String {
+fn status_codes(report: &Report) -> Vec<StatusRow> {
     let o = &report.overall;
-    let mut html = String::from(
-        "<h2>Status codes</h2>\n<table id=\"status-codes\"><tr><th>status</th><th>samples</th><th>share</th></tr>\n",
-    );
-    for (code, count) in &o.codes {
-        let name = if code == "none" {
-            "none (no response)"
-        } else {
-            code
-        };
-        let _ = writeln!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td>{:.2}%</td></tr>",
-            escape(name),
-            thousands(*count),
-            *count as f64 * 100.0 / o.samples.max(1) as f64
-        );
-    }
-    html.push_str("</table>\n");
-    html
+    o.codes
+        .iter()
+        .map(|(code, count)| StatusRow {
+            name: if code == "none" {
+                "none (no response)".to_owned()
+            } else {
+                code.clone()
+            },
+            count: thousands(*count),
+            share: format!("{:.2}%", *count as f64 * 100.0 / o.samples.max(1) as f64),
+        })
+        .collect()
 }
 
-fn tables(report: &Report) -> String {
+/// Each percentile level: the level, its response time and its service time.
+fn percentiles(report: &Report) -> Vec<[String; 3]> {
     let o = &report.overall;
-    let mut html = String::from(
-        "<h2>Percentiles</h2>\n<table><tr><th>percentile</th><th>response time, ms</th><th>service time, ms</th></tr>\n",
-    );
-    for (p, s) in o.percentiles.iter().zip(&o.service_percentiles) {
-        let _ = writeln!(
-            html,
-            "<tr><td>{:.1}</td><td>{}</td><td>{}</td></tr>",
-            p.level,
-            ms(p.seconds),
-            ms(s.seconds)
-        );
-    }
-    html.push_str("</table>\n<h2>Labels</h2>\n<table><tr><th>label</th><th>samples</th><th>failures</th><th>avg, ms</th><th>p50, ms</th><th>p90, ms</th><th>p99, ms</th><th>req/s</th></tr>\n");
-    for label in &report.labels {
-        let s = &label.summary;
-        let at = |l: f64| ms(s.percentile(l).unwrap_or(0.0));
-        let _ = writeln!(
-            html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape(&label.label),
-            thousands(s.samples),
-            thousands(s.failures),
-            ms(s.avg_rt),
-            at(50.0),
-            at(90.0),
-            at(99.0),
-            format_number(s.throughput, 0.1)
-        );
-    }
-    html.push_str("</table>\n");
-    html.push_str(&errors(report));
-    html.push_str(&criteria_and_warnings(report));
-    html
+    o.percentiles
+        .iter()
+        .zip(&o.service_percentiles)
+        .map(|(p, s)| [format!("{:.1}", p.level), ms(p.seconds), ms(s.seconds)])
+        .collect()
 }
 
-fn errors(report: &Report) -> String {
-    if report.errors.is_empty() {
-        return String::new();
+fn label_row(label: &crate::report::LabelSummary) -> LabelRow<'_> {
+    let s = &label.summary;
+    let at = |l: f64| ms(s.percentile(l).unwrap_or(0.0));
+    LabelRow {
+        label: &label.label,
+        samples: thousands(s.samples),
+        failures: thousands(s.failures),
+        average: ms(s.avg_rt),
+        p50: at(50.0),
+        p90: at(90.0),
+        p99: at(99.0),
+        throughput: format_number(s.throughput, 0.1),
     }
-    let mut html = String::from(
-        "<h2>Errors</h2>\n<table id=\"errors\"><tr><th>label</th><th class=\"text\">kind</th><th>count</th><th class=\"text\">message</th></tr>\n",
-    );
-    for e in &report.errors {
-        let _ = writeln!(
-            html,
-            "<tr><td>{}</td><td class=\"text\">{}</td><td>{}</td><td class=\"text\">{}</td></tr>",
-            escape(&e.label),
-            escape(&kind_name(e.kind)),
-            thousands(e.count),
-            escape(&e.message)
-        );
-    }
-    html.push_str("</table>\n");
-    html
 }
 
-fn criteria_and_warnings(report: &Report) -> String {
-    let mut html = String::new();
-    if !report.criteria.is_empty() {
-        html.push_str("<h2>Pass/fail criteria</h2>\n<ul>\n");
-        for c in &report.criteria {
-            let _ = writeln!(
-                html,
-                "<li class=\"{}\">{}</li>",
-                if c.failed { "warn" } else { "ok" },
-                escape(&c.verdict)
-            );
-        }
-        html.push_str("</ul>\n");
+fn error_row(e: &crate::stats::ErrorCount) -> ErrorRow<'_> {
+    ErrorRow {
+        label: &e.label,
+        kind: kind_name(e.kind),
+        count: thousands(e.count),
+        message: &e.message,
     }
-    if !report.warnings.is_empty() {
-        html.push_str("<h2>Config warnings</h2>\n<ul>\n");
-        for warning in &report.warnings {
-            let _ = writeln!(html, "<li>{}</li>", escape(warning));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// Every template's file, under `dir`.
+    fn templates(dir: &Path, found: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                templates(&path, found);
+            } else if let Ok(text) = std::fs::read_to_string(&path) {
+                found.push((path.display().to_string(), text));
+            }
         }
-        html.push_str("</ul>\n");
     }
-    html
+
+    /// Labels, URLs, error messages and warnings are the user's text: the page is safe only
+    /// while every value goes through askama's HTML escaping, so no template turns it off.
+    #[test]
+    fn no_template_turns_escaping_off() {
+        let mut found = Vec::new();
+        templates(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("templates"),
+            &mut found,
+        );
+        assert!(found.len() >= 6, "{found:?}");
+        for (path, text) in found {
+            for off in ["|safe", "| safe", "escape(", "|e(", "autoescape"] {
+                assert!(!text.contains(off), "{path} has {off}");
+            }
+        }
+        // Nor a template's derive: an escaper or an extension other than the file's `.html`.
+        let derives = [
+            include_str!("html.rs"),
+            include_str!("chart.rs"),
+            include_str!("capacity.rs"),
+        ];
+        let attributes: Vec<&str> = derives
+            .iter()
+            .flat_map(|source| source.lines())
+            .filter(|line| line.starts_with("#[template("))
+            .collect();
+        assert!(attributes.len() >= 6, "{attributes:?}");
+        for attribute in attributes {
+            let path_only = attribute.starts_with("#[template(path = \"")
+                && attribute.ends_with(".html\")]")
+                && attribute.matches('=').count() == 1;
+            assert!(path_only, "{attribute}");
+        }
+    }
 }

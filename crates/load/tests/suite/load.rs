@@ -759,6 +759,64 @@ async fn the_html_report_renders_its_charts_in_chromium() {
     assert!(dom.contains("data-chart=\"label-p90\""));
 }
 
+/// Labels and URLs are the user's text: the page shows them as text, never as markup. A
+/// label that is a script and one with quotes and tags, a URL with an apostrophe and an
+/// ampersand: each comes out escaped in the tables, the chart legends and "What was run", and
+/// Chromium finds no element the page did not write itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_escapes_labels_and_urls_as_text() {
+    let _quiet = peregrine_testkit::quiet::sharing().await;
+    let server = TinyServer::start(Behavior::default()).await;
+    let report = run(plan(&format!(
+        "execution:\n  concurrency: 2\n  hold-for: 1500ms\n  scenario:\n    requests:\n    - url: \"{}\"\n      label: <script>alert(1)</script>\n    - url: {}\n      label: 'say \"hi\" & <b>bye</b>'\n",
+        server.url("/it's?a=1&b=2"),
+        server.url("/users/7"),
+    )))
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    report.write_dir(dir.path()).unwrap();
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    let script = "&#60;script&#62;alert(1)&#60;/script&#62;";
+    let quoted = "say &#34;hi&#34; &#38; &#60;b&#62;bye&#60;/b&#62;";
+    assert!(html.contains(&format!("<tr><td>{script}</td>")), "{html}");
+    assert!(html.contains(&format!("<tr><td>{quoted}</td>")), "{html}");
+    // Each per-label chart names both labels in its legend.
+    for label in [script, quoted] {
+        let legend = format!("</i>{label}</span>");
+        assert_eq!(html.matches(&legend).count(), 2, "{legend} in {html}");
+    }
+    assert!(html.contains("/it&#39;s?a=1&#38;b=2"), "{html}");
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "only the page's own script"
+    );
+    assert!(
+        !html.contains("<b>bye") && !html.contains("/it's"),
+        "{html}"
+    );
+
+    let page = format!("file://{}", dir.path().join("report.html").display());
+    let output = peregrine_testkit::chromium::run(
+        dir.path(),
+        &page,
+        &["--virtual-time-budget=5000", "--dump-dom"],
+    );
+    let dom = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        dom.contains("data-charts-rendered=\"7\""),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(dom.matches("<script").count(), 1, "{dom}");
+    assert!(!dom.contains("<b>bye"), "{dom}");
+    assert!(
+        dom.contains("<td>&lt;script&gt;alert(1)&lt;/script&gt;</td>")
+            && dom.contains("<td>say \"hi\" &amp; &lt;b&gt;bye&lt;/b&gt;</td>"),
+        "{dom}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_keepalive_connection_per_user_or_one_per_request_without_keepalive() {
     let _quiet = peregrine_testkit::quiet::sharing().await;
