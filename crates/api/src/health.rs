@@ -16,13 +16,13 @@ use axum::{Extension, Json};
 use serde::Serialize;
 
 use crate::problem::{Problem, ProblemBody};
-use crate::{AppState, Draining, Router};
+use crate::{AppState, Draining, Router, routes};
 
 /// `/healthz` and `/readyz`.
 pub fn router() -> Router {
     Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route(routes::HEALTHZ, get(healthz))
+        .route(routes::READYZ, get(readyz))
 }
 
 /// How long after the database answered again a failed readiness check is taken for a

@@ -12,6 +12,7 @@ mod plain_read;
 mod problem;
 mod repeats;
 mod request_id;
+mod routes;
 mod server;
 mod users;
 
@@ -107,7 +108,7 @@ pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
         .merge(users::router())
         .merge(health::router())
         .route(
-            "/openapi.json",
+            routes::OPENAPI,
             get(move || openapi::openapi_json(document.clone())),
         )
         .fallback(unknown_path)

@@ -7,10 +7,13 @@
 
 mod admission;
 mod bare_errors;
-mod connections;
+mod exchange;
 mod front;
-pub(crate) mod metrics;
+mod hyper_path;
+mod limits;
+mod metrics;
 mod metrics_endpoint;
+mod wire;
 
 use std::future::Future;
 use std::io;
@@ -25,13 +28,15 @@ use peregrine_store::StoreError;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch};
 
-pub use connections::{Draining, Limits};
-use connections::{Shared, serve_connection};
+use admission::Shared;
+use exchange::Worker;
+use front::serve_connection;
+pub use limits::{Draining, Limits};
 pub use metrics_endpoint::MAX_SCRAPE_CONNECTIONS;
 
 /// The default limits' values.
 pub mod connections_defaults {
-    pub use super::connections::{
+    pub use super::limits::{
         DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENT_BODIES, DEFAULT_MAX_CLIENT_CONNECTIONS,
         DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_UNSENT_BYTES,
     };
@@ -317,12 +322,10 @@ async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control
         .header_read_timeout(limits.idle_timeout)
         .max_header_size(limits.max_head_bytes)
         .max_buf_size(limits.max_head_bytes.max(8192) + crate::MAX_BODY_BYTES);
-    let handlers = connections::Handlers::new(app);
+    let handlers = hyper_path::Handlers::new(app, Worker::new(&control.shared));
     control.shared.listening.fetch_add(1, Ordering::Relaxed);
-    let in_flight = control.shared.worker_counter();
-    let worker_metrics = control.shared.metrics.worker();
     let take = |tcp: TcpStream, peer: SocketAddr| {
-        let Some(tracked) = control.shared.admit(peer.ip(), &in_flight, &worker_metrics) else {
+        let Some(tracked) = control.shared.admit(peer.ip()) else {
             // Over the limit with no idle connection to shed: closed at once.
             return;
         };
