@@ -17,10 +17,10 @@ use hyper::body::Body as _;
 use peregrine_store::UserId;
 use tower::{Layer as _, ServiceExt as _};
 
-use crate::AppState;
 use crate::cors::{self, MIN_COMPRESSED_BYTES};
 use crate::problem::Problem;
 use crate::routes::Route;
+use crate::state::AppState;
 use crate::users::{ListPage, json_response, one_user};
 
 /// A plain read, parsed; a parse error is answered as the router would answer it.

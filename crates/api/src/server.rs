@@ -28,10 +28,13 @@ use peregrine_store::StoreError;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch};
 
+use crate::app::App;
+use crate::json_body::MAX_BODY_BYTES;
+
 use admission::Shared;
 use exchange::Worker;
 use front::serve_connection;
-pub use limits::{Draining, Limits};
+pub use limits::Limits;
 pub use metrics_endpoint::MAX_SCRAPE_CONNECTIONS;
 
 /// The default limits' values.
@@ -184,7 +187,7 @@ impl Bound {
     /// worker can have its own database connections.
     pub async fn serve(
         self,
-        mut make_app: impl FnMut(usize) -> Result<crate::App, StoreError>,
+        mut make_app: impl FnMut(usize) -> Result<App, StoreError>,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<Stopped> {
         let address = self.local_addr()?;
@@ -286,7 +289,7 @@ async fn shutdown_in_phases(
 async fn spawn_worker(
     index: usize,
     address: SocketAddr,
-    app: crate::App,
+    app: App,
     control: Control,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     let (ready, listening) = oneshot::channel::<io::Result<()>>();
@@ -315,13 +318,13 @@ async fn spawn_worker(
 }
 
 /// One worker: accepts until the listeners close, then waits for the stop.
-async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control) {
+async fn run_worker(listener: TcpListener, app: App, mut control: Control) {
     let mut http = http1::Builder::new();
     let limits = control.shared.limits;
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout)
         .max_header_size(limits.max_head_bytes)
-        .max_buf_size(limits.max_head_bytes.max(8192) + crate::MAX_BODY_BYTES);
+        .max_buf_size(limits.max_head_bytes.max(8192) + MAX_BODY_BYTES);
     let handlers = hyper_path::Handlers::new(app, Worker::new(&control.shared));
     control.shared.listening.fetch_add(1, Ordering::Relaxed);
     let take = |tcp: TcpStream, peer: SocketAddr| {
@@ -390,17 +393,17 @@ async fn until_true(flag: &mut watch::Receiver<bool>) {
 /// A single listener on the calling runtime: what the tests serve with.
 pub struct Server {
     bound: Bound,
-    app: crate::App,
+    app: App,
 }
 
 impl Server {
     /// Binds `address` with default limits; `127.0.0.1:0` picks a free port.
-    pub async fn bind(address: SocketAddr, app: crate::App) -> io::Result<Self> {
+    pub async fn bind(address: SocketAddr, app: App) -> io::Result<Self> {
         Self::bind_with(address, app, Limits::default())
     }
 
     /// Binds `address` with `limits`.
-    pub fn bind_with(address: SocketAddr, app: crate::App, limits: Limits) -> io::Result<Self> {
+    pub fn bind_with(address: SocketAddr, app: App, limits: Limits) -> io::Result<Self> {
         let bound = bind(ServeConfig {
             bind: address,
             workers: 1,

@@ -13,7 +13,8 @@ use serde::Deserialize;
 use crate::auth::WriteAccess;
 use crate::json_body::JsonBody;
 use crate::problem::{Problem, ProblemBody};
-use crate::{AppState, Router, routes};
+use crate::routes;
+use crate::state::{AppState, Router};
 
 /// Page size when the request names none.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;

@@ -19,8 +19,9 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::{Notify, watch};
 
-use super::limits::{Draining, Limits};
+use super::limits::Limits;
 use super::metrics::{Gauges, Registry as Metrics};
+use crate::health::Draining;
 use crate::request_id::ProcessIds;
 
 /// How often idle connections are looked for, at least and at most (an eighth of the

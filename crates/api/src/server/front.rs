@@ -42,10 +42,10 @@ use super::admission::{OpenConnection, Tracked};
 use super::exchange::{Exchange, Worker, host_rule};
 use super::hyper_path::{self, Handlers};
 use super::{metrics, wire};
-use crate::AppState;
 use crate::plain_read::{Answered, PlainRead};
 use crate::request_id::X_REQUEST_ID;
 use crate::routes::Route;
+use crate::state::AppState;
 use crate::users::JSON;
 
 /// Bytes read at once: heads larger than this are hyper's to read.

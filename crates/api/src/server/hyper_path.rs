@@ -25,12 +25,13 @@ use super::bare_errors::WithProblemBodies;
 use super::exchange::{Exchange, Worker, host_problem};
 use super::metrics;
 use super::metrics_endpoint::exposition;
-use crate::AppState;
+use crate::app::App;
 use crate::json_body::BodyDeadline;
 use crate::plain_read::{self, PlainRead};
 use crate::problem::Problem;
 use crate::request_id::X_REQUEST_ID;
 use crate::routes::Route;
+use crate::state::AppState;
 
 /// What answers a worker's requests: the router, what the plain reads need, and what the
 /// worker counts them into.
@@ -42,7 +43,7 @@ pub(super) struct Handlers {
 }
 
 impl Handlers {
-    pub(super) fn new(app: crate::App, worker: Arc<Worker>) -> Self {
+    pub(super) fn new(app: App, worker: Arc<Worker>) -> Self {
         Self {
             router: TowerToHyperService::new(app.router),
             plain_reads: app.plain_reads,

@@ -1,9 +1,7 @@
-//! What a client may take of the server ([`Limits`], and their defaults), and the flag that
-//! says the server is shutting down ([`Draining`]): the settings every room of the server
-//! reads, defined apart so that each can read them without reaching the others.
+//! What a client may take of the server ([`Limits`], and their defaults): the settings
+//! every room of the server reads, defined apart so that each can read them without
+//! reaching the others.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::json_body::DEFAULT_BODY_TIMEOUT;
@@ -59,20 +57,5 @@ impl Default for Limits {
             max_client_bodies: DEFAULT_MAX_CLIENT_BODIES,
             max_unsent_bytes: DEFAULT_MAX_UNSENT_BYTES,
         }
-    }
-}
-
-/// Set once the shutdown starts: `/readyz` reads it from its request's extensions.
-#[derive(Debug, Clone, Default)]
-pub struct Draining(Arc<AtomicBool>);
-
-impl Draining {
-    /// Whether the server is shutting down.
-    pub fn is_draining(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    pub(super) fn start(&self) {
-        self.0.store(true, Ordering::Relaxed);
     }
 }
