@@ -11,7 +11,7 @@ use peregrine_store::UserStore;
 use crate::json_body::MAX_BODY_BYTES;
 use crate::problem::{self, Problem};
 use crate::state::{ApiSettings, AppState, Router};
-use crate::{cors, health, openapi, routes, users};
+use crate::{compression, cors, health, openapi, routes, users};
 
 /// The whole API, ready to serve: what [`app`] builds and `Server` serves.
 #[derive(Clone)]
@@ -41,7 +41,7 @@ pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
         .fallback(unknown_path)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::map_response(problem::fill_empty_errors))
-        .layer(cors::compression())
+        .layer(compression::layer())
         .with_state(state);
     let router = match cors {
         Some(cors) => router.layer(cors).layer(axum::middleware::map_response(

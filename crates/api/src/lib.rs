@@ -5,6 +5,7 @@
 
 mod app;
 mod auth;
+mod compression;
 mod cors;
 mod health;
 mod json_body;
@@ -20,7 +21,8 @@ mod state;
 mod users;
 
 pub use app::{App, app};
-pub use cors::{MIN_COMPRESSED_BYTES, check_origin as check_cors_origin};
+pub use compression::MIN_COMPRESSED_BYTES;
+pub use cors::check_origin as check_cors_origin;
 pub use health::Draining;
 pub use json_body::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES};
 pub use problem::{PROBLEM_JSON, Problem};

@@ -26,8 +26,9 @@ use super::exchange::{Exchange, Worker, host_problem};
 use super::metrics;
 use super::metrics_endpoint::exposition;
 use crate::app::App;
+use crate::compression;
 use crate::json_body::BodyDeadline;
-use crate::plain_read::{self, PlainRead};
+use crate::plain_read::PlainRead;
 use crate::problem::Problem;
 use crate::request_id::X_REQUEST_ID;
 use crate::routes::Route;
@@ -132,7 +133,7 @@ fn answer(
             PlainRead::of(uri.path(), uri.query(), route, state.settings.max_page_size)
                 // Boxed once here rather than moved, at its full size, into each wrapper below.
                 .map(|read| {
-                    Box::pin(read.answer(state.clone(), plain_read::accept_encoding(&request)))
+                    Box::pin(read.answer(state.clone(), compression::accept_encoding(&request)))
                 })
         }
         _ => None,
