@@ -4,6 +4,12 @@
 //! request head size, time to send a head or a body) and a shutdown a load balancer can
 //! follow (readiness fails at once, new connections are still taken for a grace period,
 //! in-flight requests finish within a deadline and those that cannot are counted).
+//!
+//! Its rooms, each reading only those before it: `limits`; `admission` (who may hold a
+//! connection, shedding, the idle sweep); `exchange` (one request around its answer);
+//! `hyper_path` (hyper's connection and the router); `front` (a connection's life: the
+//! plain reads answered without hyper, then the hand-over to `hyper_path`), which writes its
+//! answers with `wire`. `metrics` and `metrics_endpoint` count and show.
 
 mod admission;
 mod bare_errors;

@@ -19,11 +19,10 @@
 //! plain-read target. At the first request of any other kind the connection is handed to
 //! hyper with the bytes read so far, and hyper serves it from then on: every rule and limit
 //! it enforces applies to everything but the plain reads. The answer itself comes from the
-//! same code as hyper's path ([`PlainRead::answer`], [`Exchange`]); only its bytes are
-//! written here (with `content-length`, and hyper's `date`).
-//!
-//! Over 600 lines: parsing, answering, writing and the hand-over to hyper are one
-//! connection's life, and each part's bounds are stated in terms of the others.
+//! same code as the router's handlers ([`PlainRead::answered`]) around the same
+//! [`Exchange`]; only its bytes are written here, by `wire` (with `content-length`, and
+//! hyper's `date`). The front depends on hyper's path (`hyper_path`), the exchange and
+//! admission; none of them reaches back.
 
 use std::cell::RefCell;
 use std::io;
