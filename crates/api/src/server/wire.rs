@@ -16,11 +16,16 @@ pub(super) fn write_answer<'a>(
     body: &[u8],
 ) {
     out.reserve(256 + body.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
+    if status == StatusCode::OK {
+        // Nearly every answer: one copy rather than the status line's four parts.
+        out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    } else {
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(status.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     let mut dated = false;
     for (name, value) in headers {
         if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
@@ -87,6 +92,9 @@ mod tests {
         ];
         write_answer(&mut out, StatusCode::NOT_FOUND, headers, b"{}");
         let text = String::from_utf8(out).unwrap_or_default();
+        let mut ok = Vec::new();
+        write_answer(&mut ok, StatusCode::OK, [], b"");
+        assert!(ok.starts_with(b"HTTP/1.1 200 OK\r\ndate: "));
         assert!(
             text.starts_with("HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ndate: "),
             "{text}"
