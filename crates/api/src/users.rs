@@ -178,6 +178,8 @@ impl ListPage {
 
 /// The `Content-Type` of every JSON answer but errors.
 pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json");
+/// [`JSON`] as a static, for answers written without a `Response`.
+pub(crate) static JSON_VALUE: HeaderValue = JSON;
 
 /// A 200 answer with `body` as JSON and `link`, if any.
 pub(crate) fn json_response(body: Vec<u8>, link: Option<HeaderValue>) -> Response {

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt as _;
 use hyper::server::conn::http1;
 use tokio::io::{AsyncRead, ReadBuf};
@@ -45,7 +45,7 @@ use crate::plain_read::{Answered, PlainRead};
 use crate::request_id::X_REQUEST_ID;
 use crate::routes::Route;
 use crate::state::AppState;
-use crate::users::JSON;
+use crate::users::JSON_VALUE as JSON;
 
 /// Bytes read at once: heads larger than this are hyper's to read.
 const READ_BYTES: usize = 8 * 1024;
@@ -55,10 +55,18 @@ const FIRST_REQUEST_AT_CLOSE: Duration = Duration::from_millis(100);
 const MAX_HEADERS: usize = 64;
 /// Answers to pipelined requests are gathered into one write up to this size.
 const GATHER_BYTES: usize = 64 * 1024;
+/// The names of a JSON answer's headers besides the request id (statics: nothing is made or
+/// dropped per answer).
+static JSON_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::LINK,
+    header::VARY,
+    header::CONNECTION,
+];
 /// `Vary` as the compression layer adds it.
-const VARY_ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
+static VARY_ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
 /// `Connection` on the last answer of a connection.
-const CLOSE: HeaderValue = HeaderValue::from_static("close");
+static CLOSE: HeaderValue = HeaderValue::from_static("close");
 /// Headers that make a request more than a plain read, whatever their value.
 const NOT_PLAIN: [&str; 4] = ["content-length", "transfer-encoding", "expect", "upgrade"];
 
@@ -211,34 +219,34 @@ async fn answer(
             gather_room(tcp, out, body.len(), tracked).await.ok()?;
             // The headers the router's path gives this answer: `json_response`'s, `vary`
             // when the compression layer would add it, and what `Exchange::finish` adds.
-            let names = [
-                header::CONTENT_TYPE,
-                header::LINK,
-                header::VARY,
-                header::CONNECTION,
-            ];
-            let (json, vary, close) = (JSON, VARY_ACCEPT_ENCODING, close.then_some(CLOSE));
+            let [content_type, link_name, vary, connection] = &JSON_HEADERS;
             let headers = [
-                Some((&names[0], &json)),
-                link.as_ref().map(|link| (&names[1], link)),
-                Answered::json_varies(&body).then_some((&names[2], &vary)),
-                close.as_ref().map(|close| (&names[3], close)),
+                Some((content_type, &JSON)),
+                link.as_ref().map(|link| (link_name, link)),
+                Answered::json_varies(&body).then_some((vary, &VARY_ACCEPT_ENCODING)),
+                close.then_some((connection, &CLOSE)),
                 Some((&X_REQUEST_ID, &id)),
             ];
             wire::write_answer(out, StatusCode::OK, headers.into_iter().flatten(), &body);
-            Some(close.is_some())
+            Some(close)
         }
         answered => {
             let mut response = answered.into_response(head.accept_encoding).await;
             exchange.finish(&mut response);
             if closing {
-                response.headers_mut().insert(header::CONNECTION, CLOSE);
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, CLOSE.clone());
             }
             let close = says_close(response.headers());
             let (parts, body) = response.into_parts();
             let body = body.collect().await.ok()?.to_bytes();
             gather_room(tcp, out, body.len(), tracked).await.ok()?;
-            wire::write_answer(out, parts.status, &parts.headers, &body);
+            let headers = parts
+                .headers
+                .iter()
+                .filter(|(name, _)| !wire::framing(name));
+            wire::write_answer(out, parts.status, headers, &body);
             Some(close)
         }
     }

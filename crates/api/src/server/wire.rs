@@ -6,9 +6,9 @@ use std::time::SystemTime;
 
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 
-/// Appends an HTTP/1.1 response to `out`: its status line, `headers` (but for
-/// `content-length` and `transfer-encoding`: the body is whole), `date` when they have none
-/// (as hyper adds it), `content-length`, and `body`.
+/// Appends an HTTP/1.1 response to `out`: its status line, `headers` (none of them
+/// [`framing`]: the body is whole), `date` when they have none (as hyper adds it),
+/// `content-length`, and `body`.
 pub(super) fn write_answer<'a>(
     out: &mut Vec<u8>,
     status: StatusCode,
@@ -28,9 +28,6 @@ pub(super) fn write_answer<'a>(
     }
     let mut dated = false;
     for (name, value) in headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
         dated |= name == header::DATE;
         write_header(out, name, value);
     }
@@ -41,6 +38,13 @@ pub(super) fn write_answer<'a>(
     out.extend_from_slice(body);
 }
 
+/// Whether `name` frames a body (`content-length`, `transfer-encoding`): a response's own
+/// such headers are left out, [`write_answer`] writes the length of the whole body.
+pub(super) fn framing(name: &HeaderName) -> bool {
+    name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING
+}
+
+#[inline]
 fn write_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
     out.extend_from_slice(name.as_str().as_bytes());
     out.extend_from_slice(b": ");
@@ -90,6 +94,7 @@ mod tests {
             (&header::CONTENT_TYPE, &kind),
             (&header::CONTENT_LENGTH, &length),
         ];
+        let headers = headers.into_iter().filter(|(name, _)| !framing(name));
         write_answer(&mut out, StatusCode::NOT_FOUND, headers, b"{}");
         let text = String::from_utf8(out).unwrap_or_default();
         let mut ok = Vec::new();
