@@ -9,8 +9,9 @@
 #   bash bench/instructions.sh                    # ROUTES="/users/7 /users/"
 #   ROUTES="/users/?limit=100" bash bench/instructions.sh
 #   SERVERS=peregrine SERVE_ARGS="--cors-origin *" bash bench/instructions.sh  # with CORS
-#   SERVERS=peregrine WRK_HEADER="Content-Length: 0" bash bench/instructions.sh
-#                         # requests the front hands to hyper's path
+#   SERVERS=peregrine WRK_HEADER="Connection: keep-alive, x-not-plain" bash bench/instructions.sh
+#                         # requests the front hands to hyper's path (wrk drops a
+#                         # Content-Length header of its own accord)
 #
 # Writes each profile into OUT (default ./instructions-out) for `callgrind_annotate
 # --inclusive=yes FILE`. Needs: valgrind (apt-get install -y valgrind), wrk, PostgreSQL's
