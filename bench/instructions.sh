@@ -8,6 +8,10 @@
 #
 #   bash bench/instructions.sh                    # ROUTES="/users/7 /users/"
 #   ROUTES="/users/?limit=100" bash bench/instructions.sh
+#   SERVERS=peregrine SERVE_ARGS="--cors-origin *" bash bench/instructions.sh  # with CORS
+#   SERVERS=peregrine WRK_HEADER="Connection: keep-alive, x-not-plain" bash bench/instructions.sh
+#                         # requests the front hands to hyper's path (wrk drops a
+#                         # Content-Length header of its own accord)
 #
 # Writes each profile into OUT (default ./instructions-out) for `callgrind_annotate
 # --inclusive=yes FILE`. Needs: valgrind (apt-get install -y valgrind), wrk, PostgreSQL's
@@ -20,6 +24,11 @@ work=$(mktemp -d -t peregrine-instructions.XXXXXX)
 source "$ROOT/bench/lib.sh"
 
 ROUTES=${ROUTES:-/users/7 /users/}
+SERVERS=${SERVERS:-minimal peregrine}
+read -ra serve_args <<<"${SERVE_ARGS:-}"
+WRK_HEADER=${WRK_HEADER:-}
+wrk_header=()
+[ -n "$WRK_HEADER" ] && wrk_header=(-H "$WRK_HEADER")
 DURATION=$(seconds "${DURATION:-3}" DURATION)
 OUT=${OUT:-$ROOT/instructions-out}
 need valgrind "apt-get install -y valgrind"
@@ -43,7 +52,7 @@ count() {
     if [ "$server" = peregrine ]; then
         valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$profile" \
             "$ROOT/target/profiling/peregrine" serve --bind "127.0.0.1:$PORT" --database-url "$DB_URL" \
-            --workers 1 >"$work/$server.log" 2>&1 &
+            --workers 1 "${serve_args[@]}" >"$work/$server.log" 2>&1 &
     else
         valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$profile" \
             "$ROOT/target/release/minimal-server" "127.0.0.1:$PORT" \
@@ -54,9 +63,9 @@ count() {
     wait_for_http "http://127.0.0.1:$PORT/users/7" "$server_pid" "$work/$server.log" 120
     local dump=0
     for route in $ROUTES; do
-        wrk -t1 -c20 -d2s "http://127.0.0.1:$PORT$route" >/dev/null 2>&1 || true
+        wrk -t1 -c20 -d2s "${wrk_header[@]}" "http://127.0.0.1:$PORT$route" >/dev/null 2>&1 || true
         callgrind_control -i on "$server_pid" >/dev/null 2>&1
-        wrk -t1 -c20 -d"${DURATION}s" "http://127.0.0.1:$PORT$route" >"$work/wrk.out" 2>&1 || true
+        wrk -t1 -c20 -d"${DURATION}s" "${wrk_header[@]}" "http://127.0.0.1:$PORT$route" >"$work/wrk.out" 2>&1 || true
         callgrind_control -i off "$server_pid" >/dev/null 2>&1
         callgrind_control -d "$server_pid" >/dev/null 2>&1
         callgrind_control -z "$server_pid" >/dev/null 2>&1
@@ -74,6 +83,7 @@ count() {
 }
 
 log "counting (each server runs about 50 times slower under valgrind)"
-count minimal
-count peregrine
+for server in $SERVERS; do
+    count "$server"
+done
 log "profiles: $OUT (callgrind_annotate --inclusive=yes FILE)"

@@ -5,8 +5,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use subtle::ConstantTimeEq;
 
-use crate::AppState;
 use crate::problem::Problem;
+use crate::state::AppState;
 
 /// Proof that the request may write: extracting it checks the bearer token.
 pub struct WriteAccess;

@@ -1,19 +1,14 @@
-//! CORS for browser front-ends on other origins (`--cors-origin`), and compression of
-//! responses large enough to gain from it.
+//! CORS for browser front-ends on other origins (`--cors-origin`). With CORS configured,
+//! every request goes through the router (the server's front does not take the plain reads:
+//! see `app`), which docs/architecture.md measures.
 
 use std::time::Duration;
 
 use axum::http::{HeaderValue, Method, header};
 use axum::response::Response;
-use tower_http::compression::CompressionLayer;
-use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::request_id::X_REQUEST_ID;
-
-/// Smallest body compressed: below about a kilobyte gzip's header and the CPU cost outweigh
-/// the bytes saved (a 1,000-user page is about 40 KiB; one user is 40 bytes).
-pub const MIN_COMPRESSED_BYTES: u16 = 1024;
 
 /// How long a browser may cache a preflight's answer.
 const PREFLIGHT_MAX_AGE: Duration = Duration::from_secs(3600);
@@ -93,11 +88,4 @@ pub async fn only_for_allowed_origins(mut response: Response) -> Response {
         }
     }
     response
-}
-
-/// gzip or brotli, as the client's `Accept-Encoding` prefers, for bodies of at least
-/// [`MIN_COMPRESSED_BYTES`] (brotli at quality 4, tower-http's default for it).
-pub fn compression() -> CompressionLayer<impl Predicate> {
-    CompressionLayer::new()
-        .compress_when(DefaultPredicate::new().and(SizeAbove::new(MIN_COMPRESSED_BYTES)))
 }

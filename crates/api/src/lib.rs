@@ -3,28 +3,30 @@
 //! `application/problem+json`. [`app`] builds the router; [`bind`] and [`Bound::serve`]
 //! serve it thread-per-core within [`Limits`] ([`Server`]: one listener, for tests).
 
+mod app;
 mod auth;
+mod compression;
 mod cors;
 mod health;
 mod json_body;
 mod openapi;
 mod plain_read;
 mod problem;
+mod readiness;
 mod repeats;
 mod request_id;
+mod routes;
 mod server;
+mod state;
 mod users;
 
-use std::sync::Arc;
-
-use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
-use peregrine_store::{DbCounters, UserStore};
-
-pub use cors::{MIN_COMPRESSED_BYTES, check_origin as check_cors_origin};
-pub use health::{READY_AFTER, Readiness};
+pub use app::{App, app};
+pub use compression::MIN_COMPRESSED_BYTES;
+pub use cors::check_origin as check_cors_origin;
+pub use health::Draining;
 pub use json_body::{DEFAULT_BODY_TIMEOUT, MAX_BODY_BYTES};
 pub use problem::{PROBLEM_JSON, Problem};
+pub use readiness::{READY_AFTER, Readiness};
 pub use repeats::REPEATS_INTERVAL;
 pub use request_id::{MAX_REQUEST_ID_LEN, X_REQUEST_ID, current as current_request_id};
 pub use server::connections_defaults::{
@@ -32,121 +34,41 @@ pub use server::connections_defaults::{
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_UNSENT_BYTES,
 };
 pub use server::{
-    BindError, Bound, Draining, Limits, MAX_SCRAPE_CONNECTIONS, ServeConfig, Server, Stopped, bind,
+    BindError, Bound, Limits, MAX_SCRAPE_CONNECTIONS, ServeConfig, Server, Stopped, bind,
 };
+pub use state::{ApiSettings, DEFAULT_MAX_PAGE_SIZE};
 pub use users::DEFAULT_PAGE_SIZE;
-
-/// The router type of every resource module.
-type Router = axum::Router<AppState>;
-
-/// The whole API, ready to serve: what [`app`] builds and [`Server`] serves.
-#[derive(Clone)]
-pub struct App {
-    router: axum::Router,
-    /// What the plain reads need (see `plain_read`); `None` when every request must go
-    /// through the router (CORS is configured).
-    plain_reads: Option<AppState>,
-    /// The counters of the store's hub, for `/metrics`.
-    database: Arc<DbCounters>,
-}
-
-/// Largest `limit` a list request may ask for unless configured otherwise.
-pub const DEFAULT_MAX_PAGE_SIZE: u32 = 1000;
-
-/// What the API needs to know besides the store.
-#[derive(Clone)]
-pub struct ApiSettings {
-    /// The bearer token writes must present; `None` disables writes.
-    pub api_token: Option<String>,
-    /// The largest page a list request may ask for.
-    pub max_page_size: u32,
-    /// Origins allowed by CORS (`*` for any), each checked by [`check_cors_origin`];
-    /// none: no CORS headers, `OPTIONS` is 405.
-    pub cors_origins: Vec<String>,
-    /// When `/readyz` last failed, shared by the apps of every worker (clones share it).
-    pub readiness: Readiness,
-}
-
-/// The token is a secret: `Debug` says only whether one is set.
-impl std::fmt::Debug for ApiSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiSettings")
-            .field("api_token", &self.api_token.as_ref().map(|_| "<redacted>"))
-            .field("max_page_size", &self.max_page_size)
-            .field("cors_origins", &self.cors_origins)
-            .finish()
-    }
-}
-
-impl Default for ApiSettings {
-    fn default() -> Self {
-        Self {
-            api_token: None,
-            max_page_size: DEFAULT_MAX_PAGE_SIZE,
-            cors_origins: Vec::new(),
-            readiness: Readiness::default(),
-        }
-    }
-}
-
-/// Shared by all handlers.
-#[derive(Clone)]
-struct AppState {
-    store: Arc<UserStore>,
-    settings: Arc<ApiSettings>,
-}
-
-/// The whole API as one router, ready to serve.
-pub fn app(store: Arc<UserStore>, settings: ApiSettings) -> App {
-    let document = openapi::document(settings.max_page_size);
-    let cors = cors::layer(&settings.cors_origins);
-    let database = store.counters();
-    let state = AppState {
-        store,
-        settings: Arc::new(settings),
-    };
-    let plain_reads = cors.is_none().then(|| state.clone());
-    let router = Router::new()
-        .merge(users::router())
-        .merge(health::router())
-        .route(
-            "/openapi.json",
-            get(move || openapi::openapi_json(document.clone())),
-        )
-        .fallback(unknown_path)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(problem::fill_empty_errors))
-        .layer(cors::compression())
-        .with_state(state);
-    let router = match cors {
-        Some(cors) => router.layer(cors).layer(axum::middleware::map_response(
-            cors::only_for_allowed_origins,
-        )),
-        None => router,
-    };
-    App {
-        router,
-        plain_reads,
-        database,
-    }
-}
-
-async fn unknown_path(uri: axum::http::Uri) -> Problem {
-    Problem::not_found(format!("no route for {}", uri.path()))
-}
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::path::Path;
 
+    use peregrine_testkit::module_cycles::{cycles, edges, sources};
+
+    /// The rooms of the server depend one way: the front on hyper's path, both on the
+    /// exchange, the exchange on admission; and no module imports one that imports it back.
     #[test]
-    fn settings_never_print_the_token() {
-        let settings = ApiSettings {
-            api_token: Some("hunter2-token".into()),
-            ..ApiSettings::default()
-        };
-        let shown = format!("{settings:?} {settings:#?}");
-        assert!(!shown.contains("hunter2"), "{shown}");
-        assert!(shown.contains("redacted"), "{shown}");
+    fn no_module_of_the_crate_imports_one_that_imports_it_back() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let files = sources(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        assert!(files.len() > 20, "read only {} files", files.len());
+        let edges = edges(&files).unwrap_or_else(|e| panic!("{e}"));
+        let module = |path: &str| path.split("::").map(str::to_owned).collect::<Vec<_>>();
+        for (from, to) in [
+            ("server::front", "server::hyper_path"),
+            ("server::front", "server::exchange"),
+            ("server::hyper_path", "server::exchange"),
+            ("server::exchange", "server::admission"),
+            ("server::metrics", "routes"),
+            ("plain_read", "routes"),
+        ] {
+            let reached = edges.get(&module(from));
+            assert!(
+                reached.is_some_and(|e| e.contains_key(&module(to))),
+                "{from} does not reach {to}"
+            );
+        }
+        let cycles = cycles(&edges);
+        assert!(cycles.is_empty(), "module cycles:\n{}", cycles.join("\n"));
     }
 }

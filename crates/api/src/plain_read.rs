@@ -7,20 +7,15 @@
 //! requests), about half of the server's work per request. Any other form of these
 //! requests, `HEAD` included, goes through the router.
 
-use std::convert::Infallible;
-
 use axum::Json;
-use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Request, header};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use hyper::body::Body as _;
 use peregrine_store::UserId;
-use tower::{Layer as _, ServiceExt as _};
 
-use crate::AppState;
-use crate::cors::{self, MIN_COMPRESSED_BYTES};
+use crate::compression;
 use crate::problem::Problem;
-use crate::server::metrics::Route;
+use crate::routes::Route;
+use crate::state::AppState;
 use crate::users::{ListPage, json_response, one_user};
 
 /// A plain read, parsed; a parse error is answered as the router would answer it.
@@ -100,10 +95,9 @@ pub(crate) enum Answered {
 }
 
 impl Answered {
-    /// Whether the compression layer adds `Vary: accept-encoding` to this JSON body: it
-    /// acts on bodies of at least [`MIN_COMPRESSED_BYTES`] of a type it compresses.
+    /// Whether the compression layer adds `Vary: accept-encoding` to this JSON body.
     pub(crate) fn json_varies(body: &[u8]) -> bool {
-        body.len() >= MIN_COMPRESSED_BYTES as usize
+        compression::acts_on(body.len())
     }
 
     /// As a response, compressed as the router's layer would compress it.
@@ -112,7 +106,7 @@ impl Answered {
             Self::Json { body, link } => json_response(body, link),
             Self::Response(response) => response,
         };
-        compressed(response, accept_encoding).await
+        compression::compressed(response, accept_encoding).await
     }
 }
 
@@ -139,36 +133,4 @@ fn list(query: Option<&str>, max_page_size: u32) -> Option<PlainRead> {
 
 fn digits(text: &str) -> bool {
     !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())
-}
-
-/// `response` through the router's compression layer when it is large enough for the
-/// layer to act on (it then also adds `Vary: accept-encoding`); as it is otherwise.
-async fn compressed(response: Response, accept_encoding: HeaderMap) -> Response {
-    let large = response
-        .body()
-        .size_hint()
-        .exact()
-        .is_none_or(|size| size >= u64::from(MIN_COMPRESSED_BYTES));
-    if !large {
-        return response;
-    }
-    let mut request = Request::new(());
-    *request.headers_mut() = accept_encoding;
-    let mut response = Some(response);
-    let answer = tower::service_fn(move |_: Request<()>| {
-        std::future::ready(Ok::<_, Infallible>(response.take().unwrap_or_default()))
-    });
-    match cors::compression().layer(answer).oneshot(request).await {
-        Ok(compressed) => compressed.map(Body::new),
-        Err(never) => match never {},
-    }
-}
-
-/// The request's `Accept-Encoding` headers: all the compression layer reads.
-pub(crate) fn accept_encoding<B>(request: &Request<B>) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    for value in request.headers().get_all(header::ACCEPT_ENCODING) {
-        headers.append(header::ACCEPT_ENCODING, value.clone());
-    }
-    headers
 }

@@ -5,7 +5,25 @@ use axum::response::{IntoResponse, Response};
 use peregrine_store::{StoreError, error_chain};
 use serde::Serialize;
 
-use crate::server::metrics::DbErrorKind;
+/// Kinds of database error a response was made of, as the `kind` label shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbErrorKind {
+    /// The database did not answer in time or the connection failed (503).
+    Unavailable,
+    /// The database refused a write because it is read-only (503).
+    ReadOnly,
+    /// Any other failure (500).
+    Internal,
+}
+
+pub(crate) const DB_ERROR_KINDS: [&str; 3] = ["unavailable", "read_only", "internal"];
+
+impl DbErrorKind {
+    /// Its name in metrics and logs.
+    pub fn label(self) -> &'static str {
+        DB_ERROR_KINDS[self as usize]
+    }
+}
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";

@@ -3,6 +3,9 @@
 //! while the request is answered, so that the logging can give every line logged meanwhile
 //! the request's span ([`current`]).
 
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
 use axum::http::{HeaderName, HeaderValue};
 
 /// The header that carries a request's id, both ways.
@@ -44,6 +47,59 @@ pub fn current() -> Option<String> {
         .flatten()
 }
 
+/// The process's maker of request ids: hands each worker a [`WorkerIds`] of its own.
+pub struct ProcessIds {
+    /// The per-process part of request ids: random, so ids of two runs or of two instances
+    /// behind one balancer do not repeat each other.
+    process_id: String,
+    /// Workers given ids so far.
+    workers: AtomicUsize,
+}
+
+impl ProcessIds {
+    /// A maker with a fresh random process part.
+    pub fn new() -> Self {
+        let mut random = [0u8; 4];
+        // Without randomness the ids are still unique within the process.
+        let _ = getrandom::fill(&mut random);
+        Self {
+            process_id: random.iter().fold(String::new(), |mut hex, byte| {
+                let _ = write!(hex, "{byte:02x}");
+                hex
+            }),
+            workers: AtomicUsize::new(0),
+        }
+    }
+
+    /// A new worker's ids.
+    pub fn worker(&self) -> WorkerIds {
+        let worker = self.workers.fetch_add(1, Ordering::Relaxed);
+        WorkerIds {
+            made: AtomicU64::new(0),
+            prefix: format!("{}-{worker}-", self.process_id),
+        }
+    }
+}
+
+/// One worker's request ids: `PROCESS-WORKER-N`, unique in the process.
+pub struct WorkerIds {
+    /// Ids made so far by this worker.
+    made: AtomicU64,
+    /// What this worker's ids start with: the process's and the worker's.
+    prefix: String,
+}
+
+impl WorkerIds {
+    /// A new request id.
+    pub fn next(&self) -> HeaderValue {
+        let n = self.made.fetch_add(1, Ordering::Relaxed);
+        let mut id = bytes::BytesMut::with_capacity(self.prefix.len() + 20);
+        id.extend_from_slice(self.prefix.as_bytes());
+        id.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+        HeaderValue::from_maybe_shared(id.freeze()).unwrap_or(HeaderValue::from_static("-"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +124,17 @@ mod tests {
         let non_ascii = HeaderValue::from_bytes("é".as_bytes()).ok();
         assert!(accepted(non_ascii.as_ref()).is_none());
         assert!(accepted(None).is_none());
+    }
+
+    #[test]
+    fn request_ids_are_unique_and_visible_ascii() {
+        let process = ProcessIds::new();
+        let (first, second) = (process.worker(), process.worker());
+        let ids = [first.next(), first.next(), second.next()];
+        assert_ne!(ids[0], ids[1]);
+        assert_ne!(ids[0], ids[2]);
+        for id in ids {
+            assert!(id.as_bytes().iter().all(|b| b.is_ascii_graphic()), "{id:?}");
+        }
     }
 }

@@ -4,13 +4,22 @@
 //! request head size, time to send a head or a body) and a shutdown a load balancer can
 //! follow (readiness fails at once, new connections are still taken for a grace period,
 //! in-flight requests finish within a deadline and those that cannot are counted).
+//!
+//! Its rooms, each reading only those before it: `limits`; `admission` (who may hold a
+//! connection, shedding, the idle sweep); `exchange` (one request around its answer);
+//! `hyper_path` (hyper's connection and the router); `front` (a connection's life: the
+//! plain reads answered without hyper, then the hand-over to `hyper_path`), which writes its
+//! answers with `wire`. `metrics` and `metrics_endpoint` count and show.
 
 mod admission;
 mod bare_errors;
-mod connections;
+mod exchange;
 mod front;
-pub(crate) mod metrics;
+mod hyper_path;
+mod limits;
+mod metrics;
 mod metrics_endpoint;
+mod wire;
 
 use std::future::Future;
 use std::io;
@@ -25,13 +34,18 @@ use peregrine_store::StoreError;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{oneshot, watch};
 
-pub use connections::{Draining, Limits};
-use connections::{Shared, serve_connection};
+use crate::app::App;
+use crate::json_body::MAX_BODY_BYTES;
+
+use admission::Shared;
+use exchange::Worker;
+use front::serve_connection;
+pub use limits::Limits;
 pub use metrics_endpoint::MAX_SCRAPE_CONNECTIONS;
 
 /// The default limits' values.
 pub mod connections_defaults {
-    pub use super::connections::{
+    pub use super::limits::{
         DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CLIENT_BODIES, DEFAULT_MAX_CLIENT_CONNECTIONS,
         DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_UNSENT_BYTES,
     };
@@ -179,7 +193,7 @@ impl Bound {
     /// worker can have its own database connections.
     pub async fn serve(
         self,
-        mut make_app: impl FnMut(usize) -> Result<crate::App, StoreError>,
+        mut make_app: impl FnMut(usize) -> Result<App, StoreError>,
         shutdown: impl Future<Output = ()>,
     ) -> io::Result<Stopped> {
         let address = self.local_addr()?;
@@ -281,7 +295,7 @@ async fn shutdown_in_phases(
 async fn spawn_worker(
     index: usize,
     address: SocketAddr,
-    app: crate::App,
+    app: App,
     control: Control,
 ) -> io::Result<std::thread::JoinHandle<()>> {
     let (ready, listening) = oneshot::channel::<io::Result<()>>();
@@ -310,20 +324,18 @@ async fn spawn_worker(
 }
 
 /// One worker: accepts until the listeners close, then waits for the stop.
-async fn run_worker(listener: TcpListener, app: crate::App, mut control: Control) {
+async fn run_worker(listener: TcpListener, app: App, mut control: Control) {
     let mut http = http1::Builder::new();
     let limits = control.shared.limits;
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.idle_timeout)
         .max_header_size(limits.max_head_bytes)
-        .max_buf_size(limits.max_head_bytes.max(8192) + crate::MAX_BODY_BYTES);
+        .max_buf_size(limits.max_head_bytes.max(8192) + MAX_BODY_BYTES);
     control.shared.metrics.database(&app.database);
-    let handlers = connections::Handlers::new(app);
+    let handlers = hyper_path::Handlers::new(app, Worker::new(&control.shared));
     control.shared.listening.fetch_add(1, Ordering::Relaxed);
-    let in_flight = control.shared.worker_counter();
-    let worker_metrics = control.shared.metrics.worker();
     let take = |tcp: TcpStream, peer: SocketAddr| {
-        let Some(tracked) = control.shared.admit(peer.ip(), &in_flight, &worker_metrics) else {
+        let Some(tracked) = control.shared.admit(peer.ip()) else {
             // Over the limit with no idle connection to shed: closed at once.
             return;
         };
@@ -388,17 +400,17 @@ async fn until_true(flag: &mut watch::Receiver<bool>) {
 /// A single listener on the calling runtime: what the tests serve with.
 pub struct Server {
     bound: Bound,
-    app: crate::App,
+    app: App,
 }
 
 impl Server {
     /// Binds `address` with default limits; `127.0.0.1:0` picks a free port.
-    pub async fn bind(address: SocketAddr, app: crate::App) -> io::Result<Self> {
+    pub async fn bind(address: SocketAddr, app: App) -> io::Result<Self> {
         Self::bind_with(address, app, Limits::default())
     }
 
     /// Binds `address` with `limits`.
-    pub fn bind_with(address: SocketAddr, app: crate::App, limits: Limits) -> io::Result<Self> {
+    pub fn bind_with(address: SocketAddr, app: App, limits: Limits) -> io::Result<Self> {
         let bound = bind(ServeConfig {
             bind: address,
             workers: 1,

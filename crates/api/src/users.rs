@@ -13,7 +13,8 @@ use serde::Deserialize;
 use crate::auth::WriteAccess;
 use crate::json_body::JsonBody;
 use crate::problem::{Problem, ProblemBody};
-use crate::{AppState, Router};
+use crate::routes;
+use crate::state::{AppState, Router};
 
 /// Page size when the request names none.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -21,14 +22,17 @@ pub const DEFAULT_PAGE_SIZE: u32 = 100;
 /// The routes of this resource, each with and without a trailing slash.
 pub fn router() -> Router {
     Router::new()
-        .route("/users", get(list_users).post(create_user))
-        .route("/users/", get(list_users).post(create_user))
+        .route(routes::USERS, get(list_users).post(create_user))
         .route(
-            "/users/{id}",
+            &routes::with_slash(routes::USERS),
+            get(list_users).post(create_user),
+        )
+        .route(
+            routes::USER,
             get(get_user).put(rename_user).delete(delete_user),
         )
         .route(
-            "/users/{id}/",
+            &routes::with_slash(routes::USER),
             get(get_user).put(rename_user).delete(delete_user),
         )
 }
@@ -172,16 +176,14 @@ impl ListPage {
     }
 }
 
+/// The `Content-Type` of every JSON answer but errors.
+pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json");
+/// [`JSON`] as a static, for answers written without a `Response`.
+pub(crate) static JSON_VALUE: HeaderValue = JSON;
+
 /// A 200 answer with `body` as JSON and `link`, if any.
 pub(crate) fn json_response(body: Vec<u8>, link: Option<HeaderValue>) -> Response {
-    let mut response = (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response();
+    let mut response = ([(header::CONTENT_TYPE, JSON)], body).into_response();
     if let Some(link) = link {
         response.headers_mut().insert(header::LINK, link);
     }

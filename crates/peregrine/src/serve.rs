@@ -72,6 +72,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "writes are disabled: set PEREGRINE_API_TOKEN or --api-token-file to enable them"
         );
     }
+    if !settings.cors_origins.is_empty() {
+        // Not silent: CORS turns the server's front off (see docs/serve.md#cors).
+        tracing::info!(
+            "CORS is on: every request goes through the router, the plain reads included"
+        );
+    }
     let make_app = move |worker: usize| {
         Ok(peregrine_api::app(
             hub.worker_store(worker)?,

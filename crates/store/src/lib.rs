@@ -39,3 +39,23 @@ pub use postgres::{PostgresAdmin, StatementMode};
 pub use seed::Progress;
 pub use sqlite::Synchronous;
 pub use user_store::UserStore;
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use peregrine_testkit::module_cycles::{cycles, edges, sources};
+
+    /// No module of the store imports one that imports it back; the hub makes the stores.
+    #[test]
+    fn no_module_of_the_store_imports_one_that_imports_it_back() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let files = sources(&src).unwrap_or_else(|e| panic!("{}: {e}", src.display()));
+        assert!(files.len() > 20, "read only {} files", files.len());
+        let edges = edges(&files).unwrap_or_else(|e| panic!("{e}"));
+        let hub = edges.get(&vec!["hub".to_owned()]);
+        assert!(hub.is_some_and(|e| e.contains_key(&vec!["user_store".to_owned()])));
+        let cycles = cycles(&edges);
+        assert!(cycles.is_empty(), "module cycles:\n{}", cycles.join("\n"));
+    }
+}

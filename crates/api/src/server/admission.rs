@@ -3,24 +3,263 @@
 //! then the one that has been sending its request body longest, and only then is the new
 //! one refused), request bodies being received per client address, and bytes of answers
 //! waiting for clients that do not read them (past the process's total, the connections
-//! that have not read for longest are closed).
+//! that have not read for longest are closed); and the idle sweep, which closes the
+//! connections that waited for a request past the idle timeout. [`Shared`] is what every
+//! worker's connections share, [`Tracked`] one open connection as the limits see it.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::{Notify, watch};
 
-use super::connections::{Shared, Tracked};
-use super::metrics::WorkerMetrics;
+use super::limits::Limits;
+use super::metrics::{Gauges, Registry as Metrics};
+use crate::health::Draining;
+use crate::request_id::ProcessIds;
+
+/// How often idle connections are looked for, at least and at most (an eighth of the
+/// idle timeout in between).
+const SWEEP_MIN: Duration = Duration::from_millis(10);
+const SWEEP_MAX: Duration = Duration::from_secs(1);
+
+/// What the connections of every worker share.
+pub(super) struct Shared {
+    pub(super) limits: Limits,
+    pub(super) draining: Draining,
+    pub(super) metrics: Metrics,
+    /// Whether `/metrics` is answered on the API's listeners.
+    pub(super) metrics_here: bool,
+    /// Whether every request gets an access log line.
+    pub(super) access_log: bool,
+    /// Where every worker's request ids come from.
+    pub(super) ids: ProcessIds,
+    pub(super) open: AtomicUsize,
+    /// Listeners still open: the shutdown counts the connections left once every worker
+    /// has taken the last ones its listener had and closed it.
+    pub(super) listening: AtomicUsize,
+    /// Bytes of answers waiting for their clients to read them (see
+    /// [`Tracked::set_unsent`]); may dip below 0 for an instant.
+    pub(super) unsent: AtomicI64,
+    /// Requests in flight, one counter per worker so that workers do not contend for one
+    /// cache line on every request.
+    in_flight: Mutex<Vec<Arc<AtomicUsize>>>,
+    /// Every open connection, oldest first (entries of closed ones are pruned lazily), and
+    /// every client address with open connections.
+    pub(super) registry: Mutex<Connections>,
+    /// Set (under the registry's lock) once every connection was told to close: a worker
+    /// that accepts one more before it sees the listeners close must close that one too,
+    /// or it would hold the shutdown until the timeout.
+    pub(super) all_closed: AtomicBool,
+    /// Where the idle stamps of [`Tracked`] count from.
+    epoch: std::time::Instant,
+}
+
+/// One open connection as the limits see it, and what its requests need to reach.
+pub(super) struct Tracked {
+    pub(super) shared: Arc<Shared>,
+    /// Its client address's counters.
+    pub(super) client: Arc<Client>,
+    /// Requests being answered on it.
+    pub(super) busy: AtomicUsize,
+    /// Told to close (shed, or the shutdown).
+    pub(super) closing: AtomicBool,
+    pub(super) close: Notify,
+    /// Told to close at once, whatever it is doing (shed while it holds a slot or memory
+    /// that others need).
+    pub(super) aborted: AtomicBool,
+    abort: Notify,
+    /// While it receives a request body: since when (milliseconds since [`Shared::epoch`]
+    /// plus one); 0 otherwise.
+    pub(super) body_since: AtomicU64,
+    /// Bytes of answers it holds that its client has not read yet.
+    pub(super) unsent: AtomicUsize,
+    /// While it holds such bytes: since its client last read (as `body_since`).
+    pub(super) stalled_since: AtomicU64,
+    /// While the front waits for a request: when it began to wait, in milliseconds since
+    /// [`Shared::epoch`] plus one; 0 when it is not waiting (busy, or served by hyper,
+    /// which keeps its own header-read timer).
+    idle_since: AtomicU64,
+}
+
+impl Shared {
+    pub(super) fn new(limits: Limits, metrics_here: bool, access_log: bool) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            draining: Draining::default(),
+            metrics: Metrics::new(),
+            metrics_here,
+            access_log,
+            ids: ProcessIds::new(),
+            open: AtomicUsize::new(0),
+            listening: AtomicUsize::new(0),
+            unsent: AtomicI64::new(0),
+            in_flight: Mutex::new(Vec::new()),
+            registry: Mutex::new(Connections::default()),
+            all_closed: AtomicBool::new(false),
+            epoch: std::time::Instant::now(),
+        })
+    }
+
+    pub(super) fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Every metric in the text exposition format.
+    pub(super) fn render_metrics(&self) -> String {
+        self.metrics.render(&Gauges {
+            in_flight: self.in_flight(),
+            open_connections: self.open_connections(),
+        })
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight.lock().map_or(0, |counters| {
+            counters.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        })
+    }
+
+    /// A new worker's in-flight counter (allocated on the worker's thread).
+    pub(super) fn worker_counter(&self) -> Arc<AtomicUsize> {
+        let counter = Arc::new(AtomicUsize::new(0));
+        if let Ok(mut counters) = self.in_flight.lock() {
+            counters.push(Arc::clone(&counter));
+        }
+        counter
+    }
+
+    pub(super) fn millis(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+    }
+
+    /// Closes the connections whose front has waited for a request longer than the idle
+    /// timeout, every `tick` until the listeners close. One sweep for all connections
+    /// rather than a timer per request: a request that comes in time costs nothing.
+    pub(super) async fn sweep_idle(self: Arc<Self>, mut closing: watch::Receiver<bool>) {
+        let timeout = u64::try_from(self.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let tick = (self.limits.idle_timeout / 8).clamp(SWEEP_MIN, SWEEP_MAX);
+        let mut ticks = tokio::time::interval(tick);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = closing.wait_for(|closed| *closed) => return,
+            }
+            let now = self.millis() + 1;
+            let Ok(mut registry) = self.registry.lock() else {
+                return;
+            };
+            registry.prune();
+            for connection in registry.live() {
+                let since = connection.idle_since.load(Ordering::Relaxed);
+                if since != 0 && now.saturating_sub(since) >= timeout {
+                    connection.shut();
+                }
+            }
+        }
+    }
+
+    /// Tells every open connection to close once its in-flight request is answered.
+    pub(super) fn close_all_connections(&self) {
+        if let Ok(registry) = self.registry.lock() {
+            self.all_closed.store(true, Ordering::Relaxed);
+            registry.live().for_each(|c| c.shut());
+        }
+    }
+}
+
+impl Tracked {
+    pub(super) fn new(shared: &Arc<Shared>, client: Arc<Client>) -> Self {
+        Self {
+            shared: Arc::clone(shared),
+            client,
+            busy: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            close: Notify::new(),
+            aborted: AtomicBool::new(false),
+            abort: Notify::new(),
+            body_since: AtomicU64::new(0),
+            unsent: AtomicUsize::new(0),
+            stalled_since: AtomicU64::new(0),
+            idle_since: AtomicU64::new(0),
+        }
+    }
+
+    /// Tells the connection to close once its in-flight request is answered.
+    pub(super) fn shut(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        self.close.notify_one();
+    }
+
+    /// Tells the connection to close at once, dropping what it holds; what it held no
+    /// longer counts against the process's total of unsent bytes from now on.
+    pub(super) fn abort(&self) {
+        self.aborted.store(true, Ordering::Relaxed);
+        self.release_unsent();
+        self.shut();
+        self.abort.notify_one();
+    }
+
+    /// Whether the connection was told to close at once.
+    pub(super) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the connection was told to close at once.
+    pub(super) async fn aborted(&self) {
+        self.abort.notified().await;
+    }
+
+    /// Whether the connection was told to close.
+    pub(super) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the connection was told to close.
+    pub(super) async fn closed(&self) {
+        self.close.notified().await;
+    }
+
+    /// Notes that the front starts (`true`) or stops waiting for a request.
+    pub(super) fn set_idle(&self, idle: bool) {
+        let stamp = match idle {
+            true => self.shared.millis() + 1,
+            false => 0,
+        };
+        self.idle_since.store(stamp, Ordering::Relaxed);
+    }
+
+    pub(super) fn limits(&self) -> &Limits {
+        &self.shared.limits
+    }
+
+    /// Whether `/metrics` is answered on the API's listeners.
+    pub(super) fn metrics_here(&self) -> bool {
+        self.shared.metrics_here
+    }
+}
+
+/// Counts the connection open (in the process and for its client) while it lives.
+pub(super) struct OpenConnection(pub(super) Arc<Tracked>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let tracked = &self.0;
+        tracked.release_unsent();
+        tracked.client.connections.fetch_sub(1, Ordering::Relaxed);
+        tracked.shared.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Every open connection, oldest first, and every client address with open connections.
 #[derive(Default)]
-pub(super) struct Registry {
+pub(super) struct Connections {
     /// Entries of closed connections are pruned lazily.
     connections: VecDeque<Weak<Tracked>>,
     /// Entries of addresses without connections are pruned lazily.
@@ -36,7 +275,7 @@ pub(super) struct Client {
     bodies: AtomicUsize,
 }
 
-impl Registry {
+impl Connections {
     /// Forgets closed connections and addresses without connections.
     pub(super) fn prune(&mut self) {
         self.connections.retain(|entry| entry.strong_count() > 0);
@@ -90,13 +329,8 @@ fn since(at: &std::sync::atomic::AtomicU64) -> Option<u64> {
 
 impl Shared {
     /// Takes a new connection from `peer`, making room when its address or the process is
-    /// at its limit (see [`Registry::make_room`]); `None` when no room can be made.
-    pub(super) fn admit(
-        self: &Arc<Self>,
-        peer: IpAddr,
-        worker_in_flight: &Arc<AtomicUsize>,
-        worker_metrics: &Arc<WorkerMetrics>,
-    ) -> Option<Arc<Tracked>> {
+    /// at its limit (see [`Connections::make_room`]); `None` when no room can be made.
+    pub(super) fn admit(self: &Arc<Self>, peer: IpAddr) -> Option<Arc<Tracked>> {
         let peer = peer.to_canonical();
         let Ok(mut registry) = self.registry.lock() else {
             return None;
@@ -109,7 +343,7 @@ impl Shared {
             registry.prune();
             registry.make_room(None)?;
         }
-        let tracked = Arc::new(Tracked::new(self, client, worker_in_flight, worker_metrics));
+        let tracked = Arc::new(Tracked::new(self, client));
         if registry.connections.len() >= self.limits.max_connections.saturating_mul(2) {
             registry.prune();
         }
@@ -274,5 +508,24 @@ impl Body for WatchedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_admitted_after_everything_was_closed_is_closed_at_once() {
+        let shared = Shared::new(Limits::default(), true, false);
+        let peer = IpAddr::from([127, 0, 0, 1]);
+        let before = shared.admit(peer);
+        assert!(before.is_some_and(|c| !c.closing.load(Ordering::Relaxed)));
+        shared.close_all_connections();
+        let late = shared.admit(peer);
+        assert!(
+            late.is_some_and(|c| c.closing.load(Ordering::Relaxed)),
+            "a connection taken after the close must be told to close too"
+        );
     }
 }

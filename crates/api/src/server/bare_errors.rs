@@ -69,7 +69,7 @@ fn with_problem_body(head: &[u8]) -> Option<Vec<u8>> {
     let body = serde_json::to_vec(&Problem::new(status, detail).body()).ok()?;
     let headers = format!(
         "\r\ncontent-type: {}\r\ncontent-length: {}\r\n",
-        crate::PROBLEM_JSON,
+        crate::problem::PROBLEM_JSON,
         body.len()
     );
     let mut rewritten = text.replacen(empty, &headers, 1).into_bytes();

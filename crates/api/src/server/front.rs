@@ -19,29 +19,33 @@
 //! plain-read target. At the first request of any other kind the connection is handed to
 //! hyper with the bytes read so far, and hyper serves it from then on: every rule and limit
 //! it enforces applies to everything but the plain reads. The answer itself comes from the
-//! same code as hyper's path ([`PlainRead::answer`], [`Exchange`]); only its bytes are
-//! written here (with `content-length`, and hyper's `date`).
-//!
-//! Over 600 lines: parsing, answering, writing and the hand-over to hyper are one
-//! connection's life, and each part's bounds are stated in terms of the others.
+//! same code as the router's handlers ([`PlainRead::answered`]) around the same
+//! [`Exchange`]; only its bytes are written here, by `wire` (with `content-length`, and
+//! hyper's `date`). The front depends on hyper's path (`hyper_path`), the exchange and
+//! admission; none of them reaches back.
 
 use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use http_body_util::BodyExt as _;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use hyper::server::conn::http1;
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::connections::{Exchange, Tracked};
-use super::metrics::{self, Route};
-use crate::AppState;
+use super::admission::{OpenConnection, Tracked};
+use super::exchange::{Exchange, Worker, host_rule};
+use super::hyper_path::{self, Handlers};
+use super::{metrics, wire};
 use crate::plain_read::{Answered, PlainRead};
 use crate::request_id::X_REQUEST_ID;
+use crate::routes::Route;
+use crate::state::AppState;
+use crate::users::JSON_VALUE as JSON;
 
 /// Bytes read at once: heads larger than this are hyper's to read.
 const READ_BYTES: usize = 8 * 1024;
@@ -51,11 +55,44 @@ const FIRST_REQUEST_AT_CLOSE: Duration = Duration::from_millis(100);
 const MAX_HEADERS: usize = 64;
 /// Answers to pipelined requests are gathered into one write up to this size.
 const GATHER_BYTES: usize = 64 * 1024;
+/// The names of a JSON answer's headers besides the request id (statics: nothing is made or
+/// dropped per answer).
+static JSON_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::LINK,
+    header::VARY,
+    header::CONNECTION,
+];
+/// `Vary` as the compression layer adds it.
+static VARY_ACCEPT_ENCODING: HeaderValue = HeaderValue::from_static("accept-encoding");
+/// `Connection` on the last answer of a connection.
+static CLOSE: HeaderValue = HeaderValue::from_static("close");
 /// Headers that make a request more than a plain read, whatever their value.
 const NOT_PLAIN: [&str; 4] = ["content-length", "transfer-encoding", "expect", "upgrade"];
 
+/// Serves one connection until it closes, or until it is told to close, then gracefully
+/// (an in-flight request is answered first). The front answers plain reads; the first
+/// request of any other kind hands the connection to hyper for the rest of its life.
+pub(super) async fn serve_connection(
+    http: http1::Builder,
+    mut tcp: TcpStream,
+    handlers: Handlers,
+    tracked: Arc<Tracked>,
+) {
+    let _open = OpenConnection(Arc::clone(&tracked));
+    let carried = match &handlers.plain_reads {
+        Some(state) => match serve(&mut tcp, state, &handlers.worker, &tracked).await {
+            Ended::Closed => return,
+            Ended::HandOff(carried) => carried,
+        },
+        None => Vec::new(),
+    };
+    // Boxed: a connection the front serves does not carry hyper's state while it idles.
+    Box::pin(hyper_path::serve(http, carried, tcp, handlers, tracked)).await;
+}
+
 /// How the front left a connection.
-pub(super) enum Ended {
+enum Ended {
     /// Closed: by the client, an error, the idle timeout, shedding or the shutdown.
     Closed,
     /// A request that is not a plain read came: hyper serves the rest, starting with
@@ -65,7 +102,12 @@ pub(super) enum Ended {
 
 /// Answers the plain reads that come on `tcp` until it closes or a request of another kind
 /// comes.
-pub(super) async fn serve(tcp: &mut TcpStream, state: &AppState, tracked: &Arc<Tracked>) -> Ended {
+async fn serve(
+    tcp: &mut TcpStream,
+    state: &AppState,
+    worker: &Arc<Worker>,
+    tracked: &Arc<Tracked>,
+) -> Ended {
     // Bytes read and not yet answered.
     let mut carried;
     let mut first = true;
@@ -76,7 +118,7 @@ pub(super) async fn serve(tcp: &mut TcpStream, state: &AppState, tracked: &Arc<T
         }
         first = false;
         // Boxed: while the connection idles, its future holds only the wait for bytes.
-        match Box::pin(answer_all(tcp, state, tracked, &mut carried)).await {
+        match Box::pin(answer_all(tcp, state, worker, tracked, &mut carried)).await {
             After::Idle => {}
             After::Close => return Ended::Closed,
             After::HandOff => return Ended::HandOff(carried),
@@ -98,6 +140,7 @@ enum After {
 async fn answer_all(
     tcp: &TcpStream,
     state: &AppState,
+    worker: &Arc<Worker>,
     tracked: &Arc<Tracked>,
     carried: &mut Vec<u8>,
 ) -> After {
@@ -122,7 +165,7 @@ async fn answer_all(
             true => *carried = Vec::new(),
             false => drop(carried.drain(..head.len)),
         }
-        let Some(close) = answer(head, state, tracked, tcp, &mut out).await else {
+        let Some(close) = answer(head, state, worker, tracked, tcp, &mut out).await else {
             return After::Close;
         };
         if close {
@@ -150,11 +193,13 @@ async fn answer_all(
 async fn answer(
     head: Head,
     state: &AppState,
+    worker: &Arc<Worker>,
     tracked: &Arc<Tracked>,
     tcp: &TcpStream,
     out: &mut Vec<u8>,
 ) -> Option<bool> {
     let exchange = Exchange::begin(
+        worker,
         Arc::clone(tracked),
         head.route,
         metrics::method_index(&axum::http::Method::GET),
@@ -172,21 +217,36 @@ async fn answer(
             let close = closing || exchange.draining();
             let id = exchange.record(StatusCode::OK, None);
             gather_room(tcp, out, body.len(), tracked).await.ok()?;
-            write_json(out, &body, link.as_ref(), &id, close);
+            // The headers the router's path gives this answer: `json_response`'s, `vary`
+            // when the compression layer would add it, and what `Exchange::finish` adds.
+            let [content_type, link_name, vary, connection] = &JSON_HEADERS;
+            let headers = [
+                Some((content_type, &JSON)),
+                link.as_ref().map(|link| (link_name, link)),
+                Answered::json_varies(&body).then_some((vary, &VARY_ACCEPT_ENCODING)),
+                close.then_some((connection, &CLOSE)),
+                Some((&X_REQUEST_ID, &id)),
+            ];
+            wire::write_answer(out, StatusCode::OK, headers.into_iter().flatten(), &body);
             Some(close)
         }
         answered => {
             let mut response = answered.into_response(head.accept_encoding).await;
             exchange.finish(&mut response);
             if closing {
-                let close = HeaderValue::from_static("close");
-                response.headers_mut().insert(header::CONNECTION, close);
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, CLOSE.clone());
             }
             let close = says_close(response.headers());
             let (parts, body) = response.into_parts();
             let body = body.collect().await.ok()?.to_bytes();
             gather_room(tcp, out, body.len(), tracked).await.ok()?;
-            encode(&parts, &body, out);
+            let headers = parts
+                .headers
+                .iter()
+                .filter(|(name, _)| !wire::framing(name));
+            wire::write_answer(out, parts.status, headers, &body);
             Some(close)
         }
     }
@@ -388,7 +448,7 @@ impl Head {
                 return None;
             }
         }
-        (hosts == 1).then_some(Self {
+        host_rule(hosts, true).is_none().then_some(Self {
             len,
             route,
             read,
@@ -406,182 +466,12 @@ fn says_close(headers: &HeaderMap) -> bool {
         .any(|value| value.as_bytes().eq_ignore_ascii_case(b"close"))
 }
 
-/// Appends a 200 answer with a JSON `body` to `out`, with the headers the router's path
-/// gives it: its type, `link`, `vary` (when the compression layer would add it), `id`,
-/// `connection: close` when the connection closes after it, `date` and its length.
-fn write_json(
-    out: &mut Vec<u8>,
-    body: &[u8],
-    link: Option<&HeaderValue>,
-    id: &HeaderValue,
-    close: bool,
-) {
-    out.reserve(256 + body.len());
-    out.extend_from_slice(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n");
-    if let Some(link) = link {
-        write_header(out, &header::LINK, link);
-    }
-    if Answered::json_varies(body) {
-        out.extend_from_slice(b"vary: accept-encoding\r\n");
-    }
-    if close {
-        out.extend_from_slice(b"connection: close\r\n");
-    }
-    write_header(out, &X_REQUEST_ID, id);
-    write_date(out);
-    write_length(out, body.len());
-    out.extend_from_slice(body);
-}
-
-fn write_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
-    out.extend_from_slice(name.as_str().as_bytes());
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
-    out.extend_from_slice(b"\r\n");
-}
-
-/// `content-length` and the blank line that ends the head.
-fn write_length(out: &mut Vec<u8>, length: usize) {
-    out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(itoa::Buffer::new().format(length).as_bytes());
-    out.extend_from_slice(b"\r\n\r\n");
-}
-
-/// Appends a response of `parts` and `body` to `out` as HTTP/1.1: its status line and
-/// headers, `date` (as hyper adds it), `content-length`, and its body.
-fn encode(parts: &axum::http::response::Parts, body: &[u8], out: &mut Vec<u8>) {
-    let status = parts.status;
-    out.reserve(256 + body.len());
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let mut dated = false;
-    for (name, value) in &parts.headers {
-        if name == header::CONTENT_LENGTH || name == header::TRANSFER_ENCODING {
-            continue;
-        }
-        dated |= name == header::DATE;
-        write_header(out, name, value);
-    }
-    if !dated {
-        write_date(out);
-    }
-    write_length(out, body.len());
-    out.extend_from_slice(body);
-}
-
-thread_local! {
-    /// The `date` header's value, formatted once a second per thread: the second it is
-    /// for, and the text.
-    static DATE: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) };
-}
-
-fn write_date(out: &mut Vec<u8>) {
-    let now = SystemTime::now();
-    let second = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    DATE.with_borrow_mut(|(at, text)| {
-        if *at != second || text.is_empty() {
-            *at = second;
-            *text = httpdate::fmt_http_date(now);
-        }
-        out.extend_from_slice(b"date: ");
-        out.extend_from_slice(text.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    });
-}
-
-/// A connection handed to hyper: the bytes the front read and did not answer come first.
-/// What hyper could not write counts against the process's total of unsent bytes while it
-/// waits (hyper holds it: at most one answer being written and one made).
-pub(super) struct Rewind {
-    carried: Vec<u8>,
-    at: usize,
-    tcp: TcpStream,
-    tracked: Arc<Tracked>,
-}
-
-impl Rewind {
-    pub(super) fn new(carried: Vec<u8>, tcp: TcpStream, tracked: Arc<Tracked>) -> Self {
-        Self {
-            carried,
-            at: 0,
-            tcp,
-            tracked,
-        }
-    }
-
-    /// Counts `waiting` bytes as unsent while a write is pending.
-    fn note(&self, polled: Poll<io::Result<usize>>, waiting: usize) -> Poll<io::Result<usize>> {
-        match &polled {
-            Poll::Pending => self.tracked.set_unsent(waiting, false),
-            Poll::Ready(_) => self.tracked.set_unsent(0, false),
-        }
-        polled
-    }
-}
-
-impl AsyncRead for Rewind {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let left = this.carried.get(this.at..).unwrap_or_default();
-        if left.is_empty() {
-            return Pin::new(&mut this.tcp).poll_read(cx, buf);
-        }
-        let n = left.len().min(buf.remaining());
-        buf.put_slice(&left[..n]);
-        this.at += n;
-        if this.at == this.carried.len() {
-            this.carried = Vec::new();
-            this.at = 0;
-        }
-        Poll::Ready(Ok(()))
-    }
-}
-
-impl AsyncWrite for Rewind {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.tcp).poll_write(cx, buf);
-        this.note(polled, buf.len())
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let polled = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
-        this.note(polled, bufs.iter().map(|buf| buf.len()).sum())
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
+    use super::super::admission::Shared;
+    use super::super::limits::Limits;
     use super::*;
 
     fn parsed(head: &str) -> Option<Head> {
@@ -624,5 +514,22 @@ mod tests {
             "p".repeat(100)
         );
         assert!(Head::parse(long.as_bytes(), 64, false, 1000).is_none());
+    }
+
+    /// An idle connection costs its task's future (and the socket): what is large (the
+    /// answer, hyper's connection) is boxed when needed, so that 10,000 idle connections
+    /// stay within a few MiB.
+    #[tokio::test]
+    async fn a_connections_future_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await;
+        let (tcp, _) = listener.accept().await.unwrap();
+        let shared = Shared::new(Limits::default(), true, false);
+        let tracked = shared.admit(IpAddr::from([127, 0, 0, 1])).unwrap();
+        let handlers = Handlers::without_plain_reads(axum::Router::new(), Worker::new(&shared));
+        let connection = serve_connection(http1::Builder::new(), tcp, handlers, tracked);
+        let size = std::mem::size_of_val(&connection);
+        assert!(size <= 1024, "a connection's future takes {size} bytes");
+        drop(client);
     }
 }

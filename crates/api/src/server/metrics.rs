@@ -15,69 +15,14 @@ use std::time::Duration;
 
 use axum::http::{Method, StatusCode};
 
+use crate::problem::{DB_ERROR_KINDS, DbErrorKind};
+use crate::routes::Route;
+
+/// Routes by index, as the blocks are laid out.
+const ROUTES: [Route; Route::ALL.len()] = Route::ALL;
+
 /// The media type of the text exposition format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// The route templates of the API, as the `route` label shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// `/users` and `/users/`.
-    Users,
-    /// `/users/{id}` and `/users/{id}/`.
-    User,
-    /// `/healthz`.
-    Healthz,
-    /// `/readyz`.
-    Readyz,
-    /// `/openapi.json`.
-    OpenApi,
-    /// `/metrics`, when served on the API's listener.
-    Metrics,
-    /// Any other path: no route answers it (404).
-    Unmatched,
-}
-
-const ROUTES: [Route; 7] = [
-    Route::Users,
-    Route::User,
-    Route::Healthz,
-    Route::Readyz,
-    Route::OpenApi,
-    Route::Metrics,
-    Route::Unmatched,
-];
-
-impl Route {
-    /// The template of the route that answers `path`, as the router matches it (one
-    /// optional trailing slash; `{id}` is any one non-empty segment).
-    pub fn of(path: &str, metrics_here: bool) -> Self {
-        let trimmed = path.strip_suffix('/').unwrap_or(path);
-        match trimmed {
-            "/users" => Self::Users,
-            "/healthz" if path == trimmed => Self::Healthz,
-            "/readyz" if path == trimmed => Self::Readyz,
-            "/openapi.json" if path == trimmed => Self::OpenApi,
-            "/metrics" if path == trimmed && metrics_here => Self::Metrics,
-            _ => match trimmed.strip_prefix("/users/") {
-                Some(id) if !id.is_empty() && !id.contains('/') => Self::User,
-                _ => Self::Unmatched,
-            },
-        }
-    }
-
-    /// The `route` label's value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Users => "/users",
-            Self::User => "/users/{id}",
-            Self::Healthz => "/healthz",
-            Self::Readyz => "/readyz",
-            Self::OpenApi => "/openapi.json",
-            Self::Metrics => "/metrics",
-            Self::Unmatched => "unmatched",
-        }
-    }
-}
 
 /// `method` label values; anything else is `other`, so a client cannot add series.
 pub const METHODS: [&str; 8] = [
@@ -131,26 +76,6 @@ const BUCKET_NANOS: [u64; 14] = [
     10_000_000_000,
 ];
 
-/// Kinds of database error a response was made of, as the `kind` label shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DbErrorKind {
-    /// The database did not answer in time or the connection failed (503).
-    Unavailable,
-    /// The database refused a write because it is read-only (503).
-    ReadOnly,
-    /// Any other failure (500).
-    Internal,
-}
-
-const DB_ERROR_KINDS: [&str; 3] = ["unavailable", "read_only", "internal"];
-
-impl DbErrorKind {
-    /// Its name in metrics and logs.
-    pub fn label(self) -> &'static str {
-        DB_ERROR_KINDS[self as usize]
-    }
-}
-
 /// One latency histogram: counts per bucket (not cumulative) and the sum in nanoseconds.
 #[derive(Default)]
 struct Histogram {
@@ -179,10 +104,6 @@ pub struct WorkerMetrics {
     /// `[route][method]`.
     latency: [[Histogram; METHODS.len()]; ROUTES.len()],
     db_errors: [AtomicU64; DB_ERROR_KINDS.len()],
-    /// Request ids made so far by this worker.
-    ids: AtomicU64,
-    /// What this worker's request ids start with: the process's and the worker's.
-    id_prefix: String,
 }
 
 /// Adds to a counter. Only the block's worker writes it, so the cache line stays in that
@@ -192,14 +113,12 @@ fn add(counter: &AtomicU64, n: u64) {
 }
 
 impl WorkerMetrics {
-    fn new(id_prefix: String) -> Self {
+    fn new() -> Self {
         Self {
             requests: Default::default(),
             rare: Mutex::new(HashMap::new()),
             latency: Default::default(),
             db_errors: Default::default(),
-            ids: AtomicU64::new(0),
-            id_prefix,
         }
     }
 
@@ -222,15 +141,6 @@ impl WorkerMetrics {
     pub fn record_db_error(&self, kind: DbErrorKind) {
         add(&self.db_errors[kind as usize], 1);
     }
-
-    /// A new request id, unique in this process: `PROCESS-WORKER-N`.
-    pub fn next_request_id(&self) -> bytes::Bytes {
-        let n = self.ids.fetch_add(1, Ordering::Relaxed);
-        let mut id = bytes::BytesMut::with_capacity(self.id_prefix.len() + 20);
-        id.extend_from_slice(self.id_prefix.as_bytes());
-        id.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-        id.freeze()
-    }
 }
 
 /// Every worker's metrics, summed at scrape time.
@@ -238,9 +148,6 @@ pub struct Registry {
     workers: Mutex<Vec<Arc<WorkerMetrics>>>,
     /// The counters of the store hubs the workers' apps use (one, as a server makes them).
     databases: Mutex<Vec<Arc<peregrine_store::DbCounters>>>,
-    /// The per-process part of request ids: random, so ids of two runs or of two instances
-    /// behind one balancer do not repeat each other.
-    process_id: String,
 }
 
 /// The gauges the server keeps elsewhere, read at scrape time.
@@ -253,30 +160,18 @@ pub struct Gauges {
 
 impl Registry {
     pub fn new() -> Self {
-        let mut random = [0u8; 4];
-        // Without randomness the ids are still unique within the process.
-        let _ = getrandom::fill(&mut random);
         Self {
             workers: Mutex::new(Vec::new()),
             databases: Mutex::new(Vec::new()),
-            process_id: random.iter().fold(String::new(), |mut hex, byte| {
-                let _ = write!(hex, "{byte:02x}");
-                hex
-            }),
         }
     }
 
     /// A new worker's block.
     pub fn worker(&self) -> Arc<WorkerMetrics> {
-        let Ok(mut workers) = self.workers.lock() else {
-            return Arc::new(WorkerMetrics::new(format!("{}-x-", self.process_id)));
-        };
-        let block = Arc::new(WorkerMetrics::new(format!(
-            "{}-{}-",
-            self.process_id,
-            workers.len()
-        )));
-        workers.push(Arc::clone(&block));
+        let block = Arc::new(WorkerMetrics::new());
+        if let Ok(mut workers) = self.workers.lock() {
+            workers.push(Arc::clone(&block));
+        }
         block
     }
 
@@ -287,6 +182,17 @@ impl Registry {
         {
             databases.push(Arc::clone(counters));
         }
+    }
+
+    /// The database figures summed over the store hubs of the workers.
+    fn database_totals(&self) -> peregrine_store::DbStats {
+        let mut total = peregrine_store::DbStats::default();
+        if let Ok(databases) = self.databases.lock() {
+            for counters in databases.iter() {
+                total += counters.totals();
+            }
+        }
+        total
     }
 
     /// The text exposition of every metric.
@@ -302,19 +208,6 @@ impl Registry {
         render_gauges(&mut out, &workers, gauges);
         render_database(&mut out, &self.database_totals());
         out
-    }
-}
-
-impl Registry {
-    /// The database figures summed over the store hubs of the workers.
-    fn database_totals(&self) -> peregrine_store::DbStats {
-        let mut total = peregrine_store::DbStats::default();
-        if let Ok(databases) = self.databases.lock() {
-            for counters in databases.iter() {
-                total += counters.totals();
-            }
-        }
-        total
     }
 }
 
@@ -479,28 +372,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_map_to_the_routers_templates() {
-        for (path, route) in [
-            ("/users", Route::Users),
-            ("/users/", Route::Users),
-            ("/users/7", Route::User),
-            ("/users/abc/", Route::User),
-            ("/users/7/x", Route::Unmatched),
-            ("/users//", Route::Unmatched),
-            ("/healthz", Route::Healthz),
-            ("/healthz/", Route::Unmatched),
-            ("/readyz", Route::Readyz),
-            ("/openapi.json", Route::OpenApi),
-            ("/metrics", Route::Metrics),
-            ("/", Route::Unmatched),
-            ("/nope", Route::Unmatched),
-        ] {
-            assert_eq!(Route::of(path, true), route, "{path}");
-        }
-        assert_eq!(Route::of("/metrics", false), Route::Unmatched);
-    }
-
-    #[test]
     fn observations_land_in_the_first_bucket_that_holds_them() {
         let histogram = Histogram::default();
         histogram.observe(Duration::from_micros(500));
@@ -515,21 +386,5 @@ mod tests {
         assert_eq!(counts[1], 1);
         assert_eq!(counts[BUCKETS.len()], 1);
         assert_eq!(histogram.sum_nanos.load(Ordering::Relaxed), 11_001_001_000);
-    }
-
-    #[test]
-    fn request_ids_are_unique_and_visible_ascii() {
-        let registry = Registry::new();
-        let (first, second) = (registry.worker(), registry.worker());
-        let ids = [
-            first.next_request_id(),
-            first.next_request_id(),
-            second.next_request_id(),
-        ];
-        assert_ne!(ids[0], ids[1]);
-        assert_ne!(ids[0], ids[2]);
-        for id in ids {
-            assert!(id.iter().all(|b| b.is_ascii_graphic()), "{id:?}");
-        }
     }
 }

@@ -11,7 +11,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::connections::Shared;
+use super::admission::Shared;
 use super::metrics::CONTENT_TYPE;
 use super::{Control, pause_after_accept_error, until_true};
 use crate::problem::Problem;
