@@ -70,10 +70,16 @@ impl Shell {
             .stderr(err)
             .process_group(0);
         // What cargo sets for this test must not leak into the commands (a nested cargo would
-        // read CARGO_TARGET_DIR-like settings meant for this build).
+        // read CARGO_TARGET_DIR-like settings meant for this build), nor how CI builds the
+        // tests (.ci/run lints while it builds: RUSTC_WORKSPACE_WRAPPER, RUSTFLAGS).
         for (key, _) in std::env::vars() {
             let from_cargo = key.starts_with("CARGO_") && key != "CARGO_HOME";
-            if from_cargo || key.starts_with("PEREGRINE_") || key.starts_with("DATABASE_URL") {
+            let from_ci = key.starts_with("RUSTC_") || key.starts_with("RUSTFLAGS");
+            if from_cargo
+                || from_ci
+                || key.starts_with("PEREGRINE_")
+                || key.starts_with("DATABASE_URL")
+            {
                 command.env_remove(&key);
             }
         }
