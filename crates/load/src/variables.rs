@@ -1,6 +1,8 @@
 //! Run-time variables: `${name}` and the common JMeter functions (`${__Random(1,9)}`,
 //! `${__UUID()}`, …) in URLs, headers and bodies, parsed once into a [`Template`] and
 //! rendered per virtual user. An undefined `${name}` is sent as written, as JMeter does.
+//! Over 600 lines: the template parser and every function it renders share the user's
+//! variables, counters and random source kept here.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -1,4 +1,6 @@
 //! The command line as the user types it; each subcommand turns it into settings once.
+//! Over 600 lines: clap's definitions of every subcommand's flags, each with its help text
+//! and range check, kept in one place so `--help` and the checks agree.
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;

@@ -1,5 +1,6 @@
 //! PgTune's outputs, byte for byte: the recorded examples from its live site, and a case for
-//! each threshold and edge its rules have.
+//! each threshold and edge its rules have. Over 600 lines: one case per rule and edge, each
+//! with its expected configuration written out.
 
 use peregrine_tune::{
     DataSize, DbType, InputError, Memory, MemoryUnit, Os, Storage, TuneInput, recommend,

@@ -1,5 +1,6 @@
 //! The HTTP API end to end: the real router on a real socket, over a real SQLite file and a
-//! real private PostgreSQL cluster. Each scenario runs on both backends.
+//! real private PostgreSQL cluster. Each scenario runs on both backends. Over 600 lines: every
+//! route and its errors, each asserted header by header.
 
 use crate::common;
 

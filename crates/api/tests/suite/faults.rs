@@ -1,6 +1,7 @@
 //! The server under faults and hostile clients: a hung or locked database, a held SQLite
 //! write lock, connection floods, huge or slow requests, malformed framing. Real servers on
-//! 127.0.0.1, a real private PostgreSQL and real SQLite files.
+//! 127.0.0.1, a real private PostgreSQL and real SQLite files. Over 600 lines: each fault is
+//! made real (a stopped cluster, a held lock, a flood of sockets), which takes setting up.
 #![allow(
     clippy::unwrap_used,
     reason = "helpers of a test binary: a failed step should fail the test"
